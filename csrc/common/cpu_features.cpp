@@ -1,0 +1,54 @@
+#include "cpu_features.h"
+
+namespace cnnkernels {
+
+const char* isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::scalar: return "scalar";
+    case CpuIsa::avx2: return "avx2";
+    case CpuIsa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool parse_isa(const std::string& name, CpuIsa* out) {
+  for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512}) {
+    if (name == isa_name(isa)) {
+      *out = isa;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool host_supports(CpuIsa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  // __builtin_cpu_supports also checks that the OS saves the ymm/zmm state (XGETBV).
+  switch (isa) {
+    case CpuIsa::scalar: return true;
+    case CpuIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CpuIsa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  }
+  return false;
+#else
+  return isa == CpuIsa::scalar;
+#endif
+}
+
+bool host_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  return host_supports(CpuIsa::avx512) && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+CpuIsa best_host_isa() {
+  if (host_supports(CpuIsa::avx512)) return CpuIsa::avx512;
+  if (host_supports(CpuIsa::avx2)) return CpuIsa::avx2;
+  return CpuIsa::scalar;
+}
+
+}  // namespace cnnkernels

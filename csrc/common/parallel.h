@@ -1,0 +1,29 @@
+// A torch-free parallel_for. The kernels call it; the op layer installs torch's intra-op pool
+// (at::parallel_for) at load time, so torch.set_num_threads is honoured. Without an installed
+// backend (a CMake-only build of the kernels) it runs serially.
+#pragma once
+#include <cstdint>
+
+namespace cnnkernels {
+
+using ParallelBody = void (*)(void* ctx, int64_t begin, int64_t end);
+using ParallelBackend = void (*)(int64_t begin, int64_t end, int64_t grain, ParallelBody body,
+                                 void* ctx);
+
+void set_parallel_backend(ParallelBackend backend);
+ParallelBackend parallel_backend();
+
+// Calls f(begin_chunk, end_chunk) over disjoint chunks of [begin, end) covering it exactly once.
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  if (begin >= end) return;
+  ParallelBackend backend = parallel_backend();
+  ParallelBody body = [](void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
+  if (backend == nullptr) {
+    body(const_cast<F*>(&f), begin, end);
+  } else {
+    backend(begin, end, grain, body, const_cast<F*>(&f));
+  }
+}
+
+}  // namespace cnnkernels

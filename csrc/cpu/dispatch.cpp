@@ -1,0 +1,82 @@
+// Picks the CPU ISA once (CPUID, capped by CNNKERNELS_CPU_ISA) and routes each op to the best
+// table entry for its dtype: the active ISA's kernel if it has one, else the scalar reference.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "kernels.h"
+
+namespace cnnkernels {
+namespace {
+
+CpuIsa initial_isa() {
+  CpuIsa isa = best_host_isa();
+  if (const char* env = std::getenv("CNNKERNELS_CPU_ISA")) {
+    CpuIsa wanted;
+    if (!parse_isa(env, &wanted)) {
+      std::fprintf(stderr, "cnnkernels: ignoring CNNKERNELS_CPU_ISA=%s (expected scalar, avx2 or avx512)\n", env);
+    } else if (!host_supports(wanted)) {
+      std::fprintf(stderr, "cnnkernels: CNNKERNELS_CPU_ISA=%s is not supported by this CPU; using %s\n", env,
+                   isa_name(isa));
+    } else {
+      isa = wanted;
+    }
+  }
+  if (std::getenv("CNNKERNELS_VERBOSE")) std::fprintf(stderr, "cnnkernels: CPU kernels use %s\n", isa_name(isa));
+  return isa;
+}
+
+std::atomic<int>& active_isa_slot() {
+  static std::atomic<int> slot{static_cast<int>(initial_isa())};
+  return slot;
+}
+
+const CpuKernelTable* isa_table(CpuIsa isa, DType dtype) {
+  switch (isa) {
+    case CpuIsa::avx512: return avx512_kernel_table(dtype);
+    case CpuIsa::avx2: return avx2_kernel_table(dtype);
+    case CpuIsa::scalar: return reference_kernel_table(dtype);
+  }
+  return nullptr;
+}
+
+// The table entry `member` for dtype: the active ISA's, else the reference's. The op layer only
+// calls with dtypes the reference covers, so the result is never null.
+template <typename Fn>
+Fn pick(Fn CpuKernelTable::*member, DType dtype, const char** variant = nullptr) {
+  const CpuKernelTable* t = isa_table(active_cpu_isa(), dtype);
+  if (t == nullptr || t->*member == nullptr) t = reference_kernel_table(dtype);
+  if (variant) *variant = t->variant;
+  return t->*member;
+}
+
+}  // namespace
+
+CpuIsa active_cpu_isa() { return static_cast<CpuIsa>(active_isa_slot().load()); }
+
+void set_active_cpu_isa(CpuIsa isa) {
+  if (!host_supports(isa)) isa = best_host_isa();
+  active_isa_slot().store(static_cast<int>(isa));
+}
+
+void cpu_conv2d_fprop(const Conv2dFpropArgs& a) { pick(&CpuKernelTable::conv2d_fprop, a.p.dtype)(a); }
+void cpu_conv2d_dgrad(const Conv2dDgradArgs& a) { pick(&CpuKernelTable::conv2d_dgrad, a.p.dtype)(a); }
+void cpu_conv2d_wgrad(const Conv2dWgradArgs& a) { pick(&CpuKernelTable::conv2d_wgrad, a.p.dtype)(a); }
+void cpu_conv2d_bgrad(const Conv2dBgradArgs& a) { pick(&CpuKernelTable::conv2d_bgrad, a.p.dtype)(a); }
+void cpu_max_pool2d_fwd(const MaxPool2dFwdArgs& a) { pick(&CpuKernelTable::max_pool2d_fwd, a.p.dtype)(a); }
+bool cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& a) { return pick(&CpuKernelTable::max_pool2d_bwd, a.p.dtype)(a); }
+
+std::string cpu_kernel_name(const std::string& op, DType dtype) {
+  const char* variant = "none";
+  if (op == "conv2d_fprop") pick(&CpuKernelTable::conv2d_fprop, dtype, &variant);
+  else if (op == "conv2d_dgrad") pick(&CpuKernelTable::conv2d_dgrad, dtype, &variant);
+  else if (op == "conv2d_wgrad") pick(&CpuKernelTable::conv2d_wgrad, dtype, &variant);
+  else if (op == "conv2d_bgrad") pick(&CpuKernelTable::conv2d_bgrad, dtype, &variant);
+  else if (op == "max_pool2d_fwd") pick(&CpuKernelTable::max_pool2d_fwd, dtype, &variant);
+  else if (op == "max_pool2d_bwd") pick(&CpuKernelTable::max_pool2d_bwd, dtype, &variant);
+  else return "";
+  return op + "_any_" + dtype_name(dtype) + "__" + variant;
+}
+
+}  // namespace cnnkernels

@@ -1,0 +1,207 @@
+// Reference-grade conv2d kernels for every dtype, stride layout, group count and geometry: exact
+// (no TF32), deterministic, no atomics. The tensor-core kernels are tested against these.
+//
+//   conv2d_fprop_any__sm80_direct  one thread per y element: bias + sum over (c, r, s) of x w
+//   conv2d_dgrad_any__sm80_gather  one thread per dx element: gathers the dy taps that reach it
+//   conv2d_wgrad_any__sm80_block   one block per dw element: fixed-order block sum over (n, p, q)
+//   conv2d_bgrad_any__sm80_block   one block per db element: fixed-order block sum over (n, p, q)
+//
+// Elementwise kernels walk their output in (n, c, h, w) order with w fastest: coalesced for NCHW,
+// correct (if slower) for any other strides.
+#include "cuda_dtype.cuh"
+#include "cuda_kernels.h"
+#include "cuda_launch.cuh"
+
+namespace cnnkernels {
+namespace cuda {
+namespace {
+
+__device__ __forceinline__ int64_t offset(const int64_t* st, int64_t a, int64_t b, int64_t c,
+                                          int64_t d) {
+  return a * st[0] + b * st[1] + c * st[2] + d * st[3];
+}
+
+template <typename T, typename A>
+__global__ void conv2d_fprop_any__sm80_direct(Conv2dFpropArgs a) {
+  const Conv2dProblem& pb = a.p;
+  const int64_t Cg = pb.C / pb.groups, Kg = pb.K / pb.groups;
+  const T* x = static_cast<const T*>(a.x.data);
+  const T* w = static_cast<const T*>(a.w.data);
+  const T* bias = static_cast<const T*>(a.bias);
+  T* y = static_cast<T*>(a.y.data);
+  const int64_t total = pb.N * pb.K * pb.P * pb.Q;
+  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
+    const int64_t q = i % pb.Q, p = (i / pb.Q) % pb.P;
+    const int64_t k = (i / (pb.Q * pb.P)) % pb.K, n = i / (pb.Q * pb.P * pb.K);
+    const int64_t c0 = (k / Kg) * Cg;  // first input channel of k's group
+    A acc = bias ? load(bias + k) : A(0);
+    for (int64_t r = 0; r < pb.R; ++r) {
+      const int64_t h = p * pb.stride_h - pb.pad_h + r * pb.dil_h;
+      if (h < 0 || h >= pb.H) continue;
+      for (int64_t s = 0; s < pb.S; ++s) {
+        const int64_t ww = q * pb.stride_w - pb.pad_w + s * pb.dil_w;
+        if (ww < 0 || ww >= pb.W) continue;
+        for (int64_t c = 0; c < Cg; ++c)
+          acc += load(x + offset(a.x.stride, n, c0 + c, h, ww)) *
+                 load(w + offset(a.w.stride, k, c, r, s));
+      }
+    }
+    store(y + offset(a.y.stride, n, k, p, q), acc);
+  }
+}
+
+// y[p] reads x[h] through tap r when p sh - ph + r dh = h, so dx[h] gathers from
+// p = (h + ph - r dh) / sh for every r where that is a non-negative multiple of sh below P.
+template <typename T, typename A>
+__global__ void conv2d_dgrad_any__sm80_gather(Conv2dDgradArgs a) {
+  const Conv2dProblem& pb = a.p;
+  const int64_t Cg = pb.C / pb.groups, Kg = pb.K / pb.groups;
+  const T* dy = static_cast<const T*>(a.dy.data);
+  const T* w = static_cast<const T*>(a.w.data);
+  T* dx = static_cast<T*>(a.dx.data);
+  const int64_t total = pb.N * pb.C * pb.H * pb.W;
+  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
+    const int64_t wx = i % pb.W, h = (i / pb.W) % pb.H;
+    const int64_t c = (i / (pb.W * pb.H)) % pb.C, n = i / (pb.W * pb.H * pb.C);
+    const int64_t g = c / Cg, cw = c - g * Cg;  // cw: c's channel inside the weight view
+    A acc = A(0);
+    for (int64_t r = 0; r < pb.R; ++r) {
+      const int64_t hp = h + pb.pad_h - r * pb.dil_h;
+      if (hp < 0) break;  // hp only falls as r grows
+      if (hp % pb.stride_h != 0 || hp / pb.stride_h >= pb.P) continue;
+      const int64_t p = hp / pb.stride_h;
+      for (int64_t s = 0; s < pb.S; ++s) {
+        const int64_t wp = wx + pb.pad_w - s * pb.dil_w;
+        if (wp < 0) break;
+        if (wp % pb.stride_w != 0 || wp / pb.stride_w >= pb.Q) continue;
+        const int64_t q = wp / pb.stride_w;
+        for (int64_t k = g * Kg; k < (g + 1) * Kg; ++k)
+          acc += load(dy + offset(a.dy.stride, n, k, p, q)) *
+                 load(w + offset(a.w.stride, k, cw, r, s));
+      }
+    }
+    store(dx + offset(a.dx.stride, n, c, h, wx), acc);
+  }
+}
+
+// Sum of v over the block in a fixed tree order, so the result is bit-reproducible. Every thread of
+// the block must call it; launched with exactly kReduceThreads threads.
+template <typename A>
+__device__ A block_sum(A v) {
+  __shared__ A smem[kReduceThreads];
+  smem[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = kReduceThreads / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) smem[threadIdx.x] += smem[threadIdx.x + half];
+    __syncthreads();
+  }
+  const A total = smem[0];
+  __syncthreads();  // the next call overwrites smem
+  return total;
+}
+
+template <typename T, typename A>
+__global__ void __launch_bounds__(kReduceThreads) conv2d_wgrad_any__sm80_block(Conv2dWgradArgs a) {
+  const Conv2dProblem& pb = a.p;
+  const int64_t Cg = pb.C / pb.groups, Kg = pb.K / pb.groups;
+  const T* dy = static_cast<const T*>(a.dy.data);
+  const T* x = static_cast<const T*>(a.x.data);
+  T* dw = static_cast<T*>(a.dw.data);
+  const int64_t total = pb.K * Cg * pb.R * pb.S, npq = pb.N * pb.P * pb.Q;
+  // The loop bound depends on blockIdx only, so all threads of a block reach block_sum together.
+  for (int64_t e = blockIdx.x; e < total; e += gridDim.x) {
+    const int64_t s = e % pb.S, r = (e / pb.S) % pb.R;
+    const int64_t c = (e / (pb.S * pb.R)) % Cg, k = e / (pb.S * pb.R * Cg);
+    const int64_t cx = (k / Kg) * Cg + c;  // the x channel this weight multiplies
+    A acc = A(0);
+    for (int64_t j = threadIdx.x; j < npq; j += kReduceThreads) {
+      const int64_t q = j % pb.Q, p = (j / pb.Q) % pb.P, n = j / (pb.Q * pb.P);
+      const int64_t h = p * pb.stride_h - pb.pad_h + r * pb.dil_h;
+      const int64_t ww = q * pb.stride_w - pb.pad_w + s * pb.dil_w;
+      if (h < 0 || h >= pb.H || ww < 0 || ww >= pb.W) continue;
+      acc += load(dy + offset(a.dy.stride, n, k, p, q)) * load(x + offset(a.x.stride, n, cx, h, ww));
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) store(dw + offset(a.dw.stride, k, c, r, s), acc);
+  }
+}
+
+template <typename T, typename A>
+__global__ void __launch_bounds__(kReduceThreads) conv2d_bgrad_any__sm80_block(Conv2dBgradArgs a) {
+  const Conv2dProblem& pb = a.p;
+  const T* dy = static_cast<const T*>(a.dy.data);
+  T* db = static_cast<T*>(a.db);
+  const int64_t npq = pb.N * pb.P * pb.Q;
+  for (int64_t k = blockIdx.x; k < pb.K; k += gridDim.x) {
+    A acc = A(0);
+    for (int64_t j = threadIdx.x; j < npq; j += kReduceThreads) {
+      const int64_t q = j % pb.Q, p = (j / pb.Q) % pb.P, n = j / (pb.Q * pb.P);
+      acc += load(dy + offset(a.dy.stride, n, k, p, q));
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) store(db + k, acc);
+  }
+}
+
+// Guards the divisions and modulos the kernels do; the op layer reports the user-facing errors.
+bool bad_geometry(const Conv2dProblem& p) {
+  return p.groups <= 0 || p.C % p.groups != 0 || p.K % p.groups != 0 || p.stride_h <= 0 ||
+         p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0;
+}
+
+}  // namespace
+
+cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool /*allow_tf32*/, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  if (bad_geometry(p)) return cudaErrorInvalidValue;
+  const int64_t total = p.N * p.K * p.P * p.Q;
+  if (total == 0) return cudaSuccess;
+  return dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    conv2d_fprop_any__sm80_direct<T, typename AccOf<T>::type>
+        <<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  if (bad_geometry(p)) return cudaErrorInvalidValue;
+  const int64_t total = p.N * p.C * p.H * p.W;
+  if (total == 0) return cudaSuccess;
+  return dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    conv2d_dgrad_any__sm80_gather<T, typename AccOf<T>::type>
+        <<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
+    return cudaGetLastError();
+  });
+}
+
+// N == 0 still launches: every dw element is written, as zero.
+cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  if (bad_geometry(p)) return cudaErrorInvalidValue;
+  const int64_t total = p.K * (p.C / p.groups) * p.R * p.S;
+  if (total == 0) return cudaSuccess;
+  return dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    conv2d_wgrad_any__sm80_block<T, typename AccOf<T>::type>
+        <<<grid_for(total, 1), kReduceThreads, 0, stream>>>(args);
+    return cudaGetLastError();
+  });
+}
+
+// N == 0 still launches: every db element is written, as zero.
+cudaError_t conv2d_bgrad(const Conv2dBgradArgs& args, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  if (p.K == 0) return cudaSuccess;
+  return dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    conv2d_bgrad_any__sm80_block<T, typename AccOf<T>::type>
+        <<<grid_for(p.K, 1), kReduceThreads, 0, stream>>>(args);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace cuda
+}  // namespace cnnkernels

@@ -1,0 +1,28 @@
+// Entry points of the CUDA kernels. Torch-free: the op layer (csrc/ops) fills the argument structs
+// from tensors, holds the device guard, passes the current stream, and turns a non-success
+// cudaError_t into an exception. Each function launches asynchronously on `stream` and returns
+// cudaGetLastError() after its launches; none synchronises.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "../common/conv_params.h"
+#include "../common/pool_params.h"
+
+namespace cnnkernels {
+namespace cuda {
+
+// All four dtypes (f32, f64, f16, bf16; f32 accumulation for the 16-bit types).
+// allow_tf32: the caller's torch.backends.cudnn.allow_tf32 (may be ignored by exact kernels).
+cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream);
+cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream);
+cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, cudaStream_t stream);
+cudaError_t conv2d_bgrad(const Conv2dBgradArgs& args, cudaStream_t stream);
+
+cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream);
+cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream);
+
+// The compute capabilities this library was compiled for, e.g. "80,90" (from the build).
+const char* compiled_architectures();
+
+}  // namespace cuda
+}  // namespace cnnkernels

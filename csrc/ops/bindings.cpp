@@ -1,0 +1,60 @@
+// The pybind11 module cnnkernels._C: what is not an op (build facts, ISA control, kernel names).
+// Importing it also runs the TORCH_LIBRARY registrations linked into the same library.
+#include <torch/extension.h>
+
+#include "../cpu/kernels.h"
+#include "cuda_backend.h"
+#include "op_utils.h"
+
+#ifndef CNNKERNELS_VERSION
+#define CNNKERNELS_VERSION "0.0.0"
+#endif
+
+namespace cnnkernels {
+namespace {
+
+CpuIsa isa_from_string(const std::string& name) {
+  CpuIsa isa;
+  TORCH_CHECK_VALUE(parse_isa(name, &isa), "unknown CPU ISA '", name, "'; expected scalar, avx2 or avx512");
+  return isa;
+}
+
+DType dtype_from_string(const std::string& name) {
+  for (DType d : {DType::f32, DType::f64, DType::bf16, DType::f16})
+    if (name == dtype_name(d)) return d;
+  TORCH_CHECK_VALUE(false, "unknown dtype '", name, "'; expected f32, f64, bf16 or f16");
+}
+
+}  // namespace
+}  // namespace cnnkernels
+
+PYBIND11_MODULE(_C, m) {
+  using namespace cnnkernels;
+  m.doc() = "cnnkernels compiled core: ops are under torch.ops.cnnkernels";
+  m.attr("__version__") = CNNKERNELS_VERSION;
+  m.attr("torch_version") = TORCH_VERSION;
+  m.def("cuda_built", &cuda_kernels_built, "whether CUDA kernels were compiled in");
+  m.def("cuda_architectures", [] {
+#ifdef CNNKERNELS_WITH_CUDA
+    return cuda_backend::compiled_architectures();
+#else
+    return std::string();
+#endif
+  }, "the compute capabilities the CUDA kernels were compiled for, e.g. '80,90'");
+  m.def("host_isas", [] {
+    std::vector<std::string> out;
+    for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512})
+      if (host_supports(isa)) out.push_back(isa_name(isa));
+    return out;
+  }, "the CPU ISAs this host can run");
+  m.def("host_has_avx512_bf16", &host_has_avx512_bf16);
+  m.def("cpu_isa", [] { return std::string(isa_name(active_cpu_isa())); }, "the ISA the CPU kernels use now");
+  m.def("set_cpu_isa", [](const std::string& name) {
+    const CpuIsa wanted = isa_from_string(name);
+    TORCH_CHECK(host_supports(wanted), "this CPU cannot run ", name, " kernels");
+    set_active_cpu_isa(wanted);
+  }, "force the CPU kernels' ISA (scalar, avx2 or avx512) for this process");
+  m.def("cpu_kernel_name", [](const std::string& op, const std::string& dtype) {
+    return cpu_kernel_name(op, dtype_from_string(dtype));
+  }, "the name of the CPU kernel that runs (op, dtype) with the active ISA");
+}

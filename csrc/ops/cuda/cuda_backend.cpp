@@ -1,0 +1,46 @@
+#include "../cuda_backend.h"
+
+#include <ATen/Context.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "../../cuda/cuda_kernels.h"
+
+namespace cnnkernels {
+namespace cuda_backend {
+namespace {
+
+bool allow_tf32() { return at::globalContext().allowTF32CuDNN(at::Float32Op::CONV); }
+
+// Runs launch(stream) under a guard for the tensor's device and turns its error into an exception.
+template <typename Launch>
+void on_device(const at::Tensor& on, Launch launch) {
+  const c10::cuda::CUDAGuard guard(on.device());
+  C10_CUDA_CHECK(launch(at::cuda::getCurrentCUDAStream().stream()));
+}
+
+}  // namespace
+
+void conv2d_fprop(const Conv2dFpropArgs& a, const at::Tensor& on) {
+  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_fprop(a, allow_tf32(), s); });
+}
+void conv2d_dgrad(const Conv2dDgradArgs& a, const at::Tensor& on) {
+  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_dgrad(a, allow_tf32(), s); });
+}
+void conv2d_wgrad(const Conv2dWgradArgs& a, const at::Tensor& on) {
+  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_wgrad(a, allow_tf32(), s); });
+}
+void conv2d_bgrad(const Conv2dBgradArgs& a, const at::Tensor& on) {
+  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_bgrad(a, s); });
+}
+void max_pool2d_fwd(const MaxPool2dFwdArgs& a, const at::Tensor& on) {
+  on_device(on, [&](cudaStream_t s) { return cuda::max_pool2d_fwd(a, s); });
+}
+void max_pool2d_bwd(const MaxPool2dBwdArgs& a, const at::Tensor& on) {
+  on_device(on, [&](cudaStream_t s) { return cuda::max_pool2d_bwd(a, s); });
+}
+std::string compiled_architectures() { return cuda::compiled_architectures(); }
+
+}  // namespace cuda_backend
+}  // namespace cnnkernels

@@ -1,0 +1,20 @@
+// max_pool2d op implementations (registered in registration.cpp). Inputs are 4-D; the Python
+// layer handles unbatched input and the stride=None default.
+#pragma once
+#include <tuple>
+
+#include "op_utils.h"
+
+namespace cnnkernels {
+
+at::Tensor max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode);
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                           at::IntArrayRef stride, at::IntArrayRef padding,
+                                                           at::IntArrayRef dilation, bool ceil_mode);
+// The window geometry lets a kernel find the windows covering an input element (gather form).
+at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
+                               at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation);
+
+}  // namespace cnnkernels

@@ -1,0 +1,54 @@
+#include "op_utils.h"
+
+#include <sstream>
+
+namespace cnnkernels {
+
+DType kernel_dtype(const at::Tensor& t, const char* op, const char* arg) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return DType::f32;
+    case at::kDouble: return DType::f64;
+    case at::kBFloat16: return DType::bf16;
+    case at::kHalf:
+      TORCH_CHECK(t.is_cuda(), op, ": ", arg, " has dtype float16, which cnnkernels supports on CUDA only ",
+                  "(CPU supports float32, float64 and bfloat16)");
+      return DType::f16;
+    default:
+      TORCH_CHECK(false, op, ": ", arg, " has dtype ", t.scalar_type(),
+                  "; cnnkernels supports float32, float64 and bfloat16 (and float16 on CUDA)");
+  }
+}
+
+ConstView4 const_view(const at::Tensor& t) {
+  return ConstView4{t.data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+}
+
+View4 mut_view(at::Tensor& t) {
+  return View4{t.data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+}
+
+std::string shape_str(at::IntArrayRef sizes) {
+  std::ostringstream os;
+  os << sizes;
+  return os.str();
+}
+
+void check_pair(at::IntArrayRef v, const char* op, const char* arg) {
+  TORCH_CHECK_VALUE(v.size() == 2, op, ": ", arg, " must have two values (height, width), got ", v.size());
+}
+
+bool cuda_kernels_built() {
+#ifdef CNNKERNELS_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+void fail_no_cuda(const char* op) {
+  TORCH_CHECK(false, op, ": got a CUDA tensor, but this cnnkernels build has no CUDA kernels ",
+              "(it was built without a CUDA toolkit); reinstall where nvcc is available, or move the ",
+              "tensors to the CPU");
+}
+
+}  // namespace cnnkernels

@@ -1,0 +1,39 @@
+// Shared helpers of the op layer: tensor -> kernel-struct conversion and argument checks.
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "../common/conv_params.h"
+#include "../common/dtype.h"
+#include "../common/pool_params.h"
+
+namespace cnnkernels {
+
+// The kernel dtype of a tensor, or a clear error naming the op, the argument and the device.
+DType kernel_dtype(const at::Tensor& t, const char* op, const char* arg);
+
+ConstView4 const_view(const at::Tensor& t);
+View4 mut_view(at::Tensor& t);
+
+// Whether the op layer should produce channels_last tensors for t (PyTorch's suggestion rule).
+inline bool is_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && t.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+}
+
+inline at::MemoryFormat memory_format(bool channels_last) {
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+// "[2, 3, 4, 4]" for messages.
+std::string shape_str(at::IntArrayRef sizes);
+
+// A pair argument (stride, padding, ...) of exactly two values.
+void check_pair(at::IntArrayRef v, const char* op, const char* arg);
+
+bool cuda_kernels_built();
+// Throws the message users see when a CUDA tensor reaches a CPU-only build.
+[[noreturn]] void fail_no_cuda(const char* op);
+
+}  // namespace cnnkernels
