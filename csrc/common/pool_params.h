@@ -40,7 +40,8 @@ struct MaxPool2dFwdArgs {
 };
 
 // dx[n, c] plane gathers dy at the positions indices name; dx fully written (zeros elsewhere).
-// Overlapping windows sum in a fixed order: deterministic.
+// Overlapping windows sum in a fixed order: deterministic. An index outside [0, H W) (a window
+// with no input element under dilation) contributes nothing.
 struct MaxPool2dBwdArgs {
   Pool2dProblem p;
   ConstView4 dy;            // N x C x P x Q

@@ -65,7 +65,7 @@ void cpu_conv2d_dgrad(const Conv2dDgradArgs& a) { pick(&CpuKernelTable::conv2d_d
 void cpu_conv2d_wgrad(const Conv2dWgradArgs& a) { pick(&CpuKernelTable::conv2d_wgrad, a.p.dtype)(a); }
 void cpu_conv2d_bgrad(const Conv2dBgradArgs& a) { pick(&CpuKernelTable::conv2d_bgrad, a.p.dtype)(a); }
 void cpu_max_pool2d_fwd(const MaxPool2dFwdArgs& a) { pick(&CpuKernelTable::max_pool2d_fwd, a.p.dtype)(a); }
-bool cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& a) { return pick(&CpuKernelTable::max_pool2d_bwd, a.p.dtype)(a); }
+void cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& a) { pick(&CpuKernelTable::max_pool2d_bwd, a.p.dtype)(a); }
 
 std::string cpu_kernel_name(const std::string& op, DType dtype) {
   const char* variant = "none";

@@ -15,8 +15,7 @@ using Conv2dDgradFn = void (*)(const Conv2dDgradArgs&);
 using Conv2dWgradFn = void (*)(const Conv2dWgradArgs&);
 using Conv2dBgradFn = void (*)(const Conv2dBgradArgs&);
 using MaxPool2dFwdFn = void (*)(const MaxPool2dFwdArgs&);
-// Returns false when an index lies outside its H x W plane (nothing past the plane is written).
-using MaxPool2dBwdFn = bool (*)(const MaxPool2dBwdArgs&);
+using MaxPool2dBwdFn = void (*)(const MaxPool2dBwdArgs&);
 
 struct CpuKernelTable {
   const char* variant;  // "<isa>_<tile>" part of the kernel names, e.g. "scalar_ref"
@@ -42,7 +41,7 @@ void cpu_conv2d_dgrad(const Conv2dDgradArgs& args);
 void cpu_conv2d_wgrad(const Conv2dWgradArgs& args);
 void cpu_conv2d_bgrad(const Conv2dBgradArgs& args);
 void cpu_max_pool2d_fwd(const MaxPool2dFwdArgs& args);
-bool cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& args);
+void cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& args);
 
 // The name of the kernel the active ISA runs for (op, dtype), e.g. op "conv2d_fprop" gives
 // "conv2d_fprop_any_f32__avx512_autovec".

@@ -29,10 +29,10 @@ Conv2dProblem make_problem(at::IntArrayRef in, at::IntArrayRef wt, at::IntArrayR
               "-D input of size ", in);
   TORCH_CHECK(wt.size() == 4, kOp, ": expected weight of 4 dimensions (C_out, C_in / groups, kH, kW), got ",
               wt.size(), "-D weight of size ", wt);
-  TORCH_CHECK(in[1] > 0 && in[2] > 0 && in[3] > 0, kOp,
-              ": input channels, height and width must be non-zero, got input of size ", in);
-  TORCH_CHECK(wt[0] > 0 && wt[1] > 0 && wt[2] > 0 && wt[3] > 0, kOp,
-              ": weight sizes must be non-zero, got weight of size ", wt);
+  // PyTorch returns a malformed (N, 0, P, Q) output for zero input channels; we reject it.
+  TORCH_CHECK(in[1] > 0, kOp, ": input must have at least one channel, got input of size ", in);
+  TORCH_CHECK(wt[0] > 0 && wt[2] > 0 && wt[3] > 0, kOp,
+              ": weight must have positive out_channels, height and width, got weight of size ", wt);
   TORCH_CHECK(wt[0] % groups == 0, kOp, ": out_channels (weight.size(0) = ", wt[0],
               ") must be divisible by groups = ", groups);
   TORCH_CHECK(in[1] == wt[1] * groups, kOp, ": input has ", in[1], " channels, but weight of size ", wt,
@@ -76,7 +76,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
   }
   // PyTorch: channels_last output when the input or the weight is channels_last.
   const bool cl = is_channels_last(input) || is_channels_last(weight);
-  at::Tensor y = at::empty({p.N, p.K, p.P, p.Q}, input.options().memory_format(memory_format(cl)));
+  at::Tensor y = new_output({p.N, p.K, p.P, p.Q}, input.options().memory_format(memory_format(cl)));
   if (y.numel() == 0) return y;
   Conv2dFpropArgs args{p, const_view(input), const_view(weight), b.defined() ? b.data_ptr() : nullptr,
                        mut_view(y)};
@@ -100,7 +100,7 @@ at::Tensor conv2d_input_grad(const at::Tensor& grad_output, const at::Tensor& we
   p.dtype = kernel_dtype(grad_output, kOp, "grad_output");
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.sizes() == at::IntArrayRef({p.N, p.K, p.P, p.Q}), kOp,
               ": expected grad_output of size ", shape_str({p.N, p.K, p.P, p.Q}), ", got ", grad_output.sizes());
-  at::Tensor dx = at::empty(input_size, grad_output.options().memory_format(memory_format(channels_last)));
+  at::Tensor dx = new_output(input_size, grad_output.options().memory_format(memory_format(channels_last)));
   if (dx.numel() == 0) return dx;
   Conv2dDgradArgs args{p, const_view(grad_output), const_view(weight), mut_view(dx)};
   if (grad_output.is_cuda()) {
@@ -123,7 +123,7 @@ at::Tensor conv2d_weight_grad(const at::Tensor& grad_output, const at::Tensor& i
   p.dtype = kernel_dtype(input, kOp, "input");
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.sizes() == at::IntArrayRef({p.N, p.K, p.P, p.Q}), kOp,
               ": expected grad_output of size ", shape_str({p.N, p.K, p.P, p.Q}), ", got ", grad_output.sizes());
-  at::Tensor dw = at::empty(weight_size, input.options());
+  at::Tensor dw = new_output(weight_size, input.options());
   // Every element is written by the kernels, including the zeros of an empty batch.
   Conv2dWgradArgs args{p, const_view(grad_output), const_view(input), mut_view(dw)};
   if (input.is_cuda()) {
@@ -143,7 +143,7 @@ at::Tensor conv2d_bias_grad(const at::Tensor& grad_output) {
   Conv2dProblem p{};
   p.N = grad_output.size(0); p.K = grad_output.size(1); p.P = grad_output.size(2); p.Q = grad_output.size(3);
   p.dtype = kernel_dtype(grad_output, kOp, "grad_output");
-  at::Tensor db = at::empty({p.K}, grad_output.options());
+  at::Tensor db = new_output({p.K}, grad_output.options());
   Conv2dBgradArgs args{p, const_view(grad_output), db.data_ptr()};
   if (grad_output.is_cuda()) {
 #ifdef CNNKERNELS_WITH_CUDA

@@ -1,5 +1,7 @@
 #include "op_utils.h"
 
+#include <atomic>
+#include <limits>
 #include <sstream>
 
 namespace cnnkernels {
@@ -34,7 +36,20 @@ std::string shape_str(at::IntArrayRef sizes) {
 }
 
 void check_pair(at::IntArrayRef v, const char* op, const char* arg) {
-  TORCH_CHECK_VALUE(v.size() == 2, op, ": ", arg, " must have two values (height, width), got ", v.size());
+  TORCH_CHECK(v.size() == 2, op, ": ", arg, " must have two values (height, width), got ", v.size());
+}
+
+static std::atomic<bool> g_poison{false};
+void set_poison_outputs(bool on) { g_poison.store(on); }
+bool poison_outputs() { return g_poison.load(); }
+
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+  if (g_poison.load() && t.numel() > 0) {
+    if (t.is_floating_point()) t.fill_(std::numeric_limits<double>::quiet_NaN());
+    else t.fill_(std::numeric_limits<int64_t>::min());
+  }
+  return t;
 }
 
 bool cuda_kernels_built() {

@@ -9,7 +9,6 @@
 #error "define CNNKERNELS_KERNEL_NS before including a reference kernel header"
 #endif
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -69,9 +68,11 @@ void max_pool2d_fwd(const MaxPool2dFwdArgs& a) {
 }
 
 // One work item is an (n, c) plane: it owns that plane of dx, so scattering dy to the winners
-// needs no atomics and sums overlapping windows in a fixed (row-major output) order.
+// needs no atomics and sums overlapping windows in a fixed (row-major output) order. An index
+// outside the plane routes its gradient nowhere: PyTorch gives such an index to a window that
+// holds no input element (possible with dilation), whose -inf output depends on no input.
 template <typename T>
-bool max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
+void max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
   using A = typename Acc<T>::type;
   const Pool2dProblem& pb = a.p;
   const T* dy = static_cast<const T*>(a.dy.data);
@@ -80,31 +81,24 @@ bool max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
   const int64_t* dxs = a.dx.stride;
   const int64_t* is = a.index_stride;
   const int64_t plane_size = pb.H * pb.W;
-  std::atomic<bool> ok{true};
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, plane_size)),
                [&](int64_t b, int64_t e) {
     std::vector<A> acc(plane_size);
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t c = nc % pb.C, n = nc / pb.C;
       std::fill(acc.begin(), acc.end(), A(0));
-      bool plane_ok = true;
       for (int64_t p = 0; p < pb.P; ++p) {
         for (int64_t q = 0; q < pb.Q; ++q) {
           const int64_t idx = a.indices[n * is[0] + c * is[1] + p * is[2] + q * is[3]];
-          if (idx < 0 || idx >= plane_size) {
-            plane_ok = false;
-            continue;
-          }
-          acc[idx] += load_acc(dy + n * dys[0] + c * dys[1] + p * dys[2] + q * dys[3]);
+          if (idx >= 0 && idx < plane_size)
+            acc[idx] += load_acc(dy + n * dys[0] + c * dys[1] + p * dys[2] + q * dys[3]);
         }
       }
-      if (!plane_ok) ok = false;
       T* plane = dx + n * dxs[0] + c * dxs[1];
       for (int64_t h = 0; h < pb.H; ++h)
         for (int64_t w = 0; w < pb.W; ++w) store_from(plane + h * dxs[2] + w * dxs[3], acc[h * pb.W + w]);
     }
   });
-  return ok.load();
 }
 
 }  // namespace

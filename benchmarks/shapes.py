@@ -1,0 +1,78 @@
+"""The layers the suite races: ResNet-50, VGG-16 and MobileNetV2 convolutions and the max-pools of
+ResNet-50 and VGG-16, at ImageNet resolution (224x224 input). Names follow the PyTorch baselines in
+shared/anchors/ (r50_res2_3x3_64, ...) so a result can be read against them; the batch size is
+not part of a shape, it comes from the runner's --batch.
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str     # unique, e.g. "r50_res2_3x3_64"
+    family: str   # the network it comes from: resnet50, vgg16, mobilenetv2
+    op: str       # "conv2d" or "max_pool2d"
+    params: dict  # per-sample sizes and the op's arguments, see conv() and pool()
+
+
+def conv(name, family, c, k, hw, r, stride=1, groups=1, bias=False):
+    """Tensor[N, c, hw, hw] * Tensor[k, c / groups, r, r], 'same'-style padding r // 2."""
+    return Shape(name, family, "conv2d", dict(C=c, K=k, H=hw, W=hw, R=r, S=r, stride=stride,
+                                              padding=r // 2, dilation=1, groups=groups, bias=bias))
+
+
+def pool(name, family, c, hw, kernel, stride, padding=0, return_indices=False):
+    """max_pool2d over Tensor[N, c, hw, hw]."""
+    return Shape(name, family, "max_pool2d", dict(C=c, H=hw, W=hw, kernel_size=kernel, stride=stride,
+                                                  padding=padding, dilation=1, ceil_mode=False,
+                                                  return_indices=return_indices))
+
+
+# ResNet-50 (torchvision, v1.5: the stride sits on the 3x3), one of each distinct bottleneck layer
+# per stage; ResNet-50 has no conv bias (batch norm follows every conv).
+RESNET50 = [
+    conv("r50_conv1_7x7s2", "resnet50", 3, 64, 224, 7, stride=2),
+    conv("r50_res2_1x1_64", "resnet50", 64, 64, 56, 1),
+    conv("r50_res2_3x3_64", "resnet50", 64, 64, 56, 3),
+    conv("r50_res2_1x1_64to256", "resnet50", 64, 256, 56, 1),
+    conv("r50_res2_1x1_256to64", "resnet50", 256, 64, 56, 1),
+    conv("r50_res3_3x3_128", "resnet50", 128, 128, 28, 3),
+    conv("r50_res3_1x1_512to128", "resnet50", 512, 128, 28, 1),
+    conv("r50_res3_1x1_128to512", "resnet50", 128, 512, 28, 1),
+    conv("r50_down_1x1s2_256to512", "resnet50", 256, 512, 56, 1, stride=2),
+    conv("r50_res4_3x3_256", "resnet50", 256, 256, 14, 3),
+    conv("r50_res4_1x1_1024to256", "resnet50", 1024, 256, 14, 1),
+    conv("r50_res5_3x3_512", "resnet50", 512, 512, 7, 3),
+    conv("r50_res5_1x1_2048to512", "resnet50", 2048, 512, 7, 1),
+]
+
+# VGG-16: the first 3x3 conv of each stage at its full width (conv1_1, 3->64, is left out: it is
+# the stem-like odd one and the cheapest).
+VGG16 = [
+    conv("vgg_3x3_64_224", "vgg16", 64, 64, 224, 3, bias=True),
+    conv("vgg_3x3_128_112", "vgg16", 128, 128, 112, 3, bias=True),
+    conv("vgg_3x3_256_56", "vgg16", 256, 256, 56, 3, bias=True),
+    conv("vgg_3x3_512_28", "vgg16", 512, 512, 28, 3, bias=True),
+]
+
+# MobileNetV2, the 24-channel stage at 56x56: expand 1x1 24->144, depthwise 3x3 144 (stride 1, and
+# stride 2 where the next stage starts), project 1x1 144->24; plus the anchors' depthwise 384 @14/2.
+MOBILENETV2 = [
+    conv("mbv2_pw_1x1_24to144_56", "mobilenetv2", 24, 144, 56, 1),
+    conv("mbv2_dw3x3_144_56", "mobilenetv2", 144, 144, 56, 3, groups=144),
+    conv("mbv2_dw3x3s2_144_56", "mobilenetv2", 144, 144, 56, 3, stride=2, groups=144),
+    conv("mbv2_pw_1x1_144to24_56", "mobilenetv2", 144, 24, 56, 1),
+    conv("mbv2_dw3x3s2_384_14", "mobilenetv2", 384, 384, 14, 3, stride=2, groups=384),
+]
+
+POOLS = [
+    pool("r50_stem_pool3x3s2", "resnet50", 64, 112, 3, 2, padding=1),
+    pool("r50_stem_pool3x3s2_idx", "resnet50", 64, 112, 3, 2, padding=1, return_indices=True),
+    pool("vgg_pool2x2s2_64_224", "vgg16", 64, 224, 2, 2),
+    pool("vgg_pool2x2s2_512_28", "vgg16", 512, 28, 2, 2),
+]
+
+SUITES = {
+    "layers": RESNET50 + VGG16 + MOBILENETV2,
+    "pool": POOLS,
+}
+SUITES["all"] = SUITES["layers"] + SUITES["pool"]

@@ -1,0 +1,472 @@
+"""Race cnnkernels' conv2d and max_pool2d against PyTorch's (oneDNN on the CPU, cuDNN on the GPU),
+side by side in one process, layer by layer (shapes.py).
+
+    python -m benchmarks                       # CPU: fwd, NCHW and NHWC, batch 1, every layer
+    python -m benchmarks --direction both --filter r50_res2
+    python -m benchmarks --device cuda --dtype bfloat16 --memory-format nhwc
+
+Every case is checked first (ours against PyTorch on the same seeded inputs; a mismatch is
+reported as MISMATCH, not fatal), then timed: torch.utils.benchmark on the CPU (median of
+blocked_autorange; a single run where one call takes longer than the slow threshold); on the GPU
+the kernels' device time from CUDA events with the L2 flushed before each call, and the wall time
+a Python caller pays from torch.utils.benchmark. Each case reports speedup = torch_ms / ours_ms and
+the share of the machine's ceiling reached (shared/PERFORMANCE.md): the floor time is the larger
+of FLOPs / FMA peak and bytes / copy rate, and % of ceiling = floor / measured time. The rate
+shown is GFLOP/s where the floor is compute, GB/s where it is memory (max-pool, depthwise).
+
+FLOPs are direct-convolution FLOPs, 2*N*K*P*Q*(C/groups)*R*S forward, three times that forward and
+backward (input and weight gradients). Bytes count every tensor the op reads or writes once:
+forward x, w, b read and y written (+ int64 indices when returned); forward and backward adds
+dy read and dx, dw, db written. How a kernel finds the argmax again in the max-pool backward
+(indices or re-reading x) is its own cost, not counted.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.benchmark import Timer
+
+import cnnkernels
+import cnnkernels.functional as ours_F
+
+from .shapes import SUITES
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "float64": torch.float64}
+# Pass if max|ours - torch| <= TOL * max|torch| (per output): loose, because it only guards the
+# timing against a wrong kernel; the tests in tests/ hold the calibrated tolerances.
+TOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
+TOL_TF32 = 5e-3
+
+# Ceilings measured in shared/PERFORMANCE.md. CPU: the 2-core Zen 4 dev machine, 117 GFLOP/s fp32
+# FMA per core, 25 GB/s copy (2 threads). float64 (half) and bfloat16 (twice, AVX512-BF16 dot
+# products) are derived from the fp32 figure, not measured; float16 has no native FMA on Zen 4.
+CPU_FP32_GFLOPS_PER_CORE = 117.0
+CPU_FLOP_SCALE = {torch.float32: 1.0, torch.float64: 0.5, torch.bfloat16: 2.0, torch.float16: 1.0}
+CPU_COPY_GBPS = 25.0
+# H100 80GB HBM3 (GEMM TFLOP/s, copy TB/s); no measured figure for float64.
+H100_TFLOPS = {torch.float32: 52.0, "tf32": 382.0, torch.bfloat16: 680.0, torch.float16: 651.0}
+H100_COPY_TBPS = 3.0
+
+
+def parse_args(argv=None):
+    cuda = torch.cuda.is_available()
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if cuda else "cpu")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    p.add_argument("--memory-format", choices=["nchw", "nhwc", "both"], default="both")
+    p.add_argument("--batch", type=int, help="N (default 1 on the CPU, 32 on CUDA)")
+    p.add_argument("--suite", choices=list(SUITES), default="all",
+                   help="layers: the convolutions; pool: the max-pools")
+    p.add_argument("--direction", choices=["fwd", "fwdbwd", "both"],
+                   help="default fwd on the CPU (today's reference kernels need minutes for fwdbwd), "
+                        "both on CUDA")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
+    p.add_argument("--filter", default="", metavar="SUBSTRING",
+                   help="run only cases whose id (name/layout/direction) contains it")
+    p.add_argument("--out", metavar="PATH",
+                   help="JSON results (default results/<device>-<date>.json; --quick saves only with --out)")
+    p.add_argument("--quick", action="store_true", help="short timing runs, for smoke tests")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="CUDA float32: disable TF32 in PyTorch (cuDNN and matmul)")
+    p.add_argument("--plot", metavar="PATH", help="PNG bar chart of the speedups (needs matplotlib)")
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not cuda:
+        p.error("--device cuda: no CUDA device available")
+    if args.batch is None:
+        args.batch = 32 if args.device == "cuda" else 1
+    if args.direction is None:
+        args.direction = "both" if args.device == "cuda" else "fwd"
+    if args.quick:
+        args.min_run_time, args.slow_s = 0.05, 0.05
+    else:
+        args.min_run_time, args.slow_s = 0.3, 0.5
+    return args
+
+
+# ---- cases ---------------------------------------------------------------------------------------
+
+def _out_size(size, k, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+def _build(shape, args, layout, direction, seed=0):
+    """Seeded inputs, and a function running one op (ours or torch's) in the case's direction that
+    returns every output to check, as a dict name -> tensor."""
+    dtype, device, n, p = DTYPES[args.dtype], args.device, args.batch, shape.params
+    mf = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(*size, scale=1.0, memory_format=torch.contiguous_format):
+        t = torch.randn(size, generator=gen, device=device) * scale
+        return t.to(dtype=dtype, memory_format=memory_format)
+
+    x = randn(n, p["C"], p["H"], p["W"], memory_format=mf)
+    if shape.op == "conv2d":
+        fan_in = p["C"] // p["groups"] * p["R"] * p["S"]
+        w = randn(p["K"], p["C"] // p["groups"], p["R"], p["S"], scale=fan_in ** -0.5, memory_format=mf)
+        b = randn(p["K"], scale=0.1) if p["bias"] else None
+        kw = {k: p[k] for k in ("stride", "padding", "dilation", "groups")}
+        inputs = {"input": x, "weight": w, "bias": b}
+        out_shape = (n, p["K"], _out_size(p["H"], p["R"], p["stride"], p["padding"], p["dilation"]),
+                     _out_size(p["W"], p["S"], p["stride"], p["padding"], p["dilation"]))
+
+        def forward(mod):
+            return {"out": mod.conv2d(x, w, b, **kw)}
+    else:
+        kw = {k: p[k] for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")}
+        inputs = {"input": x}
+        out_shape = (n, p["C"], _out_size(p["H"], p["kernel_size"], p["stride"], p["padding"], p["dilation"]),
+                     _out_size(p["W"], p["kernel_size"], p["stride"], p["padding"], p["dilation"]))
+
+        def forward(mod):
+            res = mod.max_pool2d(x, **kw)
+            return dict(zip(("out", "indices"), res)) if p["return_indices"] else {"out": res}
+
+    inputs = {k: v for k, v in inputs.items() if v is not None}
+    if direction == "fwd":
+        return forward, inputs
+    for t in inputs.values():
+        t.requires_grad_(True)
+    grad_out = randn(*out_shape, memory_format=mf)
+
+    def forward_backward(mod):
+        res = forward(mod)
+        grads = torch.autograd.grad(res["out"], list(inputs.values()), grad_out)
+        res.update({"grad_" + k: g for k, g in zip(inputs, grads)})
+        return res
+    return forward_backward, inputs
+
+
+def _work(shape, args, direction):
+    """(FLOPs, bytes that must move) for one call."""
+    p, n = shape.params, args.batch
+    esize = DTYPES[args.dtype].itemsize
+    x = n * p["C"] * p["H"] * p["W"]
+    if shape.op == "conv2d":
+        pq = (_out_size(p["H"], p["R"], p["stride"], p["padding"], p["dilation"])
+              * _out_size(p["W"], p["S"], p["stride"], p["padding"], p["dilation"]))
+        y = n * p["K"] * pq
+        w = p["K"] * p["C"] // p["groups"] * p["R"] * p["S"]
+        b = p["K"] if p["bias"] else 0
+        flops = 2 * y * (p["C"] // p["groups"]) * p["R"] * p["S"]
+        elements = x + w + b + y
+        if direction == "fwdbwd":
+            return 3 * flops, 2 * elements * esize  # + dy read, dx, dw, db written
+        return flops, elements * esize
+    y = n * p["C"] * (_out_size(p["H"], p["kernel_size"], p["stride"], p["padding"], p["dilation"])
+                      * _out_size(p["W"], p["kernel_size"], p["stride"], p["padding"], p["dilation"]))
+    indices = 8 * y if p["return_indices"] else 0
+    return 0, (2 if direction == "fwdbwd" else 1) * (x + y) * esize + indices
+
+
+def _ceilings(args):
+    """(FLOP/s, bytes/s) of the machine for this dtype; None where unknown."""
+    dtype = DTYPES[args.dtype]
+    if args.device == "cpu":
+        cores = min(args.threads, os.cpu_count() or args.threads)
+        return CPU_FP32_GFLOPS_PER_CORE * cores * CPU_FLOP_SCALE[dtype] * 1e9, CPU_COPY_GBPS * 1e9
+    if "H100" not in torch.cuda.get_device_name():
+        return None, None
+    key = "tf32" if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else dtype
+    tflops = H100_TFLOPS.get(key)
+    return (tflops * 1e12 if tflops else None), H100_COPY_TBPS * 1e12
+
+
+# ---- checking and timing ---------------------------------------------------------------------------
+
+def _check(ours, ref, inputs, tol):
+    """Per output, max|ours - ref| / max|ref|; indices are checked by pointing at the maximum."""
+    errors = {}
+    for name, r in ref.items():
+        o = ours[name]
+        if o.shape != r.shape:
+            errors[name] = math.inf
+        elif name == "indices":  # ties may pick another index: check that it points at the max
+            x = inputs["input"].detach().flatten(2)
+            errors[name] = float(not torch.equal(x.gather(2, o.flatten(2)), ref["out"].detach().flatten(2)))
+        else:
+            o, r = o.detach().double(), r.detach().double()
+            errors[name] = ((o - r).abs().max() / r.abs().max().clamp_min(1e-30)).item() if r.numel() else 0.0
+    ok = all(e <= (0 if n == "indices" else tol) for n, e in errors.items())
+    return ok, errors
+
+
+def _time_cpu(fn, first_call_s, args):
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=args.threads)
+    if first_call_s > args.slow_s:  # one call is long enough to time on its own
+        m = timer.timeit(number=1)
+        return m.median, 1
+    m = timer.blocked_autorange(min_run_time=args.min_run_time)
+    return m.median, m.number_per_run * len(m.times)
+
+
+def _time_cuda(fn, args):
+    """(device seconds, wall seconds, runs): CUDA events around each call with the L2 flushed
+    before it (median), and the Python caller's wall time from torch.utils.benchmark."""
+    flush = torch.empty(64 * 2 ** 20, dtype=torch.int32, device="cuda")  # 256 MB > any L2
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    reps = max(5, min(200, int(args.min_run_time / max(time.perf_counter() - t0, 1e-6))))
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    for start, end in events:
+        flush.zero_()
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    device_s = sorted(s.elapsed_time(e) for s, e in events)[reps // 2] / 1e3
+    wall = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=args.min_run_time)
+    return device_s, wall.median, reps
+
+
+def _run_case(shape, args, layout, direction, ceilings):
+    dtype = DTYPES[args.dtype]
+    tol = TOL_TF32 if (args.device == "cuda" and dtype == torch.float32
+                       and torch.backends.cudnn.allow_tf32) else TOL[dtype]
+    flops, nbytes = _work(shape, args, direction)
+    peak_flops, peak_bw = ceilings
+    floors = [flops / peak_flops if peak_flops and flops else 0.0, nbytes / peak_bw if peak_bw else 0.0]
+    compute_bound = floors[0] >= floors[1] and flops > 0
+    rec = dict(id=f"{shape.name}/{layout}/{direction}", name=shape.name, family=shape.family,
+               op=shape.op, layout=layout, direction=direction, dtype=args.dtype, batch=args.batch,
+               params=shape.params, flops=flops, bytes=nbytes,
+               bound="compute" if compute_bound else "memory", unit="GFLOP/s" if compute_bound else "GB/s",
+               floor_ms=max(floors) * 1e3 if any(floors) else None)
+
+    run, inputs = _build(shape, args, layout, direction)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+
+    def first_call(mod):  # also the warm-up, and the time that picks how to time
+        sync()
+        t0 = time.perf_counter()
+        res = run(mod)
+        sync()
+        return res, time.perf_counter() - t0
+
+    ref, torch_first = first_call(F)
+    try:
+        ours, ours_first = first_call(ours_F)
+        ok, errors = _check(ours, ref, inputs, tol)
+        rec.update(status="ok" if ok else "MISMATCH", max_rel_err=errors, tol=tol)
+    except Exception as e:  # an unsupported dtype or device: report it, race the next case
+        rec.update(status="ERROR", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    del ref
+
+    fns = {"torch": lambda: run(F)}
+    if rec["status"] != "ERROR":
+        fns["ours"] = lambda: run(ours_F)
+    for who, fn in fns.items():
+        if args.device == "cuda":
+            seconds, wall, runs = _time_cuda(fn, args)
+            rec[f"{who}_wall_ms"] = wall * 1e3
+        else:
+            seconds, runs = _time_cpu(fn, torch_first if who == "torch" else ours_first, args)
+        rec[f"{who}_ms"], rec[f"{who}_runs"] = seconds * 1e3, runs
+        work = flops if compute_bound else nbytes
+        rec[f"{who}_rate"] = work / seconds / 1e9
+        rec[f"{who}_pct_ceiling"] = 100 * max(floors) / seconds if any(floors) else None
+    rec["speedup"] = rec["torch_ms"] / rec["ours_ms"] if "ours_ms" in rec else None
+    return rec
+
+
+# ---- reporting -----------------------------------------------------------------------------------
+
+def _meta(args):
+    meta = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), device=args.device,
+                threads=args.threads, torch=torch.__version__, cnnkernels=cnnkernels.__version__,
+                cnnkernels_cpu_isa=cnnkernels._C.cpu_isa(),
+                cnnkernels_cpu_isa_env=os.environ.get("CNNKERNELS_CPU_ISA"),
+                torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                python=platform.python_version(), loadavg_start=_loadavg())
+    if args.device == "cuda":
+        meta.update(device_name=torch.cuda.get_device_name(), cudnn=torch.backends.cudnn.version(),
+                    cuda=torch.version.cuda, tf32=torch.backends.cudnn.allow_tf32,
+                    cudnn_benchmark=torch.backends.cudnn.benchmark)
+    else:
+        meta.update(device_name=_cpu_model(), cpu_count=os.cpu_count())
+    try:
+        repo = Path(__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        meta["git"] = rev + ("+dirty" if dirty else "") if rev else None
+    except (OSError, subprocess.SubprocessError):
+        meta["git"] = None
+    flop_s, bw = _ceilings(args)
+    meta["ceilings"] = dict(flops_per_s=flop_s, bytes_per_s=bw, source="shared/PERFORMANCE.md")
+    return meta
+
+
+def _loadavg():
+    """1-minute load average: the machines are shared, and a busy one gives noisy timings."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
+
+
+def _summary(records):
+    """Geomean speedup per family and op, per layout/direction and over all of them (ok cases only)."""
+    out = {}
+    for r in records:
+        if r["status"] == "ok" and r.get("speedup"):
+            groups = out.setdefault(f"{r['family']} {r['op']}", {})
+            groups.setdefault(f"{r['layout']} {r['direction']}", []).append(r["speedup"])
+            groups.setdefault("all", []).append(r["speedup"])
+    return {fam: {k: _geomean(v) for k, v in g.items()} for fam, g in out.items()}
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def _table(rows, header):
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))) for row in [header] + rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _print_report(result, file=sys.stdout):
+    cuda = result["meta"]["device"] == "cuda"
+    header = ["case", "layout", "dir", "ours ms", "torch ms", "speedup", "ours rate", "torch rate",
+              "unit", "ours %ceil", "torch %ceil", "check"]
+    if cuda:
+        header[5:5] = ["ours wall", "torch wall"]
+    rows = []
+    for r in result["cases"]:
+        row = [r["name"], r["layout"], r["direction"], _fmt(r.get("ours_ms"), ".4g"),
+               _fmt(r.get("torch_ms"), ".4g"), _fmt(r.get("speedup"), ".3f"),
+               _fmt(r.get("ours_rate"), ".3g"), _fmt(r.get("torch_rate"), ".3g"), r["unit"],
+               _fmt(r.get("ours_pct_ceiling"), ".1f"), _fmt(r.get("torch_pct_ceiling"), ".1f"), r["status"]]
+        if cuda:
+            row[5:5] = [_fmt(r.get("ours_wall_ms"), ".4g"), _fmt(r.get("torch_wall_ms"), ".4g")]
+        rows.append(row)
+    m = result["meta"]
+    print(f"\ncnnkernels {m['cnnkernels']} (CPU ISA {m['cnnkernels_cpu_isa']}) vs torch {m['torch']} "
+          f"on {m['device_name']}, {m['threads']} threads, {result['options']['dtype']}, "
+          f"N={result['options']['batch']}; speedup = torch ms / ours ms", file=file)
+    print(_table(rows, header), file=file)
+    summary = result["summary"]
+    if summary:
+        cols = sorted({k for g in summary.values() for k in g if k != "all"}) + ["all"]
+        rows = [[fam] + [_fmt(g.get(c), ".3f") for c in cols] for fam, g in summary.items()]
+        print("\ngeomean speedup (ok cases)", file=file)
+        print(_table(rows, ["family"] + cols), file=file)
+
+
+def _plot(result, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"note: matplotlib is not installed, no plot written to {path}", file=sys.stderr)
+        return
+    cases = [r for r in result["cases"] if r.get("speedup")]
+    if not cases:
+        return
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(cases)), 4.5))
+    colors = ["tab:blue" if r["status"] == "ok" else "tab:red" for r in cases]
+    ax.bar(range(len(cases)), [r["speedup"] for r in cases], color=colors)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(cases)), [r["id"] for r in cases], rotation=90, fontsize=6)
+    m = result["meta"]
+    ax.set_ylabel("speedup over PyTorch (torch ms / ours ms)")
+    ax.set_title(f"cnnkernels {m['cnnkernels']} vs torch {m['torch']}, {m['device_name']}, "
+                 f"{result['options']['dtype']}, N={result['options']['batch']}", fontsize=8)
+    fig.tight_layout()
+    tmp = f"{path}.tmp"
+    fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+
+def run(argv=None):
+    """Run the suite with command-line arguments argv; print the table; return the results dict
+    (what the JSON holds: meta, options, cases, summary)."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        torch.backends.cudnn.benchmark = True  # race PyTorch at its best
+        if args.no_tf32:
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+    layouts = ["nchw", "nhwc"] if args.memory_format == "both" else [args.memory_format]
+    directions = ["fwd", "fwdbwd"] if args.direction == "both" else [args.direction]
+    cases = [(s, lay, d) for s in SUITES[args.suite] for lay in layouts for d in directions
+             if args.filter in f"{s.name}/{lay}/{d}"]
+    ceilings = _ceilings(args)
+    result = dict(meta=_meta(args), options=vars(args), cases=[], summary={})
+    load = result["meta"]["loadavg_start"]
+    if load is not None and load >= 1.0:
+        print(f"note: load average {load:.1f} before the run: other processes may skew the timings",
+              file=sys.stderr)
+    t_start = time.perf_counter()
+    for i, (shape, layout, direction) in enumerate(cases, 1):
+        rec = _run_case(shape, args, layout, direction, ceilings)
+        result["cases"].append(rec)
+        print(f"[{i}/{len(cases)} {time.perf_counter() - t_start:6.1f}s] {rec['id']}: "
+              f"ours {_fmt(rec.get('ours_ms'), '.4g')} ms, torch {_fmt(rec.get('torch_ms'), '.4g')} ms, "
+              f"{_fmt(rec.get('speedup'), '.3f')}x  {rec['status']}"
+              + (f" ({rec['error']})" if "error" in rec else ""), file=sys.stderr)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+    result["meta"].update(wall_s=time.perf_counter() - t_start, loadavg_end=_loadavg())
+    result["summary"] = _summary(result["cases"])
+    _print_report(result)
+
+    out = args.out
+    if out is None and not args.quick:
+        out = RESULTS_DIR / f"{args.device}-{datetime.date.today().isoformat()}.json"
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+            f.write("\n")
+        print(f"results: {out}", file=sys.stderr)
+    if args.plot:
+        _plot(result, args.plot)
+    return result
+
+
+def main(argv=None):
+    run(argv)
+    return 0

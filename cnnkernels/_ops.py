@@ -1,0 +1,132 @@
+"""Python-side registrations of the C++ ops (torch.ops.cnnkernels.*): fake kernels, so that
+torch.compile and torch.export can trace them, and autograd, so that they train. Autocast is
+registered in C++ (csrc/ops/registration.cpp), where it can follow the current autocast dtype.
+
+Each backward is its own op (conv2d_input_grad, conv2d_weight_grad, conv2d_bias_grad,
+max_pool2d_backward), called only for the gradients autograd needs.
+"""
+import torch
+from torch._prims_common import suggest_memory_format
+
+from . import _C  # noqa: F401  (registers the ops)
+
+ops = torch.ops.cnnkernels
+
+
+def _channels_last(t):
+    return t.dim() == 4 and suggest_memory_format(t) == torch.channels_last
+
+
+def _format(channels_last):
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def conv_out_size(size, kernel, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool_out_size(size, kernel, stride, padding, dilation, ceil_mode):
+    """PyTorch's rule: in ceil_mode the last window must start inside the input or left padding."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = span // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+# ---- fake kernels: shapes, dtypes and memory formats exactly as the C++ ops produce them ------
+
+@torch.library.register_fake("cnnkernels::conv2d")
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+    torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "cnnkernels.conv2d: expected 4-D input and weight")
+    n, _, h, w = input.shape
+    k, _, r, s = weight.shape
+    p = conv_out_size(h, r, stride[0], padding[0], dilation[0])
+    q = conv_out_size(w, s, stride[1], padding[1], dilation[1])
+    cl = _channels_last(input) or _channels_last(weight)
+    return torch.empty((n, k, p, q), dtype=input.dtype, device=input.device, memory_format=_format(cl))
+
+
+@torch.library.register_fake("cnnkernels::conv2d_input_grad")
+def _conv2d_input_grad_fake(grad_output, weight, input_size, stride, padding, dilation, groups, channels_last):
+    return torch.empty(input_size, dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=_format(channels_last))
+
+
+@torch.library.register_fake("cnnkernels::conv2d_weight_grad")
+def _conv2d_weight_grad_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
+    return torch.empty(weight_size, dtype=input.dtype, device=input.device)
+
+
+@torch.library.register_fake("cnnkernels::conv2d_bias_grad")
+def _conv2d_bias_grad_fake(grad_output):
+    return grad_output.new_empty((grad_output.shape[1],))
+
+
+def _pool_fake_output(input, kernel_size, stride, padding, dilation, ceil_mode, dtype):
+    n, c, h, w = input.shape
+    p = pool_out_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    q = pool_out_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    return torch.empty((n, c, p, q), dtype=dtype, device=input.device,
+                       memory_format=_format(_channels_last(input)))
+
+
+@torch.library.register_fake("cnnkernels::max_pool2d")
+def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    return _pool_fake_output(input, kernel_size, stride, padding, dilation, ceil_mode, input.dtype)
+
+
+@torch.library.register_fake("cnnkernels::max_pool2d_with_indices")
+def _max_pool2d_with_indices_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    args = (input, kernel_size, stride, padding, dilation, ceil_mode)
+    return _pool_fake_output(*args, input.dtype), _pool_fake_output(*args, torch.int64)
+
+
+@torch.library.register_fake("cnnkernels::max_pool2d_backward")
+def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
+    return torch.empty(input_size, dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=_format(_channels_last(indices)))
+
+
+# ---- autograd ---------------------------------------------------------------------------------
+
+def _conv2d_setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.geometry = (stride, padding, dilation, groups)
+    ctx.has_bias = bias is not None
+    ctx.input_channels_last = _channels_last(input)  # PyTorch's grad_input follows the input
+
+
+def _conv2d_backward(ctx, grad_output):
+    input, weight = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.geometry
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.conv2d_input_grad(grad_output, weight, input.shape, stride, padding, dilation, groups,
+                                           ctx.input_channels_last)
+    if ctx.needs_input_grad[1]:
+        grad_weight = ops.conv2d_weight_grad(grad_output, input, weight.shape, stride, padding, dilation, groups)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = ops.conv2d_bias_grad(grad_output)
+    return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+torch.library.register_autograd("cnnkernels::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
+
+
+def _max_pool2d_setup_context(ctx, inputs, output):
+    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    ctx.save_for_backward(output[1])
+    ctx.input_shape = input.shape
+    ctx.geometry = (kernel_size, stride, padding, dilation)
+
+
+def _max_pool2d_backward(ctx, grad_output, grad_indices):
+    (indices,) = ctx.saved_tensors
+    grad_input = ops.max_pool2d_backward(grad_output, indices, ctx.input_shape, *ctx.geometry)
+    return grad_input, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkernels::max_pool2d_with_indices", _max_pool2d_backward,
+                                setup_context=_max_pool2d_setup_context)

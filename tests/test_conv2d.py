@@ -1,0 +1,162 @@
+"""conv2d forward and backward against PyTorch: values (calibrated tolerance against a float64
+result), memory formats, gradients, on random shapes, layouts and every forced CPU ISA."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnkernels.functional as CF
+from conftest import assert_calibrated, forced_isa, make_tensor
+
+LAYOUTS = ("contiguous", "channels_last", "strided")
+# (dtype, isa): float32 runs on every ISA's kernels; float64 and bfloat16 have one path each.
+PATHS = [(torch.float32, "scalar"), (torch.float32, "avx2"), (torch.float32, "avx512"),
+         (torch.float64, None), (torch.bfloat16, None)]
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, kg = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    r, s = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    # The padded input must hold the dilated kernel.
+    h = max(1, dilation[0] * (r - 1) + 1 - 2 * padding[0]) + draw(st.integers(0, 6))
+    w = max(1, dilation[1] * (s - 1) + 1 - 2 * padding[1]) + draw(st.integers(0, 6))
+    return dict(
+        n=draw(st.integers(1, 3)), c=cg * groups, k=kg * groups, h=h, w=w, r=r, s=s, groups=groups,
+        stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()),
+        x_layout=draw(st.sampled_from(LAYOUTS)), w_layout=draw(st.sampled_from(LAYOUTS)),
+        g_layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+def run_conv(fn, x, w, b, cfg, grad_out):
+    """Forward and backward of fn on fresh leaves; returns (y, dx, dw, db)."""
+    x = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    w = w.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    b = None if b is None else b.detach().clone().requires_grad_()
+    y = fn(x, w, b, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
+    y.backward(grad_out)
+    return y.detach(), x.grad, w.grad, (None if b is None else b.grad)
+
+
+def check_against_torch(cfg, dtype):
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    x = make_tensor((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["x_layout"], gen)
+    w = make_tensor((cfg["k"], cfg["c"] // cfg["groups"], cfg["r"], cfg["s"]), dtype, cfg["w_layout"], gen)
+    b = make_tensor((cfg["k"],), dtype, "contiguous", gen) if cfg["bias"] else None
+    y_shape = F.conv2d(x.float(), w.float(), None, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]).shape
+    g = make_tensor(tuple(y_shape), dtype, cfg["g_layout"], gen)
+
+    ours = run_conv(CF.conv2d, x, w, b, cfg, g)
+    theirs = run_conv(F.conv2d, x, w, b, cfg, g)
+    ref64 = run_conv(F.conv2d, x.double(), w.double(), None if b is None else b.double(), cfg, g.double())
+    for name, o, t, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, ref64):
+        if o is None:
+            assert t is None
+            continue
+        assert_calibrated(o, t, r, f"{name} {cfg}")
+    y, y_torch = ours[0], theirs[0]
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        assert y.is_contiguous(memory_format=fmt) == y_torch.is_contiguous(memory_format=fmt), f"memory format {cfg}"
+
+
+@pytest.mark.parametrize("dtype,isa", PATHS, ids=[f"{str(d)[6:]}-{i or 'ref'}" for d, i in PATHS])
+@given(cfg=conv_configs())
+def test_conv2d_matches_torch(dtype, isa, cfg):
+    if isa is None:
+        check_against_torch(cfg, dtype)
+    else:
+        with forced_isa(isa):
+            check_against_torch(cfg, dtype)
+
+
+def test_float64_path_equals_torch_float64():
+    """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
+    float64 rounding."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 6, 11, 9, dtype=torch.float64, generator=gen)
+    w = torch.randn(4, 3, 3, 2, dtype=torch.float64, generator=gen)
+    b = torch.randn(4, dtype=torch.float64, generator=gen)
+    args = ((2, 1), (1, 1), (1, 2), 2)
+    torch.testing.assert_close(CF.conv2d(x, w, b, *args), F.conv2d(x, w, b, *args), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel,dilation", [((3, 3), 1), ((2, 4), 1), ((4, 3), (2, 3)), ((1, 1), 1)])
+def test_same_and_valid_padding(kernel, dilation):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 9, 8, generator=gen, requires_grad=True)
+    w = torch.randn(5, 3, *kernel, generator=gen, requires_grad=True)
+    for padding in ("same", "valid"):
+        y = CF.conv2d(x, w, None, 1, padding, dilation)
+        ref = F.conv2d(x, w, None, 1, padding, dilation)
+        torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+        gx, gw = torch.autograd.grad(y.sum(), (x, w))
+        rx, rw = torch.autograd.grad(ref.sum(), (x, w))
+        torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-4)
+
+
+def test_unbatched_input():
+    x = torch.randn(3, 7, 7, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3)
+    y = CF.conv2d(x, w, padding=1)
+    assert y.shape == (4, 7, 7)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(gx, torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_tuple_arguments_of_one_value():
+    x, w = torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3)
+    torch.testing.assert_close(CF.conv2d(x, w, None, (2,), [1], (1,)), F.conv2d(x, w, None, (2,), [1], (1,)))
+
+
+def test_empty_batch_gives_empty_output_and_zero_gradients():
+    x = torch.randn(0, 4, 8, 8, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    y = CF.conv2d(x, w, b, padding=1)
+    assert y.shape == F.conv2d(x, w, b, padding=1).shape == (0, 6, 8, 8)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+
+
+def test_zero_input_channels_are_an_error():
+    """CONTRACT.md: C = 0 is an error. (PyTorch 2.14 returns a malformed (N, 0, P, Q) output.)"""
+    with pytest.raises(RuntimeError, match="channel"):
+        CF.conv2d(torch.randn(2, 0, 5, 5), torch.randn(3, 0, 3, 3))
+
+
+def test_gradcheck_float64():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(4, 2, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: CF.conv2d(x, w, b, (2, 1), (1, 0), (1, 2), 2), (x, w, b))
+    xl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: CF.conv2d(x, w, None, 1, "same", 1, 2), (xl, w))
+
+
+def test_backward_is_deterministic_across_thread_counts():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 8, 16, 16, generator=gen, requires_grad=True)
+    w = torch.randn(8, 8, 3, 3, generator=gen, requires_grad=True)
+    g = torch.randn(4, 8, 16, 16, generator=gen)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 2):
+            torch.set_num_threads(n)
+            y = CF.conv2d(x, w, padding=1)
+            results.append((y, *torch.autograd.grad(y, (x, w), g)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
