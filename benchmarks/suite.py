@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -202,36 +203,83 @@ def _check(ours, ref, inputs, tol):
     return ok, errors
 
 
-def _time_cpu(fn, first_call_s, args):
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=args.threads)
-    if first_call_s > args.slow_s:  # one call is long enough to time on its own
-        m = timer.timeit(number=1)
-        return m.median, 1
-    m = timer.blocked_autorange(min_run_time=args.min_run_time)
-    return m.median, m.number_per_run * len(m.times)
+def _spread(times):
+    """Interquartile range / median of the timed blocks (None with fewer than 4)."""
+    if len(times) < 4:
+        return None
+    q1, q2, q3 = statistics.quantiles(times, n=4)
+    return (q3 - q1) / q2
 
 
-def _time_cuda(fn, args):
-    """(device seconds, wall seconds, runs): CUDA events around each call with the L2 flushed
-    before it (median), and the Python caller's wall time from torch.utils.benchmark."""
+def _time_cpu(sides, args, rounds=3):
+    """sides: who -> (fn, seconds its first call took). Median seconds per call of the blocks
+    torch.utils.benchmark times; the sides alternate in rounds so that a neighbour's burst of load
+    on a shared machine falls on both. A side whose one call outlasts args.slow_s runs once."""
+    times = {who: [] for who in sides}
+    runs = dict.fromkeys(sides, 0)
+    for _ in range(rounds):
+        for who, (fn, first_s) in sides.items():
+            timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=args.threads)
+            if first_s > args.slow_s:
+                if times[who]:
+                    continue
+                m = timer.timeit(number=1)
+            else:
+                m = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
+            times[who] += m.times
+            runs[who] += m.number_per_run * len(m.times)
+    return {who: dict(ms=statistics.median(t) * 1e3, runs=runs[who], spread=_spread(t))
+            for who, t in times.items()}
+
+
+def _time_cuda(sides, args):
+    """sides: who -> (fn, first-call seconds). Per side: the kernels' device time from CUDA events
+    around each call with the L2 flushed before it (median), and the wall time a Python caller
+    pays (torch.utils.benchmark, no flush)."""
     flush = torch.empty(64 * 2 ** 20, dtype=torch.int32, device="cuda")  # 256 MB > any L2
-    for _ in range(3):
+    out = {}
+    for who, (fn, _) in sides.items():
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
         fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    reps = max(5, min(200, int(args.min_run_time / max(time.perf_counter() - t0, 1e-6))))
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-    for start, end in events:
-        flush.zero_()
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    device_s = sorted(s.elapsed_time(e) for s, e in events)[reps // 2] / 1e3
-    wall = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=args.min_run_time)
-    return device_s, wall.median, reps
+        torch.cuda.synchronize()
+        reps = max(5, min(200, int(args.min_run_time / max(time.perf_counter() - t0, 1e-6))))
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(reps)]
+        for start, end in events:
+            flush.zero_()
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize()
+        device_ms = [s.elapsed_time(e) for s, e in events]
+        wall = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=args.min_run_time)
+        out[who] = dict(ms=statistics.median(device_ms), runs=reps, spread=_spread(device_ms),
+                        wall_ms=wall.median * 1e3)
+    return out
+
+
+def _cpu_seconds():
+    """(CPU seconds every process on the machine has used, including time the hypervisor stole,
+    CPU seconds this process has used): their difference is what neighbours took. Linux only."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    t = os.times()
+    return busy, t.user + t.system
+
+
+def _others_pct(before, after, wall_s):
+    """Share of the machine's CPUs that other processes used between two _cpu_seconds()."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    foreign = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, 100 * foreign / (wall_s * (os.cpu_count() or 1)))
 
 
 def _run_case(shape, args, layout, direction, ceilings):
@@ -265,20 +313,18 @@ def _run_case(shape, args, layout, direction, ceilings):
         rec.update(status="ok" if ok else "MISMATCH", max_rel_err=errors, tol=tol)
     except Exception as e:  # an unsupported dtype or device: report it, race the next case
         rec.update(status="ERROR", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    del ref
+    ref = ours = None  # free them before timing
 
-    fns = {"torch": lambda: run(F)}
+    sides = {"torch": (lambda: run(F), torch_first)}
     if rec["status"] != "ERROR":
-        fns["ours"] = lambda: run(ours_F)
-    for who, fn in fns.items():
-        if args.device == "cuda":
-            seconds, wall, runs = _time_cuda(fn, args)
-            rec[f"{who}_wall_ms"] = wall * 1e3
-        else:
-            seconds, runs = _time_cpu(fn, torch_first if who == "torch" else ours_first, args)
-        rec[f"{who}_ms"], rec[f"{who}_runs"] = seconds * 1e3, runs
-        work = flops if compute_bound else nbytes
-        rec[f"{who}_rate"] = work / seconds / 1e9
+        sides["ours"] = (lambda: run(ours_F), ours_first)
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    timings = (_time_cuda if args.device == "cuda" else _time_cpu)(sides, args)
+    rec["others_cpu_pct"] = _others_pct(cpu0, _cpu_seconds(), time.perf_counter() - t0)
+    for who, t in timings.items():
+        rec.update({f"{who}_{k}": v for k, v in t.items()})
+        seconds = t["ms"] / 1e3
+        rec[f"{who}_rate"] = (flops if compute_bound else nbytes) / seconds / 1e9
         rec[f"{who}_pct_ceiling"] = 100 * max(floors) / seconds if any(floors) else None
     rec["speedup"] = rec["torch_ms"] / rec["ours_ms"] if "ours_ms" in rec else None
     return rec
@@ -363,7 +409,7 @@ def _table(rows, header):
 def _print_report(result, file=sys.stdout):
     cuda = result["meta"]["device"] == "cuda"
     header = ["case", "layout", "dir", "ours ms", "torch ms", "speedup", "ours rate", "torch rate",
-              "unit", "ours %ceil", "torch %ceil", "check"]
+              "unit", "ours %ceil", "torch %ceil", "check", "others %cpu"]
     if cuda:
         header[5:5] = ["ours wall", "torch wall"]
     rows = []
@@ -371,7 +417,8 @@ def _print_report(result, file=sys.stdout):
         row = [r["name"], r["layout"], r["direction"], _fmt(r.get("ours_ms"), ".4g"),
                _fmt(r.get("torch_ms"), ".4g"), _fmt(r.get("speedup"), ".3f"),
                _fmt(r.get("ours_rate"), ".3g"), _fmt(r.get("torch_rate"), ".3g"), r["unit"],
-               _fmt(r.get("ours_pct_ceiling"), ".1f"), _fmt(r.get("torch_pct_ceiling"), ".1f"), r["status"]]
+               _fmt(r.get("ours_pct_ceiling"), ".1f"), _fmt(r.get("torch_pct_ceiling"), ".1f"), r["status"],
+               _fmt(r.get("others_cpu_pct"), ".0f")]
         if cuda:
             row[5:5] = [_fmt(r.get("ours_wall_ms"), ".4g"), _fmt(r.get("torch_wall_ms"), ".4g")]
         rows.append(row)
@@ -439,19 +486,25 @@ def run(argv=None):
     if load is not None and load >= 1.0:
         print(f"note: load average {load:.1f} before the run: other processes may skew the timings",
               file=sys.stderr)
-    t_start = time.perf_counter()
+    cpu_start, t_start = _cpu_seconds(), time.perf_counter()
     for i, (shape, layout, direction) in enumerate(cases, 1):
         rec = _run_case(shape, args, layout, direction, ceilings)
         result["cases"].append(rec)
         print(f"[{i}/{len(cases)} {time.perf_counter() - t_start:6.1f}s] {rec['id']}: "
               f"ours {_fmt(rec.get('ours_ms'), '.4g')} ms, torch {_fmt(rec.get('torch_ms'), '.4g')} ms, "
               f"{_fmt(rec.get('speedup'), '.3f')}x  {rec['status']}"
+              f"  (others used {_fmt(rec['others_cpu_pct'], '.0f')}% CPU)"
               + (f" ({rec['error']})" if "error" in rec else ""), file=sys.stderr)
         if args.device == "cuda":
             torch.cuda.empty_cache()
-    result["meta"].update(wall_s=time.perf_counter() - t_start, loadavg_end=_loadavg())
+    wall = time.perf_counter() - t_start
+    others = _others_pct(cpu_start, _cpu_seconds(), wall)
+    result["meta"].update(wall_s=wall, loadavg_end=_loadavg(), others_cpu_pct=others)
     result["summary"] = _summary(result["cases"])
     _print_report(result)
+    if args.device == "cpu" and others is not None and others > 5:
+        print(f"note: other processes used {others:.0f}% of the CPUs during the run; "
+              "timings are skewed, rerun on a quiet machine", file=sys.stderr)
 
     out = args.out
     if out is None and not args.quick:

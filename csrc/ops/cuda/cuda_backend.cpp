@@ -1,7 +1,7 @@
 #include "../cuda_backend.h"
 
 #include <ATen/Context.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -17,7 +17,7 @@ bool allow_tf32() { return at::globalContext().allowTF32CuDNN(at::Float32Op::CON
 template <typename Launch>
 void on_device(const at::Tensor& on, Launch launch) {
   const c10::cuda::CUDAGuard guard(on.device());
-  C10_CUDA_CHECK(launch(at::cuda::getCurrentCUDAStream().stream()));
+  C10_CUDA_CHECK(launch(c10::cuda::getCurrentCUDAStream().stream()));
 }
 
 }  // namespace

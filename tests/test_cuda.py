@@ -1,0 +1,117 @@
+"""CUDA kernels against PyTorch (cuDNN) on the GPU: every op, dtype and layout, gradcheck, opcheck,
+NaN/tie rules, streams, and a max-pool over more than 2^31 elements. Skipped without a GPU."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnkernels.functional as CF
+from conftest import assert_calibrated, make_tensor
+
+pytestmark = pytest.mark.cuda
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+LAYOUTS = ["contiguous", "channels_last", "strided"]
+CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
+    (2, 8, 16, 14, 13, 3, 3, 1, 1, 1, 1),
+    (3, 6, 9, 11, 12, 3, 2, (2, 1), (1, 0), (1, 2), 3),
+    (2, 16, 16, 10, 10, 3, 3, 2, 1, 1, 16),  # depthwise
+    (1, 3, 8, 23, 21, 7, 7, 2, 3, 1, 1),  # stem-like
+    (2, 32, 8, 7, 7, 1, 1, 1, 0, 1, 1),  # pointwise
+]
+
+
+def conv_all(fn, x, w, b, args, g):
+    x = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    w = w.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    b = b.detach().clone().requires_grad_()
+    y = fn(x, w, b, *args)
+    y.backward(g)
+    return y.detach(), x.grad, w.grad, b.grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_cuda_matches_torch(dtype, layout, case):
+    n, c, k, h, w, r, s, stride, padding, dilation, groups = case
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = make_tensor((n, c, h, w), dtype, layout, gen, "cuda")
+    wt = make_tensor((k, c // groups, r, s), dtype, layout, gen, "cuda")
+    b = make_tensor((k,), dtype, "contiguous", gen, "cuda")
+    args = (stride, padding, dilation, groups)
+    y_shape = F.conv2d(x.float(), wt.float(), None, *args).shape
+    g = make_tensor(tuple(y_shape), dtype, layout, gen, "cuda")
+    ours = conv_all(CF.conv2d, x, wt, b, args, g)
+    theirs = conv_all(F.conv2d, x, wt, b, args, g)
+    ref = conv_all(F.conv2d, x.double(), wt.double(), b.double(), args, g.double())
+    for name, o, t, r64 in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, ref):
+        assert_calibrated(o, t, r64, f"{name} {case} {dtype} {layout}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("args", [(3, 2, 1, 1, False), ((2, 3), (1, 2), (1, 1), (2, 1), True), (2, 2, 0, 1, False)])
+def test_max_pool2d_cuda_matches_torch(dtype, layout, args):
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    x = make_tensor((2, 5, 17, 16), dtype, layout, gen, "cuda")
+    with torch.no_grad():
+        x[..., ::5, ::3] = float("nan")
+        x[..., 1::4, ::2] = float("-inf")
+        x[:, :2] = x[:, :2].round()  # ties
+    y, i = CF.max_pool2d(x, *args, return_indices=True)
+    y_ref, i_ref = F.max_pool2d(x, *args, return_indices=True)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(i, i_ref)
+    torch.testing.assert_close(CF.max_pool2d(x, *args), y_ref, rtol=0, atol=0, equal_nan=True)
+    xa = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    g = make_tensor(tuple(y.shape), dtype, layout, gen, "cuda")
+    (gx,) = torch.autograd.grad(CF.max_pool2d(xa, *args), xa, g)
+    (gx_ref,) = torch.autograd.grad(F.max_pool2d(xa, *args), xa, g)
+    tol = 0 if dtype in (torch.float32, torch.float64) else 1e-2
+    torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol)
+
+
+def test_gradcheck_float64_cuda():
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, device="cuda", requires_grad=True)
+    w = torch.randn(4, 2, 3, 2, dtype=torch.float64, device="cuda", requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: CF.conv2d(x, w, b, (2, 1), 1, (1, 2), 2), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x: CF.max_pool2d(x, 3, 2, 1, ceil_mode=True), (x,))
+
+
+def test_opcheck_cuda():
+    ops = torch.ops.cnnkernels
+    x = torch.randn(2, 4, 7, 6, device="cuda").contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 2, 3, 2, device="cuda", requires_grad=True)
+    torch.library.opcheck(ops.conv2d.default, (x, w, None, [2, 1], [1, 0], [1, 2], 2))
+    torch.library.opcheck(ops.max_pool2d_with_indices.default, (x, [3, 3], [2, 2], [1, 1], [1, 1], False))
+
+
+def test_runs_on_the_current_stream_and_device_of_the_input():
+    x = torch.randn(4, 8, 32, 32, device="cuda")
+    w = torch.randn(8, 8, 3, 3, device="cuda")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        y = CF.conv2d(x, w, padding=1)
+        p = CF.max_pool2d(y, 2)
+    side.synchronize()
+    torch.testing.assert_close(p, F.max_pool2d(F.conv2d(x, w, padding=1), 2), rtol=1e-2, atol=1e-2)
+
+
+def test_empty_batch_cuda():
+    x = torch.randn(0, 4, 8, 8, device="cuda", requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, device="cuda", requires_grad=True)
+    y = CF.conv2d(x, w, padding=1)
+    y.sum().backward()
+    assert y.shape == (0, 6, 8, 8) and torch.equal(w.grad, torch.zeros_like(w))
+
+
+def test_max_pool2d_over_2_pow_31_elements():
+    """int64 offsets: a 2^31 + 2^20 element fp16 input (4 GiB)."""
+    free, _ = torch.cuda.mem_get_info()
+    if free < 12 * 2**30:
+        pytest.skip("needs 12 GiB of free GPU memory")
+    x = torch.randn(2**31 // (1024 * 1024) + 1, 1, 1024, 1024, device="cuda", dtype=torch.float16)
+    y, i = CF.max_pool2d(x, 2, return_indices=True)
+    y_ref, i_ref = F.max_pool2d(x[-2:], 2, return_indices=True)
+    assert torch.equal(y[-2:], y_ref) and torch.equal(i[-2:], i_ref)

@@ -1,0 +1,64 @@
+"""The CPU ISA: chosen once from CPUID, forced by CNNKERNELS_CPU_ISA or set_cpu_isa, reported by
+show_config, and each forced path really runs its own kernels."""
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cnnkernels
+from cnnkernels import _C
+from conftest import ALL_ISAS, HOST_ISAS, forced_isa
+
+
+def run_python(code, **env):
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.mark.parametrize("isa", ALL_ISAS)
+def test_environment_variable_forces_the_isa(isa):
+    if isa not in HOST_ISAS:
+        pytest.skip(f"this CPU cannot run {isa}")
+    out = run_python("import cnnkernels; print(cnnkernels._C.cpu_isa())", CNNKERNELS_CPU_ISA=isa)
+    assert out.stdout.strip() == isa
+
+
+def test_default_is_the_best_host_isa_and_bad_values_are_reported():
+    out = run_python("import cnnkernels; print(cnnkernels._C.cpu_isa())", CNNKERNELS_CPU_ISA="")
+    assert out.stdout.strip() == HOST_ISAS[-1]
+    out = run_python("import cnnkernels; print(cnnkernels._C.cpu_isa())", CNNKERNELS_CPU_ISA="sse9")
+    assert out.stdout.strip() == HOST_ISAS[-1] and "sse9" in out.stderr
+
+
+@pytest.mark.parametrize("isa", ALL_ISAS)
+def test_forced_isa_selects_its_kernels(isa):
+    with forced_isa(isa):
+        assert _C.cpu_isa() == isa
+        name = _C.cpu_kernel_name("conv2d_fprop", "f32")
+        assert name.startswith("conv2d_fprop_any_f32__") and isa.replace("scalar", "scalar_ref") in name
+        # float64 always runs the plain reference
+        assert _C.cpu_kernel_name("max_pool2d_bwd", "f64").endswith("__scalar_ref")
+
+
+def test_set_cpu_isa_rejects_unknown_names():
+    with pytest.raises(ValueError):
+        _C.set_cpu_isa("neon")
+
+
+def test_show_config_reports_build_and_isa():
+    buf = io.StringIO()
+    cnnkernels.show_config(file=buf)
+    text = buf.getvalue()
+    assert cnnkernels.__version__ in text and _C.cpu_isa() in text and torch.__version__.split("+")[0] in text
+    assert "conv2d_fprop_any_f32" in text and "CUDA kernels" in text
+
+
+@pytest.mark.skipif(os.environ.get("CNNKERNELS_CUDA") != "ON", reason="CUDA build not required here")
+def test_cuda_kernels_were_built_when_required():
+    """CI sets CNNKERNELS_CUDA=ON where nvcc exists: the CUDA kernels must be in the extension."""
+    assert _C.cuda_built() and _C.cuda_architectures()
