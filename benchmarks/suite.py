@@ -7,12 +7,16 @@ side by side in one process, layer by layer (shapes.py).
 
 Every case is checked first (ours against PyTorch on the same seeded inputs; a mismatch is
 reported as MISMATCH, not fatal), then timed: torch.utils.benchmark on the CPU (median of
-blocked_autorange; a single run where one call takes longer than the slow threshold); on the GPU
+blocked_autorange, ours and torch's alternating in three rounds so that a neighbour's burst of load
+on a shared machine hits both; a single run where one call takes longer than the slow threshold;
+other processes' share of the CPUs is recorded per case, 'others %cpu'); on the GPU
 the kernels' device time from CUDA events with the L2 flushed before each call, and the wall time
 a Python caller pays from torch.utils.benchmark. Each case reports speedup = torch_ms / ours_ms and
 the share of the machine's ceiling reached (shared/PERFORMANCE.md): the floor time is the larger
 of FLOPs / FMA peak and bytes / copy rate, and % of ceiling = floor / measured time. The rate
 shown is GFLOP/s where the floor is compute, GB/s where it is memory (max-pool, depthwise).
+The copy rate is DRAM's: at batch 1 on the CPU many tensors fit in the caches, so more than 100%
+of it is possible there.
 
 FLOPs are direct-convolution FLOPs, 2*N*K*P*Q*(C/groups)*R*S forward, three times that forward and
 backward (input and weight gradients). Bytes count every tensor the op reads or writes once:
@@ -191,7 +195,7 @@ def _check(ours, ref, inputs, tol):
     errors = {}
     for name, r in ref.items():
         o = ours[name]
-        if o.shape != r.shape:
+        if o.shape != r.shape or o.dtype != r.dtype:
             errors[name] = math.inf
         elif name == "indices":  # ties may pick another index: check that it points at the max
             x = inputs["input"].detach().flatten(2)
@@ -282,6 +286,11 @@ def _others_pct(before, after, wall_s):
     return max(0.0, 100 * foreign / (wall_s * (os.cpu_count() or 1)))
 
 
+def _describe(e):
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
 def _run_case(shape, args, layout, direction, ceilings):
     dtype = DTYPES[args.dtype]
     tol = TOL_TF32 if (args.device == "cuda" and dtype == torch.float32
@@ -306,13 +315,18 @@ def _run_case(shape, args, layout, direction, ceilings):
         sync()
         return res, time.perf_counter() - t0
 
-    ref, torch_first = first_call(F)
+    # An unsupported dtype or device, or out of memory: report it and go on to the next case.
+    try:
+        ref, torch_first = first_call(F)
+    except Exception as e:
+        rec.update(status="ERROR", error=f"torch: {_describe(e)}", speedup=None)
+        return rec
     try:
         ours, ours_first = first_call(ours_F)
         ok, errors = _check(ours, ref, inputs, tol)
         rec.update(status="ok" if ok else "MISMATCH", max_rel_err=errors, tol=tol)
-    except Exception as e:  # an unsupported dtype or device: report it, race the next case
-        rec.update(status="ERROR", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    except Exception as e:
+        rec.update(status="ERROR", error=f"ours: {_describe(e)}")
     ref = ours = None  # free them before timing
 
     sides = {"torch": (lambda: run(F), torch_first)}
@@ -338,7 +352,7 @@ def _meta(args):
                 cnnkernels_cpu_isa=cnnkernels._C.cpu_isa(),
                 cnnkernels_cpu_isa_env=os.environ.get("CNNKERNELS_CPU_ISA"),
                 torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                python=platform.python_version(), loadavg_start=_loadavg())
+                python=platform.python_version())
     if args.device == "cuda":
         meta.update(device_name=torch.cuda.get_device_name(), cudnn=torch.backends.cudnn.version(),
                     cuda=torch.version.cuda, tf32=torch.backends.cudnn.allow_tf32,
@@ -359,23 +373,22 @@ def _meta(args):
     return meta
 
 
-def _loadavg():
-    """1-minute load average: the machines are shared, and a busy one gives noisy timings."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
 def _cpu_model():
+    """'AMD EPYC (family 25, model 17)': the model name alone is often generic in a VM."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break
+                info[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']}, model {info['model']})"
+    return name
 
 
 def _geomean(values):
@@ -480,12 +493,10 @@ def run(argv=None):
     directions = ["fwd", "fwdbwd"] if args.direction == "both" else [args.direction]
     cases = [(s, lay, d) for s in SUITES[args.suite] for lay in layouts for d in directions
              if args.filter in f"{s.name}/{lay}/{d}"]
+    if not cases:
+        print(f"no case of suite {args.suite!r} matches --filter {args.filter!r}", file=sys.stderr)
     ceilings = _ceilings(args)
     result = dict(meta=_meta(args), options=vars(args), cases=[], summary={})
-    load = result["meta"]["loadavg_start"]
-    if load is not None and load >= 1.0:
-        print(f"note: load average {load:.1f} before the run: other processes may skew the timings",
-              file=sys.stderr)
     cpu_start, t_start = _cpu_seconds(), time.perf_counter()
     for i, (shape, layout, direction) in enumerate(cases, 1):
         rec = _run_case(shape, args, layout, direction, ceilings)
@@ -499,7 +510,7 @@ def run(argv=None):
             torch.cuda.empty_cache()
     wall = time.perf_counter() - t_start
     others = _others_pct(cpu_start, _cpu_seconds(), wall)
-    result["meta"].update(wall_s=wall, loadavg_end=_loadavg(), others_cpu_pct=others)
+    result["meta"].update(wall_s=wall, others_cpu_pct=others)
     result["summary"] = _summary(result["cases"])
     _print_report(result)
     if args.device == "cpu" and others is not None and others > 5:
@@ -509,7 +520,7 @@ def run(argv=None):
     out = args.out
     if out is None and not args.quick:
         out = RESULTS_DIR / f"{args.device}-{datetime.date.today().isoformat()}.json"
-    if out:
+    if out and cases:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w") as f:
             json.dump(result, f, indent=1, default=str)
