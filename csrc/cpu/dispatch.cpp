@@ -44,10 +44,9 @@ const CpuKernelTable* isa_table(CpuIsa isa, DType dtype) {
 // The table entry `member` for dtype: the active ISA's, else the reference's. The op layer only
 // calls with dtypes the reference covers, so the result is never null.
 template <typename Fn>
-Fn pick(Fn CpuKernelTable::*member, DType dtype, const char** variant = nullptr) {
+const CpuKernel<Fn>& pick(CpuKernel<Fn> CpuKernelTable::*member, DType dtype) {
   const CpuKernelTable* t = isa_table(active_cpu_isa(), dtype);
-  if (t == nullptr || t->*member == nullptr) t = reference_kernel_table(dtype);
-  if (variant) *variant = t->variant;
+  if (t == nullptr || (t->*member).fn == nullptr) t = reference_kernel_table(dtype);
   return t->*member;
 }
 
@@ -60,23 +59,22 @@ void set_active_cpu_isa(CpuIsa isa) {
   active_isa_slot().store(static_cast<int>(isa));
 }
 
-void cpu_conv2d_fprop(const Conv2dFpropArgs& a) { pick(&CpuKernelTable::conv2d_fprop, a.p.dtype)(a); }
-void cpu_conv2d_dgrad(const Conv2dDgradArgs& a) { pick(&CpuKernelTable::conv2d_dgrad, a.p.dtype)(a); }
-void cpu_conv2d_wgrad(const Conv2dWgradArgs& a) { pick(&CpuKernelTable::conv2d_wgrad, a.p.dtype)(a); }
-void cpu_conv2d_bgrad(const Conv2dBgradArgs& a) { pick(&CpuKernelTable::conv2d_bgrad, a.p.dtype)(a); }
-void cpu_max_pool2d_fwd(const MaxPool2dFwdArgs& a) { pick(&CpuKernelTable::max_pool2d_fwd, a.p.dtype)(a); }
-void cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& a) { pick(&CpuKernelTable::max_pool2d_bwd, a.p.dtype)(a); }
+void cpu_conv2d_fprop(const Conv2dFpropArgs& a) { pick(&CpuKernelTable::conv2d_fprop, a.p.dtype).fn(a); }
+void cpu_conv2d_dgrad(const Conv2dDgradArgs& a) { pick(&CpuKernelTable::conv2d_dgrad, a.p.dtype).fn(a); }
+void cpu_conv2d_wgrad(const Conv2dWgradArgs& a) { pick(&CpuKernelTable::conv2d_wgrad, a.p.dtype).fn(a); }
+void cpu_conv2d_bgrad(const Conv2dBgradArgs& a) { pick(&CpuKernelTable::conv2d_bgrad, a.p.dtype).fn(a); }
+void cpu_max_pool2d_fwd(const MaxPool2dFwdArgs& a) { pick(&CpuKernelTable::max_pool2d_fwd, a.p.dtype).fn(a); }
+void cpu_max_pool2d_bwd(const MaxPool2dBwdArgs& a) { pick(&CpuKernelTable::max_pool2d_bwd, a.p.dtype).fn(a); }
 
 std::string cpu_kernel_name(const std::string& op, DType dtype) {
-  const char* variant = "none";
-  if (op == "conv2d_fprop") pick(&CpuKernelTable::conv2d_fprop, dtype, &variant);
-  else if (op == "conv2d_dgrad") pick(&CpuKernelTable::conv2d_dgrad, dtype, &variant);
-  else if (op == "conv2d_wgrad") pick(&CpuKernelTable::conv2d_wgrad, dtype, &variant);
-  else if (op == "conv2d_bgrad") pick(&CpuKernelTable::conv2d_bgrad, dtype, &variant);
-  else if (op == "max_pool2d_fwd") pick(&CpuKernelTable::max_pool2d_fwd, dtype, &variant);
-  else if (op == "max_pool2d_bwd") pick(&CpuKernelTable::max_pool2d_bwd, dtype, &variant);
-  else return "";
-  return op + "_any_" + dtype_name(dtype) + "__" + variant;
+  if (reference_kernel_table(dtype) == nullptr) return "";
+  if (op == "conv2d_fprop") return pick(&CpuKernelTable::conv2d_fprop, dtype).name;
+  if (op == "conv2d_dgrad") return pick(&CpuKernelTable::conv2d_dgrad, dtype).name;
+  if (op == "conv2d_wgrad") return pick(&CpuKernelTable::conv2d_wgrad, dtype).name;
+  if (op == "conv2d_bgrad") return pick(&CpuKernelTable::conv2d_bgrad, dtype).name;
+  if (op == "max_pool2d_fwd") return pick(&CpuKernelTable::max_pool2d_fwd, dtype).name;
+  if (op == "max_pool2d_bwd") return pick(&CpuKernelTable::max_pool2d_bwd, dtype).name;
+  return "";
 }
 
 }  // namespace cnnkernels

@@ -17,15 +17,31 @@ using Conv2dBgradFn = void (*)(const Conv2dBgradArgs&);
 using MaxPool2dFwdFn = void (*)(const MaxPool2dFwdArgs&);
 using MaxPool2dBwdFn = void (*)(const MaxPool2dBwdArgs&);
 
-struct CpuKernelTable {
-  const char* variant;  // "<isa>_<tile>" part of the kernel names, e.g. "scalar_ref"
-  Conv2dFpropFn conv2d_fprop;
-  Conv2dDgradFn conv2d_dgrad;
-  Conv2dWgradFn conv2d_wgrad;
-  Conv2dBgradFn conv2d_bgrad;
-  MaxPool2dFwdFn max_pool2d_fwd;
-  MaxPool2dBwdFn max_pool2d_bwd;
+template <typename Fn>
+struct CpuKernel {
+  Fn fn = nullptr;
+  std::string name;  // <op>_<direction>_<layout>_<dtype>__<isa>_<tile>, e.g. "conv2d_fprop_any_f32__scalar_ref"
 };
+
+struct CpuKernelTable {
+  CpuKernel<Conv2dFpropFn> conv2d_fprop;
+  CpuKernel<Conv2dDgradFn> conv2d_dgrad;
+  CpuKernel<Conv2dWgradFn> conv2d_wgrad;
+  CpuKernel<Conv2dBgradFn> conv2d_bgrad;
+  CpuKernel<MaxPool2dFwdFn> max_pool2d_fwd;
+  CpuKernel<MaxPool2dBwdFn> max_pool2d_bwd;
+};
+
+// The reference loops for storage type T, compiled in namespace ns, named "<op>_any_<dtype>__<variant>".
+#define CNNKERNELS_REFERENCE_TABLE(ns, T, dtype, variant)                                   \
+  ::cnnkernels::CpuKernelTable {                                                           \
+    {ns::conv2d_fprop<T>, std::string("conv2d_fprop_any_") + dtype + "__" + variant},      \
+    {ns::conv2d_dgrad<T>, std::string("conv2d_dgrad_any_") + dtype + "__" + variant},      \
+    {ns::conv2d_wgrad<T>, std::string("conv2d_wgrad_any_") + dtype + "__" + variant},      \
+    {ns::conv2d_bgrad<T>, std::string("conv2d_bgrad_any_") + dtype + "__" + variant},      \
+    {ns::max_pool2d_fwd<T>, std::string("max_pool2d_fwd_any_") + dtype + "__" + variant},  \
+    {ns::max_pool2d_bwd<T>, std::string("max_pool2d_bwd_any_") + dtype + "__" + variant},  \
+  }
 
 // nullptr when that ISA has no kernels for the dtype.
 const CpuKernelTable* reference_kernel_table(DType dtype);

@@ -6,17 +6,10 @@
 
 namespace cnnkernels {
 
-template <typename T>
-static CpuKernelTable reference_table() {
-  return CpuKernelTable{"scalar_ref",         ref::conv2d_fprop<T>,   ref::conv2d_dgrad<T>,
-                        ref::conv2d_wgrad<T>, ref::conv2d_bgrad<T>,   ref::max_pool2d_fwd<T>,
-                        ref::max_pool2d_bwd<T>};
-}
-
 const CpuKernelTable* reference_kernel_table(DType dtype) {
-  static const CpuKernelTable f32 = reference_table<float>();
-  static const CpuKernelTable f64 = reference_table<double>();
-  static const CpuKernelTable b16 = reference_table<bf16>();
+  static const CpuKernelTable f32 = CNNKERNELS_REFERENCE_TABLE(ref, float, "f32", "scalar_ref");
+  static const CpuKernelTable f64 = CNNKERNELS_REFERENCE_TABLE(ref, double, "f64", "scalar_ref");
+  static const CpuKernelTable b16 = CNNKERNELS_REFERENCE_TABLE(ref, bf16, "bf16", "scalar_ref");
   switch (dtype) {
     case DType::f32: return &f32;
     case DType::f64: return &f64;
