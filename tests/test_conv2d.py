@@ -92,6 +92,26 @@ def test_conv2d_matches_torch(dtype, isa, cfg):
             check_against_torch(cfg, dtype)
 
 
+@st.composite
+def wide_conv_configs(draw):
+    """Channel counts that reach the direct (SIMD) engine: >= 8 output channels per group, blocks
+    of 16/32/64 lanes with tails, 6- to 14-pixel row tiles with tails, stride 1 for its dgrad."""
+    cfg = draw(conv_configs())
+    groups = draw(st.sampled_from([1, 1, 2]))
+    cfg.update(groups=groups, c=groups * draw(st.integers(1, 40)), k=groups * draw(st.integers(8, 80)),
+               n=draw(st.integers(1, 2)), w=cfg["w"] + draw(st.integers(0, 16)))
+    if draw(st.booleans()):
+        cfg.update(stride=(1, 1))
+    return cfg
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@given(cfg=wide_conv_configs())
+def test_direct_engine_matches_torch(isa, cfg):
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

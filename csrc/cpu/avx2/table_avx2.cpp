@@ -6,12 +6,26 @@
 #define CNNKERNELS_KERNEL_NS avx2
 #include "../reference/conv2d_reference.h"
 #include "../reference/max_pool2d_reference.h"
+#include "../simd/conv2d_direct.h"
 
 namespace cnnkernels {
+namespace {
+
+// The direct engine where it applies (not depthwise; dgrad at stride 1), else the reference.
+void conv2d_fprop_f32(const Conv2dFpropArgs& a) {
+  if (!avx2::conv2d_fprop_direct_f32(a)) avx2::conv2d_fprop<float>(a);
+}
+void conv2d_dgrad_f32(const Conv2dDgradArgs& a) {
+  if (!avx2::conv2d_dgrad_direct_f32(a)) avx2::conv2d_dgrad<float>(a);
+}
+
+}  // namespace
 
 const CpuKernelTable* avx2_kernel_table(DType dtype) {
   static const CpuKernelTable f32 = [] {
     CpuKernelTable t = CNNKERNELS_REFERENCE_TABLE(avx2, float, "f32", "avx2_autovec");
+    t.conv2d_fprop = {conv2d_fprop_f32, "conv2d_fprop_nhwc_f32__avx2_direct"};
+    t.conv2d_dgrad = {conv2d_dgrad_f32, "conv2d_dgrad_nhwc_f32__avx2_direct"};
     return t;
   }();
   return dtype == DType::f32 ? &f32 : nullptr;

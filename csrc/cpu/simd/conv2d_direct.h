@@ -1,0 +1,239 @@
+// Direct convolution on channels-last activations, vectorised over output channels, for float32:
+// the engine behind the AVX2 and AVX-512 conv2d fprop and stride-1 dgrad kernels. Included once per
+// ISA folder inside that ISA's namespace (see vec.h).
+//
+// Layouts (built per call, see pack_*):
+//   activations  x[n][h][w][c], zero-padded by (pad_h, pad_w), channels contiguous. A channels_last
+//                input with no padding is read in place; anything else is repacked once.
+//   weights      wp[g][kb][r][s][c][KB]: for group g and block kb of KB = NV * lanes output
+//                channels, KB consecutive floats per (r, s, c); the tail block is zero-filled.
+//
+// Microkernel: an MR-pixel x NV-vector tile of accumulators (MR output pixels along one output row
+// times KB output channels). Per input channel c of a tap (r, s) it loads NV weight vectors and MR
+// broadcasts and issues MR * NV FMAs: each weight load feeds MR FMAs, each broadcast NV. AVX-512
+// (32 registers): 6 x 4 vectors = 24 accumulators; AVX2 (16): 6 x 2 = 12.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../../common/parallel.h"
+#include "vec.h"
+
+namespace cnnkernels {
+namespace CNNKERNELS_KERNEL_NS {
+namespace {
+
+// A convolution as the engine sees it: "in" channels are read, "out" channels are written.
+struct DirectConvShape {
+  int64_t N, groups;
+  int64_t in_per_group, out_per_group;
+  int64_t R, S, stride_h, stride_w, dil_h, dil_w;
+  int64_t P, Q;  // output rows and columns
+};
+
+// Channels-last activations: element (n, h, w, c) at data[n * sn + h * sh + w * sw + c].
+struct NhwcView {
+  const float* data;
+  int64_t sn, sh, sw;
+};
+
+// Packs the weights as wp[g][kb][r][s][c][KB]; weight(g, o, i, r, s) gives the weight of out
+// channel o and in channel i of group g (both within the group).
+template <typename WeightAt>
+std::vector<float> pack_weights(const DirectConvShape& d, int64_t KB, const WeightAt& weight) {
+  const int64_t nkb = (d.out_per_group + KB - 1) / KB;
+  const int64_t block = d.R * d.S * d.in_per_group * KB;
+  std::vector<float> wp(d.groups * nkb * block, 0.0f);
+  parallel_for(0, d.groups * nkb, 1, [&](int64_t b, int64_t e) {
+    for (int64_t gk = b; gk < e; ++gk) {
+      const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
+      float* dst = wp.data() + gk * block;
+      for (int64_t r = 0; r < d.R; ++r)
+        for (int64_t s = 0; s < d.S; ++s)
+          for (int64_t i = 0; i < d.in_per_group; ++i, dst += KB)
+            for (int64_t l = 0; l < olen; ++l) dst[l] = weight(g, o0 + l, i, r, s);
+    }
+  });
+  return wp;
+}
+
+// Copies a strided (n, c, h, w) activation into zero-padded channels-last storage holding
+// (Hp, Wp) positions per image.
+inline std::vector<float> pack_activations(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+                                           int64_t W, int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
+  std::vector<float> dst(N * Hp * Wp * C, 0.0f);
+  parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
+    for (int64_t nh = b; nh < e; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      float* row = dst.data() + ((n * Hp + h + pad_h) * Wp + pad_w) * C;
+      const float* s = src + n * st[0] + h * st[2];
+      if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
+        for (int64_t w = 0; w < W; ++w) std::copy(s + w * st[3], s + w * st[3] + C, row + w * C);
+      } else {
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t w = 0; w < W; ++w) row[w * C + c] = s[c * st[1] + w * st[3]];
+      }
+    }
+  });
+  return dst;
+}
+
+// acc[m][v] += x(pixel m, channel c) * w(c, vector v) over every tap and input channel.
+template <int MR, int NV>
+inline void conv_tile(const float* x, int64_t pixel_step, const int64_t* tap_offset, int64_t taps,
+                      const float* w, int64_t cin, const float* bias, float* out, int64_t out_pixel_step) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  typename V::type acc[MR][NV];
+  for (int v = 0; v < NV; ++v) {
+    const typename V::type b = bias ? V::load(bias + v * L) : V::zero();
+    for (int m = 0; m < MR; ++m) acc[m][v] = b;
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* xt = x + tap_offset[t];
+    const float* wt = w + t * cin * NV * L;
+    for (int64_t c = 0; c < cin; ++c) {
+      typename V::type wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = V::load(wt + c * NV * L + v * L);
+      for (int m = 0; m < MR; ++m) {
+        const typename V::type xb = V::broadcast(xt + m * pixel_step + c);
+        for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(xb, wv[v], acc[m][v]);
+      }
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) V::store(out + m * out_pixel_step + v * L, acc[m][v]);
+}
+
+// conv_tile for a run of m <= MR pixels (the row's tail), choosing the instantiation at run time.
+template <int MR, int NV>
+inline void conv_tile_upto(int m, const float* x, int64_t pixel_step, const int64_t* tap_offset, int64_t taps,
+                           const float* w, int64_t cin, const float* bias, float* out, int64_t out_pixel_step) {
+  if constexpr (MR > 1) {
+    if (m < MR) return conv_tile_upto<MR - 1, NV>(m, x, pixel_step, tap_offset, taps, w, cin, bias, out, out_pixel_step);
+  }
+  conv_tile<MR, NV>(x, pixel_step, tap_offset, taps, w, cin, bias, out, out_pixel_step);
+}
+
+// Runs the convolution: x is padded channels-last (the output's tap (r, s) of pixel (p, q) reads
+// x[n, p sh + r dh, q sw + s dw]); wp from pack_weights with KB = NV lanes; bias (may be null) has
+// out_per_group * groups floats; y has element strides ys in (n, channel, h, w) order.
+template <int MR, int NV>
+void direct_conv(const DirectConvShape& d, const NhwcView& x, const float* wp, const float* bias, float* y,
+                 const int64_t ys[4]) {
+  constexpr int64_t KB = NV * VecF32::kLanes;
+  const int64_t nkb = (d.out_per_group + KB - 1) / KB;
+  const int64_t taps = d.R * d.S, cin = d.in_per_group;
+  std::vector<int64_t> tap_offset(taps);
+  for (int64_t r = 0; r < d.R; ++r)
+    for (int64_t s = 0; s < d.S; ++s) tap_offset[r * d.S + s] = r * d.dil_h * x.sh + s * d.dil_w * x.sw;
+  // Bias per output block, zero-padded to KB.
+  std::vector<float> bias_blocks;
+  if (bias) {
+    bias_blocks.assign(d.groups * nkb * KB, 0.0f);
+    for (int64_t g = 0; g < d.groups; ++g)
+      for (int64_t o = 0; o < d.out_per_group; ++o) bias_blocks[(g * nkb + o / KB) * KB + o % KB] = bias[g * d.out_per_group + o];
+  }
+  const bool direct_store = ys[1] == 1;  // output channels contiguous: store tiles in place
+  const int64_t rows = d.groups * nkb * d.N * d.P;  // (g, kb) outermost: a thread's rows share weights
+  parallel_for(0, rows, 1, [&](int64_t b, int64_t e) {
+    float tile[MR * KB];
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t p = row % d.P, n = (row / d.P) % d.N, gk = row / (d.P * d.N);
+      const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
+      const float* xrow = x.data + n * x.sn + p * d.stride_h * x.sh + g * cin;
+      const float* wblk = wp + gk * taps * cin * KB;
+      const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
+      float* yrow = y + n * ys[0] + (g * d.out_per_group + o0) * ys[1] + p * ys[2];
+      const int64_t pixel_step = d.stride_w * x.sw;
+      for (int64_t q0 = 0; q0 < d.Q; q0 += MR) {
+        const int m = int(std::min<int64_t>(MR, d.Q - q0));
+        const float* xq = xrow + q0 * pixel_step;
+        if (direct_store && olen == KB) {
+          conv_tile_upto<MR, NV>(m, xq, pixel_step, tap_offset.data(), taps, wblk, cin, bblk, yrow + q0 * ys[3], ys[3]);
+          continue;
+        }
+        conv_tile_upto<MR, NV>(m, xq, pixel_step, tap_offset.data(), taps, wblk, cin, bblk, tile, KB);
+        for (int mi = 0; mi < m; ++mi)
+          for (int64_t o = 0; o < olen; ++o) yrow[o * ys[1] + (q0 + mi) * ys[3]] = tile[mi * KB + o];
+      }
+    }
+  });
+}
+
+// The register tile for this ISA and output-channel count: KB covers as much of out_per_group as
+// the registers allow without wasting most lanes.
+template <typename Body>
+void with_tile(int64_t out_per_group, const Body& body) {
+  constexpr int L = VecF32::kLanes;
+#if defined(__AVX512F__)
+  if (out_per_group > 2 * L) return body.template operator()<6, 4>();
+  if (out_per_group > L) return body.template operator()<12, 2>();
+  return body.template operator()<14, 1>();
+#else
+  if (out_per_group > L) return body.template operator()<6, 2>();
+  return body.template operator()<12, 1>();
+#endif
+}
+
+// fprop: y = conv(x, w) + bias for float32. Returns false (doing nothing) where this engine does
+// not apply: few output channels per group (depthwise), where the reference is the better fit.
+inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  if (p.dtype != DType::f32 || Kg < 8) return false;
+  const DirectConvShape d{p.N, p.groups, Cg, Kg, p.R, p.S, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.P, p.Q};
+  const float* w = static_cast<const float*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  const float* x = static_cast<const float*>(a.x.data);
+  const int64_t* xs = a.x.stride;
+  // Rows and columns the windows reach, in padded coordinates.
+  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
+  with_tile(Kg, [&]<int MR, int NV>() {
+    constexpr int64_t KB = NV * VecF32::kLanes;
+    const std::vector<float> wp = pack_weights(d, KB, [&](int64_t g, int64_t o, int64_t i, int64_t r, int64_t s) {
+      return w[(g * Kg + o) * ws[0] + i * ws[1] + r * ws[2] + s * ws[3]];
+    });
+    std::vector<float> packed;
+    NhwcView xv{x, xs[0], xs[2], xs[3]};
+    if (!(xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {
+      packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+      xv = NhwcView{packed.data(), Hp * Wp * p.C, Wp * p.C, p.C};
+    }
+    direct_conv<MR, NV>(d, xv, wp.data(), static_cast<const float*>(a.bias), static_cast<float*>(a.y.data),
+                        a.y.stride);
+  });
+  return true;
+}
+
+// dgrad for stride 1 as a forward convolution: dx[n, c, h, w] = sum over (k, r', s') of
+// dy_padded[n, k, h + r' dh, w + s' dw] w[k, c, R-1-r', S-1-s'], with dy padded by
+// dh - pad_h rows (and likewise columns): the filter flipped, its k and c roles swapped.
+inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  const int64_t pad_h = (p.R - 1) * p.dil_h - p.pad_h, pad_w = (p.S - 1) * p.dil_w - p.pad_w;
+  if (p.dtype != DType::f32 || Cg < 8 || p.stride_h != 1 || p.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
+  const DirectConvShape d{p.N, p.groups, Kg, Cg, p.R, p.S, 1, 1, p.dil_h, p.dil_w, p.H, p.W};
+  const float* w = static_cast<const float*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  const int64_t Hp = std::max(p.P + 2 * pad_h, p.H + (p.R - 1) * p.dil_h);
+  const int64_t Wp = std::max(p.Q + 2 * pad_w, p.W + (p.S - 1) * p.dil_w);
+  with_tile(Cg, [&]<int MR, int NV>() {
+    constexpr int64_t KB = NV * VecF32::kLanes;
+    const std::vector<float> wp = pack_weights(d, KB, [&](int64_t g, int64_t o, int64_t i, int64_t r, int64_t s) {
+      return w[(g * Kg + i) * ws[0] + o * ws[1] + (p.R - 1 - r) * ws[2] + (p.S - 1 - s) * ws[3]];
+    });
+    const std::vector<float> packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
+                                                       p.P, p.Q, pad_h, pad_w, Hp, Wp);
+    const NhwcView dyv{packed.data(), Hp * Wp * p.K, Wp * p.K, p.K};
+    direct_conv<MR, NV>(d, dyv, wp.data(), nullptr, static_cast<float*>(a.dx.data), a.dx.stride);
+  });
+  return true;
+}
+
+}  // namespace
+}  // namespace CNNKERNELS_KERNEL_NS
+}  // namespace cnnkernels
