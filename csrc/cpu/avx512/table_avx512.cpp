@@ -7,16 +7,20 @@
 #include "../reference/conv2d_reference.h"
 #include "../reference/max_pool2d_reference.h"
 #include "../simd/conv2d_direct.h"
+#include "../simd/conv2d_wgrad.h"
 
 namespace cnnkernels {
 namespace {
 
-// The direct engine where it applies (not depthwise; dgrad at stride 1), else the reference.
+// The direct engines where they apply (not depthwise; dgrad at stride 1), else the reference.
 void conv2d_fprop_f32(const Conv2dFpropArgs& a) {
   if (!avx512::conv2d_fprop_direct_f32(a)) avx512::conv2d_fprop<float>(a);
 }
 void conv2d_dgrad_f32(const Conv2dDgradArgs& a) {
   if (!avx512::conv2d_dgrad_direct_f32(a)) avx512::conv2d_dgrad<float>(a);
+}
+void conv2d_wgrad_f32(const Conv2dWgradArgs& a) {
+  if (!avx512::conv2d_wgrad_direct_f32(a)) avx512::conv2d_wgrad<float>(a);
 }
 
 }  // namespace
@@ -26,6 +30,7 @@ const CpuKernelTable* avx512_kernel_table(DType dtype) {
     CpuKernelTable t = CNNKERNELS_REFERENCE_TABLE(avx512, float, "f32", "avx512_autovec");
     t.conv2d_fprop = {conv2d_fprop_f32, "conv2d_fprop_nhwc_f32__avx512_direct"};
     t.conv2d_dgrad = {conv2d_dgrad_f32, "conv2d_dgrad_nhwc_f32__avx512_direct"};
+    t.conv2d_wgrad = {conv2d_wgrad_f32, "conv2d_wgrad_nhwc_f32__avx512_direct"};
     return t;
   }();
   return dtype == DType::f32 ? &f32 : nullptr;

@@ -1,12 +1,16 @@
 // Direct convolution on channels-last activations, vectorised over output channels, for float32:
-// the engine behind the AVX2 and AVX-512 conv2d fprop and stride-1 dgrad kernels. Included once per
-// ISA folder inside that ISA's namespace (see vec.h).
+// the engine behind the AVX2 and AVX-512 conv2d fprop and dgrad kernels. Included once per ISA
+// folder inside that ISA's namespace (see vec.h).
+//
+// The engine runs a plan: output rows x columns, and a list of taps, each an offset into the
+// (padded, channels-last) input and a slice of the packed weights. fprop's plan has the R x S taps
+// of the filter. dgrad is a set of forward plans, one per stride phase (below).
 //
 // Layouts (built per call, see pack_*):
 //   activations  x[n][h][w][c], zero-padded by (pad_h, pad_w), channels contiguous. A channels_last
 //                input with no padding is read in place; anything else is repacked once.
-//   weights      wp[g][kb][r][s][c][KB]: for group g and block kb of KB = NV * lanes output
-//                channels, KB consecutive floats per (r, s, c); the tail block is zero-filled.
+//   weights      wp[g][kb][tap][c][KB]: for group g and block kb of KB = NV * lanes output
+//                channels, KB consecutive floats per (tap, c); the tail block is zero-filled.
 //
 // Microkernel: an MR-pixel x NV-vector tile of accumulators (MR output pixels along one output row
 // times KB output channels). Per input channel c of a tap (r, s) it loads NV weight vectors and MR
@@ -25,11 +29,11 @@ namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
 // A convolution as the engine sees it: "in" channels are read, "out" channels are written.
-struct DirectConvShape {
-  int64_t N, groups;
-  int64_t in_per_group, out_per_group;
-  int64_t R, S, stride_h, stride_w, dil_h, dil_w;
-  int64_t P, Q;  // output rows and columns
+struct DirectConvPlan {
+  int64_t N, groups, in_per_group, out_per_group;
+  int64_t P, Q;                     // output rows and columns
+  int64_t row_step, pixel_step;     // input offset from one output row / column to the next
+  std::vector<int64_t> tap_offset;  // input offset of each tap, in packed-weight order
 };
 
 // Channels-last activations: element (n, h, w, c) at data[n * sn + h * sh + w * sw + c].
@@ -38,21 +42,20 @@ struct NhwcView {
   int64_t sn, sh, sw;
 };
 
-// Packs the weights as wp[g][kb][r][s][c][KB]; weight(g, o, i, r, s) gives the weight of out
-// channel o and in channel i of group g (both within the group).
+// Packs the weights as wp[g][kb][tap][c][KB]; weight(g, o, i, t) gives the weight of out channel
+// o and in channel i of group g (both within the group) at tap t.
 template <typename WeightAt>
-std::vector<float> pack_weights(const DirectConvShape& d, int64_t KB, const WeightAt& weight) {
-  const int64_t nkb = (d.out_per_group + KB - 1) / KB;
-  const int64_t block = d.R * d.S * d.in_per_group * KB;
+std::vector<float> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightAt& weight) {
+  const int64_t nkb = (d.out_per_group + KB - 1) / KB, taps = int64_t(d.tap_offset.size());
+  const int64_t block = taps * d.in_per_group * KB;
   std::vector<float> wp(d.groups * nkb * block, 0.0f);
   parallel_for(0, d.groups * nkb, 1, [&](int64_t b, int64_t e) {
     for (int64_t gk = b; gk < e; ++gk) {
       const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
       float* dst = wp.data() + gk * block;
-      for (int64_t r = 0; r < d.R; ++r)
-        for (int64_t s = 0; s < d.S; ++s)
-          for (int64_t i = 0; i < d.in_per_group; ++i, dst += KB)
-            for (int64_t l = 0; l < olen; ++l) dst[l] = weight(g, o0 + l, i, r, s);
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t i = 0; i < d.in_per_group; ++i, dst += KB)
+          for (int64_t l = 0; l < olen; ++l) dst[l] = weight(g, o0 + l, i, t);
     }
   });
   return wp;
@@ -116,18 +119,15 @@ inline void conv_tile_upto(int m, const float* x, int64_t pixel_step, const int6
   conv_tile<MR, NV>(x, pixel_step, tap_offset, taps, w, cin, bias, out, out_pixel_step);
 }
 
-// Runs the convolution: x is padded channels-last (the output's tap (r, s) of pixel (p, q) reads
-// x[n, p sh + r dh, q sw + s dw]); wp from pack_weights with KB = NV lanes; bias (may be null) has
-// out_per_group * groups floats; y has element strides ys in (n, channel, h, w) order.
+// Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
+// offsets; wp from pack_weights with KB = NV lanes; bias (may be null) has out_per_group * groups
+// floats; y has element strides ys in (n, channel, h, w) order. Every output element is written.
 template <int MR, int NV>
-void direct_conv(const DirectConvShape& d, const NhwcView& x, const float* wp, const float* bias, float* y,
+void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, const float* bias, float* y,
                  const int64_t ys[4]) {
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t nkb = (d.out_per_group + KB - 1) / KB;
-  const int64_t taps = d.R * d.S, cin = d.in_per_group;
-  std::vector<int64_t> tap_offset(taps);
-  for (int64_t r = 0; r < d.R; ++r)
-    for (int64_t s = 0; s < d.S; ++s) tap_offset[r * d.S + s] = r * d.dil_h * x.sh + s * d.dil_w * x.sw;
+  const int64_t taps = int64_t(d.tap_offset.size()), cin = d.in_per_group;
   // Bias per output block, zero-padded to KB.
   std::vector<float> bias_blocks;
   if (bias) {
@@ -142,19 +142,19 @@ void direct_conv(const DirectConvShape& d, const NhwcView& x, const float* wp, c
     for (int64_t row = b; row < e; ++row) {
       const int64_t p = row % d.P, n = (row / d.P) % d.N, gk = row / (d.P * d.N);
       const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
-      const float* xrow = x.data + n * x.sn + p * d.stride_h * x.sh + g * cin;
+      const float* xrow = x.data + n * x.sn + p * d.row_step + g * cin;
       const float* wblk = wp + gk * taps * cin * KB;
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
       float* yrow = y + n * ys[0] + (g * d.out_per_group + o0) * ys[1] + p * ys[2];
-      const int64_t pixel_step = d.stride_w * x.sw;
       for (int64_t q0 = 0; q0 < d.Q; q0 += MR) {
         const int m = int(std::min<int64_t>(MR, d.Q - q0));
-        const float* xq = xrow + q0 * pixel_step;
+        const float* xq = xrow + q0 * d.pixel_step;
         if (direct_store && olen == KB) {
-          conv_tile_upto<MR, NV>(m, xq, pixel_step, tap_offset.data(), taps, wblk, cin, bblk, yrow + q0 * ys[3], ys[3]);
+          conv_tile_upto<MR, NV>(m, xq, d.pixel_step, d.tap_offset.data(), taps, wblk, cin, bblk, yrow + q0 * ys[3],
+                                 ys[3]);
           continue;
         }
-        conv_tile_upto<MR, NV>(m, xq, pixel_step, tap_offset.data(), taps, wblk, cin, bblk, tile, KB);
+        conv_tile_upto<MR, NV>(m, xq, d.pixel_step, d.tap_offset.data(), taps, wblk, cin, bblk, tile, KB);
         for (int mi = 0; mi < m; ++mi)
           for (int64_t o = 0; o < olen; ++o) yrow[o * ys[1] + (q0 + mi) * ys[3]] = tile[mi * KB + o];
       }
@@ -183,7 +183,6 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   if (p.dtype != DType::f32 || Kg < 8) return false;
-  const DirectConvShape d{p.N, p.groups, Cg, Kg, p.R, p.S, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.P, p.Q};
   const float* w = static_cast<const float*>(a.w.data);
   const int64_t* ws = a.w.stride;
   const float* x = static_cast<const float*>(a.x.data);
@@ -191,46 +190,99 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
   // Rows and columns the windows reach, in padded coordinates.
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
+  std::vector<float> packed;
+  NhwcView xv{x, xs[0], xs[2], xs[3]};
+  if (!(xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {  // read a channels_last input in place
+    packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+    xv = NhwcView{packed.data(), Hp * Wp * p.C, Wp * p.C, p.C};
+  }
+  DirectConvPlan d{p.N, p.groups, Cg, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
   with_tile(Kg, [&]<int MR, int NV>() {
-    constexpr int64_t KB = NV * VecF32::kLanes;
-    const std::vector<float> wp = pack_weights(d, KB, [&](int64_t g, int64_t o, int64_t i, int64_t r, int64_t s) {
-      return w[(g * Kg + o) * ws[0] + i * ws[1] + r * ws[2] + s * ws[3]];
+    const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
+      return w[(g * Kg + o) * ws[0] + i * ws[1] + (t / p.S) * ws[2] + (t % p.S) * ws[3]];
     });
-    std::vector<float> packed;
-    NhwcView xv{x, xs[0], xs[2], xs[3]};
-    if (!(xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {
-      packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
-      xv = NhwcView{packed.data(), Hp * Wp * p.C, Wp * p.C, p.C};
-    }
     direct_conv<MR, NV>(d, xv, wp.data(), static_cast<const float*>(a.bias), static_cast<float*>(a.y.data),
                         a.y.stride);
   });
   return true;
 }
 
-// dgrad for stride 1 as a forward convolution: dx[n, c, h, w] = sum over (k, r', s') of
-// dy_padded[n, k, h + r' dh, w + s' dw] w[k, c, R-1-r', S-1-s'], with dy padded by
-// dh - pad_h rows (and likewise columns): the filter flipped, its k and c roles swapped.
+// dgrad as forward convolutions of dy, one per stride phase. Input row h receives dy row p through
+// tap r when h + pad = p stride + r dil. The rows of one phase a = (h + pad) mod stride,
+// h = h0 + stride j, are reached only by the taps r with r dil = a (mod stride), from dy row
+// p = j + base(r), base(r) = (h0 + pad - r dil) / stride: a stride-1 convolution over j with those
+// taps, the filter's k and c roles swapped. With stride 1 there is one phase and every tap.
+struct DgradPhase1D {
+  int64_t first, count;        // output positions first + stride j, j < count
+  std::vector<int64_t> taps;   // filter taps r of this phase
+  std::vector<int64_t> base;   // dy position of output j = 0 through each tap
+};
+
+inline std::vector<DgradPhase1D> dgrad_phases(int64_t in, int64_t taps, int64_t stride, int64_t pad, int64_t dil) {
+  std::vector<DgradPhase1D> phases;
+  for (int64_t a = 0; a < stride; ++a) {
+    DgradPhase1D ph;
+    ph.first = ((a - pad) % stride + stride) % stride;
+    ph.count = ph.first < in ? (in - ph.first + stride - 1) / stride : 0;
+    for (int64_t r = 0; r < taps; ++r) {
+      if (((r * dil) % stride) != a) continue;
+      ph.taps.push_back(r);
+      ph.base.push_back((ph.first + pad - r * dil) / stride);  // exact: numerator = 0 mod stride
+    }
+    phases.push_back(ph);
+  }
+  return phases;
+}
+
 inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  const int64_t pad_h = (p.R - 1) * p.dil_h - p.pad_h, pad_w = (p.S - 1) * p.dil_w - p.pad_w;
-  if (p.dtype != DType::f32 || Cg < 8 || p.stride_h != 1 || p.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
-  const DirectConvShape d{p.N, p.groups, Kg, Cg, p.R, p.S, 1, 1, p.dil_h, p.dil_w, p.H, p.W};
+  if (p.dtype != DType::f32 || Cg < 8) return false;
+  const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, p.stride_h, p.pad_h, p.dil_h);
+  const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
+  // Pad dy so that every phase's taps read inside it: [lo, hi] is the range of dy positions read.
+  auto pad_for = [](const std::vector<DgradPhase1D>& phases, int64_t size, int64_t* before, int64_t* after) {
+    int64_t lo = 0, hi = size - 1;
+    for (const DgradPhase1D& ph : phases)
+      for (int64_t b : ph.base)
+        if (ph.count > 0) lo = std::min(lo, b), hi = std::max(hi, b + ph.count - 1);
+    *before = -lo;
+    *after = hi - (size - 1);
+  };
+  int64_t top, bottom, left, right;
+  pad_for(rows, p.P, &top, &bottom);
+  pad_for(cols, p.Q, &left, &right);
+  // pack_activations pads symmetrically: pad by the larger side, offset reads by the difference.
+  const int64_t pad_h = std::max(top, bottom), pad_w = std::max(left, right);
+  const std::vector<float> packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
+                                                     p.P, p.Q, pad_h, pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w);
+  const NhwcView dyv{packed.data(), (p.P + 2 * pad_h) * (p.Q + 2 * pad_w) * p.K, (p.Q + 2 * pad_w) * p.K, p.K};
   const float* w = static_cast<const float*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  const int64_t Hp = std::max(p.P + 2 * pad_h, p.H + (p.R - 1) * p.dil_h);
-  const int64_t Wp = std::max(p.Q + 2 * pad_w, p.W + (p.S - 1) * p.dil_w);
-  with_tile(Cg, [&]<int MR, int NV>() {
-    constexpr int64_t KB = NV * VecF32::kLanes;
-    const std::vector<float> wp = pack_weights(d, KB, [&](int64_t g, int64_t o, int64_t i, int64_t r, int64_t s) {
-      return w[(g * Kg + i) * ws[0] + o * ws[1] + (p.R - 1 - r) * ws[2] + (p.S - 1 - s) * ws[3]];
-    });
-    const std::vector<float> packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
-                                                       p.P, p.Q, pad_h, pad_w, Hp, Wp);
-    const NhwcView dyv{packed.data(), Hp * Wp * p.K, Wp * p.K, p.K};
-    direct_conv<MR, NV>(d, dyv, wp.data(), nullptr, static_cast<float*>(a.dx.data), a.dx.stride);
-  });
+  float* dx = static_cast<float*>(a.dx.data);
+  const int64_t* xs = a.dx.stride;
+  for (const DgradPhase1D& ph_r : rows) {
+    for (const DgradPhase1D& ph_s : cols) {
+      if (ph_r.count == 0 || ph_s.count == 0) continue;
+      DirectConvPlan d{p.N, p.groups, Kg, Cg, ph_r.count, ph_s.count, dyv.sh, dyv.sw, {}};
+      std::vector<std::pair<int64_t, int64_t>> taps;  // (r, s) in packed order
+      for (size_t i = 0; i < ph_r.taps.size(); ++i)
+        for (size_t j = 0; j < ph_s.taps.size(); ++j) {
+          taps.emplace_back(ph_r.taps[i], ph_s.taps[j]);
+          d.tap_offset.push_back((ph_r.base[i] + pad_h) * dyv.sh + (ph_s.base[j] + pad_w) * dyv.sw);
+        }
+      const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
+      float* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
+      with_tile(Cg, [&]<int MR, int NV>() {
+        const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
+          return w[(g * Kg + i) * ws[0] + o * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3]];
+        });
+        direct_conv<MR, NV>(d, dyv, wp.data(), nullptr, y, ys);  // no taps: writes zeros
+      });
+    }
+  }
   return true;
 }
 

@@ -1,0 +1,135 @@
+// Weight gradient on channels-last tiles, vectorised over output channels, for float32 (AVX2 and
+// AVX-512 builds; included inside the ISA namespace after conv2d_direct.h).
+//
+// For group g and tap (r, s), dW[c][k] = sum over pixels (n, p, q) of x[n, p sh + r dh, q sw + s dw, c]
+// dy[n, p, q, k]: a GEMM whose reduction runs over the N P Q output pixels. A tile is MC input
+// channels x KB output channels of one (g, tap): per pixel MC broadcasts of x and NV vector loads of
+// dy feed MC * NV FMAs (the fprop tile's shape).
+//
+// Determinism and cache use: each thread owns a fixed range of tiles and walks every pixel in the
+// same order, a chunk of output rows at a time (the chunk's dy and x rows stay in L1/L2 while all
+// of the thread's tiles consume them). A tile's running total lives in a float buffer and takes one
+// partial sum per chunk, so the summation order never depends on the thread count.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "conv2d_direct.h"
+
+namespace cnnkernels {
+namespace CNNKERNELS_KERNEL_NS {
+namespace {
+
+// total[m][v] += sum over the chunk's rows j and columns q of x(row j, q, c0 + m) * dy(j, q, vector v).
+// x row j starts at x + row_offset[j]; dy's chunk is contiguous, one pixel every dy_pixel_step.
+template <int MC, int NV>
+inline void wgrad_tile(const float* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t x_pixel_step,
+                       const float* dy, int64_t dy_pixel_step, float* total, int64_t total_row_step) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  typename V::type acc[MC][NV];
+  for (int m = 0; m < MC; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
+  for (int64_t j = 0; j < rows; ++j) {
+    const float* xr = x + row_offset[j];
+    const float* dr = dy + j * Q * dy_pixel_step;
+    for (int64_t q = 0; q < Q; ++q) {
+      typename V::type dv[NV];
+      for (int v = 0; v < NV; ++v) dv[v] = V::load(dr + q * dy_pixel_step + v * L);
+      for (int m = 0; m < MC; ++m) {
+        const typename V::type xb = V::broadcast(xr + q * x_pixel_step + m);
+        for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(xb, dv[v], acc[m][v]);
+      }
+    }
+  }
+  for (int m = 0; m < MC; ++m)
+    for (int v = 0; v < NV; ++v) {
+      float* t = total + m * total_row_step + v * L;
+      V::store(t, V::add(V::load(t), acc[m][v]));
+    }
+}
+
+template <int MC, int NV>
+inline void wgrad_tile_upto(int m, const float* x, const int64_t* row_offset, int64_t rows, int64_t Q,
+                            int64_t x_pixel_step, const float* dy, int64_t dy_pixel_step, float* total,
+                            int64_t total_row_step) {
+  if constexpr (MC > 1) {
+    if (m < MC)
+      return wgrad_tile_upto<MC - 1, NV>(m, x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, total,
+                                         total_row_step);
+  }
+  wgrad_tile<MC, NV>(x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, total, total_row_step);
+}
+
+// Returns false (doing nothing) where the engine does not apply: few output channels per group.
+inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, G = p.groups;
+  if (p.dtype != DType::f32 || Kg < 8) return false;
+  constexpr int MC = 6;
+#if defined(__AVX512F__)
+  constexpr int NV = 4;
+#else
+  constexpr int NV = 2;
+#endif
+  constexpr int64_t KB = NV * VecF32::kLanes;
+  const int64_t nkb = (Kg + KB - 1) / KB, Kpad = nkb * KB, ncb = (Cg + MC - 1) / MC, taps = p.R * p.S;
+  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
+  const std::vector<float> xpad = pack_activations(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H,
+                                                   p.W, p.pad_h, p.pad_w, Hp, Wp);
+  // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
+  std::vector<float> dyp(p.N * p.P * p.Q * G * Kpad, 0.0f);
+  const float* dy = static_cast<const float*>(a.dy.data);
+  const int64_t* ds = a.dy.stride;
+  parallel_for(0, p.N * p.P, 4, [&](int64_t b, int64_t e) {
+    for (int64_t np = b; np < e; ++np) {
+      const int64_t n = np / p.P, pp = np % p.P;
+      float* row = dyp.data() + np * p.Q * G * Kpad;
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t k = 0; k < Kg; ++k) {
+          const float* src = dy + n * ds[0] + (g * Kg + k) * ds[1] + pp * ds[2];
+          for (int64_t q = 0; q < p.Q; ++q) row[(q * G + g) * Kpad + k] = src[q * ds[3]];
+        }
+    }
+  });
+  // Running totals per (g, tap, c, Kpad).
+  std::vector<float> total(G * taps * Cg * Kpad, 0.0f);
+  const int64_t rows = p.N * p.P;
+  const int64_t rows_per_chunk = std::max<int64_t>(1, 128 / p.Q);  // >= ~128 pixels per tile visit
+  const int64_t tiles = G * nkb * taps * ncb;
+  parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
+    std::vector<int64_t> row_offset(rows_per_chunk);
+    for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
+      const int64_t nrows = std::min(rows, r0 + rows_per_chunk) - r0;
+      for (int64_t j = 0; j < nrows; ++j) {
+        const int64_t n = (r0 + j) / p.P, pp = (r0 + j) % p.P;
+        row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * p.C;
+      }
+      for (int64_t tile = b; tile < e; ++tile) {
+        const int64_t cb = tile % ncb, t = (tile / ncb) % taps, kb = (tile / (ncb * taps)) % nkb;
+        const int64_t g = tile / (ncb * taps * nkb);
+        const int64_t r = t / p.S, s = t % p.S, c0 = cb * MC;
+        const int m = int(std::min<int64_t>(MC, Cg - c0));
+        float* tot = total.data() + ((g * taps + t) * Cg + c0) * Kpad + kb * KB;
+        const float* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * p.C + g * Cg + c0;
+        const float* dy0 = dyp.data() + (r0 * p.Q * G + g) * Kpad + kb * KB;
+        wgrad_tile_upto<MC, NV>(m, x0, row_offset.data(), nrows, p.Q, p.stride_w * p.C, dy0, G * Kpad, tot, Kpad);
+      }
+    }
+  });
+  float* dw = static_cast<float*>(a.dw.data);
+  const int64_t* wst = a.dw.stride;
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t k = 0; k < Kg; ++k)
+          dw[(g * Kg + k) * wst[0] + c * wst[1] + (t / p.S) * wst[2] + (t % p.S) * wst[3]] =
+              total[((g * taps + t) * Cg + c) * Kpad + k];
+  return true;
+}
+
+}  // namespace
+}  // namespace CNNKERNELS_KERNEL_NS
+}  // namespace cnnkernels
