@@ -19,6 +19,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "../../common/parallel.h"
@@ -61,22 +62,43 @@ std::vector<float> pack_weights(const DirectConvPlan& d, int64_t KB, const Weigh
   return wp;
 }
 
-// Copies a strided (n, c, h, w) activation into zero-padded channels-last storage holding
-// (Hp, Wp) positions per image.
-inline std::vector<float> pack_activations(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
-                                           int64_t W, int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
-  std::vector<float> dst(N * Hp * Wp * C, 0.0f);
-  parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
+// Scratch memory that is not zero-filled (the packers write every element they expose).
+struct Scratch {
+  explicit Scratch(int64_t n) : ptr(new float[size_t(std::max<int64_t>(n, 1))]) {}
+  float* data() const { return ptr.get(); }
+  std::unique_ptr<float[]> ptr;
+};
+
+// Copies a strided (n, c, h, w) activation into zero-padded channels-last storage of (Hp, Wp)
+// positions per image: the image at rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W).
+inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+                                int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
+  Scratch dst(N * Hp * Wp * C);
+  parallel_for(0, N * Hp, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
-      const int64_t n = nh / H, h = nh % H;
-      float* row = dst.data() + ((n * Hp + h + pad_h) * Wp + pad_w) * C;
+      const int64_t n = nh / Hp, hp = nh % Hp, h = hp - pad_h;
+      float* out = dst.data() + nh * Wp * C;
+      if (h < 0 || h >= H) {
+        std::fill(out, out + Wp * C, 0.0f);
+        continue;
+      }
+      std::fill(out, out + pad_w * C, 0.0f);
+      std::fill(out + (pad_w + W) * C, out + Wp * C, 0.0f);
+      float* row = out + pad_w * C;
       const float* s = src + n * st[0] + h * st[2];
       if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
         for (int64_t w = 0; w < W; ++w) std::copy(s + w * st[3], s + w * st[3] + C, row + w * C);
-      } else {
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t w = 0; w < W; ++w) row[w * C + c] = s[c * st[1] + w * st[3]];
+        continue;
       }
+      // A (C x W) -> (W x C) transpose: 8 x 8 register blocks where the row is contiguous.
+      int64_t c8 = 0, w8 = 0;
+      if (st[3] == 1) {
+        c8 = C - C % 8, w8 = W - W % 8;
+        for (int64_t c = 0; c < c8; c += 8)
+          for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * C + c, C);
+      }
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * C + c] = s[c * st[1] + w * st[3]];
     }
   });
   return dst;
@@ -190,7 +212,7 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
   // Rows and columns the windows reach, in padded coordinates.
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  std::vector<float> packed;
+  Scratch packed(0);
   NhwcView xv{x, xs[0], xs[2], xs[3]};
   if (!(xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {  // read a channels_last input in place
     packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
@@ -256,7 +278,7 @@ inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
   pad_for(cols, p.Q, &left, &right);
   // pack_activations pads symmetrically: pad by the larger side, offset reads by the difference.
   const int64_t pad_h = std::max(top, bottom), pad_w = std::max(left, right);
-  const std::vector<float> packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
+  const Scratch packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
                                                      p.P, p.Q, pad_h, pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w);
   const NhwcView dyv{packed.data(), (p.P + 2 * pad_h) * (p.Q + 2 * pad_w) * p.K, (p.Q + 2 * pad_w) * p.K, p.K};
   const float* w = static_cast<const float*>(a.w.data);

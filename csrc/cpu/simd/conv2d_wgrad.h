@@ -77,7 +77,7 @@ inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
   const int64_t nkb = (Kg + KB - 1) / KB, Kpad = nkb * KB, ncb = (Cg + MC - 1) / MC, taps = p.R * p.S;
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  const std::vector<float> xpad = pack_activations(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H,
+  const Scratch xpad = pack_activations(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H,
                                                    p.W, p.pad_h, p.pad_w, Hp, Wp);
   // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
   std::vector<float> dyp(p.N * p.P * p.Q * G * Kpad, 0.0f);
