@@ -58,12 +58,14 @@ void conv2d_fprop(const Conv2dFpropArgs& a) {
   const int64_t* ys = a.y.stride;
   // One work item is an output row (n, k, p).
   parallel_for(0, pb.N * pb.K * pb.P, grain_for(Cg * pb.R * pb.S * pb.Q), [&](int64_t b, int64_t e) {
-    std::vector<A> acc(pb.Q);
+    // acc sums one partial row per input channel (its R x S taps): short float chains.
+    std::vector<A> acc(pb.Q), part(pb.Q);
     for (int64_t row = b; row < e; ++row) {
       const int64_t p = row % pb.P, k = (row / pb.P) % pb.K, n = row / (pb.P * pb.K);
       const int64_t g = k / Kg;
       std::fill(acc.begin(), acc.end(), bias ? load_acc(bias + k) : A(0));
       for (int64_t c = 0; c < Cg; ++c) {
+        std::fill(part.begin(), part.end(), A(0));
         for (int64_t r = 0; r < pb.R; ++r) {
           const int64_t h = p * pb.stride_h - pb.pad_h + r * pb.dil_h;
           if (h < 0 || h >= pb.H) continue;
@@ -74,9 +76,10 @@ void conv2d_fprop(const Conv2dFpropArgs& a) {
             if (qr.lo == qr.hi) continue;
             const int64_t step = pb.stride_w * xs[3];
             const T* xp = xrow + (qr.lo * pb.stride_w - pb.pad_w + s * pb.dil_w) * xs[3];
-            for (int64_t q = qr.lo; q < qr.hi; ++q) acc[q] += wv * load_acc(xp + (q - qr.lo) * step);
+            for (int64_t q = qr.lo; q < qr.hi; ++q) part[q] += wv * load_acc(xp + (q - qr.lo) * step);
           }
         }
+        for (int64_t q = 0; q < pb.Q; ++q) acc[q] += part[q];
       }
       T* yrow = y + n * ys[0] + k * ys[1] + p * ys[2];
       for (int64_t q = 0; q < pb.Q; ++q) store_from(yrow + q * ys[3], acc[q]);
@@ -100,12 +103,14 @@ void conv2d_dgrad(const Conv2dDgradArgs& a) {
   const int64_t* dxs = a.dx.stride;
   const int64_t rows = pb.N * pb.C * pb.H;
   parallel_for(0, rows, grain_for(Kg * pb.R * pb.S * pb.Q), [&](int64_t b, int64_t e) {
-    std::vector<A> acc(pb.W);
+    // acc sums one partial row per output channel k (its R x S taps): short float chains.
+    std::vector<A> acc(pb.W), part(pb.W);
     for (int64_t row = b; row < e; ++row) {
       const int64_t h = row % pb.H, c = (row / pb.H) % pb.C, n = row / (pb.H * pb.C);
       const int64_t g = c / Cg, cc = c - g * Cg;
       std::fill(acc.begin(), acc.end(), A(0));
       for (int64_t k = g * Kg; k < (g + 1) * Kg; ++k) {
+        std::fill(part.begin(), part.end(), A(0));
         for (int64_t r = 0; r < pb.R; ++r) {
           const int64_t hp = h + pb.pad_h - r * pb.dil_h;
           if (hp < 0 || hp % pb.stride_h != 0) continue;
@@ -117,9 +122,10 @@ void conv2d_dgrad(const Conv2dDgradArgs& a) {
             const TapRange qr = valid_outputs(pb.Q, pb.W, pb.stride_w, pb.pad_w, pb.dil_w, s);
             const int64_t off = s * pb.dil_w - pb.pad_w;
             for (int64_t q = qr.lo; q < qr.hi; ++q)
-              acc[q * pb.stride_w + off] += wv * load_acc(dyrow + q * dys[3]);
+              part[q * pb.stride_w + off] += wv * load_acc(dyrow + q * dys[3]);
           }
         }
+        for (int64_t iw = 0; iw < pb.W; ++iw) acc[iw] += part[iw];
       }
       T* dxrow = dx + n * dxs[0] + c * dxs[1] + h * dxs[2];
       for (int64_t iw = 0; iw < pb.W; ++iw) store_from(dxrow + iw * dxs[3], acc[iw]);

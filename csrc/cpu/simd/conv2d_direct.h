@@ -104,10 +104,12 @@ inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N
   return dst;
 }
 
-// acc[m][v] += x(pixel m, channel c) * w(c, vector v) over every tap and input channel.
+// acc[m][v] += x(pixel m, channel c) * w(c, vector v) over every tap and input channel, then the
+// tile is stored at out + out_off[m]. Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR
+// output pixels, not only neighbours in a row, so small images fill whole tiles.
 template <int MR, int NV>
-inline void conv_tile(const float* x, int64_t pixel_step, const int64_t* tap_offset, int64_t taps,
-                      const float* w, int64_t cin, const float* bias, float* out, int64_t out_pixel_step) {
+inline void conv_tile(const float* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps, const float* w,
+                      int64_t cin, const float* bias, float* out, const int64_t* out_off) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MR][NV];
@@ -116,34 +118,37 @@ inline void conv_tile(const float* x, int64_t pixel_step, const int64_t* tap_off
     for (int m = 0; m < MR; ++m) acc[m][v] = b;
   }
   for (int64_t t = 0; t < taps; ++t) {
-    const float* xt = x + tap_offset[t];
+    const float* xt[MR];
+    for (int m = 0; m < MR; ++m) xt[m] = x + x_off[m] + tap_offset[t];
     const float* wt = w + t * cin * NV * L;
     for (int64_t c = 0; c < cin; ++c) {
       typename V::type wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = V::load(wt + c * NV * L + v * L);
       for (int m = 0; m < MR; ++m) {
-        const typename V::type xb = V::broadcast(xt + m * pixel_step + c);
+        const typename V::type xb = V::broadcast(xt[m] + c);
         for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(xb, wv[v], acc[m][v]);
       }
     }
   }
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) V::store(out + m * out_pixel_step + v * L, acc[m][v]);
+    for (int v = 0; v < NV; ++v) V::store(out + out_off[m] + v * L, acc[m][v]);
 }
 
-// conv_tile for a run of m <= MR pixels (the row's tail), choosing the instantiation at run time.
+// conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time.
 template <int MR, int NV>
-inline void conv_tile_upto(int m, const float* x, int64_t pixel_step, const int64_t* tap_offset, int64_t taps,
-                           const float* w, int64_t cin, const float* bias, float* out, int64_t out_pixel_step) {
+inline void conv_tile_upto(int m, const float* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
+                           const float* w, int64_t cin, const float* bias, float* out, const int64_t* out_off) {
   if constexpr (MR > 1) {
-    if (m < MR) return conv_tile_upto<MR - 1, NV>(m, x, pixel_step, tap_offset, taps, w, cin, bias, out, out_pixel_step);
+    if (m < MR) return conv_tile_upto<MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, bias, out, out_off);
   }
-  conv_tile<MR, NV>(x, pixel_step, tap_offset, taps, w, cin, bias, out, out_pixel_step);
+  conv_tile<MR, NV>(x, x_off, tap_offset, taps, w, cin, bias, out, out_off);
 }
 
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
 // offsets; wp from pack_weights with KB = NV lanes; bias (may be null) has out_per_group * groups
 // floats; y has element strides ys in (n, channel, h, w) order. Every output element is written.
+// Work items are MR-pixel tiles of the flattened (n, p, q) pixels times output-channel blocks,
+// blocks outermost so that a thread's consecutive tiles reuse one block of weights.
 template <int MR, int NV>
 void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, const float* bias, float* y,
                  const int64_t ys[4]) {
@@ -158,43 +163,48 @@ void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, co
       for (int64_t o = 0; o < d.out_per_group; ++o) bias_blocks[(g * nkb + o / KB) * KB + o % KB] = bias[g * d.out_per_group + o];
   }
   const bool direct_store = ys[1] == 1;  // output channels contiguous: store tiles in place
-  const int64_t rows = d.groups * nkb * d.N * d.P;  // (g, kb) outermost: a thread's rows share weights
-  parallel_for(0, rows, 1, [&](int64_t b, int64_t e) {
+  const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + MR - 1) / MR;
+  parallel_for(0, d.groups * nkb * ntiles, 4, [&](int64_t b, int64_t e) {
     float tile[MR * KB];
-    for (int64_t row = b; row < e; ++row) {
-      const int64_t p = row % d.P, n = (row / d.P) % d.N, gk = row / (d.P * d.N);
+    int64_t x_off[MR], y_off[MR], tile_off[MR];
+    for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t gk = item / ntiles, i0 = (item % ntiles) * MR;
       const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
-      const float* xrow = x.data + n * x.sn + p * d.row_step + g * cin;
+      const int m = int(std::min<int64_t>(MR, pixels - i0));
+      for (int mi = 0; mi < m; ++mi) {
+        const int64_t i = i0 + mi, q = i % d.Q, pq = i / d.Q, p = pq % d.P, n = pq / d.P;
+        x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step + g * cin;
+        y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
+      }
       const float* wblk = wp + gk * taps * cin * KB;
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
-      float* yrow = y + n * ys[0] + (g * d.out_per_group + o0) * ys[1] + p * ys[2];
-      for (int64_t q0 = 0; q0 < d.Q; q0 += MR) {
-        const int m = int(std::min<int64_t>(MR, d.Q - q0));
-        const float* xq = xrow + q0 * d.pixel_step;
-        if (direct_store && olen == KB) {
-          conv_tile_upto<MR, NV>(m, xq, d.pixel_step, d.tap_offset.data(), taps, wblk, cin, bblk, yrow + q0 * ys[3],
-                                 ys[3]);
-          continue;
-        }
-        conv_tile_upto<MR, NV>(m, xq, d.pixel_step, d.tap_offset.data(), taps, wblk, cin, bblk, tile, KB);
-        for (int mi = 0; mi < m; ++mi)
-          for (int64_t o = 0; o < olen; ++o) yrow[o * ys[1] + (q0 + mi) * ys[3]] = tile[mi * KB + o];
+      float* yblk = y + (g * d.out_per_group + o0) * ys[1];
+      if (direct_store && olen == KB) {
+        conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, yblk, y_off);
+        continue;
       }
+      conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, tile, tile_off);
+      for (int mi = 0; mi < m; ++mi)
+        for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
     }
   });
 }
 
-// The register tile for this ISA and output-channel count: KB covers as much of out_per_group as
-// the registers allow without wasting most lanes.
+// The register tile for this ISA. Wide tiles (NV vectors of output channels) cover large
+// out_per_group in few blocks; but a block's weights (taps x in_per_group x KB floats) are re-read
+// from cache by every tile, so where they would outgrow the L2 (~1 MB per Zen 4 core) a narrower,
+// taller tile halves them and doubles the FMAs per weight byte.
 template <typename Body>
-void with_tile(int64_t out_per_group, const Body& body) {
+void with_tile(int64_t out_per_group, int64_t taps_x_in, const Body& body) {
   constexpr int L = VecF32::kLanes;
+  const bool big_weights = taps_x_in * 4 * L * 4 > (int64_t(768) << 10);
 #if defined(__AVX512F__)
-  if (out_per_group > 2 * L) return body.template operator()<6, 4>();
+  if (out_per_group > 2 * L && !big_weights) return body.template operator()<6, 4>();
   if (out_per_group > L) return body.template operator()<12, 2>();
   return body.template operator()<14, 1>();
 #else
-  if (out_per_group > L) return body.template operator()<6, 2>();
+  if (out_per_group > L && !big_weights) return body.template operator()<6, 2>();
   return body.template operator()<12, 1>();
 #endif
 }
@@ -221,7 +231,7 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
   DirectConvPlan d{p.N, p.groups, Cg, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
   for (int64_t r = 0; r < p.R; ++r)
     for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
-  with_tile(Kg, [&]<int MR, int NV>() {
+  with_tile(Kg, p.R * p.S * Cg, [&]<int MR, int NV>() {
     const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
       return w[(g * Kg + o) * ws[0] + i * ws[1] + (t / p.S) * ws[2] + (t % p.S) * ws[3]];
     });
@@ -297,7 +307,7 @@ inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
         }
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
       float* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
-      with_tile(Cg, [&]<int MR, int NV>() {
+      with_tile(Cg, int64_t(taps.size()) * Kg, [&]<int MR, int NV>() {
         const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
           return w[(g * Kg + i) * ws[0] + o * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3]];
         });
