@@ -112,6 +112,23 @@ def test_direct_engine_matches_torch(isa, cfg):
         check_against_torch(cfg, torch.float32)
 
 
+@st.composite
+def depthwise_configs(draw):
+    """groups == C_in == C_out (MobileNet's depthwise layers): channel counts around the vector
+    widths (8 and 16 lanes) so both the in-place and the padded-channel paths run."""
+    cfg = draw(conv_configs())
+    c = draw(st.sampled_from([2, 3, 8, 15, 16, 17, 32, 40]))
+    cfg.update(groups=c, c=c, k=c, w=cfg["w"] + draw(st.integers(0, 9)))
+    return cfg
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@given(cfg=depthwise_configs())
+def test_depthwise_matches_torch(isa, cfg):
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

@@ -8,19 +8,24 @@
 #include "../reference/max_pool2d_reference.h"
 #include "../simd/conv2d_direct.h"
 #include "../simd/conv2d_wgrad.h"
+#include "../simd/depthwise.h"
 
 namespace cnnkernels {
 namespace {
 
-// The direct engines where they apply (not depthwise; dgrad at stride 1), else the reference.
+// The SIMD engines where they apply (depthwise, dense with >= 8 channels per group), else the
+// reference loops compiled for this ISA.
 void conv2d_fprop_f32(const Conv2dFpropArgs& a) {
-  if (!avx512::conv2d_fprop_direct_f32(a)) avx512::conv2d_fprop<float>(a);
+  if (!avx512::depthwise_fprop_f32(a) && !avx512::conv2d_fprop_direct_f32(a)) avx512::conv2d_fprop<float>(a);
 }
 void conv2d_dgrad_f32(const Conv2dDgradArgs& a) {
-  if (!avx512::conv2d_dgrad_direct_f32(a)) avx512::conv2d_dgrad<float>(a);
+  if (!avx512::depthwise_dgrad_f32(a) && !avx512::conv2d_dgrad_direct_f32(a)) avx512::conv2d_dgrad<float>(a);
 }
 void conv2d_wgrad_f32(const Conv2dWgradArgs& a) {
-  if (!avx512::conv2d_wgrad_direct_f32(a)) avx512::conv2d_wgrad<float>(a);
+  if (!avx512::depthwise_wgrad_f32(a) && !avx512::conv2d_wgrad_direct_f32(a)) avx512::conv2d_wgrad<float>(a);
+}
+void conv2d_bgrad_f32(const Conv2dBgradArgs& a) {
+  if (!avx512::conv2d_bgrad_channels_last_f32(a)) avx512::conv2d_bgrad<float>(a);
 }
 
 }  // namespace
@@ -28,9 +33,10 @@ void conv2d_wgrad_f32(const Conv2dWgradArgs& a) {
 const CpuKernelTable* avx512_kernel_table(DType dtype) {
   static const CpuKernelTable f32 = [] {
     CpuKernelTable t = CNNKERNELS_REFERENCE_TABLE(avx512, float, "f32", "avx512_autovec");
-    t.conv2d_fprop = {conv2d_fprop_f32, "conv2d_fprop_nhwc_f32__avx512_direct"};
-    t.conv2d_dgrad = {conv2d_dgrad_f32, "conv2d_dgrad_nhwc_f32__avx512_direct"};
-    t.conv2d_wgrad = {conv2d_wgrad_f32, "conv2d_wgrad_nhwc_f32__avx512_direct"};
+    t.conv2d_fprop = {conv2d_fprop_f32, "conv2d_fprop_nhwc_f32__avx512_direct+dw"};
+    t.conv2d_dgrad = {conv2d_dgrad_f32, "conv2d_dgrad_nhwc_f32__avx512_direct+dw"};
+    t.conv2d_wgrad = {conv2d_wgrad_f32, "conv2d_wgrad_nhwc_f32__avx512_direct+dw"};
+    t.conv2d_bgrad = {conv2d_bgrad_f32, "conv2d_bgrad_nhwc_f32__avx512_vec"};
     return t;
   }();
   return dtype == DType::f32 ? &f32 : nullptr;

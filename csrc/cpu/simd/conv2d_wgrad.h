@@ -130,6 +130,45 @@ inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
   return true;
 }
 
+// db[k] = sum of dy over (n, p, q) for channels-last dy (channels contiguous), vectorised over k:
+// a thread item is a block of channels summed over every pixel in a fixed order (one partial per
+// row). Other layouts return false: the reference's rows are contiguous there.
+inline bool conv2d_bgrad_channels_last_f32(const Conv2dBgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != DType::f32 || a.dy.stride[1] != 1) return false;
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const float* dy = static_cast<const float*>(a.dy.data);
+  const int64_t* ds = a.dy.stride;
+  float* db = static_cast<float*>(a.db);
+  const int64_t nv = (p.K + L - 1) / L;
+  parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
+    for (int64_t v = b; v < e; ++v) {
+      const int64_t k0 = v * L, len = std::min<int64_t>(L, p.K - k0);
+      typename V::type total = V::zero();
+      float tail[L];
+      for (int64_t n = 0; n < p.N; ++n)
+        for (int64_t pp = 0; pp < p.P; ++pp) {
+          const float* row = dy + n * ds[0] + pp * ds[2] + k0;
+          typename V::type acc = V::zero();
+          if (len == L) {
+            for (int64_t q = 0; q < p.Q; ++q) acc = V::add(acc, V::load(row + q * ds[3]));
+          } else {  // the last, partial block of channels
+            for (int64_t q = 0; q < p.Q; ++q) {
+              std::fill(tail, tail + L, 0.0f);
+              std::copy(row + q * ds[3], row + q * ds[3] + len, tail);
+              acc = V::add(acc, V::load(tail));
+            }
+          }
+          total = V::add(total, acc);
+        }
+      V::store(tail, total);
+      std::copy(tail, tail + len, db + k0);
+    }
+  });
+  return true;
+}
+
 }  // namespace
 }  // namespace CNNKERNELS_KERNEL_NS
 }  // namespace cnnkernels

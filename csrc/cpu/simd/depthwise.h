@@ -1,0 +1,242 @@
+// Depthwise convolution (groups == C_in == C_out) for float32, vectorised over channels on
+// channels-last data: a memory-bound op (R S multiply-adds per element moved), so the kernels
+// read each input element once per tap from L1 and write each output once. Included inside the
+// ISA namespace after conv2d_direct.h (AVX2 and AVX-512 builds).
+//
+//   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
+//           per channel vector acc = bias + sum over taps x * w
+//   dgrad   per input row (n, h): per pixel the taps whose output lands on the stride grid
+//   wgrad   per channel vector: dw[tap] summed over every pixel, one partial per output row
+//
+// Tensors whose channels are contiguous and a multiple of the vector width are used in place;
+// others go through channels-last scratch with the channels padded to whole vectors.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../reference/conv2d_reference.h"  // TapRange, valid_outputs
+#include "conv2d_direct.h"
+
+namespace cnnkernels {
+namespace CNNKERNELS_KERNEL_NS {
+namespace {
+
+// Channels-last storage with Cp (a multiple of the vector width) channels per pixel.
+struct ChannelsLastF32 {
+  float* data;
+  int64_t sn, sh, sw;
+};
+
+inline int64_t padded_channels(int64_t C) { return (C + VecF32::kLanes - 1) / VecF32::kLanes * VecF32::kLanes; }
+
+// The tensor (strides st in (n, c, h, w) order) as channels-last with padded channels: in place
+// when it already is, else copied into `scratch` (padding channels zeroed).
+inline ChannelsLastF32 channels_last_input(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+                                           int64_t W, Scratch& scratch) {
+  const int64_t Cp = padded_channels(C);
+  if (st[1] == 1 && Cp == C) return {const_cast<float*>(src), st[0], st[2], st[3]};
+  scratch = Scratch(N * H * W * Cp);
+  float* dst = scratch.data();
+  parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
+    for (int64_t nh = b; nh < e; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      const float* s = src + n * st[0] + h * st[2];
+      float* row = dst + nh * W * Cp;
+      int64_t c8 = 0, w8 = 0;
+      if (st[3] == 1 && st[1] != 1) {
+        c8 = C - C % 8, w8 = W - W % 8;
+        for (int64_t c = 0; c < c8; c += 8)
+          for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * Cp + c, Cp);
+      }
+      for (int64_t w = 0; w < W; ++w) {
+        for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) row[w * Cp + c] = s[c * st[1] + w * st[3]];
+        std::fill(row + w * Cp + C, row + (w + 1) * Cp, 0.0f);
+      }
+    }
+  });
+  return {dst, H * W * Cp, W * Cp, Cp};
+}
+
+// Where a kernel writes an (N, C, H, W) result: in place when the destination is channels-last
+// with whole vectors of channels, else into scratch that finish_output() copies out.
+struct OutputTarget {
+  ChannelsLastF32 view;
+  bool in_place;
+};
+
+inline OutputTarget channels_last_output(float* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+                                         Scratch& scratch) {
+  const int64_t Cp = padded_channels(C);
+  if (st[1] == 1 && Cp == C) return {{dst, st[0], st[2], st[3]}, true};
+  scratch = Scratch(N * H * W * Cp);
+  return {{scratch.data(), H * W * Cp, W * Cp, Cp}, false};
+}
+
+inline void finish_output(const OutputTarget& t, float* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+                          int64_t W) {
+  if (t.in_place) return;
+  const int64_t Cp = t.view.sw;
+  parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
+    for (int64_t nh = b; nh < e; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      const float* row = t.view.data + nh * W * Cp;
+      float* d = dst + n * st[0] + h * st[2];
+      int64_t c8 = 0, w8 = 0;
+      if (st[3] == 1 && st[1] != 1) {  // back to planes: transpose 8 x 8 blocks
+        c8 = C - C % 8, w8 = W - W % 8;
+        for (int64_t w = 0; w < w8; w += 8)
+          for (int64_t c = 0; c < c8; c += 8) transpose8x8(row + w * Cp + c, Cp, d + c * st[1] + w, st[1]);
+      }
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) d[c * st[1] + w * st[3]] = row[w * Cp + c];
+    }
+  });
+}
+
+// Weights (C, 1, R, S) as wp[tap][Cp] (zero-padded channels).
+inline std::vector<float> pack_depthwise_weights(const float* w, const int64_t ws[4], int64_t C, int64_t R, int64_t S) {
+  const int64_t Cp = padded_channels(C);
+  std::vector<float> wp(R * S * Cp, 0.0f);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t c = 0; c < C; ++c) wp[(r * S + s) * Cp + c] = w[c * ws[0] + r * ws[2] + s * ws[3]];
+  return wp;
+}
+
+inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
+
+inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != DType::f32 || !is_depthwise(p)) return false;
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
+  Scratch xs(0), ys(0);
+  const ChannelsLastF32 x = channels_last_input(static_cast<const float*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  float* y = static_cast<float*>(a.y.data);
+  const OutputTarget out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
+  const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, C, p.R, p.S);
+  std::vector<float> bias(Cp, 0.0f);
+  if (a.bias) std::copy(static_cast<const float*>(a.bias), static_cast<const float*>(a.bias) + C, bias.begin());
+  parallel_for(0, p.N * p.P, 1, [&](int64_t b, int64_t e) {
+    std::vector<int64_t> x_off(p.R * p.S), w_off(p.R * p.S);
+    for (int64_t np = b; np < e; ++np) {
+      const int64_t n = np / p.P, pp = np % p.P;
+      for (int64_t q = 0; q < p.Q; ++q) {
+        int64_t taps = 0;
+        for (int64_t r = 0; r < p.R; ++r) {
+          const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+          if (h < 0 || h >= p.H) continue;
+          for (int64_t s = 0; s < p.S; ++s) {
+            const int64_t w = q * p.stride_w - p.pad_w + s * p.dil_w;
+            if (w < 0 || w >= p.W) continue;
+            x_off[taps] = n * x.sn + h * x.sh + w * x.sw;
+            w_off[taps++] = (r * p.S + s) * Cp;
+          }
+        }
+        float* yo = out.view.data + n * out.view.sn + pp * out.view.sh + q * out.view.sw;
+        for (int64_t v = 0; v < nv; ++v) {
+          typename V::type acc = V::load(bias.data() + v * L);
+          for (int64_t t = 0; t < taps; ++t)
+            acc = V::fmadd(V::load(x.data + x_off[t] + v * L), V::load(wp.data() + w_off[t] + v * L), acc);
+          V::store(yo + v * L, acc);
+        }
+      }
+    }
+  });
+  finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
+  return true;
+}
+
+// dx[n, h, w, c] = sum over taps (r, s) whose output (p, q) exists, h + pad_h - r dil_h = p stride_h
+// (likewise w), of dy[n, p, q, c] w[c, r, s].
+inline bool depthwise_dgrad_f32(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != DType::f32 || !is_depthwise(p)) return false;
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
+  Scratch dys(0), dxs(0);
+  const ChannelsLastF32 dy = channels_last_input(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  float* dx = static_cast<float*>(a.dx.data);
+  const OutputTarget out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
+  const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, C, p.R, p.S);
+  parallel_for(0, p.N * p.H, 1, [&](int64_t b, int64_t e) {
+    std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S);
+    for (int64_t nh = b; nh < e; ++nh) {
+      const int64_t n = nh / p.H, h = nh % p.H;
+      for (int64_t w = 0; w < p.W; ++w) {
+        int64_t taps = 0;
+        for (int64_t r = 0; r < p.R; ++r) {
+          const int64_t hp = h + p.pad_h - r * p.dil_h;
+          if (hp < 0 || hp % p.stride_h != 0 || hp / p.stride_h >= p.P) continue;
+          for (int64_t s = 0; s < p.S; ++s) {
+            const int64_t wq = w + p.pad_w - s * p.dil_w;
+            if (wq < 0 || wq % p.stride_w != 0 || wq / p.stride_w >= p.Q) continue;
+            dy_off[taps] = n * dy.sn + (hp / p.stride_h) * dy.sh + (wq / p.stride_w) * dy.sw;
+            w_off[taps++] = (r * p.S + s) * Cp;
+          }
+        }
+        float* xo = out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw;
+        for (int64_t v = 0; v < nv; ++v) {
+          typename V::type acc = V::zero();
+          for (int64_t t = 0; t < taps; ++t)
+            acc = V::fmadd(V::load(dy.data + dy_off[t] + v * L), V::load(wp.data() + w_off[t] + v * L), acc);
+          V::store(xo + v * L, acc);
+        }
+      }
+    }
+  });
+  finish_output(out, dx, a.dx.stride, p.N, C, p.H, p.W);
+  return true;
+}
+
+// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is one channel
+// vector: it owns those dw entries and sums the pixels in a fixed order (one partial per row).
+inline bool depthwise_wgrad_f32(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != DType::f32 || !is_depthwise(p)) return false;
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, taps = p.R * p.S;
+  Scratch xs(0), dys(0);
+  const ChannelsLastF32 x = channels_last_input(static_cast<const float*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  const ChannelsLastF32 dy = channels_last_input(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  std::vector<float> total(taps * Cp, 0.0f);
+  parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
+    std::vector<typename V::type> row_acc(taps), tot(taps);
+    for (int64_t v = b; v < e; ++v) {
+      std::fill(tot.begin(), tot.end(), V::zero());
+      for (int64_t n = 0; n < p.N; ++n)
+        for (int64_t pp = 0; pp < p.P; ++pp) {
+          std::fill(row_acc.begin(), row_acc.end(), V::zero());
+          for (int64_t r = 0; r < p.R; ++r) {
+            const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+            if (h < 0 || h >= p.H) continue;
+            for (int64_t s = 0; s < p.S; ++s) {
+              const TapRange qr = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
+              typename V::type acc = row_acc[r * p.S + s];
+              for (int64_t q = qr.lo; q < qr.hi; ++q) {
+                const int64_t w = q * p.stride_w - p.pad_w + s * p.dil_w;
+                acc = V::fmadd(V::load(dy.data + n * dy.sn + pp * dy.sh + q * dy.sw + v * L),
+                               V::load(x.data + n * x.sn + h * x.sh + w * x.sw + v * L), acc);
+              }
+              row_acc[r * p.S + s] = acc;
+            }
+          }
+          for (int64_t t = 0; t < taps; ++t) tot[t] = V::add(tot[t], row_acc[t]);
+        }
+      for (int64_t t = 0; t < taps; ++t) V::store(total.data() + t * Cp + v * L, tot[t]);
+    }
+  });
+  float* dw = static_cast<float*>(a.dw.data);
+  const int64_t* ws = a.dw.stride;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < taps; ++t) dw[c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3]] = total[t * Cp + c];
+  return true;
+}
+
+}  // namespace
+}  // namespace CNNKERNELS_KERNEL_NS
+}  // namespace cnnkernels
