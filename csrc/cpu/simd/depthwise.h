@@ -104,6 +104,41 @@ inline std::vector<float> pack_depthwise_weights(const float* w, const int64_t w
   return wp;
 }
 
+// out[q][c] = init[c] + sum over T taps of x[q step + tap_offset[t] + c] w[tap_w[t] + c], for q in
+// [q0, q1) and every channel vector: pixel by pixel, all channels of a pixel in order, so that
+// input and output are read and written as sequential streams (the hardware prefetchers follow
+// them); the weights are re-read from L1.
+template <int T>
+inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offset, const float* w,
+                          const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, float* out,
+                          int64_t out_step) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  for (int64_t q = q0; q < q1; ++q) {
+    const float* xq = x + q * step;
+    float* oq = out + q * out_step;
+    for (int64_t v = 0; v < nv; ++v) {
+      typename V::type acc = V::load(init + v * L);
+      for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(xq + tap_offset[t] + v * L), V::load(w + tap_w[t] + v * L), acc);
+      V::store(oq + v * L, acc);
+    }
+  }
+}
+
+// depthwise_row for a run-time tap count (up to 9, a 3 x 3 filter); false when there are more.
+inline bool depthwise_row_any(int64_t taps, const float* x, int64_t step, const int64_t* tap_offset, const float* w,
+                              const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, float* out,
+                              int64_t out_step) {
+  switch (taps) {
+#define CNNKERNELS_DW_CASE(T) \
+  case T: depthwise_row<T>(x, step, tap_offset, w, tap_w, init, nv, q0, q1, out, out_step); return true;
+    CNNKERNELS_DW_CASE(1) CNNKERNELS_DW_CASE(2) CNNKERNELS_DW_CASE(3) CNNKERNELS_DW_CASE(4) CNNKERNELS_DW_CASE(5)
+    CNNKERNELS_DW_CASE(6) CNNKERNELS_DW_CASE(7) CNNKERNELS_DW_CASE(8) CNNKERNELS_DW_CASE(9)
+#undef CNNKERNELS_DW_CASE
+    default: return false;
+  }
+}
+
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
 
 inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
@@ -119,26 +154,49 @@ inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, C, p.R, p.S);
   std::vector<float> bias(Cp, 0.0f);
   if (a.bias) std::copy(static_cast<const float*>(a.bias), static_cast<const float*>(a.bias) + C, bias.begin());
+  // Columns whose every tap s lands inside the input: there a row's taps are the same for all q.
+  int64_t q_in_lo = 0, q_in_hi = p.Q;
+  for (int64_t s = 0; s < p.S; ++s) {
+    const TapRange qr = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
+    q_in_lo = std::max(q_in_lo, qr.lo), q_in_hi = std::min(q_in_hi, qr.hi);
+  }
+  q_in_hi = std::max(q_in_lo, q_in_hi);
   parallel_for(0, p.N * p.P, 1, [&](int64_t b, int64_t e) {
-    std::vector<int64_t> x_off(p.R * p.S), w_off(p.R * p.S);
+    std::vector<int64_t> x_off(p.R * p.S), w_off(p.R * p.S), row_tap(p.R * p.S);
     for (int64_t np = b; np < e; ++np) {
       const int64_t n = np / p.P, pp = np % p.P;
+      float* yrow = out.view.data + n * out.view.sn + pp * out.view.sh;
+      // Interior columns: the in-bounds rows' taps, weights in registers (depthwise_row).
+      int64_t taps = 0;
+      for (int64_t r = 0; r < p.R; ++r) {
+        const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+        if (h < 0 || h >= p.H) continue;
+        for (int64_t s = 0; s < p.S; ++s, ++taps) {
+          row_tap[taps] = n * x.sn + h * x.sh + (s * p.dil_w - p.pad_w) * x.sw;
+          w_off[taps] = (r * p.S + s) * Cp;
+        }
+      }
+      const bool interior_done =
+          q_in_lo < q_in_hi && depthwise_row_any(taps, x.data, p.stride_w * x.sw, row_tap.data(), wp.data(),
+                                                 w_off.data(), bias.data(), nv, q_in_lo, q_in_hi, yrow, out.view.sw);
+      // Edge columns (and everything when the filter is larger than 3 x 3): per-pixel tap lists.
       for (int64_t q = 0; q < p.Q; ++q) {
-        int64_t taps = 0;
+        if (interior_done && q >= q_in_lo && q < q_in_hi) continue;
+        int64_t nt = 0;
         for (int64_t r = 0; r < p.R; ++r) {
           const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
           if (h < 0 || h >= p.H) continue;
           for (int64_t s = 0; s < p.S; ++s) {
             const int64_t w = q * p.stride_w - p.pad_w + s * p.dil_w;
             if (w < 0 || w >= p.W) continue;
-            x_off[taps] = n * x.sn + h * x.sh + w * x.sw;
-            w_off[taps++] = (r * p.S + s) * Cp;
+            x_off[nt] = n * x.sn + h * x.sh + w * x.sw;
+            w_off[nt++] = (r * p.S + s) * Cp;
           }
         }
-        float* yo = out.view.data + n * out.view.sn + pp * out.view.sh + q * out.view.sw;
+        float* yo = yrow + q * out.view.sw;
         for (int64_t v = 0; v < nv; ++v) {
           typename V::type acc = V::load(bias.data() + v * L);
-          for (int64_t t = 0; t < taps; ++t)
+          for (int64_t t = 0; t < nt; ++t)
             acc = V::fmadd(V::load(x.data + x_off[t] + v * L), V::load(wp.data() + w_off[t] + v * L), acc);
           V::store(yo + v * L, acc);
         }
