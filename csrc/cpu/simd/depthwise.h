@@ -114,12 +114,16 @@ inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offse
                           int64_t out_step) {
   using V = VecF32;
   constexpr int L = V::kLanes;
+  // Local copies: the stores to out could alias the offset arrays as far as the compiler knows.
+  int64_t toff[T];
+  const float* wt[T];
+  for (int t = 0; t < T; ++t) toff[t] = tap_offset[t], wt[t] = w + tap_w[t];
   for (int64_t q = q0; q < q1; ++q) {
     const float* xq = x + q * step;
     float* oq = out + q * out_step;
     for (int64_t v = 0; v < nv; ++v) {
       typename V::type acc = V::load(init + v * L);
-      for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(xq + tap_offset[t] + v * L), V::load(w + tap_w[t] + v * L), acc);
+      for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(xq + toff[t] + v * L), V::load(wt[t] + v * L), acc);
       V::store(oq + v * L, acc);
     }
   }
