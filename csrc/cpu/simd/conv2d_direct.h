@@ -147,8 +147,7 @@ inline void conv_tile_upto(int m, const float* x, const int64_t* x_off, const in
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
 // offsets; wp from pack_weights with KB = NV lanes; bias (may be null) has out_per_group * groups
 // floats; y has element strides ys in (n, channel, h, w) order. Every output element is written.
-// Work items are MR-pixel tiles of the flattened (n, p, q) pixels times output-channel blocks,
-// blocks outermost so that a thread's consecutive tiles reuse one block of weights.
+// Work items are MR-pixel tiles of the flattened (n, p, q) pixels times output-channel blocks.
 template <int MR, int NV>
 void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, const float* bias, float* y,
                  const int64_t ys[4]) {
@@ -163,13 +162,18 @@ void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, co
       for (int64_t o = 0; o < d.out_per_group; ++o) bias_blocks[(g * nkb + o / KB) * KB + o % KB] = bias[g * d.out_per_group + o];
   }
   const bool direct_store = ys[1] == 1;  // output channels contiguous: store tiles in place
-  const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + MR - 1) / MR;
-  parallel_for(0, d.groups * nkb * ntiles, 4, [&](int64_t b, int64_t e) {
+  const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + MR - 1) / MR, nblocks = d.groups * nkb;
+  // Which operand to keep in cache across consecutive items: when all the packed weights fit in
+  // L2, walk every block of a pixel tile before the next tile (the activations, often much larger,
+  // are then read once); otherwise a block's weights serve all the tiles in turn.
+  const bool blocks_inner = nblocks * taps * cin * KB * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+  parallel_for(0, nblocks * ntiles, 4, [&](int64_t b, int64_t e) {
     float tile[MR * KB];
     int64_t x_off[MR], y_off[MR], tile_off[MR];
     for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
     for (int64_t item = b; item < e; ++item) {
-      const int64_t gk = item / ntiles, i0 = (item % ntiles) * MR;
+      const int64_t gk = blocks_inner ? item % nblocks : item / ntiles;
+      const int64_t i0 = (blocks_inner ? item / nblocks : item % ntiles) * MR;
       const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
       const int m = int(std::min<int64_t>(MR, pixels - i0));
       for (int mi = 0; mi < m; ++mi) {
