@@ -74,7 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--suite", choices=list(SUITES), default="all",
                    help="layers: the convolutions; pool: the max-pools")
     p.add_argument("--direction", choices=["fwd", "fwdbwd", "both"],
-                   help="default fwd on the CPU (today's reference kernels need minutes for fwdbwd), "
+                   help="default fwd on the CPU (fwdbwd on slow kernels takes minutes), "
                         "both on CUDA")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     p.add_argument("--filter", default="", metavar="SUBSTRING",
