@@ -118,6 +118,9 @@ torch.library.register_autograd("cnnkernels::conv2d", _conv2d_backward, setup_co
 def _max_pool2d_setup_context(ctx, inputs, output):
     input, kernel_size, stride, padding, dilation, ceil_mode = inputs
     ctx.save_for_backward(output[1])
+    # Like aten's, the indices have no gradient: without this, autograd materialises a zero int64
+    # tensor the size of the output for them on every backward (it cost more than the kernels).
+    ctx.mark_non_differentiable(output[1])
     ctx.input_shape = input.shape
     ctx.geometry = (kernel_size, stride, padding, dilation)
 

@@ -1,6 +1,7 @@
 """max_pool2d forward and backward against PyTorch: values and indices exactly, NaN and tie rules,
 ceil_mode, dilation, layouts, and every forced CPU ISA."""
 import math
+import zlib
 
 import pytest
 import torch
@@ -168,3 +169,157 @@ def test_no_indices_computed_without_grad():
 def test_gradcheck_float64():
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: CF.max_pool2d(x, (3, 2), (2, 1), (1, 1), (1, 2), True), (x,))
+
+
+# ---- the hand-written float32 kernels (csrc/cpu/simd/max_pool2d_simd.h) ---------------------------
+# Shapes big enough to reach the vector main loops and their tails on every ISA: channels_last
+# vectorises over C (16 lanes AVX-512, 8 AVX2, 4 vectors unrolled), NCHW over output columns, so C
+# and W_out take values around those widths. Values are dense in ties, NaN and -inf so that the
+# tie / last-NaN / all -inf rules are exercised in every lane position, lane boundaries included.
+
+FLOAT32_ISAS = ("scalar", "avx2", "avx512")
+VECTOR_CS = (1, 15, 16, 17, 33, 85)  # 85 = 4 x 16 + 16 + 5: unrolled block, single vector, tail
+VECTOR_QS = (1, 15, 16, 17, 40)      # output columns
+# (kernel, stride, padding, dilation, ceil_mode)
+VECTOR_GEOMETRIES = {
+    "k3s1p1": ((3, 3), (1, 1), (1, 1), (1, 1), False),          # overlapping, stride 1
+    "k3s2p1": ((3, 3), (2, 2), (1, 1), (1, 1), False),          # overlapping, stride 2 (ResNet stem)
+    "k2s2": ((2, 2), (2, 2), (0, 0), (1, 1), False),            # non-overlapping (VGG)
+    "k3s3ceil": ((3, 3), (3, 3), (0, 0), (1, 1), True),         # non-overlapping, stride 3 (gather)
+    "k4s2p2ceil": ((4, 4), (2, 2), (2, 2), (1, 1), True),       # ceil_mode, partial last windows
+    "k32s23d21": ((3, 2), (2, 3), (1, 1), (2, 1), True),        # dilation, mixed strides
+    "k2s1p1d2": ((2, 2), (1, 1), (1, 1), (2, 2), False),        # dilation 2, stride 1
+}
+
+
+def _input_width(q, k, s, p, d):
+    """Smallest input extent giving q outputs without ceil_mode."""
+    return max(1, (q - 1) * s + d * (k - 1) + 1 - 2 * p)
+
+
+def _fill_values(x, kind, gen):
+    with torch.no_grad():
+        if kind == "ties":  # few distinct values: the first maximum must win
+            x.copy_(torch.randint(-2, 3, x.shape, generator=gen).to(x.dtype))
+        elif kind == "special":  # NaN (last one wins), +-inf, ties
+            x.copy_(torch.randint(-2, 3, x.shape, generator=gen).to(x.dtype))
+            pick = torch.rand(x.shape, generator=gen)
+            x[pick < 0.08] = float("nan")
+            x[(pick >= 0.08) & (pick < 0.2)] = float("-inf")
+            x[(pick >= 0.2) & (pick < 0.24)] = float("inf")
+        elif kind == "neginf":  # mostly -inf: many windows are all -inf (index of the first tap)
+            x.copy_(torch.randint(-2, 3, x.shape, generator=gen).to(x.dtype))
+            x[torch.rand(x.shape, generator=gen) < 0.8] = float("-inf")
+    return x
+
+
+def _compare_pool(x, geometry, g_format, what):
+    k, s, p, d, ceil = geometry
+    y, idx = CF.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
+    y_ref, idx_ref = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{what}: {m}")
+    assert torch.equal(idx, idx_ref), f"{what}: indices differ at {(idx != idx_ref).nonzero()[:5].tolist()}"
+    torch.testing.assert_close(CF.max_pool2d(x, k, s, p, d, ceil), y_ref, rtol=0, atol=0, equal_nan=True,
+                               msg=lambda m: f"{what} (no indices): {m}")
+    assert y.is_contiguous(memory_format=torch.channels_last) == y_ref.is_contiguous(memory_format=torch.channels_last)
+
+    if (idx_ref >= x.shape[2] * x.shape[3]).any():
+        return  # PyTorch's backward writes outside the plane there: see test_window_without_input_element
+    g = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=g_format)
+    xa = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    xb = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    (gx,) = torch.autograd.grad(CF.max_pool2d(xa, k, s, p, d, ceil), xa, g)
+    (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, k, s, p, d, ceil), xb, g)
+    assert gx.stride() == gx_ref.stride(), what
+    # Disjoint windows route each gradient alone: exact. Overlapping ones sum a few terms, where only
+    # the order of the additions could differ (ours follows PyTorch's, so this is exact in practice).
+    disjoint = all(s[i] >= (k[i] - 1) * d[i] + 1 for i in range(2))
+    tol = 0 if disjoint else 1e-6
+    torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol, msg=lambda m: f"{what} backward: {m}")
+
+
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
+@pytest.mark.parametrize("layout", ("nchw", "nhwc"))
+@pytest.mark.parametrize("geometry", list(VECTOR_GEOMETRIES), ids=list(VECTOR_GEOMETRIES))
+def test_vector_paths_and_tails(isa, layout, geometry):
+    """Every C in VECTOR_CS x every W_out in VECTOR_QS, one layout, geometry and ISA; values, indices
+    (with and without return_indices) and the backward against PyTorch."""
+    k, s, p, d, ceil = VECTOR_GEOMETRIES[geometry]
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{layout} {geometry}".encode()))
+    with forced_isa(isa):
+        for c in VECTOR_CS:
+            for q in VECTOR_QS:
+                h = _input_width(3, k[0], s[0], p[0], d[0]) + 1
+                w = _input_width(q, k[1], s[1], p[1], d[1])
+                kind = ("ties", "special", "neginf")[(c + q) % 3]
+                x = _fill_values(torch.empty(2, c, h, w).contiguous(memory_format=fmt), kind, gen)
+                _compare_pool(x, VECTOR_GEOMETRIES[geometry], fmt, f"{isa} {layout} {geometry} C={c} W_out={q} {kind}")
+
+
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
+@pytest.mark.parametrize("layout", ("nchw", "nhwc"))
+def test_special_values_at_lane_boundaries(isa, layout):
+    """A NaN, an -inf run and a tie placed at each lane boundary of both vector widths (8, 16), along
+    the channels (channels_last) and along the output columns (NCHW, strides 1 and 2)."""
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    with forced_isa(isa):
+        for stride in (1, 2):
+            c, h, w = 40, 5, 2 * 40 + 3
+            x = torch.zeros(1, c, h, w)  # all ties: the first tap must win
+            for b in (7, 8, 9, 15, 16, 17, 31, 32, 33):
+                col = stride * b  # the input column under output column b's first tap
+                x[0, b, 1, col + 1] = float("nan")    # channel boundary b, and column boundary
+                x[0, b, 2, col] = float("nan")        # a later NaN in the same window wins
+                x[0, (b + 3) % c, :, col:col + 3] = float("-inf")  # all -inf windows
+                x[0, (b + 5) % c, 1, col + 1] = 0.0  # explicit tie with the rest
+                x[0, (b + 7) % c, 2, col + 2] = 1.0  # a unique maximum in the last tap
+            x = x.contiguous(memory_format=fmt)
+            _compare_pool(x, ((3, 3), (stride, stride), (1, 1), (1, 1), False), fmt, f"{isa} {layout} s{stride}")
+
+
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
+def test_gradient_layout_differs_from_input(isa):
+    """grad_output in another memory format than the input (the kernels take strided dy, or fall
+    back to the reference), including a non-dense one."""
+    with forced_isa(isa):
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            for g_layout in ("contiguous", "channels_last", "strided"):
+                x = _fill_values(torch.empty(2, 19, 23, 37).contiguous(memory_format=fmt), "special",
+                                 torch.Generator().manual_seed(3))
+                args = ((3, 3), (2, 2), (1, 1), (1, 1), False)
+                y_ref = F.max_pool2d(x, *args)
+                g = make_tensor(tuple(y_ref.shape), torch.float32, g_layout, torch.Generator().manual_seed(4))
+                xa = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+                xb = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+                (gx,) = torch.autograd.grad(CF.max_pool2d(xa, *args), xa, g)
+                (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, *args), xb, g)
+                torch.testing.assert_close(gx, gx_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
+def test_window_missing_every_input_column(isa):
+    """W = 1 with dilation 2 and padding 1: the column taps are -1 and 1, both outside. The index
+    (reference formula) then names an in-plane pixel outside the window, and PyTorch's backward
+    routes that window's gradient there: so must ours, in both layouts."""
+    args = ((2, 2), (1, 1), (0, 1), (1, 2), False)
+    with forced_isa(isa):
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(2, 17, 4, 1).contiguous(memory_format=fmt)
+            y, i = CF.max_pool2d(x, *args, return_indices=True)
+            y_ref, i_ref = F.max_pool2d(x, *args, return_indices=True)
+            assert torch.equal(y, y_ref) and torch.equal(i, i_ref)
+            assert (i_ref < 4).all() and torch.isinf(y_ref).all()
+            g = torch.randn(y_ref.shape).contiguous(memory_format=fmt)
+            xa, xb = (x.detach().clone(memory_format=torch.preserve_format).requires_grad_() for _ in range(2))
+            (gx,) = torch.autograd.grad(CF.max_pool2d(xa, *args), xa, g)
+            (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, *args), xb, g)
+            assert torch.equal(gx, gx_ref)
+
+
+def test_hand_written_kernels_are_selected():
+    from cnnkernels import _C
+    for isa, lanes in (("avx2", 8), ("avx512", 16)):
+        with forced_isa(isa):
+            assert _C.cpu_kernel_name("max_pool2d_fwd", "f32") == f"max_pool2d_fwd_nchw+nhwc_f32__{isa}_{lanes}"
+            assert _C.cpu_kernel_name("max_pool2d_bwd", "f32") == f"max_pool2d_bwd_nchw+nhwc_f32__{isa}_{lanes}"

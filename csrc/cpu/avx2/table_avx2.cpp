@@ -30,6 +30,12 @@ void conv2d_bgrad_f32(const Conv2dBgradArgs& a) {
 
 }  // namespace
 
+namespace avx2 {
+// Hand-written kernels of this folder (max_pool2d_avx2.cpp).
+void max_pool2d_fwd_f32(const MaxPool2dFwdArgs& a);
+void max_pool2d_bwd_f32(const MaxPool2dBwdArgs& a);
+}  // namespace avx2
+
 const CpuKernelTable* avx2_kernel_table(DType dtype) {
   static const CpuKernelTable f32 = [] {
     CpuKernelTable t = CNNKERNELS_REFERENCE_TABLE(avx2, float, "f32", "avx2_autovec");
@@ -37,6 +43,9 @@ const CpuKernelTable* avx2_kernel_table(DType dtype) {
     t.conv2d_dgrad = {conv2d_dgrad_f32, "conv2d_dgrad_nhwc_f32__avx2_direct+dw"};
     t.conv2d_wgrad = {conv2d_wgrad_f32, "conv2d_wgrad_nhwc_f32__avx2_direct+dw"};
     t.conv2d_bgrad = {conv2d_bgrad_f32, "conv2d_bgrad_nhwc_f32__avx2_vec"};
+    // channels_last and NCHW kernels, 8 lanes; other strides fall back to the reference inside.
+    t.max_pool2d_fwd = {avx2::max_pool2d_fwd_f32, "max_pool2d_fwd_nchw+nhwc_f32__avx2_8"};
+    t.max_pool2d_bwd = {avx2::max_pool2d_bwd_f32, "max_pool2d_bwd_nchw+nhwc_f32__avx2_8"};
     return t;
   }();
   return dtype == DType::f32 ? &f32 : nullptr;

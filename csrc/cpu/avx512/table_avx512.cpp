@@ -30,6 +30,12 @@ void conv2d_bgrad_f32(const Conv2dBgradArgs& a) {
 
 }  // namespace
 
+namespace avx512 {
+// Hand-written kernels of this folder (max_pool2d_avx512.cpp).
+void max_pool2d_fwd_f32(const MaxPool2dFwdArgs& a);
+void max_pool2d_bwd_f32(const MaxPool2dBwdArgs& a);
+}  // namespace avx512
+
 const CpuKernelTable* avx512_kernel_table(DType dtype) {
   static const CpuKernelTable f32 = [] {
     CpuKernelTable t = CNNKERNELS_REFERENCE_TABLE(avx512, float, "f32", "avx512_autovec");
@@ -37,6 +43,9 @@ const CpuKernelTable* avx512_kernel_table(DType dtype) {
     t.conv2d_dgrad = {conv2d_dgrad_f32, "conv2d_dgrad_nhwc_f32__avx512_direct+dw"};
     t.conv2d_wgrad = {conv2d_wgrad_f32, "conv2d_wgrad_nhwc_f32__avx512_direct+dw"};
     t.conv2d_bgrad = {conv2d_bgrad_f32, "conv2d_bgrad_nhwc_f32__avx512_vec"};
+    // channels_last and NCHW kernels, 16 lanes; other strides fall back to the reference inside.
+    t.max_pool2d_fwd = {avx512::max_pool2d_fwd_f32, "max_pool2d_fwd_nchw+nhwc_f32__avx512_16"};
+    t.max_pool2d_bwd = {avx512::max_pool2d_bwd_f32, "max_pool2d_bwd_nchw+nhwc_f32__avx512_16"};
     return t;
   }();
   return dtype == DType::f32 ? &f32 : nullptr;

@@ -1,0 +1,132 @@
+// AVX2 float32 max_pool2d: the kernels of csrc/cpu/simd/max_pool2d_simd.h over 8-lane ymm vectors.
+//
+//   max_pool2d_fwd_nchw+nhwc_f32__avx2_8  channels_last: 8 channels per vector (32 unrolled);
+//                                         NCHW: 8 output columns per vector (stride 2 by
+//                                         vshufps + vpermpd de-interleave, stride >= 3 by gather);
+//                                         anything else: the reference loops.
+//   max_pool2d_bwd_nchw+nhwc_f32__avx2_8  channels_last: per-output scatter over 8 channels;
+//                                         NCHW: per-plane scalar scatter; else the reference.
+//
+// AVX2 has no k-masks: a mask is a vector whose selected lanes are all ones, and tails use
+// vmaskmov loads and stores (which, like AVX-512's masked moves, never fault on masked-off lanes).
+#include "../kernels.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <algorithm>
+
+#define CNNKERNELS_KERNEL_NS avx2
+#include "../reference/max_pool2d_reference.h"
+
+namespace cnnkernels {
+namespace avx2 {
+namespace {
+
+struct Vec8 {
+  static constexpr int kW = 8;
+  using F = __m256;   // 8 floats
+  using I = __m256i;  // 8 int32 (plane indices or tap offsets)
+  using M = __m256;   // all-ones lanes where true
+
+  static __m256i first(int n) {  // 32-bit lanes [0, n)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static __m256i first64(int n) {  // 64-bit lanes [0, n)
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  // Even 32-bit lanes of the pair (a, b): a0 a2 a4 a6 b0 b2 b4 b6. vshufps works within 128-bit
+  // halves (a0 a2 b0 b2 | a4 a6 b4 b6); vpermpd puts the 64-bit pairs back in order.
+  static __m256 even(__m256 a, __m256 b) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+  }
+
+  static F zero() { return _mm256_setzero_ps(); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
+  // p[0], p[2], ..., p[14]; the second load leaves out p[15], which may lie past the tensor's end.
+  static F load_even(const float* p) { return even(_mm256_loadu_ps(p), _mm256_maskload_ps(p + 8, first(7))); }
+  // p[0], p[2], ..., p[2 (n - 1)]: reads only the 2n - 1 floats needed.
+  static F load_even_n(const float* p, int n) {
+    const int need = 2 * n - 1;
+    return even(_mm256_maskload_ps(p, first(std::min(need, 8))), _mm256_maskload_ps(p + 8, first(std::max(need - 8, 0))));
+  }
+  static F gather_n(const float* p, int32_t s, int n) {
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, iota_times(s, 0), _mm256_castsi256_ps(first(n)), 4);
+  }
+
+  // The reference's replace rule per lane: v > best (ordered, false for NaN) || v is NaN.
+  static M take(F v, F best) {
+    return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  // The same rule when only the value is wanted, one operation shorter: vmaxps(v, best) is
+  // v > best ? v : best (a tie or a NaN best keeps best), then a NaN v replaces it.
+  static F max_or_nan(F v, F best) {
+    return _mm256_blendv_ps(_mm256_max_ps(v, best), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  static F select(M m, F keep, F take) { return _mm256_blendv_ps(keep, take, m); }
+  static I select(M m, I keep, I take) {
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(keep), _mm256_castsi256_ps(take), m));
+  }
+
+  static I set1i(int32_t v) { return _mm256_set1_epi32(v); }
+  static I add(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I iota_times(int32_t s, int32_t base) {  // base + l s
+    return _mm256_add_epi32(_mm256_set1_epi32(base),
+                            _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s)));
+  }
+
+  static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static void store_n(float* p, F v, int n) { _mm256_maskstore_ps(p, first(n), v); }
+  static void store_index(int64_t* p, I v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+  }
+  static void store_index_n(int64_t* p, I v, int n) {
+    _mm256_maskstore_epi64(reinterpret_cast<long long*>(p), first64(n), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)));
+    _mm256_maskstore_epi64(reinterpret_cast<long long*>(p + 4), first64(n - 4),
+                           _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+  }
+
+  // 8 stored int64 indices as int32; a value outside int32 becomes -1, which equals no plane index.
+  // AVX2 has no narrowing move: split the 64-bit lanes into low and high halves and keep the low
+  // half where the high one is its sign extension.
+  static I narrow(__m256i lo, __m256i hi) {
+    const __m256 a = _mm256_castsi256_ps(lo), b = _mm256_castsi256_ps(hi);
+    const __m256i low = _mm256_castps_si256(even(a, b));
+    const __m256i high = _mm256_castps_si256(
+        _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8)));
+    const __m256i fits = _mm256_cmpeq_epi32(high, _mm256_srai_epi32(low, 31));
+    return _mm256_or_si256(_mm256_and_si256(fits, low), _mm256_andnot_si256(fits, _mm256_set1_epi32(-1)));
+  }
+  static I load_index32(const int64_t* p) {
+    return narrow(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4)));
+  }
+  static I load_index32_n(const int64_t* p, int n) {
+    const auto* q = reinterpret_cast<const long long*>(p);
+    return narrow(_mm256_maskload_epi64(q, first64(n)), _mm256_maskload_epi64(q + 4, first64(n - 4)));
+  }
+  static M equal(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+  static F add_where(M m, F acc, F v) { return _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), m); }
+};
+
+}  // namespace
+}  // namespace avx2
+}  // namespace cnnkernels
+
+#include "../simd/max_pool2d_simd.h"
+
+namespace cnnkernels {
+namespace avx2 {
+
+void max_pool2d_fwd_f32(const MaxPool2dFwdArgs& a) {
+  if (!max_pool2d_fwd_simd<Vec8>(a)) max_pool2d_fwd<float>(a);
+}
+
+void max_pool2d_bwd_f32(const MaxPool2dBwdArgs& a) {
+  if (!max_pool2d_bwd_simd<Vec8>(a)) max_pool2d_bwd<float>(a);
+}
+
+}  // namespace avx2
+}  // namespace cnnkernels
+#endif

@@ -1,0 +1,121 @@
+// AVX-512 float32 max_pool2d: the kernels of csrc/cpu/simd/max_pool2d_simd.h over 16-lane zmm vectors.
+//
+//   max_pool2d_fwd_nchw+nhwc_f32__avx512_16  channels_last: 16 channels per vector (64 unrolled);
+//                                            NCHW: 16 output columns per vector (stride 2 by
+//                                            vpermt2ps de-interleave, stride >= 3 by gather);
+//                                            anything else: the reference loops.
+//   max_pool2d_bwd_nchw+nhwc_f32__avx512_16  channels_last: per-output scatter over 16 channels;
+//                                            NCHW: per-plane scalar scatter; else the reference.
+//
+// Tails use k-masked loads and stores (fault-suppressing, so a tail never touches memory past the
+// tensor). Index vectors are int32 and widened to int64 only when stored.
+#include "../kernels.h"
+#if defined(__x86_64__)
+// GCC 12 flags the _mm512_undefined_* pass-through operands inside the widening and extract
+// intrinsics as maybe-uninitialized (GCC bug 105593, fixed in 13): a false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+
+#define CNNKERNELS_KERNEL_NS avx512
+#include "../reference/max_pool2d_reference.h"
+
+namespace cnnkernels {
+namespace avx512 {
+namespace {
+
+struct Vec16 {
+  static constexpr int kW = 16;
+  using F = __m512;   // 16 floats
+  using I = __m512i;  // 16 int32 (plane indices or tap offsets)
+  using M = __mmask16;
+
+  static M first(int n) { return static_cast<M>((1u << n) - 1u); }  // lanes [0, n), n <= 16
+  static __mmask8 first8(int n) { return static_cast<__mmask8>(n >= 8 ? 0xffu : (1u << std::max(n, 0)) - 1u); }
+
+  static F zero() { return _mm512_setzero_ps(); }
+  static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static F load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
+  // p[0], p[2], ..., p[30]: two loads, then vpermt2ps picks the even lanes of the pair. The second
+  // load leaves out p[31], which may lie past the end of the tensor.
+  static F load_even(const float* p) {
+    const I even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_maskz_loadu_ps(first(15), p + 16));
+  }
+  // p[0], p[2], ..., p[2 (n - 1)]: reads only the 2n - 1 floats needed.
+  static F load_even_n(const float* p, int n) {
+    const I even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const int need = 2 * n - 1;
+    return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(first(std::min(need, 16)), p), even,
+                                  _mm512_maskz_loadu_ps(first(std::max(need - 16, 0)), p + 16));
+  }
+  // p[l s] for lanes l < n.
+  static F gather_n(const float* p, int32_t s, int n) {
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first(n), iota_times(s, 0), p, 4);
+  }
+
+  // The reference's replace rule per lane: v > best (ordered, false for NaN) || v is NaN.
+  static M take(F v, F best) {
+    return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  // The same rule when only the value is wanted, one operation shorter: vmaxps(v, best) is
+  // v > best ? v : best (a tie or a NaN best keeps best), then a NaN v replaces it.
+  static F max_or_nan(F v, F best) {
+    return _mm512_mask_mov_ps(_mm512_max_ps(v, best), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+  }
+  static F select(M m, F keep, F take) { return _mm512_mask_mov_ps(keep, m, take); }
+  static I select(M m, I keep, I take) { return _mm512_mask_mov_epi32(keep, m, take); }
+
+  static I set1i(int32_t v) { return _mm512_set1_epi32(v); }
+  static I add(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I iota_times(int32_t s, int32_t base) {  // base + l s
+    const I iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_add_epi32(_mm512_set1_epi32(base), _mm512_mullo_epi32(iota, _mm512_set1_epi32(s)));
+  }
+
+  static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static void store_n(float* p, F v, int n) { _mm512_mask_storeu_ps(p, first(n), v); }
+  static void store_index(int64_t* p, I v) {
+    _mm512_storeu_si512(p, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)));
+    _mm512_storeu_si512(p + 8, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
+  }
+  static void store_index_n(int64_t* p, I v, int n) {
+    _mm512_mask_storeu_epi64(p, first8(n), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)));
+    _mm512_mask_storeu_epi64(p + 8, first8(n - 8), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
+  }
+
+  // 16 stored int64 indices as int32, saturating: a value outside int32 cannot equal a plane index.
+  static I load_index32(const int64_t* p) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtsepi64_epi32(_mm512_loadu_si512(p))),
+                              _mm512_cvtsepi64_epi32(_mm512_loadu_si512(p + 8)), 1);
+  }
+  static I load_index32_n(const int64_t* p, int n) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(first8(n), p))),
+        _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(first8(n - 8), p + 8)), 1);
+  }
+  static M equal(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
+  static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }
+};
+
+}  // namespace
+}  // namespace avx512
+}  // namespace cnnkernels
+
+#include "../simd/max_pool2d_simd.h"
+
+namespace cnnkernels {
+namespace avx512 {
+
+void max_pool2d_fwd_f32(const MaxPool2dFwdArgs& a) {
+  if (!max_pool2d_fwd_simd<Vec16>(a)) max_pool2d_fwd<float>(a);
+}
+
+void max_pool2d_bwd_f32(const MaxPool2dBwdArgs& a) {
+  if (!max_pool2d_bwd_simd<Vec16>(a)) max_pool2d_bwd<float>(a);
+}
+
+}  // namespace avx512
+}  // namespace cnnkernels
+#endif

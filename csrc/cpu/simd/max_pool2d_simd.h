@@ -1,0 +1,511 @@
+// Hand-written float32 max_pool2d kernels, written once over a vector type V and compiled per ISA.
+// csrc/cpu/avx512/max_pool2d_avx512.cpp (V = 16 lanes: zmm registers, k-masks) and
+// csrc/cpu/avx2/max_pool2d_avx2.cpp (V = 8 lanes: ymm registers, lane masks) each define V, then
+// include this header inside their own namespace (cnnkernels::<isa>, anonymous), so the copies built
+// with different -m flags never merge at link time. V's interface is listed in those files.
+//
+// Kernels (entry points max_pool2d_fwd_f32<V> / max_pool2d_bwd_f32<V> at the end pick one by strides):
+//   fwd_nhwc  channels contiguous (x, y and indices stride[1] == 1): one output pixel at a time,
+//             V::kW channels per vector (4 vectors unrolled, then 1, then a masked tail), looping
+//             over the window's in-bounds taps, whose offsets are worked out once per pixel.
+//   fwd_nchw  rows contiguous (stride[3] == 1): V::kW consecutive output columns per vector. Columns
+//             whose window row lies inside the input ("interior") load each tap with one unaligned
+//             load (stride 1), two loads and an even-lane de-interleave (stride 2) or a gather
+//             (stride >= 3); the few border columns go through the scalar rule (scalar_output).
+//   bwd_nhwc  scatter by taps: a thread owns a band of dx rows of one image; for each output pixel
+//             whose window reaches the band (row-major) and each channel vector it reads the stored
+//             index once and adds dy into the tap the index names (one int32 compare and a masked
+//             add per tap). dx rows are zeroed just before the first window reaches them.
+//   bwd_nchw  scatter: a thread owns whole (n, c) planes of dx, zeroes one (it stays in L1/L2) and
+//             adds dy[p, q] at indices[p, q]. Scalar: the stores are random within the plane.
+// Anything else (other strides, planes of 2^31 or more elements) runs the reference loops
+// (max_pool2d_reference.h, included by the ISA file in the same namespace): one kernel, one place.
+//
+// Semantics are the reference's, bit for bit: taps are visited in row-major window order and a tap
+// replaces the best when `v > best || isnan(v)` (first maximum wins a tie, last NaN wins), done per
+// lane with an ordered greater-than compare OR an unordered self-compare, and masked blends of the
+// value and the index. Without indices, V::max_or_nan does the same in one operation less: a max
+// instruction alone would not propagate NaN that way. Both backward
+// kernels add the gradients reaching one dx element in row-major output order starting from +0,
+// the order PyTorch's CPU kernels use, so float32 sums match PyTorch exactly.
+#pragma once
+#ifndef CNNKERNELS_KERNEL_NS
+#error "define CNNKERNELS_KERNEL_NS (and the vector type V) before including max_pool2d_simd.h"
+#endif
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "../../common/parallel.h"
+#include "../../common/pool_params.h"
+
+namespace cnnkernels {
+namespace CNNKERNELS_KERNEL_NS {
+namespace {
+namespace pool_simd {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Work per parallel chunk: enough that waking a second thread pays (a few microseconds).
+constexpr int64_t kGrainWork = 1 << 16;
+
+// In-bounds taps of one window dimension, start + t * dil in [0, size) for t in [lo, hi), computed
+// exactly as the reference does: for a window that misses the input, lo (with the other
+// dimension's lo) still names the index the reference reports.
+struct Taps {
+  int64_t lo, hi;
+  bool empty() const { return lo == hi; }
+};
+inline Taps in_bounds_taps(int64_t start, int64_t k, int64_t dil, int64_t size) {
+  int64_t lo = 0, hi = k;
+  while (lo < hi && start + lo * dil < 0) ++lo;
+  while (hi > lo && start + (hi - 1) * dil >= size) --hi;
+  return {lo, hi};
+}
+
+// One output by the reference's scalar rule, for border windows and windows that miss the input.
+inline void scalar_output(const float* plane, int64_t xs2, int64_t xs3, const Pool2dProblem& pb, int64_t h0,
+                          Taps ti, int64_t w0, float* y, int64_t* index) {
+  const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
+  float best = kNegInf;
+  int64_t best_index = (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
+  for (int64_t i = ti.lo; i < ti.hi; ++i) {
+    const int64_t h = h0 + i * pb.dil_h;
+    for (int64_t j = tj.lo; j < tj.hi; ++j) {
+      const int64_t w = w0 + j * pb.dil_w;
+      const float v = plane[h * xs2 + w * xs3];
+      if (v > best || std::isnan(v)) {
+        best = v;
+        best_index = h * pb.W + w;
+      }
+    }
+  }
+  *y = best;
+  if (index) *index = best_index;
+}
+
+// ---- forward, channels_last -----------------------------------------------------------------
+
+// NV vectors of channels (or one vector of n < V::kW channels when kTail) of one output pixel.
+// x points at the first channel of the block at input pixel (0, 0); tap t is at x + off[t] and has
+// plane index tap_index[t]. The first tap initialises the best: that equals starting from -inf with
+// the first in-bounds tap's index, as the reference does.
+template <class V, bool kIdx, int NV, bool kTail>
+inline void fwd_nhwc_block(const float* x, const int64_t* off, const int32_t* tap_index, int64_t taps, float* y,
+                           int64_t* index, int n) {
+  typename V::F best[NV];
+  typename V::I idx[NV];
+  for (int v = 0; v < NV; ++v) {
+    best[v] = kTail ? V::load_n(x + off[0], n) : V::load(x + off[0] + v * V::kW);
+    if (kIdx) idx[v] = V::set1i(tap_index[0]);
+  }
+  for (int64_t t = 1; t < taps; ++t) {
+    const float* xt = x + off[t];
+    typename V::I ti;
+    if (kIdx) ti = V::set1i(tap_index[t]);
+    for (int v = 0; v < NV; ++v) {
+      const typename V::F val = kTail ? V::load_n(xt, n) : V::load(xt + v * V::kW);
+      if (kIdx) {
+        const typename V::M take = V::take(val, best[v]);
+        best[v] = V::select(take, best[v], val);
+        idx[v] = V::select(take, idx[v], ti);
+      } else {
+        best[v] = V::max_or_nan(val, best[v]);
+      }
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    if (kTail) {
+      V::store_n(y, best[v], n);
+      if (kIdx) V::store_index_n(index, idx[v], n);
+    } else {
+      V::store(y + v * V::kW, best[v]);
+      if (kIdx) V::store_index(index + v * V::kW, idx[v]);
+    }
+  }
+}
+
+template <class V, bool kIdx>
+void fwd_nhwc(const MaxPool2dFwdArgs& a) {
+  const Pool2dProblem& pb = a.p;
+  const float* x = static_cast<const float*>(a.x.data);
+  float* y = static_cast<float*>(a.y.data);
+  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  const int64_t C = pb.C, rows = pb.N * pb.P;
+  // Few output rows (a global pool, tiny images): split the channels too, so both cores work.
+  const int64_t chunk = rows >= 8 ? C : std::min<int64_t>(C, 4 * V::kW);
+  const int64_t chunks = (C + chunk - 1) / chunk;
+  const int64_t work = pb.Q * pb.kernel_h * pb.kernel_w * chunk;
+  parallel_for(0, rows * chunks, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)),
+               [&](int64_t b, int64_t e) {
+    std::vector<int64_t> off(pb.kernel_h * pb.kernel_w);
+    std::vector<int32_t> tap_index(pb.kernel_h * pb.kernel_w);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t row = item / chunks, c0 = (item % chunks) * chunk, c1 = std::min(C, c0 + chunk);
+      const int64_t n = row / pb.P, p = row % pb.P;
+      const int64_t h0 = p * pb.stride_h - pb.pad_h;
+      const Taps ti = in_bounds_taps(h0, pb.kernel_h, pb.dil_h, pb.H);
+      const float* xn = x + n * xs[0];
+      for (int64_t q = 0; q < pb.Q; ++q) {
+        const int64_t w0 = q * pb.stride_w - pb.pad_w;
+        const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
+        float* yq = y + n * ys[0] + p * ys[2] + q * ys[3];
+        int64_t* iq = kIdx ? a.indices + n * is[0] + p * is[2] + q * is[3] : nullptr;
+        if (ti.empty() || tj.empty()) {  // the window misses the input (dilation): -inf everywhere
+          const int64_t e_index = (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
+          for (int64_t c = c0; c < c1; ++c) {
+            yq[c] = kNegInf;
+            if (kIdx) iq[c] = e_index;
+          }
+          continue;
+        }
+        int64_t taps = 0;
+        for (int64_t i = ti.lo; i < ti.hi; ++i) {
+          const int64_t h = h0 + i * pb.dil_h;
+          for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
+            const int64_t w = w0 + j * pb.dil_w;
+            off[taps] = h * xs[2] + w * xs[3];
+            tap_index[taps] = static_cast<int32_t>(h * pb.W + w);
+          }
+        }
+        int64_t c = c0;
+        for (; c + 4 * V::kW <= c1; c += 4 * V::kW)
+          fwd_nhwc_block<V, kIdx, 4, false>(xn + c, off.data(), tap_index.data(), taps, yq + c,
+                                            kIdx ? iq + c : nullptr, V::kW);
+        for (; c + V::kW <= c1; c += V::kW)
+          fwd_nhwc_block<V, kIdx, 1, false>(xn + c, off.data(), tap_index.data(), taps, yq + c,
+                                            kIdx ? iq + c : nullptr, V::kW);
+        if (c < c1)
+          fwd_nhwc_block<V, kIdx, 1, true>(xn + c, off.data(), tap_index.data(), taps, yq + c,
+                                           kIdx ? iq + c : nullptr, static_cast<int>(c1 - c));
+      }
+    }
+  });
+}
+
+// ---- forward, NCHW --------------------------------------------------------------------------
+
+// V::kW (or n < V::kW when kTail) input columns p[l * kStride]: kStride 1 and 2 with plain loads,
+// 0 = any stride s with a gather. Never reads past p[(n - 1) * s].
+template <class V, int kStride, bool kTail>
+inline typename V::F load_columns(const float* p, int64_t s, int n) {
+  if (kStride == 1) return kTail ? V::load_n(p, n) : V::load(p);
+  if (kStride == 2) return kTail ? V::load_even_n(p, n) : V::load_even(p);
+  return V::gather_n(p, static_cast<int32_t>(s), kTail ? n : V::kW);
+}
+
+// NV vectors of consecutive interior outputs of one output row, starting at input column w0; the
+// last vector holds n <= V::kW outputs when kTail. Every column tap w0 + j dw + l s is inside the
+// row; the window rows are h_first + r dh for r < rows. The NV vectors are independent dependency
+// chains (compare, blend, next compare): one alone leaves the core waiting on that latency.
+// Lanes track the winner as an offset from their window's first tap, which is the same for every
+// lane (one broadcast per tap); the plane index is added once at the end.
+template <class V, bool kIdx, int kStride, int NV, bool kTail>
+inline void fwd_nchw_block(const float* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t rows,
+                           int64_t w0, float* y, int64_t* index, int n) {
+  const int64_t s = pb.stride_w;
+  constexpr int64_t kStep = V::kW;  // outputs per vector
+  typename V::F best[NV];
+  typename V::I off[NV];
+  auto load = [&](const float* p, int v) {
+    const float* pv = p + v * kStep * s;
+    return (kTail && v == NV - 1) ? load_columns<V, kStride, true>(pv, s, n)
+                                  : load_columns<V, kStride, false>(pv, s, V::kW);
+  };
+  const float* x0 = plane + h_first * xs2 + w0;
+  for (int v = 0; v < NV; ++v) {
+    best[v] = load(x0, v);
+    off[v] = V::set1i(0);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = plane + (h_first + r * pb.dil_h) * xs2 + w0;
+    for (int64_t j = (r == 0 ? 1 : 0); j < pb.kernel_w; ++j) {
+      const typename V::I tap = V::set1i(static_cast<int32_t>(r * pb.dil_h * pb.W + j * pb.dil_w));
+      for (int v = 0; v < NV; ++v) {
+        const typename V::F val = load(xr + j * pb.dil_w, v);
+        if (kIdx) {
+          const typename V::M take = V::take(val, best[v]);
+          best[v] = V::select(take, best[v], val);
+          off[v] = V::select(take, off[v], tap);
+        } else {
+          best[v] = V::max_or_nan(val, best[v]);
+        }
+      }
+    }
+  }
+  // lane l of vector v: h_first * W + w0 + (v kW + l) s + off
+  const typename V::I base = V::iota_times(static_cast<int32_t>(s), static_cast<int32_t>(h_first * pb.W + w0));
+  for (int v = 0; v < NV; ++v) {
+    const typename V::I idx = V::add(off[v], V::add(base, V::set1i(static_cast<int32_t>(v * kStep * s))));
+    if (kTail && v == NV - 1) {
+      V::store_n(y + v * kStep, best[v], n);
+      if (kIdx) V::store_index_n(index + v * kStep, idx, n);
+    } else {
+      V::store(y + v * kStep, best[v]);
+      if (kIdx) V::store_index(index + v * kStep, idx);
+    }
+  }
+}
+
+// Interior outputs [q, q_hi) of one row: blocks of 4 full vectors, then one block of the rest
+// (up to 3 full vectors and a partial one).
+template <class V, bool kIdx, int kStride>
+inline void fwd_nchw_interior(const float* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first,
+                              int64_t rows, int64_t q, int64_t q_hi, float* yr, int64_t* ir) {
+  const int64_t sw = pb.stride_w, pw = pb.pad_w;
+  auto block = [&](auto nv, auto tail, int64_t q0, int n) {
+    fwd_nchw_block<V, kIdx, kStride, decltype(nv)::value, decltype(tail)::value>(
+        plane, xs2, pb, h_first, rows, q0 * sw - pw, yr + q0, kIdx ? ir + q0 : nullptr, n);
+  };
+  using I1 = std::integral_constant<int, 1>;
+  using I2 = std::integral_constant<int, 2>;
+  using I3 = std::integral_constant<int, 3>;
+  using I4 = std::integral_constant<int, 4>;
+  using Full = std::false_type;
+  using Tail = std::true_type;
+  for (; q + 4 * V::kW <= q_hi; q += 4 * V::kW) block(I4{}, Full{}, q, V::kW);
+  const int64_t left = q_hi - q;
+  const int full = static_cast<int>(left / V::kW), part = static_cast<int>(left % V::kW);
+  switch (full * 2 + (part > 0)) {
+    case 0: break;
+    case 1: block(I1{}, Tail{}, q, part); break;
+    case 2: block(I1{}, Full{}, q, V::kW); break;
+    case 3: block(I2{}, Tail{}, q, part); break;
+    case 4: block(I2{}, Full{}, q, V::kW); break;
+    case 5: block(I3{}, Tail{}, q, part); break;
+    case 6: block(I3{}, Full{}, q, V::kW); break;
+    case 7: block(I4{}, Tail{}, q, part); break;
+  }
+}
+
+template <class V, bool kIdx, int kStride>
+void fwd_nchw(const MaxPool2dFwdArgs& a) {
+  const Pool2dProblem& pb = a.p;
+  const float* x = static_cast<const float*>(a.x.data);
+  float* y = static_cast<float*>(a.y.data);
+  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  const int64_t sw = pb.stride_w, pw = pb.pad_w;
+  // Interior output columns [q_lo, q_hi): 0 <= q sw - pw and q sw - pw + (kw - 1) dw <= W - 1.
+  const int64_t q_lo = std::min(pb.Q, (pw + sw - 1) / sw);
+  const int64_t last = pb.W - 1 + pw - (pb.kernel_w - 1) * pb.dil_w;
+  const int64_t q_hi = last < 0 ? q_lo : std::max(q_lo, std::min(pb.Q, last / sw + 1));
+  const int64_t work = pb.Q * pb.kernel_h * pb.kernel_w;
+  parallel_for(0, pb.N * pb.C * pb.P, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)),
+               [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t p = row % pb.P, c = (row / pb.P) % pb.C, n = row / (pb.P * pb.C);
+      const float* plane = x + n * xs[0] + c * xs[1];
+      float* yr = y + n * ys[0] + c * ys[1] + p * ys[2];
+      int64_t* ir = kIdx ? a.indices + n * is[0] + c * is[1] + p * is[2] : nullptr;
+      const int64_t h0 = p * pb.stride_h - pb.pad_h;
+      const Taps ti = in_bounds_taps(h0, pb.kernel_h, pb.dil_h, pb.H);
+      const bool vector = !ti.empty();  // else every window of the row misses the input
+      for (int64_t q = 0; q < pb.Q; ++q) {
+        if (vector && q == q_lo) q = q_hi;  // interior columns below
+        if (q >= pb.Q) break;
+        scalar_output(plane, xs[2], xs[3], pb, h0, ti, q * sw - pw, yr + q, kIdx ? ir + q : nullptr);
+      }
+      if (vector)
+        fwd_nchw_interior<V, kIdx, kStride>(plane, xs[2], pb, h0 + ti.lo * pb.dil_h, ti.hi - ti.lo, q_lo, q_hi, yr, ir);
+    }
+  });
+}
+
+// ---- backward, channels_last ----------------------------------------------------------------
+
+// One output pixel, NV channel vectors (or one vector of n < V::kW channels when kTail): the
+// gradient goes to the tap whose plane index the lane's stored index names. The index is read
+// once and narrowed to int32 (saturating: an out-of-plane value cannot alias a pixel), then each
+// in-bounds tap costs one compare and a masked add into dx (hot in L1: the same few rows).
+template <class V, int NV, bool kTail>
+inline void bwd_nhwc_block(const float* dy, const int64_t* index, const int64_t* off, const int32_t* tap_index,
+                           int64_t taps, float* dx, int n) {
+  typename V::I idx[NV];
+  typename V::F g[NV];
+  for (int v = 0; v < NV; ++v) {
+    idx[v] = kTail ? V::load_index32_n(index, n) : V::load_index32(index + v * V::kW);
+    g[v] = kTail ? V::load_n(dy, n) : V::load(dy + v * V::kW);
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    const typename V::I ti = V::set1i(tap_index[t]);
+    float* d = dx + off[t];
+    for (int v = 0; v < NV; ++v) {
+      const typename V::M hit = V::equal(idx[v], ti);
+      if (kTail) V::store_n(d, V::add_where(hit, V::load_n(d, n), g[v]), n);
+      else V::store(d + v * V::kW, V::add_where(hit, V::load(d + v * V::kW), g[v]));
+    }
+  }
+}
+
+// A thread owns a band of dx rows of one image (all channels): no other thread writes them, so no
+// atomics. It visits, in row-major order, every window with a tap in its band and adds only into
+// its own rows (a window straddling two bands is visited by both), so each dx element sums its
+// gradients in PyTorch's order, from +0. Rows are zeroed just before the first window reaches
+// them, while they are in cache, and rows no window reaches at the end.
+template <class V>
+void bwd_nhwc(const MaxPool2dBwdArgs& a) {
+  const Pool2dProblem& pb = a.p;
+  const float* dy = static_cast<const float*>(a.dy.data);
+  float* dx = static_cast<float*>(a.dx.data);
+  const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
+  const int64_t C = pb.C;
+  // At least 8 bands over the batch, to balance the threads.
+  const int64_t bands_wanted = std::min(pb.H, (8 + pb.N - 1) / pb.N);
+  const int64_t band_rows = (pb.H + bands_wanted - 1) / bands_wanted;
+  const int64_t bands = (pb.H + band_rows - 1) / band_rows;
+  const bool dense_rows = dxs[3] == C;  // a dx row is W C consecutive floats
+  parallel_for(0, pb.N * bands, 1, [&](int64_t b, int64_t e) {
+    std::vector<int64_t> off(pb.kernel_h * pb.kernel_w);
+    std::vector<int32_t> tap_index(pb.kernel_h * pb.kernel_w);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t n = item / bands, hb = (item % bands) * band_rows, he = std::min(pb.H, hb + band_rows);
+      float* dxn = dx + n * dxs[0];
+      const float* dyn = dy + n * dys[0];
+      const int64_t* ixn = a.indices + n * is[0];
+      int64_t zeroed = hb;  // rows [hb, zeroed) are zero or hold gradients
+      auto zero_rows_below = [&](int64_t end) {
+        for (; zeroed < end; ++zeroed) {
+          float* row = dxn + zeroed * dxs[2];
+          if (dense_rows) {
+            std::memset(row, 0, pb.W * C * sizeof(float));
+          } else {
+            for (int64_t w = 0; w < pb.W; ++w) std::memset(row + w * dxs[3], 0, C * sizeof(float));
+          }
+        }
+      };
+      // Windows p with a tap row h0 + i dh in [hb, he), h0 = p sh - ph: p sh >= hb + ph - (kh - 1) dh
+      // and p sh <= he - 1 + ph.
+      const int64_t lo = hb + pb.pad_h - (pb.kernel_h - 1) * pb.dil_h;
+      const int64_t p_lo = lo <= 0 ? 0 : (lo + pb.stride_h - 1) / pb.stride_h;
+      const int64_t p_hi = std::min(pb.P - 1, (he - 1 + pb.pad_h) / pb.stride_h);
+      for (int64_t p = p_lo; p <= p_hi; ++p) {
+        const int64_t h0 = p * pb.stride_h - pb.pad_h;
+        // Taps in the band (inside the input, since the band is).
+        const Taps ti = in_bounds_taps(h0 - hb, pb.kernel_h, pb.dil_h, he - hb);
+        if (ti.empty()) continue;
+        zero_rows_below(h0 + (ti.hi - 1) * pb.dil_h + 1);
+        for (int64_t q = 0; q < pb.Q; ++q) {
+          const int64_t w0 = q * pb.stride_w - pb.pad_w;
+          const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
+          int64_t taps = 0;
+          for (int64_t i = ti.lo; i < ti.hi; ++i) {
+            const int64_t h = h0 + i * pb.dil_h;
+            for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
+              const int64_t w = w0 + j * pb.dil_w;
+              off[taps] = h * dxs[2] + w * dxs[3];
+              tap_index[taps] = static_cast<int32_t>(h * pb.W + w);
+            }
+          }
+          if (taps == 0) continue;
+          const float* g = dyn + p * dys[2] + q * dys[3];
+          const int64_t* ix = ixn + p * is[2] + q * is[3];
+          int64_t c = 0;
+          for (; c + 4 * V::kW <= C; c += 4 * V::kW)
+            bwd_nhwc_block<V, 4, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c, V::kW);
+          for (; c + V::kW <= C; c += V::kW)
+            bwd_nhwc_block<V, 1, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c, V::kW);
+          if (c < C)
+            bwd_nhwc_block<V, 1, true>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+                                       static_cast<int>(C - c));
+        }
+      }
+      zero_rows_below(he);
+    }
+  });
+}
+
+// ---- backward, NCHW -------------------------------------------------------------------------
+
+void bwd_nchw(const MaxPool2dBwdArgs& a) {
+  const Pool2dProblem& pb = a.p;
+  const float* dy = static_cast<const float*>(a.dy.data);
+  float* dx = static_cast<float*>(a.dx.data);
+  const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
+  const uint64_t plane_size = static_cast<uint64_t>(pb.H * pb.W);
+  const int64_t work = pb.H * pb.W + pb.P * pb.Q;
+  parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)),
+               [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const int64_t c = nc % pb.C, n = nc / pb.C;
+      float* plane = dx + n * dxs[0] + c * dxs[1];  // dense: W columns per row, rows back to back
+      std::memset(plane, 0, plane_size * sizeof(float));
+      for (int64_t p = 0; p < pb.P; ++p) {
+        const int64_t* ir = a.indices + n * is[0] + c * is[1] + p * is[2];
+        const float* gr = dy + n * dys[0] + c * dys[1] + p * dys[2];
+        for (int64_t q = 0; q < pb.Q; ++q) {
+          const int64_t k = ir[q * is[3]];
+          // An index outside the plane (a window that missed the input) routes nothing.
+          if (static_cast<uint64_t>(k) < plane_size) plane[k] += gr[q * dys[3]];
+        }
+      }
+    }
+  });
+}
+
+// ---- entry points -----------------------------------------------------------------------------
+
+template <class V, bool kIdx>
+void fwd_nchw_by_stride(const MaxPool2dFwdArgs& a) {
+  switch (a.p.stride_w) {
+    case 1: return fwd_nchw<V, kIdx, 1>(a);
+    case 2: return fwd_nchw<V, kIdx, 2>(a);
+    default: return fwd_nchw<V, kIdx, 0>(a);
+  }
+}
+
+// Some output column whose window misses every input column (dilation wider than the input). Its
+// index, by the reference's formula, can name an in-plane pixel outside the window, which
+// bwd_nhwc (it only looks at a window's own taps) would not see.
+inline bool has_empty_column_window(const Pool2dProblem& pb) {
+  for (int64_t q = 0; q < pb.Q; ++q)
+    if (in_bounds_taps(q * pb.stride_w - pb.pad_w, pb.kernel_w, pb.dil_w, pb.W).empty()) return true;
+  return false;
+}
+
+}  // namespace pool_simd
+
+// True when the layout-specific kernels run; false when the call goes to the reference loops.
+template <class V>
+bool max_pool2d_fwd_simd(const MaxPool2dFwdArgs& a) {
+  using namespace pool_simd;
+  const Pool2dProblem& pb = a.p;
+  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  const bool idx = a.indices != nullptr;
+  // Index vectors are int32.
+  if (pb.H * pb.W > std::numeric_limits<int32_t>::max()) return false;
+  // A tensor with C == 1 is both; the row kernel fills its vectors, the channel kernel would not.
+  if (pb.C > 1 && xs[1] == 1 && ys[1] == 1 && (!idx || is[1] == 1)) {
+    idx ? fwd_nhwc<V, true>(a) : fwd_nhwc<V, false>(a);
+    return true;
+  }
+  if (xs[3] == 1 && ys[3] == 1 && (!idx || is[3] == 1)) {
+    idx ? fwd_nchw_by_stride<V, true>(a) : fwd_nchw_by_stride<V, false>(a);
+    return true;
+  }
+  return false;
+}
+
+template <class V>
+bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
+  using namespace pool_simd;
+  const Pool2dProblem& pb = a.p;
+  const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
+  if (pb.C > 1 && dxs[1] == 1 && dys[1] == 1 && is[1] == 1 && !has_empty_column_window(pb)) {
+    bwd_nhwc<V>(a);
+    return true;
+  }
+  // The scatter needs dense dx planes; dy and the indices may have any strides.
+  if (dxs[3] == 1 && (dxs[2] == pb.W || pb.H == 1)) {
+    bwd_nchw(a);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+}  // namespace CNNKERNELS_KERNEL_NS
+}  // namespace cnnkernels
