@@ -214,3 +214,21 @@ def test_backward_is_deterministic_across_thread_counts():
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,w", [(20, 70, 9, 9), (64, 8, 8, 8), (3, 33, 13, 7), (256, 64, 14, 14), (17, 100, 5, 31)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_pointwise_nchw_engine(isa, c, k, h, w, bias):
+    """1x1 stride-1 convolutions on NCHW planes run the role-swapped engine (pixels as lanes)."""
+    gen = torch.Generator().manual_seed(c * k + h)
+    x = torch.randn(2, c, h, w, generator=gen)
+    wt = torch.randn(k, c, 1, 1, generator=gen)
+    b = torch.randn(k, generator=gen) if bias else None
+    with forced_isa(isa):
+        y = CF.conv2d(x, wt, b)
+    with torch_without_onednn():
+        ref64 = F.conv2d(x.double(), wt.double(), None if b is None else b.double())
+        theirs = F.conv2d(x, wt, b)
+    assert y.is_contiguous()
+    assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}")

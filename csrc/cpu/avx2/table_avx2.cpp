@@ -16,7 +16,9 @@ namespace {
 // The SIMD engines where they apply (depthwise, dense with >= 8 channels per group), else the
 // reference loops compiled for this ISA.
 void conv2d_fprop_f32(const Conv2dFpropArgs& a) {
-  if (!avx2::depthwise_fprop_f32(a) && !avx2::conv2d_fprop_direct_f32(a)) avx2::conv2d_fprop<float>(a);
+  if (!avx2::depthwise_fprop_f32(a) && !avx2::conv2d_fprop_pointwise_nchw_f32(a) &&
+      !avx2::conv2d_fprop_direct_f32(a))
+    avx2::conv2d_fprop<float>(a);
 }
 void conv2d_dgrad_f32(const Conv2dDgradArgs& a) {
   if (!avx2::depthwise_dgrad_f32(a) && !avx2::conv2d_dgrad_direct_f32(a)) avx2::conv2d_dgrad<float>(a);

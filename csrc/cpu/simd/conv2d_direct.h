@@ -245,6 +245,48 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
   return true;
 }
 
+// 1x1, stride 1, unpadded fprop on NCHW planes (x and y planes contiguous): Y[n] = W X[n] is a
+// GEMM whose long dimension (pixels) is contiguous, so the engine runs with the roles swapped:
+// pixels are its "output channels" (vector lanes, X rows packed as its weights), output channels
+// k are its "pixels" (broadcast from W rows). No transposes of the activations either way; the
+// bias (per k, not per lane here) is added by a last pass over y.
+inline bool conv2d_fprop_pointwise_nchw_f32(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t* xs = a.x.stride;
+  const int64_t* ws = a.w.stride;
+  const int64_t* ys = a.y.stride;
+  const int64_t HW = p.H * p.W;
+  const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1 && ys[2] == p.Q;
+  if (p.dtype != DType::f32 || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
+      p.pad_h != 0 || p.pad_w != 0 || !planes || ws[1] != 1 || HW < 64 || p.K < 8)
+    return false;
+  const float* x = static_cast<const float*>(a.x.data);
+  float* y = static_cast<float*>(a.y.data);
+  const NhwcView wv{static_cast<const float*>(a.w.data), 0, 0, ws[0]};  // W row k = "pixel" k
+  const DirectConvPlan d{1, 1, p.C, HW, 1, p.K, 0, ws[0], {0}};
+  const int64_t yv[4] = {0, 1, 0, ys[1]};  // "channel" = pixel (contiguous), "column" = k
+  with_tile(HW, p.C, [&]<int MR, int NV>() {
+    for (int64_t n = 0; n < p.N; ++n) {
+      const float* xn = x + n * xs[0];
+      const std::vector<float> xp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t, int64_t o, int64_t i, int64_t) {
+        return xn[i * xs[1] + o];
+      });
+      direct_conv<MR, NV>(d, wv, xp.data(), nullptr, y + n * ys[0], yv);
+    }
+  });
+  if (a.bias) {
+    const float* b = static_cast<const float*>(a.bias);
+    parallel_for(0, p.N * p.K, 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t nk = lo; nk < hi; ++nk) {
+        float* plane = y + (nk / p.K) * ys[0] + (nk % p.K) * ys[1];
+        const float bk = b[nk % p.K];
+        for (int64_t i = 0; i < HW; ++i) plane[i] += bk;
+      }
+    });
+  }
+  return true;
+}
+
 // dgrad as forward convolutions of dy, one per stride phase. Input row h receives dy row p through
 // tap r when h + pad = p stride + r dil. The rows of one phase a = (h + pad) mod stride,
 // h = h0 + stride j, are reached only by the taps r with r dil = a (mod stride), from dy row
