@@ -118,14 +118,19 @@ torch.library.register_autograd("cnnkernels::conv2d", _conv2d_backward, setup_co
 def _max_pool2d_setup_context(ctx, inputs, output):
     input, kernel_size, stride, padding, dilation, ceil_mode = inputs
     ctx.save_for_backward(output[1])
-    # Like aten's, the indices have no gradient: without this, autograd materialises a zero int64
-    # tensor the size of the output for them on every backward (it cost more than the kernels).
+    # Like aten's, the indices have no gradient. Marking them is not enough: autograd still
+    # materialises a zero int64 tensor the size of the output for their gradient on every backward
+    # (it cost as much as the kernels) unless materialising is off; then an unused output's
+    # gradient arrives as None.
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
     ctx.input_shape = input.shape
     ctx.geometry = (kernel_size, stride, padding, dilation)
 
 
 def _max_pool2d_backward(ctx, grad_output, grad_indices):
+    if grad_output is None:
+        return None, None, None, None, None, None
     (indices,) = ctx.saved_tensors
     grad_input = ops.max_pool2d_backward(grad_output, indices, ctx.input_shape, *ctx.geometry)
     return grad_input, None, None, None, None, None

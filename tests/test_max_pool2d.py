@@ -226,6 +226,8 @@ def _compare_pool(x, geometry, g_format, what):
     if (idx_ref >= x.shape[2] * x.shape[3]).any():
         return  # PyTorch's backward writes outside the plane there: see test_window_without_input_element
     g = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=g_format)
+    with torch.no_grad():
+        g[..., ::3] = -0.0  # PyTorch's dx = 0 + g turns these into +0
     xa = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
     xb = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
     (gx,) = torch.autograd.grad(CF.max_pool2d(xa, k, s, p, d, ceil), xa, g)
@@ -236,6 +238,8 @@ def _compare_pool(x, geometry, g_format, what):
     disjoint = all(s[i] >= (k[i] - 1) * d[i] + 1 for i in range(2))
     tol = 0 if disjoint else 1e-6
     torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol, msg=lambda m: f"{what} backward: {m}")
+    if tol == 0:
+        assert torch.equal(gx.signbit(), gx_ref.signbit()), f"{what} backward: signs of zeros differ"
 
 
 @pytest.mark.parametrize("isa", FLOAT32_ISAS)

@@ -70,6 +70,7 @@ struct Vec8 {
 
   static I set1i(int32_t v) { return _mm256_set1_epi32(v); }
   static I add(I a, I b) { return _mm256_add_epi32(a, b); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
   static I iota_times(int32_t s, int32_t base) {  // base + l s
     return _mm256_add_epi32(_mm256_set1_epi32(base),
                             _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s)));
@@ -102,9 +103,11 @@ struct Vec8 {
     return narrow(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4)));
   }
+  // Lanes n and up (not read) are -1, which equals no plane index.
   static I load_index32_n(const int64_t* p, int n) {
     const auto* q = reinterpret_cast<const long long*>(p);
-    return narrow(_mm256_maskload_epi64(q, first64(n)), _mm256_maskload_epi64(q + 4, first64(n - 4)));
+    const I v = narrow(_mm256_maskload_epi64(q, first64(n)), _mm256_maskload_epi64(q + 4, first64(n - 4)));
+    return _mm256_or_si256(v, _mm256_andnot_si256(first(n), _mm256_set1_epi32(-1)));
   }
   static M equal(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
   static F add_where(M m, F acc, F v) { return _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), m); }

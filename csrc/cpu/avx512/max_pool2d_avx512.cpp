@@ -69,6 +69,7 @@ struct Vec16 {
 
   static I set1i(int32_t v) { return _mm512_set1_epi32(v); }
   static I add(I a, I b) { return _mm512_add_epi32(a, b); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static I iota_times(int32_t s, int32_t base) {  // base + l s
     const I iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     return _mm512_add_epi32(_mm512_set1_epi32(base), _mm512_mullo_epi32(iota, _mm512_set1_epi32(s)));
@@ -90,10 +91,12 @@ struct Vec16 {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtsepi64_epi32(_mm512_loadu_si512(p))),
                               _mm512_cvtsepi64_epi32(_mm512_loadu_si512(p + 8)), 1);
   }
+  // Lanes n and up (not read) are -1, which equals no plane index.
   static I load_index32_n(const int64_t* p, int n) {
+    const __m512i none = _mm512_set1_epi64(-1);
     return _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(first8(n), p))),
-        _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(first8(n - 8), p + 8)), 1);
+        _mm512_castsi256_si512(_mm512_cvtsepi64_epi32(_mm512_mask_loadu_epi64(none, first8(n), p))),
+        _mm512_cvtsepi64_epi32(_mm512_mask_loadu_epi64(none, first8(n - 8), p + 8)), 1);
   }
   static M equal(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
   static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }

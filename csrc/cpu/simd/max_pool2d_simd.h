@@ -16,6 +16,7 @@
 //             whose window reaches the band (row-major) and each channel vector it reads the stored
 //             index once and adds dy into the tap the index names (one int32 compare and a masked
 //             add per tap). dx rows are zeroed just before the first window reaches them.
+//             Disjoint windows (stride >= dilated kernel) store each tap once instead.
 //   bwd_nchw  scatter: a thread owns whole (n, c) planes of dx, zeroes one (it stays in L1/L2) and
 //             adds dy[p, q] at indices[p, q]. Scalar: the stores are random within the plane.
 // Anything else (other strides, planes of 2^31 or more elements) runs the reference loops
@@ -320,8 +321,10 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
 // One output pixel, NV channel vectors (or one vector of n < V::kW channels when kTail): the
 // gradient goes to the tap whose plane index the lane's stored index names. The index is read
 // once and narrowed to int32 (saturating: an out-of-plane value cannot alias a pixel), then each
-// in-bounds tap costs one compare and a masked add into dx (hot in L1: the same few rows).
-template <class V, int NV, bool kTail>
+// in-bounds tap costs one compare and a masked add into dx (hot in L1: the same few rows). With
+// kDisjoint (no other window has this tap) the tap is stored instead, g + 0 or 0, without reading
+// dx: g + 0 is what PyTorch's 0 + g gives, -0 included.
+template <class V, bool kDisjoint, int NV, bool kTail>
 inline void bwd_nhwc_block(const float* dy, const int64_t* index, const int64_t* off, const int32_t* tap_index,
                            int64_t taps, float* dx, int n) {
   typename V::I idx[NV];
@@ -329,14 +332,20 @@ inline void bwd_nhwc_block(const float* dy, const int64_t* index, const int64_t*
   for (int v = 0; v < NV; ++v) {
     idx[v] = kTail ? V::load_index32_n(index, n) : V::load_index32(index + v * V::kW);
     g[v] = kTail ? V::load_n(dy, n) : V::load(dy + v * V::kW);
+    if (kDisjoint) g[v] = V::add(g[v], V::zero());
   }
   for (int64_t t = 0; t < taps; ++t) {
     const typename V::I ti = V::set1i(tap_index[t]);
     float* d = dx + off[t];
     for (int v = 0; v < NV; ++v) {
       const typename V::M hit = V::equal(idx[v], ti);
-      if (kTail) V::store_n(d, V::add_where(hit, V::load_n(d, n), g[v]), n);
-      else V::store(d + v * V::kW, V::add_where(hit, V::load(d + v * V::kW), g[v]));
+      if (kDisjoint) {
+        const typename V::F val = V::select(hit, V::zero(), g[v]);
+        if (kTail) V::store_n(d, val, n); else V::store(d + v * V::kW, val);
+      } else {
+        if (kTail) V::store_n(d, V::add_where(hit, V::load_n(d, n), g[v]), n);
+        else V::store(d + v * V::kW, V::add_where(hit, V::load(d + v * V::kW), g[v]));
+      }
     }
   }
 }
@@ -344,9 +353,10 @@ inline void bwd_nhwc_block(const float* dy, const int64_t* index, const int64_t*
 // A thread owns a band of dx rows of one image (all channels): no other thread writes them, so no
 // atomics. It visits, in row-major order, every window with a tap in its band and adds only into
 // its own rows (a window straddling two bands is visited by both), so each dx element sums its
-// gradients in PyTorch's order, from +0. Rows are zeroed just before the first window reaches
-// them, while they are in cache, and rows no window reaches at the end.
-template <class V>
+// gradients in PyTorch's order, from +0. Overlapping windows: rows are zeroed just before the first
+// window reaches them, while they are in cache, and rows no window reaches at the end. Disjoint
+// windows (kDisjoint): every tap is stored once, and only the pixels no window covers are zeroed.
+template <class V, bool kDisjoint>
 void bwd_nhwc(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
   const float* dy = static_cast<const float*>(a.dy.data);
@@ -358,6 +368,22 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
   const int64_t band_rows = (pb.H + bands_wanted - 1) / bands_wanted;
   const int64_t bands = (pb.H + band_rows - 1) / band_rows;
   const bool dense_rows = dxs[3] == C;  // a dx row is W C consecutive floats
+  // Disjoint windows: which input rows and columns some window has a tap on.
+  std::vector<char> row_covered, col_covered;
+  if (kDisjoint) {
+    row_covered.assign(pb.H, 0);
+    col_covered.assign(pb.W, 0);
+    for (int64_t p = 0; p < pb.P; ++p) {
+      const int64_t h0 = p * pb.stride_h - pb.pad_h;
+      const Taps ti = in_bounds_taps(h0, pb.kernel_h, pb.dil_h, pb.H);
+      for (int64_t i = ti.lo; i < ti.hi; ++i) row_covered[h0 + i * pb.dil_h] = 1;
+    }
+    for (int64_t q = 0; q < pb.Q; ++q) {
+      const int64_t w0 = q * pb.stride_w - pb.pad_w;
+      const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
+      for (int64_t j = tj.lo; j < tj.hi; ++j) col_covered[w0 + j * pb.dil_w] = 1;
+    }
+  }
   parallel_for(0, pb.N * bands, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> off(pb.kernel_h * pb.kernel_w);
     std::vector<int32_t> tap_index(pb.kernel_h * pb.kernel_w);
@@ -366,17 +392,28 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
       float* dxn = dx + n * dxs[0];
       const float* dyn = dy + n * dys[0];
       const int64_t* ixn = a.indices + n * is[0];
-      int64_t zeroed = hb;  // rows [hb, zeroed) are zero or hold gradients
-      auto zero_rows_below = [&](int64_t end) {
-        for (; zeroed < end; ++zeroed) {
-          float* row = dxn + zeroed * dxs[2];
-          if (dense_rows) {
-            std::memset(row, 0, pb.W * C * sizeof(float));
-          } else {
-            for (int64_t w = 0; w < pb.W; ++w) std::memset(row + w * dxs[3], 0, C * sizeof(float));
-          }
+      auto zero_row = [&](int64_t h) {
+        float* row = dxn + h * dxs[2];
+        if (dense_rows) {
+          std::memset(row, 0, pb.W * C * sizeof(float));
+        } else {
+          for (int64_t w = 0; w < pb.W; ++w) std::memset(row + w * dxs[3], 0, C * sizeof(float));
         }
       };
+      int64_t zeroed = hb;  // overlapping windows: rows [hb, zeroed) are zero or hold gradients
+      auto zero_rows_below = [&](int64_t end) {
+        for (; zeroed < end; ++zeroed) zero_row(zeroed);
+      };
+      if (kDisjoint) {
+        for (int64_t h = hb; h < he; ++h) {
+          if (!row_covered[h]) {
+            zero_row(h);
+            continue;
+          }
+          for (int64_t w = 0; w < pb.W; ++w)
+            if (!col_covered[w]) std::memset(dxn + h * dxs[2] + w * dxs[3], 0, C * sizeof(float));
+        }
+      }
       // Windows p with a tap row h0 + i dh in [hb, he), h0 = p sh - ph: p sh >= hb + ph - (kh - 1) dh
       // and p sh <= he - 1 + ph.
       const int64_t lo = hb + pb.pad_h - (pb.kernel_h - 1) * pb.dil_h;
@@ -387,7 +424,7 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
         // Taps in the band (inside the input, since the band is).
         const Taps ti = in_bounds_taps(h0 - hb, pb.kernel_h, pb.dil_h, he - hb);
         if (ti.empty()) continue;
-        zero_rows_below(h0 + (ti.hi - 1) * pb.dil_h + 1);
+        if (!kDisjoint) zero_rows_below(h0 + (ti.hi - 1) * pb.dil_h + 1);
         for (int64_t q = 0; q < pb.Q; ++q) {
           const int64_t w0 = q * pb.stride_w - pb.pad_w;
           const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
@@ -405,15 +442,17 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
           const int64_t* ix = ixn + p * is[2] + q * is[3];
           int64_t c = 0;
           for (; c + 4 * V::kW <= C; c += 4 * V::kW)
-            bwd_nhwc_block<V, 4, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c, V::kW);
+            bwd_nhwc_block<V, kDisjoint, 4, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+                                                   V::kW);
           for (; c + V::kW <= C; c += V::kW)
-            bwd_nhwc_block<V, 1, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c, V::kW);
+            bwd_nhwc_block<V, kDisjoint, 1, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+                                                   V::kW);
           if (c < C)
-            bwd_nhwc_block<V, 1, true>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
-                                       static_cast<int>(C - c));
+            bwd_nhwc_block<V, kDisjoint, 1, true>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+                                                  static_cast<int>(C - c));
         }
       }
-      zero_rows_below(he);
+      if (!kDisjoint) zero_rows_below(he);
     }
   });
 }
@@ -495,7 +534,9 @@ bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
   const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
   if (pb.C > 1 && dxs[1] == 1 && dys[1] == 1 && is[1] == 1 && !has_empty_column_window(pb)) {
-    bwd_nhwc<V>(a);
+    // No input element under two windows: each dilated window fits in one stride.
+    const bool disjoint = pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
+    disjoint ? bwd_nhwc<V, true>(a) : bwd_nhwc<V, false>(a);
     return true;
   }
   // The scatter needs dense dx planes; dy and the indices may have any strides.
