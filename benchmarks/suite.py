@@ -1,8 +1,8 @@
 """Race cnnkernels' conv2d and max_pool2d against PyTorch's (oneDNN on the CPU, cuDNN on the GPU),
 side by side in one process, layer by layer (shapes.py).
 
-    python -m benchmarks                       # CPU: fwd, NCHW and NHWC, batch 1, every layer
-    python -m benchmarks --direction both --filter r50_res2
+    python -m benchmarks                       # CPU: fwd and fwd+bwd, NCHW and NHWC, batch 1, every layer
+    python -m benchmarks --batch 8 --filter r50_res2
     python -m benchmarks --device cuda --dtype bfloat16 --memory-format nhwc
 
 Every case is checked first (ours against PyTorch on the same seeded inputs; a mismatch is
@@ -73,9 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, help="N (default 1 on the CPU, 32 on CUDA)")
     p.add_argument("--suite", choices=list(SUITES), default="all",
                    help="layers: the convolutions; pool: the max-pools")
-    p.add_argument("--direction", choices=["fwd", "fwdbwd", "both"],
-                   help="default fwd on the CPU (fwdbwd on slow kernels takes minutes), "
-                        "both on CUDA")
+    p.add_argument("--direction", choices=["fwd", "fwdbwd", "both"], default="both",
+                   help="forward only, forward+backward, or both (default)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     p.add_argument("--filter", default="", metavar="SUBSTRING",
                    help="run only cases whose id (name/layout/direction) contains it")
@@ -90,8 +89,6 @@ def parse_args(argv=None):
         p.error("--device cuda: no CUDA device available")
     if args.batch is None:
         args.batch = 32 if args.device == "cuda" else 1
-    if args.direction is None:
-        args.direction = "both" if args.device == "cuda" else "fwd"
     if args.quick:
         args.min_run_time, args.slow_s = 0.05, 0.05
     else:
