@@ -72,11 +72,15 @@ def check_against_torch(cfg, dtype):
     with torch_without_onednn():
         theirs = run_conv(F.conv2d, x, w, b, cfg, g)
         ref64 = run_conv(F.conv2d, x.double(), w.double(), None if b is None else b.double(), cfg, g.double())
-    for name, o, t, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, ref64):
+    # Products summed per element of each result.
+    n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
+    taps = cfg["r"] * cfg["s"]
+    terms = (cfg["c"] // cfg["groups"] * taps, cfg["k"] // cfg["groups"] * taps, n_pixels, n_pixels)
+    for name, o, t, r, n_terms in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, ref64, terms):
         if o is None:
             assert t is None
             continue
-        assert_calibrated(o, t, r, f"{name} {cfg}")
+        assert_calibrated(o, t, r, f"{name} {cfg}", n_terms)
     y, y_torch = ours[0], theirs[0]
     for fmt in (torch.contiguous_format, torch.channels_last):
         assert y.is_contiguous(memory_format=fmt) == y_torch.is_contiguous(memory_format=fmt), f"memory format {cfg}"
@@ -231,4 +235,4 @@ def test_pointwise_nchw_engine(isa, c, k, h, w, bias):
         ref64 = F.conv2d(x.double(), wt.double(), None if b is None else b.double())
         theirs = F.conv2d(x, wt, b)
     assert y.is_contiguous()
-    assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}")
+    assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}", c)

@@ -80,20 +80,28 @@ inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
   const Scratch xpad = pack_activations(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H,
                                                    p.W, p.pad_h, p.pad_w, Hp, Wp);
   // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
-  std::vector<float> dyp(p.N * p.P * p.Q * G * Kpad, 0.0f);
+  // Without padding that is plain channels-last, which pack_activations writes fastest.
   const float* dy = static_cast<const float*>(a.dy.data);
   const int64_t* ds = a.dy.stride;
-  parallel_for(0, p.N * p.P, 4, [&](int64_t b, int64_t e) {
-    for (int64_t np = b; np < e; ++np) {
-      const int64_t n = np / p.P, pp = np % p.P;
-      float* row = dyp.data() + np * p.Q * G * Kpad;
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t k = 0; k < Kg; ++k) {
-          const float* src = dy + n * ds[0] + (g * Kg + k) * ds[1] + pp * ds[2];
-          for (int64_t q = 0; q < p.Q; ++q) row[(q * G + g) * Kpad + k] = src[q * ds[3]];
-        }
-    }
-  });
+  Scratch dyp(0);
+  if (Kpad == Kg) {
+    dyp = pack_activations(dy, ds, p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q);
+  } else {
+    dyp = Scratch(p.N * p.P * p.Q * G * Kpad);
+    parallel_for(0, p.N * p.P, 4, [&](int64_t b, int64_t e) {
+      for (int64_t np = b; np < e; ++np) {
+        const int64_t n = np / p.P, pp = np % p.P;
+        float* row = dyp.data() + np * p.Q * G * Kpad;
+        for (int64_t q = 0; q < p.Q; ++q)
+          for (int64_t g = 0; g < G; ++g) {
+            const float* src = dy + n * ds[0] + g * Kg * ds[1] + pp * ds[2] + q * ds[3];
+            float* dst = row + (q * G + g) * Kpad;
+            for (int64_t k = 0; k < Kg; ++k) dst[k] = src[k * ds[1]];
+            std::fill(dst + Kg, dst + Kpad, 0.0f);
+          }
+      }
+    });
+  }
   // Running totals per (g, tap, c, Kpad).
   std::vector<float> total(G * taps * Cg * Kpad, 0.0f);
   const int64_t rows = p.N * p.P;
