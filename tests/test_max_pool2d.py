@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnkernels.functional as CF
-from conftest import forced_isa, make_tensor
+from conftest import assert_calibrated, forced_isa, make_tensor
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
 PATHS = [(torch.float32, "scalar"), (torch.float32, "avx2"), (torch.float32, "avx512"),
@@ -73,10 +73,16 @@ def check_against_torch(cfg, dtype):
     xb = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
     (gx,) = torch.autograd.grad(CF.max_pool2d(xa, *args), xa, g)
     (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, *args), xb, g)
-    # Sums of at most ceil(k/s)^2 terms: in bfloat16 we accumulate in float and round once, so the
-    # result may differ from PyTorch's by a rounding.
-    tol = 0 if dtype != torch.bfloat16 else 1e-2
-    torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol)
+    if dtype != torch.bfloat16:
+        torch.testing.assert_close(gx, gx_ref, rtol=0, atol=0)
+    else:
+        # Overlapping windows sum several terms: we accumulate in float and round once, PyTorch
+        # rounds to bfloat16 after every addition, so no fixed tolerance fits (PyTorch's own error
+        # exceeded 1e-2 on a 12-term sum). Judge both against the float64 gradient of the same
+        # routing (bfloat16 inputs are exact in float64, so the maxima are the same).
+        xc = x.detach().double().requires_grad_()
+        (gx64,) = torch.autograd.grad(F.max_pool2d(xc, *args), xc, g.double())
+        assert_calibrated(gx, gx_ref, gx64, f"bfloat16 backward {cfg}")
 
 
 @pytest.mark.parametrize("dtype,isa", PATHS, ids=[f"{str(d)[6:]}-{i or 'ref'}" for d, i in PATHS])
