@@ -314,10 +314,11 @@ inline std::vector<DgradPhase1D> dgrad_phases(int64_t in, int64_t taps, int64_t 
   return phases;
 }
 
+// Any channel count: even the stem's 3 input channels (3 of 16 lanes busy) beat the reference.
 inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != DType::f32 || Cg < 8) return false;
+  if (p.dtype != DType::f32) return false;
   const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, p.stride_h, p.pad_h, p.dil_h);
   const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
   // Pad dy so that every phase's taps read inside it: [lo, hi] is the range of dy positions read.
