@@ -12,7 +12,7 @@
 #include "../kernels.h"
 #if defined(__x86_64__)
 // GCC 12 flags the _mm512_undefined_* pass-through operands inside the widening and extract
-// intrinsics as maybe-uninitialized (GCC bug 105593, fixed in 13): a false positive.
+// intrinsics as maybe-uninitialized (GCC bug 105593): a false positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 

@@ -26,9 +26,9 @@
 // replaces the best when `v > best || isnan(v)` (first maximum wins a tie, last NaN wins), done per
 // lane with an ordered greater-than compare OR an unordered self-compare, and masked blends of the
 // value and the index. Without indices, V::max_or_nan does the same in one operation less: a max
-// instruction alone would not propagate NaN that way. Both backward
-// kernels add the gradients reaching one dx element in row-major output order starting from +0,
-// the order PyTorch's CPU kernels use, so float32 sums match PyTorch exactly.
+// instruction alone would not propagate NaN that way. Both backward kernels add the gradients
+// reaching one dx element in row-major output order starting from +0, the order PyTorch's CPU
+// kernels use, so float32 sums match PyTorch exactly.
 #pragma once
 #ifndef CNNKERNELS_KERNEL_NS
 #error "define CNNKERNELS_KERNEL_NS (and the vector type V) before including max_pool2d_simd.h"
@@ -533,7 +533,9 @@ bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
   using namespace pool_simd;
   const Pool2dProblem& pb = a.p;
   const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
-  if (pb.C > 1 && dxs[1] == 1 && dys[1] == 1 && is[1] == 1 && !has_empty_column_window(pb)) {
+  // bwd_nhwc compares int32 plane indices.
+  if (pb.C > 1 && dxs[1] == 1 && dys[1] == 1 && is[1] == 1 && pb.H * pb.W <= std::numeric_limits<int32_t>::max() &&
+      !has_empty_column_window(pb)) {
     // No input element under two windows: each dilated window fits in one stride.
     const bool disjoint = pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
     disjoint ? bwd_nhwc<V, true>(a) : bwd_nhwc<V, false>(a);
