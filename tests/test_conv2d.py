@@ -89,11 +89,8 @@ def check_against_torch(cfg, dtype):
 @pytest.mark.parametrize("dtype,isa", PATHS, ids=[f"{str(d)[6:]}-{i or 'ref'}" for d, i in PATHS])
 @given(cfg=conv_configs())
 def test_conv2d_matches_torch(dtype, isa, cfg):
-    if isa is None:
+    with forced_isa(isa):
         check_against_torch(cfg, dtype)
-    else:
-        with forced_isa(isa):
-            check_against_torch(cfg, dtype)
 
 
 @st.composite

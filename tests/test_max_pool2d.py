@@ -88,11 +88,8 @@ def check_against_torch(cfg, dtype):
 @pytest.mark.parametrize("dtype,isa", PATHS, ids=[f"{str(d)[6:]}-{i or 'ref'}" for d, i in PATHS])
 @given(cfg=pool_configs())
 def test_max_pool2d_matches_torch(dtype, isa, cfg):
-    if isa is None:
+    with forced_isa(isa):
         check_against_torch(cfg, dtype)
-    else:
-        with forced_isa(isa):
-            check_against_torch(cfg, dtype)
 
 
 def test_nan_tie_and_all_minus_inf_rules():

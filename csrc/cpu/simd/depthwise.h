@@ -143,6 +143,19 @@ inline bool depthwise_row_any(int64_t taps, const float* x, int64_t step, const 
   }
 }
 
+// out[c] = init[c] (zero when null) + sum over taps t of a[a_off[t] + c] w[w_off[t] + c], for all
+// nv channel vectors of one pixel: the per-pixel path, where the in-bounds taps vary.
+inline void depthwise_pixel(const float* a, const int64_t* a_off, const float* w, const int64_t* w_off, int64_t taps,
+                            const float* init, int64_t nv, float* out) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  for (int64_t v = 0; v < nv; ++v) {
+    typename V::type acc = init ? V::load(init + v * L) : V::zero();
+    for (int64_t t = 0; t < taps; ++t) acc = V::fmadd(V::load(a + a_off[t] + v * L), V::load(w + w_off[t] + v * L), acc);
+    V::store(out + v * L, acc);
+  }
+}
+
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
 
 inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
@@ -197,13 +210,7 @@ inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
             w_off[nt++] = (r * p.S + s) * Cp;
           }
         }
-        float* yo = yrow + q * out.view.sw;
-        for (int64_t v = 0; v < nv; ++v) {
-          typename V::type acc = V::load(bias.data() + v * L);
-          for (int64_t t = 0; t < nt; ++t)
-            acc = V::fmadd(V::load(x.data + x_off[t] + v * L), V::load(wp.data() + w_off[t] + v * L), acc);
-          V::store(yo + v * L, acc);
-        }
+        depthwise_pixel(x.data, x_off.data(), wp.data(), w_off.data(), nt, bias.data(), nv, yrow + q * out.view.sw);
       }
     }
   });
@@ -240,13 +247,8 @@ inline bool depthwise_dgrad_f32(const Conv2dDgradArgs& a) {
             w_off[taps++] = (r * p.S + s) * Cp;
           }
         }
-        float* xo = out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw;
-        for (int64_t v = 0; v < nv; ++v) {
-          typename V::type acc = V::zero();
-          for (int64_t t = 0; t < taps; ++t)
-            acc = V::fmadd(V::load(dy.data + dy_off[t] + v * L), V::load(wp.data() + w_off[t] + v * L), acc);
-          V::store(xo + v * L, acc);
-        }
+        depthwise_pixel(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
+                        out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw);
       }
     }
   });
