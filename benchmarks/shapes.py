@@ -1,5 +1,5 @@
 """The layers the suite races: ResNet-50, VGG-16 and MobileNetV2 convolutions and the max-pools of
-ResNet-50 and VGG-16, at ImageNet resolution (224x224 input). Names follow the PyTorch baselines in
+ResNet-50 and VGG-16, at ImageNet resolution (224x224 input), and whole torchvision models. Names follow the PyTorch baselines in
 shared/anchors/ (r50_res2_3x3_64, ...) so a result can be read against them; the batch size is
 not part of a shape, it comes from the runner's --batch.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class Shape:
     name: str     # unique, e.g. "r50_res2_3x3_64"
     family: str   # the network it comes from: resnet50, vgg16, mobilenetv2
-    op: str       # "conv2d" or "max_pool2d"
+    op: str       # "conv2d", "max_pool2d" or "model"
     params: dict  # per-sample sizes and the op's arguments, see conv() and pool()
 
 
@@ -18,6 +18,13 @@ def conv(name, family, c, k, hw, r, stride=1, groups=1, bias=False):
     """Tensor[N, c, hw, hw] * Tensor[k, c / groups, r, r], 'same'-style padding r // 2."""
     return Shape(name, family, "conv2d", dict(C=c, K=k, H=hw, W=hw, R=r, S=r, stride=stride,
                                               padding=r // 2, dilation=1, groups=groups, bias=bias))
+
+
+def model(arch, family, hw=224, classes=1000):
+    """A whole torchvision network (cnnkernels.convert(model) against the original) on
+    Tensor[N, 3, hw, hw]: fwd is inference (eval, no_grad), fwdbwd a training step's forward, loss
+    and backward."""
+    return Shape(arch, family, "model", dict(arch=arch, C=3, H=hw, W=hw, classes=classes))
 
 
 def pool(name, family, c, hw, kernel, stride, padding=0, return_indices=False):
@@ -71,8 +78,16 @@ POOLS = [
     pool("vgg_pool2x2s2_512_28", "vgg16", 512, 28, 2, 2),
 ]
 
+# End to end: torchvision models, converted against original (torchvision must be installed).
+MODELS = [
+    model("resnet18", "resnet18"),
+    model("resnet50", "resnet50"),
+    model("mobilenet_v2", "mobilenetv2"),
+]
+
 SUITES = {
     "layers": RESNET50 + VGG16 + MOBILENETV2,
     "pool": POOLS,
+    "models": MODELS,
 }
-SUITES["all"] = SUITES["layers"] + SUITES["pool"]
+SUITES["all"] = SUITES["layers"] + SUITES["pool"] + SUITES["models"]

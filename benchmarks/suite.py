@@ -52,6 +52,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # timing against a wrong kernel; the tests in tests/ hold the calibrated tolerances.
 TOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
 TOL_TF32 = 5e-3
+# Whole models: rounding differences pass through tens of layers and batch norms.
+TOL_MODEL = {torch.float64: 1e-8, torch.float32: 2e-3, torch.bfloat16: 0.2, torch.float16: 0.05}
 
 # Ceilings measured in shared/PERFORMANCE.md. CPU: the 2-core Zen 4 dev machine, 117 GFLOP/s fp32
 # FMA per core, 25 GB/s copy (2 threads). float64 (half) and bfloat16 (twice, AVX512-BF16 dot
@@ -72,7 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--memory-format", choices=["nchw", "nhwc", "both"], default="both")
     p.add_argument("--batch", type=int, help="N (default 1 on the CPU, 32 on CUDA)")
     p.add_argument("--suite", choices=list(SUITES), default="all",
-                   help="layers: the convolutions; pool: the max-pools")
+                   help="layers: the convolutions; pool: the max-pools; models: torchvision resnet18, resnet50 "
+                        "and mobilenet_v2 converted vs original (inference and training step); all (default)")
     p.add_argument("--direction", choices=["fwd", "fwdbwd", "both"], default="both",
                    help="forward only, forward+backward, or both (default)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
@@ -83,8 +86,16 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="short timing runs, for smoke tests")
     p.add_argument("--no-tf32", action="store_true",
                    help="CUDA float32: disable TF32 in PyTorch (cuDNN and matmul)")
-    p.add_argument("--plot", metavar="PATH", help="PNG bar chart of the speedups (needs matplotlib)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="PNG chart of the speedups (needs matplotlib; default: next to the JSON results)")
+    p.add_argument("--no-plot", action="store_true", help="write no PNG")
+    p.add_argument("--no-progress", action="store_true", help="one line per case instead of a progress bar")
+    p.add_argument("--from-json", metavar="PATH",
+                   help="run nothing: print the table (and plot with --plot) of saved results")
+    p.add_argument("--markdown", action="store_true", help="also print the geomean summary as a Markdown table")
     args = p.parse_args(argv)
+    if args.from_json:
+        return args
     if args.device == "cuda" and not cuda:
         p.error("--device cuda: no CUDA device available")
     if args.batch is None:
@@ -104,7 +115,8 @@ def _out_size(size, k, stride, padding, dilation):
 
 def _build(shape, args, layout, direction, seed=0):
     """Seeded inputs, and a function running one op (ours or torch's) in the case's direction that
-    returns every output to check, as a dict name -> tensor."""
+    returns every output to check, as a dict name -> tensor. The function takes the module whose
+    ops it runs: torch.nn.functional or cnnkernels.functional."""
     dtype, device, n, p = DTYPES[args.dtype], args.device, args.batch, shape.params
     mf = torch.channels_last if layout == "nhwc" else torch.contiguous_format
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -114,6 +126,8 @@ def _build(shape, args, layout, direction, seed=0):
         return t.to(dtype=dtype, memory_format=memory_format)
 
     x = randn(n, p["C"], p["H"], p["W"], memory_format=mf)
+    if shape.op == "model":
+        return _build_model(shape, args, mf, direction, x, gen, seed)
     if shape.op == "conv2d":
         fan_in = p["C"] // p["groups"] * p["R"] * p["S"]
         w = randn(p["K"], p["C"] // p["groups"], p["R"], p["S"], scale=fan_in ** -0.5, memory_format=mf)
@@ -150,9 +164,56 @@ def _build(shape, args, layout, direction, seed=0):
     return forward_backward, inputs
 
 
+def _build_model(shape, args, memory_format, direction, x, gen, seed):
+    """A torchvision model and cnnkernels.convert() of a copy of it, from the same weights. fwd:
+    inference (eval mode, no_grad); fwdbwd: a training step without the optimizer (train mode,
+    forward, cross-entropy loss, backward). Checked: the logits and the first conv's weight gradient."""
+    import torchvision  # only this suite needs it
+
+    torch.manual_seed(seed)
+    ref = getattr(torchvision.models, shape.params["arch"])(num_classes=shape.params["classes"])
+    ref = ref.to(device=args.device, dtype=DTYPES[args.dtype], memory_format=memory_format)
+    models = {F: ref, ours_F: cnnkernels.convert(ref, copy=True)}
+    inputs = {"input": x}
+    if direction == "fwd":
+        for m in models.values():
+            m.eval()
+
+        def infer(mod):
+            with torch.no_grad():
+                return {"out": models[mod](x)}
+        return infer, inputs
+    labels = torch.randint(shape.params["classes"], (x.shape[0],), generator=gen, device=args.device)
+
+    def train_step(mod):
+        m = models[mod].train()
+        m.zero_grad(set_to_none=True)
+        out = m(x)
+        F.cross_entropy(out, labels).backward()
+        first_conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
+        return {"out": out.detach(), "grad_first_conv": first_conv.weight.grad}
+    return train_step, inputs
+
+
+def _model_flops(shape, args):
+    """Forward FLOPs of a torchvision model (its convolutions and matrix products, as
+    torch.utils.flop_counter counts them), from one forward pass on the meta device."""
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        m = getattr(torchvision.models, shape.params["arch"])(num_classes=shape.params["classes"]).eval()
+        x = torch.empty(args.batch, 3, shape.params["H"], shape.params["W"])
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m(x)
+    return counter.get_total_flops()
+
+
 def _work(shape, args, direction):
     """(FLOPs, bytes that must move) for one call."""
     p, n = shape.params, args.batch
+    if shape.op == "model":  # compute only: the bytes a whole network moves are not modelled
+        return (3 if direction == "fwdbwd" else 1) * _model_flops(shape, args), 0
     esize = DTYPES[args.dtype].itemsize
     x = n * p["C"] * p["H"] * p["W"]
     if shape.op == "conv2d":
@@ -292,7 +353,14 @@ def _run_case(shape, args, layout, direction, ceilings):
     dtype = DTYPES[args.dtype]
     tol = TOL_TF32 if (args.device == "cuda" and dtype == torch.float32
                        and torch.backends.cudnn.allow_tf32) else TOL[dtype]
-    flops, nbytes = _work(shape, args, direction)
+    if shape.op == "model":
+        tol = max(tol, TOL_MODEL[dtype])
+    try:
+        flops, nbytes = _work(shape, args, direction)
+    except ImportError as e:  # the models suite without torchvision
+        return dict(id=f"{shape.name}/{layout}/{direction}", name=shape.name, family=shape.family, op=shape.op,
+                    layout=layout, direction=direction, dtype=args.dtype, batch=args.batch, params=shape.params,
+                    unit="-", status="ERROR", error=_describe(e), speedup=None, others_cpu_pct=None)
     peak_flops, peak_bw = ceilings
     floors = [flops / peak_flops if peak_flops and flops else 0.0, nbytes / peak_bw if peak_bw else 0.0]
     compute_bound = floors[0] >= floors[1] and flops > 0
@@ -416,7 +484,8 @@ def _table(rows, header):
     return "\n".join(lines)
 
 
-def _print_report(result, file=sys.stdout):
+def _print_report(result, file=None):
+    file = file or sys.stdout
     cuda = result["meta"]["device"] == "cuda"
     header = ["case", "layout", "dir", "ours ms", "torch ms", "speedup", "ours rate", "torch rate",
               "unit", "ours %ceil", "torch %ceil", "check", "others %cpu"]
@@ -446,40 +515,127 @@ def _print_report(result, file=sys.stdout):
 
 
 def _plot(result, path):
+    """PNG: speedup over PyTorch per case, one group of bars per layer / pool / model (a bar per
+    layout and direction), log scale, 1.0 marked. Cases that failed their check are hatched."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
-        print(f"note: matplotlib is not installed, no plot written to {path}", file=sys.stderr)
-        return
+        print(f"note: matplotlib is not installed (pip install matplotlib), no plot written to {path}",
+              file=sys.stderr)
+        return None
     cases = [r for r in result["cases"] if r.get("speedup")]
     if not cases:
-        return
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(cases)), 4.5))
-    colors = ["tab:blue" if r["status"] == "ok" else "tab:red" for r in cases]
-    ax.bar(range(len(cases)), [r["speedup"] for r in cases], color=colors)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(cases)), [r["id"] for r in cases], rotation=90, fontsize=6)
-    m = result["meta"]
-    ax.set_ylabel("speedup over PyTorch (torch ms / ours ms)")
-    ax.set_title(f"cnnkernels {m['cnnkernels']} vs torch {m['torch']}, {m['device_name']}, "
-                 f"{result['options']['dtype']}, N={result['options']['batch']}", fontsize=8)
+        return None
+    names = list(dict.fromkeys(r["name"] for r in cases))
+    series = list(dict.fromkeys((r["layout"], r["direction"]) for r in cases))
+    colors = {("nchw", "fwd"): "#9ecae1", ("nchw", "fwdbwd"): "#3182bd",
+              ("nhwc", "fwd"): "#fdae6b", ("nhwc", "fwdbwd"): "#e6550d"}
+    height = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.1 + 0.22 * len(names) * max(1, len(series) / 2)))
+    for j, key in enumerate(series):
+        rows = [(names.index(r["name"]), r) for r in cases if (r["layout"], r["direction"]) == key]
+        ys = [i + (j - (len(series) - 1) / 2) * height for i, _ in rows]
+        ax.barh(ys, [r["speedup"] for _, r in rows], height=height, color=colors.get(key, "gray"),
+                hatch=["" if r["status"] == "ok" else "xx" for _, r in rows], label=f"{key[0]} {key[1]}")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    lo, hi = min(r["speedup"] for r in cases), max(r["speedup"] for r in cases)
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if lo / 2 <= t <= hi * 2]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ops = [next(r["op"] for r in cases if r["name"] == n) for n in names]
+    for i in range(1, len(names)):  # separate layers, pools and whole models
+        if ops[i] != ops[i - 1]:
+            ax.axhline(i - 0.5, color="gray", linewidth=0.6, linestyle="--")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.set_xlabel("speedup over PyTorch (torch ms / ours ms; > 1: cnnkernels faster)")
+    m, o = result["meta"], result["options"]
+    ax.set_title(f"cnnkernels {m['cnnkernels']} ({m.get('cnnkernels_cpu_isa', '')}) vs torch {m['torch']}\n"
+                 f"{m['device_name']}, {o['dtype']}, N={o['batch']}, {m['threads']} threads, {m['date'][:10]}",
+                 fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     tmp = f"{path}.tmp"
-    fig.savefig(tmp, format="png", dpi=120)
+    fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
     print(f"plot: {path}", file=sys.stderr)
+    return path
+
+
+def _markdown(result, file=None):
+    """The geomean summary as a Markdown table (the README's results table)."""
+    file = file or sys.stdout
+    summary = result["summary"]
+    cols = ["nchw fwd", "nchw fwdbwd", "nhwc fwd", "nhwc fwdbwd"]
+    print("| family, op | " + " | ".join(cols) + " |", file=file)
+    print("|---" * (len(cols) + 1) + "|", file=file)
+    for fam, g in summary.items():
+        print(f"| {fam} | " + " | ".join(_fmt(g.get(c), ".2f") for c in cols) + " |", file=file)
 
 
 # ---- entry point ---------------------------------------------------------------------------------
+
+class _Progress:
+    """A progress bar on stderr (tqdm when installed, else a text bar), with a line per case."""
+
+    def __init__(self, total, enabled=True):
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True, leave=False)
+            except ImportError:
+                pass
+
+    def update(self, rec):
+        self.done += 1
+        line = (f"{rec['id']}: ours {_fmt(rec.get('ours_ms'), '.4g')} ms, torch {_fmt(rec.get('torch_ms'), '.4g')} ms, "
+                f"{_fmt(rec.get('speedup'), '.3f')}x  {rec['status']}"
+                f"  (others used {_fmt(rec.get('others_cpu_pct'), '.0f')}% CPU)"
+                + (f" ({rec['error']})" if "error" in rec else ""))
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+            self.bar.set_postfix_str(rec["id"], refresh=False)
+            self.bar.update(1)
+        else:
+            filled = 20 * self.done // max(self.total, 1)
+            print(f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} "
+                  f"{time.perf_counter() - self.t0:6.1f}s  {line}", file=sys.stderr)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _report(result, args, json_path):
+    _print_report(result)
+    if args.markdown:
+        print()
+        _markdown(result)
+    plot = args.plot
+    if plot is None and json_path is not None and not args.no_plot:
+        plot = Path(json_path).with_suffix(".png")
+    if plot and not args.no_plot:
+        _plot(result, plot)
+
 
 def run(argv=None):
     """Run the suite with command-line arguments argv; print the table; return the results dict
     (what the JSON holds: meta, options, cases, summary)."""
     args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        result["summary"] = _summary(result["cases"])
+        _report(result, args, None)
+        return result
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True  # race PyTorch at its best
@@ -495,21 +651,20 @@ def run(argv=None):
     ceilings = _ceilings(args)
     result = dict(meta=_meta(args), options=vars(args), cases=[], summary={})
     cpu_start, t_start = _cpu_seconds(), time.perf_counter()
-    for i, (shape, layout, direction) in enumerate(cases, 1):
-        rec = _run_case(shape, args, layout, direction, ceilings)
-        result["cases"].append(rec)
-        print(f"[{i}/{len(cases)} {time.perf_counter() - t_start:6.1f}s] {rec['id']}: "
-              f"ours {_fmt(rec.get('ours_ms'), '.4g')} ms, torch {_fmt(rec.get('torch_ms'), '.4g')} ms, "
-              f"{_fmt(rec.get('speedup'), '.3f')}x  {rec['status']}"
-              f"  (others used {_fmt(rec['others_cpu_pct'], '.0f')}% CPU)"
-              + (f" ({rec['error']})" if "error" in rec else ""), file=sys.stderr)
-        if args.device == "cuda":
-            torch.cuda.empty_cache()
+    progress = _Progress(len(cases), enabled=not args.no_progress)
+    try:
+        for shape, layout, direction in cases:
+            rec = _run_case(shape, args, layout, direction, ceilings)
+            result["cases"].append(rec)
+            progress.update(rec)
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        progress.close()
     wall = time.perf_counter() - t_start
     others = _others_pct(cpu_start, _cpu_seconds(), wall)
     result["meta"].update(wall_s=wall, others_cpu_pct=others)
     result["summary"] = _summary(result["cases"])
-    _print_report(result)
     if args.device == "cpu" and others is not None and others > 5:
         print(f"note: other processes used {others:.0f}% of the CPUs during the run; "
               "timings are skewed, rerun on a quiet machine", file=sys.stderr)
@@ -523,8 +678,7 @@ def run(argv=None):
             json.dump(result, f, indent=1, default=str)
             f.write("\n")
         print(f"results: {out}", file=sys.stderr)
-    if args.plot:
-        _plot(result, args.plot)
+    _report(result, args, out if cases else None)
     return result
 
 

@@ -1,11 +1,16 @@
-"""The benchmark suite runs end to end (a tiny filter, short timing): its correctness check passes
-and it reports times and speedups for ours and PyTorch's."""
+"""The benchmark suite runs end to end (tiny filters, short timing): its correctness check passes,
+it reports times and speedups for ours and PyTorch's, writes JSON and a PNG, and re-reports saved
+results."""
+import json
+
+import pytest
+
 import benchmarks
 
 
 def test_quick_suite_checks_and_times_both_sides():
     result = benchmarks.run(["--device", "cpu", "--quick", "--direction", "both", "--memory-format", "both",
-                             "--filter", "mbv2_dw3x3s2_384_14"])
+                             "--filter", "mbv2_dw3x3s2_384_14", "--no-progress"])
     pools = benchmarks.run(["--device", "cpu", "--quick", "--suite", "pool", "--direction", "both",
                             "--filter", "vgg_pool2x2s2_512_28"])
     cases = result["cases"] + pools["cases"]
@@ -13,3 +18,25 @@ def test_quick_suite_checks_and_times_both_sides():
     for case in cases:
         assert case["status"] == "ok", case
         assert case["ours_ms"] > 0 and case["torch_ms"] > 0 and case["speedup"] > 0
+
+
+def test_models_suite_json_plot_and_replay(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "models.json"
+    result = benchmarks.run(["--device", "cpu", "--quick", "--suite", "models", "--filter", "resnet18/nhwc",
+                             "--out", str(out)])
+    assert [c["id"] for c in result["cases"]] == ["resnet18/nhwc/fwd", "resnet18/nhwc/fwdbwd"]
+    for case in result["cases"]:
+        assert case["status"] == "ok", case
+        assert case["flops"] > 3e9 and case["speedup"] > 0  # resnet18 at 224x224: 3.6 GFLOP forward
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "a PNG is written next to the JSON"
+    saved = json.loads(out.read_text())
+    assert [c["id"] for c in saved["cases"]] == [c["id"] for c in result["cases"]]
+
+    capsys.readouterr()
+    replay = benchmarks.run(["--from-json", str(out), "--markdown", "--plot", str(tmp_path / "again.png")])
+    text = capsys.readouterr().out
+    assert "resnet18" in text and "| resnet18 model |" in text
+    assert replay["summary"] == result["summary"] and (tmp_path / "again.png").exists()
