@@ -1,0 +1,63 @@
+"""Every CUDA op once, on small inputs, for compute-sanitizer (memcheck / racecheck / initcheck):
+conv2d fprop / dgrad / wgrad / bgrad and max_pool2d forward / backward, each dtype, NCHW and
+channels_last, a strided / dilated / grouped case and a depthwise one. Exits non-zero when a
+result disagrees with PyTorch, so a kernel that reads garbage is caught twice."""
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import cnnkernels.functional as CF
+
+CONV = [  # (n, c, k, h, w, r, stride, padding, dilation, groups)
+    (2, 8, 16, 9, 10, 3, 1, 1, 1, 1),
+    (1, 6, 9, 11, 12, 3, 2, 1, 2, 3),
+    (2, 16, 16, 8, 8, 3, 2, 1, 1, 16),
+]
+POOL = [(2, 5, 9, 11, 3, 2, 1, True), (1, 4, 8, 8, 2, 2, 0, False)]  # (n, c, h, w, k, stride, pad, ceil)
+TOL = {torch.float32: 1e-3, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 8e-2}
+
+
+def close(a, b, dtype, what):
+    err = ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-6)).item()
+    if not err <= TOL[dtype]:
+        print(f"MISMATCH {what}: relative error {err:.3g}", file=sys.stderr)
+        return False
+    return True
+
+
+def main():
+    torch.backends.cudnn.allow_tf32 = False
+    ok = True
+    for dtype in TOL:
+        for mf in (torch.contiguous_format, torch.channels_last):
+            for n, c, k, h, w, r, stride, padding, dilation, groups in CONV:
+                x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=mf)
+                wt = torch.randn(k, c // groups, r, r, device="cuda", dtype=dtype).contiguous(memory_format=mf)
+                b = torch.randn(k, device="cuda", dtype=dtype)
+                args = (stride, padding, dilation, groups)
+                res = []
+                for fn in (CF.conv2d, F.conv2d):
+                    xs, ws, bs = (t.detach().clone().requires_grad_() for t in (x, wt, b))
+                    y = fn(xs, ws, bs, *args)
+                    y.backward(torch.ones_like(y))
+                    res.append((y, xs.grad, ws.grad, bs.grad))
+                for name, a, ref in zip(("y", "dx", "dw", "db"), *res):
+                    ok &= close(a, ref, dtype, f"conv2d {name} {dtype} {mf} {(n, c, k, h, w, r) + args}")
+            for n, c, h, w, kernel, stride, padding, ceil in POOL:
+                x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=mf)
+                res = []
+                for fn in (CF.max_pool2d, F.max_pool2d):
+                    xs = x.detach().clone().requires_grad_()
+                    y = fn(xs, kernel, stride, padding, ceil_mode=ceil)
+                    y.backward(torch.ones_like(y))
+                    res.append((y, xs.grad))
+                for name, a, ref in zip(("y", "dx"), *res):
+                    ok &= close(a, ref, dtype, f"max_pool2d {name} {dtype} {mf}")
+    torch.cuda.synchronize()
+    print("sanitizer cases:", "all match PyTorch" if ok else "MISMATCHES (above)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
