@@ -1,6 +1,7 @@
 """Smoke test of an installed cnnkernels wheel, run from outside the source tree: the package
-imports from site-packages, its ops match PyTorch forward and backward, convert() works, and the
-CUDA kernels are inside when the wheel was built with them (argument: expect-cuda | cpu-only)."""
+imports from site-packages, its ops match PyTorch forward and backward, convert() works on a small
+model and on torchvision's resnet18, which then trains, and the CUDA kernels are inside when the
+wheel was built with them (argument: expect-cuda | cpu-only)."""
 import sys
 from pathlib import Path
 
@@ -36,6 +37,26 @@ converted = cnnkernels.convert(model, copy=True)
 assert type(converted[0]) is cnnkernels.nn.Conv2d and type(converted[1]) is cnnkernels.nn.MaxPool2d
 inp = torch.randn(1, 3, 10, 10)
 torch.testing.assert_close(converted(inp), model(inp), rtol=1e-5, atol=1e-5)
+
+# A new user's path: convert a torchvision model and train it (beside the original, same weights).
+import torchvision  # noqa: E402
+
+torch.manual_seed(0)
+original = torchvision.models.resnet18(num_classes=10)
+net = cnnkernels.convert(original, copy=True)
+data, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
+losses = {}
+for name, m in (("ours", net), ("torch", original)):
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+    losses[name] = []
+    for _ in range(3):
+        loss = F.cross_entropy(m(data), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses[name].append(loss.item())
+assert abs(losses["ours"][0] - losses["torch"][0]) < 1e-4 * losses["torch"][0], losses
+assert losses["ours"][-1] < losses["ours"][0], losses
 
 cnnkernels.show_config()
 print(f"wheel smoke test passed: cnnkernels {cnnkernels.__version__} from {where.parent}")

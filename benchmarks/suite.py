@@ -683,5 +683,11 @@ def run(argv=None):
 
 
 def main(argv=None):
-    run(argv)
-    return 0
+    """Exit status 1 when one of our kernels gave a wrong result or failed (a result table is
+    printed either way); torch's own failures and a missing torchvision are only reported."""
+    result = run(argv)
+    bad = [c["id"] for c in result["cases"]
+           if c["status"] == "MISMATCH" or (c["status"] == "ERROR" and c.get("error", "").startswith("ours"))]
+    if bad:
+        print(f"FAILED: {len(bad)} case(s) where cnnkernels is wrong or failed: {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
