@@ -52,8 +52,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # timing against a wrong kernel; the tests in tests/ hold the calibrated tolerances.
 TOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
 TOL_TF32 = 5e-3
-# Whole models: rounding differences pass through tens of layers and batch norms.
+# Whole models: rounding differences pass through tens of layers and batch norms. A training step
+# at batch 1 is ill-conditioned (batch norm over a 7x7 plane, ReLU masks that flip on rounding):
+# torch's own NCHW and channels_last resnet50 steps differ by 2.6% on conv1's weight gradient and
+# 30% on a layer4 one (measured), so that check only catches gross errors; tests/ hold the real ones.
 TOL_MODEL = {torch.float64: 1e-8, torch.float32: 2e-3, torch.bfloat16: 0.2, torch.float16: 0.05}
+TOL_MODEL_TRAIN = {torch.float64: 1e-6, torch.float32: 0.1, torch.bfloat16: 0.5, torch.float16: 0.5}
 
 # Ceilings measured in shared/PERFORMANCE.md. CPU: the 2-core Zen 4 dev machine, 117 GFLOP/s fp32
 # FMA per core, 25 GB/s copy (2 threads). float64 (half) and bfloat16 (twice, AVX512-BF16 dot
@@ -188,6 +192,7 @@ def _build_model(shape, args, memory_format, direction, x, gen, seed):
     def train_step(mod):
         m = models[mod].train()
         m.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)  # the same dropout masks (mobilenet_v2) on both sides
         out = m(x)
         F.cross_entropy(out, labels).backward()
         first_conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
@@ -354,7 +359,7 @@ def _run_case(shape, args, layout, direction, ceilings):
     tol = TOL_TF32 if (args.device == "cuda" and dtype == torch.float32
                        and torch.backends.cudnn.allow_tf32) else TOL[dtype]
     if shape.op == "model":
-        tol = max(tol, TOL_MODEL[dtype])
+        tol = max(tol, (TOL_MODEL_TRAIN if direction == "fwdbwd" else TOL_MODEL)[dtype])
     try:
         flops, nbytes = _work(shape, args, direction)
     except ImportError as e:  # the models suite without torchvision
