@@ -1,14 +1,20 @@
-// Direct convolution on channels-last activations, vectorised over output channels, for float32:
-// the engine behind the AVX2 and AVX-512 conv2d fprop and dgrad kernels. Included once per ISA
-// folder inside that ISA's namespace (see vec.h).
+// Direct convolution on channels-last activations, vectorised over output channels, for float32
+// and bfloat16: the engine behind the AVX2 and AVX-512 conv2d fprop and dgrad kernels. Included
+// once per ISA folder inside that ISA's namespace (see vec.h).
+//
+// The engine computes in float32 whatever the storage type T: the packers widen T to float as
+// they build the scratch layouts below, the tiles accumulate in float, and the store rounds once
+// to T (bfloat16: to nearest even, as the reference does). So bfloat16 runs at the float32
+// engine's speed with float32 accumulation, and one engine serves both.
 //
 // The engine runs a plan: output rows x columns, and a list of taps, each an offset into the
 // (padded, channels-last) input and a slice of the packed weights. fprop's plan has the R x S taps
 // of the filter. dgrad is a set of forward plans, one per stride phase (below).
 //
 // Layouts (built per call, see pack_*):
-//   activations  x[n][h][w][c], zero-padded by (pad_h, pad_w), channels contiguous. A channels_last
-//                input with no padding is read in place; anything else is repacked once.
+//   activations  x[n][h][w][c] floats, zero-padded by (pad_h, pad_w), channels contiguous. A float32
+//                channels_last input with no padding is read in place; anything else (every
+//                bfloat16 input) is repacked once.
 //   weights      wp[g][kb][tap][c][KB]: for group g and block kb of KB = NV * lanes output
 //                channels, KB consecutive floats per (tap, c); the tail block is zero-filled.
 //
@@ -20,6 +26,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "../../common/parallel.h"
@@ -69,9 +76,19 @@ struct Scratch {
   std::unique_ptr<float[]> ptr;
 };
 
-// Copies a strided (n, c, h, w) activation into zero-padded channels-last storage of (Hp, Wp)
-// positions per image: the image at rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W).
-inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+// d[i] = float(s[i]) for i < n.
+inline void widen(const float* s, float* d, int64_t n) { std::copy(s, s + n, d); }
+inline void widen(const bf16* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(d + i, load8(s + i));
+  for (; i < n; ++i) d[i] = to_float(s[i]);
+}
+
+// Copies a strided (n, c, h, w) activation of storage type T into zero-padded channels-last float
+// storage of (Hp, Wp) positions per image: the image at rows [pad_h, pad_h + H) and columns
+// [pad_w, pad_w + W).
+template <typename T>
+inline Scratch pack_activations(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
                                 int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
   Scratch dst(N * Hp * Wp * C);
   parallel_for(0, N * Hp, 4, [&](int64_t b, int64_t e) {
@@ -85,9 +102,13 @@ inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N
       std::fill(out, out + pad_w * C, 0.0f);
       std::fill(out + (pad_w + W) * C, out + Wp * C, 0.0f);
       float* row = out + pad_w * C;
-      const float* s = src + n * st[0] + h * st[2];
+      const T* s = src + n * st[0] + h * st[2];
       if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
-        for (int64_t w = 0; w < W; ++w) std::copy(s + w * st[3], s + w * st[3] + C, row + w * C);
+        if (st[3] == C) {  // a dense row: one run
+          widen(s, row, W * C);
+          continue;
+        }
+        for (int64_t w = 0; w < W; ++w) widen(s + w * st[3], row + w * C, C);
         continue;
       }
       // A (C x W) -> (W x C) transpose: 8 x 8 register blocks where the row is contiguous.
@@ -98,24 +119,25 @@ inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N
           for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * C + c, C);
       }
       for (int64_t c = 0; c < C; ++c)
-        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * C + c] = s[c * st[1] + w * st[3]];
+        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * C + c] = load_acc(s + c * st[1] + w * st[3]);
     }
   });
   return dst;
 }
 
-// acc[m][v] += x(pixel m, channel c) * w(c, vector v) over every tap and input channel, then the
-// tile is stored at out + out_off[m]. Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR
-// output pixels, not only neighbours in a row, so small images fill whole tiles.
-template <int MR, int NV>
+// acc[m][v] = bias(vector v) + pixel_bias[m] + x(pixel m, channel c) * w(c, vector v) summed over
+// every tap and input channel, then the tile is stored at out + out_off[m] (rounded to TOut).
+// Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
+// a row, so small images fill whole tiles. bias and pixel_bias may be null.
+template <int MR, int NV, typename TOut>
 inline void conv_tile(const float* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps, const float* w,
-                      int64_t cin, const float* bias, float* out, const int64_t* out_off) {
+                      int64_t cin, const float* bias, const float* pixel_bias, TOut* out, const int64_t* out_off) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MR][NV];
   for (int v = 0; v < NV; ++v) {
     const typename V::type b = bias ? V::load(bias + v * L) : V::zero();
-    for (int m = 0; m < MR; ++m) acc[m][v] = b;
+    for (int m = 0; m < MR; ++m) acc[m][v] = pixel_bias ? V::add(b, V::broadcast(pixel_bias + m)) : b;
   }
   for (int64_t t = 0; t < taps; ++t) {
     const float* xt[MR];
@@ -135,22 +157,26 @@ inline void conv_tile(const float* x, const int64_t* x_off, const int64_t* tap_o
 }
 
 // conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time.
-template <int MR, int NV>
+template <int MR, int NV, typename TOut>
 inline void conv_tile_upto(int m, const float* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
-                           const float* w, int64_t cin, const float* bias, float* out, const int64_t* out_off) {
+                           const float* w, int64_t cin, const float* bias, const float* pixel_bias, TOut* out,
+                           const int64_t* out_off) {
   if constexpr (MR > 1) {
-    if (m < MR) return conv_tile_upto<MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, bias, out, out_off);
+    if (m < MR)
+      return conv_tile_upto<MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, bias, pixel_bias, out, out_off);
   }
-  conv_tile<MR, NV>(x, x_off, tap_offset, taps, w, cin, bias, out, out_off);
+  conv_tile<MR, NV>(x, x_off, tap_offset, taps, w, cin, bias, pixel_bias, out, out_off);
 }
 
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
 // offsets; wp from pack_weights with KB = NV lanes; bias (may be null) has out_per_group * groups
-// floats; y has element strides ys in (n, channel, h, w) order. Every output element is written.
-// Work items are MR-pixel tiles of the flattened (n, p, q) pixels times output-channel blocks.
-template <int MR, int NV>
-void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, const float* bias, float* y,
-                 const int64_t ys[4]) {
+// floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
+// of its channels; y (storage type TOut) has element strides ys in (n, channel, h, w) order. Every
+// output element is written. Work items are MR-pixel tiles of the flattened (n, p, q) pixels
+// times output-channel blocks.
+template <int MR, int NV, typename TOut>
+void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, const float* bias,
+                 const float* pixel_bias, TOut* y, const int64_t ys[4]) {
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t nkb = (d.out_per_group + KB - 1) / KB;
   const int64_t taps = int64_t(d.tap_offset.size()), cin = d.in_per_group;
@@ -183,14 +209,15 @@ void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, co
       }
       const float* wblk = wp + gk * taps * cin * KB;
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
-      float* yblk = y + (g * d.out_per_group + o0) * ys[1];
+      const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
+      TOut* yblk = y + (g * d.out_per_group + o0) * ys[1];
       if (direct_store && olen == KB) {
-        conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, yblk, y_off);
+        conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, yblk, y_off);
         continue;
       }
-      conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, tile, tile_off);
+      conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, tile, tile_off);
       for (int mi = 0; mi < m; ++mi)
-        for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
+        for (int64_t o = 0; o < olen; ++o) store_from(yblk + y_off[mi] + o * ys[1], tile[mi * KB + o]);
     }
   });
 }
@@ -213,34 +240,50 @@ void with_tile(int64_t out_per_group, int64_t taps_x_in, const Body& body) {
 #endif
 }
 
-// fprop: y = conv(x, w) + bias for float32. Returns false (doing nothing) where this engine does
-// not apply: few output channels per group (depthwise), where the reference is the better fit.
-inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
+// The bias (K elements of storage type T, or null) as floats; null stays null.
+template <typename T>
+struct FloatBias {
+  FloatBias(const void* bias, int64_t K) {
+    if (bias == nullptr) return;
+    const T* b = static_cast<const T*>(bias);
+    values.resize(K);
+    for (int64_t k = 0; k < K; ++k) values[k] = load_acc(b + k);
+  }
+  const float* data() const { return values.empty() ? nullptr : values.data(); }
+  std::vector<float> values;
+};
+
+// fprop: y = conv(x, w) + bias for storage type T (float or bf16). Returns false (doing nothing)
+// where this engine does not apply: few output channels per group (depthwise), where the
+// reference is the better fit.
+template <typename T>
+inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != DType::f32 || Kg < 8) return false;
-  const float* w = static_cast<const float*>(a.w.data);
+  if (p.dtype != dtype_of<T>() || Kg < 8) return false;
+  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  const float* x = static_cast<const float*>(a.x.data);
+  const T* x = static_cast<const T*>(a.x.data);
   const int64_t* xs = a.x.stride;
   // Rows and columns the windows reach, in padded coordinates.
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
   Scratch packed(0);
-  NhwcView xv{x, xs[0], xs[2], xs[3]};
-  if (!(xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {  // read a channels_last input in place
+  NhwcView xv{nullptr, xs[0], xs[2], xs[3]};
+  if constexpr (std::is_same_v<T, float>) xv.data = x;
+  if (!(std::is_same_v<T, float> && xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {  // float channels_last: in place
     packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
     xv = NhwcView{packed.data(), Hp * Wp * p.C, Wp * p.C, p.C};
   }
   DirectConvPlan d{p.N, p.groups, Cg, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
   for (int64_t r = 0; r < p.R; ++r)
     for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+  const FloatBias<T> bias(a.bias, p.K);
   with_tile(Kg, p.R * p.S * Cg, [&]<int MR, int NV>() {
     const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
-      return w[(g * Kg + o) * ws[0] + i * ws[1] + (t / p.S) * ws[2] + (t % p.S) * ws[3]];
+      return load_acc(w + (g * Kg + o) * ws[0] + i * ws[1] + (t / p.S) * ws[2] + (t % p.S) * ws[3]);
     });
-    direct_conv<MR, NV>(d, xv, wp.data(), static_cast<const float*>(a.bias), static_cast<float*>(a.y.data),
-                        a.y.stride);
+    direct_conv<MR, NV>(d, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
   });
   return true;
 }
@@ -248,42 +291,43 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
 // 1x1, stride 1, unpadded fprop on NCHW planes (x and y planes contiguous): Y[n] = W X[n] is a
 // GEMM whose long dimension (pixels) is contiguous, so the engine runs with the roles swapped:
 // pixels are its "output channels" (vector lanes, X rows packed as its weights), output channels
-// k are its "pixels" (broadcast from W rows). No transposes of the activations either way; the
-// bias (per k, not per lane here) is added by a last pass over y.
-inline bool conv2d_fprop_pointwise_nchw_f32(const Conv2dFpropArgs& a) {
+// k are its "pixels" (broadcast from W rows, the bias per k a per-"pixel" bias). No transposes of
+// the activations either way. W is read in place for float32 and widened once for bfloat16.
+template <typename T>
+inline bool conv2d_fprop_pointwise_nchw(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t* xs = a.x.stride;
   const int64_t* ws = a.w.stride;
   const int64_t* ys = a.y.stride;
   const int64_t HW = p.H * p.W;
   const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1 && ys[2] == p.Q;
-  if (p.dtype != DType::f32 || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
+  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
       p.pad_h != 0 || p.pad_w != 0 || !planes || ws[1] != 1 || HW < 64 || p.K < 8)
     return false;
-  const float* x = static_cast<const float*>(a.x.data);
-  float* y = static_cast<float*>(a.y.data);
-  const NhwcView wv{static_cast<const float*>(a.w.data), 0, 0, ws[0]};  // W row k = "pixel" k
-  const DirectConvPlan d{1, 1, p.C, HW, 1, p.K, 0, ws[0], {0}};
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
+  std::vector<float> w_rows;  // bfloat16 W as float rows of C
+  NhwcView wv{nullptr, 0, 0, ws[0]};  // W row k = "pixel" k
+  if constexpr (std::is_same_v<T, float>) {
+    wv.data = static_cast<const float*>(a.w.data);
+  } else {
+    const T* w = static_cast<const T*>(a.w.data);
+    w_rows.resize(p.K * p.C);
+    for (int64_t k = 0; k < p.K; ++k) widen(w + k * ws[0], w_rows.data() + k * p.C, p.C);
+    wv = NhwcView{w_rows.data(), 0, 0, p.C};
+  }
+  const DirectConvPlan d{1, 1, p.C, HW, 1, p.K, 0, wv.sw, {0}};
   const int64_t yv[4] = {0, 1, 0, ys[1]};  // "channel" = pixel (contiguous), "column" = k
+  const FloatBias<T> bias(a.bias, p.K);
   with_tile(HW, p.C, [&]<int MR, int NV>() {
     for (int64_t n = 0; n < p.N; ++n) {
-      const float* xn = x + n * xs[0];
+      const T* xn = x + n * xs[0];
       const std::vector<float> xp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t, int64_t o, int64_t i, int64_t) {
-        return xn[i * xs[1] + o];
+        return load_acc(xn + i * xs[1] + o);
       });
-      direct_conv<MR, NV>(d, wv, xp.data(), nullptr, y + n * ys[0], yv);
+      direct_conv<MR, NV>(d, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
     }
   });
-  if (a.bias) {
-    const float* b = static_cast<const float*>(a.bias);
-    parallel_for(0, p.N * p.K, 16, [&](int64_t lo, int64_t hi) {
-      for (int64_t nk = lo; nk < hi; ++nk) {
-        float* plane = y + (nk / p.K) * ys[0] + (nk % p.K) * ys[1];
-        const float bk = b[nk % p.K];
-        for (int64_t i = 0; i < HW; ++i) plane[i] += bk;
-      }
-    });
-  }
   return true;
 }
 
@@ -315,10 +359,11 @@ inline std::vector<DgradPhase1D> dgrad_phases(int64_t in, int64_t taps, int64_t 
 }
 
 // Any channel count: even the stem's 3 input channels (3 of 16 lanes busy) beat the reference.
-inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
+template <typename T>
+inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != DType::f32) return false;
+  if (p.dtype != dtype_of<T>()) return false;
   const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, p.stride_h, p.pad_h, p.dil_h);
   const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
   // Pad dy so that every phase's taps read inside it: [lo, hi] is the range of dy positions read.
@@ -335,12 +380,12 @@ inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
   pad_for(cols, p.Q, &left, &right);
   // pack_activations pads symmetrically: pad by the larger side, offset reads by the difference.
   const int64_t pad_h = std::max(top, bottom), pad_w = std::max(left, right);
-  const Scratch packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
-                                                     p.P, p.Q, pad_h, pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w);
+  const Scratch packed = pack_activations(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, pad_h,
+                                          pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w);
   const NhwcView dyv{packed.data(), (p.P + 2 * pad_h) * (p.Q + 2 * pad_w) * p.K, (p.Q + 2 * pad_w) * p.K, p.K};
-  const float* w = static_cast<const float*>(a.w.data);
+  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  float* dx = static_cast<float*>(a.dx.data);
+  T* dx = static_cast<T*>(a.dx.data);
   const int64_t* xs = a.dx.stride;
   for (const DgradPhase1D& ph_r : rows) {
     for (const DgradPhase1D& ph_s : cols) {
@@ -353,12 +398,12 @@ inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
           d.tap_offset.push_back((ph_r.base[i] + pad_h) * dyv.sh + (ph_s.base[j] + pad_w) * dyv.sw);
         }
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
-      float* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
+      T* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
       with_tile(Cg, int64_t(taps.size()) * Kg, [&]<int MR, int NV>() {
         const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
-          return w[(g * Kg + i) * ws[0] + o * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3]];
+          return load_acc(w + (g * Kg + i) * ws[0] + o * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3]);
         });
-        direct_conv<MR, NV>(d, dyv, wp.data(), nullptr, y, ys);  // no taps: writes zeros
+        direct_conv<MR, NV>(d, dyv, wp.data(), nullptr, nullptr, y, ys);  // no taps: writes zeros
       });
     }
   }

@@ -1,5 +1,7 @@
-// Weight gradient on channels-last tiles, vectorised over output channels, for float32 (AVX2 and
-// AVX-512 builds; included inside the ISA namespace after conv2d_direct.h).
+// Weight gradient on channels-last tiles, vectorised over output channels, for float32 and
+// bfloat16 (AVX2 and AVX-512 builds; included inside the ISA namespace after conv2d_direct.h).
+// bfloat16 x and dy are widened to float as they are packed; sums run in float and dw / db are
+// rounded once at the end.
 //
 // For group g and tap (r, s), dW[c][k] = sum over pixels (n, p, q) of x[n, p sh + r dh, q sw + s dw, c]
 // dy[n, p, q, k]: a GEMM whose reduction runs over the N P Q output pixels. A tile is MC input
@@ -63,10 +65,11 @@ inline void wgrad_tile_upto(int m, const float* x, const int64_t* row_offset, in
 }
 
 // Returns false (doing nothing) where the engine does not apply: few output channels per group.
-inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
+template <typename T>
+inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, G = p.groups;
-  if (p.dtype != DType::f32 || Kg < 8) return false;
+  if (p.dtype != dtype_of<T>() || Kg < 8) return false;
   constexpr int MC = 6;
 #if defined(__AVX512F__)
   constexpr int NV = 4;
@@ -77,11 +80,11 @@ inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
   const int64_t nkb = (Kg + KB - 1) / KB, Kpad = nkb * KB, ncb = (Cg + MC - 1) / MC, taps = p.R * p.S;
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  const Scratch xpad = pack_activations(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H,
-                                                   p.W, p.pad_h, p.pad_w, Hp, Wp);
+  const Scratch xpad =
+      pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
   // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
   // Without padding that is plain channels-last, which pack_activations writes fastest.
-  const float* dy = static_cast<const float*>(a.dy.data);
+  const T* dy = static_cast<const T*>(a.dy.data);
   const int64_t* ds = a.dy.stride;
   Scratch dyp(0);
   if (Kpad == Kg) {
@@ -94,9 +97,9 @@ inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
         float* row = dyp.data() + np * p.Q * G * Kpad;
         for (int64_t q = 0; q < p.Q; ++q)
           for (int64_t g = 0; g < G; ++g) {
-            const float* src = dy + n * ds[0] + g * Kg * ds[1] + pp * ds[2] + q * ds[3];
+            const T* src = dy + n * ds[0] + g * Kg * ds[1] + pp * ds[2] + q * ds[3];
             float* dst = row + (q * G + g) * Kpad;
-            for (int64_t k = 0; k < Kg; ++k) dst[k] = src[k * ds[1]];
+            for (int64_t k = 0; k < Kg; ++k) dst[k] = load_acc(src + k * ds[1]);
             std::fill(dst + Kg, dst + Kpad, 0.0f);
           }
       }
@@ -127,28 +130,29 @@ inline bool conv2d_wgrad_direct_f32(const Conv2dWgradArgs& a) {
       }
     }
   });
-  float* dw = static_cast<float*>(a.dw.data);
+  T* dw = static_cast<T*>(a.dw.data);
   const int64_t* wst = a.dw.stride;
   for (int64_t g = 0; g < G; ++g)
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t c = 0; c < Cg; ++c)
         for (int64_t k = 0; k < Kg; ++k)
-          dw[(g * Kg + k) * wst[0] + c * wst[1] + (t / p.S) * wst[2] + (t % p.S) * wst[3]] =
-              total[((g * taps + t) * Cg + c) * Kpad + k];
+          store_from(dw + (g * Kg + k) * wst[0] + c * wst[1] + (t / p.S) * wst[2] + (t % p.S) * wst[3],
+                     total[((g * taps + t) * Cg + c) * Kpad + k]);
   return true;
 }
 
 // db[k] = sum of dy over (n, p, q) for channels-last dy (channels contiguous), vectorised over k:
 // a thread item is a block of channels summed over every pixel in a fixed order (one partial per
 // row). Other layouts return false: the reference's rows are contiguous there.
-inline bool conv2d_bgrad_channels_last_f32(const Conv2dBgradArgs& a) {
+template <typename T>
+inline bool conv2d_bgrad_channels_last(const Conv2dBgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  if (p.dtype != DType::f32 || a.dy.stride[1] != 1) return false;
+  if (p.dtype != dtype_of<T>() || a.dy.stride[1] != 1) return false;
   using V = VecF32;
   constexpr int L = V::kLanes;
-  const float* dy = static_cast<const float*>(a.dy.data);
+  const T* dy = static_cast<const T*>(a.dy.data);
   const int64_t* ds = a.dy.stride;
-  float* db = static_cast<float*>(a.db);
+  T* db = static_cast<T*>(a.db);
   const int64_t nv = (p.K + L - 1) / L;
   parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
     for (int64_t v = b; v < e; ++v) {
@@ -157,21 +161,21 @@ inline bool conv2d_bgrad_channels_last_f32(const Conv2dBgradArgs& a) {
       float tail[L];
       for (int64_t n = 0; n < p.N; ++n)
         for (int64_t pp = 0; pp < p.P; ++pp) {
-          const float* row = dy + n * ds[0] + pp * ds[2] + k0;
+          const T* row = dy + n * ds[0] + pp * ds[2] + k0;
           typename V::type acc = V::zero();
           if (len == L) {
             for (int64_t q = 0; q < p.Q; ++q) acc = V::add(acc, V::load(row + q * ds[3]));
           } else {  // the last, partial block of channels
             for (int64_t q = 0; q < p.Q; ++q) {
               std::fill(tail, tail + L, 0.0f);
-              std::copy(row + q * ds[3], row + q * ds[3] + len, tail);
+              for (int64_t i = 0; i < len; ++i) tail[i] = load_acc(row + q * ds[3] + i);
               acc = V::add(acc, V::load(tail));
             }
           }
           total = V::add(total, acc);
         }
       V::store(tail, total);
-      std::copy(tail, tail + len, db + k0);
+      for (int64_t i = 0; i < len; ++i) store_from(db + k0 + i, tail[i]);
     }
   });
   return true;
