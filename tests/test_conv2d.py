@@ -13,9 +13,13 @@ import cnnkernels.functional as CF
 from conftest import assert_calibrated, forced_isa, make_tensor
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
-# (dtype, isa): float32 runs on every ISA's kernels; float64 and bfloat16 have one path each.
+# (dtype, isa): float32 and bfloat16 run on every ISA's kernels; float64 has one path.
 PATHS = [(torch.float32, "scalar"), (torch.float32, "avx2"), (torch.float32, "avx512"),
-         (torch.float64, None), (torch.bfloat16, None)]
+         (torch.float64, None), (torch.bfloat16, "scalar"), (torch.bfloat16, "avx2"), (torch.bfloat16, "avx512")]
+# The dtypes of the SIMD engines (bfloat16: widened to float when packed, float accumulation, one
+# rounding per result). Their tolerance is the usual one: assert_calibrated against PyTorch's own
+# bfloat16 error, which is at least the half ulp of that final rounding.
+SIMD_DTYPES = (torch.float32, torch.bfloat16)
 
 
 @st.composite
@@ -106,11 +110,12 @@ def wide_conv_configs(draw):
     return cfg
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @given(cfg=wide_conv_configs())
-def test_direct_engine_matches_torch(isa, cfg):
+def test_direct_engine_matches_torch(isa, dtype, cfg):
     with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
+        check_against_torch(cfg, dtype)
 
 
 @st.composite
@@ -123,11 +128,12 @@ def depthwise_configs(draw):
     return cfg
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @given(cfg=depthwise_configs())
-def test_depthwise_matches_torch(isa, cfg):
+def test_depthwise_matches_torch(isa, dtype, cfg):
     with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
+        check_against_torch(cfg, dtype)
 
 
 def test_float64_path_equals_torch_float64():
@@ -217,15 +223,16 @@ def test_backward_is_deterministic_across_thread_counts():
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k,h,w", [(20, 70, 9, 9), (64, 8, 8, 8), (3, 33, 13, 7), (256, 64, 14, 14), (17, 100, 5, 31)])
 @pytest.mark.parametrize("bias", [False, True])
-def test_pointwise_nchw_engine(isa, c, k, h, w, bias):
+def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     """1x1 stride-1 convolutions on NCHW planes run the role-swapped engine (pixels as lanes)."""
     gen = torch.Generator().manual_seed(c * k + h)
-    x = torch.randn(2, c, h, w, generator=gen)
-    wt = torch.randn(k, c, 1, 1, generator=gen)
-    b = torch.randn(k, generator=gen) if bias else None
+    x = torch.randn(2, c, h, w, generator=gen).to(dtype)
+    wt = torch.randn(k, c, 1, 1, generator=gen).to(dtype)
+    b = torch.randn(k, generator=gen).to(dtype) if bias else None
     with forced_isa(isa):
         y = CF.conv2d(x, wt, b)
     with torch_without_onednn():
@@ -233,3 +240,24 @@ def test_pointwise_nchw_engine(isa, c, k, h, w, bias):
         theirs = F.conv2d(x, wt, b)
     assert y.is_contiguous()
     assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}", c)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
+    """The bfloat16 kernels accumulate in float32 and round once: on bfloat16 inputs (exact in
+    float32, and so are their products) each result is the float32 kernels' result on the same
+    values rounded to nearest even, bit for bit, for the forward and all three gradients."""
+    gen = torch.Generator().manual_seed(5)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 24, 11, 13, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    w = torch.randn(40, 12, 3, 3, generator=gen).bfloat16()
+    b = torch.randn(40, generator=gen).bfloat16()
+    cfg = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    g = torch.randn(2, 40, 6, 11, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    with forced_isa(isa):
+        ours = run_conv(CF.conv2d, x, w, b, cfg, g)
+        f32 = run_conv(CF.conv2d, x.float(), w.float(), b.float(), cfg, g.float())
+    for name, o, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, f32):
+        assert o.dtype == torch.bfloat16 and o.shape == r.shape, name
+        assert torch.equal(o, r.bfloat16()), name
