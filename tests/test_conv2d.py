@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnkernels.functional as CF
+from cnnkernels import _C
 from conftest import assert_calibrated, forced_isa, make_tensor
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
@@ -247,7 +248,10 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
 def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
     """The bfloat16 kernels accumulate in float32 and round once: on bfloat16 inputs (exact in
     float32, and so are their products) each result is the float32 kernels' result on the same
-    values rounded to nearest even, bit for bit, for the forward and all three gradients."""
+    values rounded to nearest even, bit for bit, for the forward and all three gradients. The
+    AVX-512 BF16 kernels (fprop, dgrad) add each channel pair's two products in one vdpbf16ps, a
+    different float summation order: there a result next to a rounding boundary may round the
+    other way, by one bfloat16 ulp, and rarely."""
     gen = torch.Generator().manual_seed(5)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(2, 24, 11, 13, generator=gen).bfloat16().contiguous(memory_format=fmt)
@@ -258,6 +262,15 @@ def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
     with forced_isa(isa):
         ours = run_conv(CF.conv2d, x, w, b, cfg, g)
         f32 = run_conv(CF.conv2d, x.float(), w.float(), b.float(), cfg, g.float())
-    for name, o, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, f32):
-        assert o.dtype == torch.bfloat16 and o.shape == r.shape, name
-        assert torch.equal(o, r.bfloat16()), name
+        dot = {op: "avx512bf16" in _C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad")}
+    ops = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "conv2d_bgrad")
+    for op, o, r in zip(ops, ours, f32):
+        assert o.dtype == torch.bfloat16 and o.shape == r.shape, op
+        expect = r.bfloat16()
+        if not dot.get(op):
+            assert torch.equal(o, expect), op
+            continue
+        ulp = torch.exp2(torch.floor(torch.log2(expect.float().abs().clamp_min(2.0**-100))) - 7)
+        diff = (o.float() - expect.float()).abs()
+        assert (diff <= ulp).all(), f"{op}: off by more than one ulp"
+        assert (diff > 0).float().mean() < 0.05, f"{op}: {(diff > 0).float().mean():.3f} of the results differ"

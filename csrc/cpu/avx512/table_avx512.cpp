@@ -5,6 +5,7 @@
 #define CNNKERNELS_TABLE_FN avx512_kernel_table
 #define CNNKERNELS_ISA "avx512"
 #define CNNKERNELS_LANES "16"
+#define CNNKERNELS_BF16_DOT_NS avx512bf16  // conv2d_bf16dot_avx512.cpp
 #include "../simd/kernel_table.inc"
 #else
 namespace cnnkernels {

@@ -57,7 +57,7 @@ inline ChannelsLastF32 channels_last_input(const T* src, const int64_t st[4], in
       }
       for (int64_t w = 0; w < W; ++w) {
         if (st[1] == 1) {
-          widen(s + w * st[3], row + w * Cp, C);
+          convert_n(s + w * st[3], row + w * Cp, C);
         } else {
           for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) row[w * Cp + c] = load_acc(s + c * st[1] + w * st[3]);
         }
