@@ -249,20 +249,20 @@ def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
     """The bfloat16 kernels accumulate in float32 and round once: on bfloat16 inputs (exact in
     float32, and so are their products) each result is the float32 kernels' result on the same
     values rounded to nearest even, bit for bit, for the forward and all three gradients. The
-    AVX-512 BF16 kernels (fprop, dgrad) add each channel pair's two products in one vdpbf16ps, a
+    AVX-512 BF16 kernels (fprop, dgrad, wgrad) add a pair's two products in one vdpbf16ps, a
     different float summation order: there a result next to a rounding boundary may round the
     other way, by one bfloat16 ulp, and rarely."""
     gen = torch.Generator().manual_seed(5)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.randn(2, 24, 11, 13, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    x = torch.randn(2, 24, 11, 14, generator=gen).bfloat16().contiguous(memory_format=fmt)
     w = torch.randn(40, 12, 3, 3, generator=gen).bfloat16()
     b = torch.randn(40, generator=gen).bfloat16()
     cfg = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
-    g = torch.randn(2, 40, 6, 11, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    g = torch.randn(2, 40, 6, 12, generator=gen).bfloat16().contiguous(memory_format=fmt)
     with forced_isa(isa):
         ours = run_conv(CF.conv2d, x, w, b, cfg, g)
         f32 = run_conv(CF.conv2d, x.float(), w.float(), b.float(), cfg, g.float())
-        dot = {op: "avx512bf16" in _C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad")}
+        dot = {op: "avx512bf16" in _C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad")}
     ops = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "conv2d_bgrad")
     for op, o, r in zip(ops, ours, f32):
         assert o.dtype == torch.bfloat16 and o.shape == r.shape, op

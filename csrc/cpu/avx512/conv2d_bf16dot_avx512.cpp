@@ -1,6 +1,6 @@
-// AVX-512 BF16 bfloat16 conv2d fprop and dgrad: the direct-convolution engine of
-// ../simd/conv2d_direct.h (same plans, packing and tiles: one engine) with the multiply-add policy
-// DotBf16 below. This file alone is built with -mavx512bf16 (CMakeLists.txt); the avx512 table
+// AVX-512 BF16 bfloat16 conv2d fprop, dgrad and wgrad: the direct-convolution engines of
+// ../simd/conv2d_direct.h and conv2d_wgrad.h (same plans, packing and tiles: one engine each) with
+// the multiply-add policy DotBf16 below. This file alone is built with -mavx512bf16 (CMakeLists.txt); the avx512 table
 // calls it only where CPUID reports avx512_bf16 (kernel_table.inc), else the float engine runs.
 //
 //   DotBf16  packed elements are 32-bit pairs of bfloat16 input channels (2i in the low half,
@@ -9,6 +9,8 @@
 //            broadcast pairs, MR x NV vdpbf16ps: twice the multiply-adds of an FMA per
 //            instruction, the same 6 x 64 register tile. A channels_last bfloat16 input with an
 //            even channel count and no padding is already in that layout and is read in place.
+//            wgrad pairs output pixels instead (see conv2d_wgrad.h); odd output widths run the
+//            float engine.
 //
 // Numerics: vdpbf16ps forms both bfloat16 products exactly (8-bit significands) and adds them to
 // the float32 accumulator with round-to-nearest-even, like the float engine's FMAs; it differs in
@@ -25,6 +27,7 @@
 
 #define CNNKERNELS_KERNEL_NS avx512bf16
 #include "../simd/conv2d_direct.h"
+#include "../simd/conv2d_wgrad.h"
 
 namespace cnnkernels {
 namespace avx512bf16 {
@@ -55,6 +58,7 @@ struct DotBf16 {
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) { return conv2d_fprop_direct<bf16, DotBf16>(a); }
 bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) { return conv2d_dgrad_direct<bf16, DotBf16>(a); }
+bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) { return conv2d_wgrad_direct<bf16, DotBf16>(a); }
 
 }  // namespace avx512bf16
 }  // namespace cnnkernels
