@@ -155,7 +155,9 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   // Running totals per (g, tap, c, Kpad).
   std::vector<float> total(G * taps * Cg * Kpad, 0.0f);
   const int64_t rows = p.N * p.P;
-  const int64_t rows_per_chunk = std::max<int64_t>(1, 128 / p.Q);  // >= ~128 pixels per tile visit
+  // >= ~128 packed elements per tile visit (pixels; pixel pairs for the dot policy: measured on
+  // Zen 4 N=8 ResNet-50 3x3 layers, 128 pairs ran 1.5-2x faster than 64)
+  const int64_t rows_per_chunk = std::max<int64_t>(1, 128 * M::kChannels / p.Q);
   const int64_t tiles = G * nkb * taps * ncb;
   parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> row_offset(rows_per_chunk);
