@@ -205,11 +205,12 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x, w: CF.conv2d(x, w, None, 1, "same", 1, 2), (xl, w))
 
 
-def test_backward_is_deterministic_across_thread_counts():
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+def test_backward_is_deterministic_across_thread_counts(dtype):
     gen = torch.Generator().manual_seed(4)
-    x = torch.randn(4, 8, 16, 16, generator=gen, requires_grad=True)
-    w = torch.randn(8, 8, 3, 3, generator=gen, requires_grad=True)
-    g = torch.randn(4, 8, 16, 16, generator=gen)
+    x = torch.randn(4, 8, 16, 16, generator=gen).to(dtype).requires_grad_()
+    w = torch.randn(8, 8, 3, 3, generator=gen).to(dtype).requires_grad_()
+    g = torch.randn(4, 8, 16, 16, generator=gen).to(dtype)
     results = []
     threads = torch.get_num_threads()
     try:
