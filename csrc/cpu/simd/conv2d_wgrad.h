@@ -11,8 +11,9 @@
 // With the multiply-add policy DotBf16 (conv2d_bf16dot_avx512.cpp) the reduction pairs output
 // pixels: columns 2j and 2j + 1 of an output row make one 32-bit element of dy (lo, hi) per
 // channel k, and x is packed as pairs (x at input column w, x at column w + stride_w) per channel,
-// so one broadcast holds the tap's inputs of both pixels. An odd output width would leave a pixel
-// without a partner: those problems run the float policy.
+// so one broadcast holds the tap's inputs of both pixels. With an odd output width the last column
+// has no partner: each row ends with one more element for it, paired with zeros, from x packed for
+// its taps only (the tile's tail).
 //
 // Determinism and cache use: each thread owns a fixed range of tiles and walks every pixel in the
 // same order, a chunk of output rows at a time (the chunk's dy and x rows stay in L1/L2 while all
@@ -29,13 +30,22 @@ namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
+// Where a tile finds one extra element per row (x at x + row_offset[j], dy at dy + j dy_step), or
+// x null for none.
+template <class E>
+struct WgradTail {
+  const E* x = nullptr;
+  const int64_t* row_offset = nullptr;
+  const E* dy = nullptr;
+};
+
 // total[m][v] += sum over the chunk's rows j and columns q of x(row j, q, c0 + m) * dy(j, q, vector v),
-// over Q packed elements per row (pixels, or pixel pairs). x row j starts at x + row_offset[j]; dy's
-// chunk is contiguous, one element every dy_pixel_step.
+// over Q packed elements per row (pixels, or pixel pairs), then the tail's element of the row. x
+// row j starts at x + row_offset[j]; dy's chunk is contiguous, one element every dy_pixel_step.
 template <class M, int MC, int NV>
 inline void wgrad_tile(const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q,
-                       int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step, float* total,
-                       int64_t total_row_step) {
+                       int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step,
+                       const WgradTail<typename M::Elem>& tail, float* total, int64_t total_row_step) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MC][NV];
@@ -52,6 +62,14 @@ inline void wgrad_tile(const typename M::Elem* x, const int64_t* row_offset, int
         for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(xb, dv[v], acc[m][v]);
       }
     }
+    if (tail.x) {
+      typename M::In dv[NV];
+      for (int v = 0; v < NV; ++v) dv[v] = M::load(tail.dy + j * dy_pixel_step + v * L);
+      for (int m = 0; m < MC; ++m) {
+        const typename M::In xb = M::broadcast(tail.x + tail.row_offset[j] + m);
+        for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(xb, dv[v], acc[m][v]);
+      }
+    }
   }
   for (int m = 0; m < MC; ++m)
     for (int v = 0; v < NV; ++v) {
@@ -62,14 +80,14 @@ inline void wgrad_tile(const typename M::Elem* x, const int64_t* row_offset, int
 
 template <class M, int MC, int NV>
 inline void wgrad_tile_upto(int m, const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q,
-                            int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step, float* total,
-                            int64_t total_row_step) {
+                            int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step,
+                            const WgradTail<typename M::Elem>& tail, float* total, int64_t total_row_step) {
   if constexpr (MC > 1) {
     if (m < MC)
-      return wgrad_tile_upto<M, MC - 1, NV>(m, x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, total,
-                                            total_row_step);
+      return wgrad_tile_upto<M, MC - 1, NV>(m, x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, tail,
+                                            total, total_row_step);
   }
-  wgrad_tile<M, MC, NV>(x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, total, total_row_step);
+  wgrad_tile<M, MC, NV>(x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, tail, total, total_row_step);
 }
 
 // d[i] = lo[i] | hi[i] << 16 (bfloat16 bits; hi null: zero) for i < n: the dot policy's pairs.
@@ -81,14 +99,12 @@ inline void interleave_pairs(const bf16* lo, const bf16* hi, uint32_t* d, int64_
   for (int64_t i = 0; i < n; ++i) d[i] = uint32_t(lo[i].bits) | (uint32_t(hi[i].bits) << 16);
 }
 
-// Returns false (doing nothing) where the engine does not apply: few output channels per group,
-// or (dot policy) an odd output width.
+// Returns false (doing nothing) where the engine does not apply: few output channels per group.
 template <typename T, class M = FmaF32>
 inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, G = p.groups;
   if (p.dtype != dtype_of<T>() || Kg < 8) return false;
-  if (M::kChannels == 2 && p.Q % 2 != 0) return false;
   constexpr int MC = 6;
 #if defined(__AVX512F__)
   constexpr int NV = 4;
@@ -104,6 +120,11 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   // x as [n][hp][wp][c] and dy as [n][p][qe][g][Kpad] elements (each group's output channels
   // padded to whole blocks with zeros).
   ScratchOf<E> xpad(0), dyp(0);
+  // Dot policy, odd Q: the last output column's x (columns last_w0 + [0, last_W) of each padded
+  // row, lo only) and dy (lo only).
+  const bool odd = M::kChannels == 2 && p.Q % 2 != 0;
+  const int64_t last_w0 = (p.Q - 1) * p.stride_w, last_W = (p.S - 1) * p.dil_w + 1;
+  ScratchOf<E> xlast(0), dylast(0);
   if constexpr (M::kChannels == 1) {
     xpad =
         pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
@@ -147,10 +168,20 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
     dyp = ScratchOf<E>(p.N * p.P * Qe * G * Kpad);
     parallel_for(0, p.N * p.P * Qe, 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const bf16* pair = db.data() + 2 * i * G * Kpad;  // columns 2j, 2j + 1 of a row (Q even)
+        const bf16* pair = db.data() + ((i / Qe) * p.Q + 2 * (i % Qe)) * G * Kpad;  // columns 2j, 2j + 1
         interleave_pairs(pair, pair + G * Kpad, dyp.data() + i * G * Kpad, G * Kpad);
       }
     });
+    if (odd) {
+      xlast = ScratchOf<E>(p.N * Hp * last_W * p.C);
+      dylast = ScratchOf<E>(p.N * p.P * G * Kpad);
+      for (int64_t nh = 0; nh < p.N * Hp; ++nh)
+        interleave_pairs(xb.data() + (nh * Wp + last_w0) * p.C, nullptr, xlast.data() + nh * last_W * p.C,
+                         last_W * p.C);
+      for (int64_t np = 0; np < p.N * p.P; ++np)
+        interleave_pairs(db.data() + (np * p.Q + p.Q - 1) * G * Kpad, nullptr, dylast.data() + np * G * Kpad,
+                         G * Kpad);
+    }
   }
   // Running totals per (g, tap, c, Kpad).
   std::vector<float> total(G * taps * Cg * Kpad, 0.0f);
@@ -160,12 +191,13 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   const int64_t rows_per_chunk = std::max<int64_t>(1, 128 * M::kChannels / p.Q);
   const int64_t tiles = G * nkb * taps * ncb;
   parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
-    std::vector<int64_t> row_offset(rows_per_chunk);
+    std::vector<int64_t> row_offset(rows_per_chunk), last_offset(odd ? rows_per_chunk : 0);
     for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
       const int64_t nrows = std::min(rows, r0 + rows_per_chunk) - r0;
       for (int64_t j = 0; j < nrows; ++j) {
         const int64_t n = (r0 + j) / p.P, pp = (r0 + j) % p.P;
         row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * p.C;
+        if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
       }
       for (int64_t tile = b; tile < e; ++tile) {
         const int64_t cb = tile % ncb, t = (tile / ncb) % taps, kb = (tile / (ncb * taps)) % nkb;
@@ -175,8 +207,12 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
         float* tot = total.data() + ((g * taps + t) * Cg + c0) * Kpad + kb * KB;
         const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * p.C + g * Cg + c0;
         const E* dy0 = dyp.data() + (r0 * Qe * G + g) * Kpad + kb * KB;
+        WgradTail<E> tail;
+        if (odd)
+          tail = {xlast.data() + (r * p.dil_h * last_W + s * p.dil_w) * p.C + g * Cg + c0, last_offset.data(),
+                  dylast.data() + (r0 * G + g) * Kpad + kb * KB};
         wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data(), nrows, Qe, M::kChannels * p.stride_w * p.C, dy0,
-                                   G * Kpad, tot, Kpad);
+                                   G * Kpad, tail, tot, Kpad);
       }
     }
   });
