@@ -8,10 +8,10 @@
 //   dgrad   per input row (n, h): per pixel the taps whose output lands on the stride grid
 //   wgrad   per channel vector: dw[tap] summed over every pixel, one partial per output row
 //
-// float32 tensors whose channels are contiguous and a multiple of the vector width are used in
-// place; others (and every bfloat16 tensor) go through float channels-last scratch with the
-// channels padded to whole vectors: bfloat16 is widened on the way in and rounded once (to
-// nearest even) on the way out.
+// Tensors whose channels are contiguous and a multiple of the vector width are used in place;
+// others go through channels-last scratch of the same storage type with the channels padded to
+// whole vectors. bfloat16 stays bfloat16 in memory (the op is memory-bound): the kernels widen it
+// in registers, accumulate in float and round each result once (to nearest even).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -25,30 +25,29 @@ namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
-// Channels-last storage with Cp (a multiple of the vector width) channels per pixel.
-struct ChannelsLastF32 {
-  float* data;
+// Channels-last storage of type E with Cp (a multiple of the vector width) channels per pixel.
+template <typename E>
+struct ChannelsLast {
+  E* data;
   int64_t sn, sh, sw;
 };
 
 inline int64_t padded_channels(int64_t C) { return (C + VecF32::kLanes - 1) / VecF32::kLanes * VecF32::kLanes; }
 
-// The tensor (strides st in (n, c, h, w) order) as float channels-last with padded channels: in
-// place when it already is, else copied into `scratch` (padding channels zeroed).
+// The tensor (strides st in (n, c, h, w) order) as channels-last with padded channels: in place
+// when it already is, else copied into `scratch` (padding channels zeroed).
 template <typename T>
-inline ChannelsLastF32 channels_last_input(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
-                                           int64_t W, Scratch& scratch) {
+inline ChannelsLast<T> channels_last_input(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+                                           int64_t W, ScratchOf<T>& scratch) {
   const int64_t Cp = padded_channels(C);
-  if constexpr (std::is_same_v<T, float>) {
-    if (st[1] == 1 && Cp == C) return {const_cast<float*>(src), st[0], st[2], st[3]};
-  }
-  scratch = Scratch(N * H * W * Cp);
-  float* dst = scratch.data();
+  if (st[1] == 1 && Cp == C) return {const_cast<T*>(src), st[0], st[2], st[3]};
+  scratch = ScratchOf<T>(N * H * W * Cp);
+  T* dst = scratch.data();
   parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / H, h = nh % H;
       const T* s = src + n * st[0] + h * st[2];
-      float* row = dst + nh * W * Cp;
+      T* row = dst + nh * W * Cp;
       int64_t c8 = 0, w8 = 0;
       if (st[3] == 1 && st[1] != 1) {
         c8 = C - C % 8, w8 = W - W % 8;
@@ -59,9 +58,9 @@ inline ChannelsLastF32 channels_last_input(const T* src, const int64_t st[4], in
         if (st[1] == 1) {
           convert_n(s + w * st[3], row + w * Cp, C);
         } else {
-          for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) row[w * Cp + c] = load_acc(s + c * st[1] + w * st[3]);
+          for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) row[w * Cp + c] = s[c * st[1] + w * st[3]];
         }
-        std::fill(row + w * Cp + C, row + (w + 1) * Cp, 0.0f);
+        std::fill(row + w * Cp + C, row + (w + 1) * Cp, T{});
       }
     }
   });
@@ -70,31 +69,30 @@ inline ChannelsLastF32 channels_last_input(const T* src, const int64_t st[4], in
 
 // Where a kernel writes an (N, C, H, W) result: in place when the destination is channels-last
 // with whole vectors of channels, else into scratch that finish_output() copies out.
+template <typename T>
 struct OutputTarget {
-  ChannelsLastF32 view;
+  ChannelsLast<T> view;
   bool in_place;
 };
 
 template <typename T>
-inline OutputTarget channels_last_output(T* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
-                                         Scratch& scratch) {
+inline OutputTarget<T> channels_last_output(T* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+                                            ScratchOf<T>& scratch) {
   const int64_t Cp = padded_channels(C);
-  if constexpr (std::is_same_v<T, float>) {
-    if (st[1] == 1 && Cp == C) return {{dst, st[0], st[2], st[3]}, true};
-  }
-  scratch = Scratch(N * H * W * Cp);
+  if (st[1] == 1 && Cp == C) return {{dst, st[0], st[2], st[3]}, true};
+  scratch = ScratchOf<T>(N * H * W * Cp);
   return {{scratch.data(), H * W * Cp, W * Cp, Cp}, false};
 }
 
 template <typename T>
-inline void finish_output(const OutputTarget& t, T* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+inline void finish_output(const OutputTarget<T>& t, T* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H,
                           int64_t W) {
   if (t.in_place) return;
   const int64_t Cp = t.view.sw;
   parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / H, h = nh % H;
-      const float* row = t.view.data + nh * W * Cp;
+      const T* row = t.view.data + nh * W * Cp;
       T* d = dst + n * st[0] + h * st[2];
       int64_t c8 = 0, w8 = 0;
       if (st[3] == 1 && st[1] != 1) {  // back to planes: transpose 8 x 8 blocks
@@ -103,10 +101,11 @@ inline void finish_output(const OutputTarget& t, T* dst, const int64_t st[4], in
           for (int64_t c = 0; c < c8; c += 8) transpose8x8(row + w * Cp + c, Cp, d + c * st[1] + w, st[1]);
       }
       for (int64_t w = 0; w < W; ++w) {
-        int64_t c = w < w8 ? c8 : 0;
-        if (st[1] == 1)  // channels contiguous: whole vectors, then the rest
-          for (; c + VecF32::kLanes <= C; c += VecF32::kLanes) VecF32::store(d + c + w * st[3], VecF32::load(row + w * Cp + c));
-        for (; c < C; ++c) store_from(d + c * st[1] + w * st[3], row[w * Cp + c]);
+        if (st[1] == 1) {  // channels contiguous
+          convert_n(row + w * Cp, d + w * st[3], C);
+          continue;
+        }
+        for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) d[c * st[1] + w * st[3]] = row[w * Cp + c];
       }
     }
   });
@@ -127,9 +126,9 @@ inline std::vector<float> pack_depthwise_weights(const T* w, const int64_t ws[4]
 // [q0, q1) and every channel vector: pixel by pixel, all channels of a pixel in order, so that
 // input and output are read and written as sequential streams (the hardware prefetchers follow
 // them); the weights are re-read from L1.
-template <int T>
-inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offset, const float* w,
-                          const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, float* out,
+template <int T, typename E>
+inline void depthwise_row(const E* x, int64_t step, const int64_t* tap_offset, const float* w,
+                          const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, E* out,
                           int64_t out_step) {
   using V = VecF32;
   constexpr int L = V::kLanes;
@@ -138,8 +137,8 @@ inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offse
   const float* wt[T];
   for (int t = 0; t < T; ++t) toff[t] = tap_offset[t], wt[t] = w + tap_w[t];
   for (int64_t q = q0; q < q1; ++q) {
-    const float* xq = x + q * step;
-    float* oq = out + q * out_step;
+    const E* xq = x + q * step;
+    E* oq = out + q * out_step;
     for (int64_t v = 0; v < nv; ++v) {
       typename V::type acc = V::load(init + v * L);
       for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(xq + toff[t] + v * L), V::load(wt[t] + v * L), acc);
@@ -149,8 +148,9 @@ inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offse
 }
 
 // depthwise_row for a run-time tap count (up to 9, a 3 x 3 filter); false when there are more.
-inline bool depthwise_row_any(int64_t taps, const float* x, int64_t step, const int64_t* tap_offset, const float* w,
-                              const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, float* out,
+template <typename E>
+inline bool depthwise_row_any(int64_t taps, const E* x, int64_t step, const int64_t* tap_offset, const float* w,
+                              const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, E* out,
                               int64_t out_step) {
   switch (taps) {
 #define CNNKERNELS_DW_CASE(T) \
@@ -164,8 +164,9 @@ inline bool depthwise_row_any(int64_t taps, const float* x, int64_t step, const 
 
 // out[c] = init[c] (zero when null) + sum over taps t of a[a_off[t] + c] w[w_off[t] + c], for all
 // nv channel vectors of one pixel: the per-pixel path, where the in-bounds taps vary.
-inline void depthwise_pixel(const float* a, const int64_t* a_off, const float* w, const int64_t* w_off, int64_t taps,
-                            const float* init, int64_t nv, float* out) {
+template <typename E>
+inline void depthwise_pixel(const E* a, const int64_t* a_off, const float* w, const int64_t* w_off, int64_t taps,
+                            const float* init, int64_t nv, E* out) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   for (int64_t v = 0; v < nv; ++v) {
@@ -184,10 +185,10 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
-  Scratch xs(0), ys(0);
-  const ChannelsLastF32 x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  ScratchOf<T> xs(0), ys(0);
+  const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
   T* y = static_cast<T*>(a.y.data);
-  const OutputTarget out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
+  const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   std::vector<float> bias(Cp, 0.0f);
   if (a.bias)
@@ -203,7 +204,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
     std::vector<int64_t> x_off(p.R * p.S), w_off(p.R * p.S), row_tap(p.R * p.S);
     for (int64_t np = b; np < e; ++np) {
       const int64_t n = np / p.P, pp = np % p.P;
-      float* yrow = out.view.data + n * out.view.sn + pp * out.view.sh;
+      T* yrow = out.view.data + n * out.view.sn + pp * out.view.sh;
       // Interior columns: the in-bounds rows' taps, weights in registers (depthwise_row).
       int64_t taps = 0;
       for (int64_t r = 0; r < p.R; ++r) {
@@ -248,10 +249,10 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
-  Scratch dys(0), dxs(0);
-  const ChannelsLastF32 dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  ScratchOf<T> dys(0), dxs(0);
+  const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
   T* dx = static_cast<T*>(a.dx.data);
-  const OutputTarget out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
+  const OutputTarget<T> out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   parallel_for(0, p.N * p.H, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S);
@@ -269,7 +270,7 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
             w_off[taps++] = (r * p.S + s) * Cp;
           }
         }
-        depthwise_pixel(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
+        depthwise_pixel<T>(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
                         out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw);
       }
     }
@@ -287,9 +288,9 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, taps = p.R * p.S;
-  Scratch xs(0), dys(0);
-  const ChannelsLastF32 x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
-  const ChannelsLastF32 dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  ScratchOf<T> xs(0), dys(0);
+  const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
   std::vector<float> total(taps * Cp, 0.0f);
   parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
     std::vector<typename V::type> row_acc(taps), tot(taps);
