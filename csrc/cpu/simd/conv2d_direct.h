@@ -160,12 +160,14 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
   return dst;
 }
 
-// acc[m][v] = bias(vector v) + pixel_bias[m] + x(pixel m, channel c) * w(c, vector v) summed over
-// every tap and input channel, then the tile is stored at out + out_off[m] (rounded to TOut).
+// acc[m][v] = bias(vector v) + x(pixel m, channel c) * w(c, vector v) summed over every tap and
+// input channel, plus pixel_bias[m]; the tile is stored at out + out_off[m] (rounded to TOut).
 // Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
 // a row, so small images fill whole tiles. bias and pixel_bias may be null.
+// Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
+// instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
 template <class M, int MR, int NV, typename TOut>
-inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
+[[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
                       const typename M::Elem* w, int64_t cin, const float* bias, const float* pixel_bias, TOut* out,
                       const int64_t* out_off) {
   using V = VecF32;
@@ -173,7 +175,7 @@ inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int
   typename V::type acc[MR][NV];
   for (int v = 0; v < NV; ++v) {
     const typename V::type b = bias ? V::load(bias + v * L) : V::zero();
-    for (int m = 0; m < MR; ++m) acc[m][v] = pixel_bias ? V::add(b, V::broadcast(pixel_bias + m)) : b;
+    for (int m = 0; m < MR; ++m) acc[m][v] = b;
   }
   for (int64_t t = 0; t < taps; ++t) {
     const typename M::Elem* xt[MR];
@@ -188,8 +190,10 @@ inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int
       }
     }
   }
+  // pixel_bias is added at the store (the 1x1 NCHW path's per-k bias), once per result.
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) V::store(out + out_off[m] + v * L, acc[m][v]);
+    for (int v = 0; v < NV; ++v)
+      V::store(out + out_off[m] + v * L, pixel_bias ? V::add(acc[m][v], V::broadcast(pixel_bias + m)) : acc[m][v]);
 }
 
 // conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time.
@@ -252,8 +256,15 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         continue;
       }
       conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, tile, tile_off);
-      for (int mi = 0; mi < m; ++mi)
-        for (int64_t o = 0; o < olen; ++o) store_from(yblk + y_off[mi] + o * ys[1], tile[mi * KB + o]);
+      if constexpr (std::is_same_v<TOut, float>) {
+        for (int mi = 0; mi < m; ++mi)
+          for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
+      } else {  // round the tile with vectors (KB is a multiple of 8), then scatter the bits
+        TOut rounded[MR * KB];
+        for (int64_t i = 0; i < m * KB; i += 8) store8(rounded + i, load8(tile + i));
+        for (int mi = 0; mi < m; ++mi)
+          for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = rounded[mi * KB + o];
+      }
     }
   });
 }
