@@ -9,8 +9,8 @@
 //            broadcast pairs, MR x NV vdpbf16ps: twice the multiply-adds of an FMA per
 //            instruction, the same 6 x 64 register tile. A channels_last bfloat16 input with an
 //            even channel count and no padding is already in that layout and is read in place.
-//            wgrad pairs output pixels instead (see conv2d_wgrad.h); odd output widths run the
-//            float engine.
+//            wgrad pairs output pixels instead (see conv2d_wgrad.h; an odd output width's last
+//            column pairs with zeros).
 //
 // Numerics: vdpbf16ps forms both bfloat16 products exactly (8-bit significands) and adds them to
 // the float32 accumulator with round-to-nearest-even, like the float engine's FMAs; it differs in

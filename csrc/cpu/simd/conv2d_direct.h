@@ -2,10 +2,10 @@
 // and bfloat16: the engine behind the AVX2 and AVX-512 conv2d fprop and dgrad kernels. Included
 // once per ISA folder inside that ISA's namespace (see vec.h).
 //
-// The engine computes in float32 whatever the storage type T: the packers widen T to float as
-// they build the scratch layouts below, the tiles accumulate in float, and the store rounds once
-// to T (bfloat16: to nearest even, as the reference does). So bfloat16 runs at the float32
-// engine's speed with float32 accumulation, and one engine serves both.
+// The engine accumulates in float32 whatever the storage type T, and the store rounds once to T
+// (bfloat16: to nearest even, as the reference does). With the FmaF32 policy the packers widen T
+// to float as they build the scratch layouts below, so bfloat16 runs at the float32 engine's
+// speed; the DotBf16 policy (below) packs bfloat16 pairs instead.
 //
 // The engine runs a plan: output rows x columns, and a list of taps, each an offset into the
 // (padded, channels-last) input and a slice of the packed weights. fprop's plan has the R x S taps
@@ -13,8 +13,8 @@
 //
 // Layouts (built per call, see pack_*):
 //   activations  x[n][h][w][c] floats, zero-padded by (pad_h, pad_w), channels contiguous. A float32
-//                channels_last input with no padding is read in place; anything else (every
-//                bfloat16 input) is repacked once.
+//                channels_last input with no padding is read in place; anything else (with
+//                FmaF32, every bfloat16 input) is repacked once.
 //   weights      wp[g][kb][tap][c][KB]: for group g and block kb of KB = NV * lanes output
 //                channels, KB consecutive floats per (tap, c); the tail block is zero-filled.
 //
