@@ -10,12 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnkernels.functional as CF
+from cnnkernels import _C
 from conftest import assert_calibrated, forced_isa, make_tensor
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
-# (dtype, isa): float32 runs on every ISA's kernels; float64 and bfloat16 have one path each.
+# (dtype, isa): float32 and bfloat16 run on every ISA's kernels; float64 has one path.
 PATHS = [(torch.float32, "scalar"), (torch.float32, "avx2"), (torch.float32, "avx512"),
-         (torch.float64, None), (torch.bfloat16, None)]
+         (torch.float64, None), (torch.bfloat16, "scalar"), (torch.bfloat16, "avx2"), (torch.bfloat16, "avx512")]
+# The dtypes of the SIMD engines (bfloat16: widened to float when packed, float accumulation, one
+# rounding per result). Their tolerance is the usual one: assert_calibrated against PyTorch's own
+# bfloat16 error, which is at least the half ulp of that final rounding.
+SIMD_DTYPES = (torch.float32, torch.bfloat16)
 
 
 @st.composite
@@ -106,11 +111,12 @@ def wide_conv_configs(draw):
     return cfg
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @given(cfg=wide_conv_configs())
-def test_direct_engine_matches_torch(isa, cfg):
+def test_direct_engine_matches_torch(isa, dtype, cfg):
     with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
+        check_against_torch(cfg, dtype)
 
 
 @st.composite
@@ -123,11 +129,12 @@ def depthwise_configs(draw):
     return cfg
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @given(cfg=depthwise_configs())
-def test_depthwise_matches_torch(isa, cfg):
+def test_depthwise_matches_torch(isa, dtype, cfg):
     with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
+        check_against_torch(cfg, dtype)
 
 
 def test_float64_path_equals_torch_float64():
@@ -198,11 +205,12 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x, w: CF.conv2d(x, w, None, 1, "same", 1, 2), (xl, w))
 
 
-def test_backward_is_deterministic_across_thread_counts():
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+def test_backward_is_deterministic_across_thread_counts(dtype):
     gen = torch.Generator().manual_seed(4)
-    x = torch.randn(4, 8, 16, 16, generator=gen, requires_grad=True)
-    w = torch.randn(8, 8, 3, 3, generator=gen, requires_grad=True)
-    g = torch.randn(4, 8, 16, 16, generator=gen)
+    x = torch.randn(4, 8, 16, 16, generator=gen).to(dtype).requires_grad_()
+    w = torch.randn(8, 8, 3, 3, generator=gen).to(dtype).requires_grad_()
+    g = torch.randn(4, 8, 16, 16, generator=gen).to(dtype)
     results = []
     threads = torch.get_num_threads()
     try:
@@ -217,15 +225,16 @@ def test_backward_is_deterministic_across_thread_counts():
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k,h,w", [(20, 70, 9, 9), (64, 8, 8, 8), (3, 33, 13, 7), (256, 64, 14, 14), (17, 100, 5, 31)])
 @pytest.mark.parametrize("bias", [False, True])
-def test_pointwise_nchw_engine(isa, c, k, h, w, bias):
+def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     """1x1 stride-1 convolutions on NCHW planes run the role-swapped engine (pixels as lanes)."""
     gen = torch.Generator().manual_seed(c * k + h)
-    x = torch.randn(2, c, h, w, generator=gen)
-    wt = torch.randn(k, c, 1, 1, generator=gen)
-    b = torch.randn(k, generator=gen) if bias else None
+    x = torch.randn(2, c, h, w, generator=gen).to(dtype)
+    wt = torch.randn(k, c, 1, 1, generator=gen).to(dtype)
+    b = torch.randn(k, generator=gen).to(dtype) if bias else None
     with forced_isa(isa):
         y = CF.conv2d(x, wt, b)
     with torch_without_onednn():
@@ -233,3 +242,36 @@ def test_pointwise_nchw_engine(isa, c, k, h, w, bias):
         theirs = F.conv2d(x, wt, b)
     assert y.is_contiguous()
     assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}", c)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
+    """The bfloat16 kernels accumulate in float32 and round once: on bfloat16 inputs (exact in
+    float32, and so are their products) each result is the float32 kernels' result on the same
+    values rounded to nearest even, bit for bit, for the forward and all three gradients. The
+    AVX-512 BF16 kernels (fprop, dgrad, wgrad) add a pair's two products in one vdpbf16ps, a
+    different float summation order: there a result next to a rounding boundary may round the
+    other way, by one bfloat16 ulp, and rarely."""
+    gen = torch.Generator().manual_seed(5)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 24, 11, 14, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    w = torch.randn(40, 12, 3, 3, generator=gen).bfloat16()
+    b = torch.randn(40, generator=gen).bfloat16()
+    cfg = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    g = torch.randn(2, 40, 6, 12, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    with forced_isa(isa):
+        ours = run_conv(CF.conv2d, x, w, b, cfg, g)
+        f32 = run_conv(CF.conv2d, x.float(), w.float(), b.float(), cfg, g.float())
+        dot = {op: "avx512bf16" in _C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad")}
+    ops = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "conv2d_bgrad")
+    for op, o, r in zip(ops, ours, f32):
+        assert o.dtype == torch.bfloat16 and o.shape == r.shape, op
+        expect = r.bfloat16()
+        if not dot.get(op):
+            assert torch.equal(o, expect), op
+            continue
+        ulp = torch.exp2(torch.floor(torch.log2(expect.float().abs().clamp_min(2.0**-100))) - 7)
+        diff = (o.float() - expect.float()).abs()
+        assert (diff <= ulp).all(), f"{op}: off by more than one ulp"
+        assert (diff > 0).float().mean() < 0.05, f"{op}: {(diff > 0).float().mean():.3f} of the results differ"

@@ -39,8 +39,11 @@ def test_default_is_the_best_host_isa_and_bad_values_are_reported():
 def test_forced_isa_selects_its_kernels(isa):
     with forced_isa(isa):
         assert _C.cpu_isa() == isa
-        name = _C.cpu_kernel_name("conv2d_fprop", "f32")
-        assert name.startswith("conv2d_fprop_") and "_f32__" + isa in name, name
+        for dt in ("f32", "bf16"):  # the SIMD kernels on avx2 / avx512, the reference on scalar
+            for op in ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "conv2d_bgrad", "max_pool2d_fwd", "max_pool2d_bwd"):
+                name = _C.cpu_kernel_name(op, dt)
+                assert name.startswith(op + "_") and f"_{dt}__{isa}" in name, name
+                assert (isa == "scalar") == name.endswith("__scalar_ref"), name
         # float64 always runs the plain reference
         assert _C.cpu_kernel_name("max_pool2d_bwd", "f64").endswith("__scalar_ref")
 

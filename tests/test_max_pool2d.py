@@ -14,7 +14,9 @@ from conftest import assert_calibrated, forced_isa, make_tensor
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
 PATHS = [(torch.float32, "scalar"), (torch.float32, "avx2"), (torch.float32, "avx512"),
-         (torch.float64, None), (torch.bfloat16, None)]
+         (torch.float64, None), (torch.bfloat16, "scalar"), (torch.bfloat16, "avx2"), (torch.bfloat16, "avx512")]
+SIMD_DTYPES = (torch.float32, torch.bfloat16)
+BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
 
 
 @st.composite
@@ -174,7 +176,7 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x: CF.max_pool2d(x, (3, 2), (2, 1), (1, 1), (1, 2), True), (x,))
 
 
-# ---- the hand-written float32 kernels (csrc/cpu/simd/max_pool2d_simd.h) ---------------------------
+# ---- the hand-written kernels (csrc/cpu/simd/max_pool2d_simd.h), float32 and bfloat16 ---------------
 # Shapes big enough to reach the vector main loops and their tails on every ISA: channels_last
 # vectorises over C (16 lanes AVX-512, 8 AVX2, 4 vectors unrolled), NCHW over output columns, so C
 # and W_out take values around those widths. Values are dense in ties, NaN and -inf so that the
@@ -221,6 +223,14 @@ def _compare_pool(x, geometry, g_format, what):
     y, idx = CF.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
     y_ref, idx_ref = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{what}: {m}")
+    # Bit for bit where PyTorch's result is a number (signed zeros and infinities included). Where
+    # it is NaN ours is NaN too (above) and is the input's NaN, the canonical quiet one here;
+    # PyTorch's channels_last bfloat16 kernel returns 0xffff there instead (torch 2.14.1), so
+    # NaN bits are checked against the input, not against PyTorch.
+    bits, ref_bits, num = y.view(BITS[x.dtype]), y_ref.view(BITS[x.dtype]), ~torch.isnan(y_ref)
+    assert torch.equal(bits[num], ref_bits[num]), f"{what}: bits differ"
+    canonical_nan = torch.tensor(float("nan"), dtype=x.dtype).view(BITS[x.dtype])
+    assert (bits[~num] == canonical_nan).all(), f"{what}: NaN bits"
     assert torch.equal(idx, idx_ref), f"{what}: indices differ at {(idx != idx_ref).nonzero()[:5].tolist()}"
     torch.testing.assert_close(CF.max_pool2d(x, k, s, p, d, ceil), y_ref, rtol=0, atol=0, equal_nan=True,
                                msg=lambda m: f"{what} (no indices): {m}")
@@ -228,7 +238,8 @@ def _compare_pool(x, geometry, g_format, what):
 
     if (idx_ref >= x.shape[2] * x.shape[3]).any():
         return  # PyTorch's backward writes outside the plane there: see test_window_without_input_element
-    g = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=g_format)
+    g = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1)).to(x.dtype)
+    g = g.contiguous(memory_format=g_format)
     with torch.no_grad():
         g[..., ::3] = -0.0  # PyTorch's dx = 0 + g turns these into +0
     xa = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
@@ -239,16 +250,24 @@ def _compare_pool(x, geometry, g_format, what):
     # Disjoint windows route each gradient alone: exact. Overlapping ones sum a few terms, where only
     # the order of the additions could differ (ours follows PyTorch's, so this is exact in practice).
     disjoint = all(s[i] >= (k[i] - 1) * d[i] + 1 for i in range(2))
+    if x.dtype == torch.bfloat16 and not disjoint:
+        # Sums of a few terms: we round once from float, PyTorch after every addition. Judge both
+        # against the float64 gradient of the same routing, as check_against_torch does.
+        xc = x.detach().double().requires_grad_()
+        (gx64,) = torch.autograd.grad(F.max_pool2d(xc, k, s, p, d, ceil), xc, g.double())
+        assert_calibrated(gx, gx_ref, gx64, f"{what} backward")
+        return
     tol = 0 if disjoint else 1e-6
     torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol, msg=lambda m: f"{what} backward: {m}")
     if tol == 0:
         assert torch.equal(gx.signbit(), gx_ref.signbit()), f"{what} backward: signs of zeros differ"
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", FLOAT32_ISAS)
 @pytest.mark.parametrize("layout", ("nchw", "nhwc"))
 @pytest.mark.parametrize("geometry", list(VECTOR_GEOMETRIES), ids=list(VECTOR_GEOMETRIES))
-def test_vector_paths_and_tails(isa, layout, geometry):
+def test_vector_paths_and_tails(isa, layout, geometry, dtype):
     """Every C in VECTOR_CS x every W_out in VECTOR_QS, one layout, geometry and ISA; values, indices
     (with and without return_indices) and the backward against PyTorch."""
     k, s, p, d, ceil = VECTOR_GEOMETRIES[geometry]
@@ -260,20 +279,21 @@ def test_vector_paths_and_tails(isa, layout, geometry):
                 h = _input_width(3, k[0], s[0], p[0], d[0]) + 1
                 w = _input_width(q, k[1], s[1], p[1], d[1])
                 kind = ("ties", "special", "neginf")[(c + q) % 3]
-                x = _fill_values(torch.empty(2, c, h, w).contiguous(memory_format=fmt), kind, gen)
+                x = _fill_values(torch.empty(2, c, h, w, dtype=dtype).contiguous(memory_format=fmt), kind, gen)
                 _compare_pool(x, VECTOR_GEOMETRIES[geometry], fmt, f"{isa} {layout} {geometry} C={c} W_out={q} {kind}")
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", FLOAT32_ISAS)
 @pytest.mark.parametrize("layout", ("nchw", "nhwc"))
-def test_special_values_at_lane_boundaries(isa, layout):
+def test_special_values_at_lane_boundaries(isa, layout, dtype):
     """A NaN, an -inf run and a tie placed at each lane boundary of both vector widths (8, 16), along
     the channels (channels_last) and along the output columns (NCHW, strides 1 and 2)."""
     fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
     with forced_isa(isa):
         for stride in (1, 2):
             c, h, w = 40, 5, 2 * 40 + 3
-            x = torch.zeros(1, c, h, w)  # all ties: the first tap must win
+            x = torch.zeros(1, c, h, w, dtype=dtype)  # all ties: the first tap must win
             for b in (7, 8, 9, 15, 16, 17, 31, 32, 33):
                 col = stride * b  # the input column under output column b's first tap
                 x[0, b, 1, col + 1] = float("nan")    # channel boundary b, and column boundary
@@ -328,5 +348,6 @@ def test_hand_written_kernels_are_selected():
     from cnnkernels import _C
     for isa, lanes in (("avx2", 8), ("avx512", 16)):
         with forced_isa(isa):
-            assert _C.cpu_kernel_name("max_pool2d_fwd", "f32") == f"max_pool2d_fwd_nchw+nhwc_f32__{isa}_{lanes}"
-            assert _C.cpu_kernel_name("max_pool2d_bwd", "f32") == f"max_pool2d_bwd_nchw+nhwc_f32__{isa}_{lanes}"
+            for dt in ("f32", "bf16"):
+                assert _C.cpu_kernel_name("max_pool2d_fwd", dt) == f"max_pool2d_fwd_nchw+nhwc_{dt}__{isa}_{lanes}"
+                assert _C.cpu_kernel_name("max_pool2d_bwd", dt) == f"max_pool2d_bwd_nchw+nhwc_{dt}__{isa}_{lanes}"

@@ -51,4 +51,10 @@ static inline void store_from(float* p, float v) { *p = v; }
 static inline void store_from(double* p, double v) { *p = v; }
 static inline void store_from(bf16* p, float v) { *p = bf16_from_float(v); }
 
+// The DType of a storage type, for kernels templated on it.
+template <typename T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::f32; }
+template <> constexpr DType dtype_of<double>() { return DType::f64; }
+template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
+
 }  // namespace cnnkernels

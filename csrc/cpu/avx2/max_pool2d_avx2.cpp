@@ -17,6 +17,7 @@
 
 #define CNNKERNELS_KERNEL_NS avx2
 #include "../reference/max_pool2d_reference.h"
+#include "../simd/vec.h"  // bfloat16 <-> float
 
 namespace cnnkernels {
 namespace avx2 {
@@ -52,6 +53,37 @@ struct Vec8 {
   }
   static F gather_n(const float* p, int32_t s, int n) {
     return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, iota_times(s, 0), _mm256_castsi256_ps(first(n)), 4);
+  }
+
+  // The same for bfloat16, widened to float in registers (exact). AVX2 masks 32-bit lanes only:
+  // p[2 l] is the low half of 32-bit word l, so even elements are whole-word masked loads and one
+  // shift, with the last one (whose word's high half may lie past the tensor) inserted alone;
+  // tails of consecutive elements go element by element.
+  static F widen(__m256i words_low_halves) { return _mm256_castsi256_ps(_mm256_slli_epi32(words_low_halves, 16)); }
+  static F load(const bf16* p) { return load8(p); }
+  static F load_n(const bf16* p, int n) {
+    alignas(16) bf16 v[8] = {};
+    for (int l = 0; l < n; ++l) v[l] = p[l];
+    return load8(v);
+  }
+  // words 0 .. n-2 by a masked load, then p[2 (n - 1)] into lane n - 1
+  static F load_even_n(const bf16* p, int n) {
+    const __m256i words = _mm256_maskload_epi32(reinterpret_cast<const int*>(p), first(n - 1));
+    const __m256i last = _mm256_set1_epi32(p[2 * (n - 1)].bits);
+    const __m256i at_last = _mm256_cmpeq_epi32(_mm256_set1_epi32(n - 1), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return widen(_mm256_blendv_epi8(words, last, at_last));
+  }
+  static F load_even(const bf16* p) { return load_even_n(p, 8); }
+  static F gather_n(const bf16* p, int32_t s, int n) {
+    alignas(32) float v[8] = {};
+    for (int l = 0; l < n; ++l) v[l] = to_float(p[int64_t(l) * s]);
+    return _mm256_load_ps(v);
+  }
+  static void store(bf16* p, F v) { store8(p, v); }
+  static void store_n(bf16* p, F v, int n) {
+    alignas(16) bf16 b[8];
+    store8(b, v);
+    for (int l = 0; l < n; ++l) p[l] = b[l];
   }
 
   // The reference's replace rule per lane: v > best (ordered, false for NaN) || v is NaN.
@@ -123,11 +155,19 @@ namespace cnnkernels {
 namespace avx2 {
 
 void max_pool2d_fwd_f32(const MaxPool2dFwdArgs& a) {
-  if (!max_pool2d_fwd_simd<Vec8>(a)) max_pool2d_fwd<float>(a);
+  if (!max_pool2d_fwd_simd<Vec8, float>(a)) max_pool2d_fwd<float>(a);
 }
 
 void max_pool2d_bwd_f32(const MaxPool2dBwdArgs& a) {
-  if (!max_pool2d_bwd_simd<Vec8>(a)) max_pool2d_bwd<float>(a);
+  if (!max_pool2d_bwd_simd<Vec8, float>(a)) max_pool2d_bwd<float>(a);
+}
+
+void max_pool2d_fwd_bf16(const MaxPool2dFwdArgs& a) {
+  if (!max_pool2d_fwd_simd<Vec8, bf16>(a)) max_pool2d_fwd<bf16>(a);
+}
+
+void max_pool2d_bwd_bf16(const MaxPool2dBwdArgs& a) {
+  if (!max_pool2d_bwd_simd<Vec8, bf16>(a)) max_pool2d_bwd<bf16>(a);
 }
 
 }  // namespace avx2

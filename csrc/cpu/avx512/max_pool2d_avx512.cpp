@@ -20,6 +20,7 @@
 
 #define CNNKERNELS_KERNEL_NS avx512
 #include "../reference/max_pool2d_reference.h"
+#include "../simd/vec.h"  // bfloat16 <-> float
 
 namespace cnnkernels {
 namespace avx512 {
@@ -54,6 +55,26 @@ struct Vec16 {
   static F gather_n(const float* p, int32_t s, int n) {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first(n), iota_times(s, 0), p, 4);
   }
+
+  // The same for bfloat16, widened to float in registers (exact). A 16-bit masked load reads only
+  // the elements it needs; p[2 l] is the low half of 32-bit word l, so one shift de-interleaves.
+  static F widen(__m512i words_low_halves) { return _mm512_castsi512_ps(_mm512_slli_epi32(words_low_halves, 16)); }
+  static F load(const bf16* p) { return load16(p); }
+  static F load_n(const bf16* p, int n) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(first(n), p)), 16));
+  }
+  static F load_even(const bf16* p) { return widen(_mm512_maskz_loadu_epi16(0x7fffffffu, p)); }  // not p[31]
+  static F load_even_n(const bf16* p, int n) {
+    return widen(_mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << (2 * n - 1)) - 1u), p));
+  }
+  // No 16-bit gather (a 32-bit one could read past the tensor): element by element.
+  static F gather_n(const bf16* p, int32_t s, int n) {
+    alignas(64) float v[16] = {};
+    for (int l = 0; l < n; ++l) v[l] = to_float(p[int64_t(l) * s]);
+    return _mm512_load_ps(v);
+  }
+  static void store(bf16* p, F v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v)); }
+  static void store_n(bf16* p, F v, int n) { _mm256_mask_storeu_epi16(p, first(n), bf16_bits16(v)); }
 
   // The reference's replace rule per lane: v > best (ordered, false for NaN) || v is NaN.
   static M take(F v, F best) {
@@ -112,11 +133,19 @@ namespace cnnkernels {
 namespace avx512 {
 
 void max_pool2d_fwd_f32(const MaxPool2dFwdArgs& a) {
-  if (!max_pool2d_fwd_simd<Vec16>(a)) max_pool2d_fwd<float>(a);
+  if (!max_pool2d_fwd_simd<Vec16, float>(a)) max_pool2d_fwd<float>(a);
 }
 
 void max_pool2d_bwd_f32(const MaxPool2dBwdArgs& a) {
-  if (!max_pool2d_bwd_simd<Vec16>(a)) max_pool2d_bwd<float>(a);
+  if (!max_pool2d_bwd_simd<Vec16, float>(a)) max_pool2d_bwd<float>(a);
+}
+
+void max_pool2d_fwd_bf16(const MaxPool2dFwdArgs& a) {
+  if (!max_pool2d_fwd_simd<Vec16, bf16>(a)) max_pool2d_fwd<bf16>(a);
+}
+
+void max_pool2d_bwd_bf16(const MaxPool2dBwdArgs& a) {
+  if (!max_pool2d_bwd_simd<Vec16, bf16>(a)) max_pool2d_bwd<bf16>(a);
 }
 
 }  // namespace avx512

@@ -1,14 +1,20 @@
-// Direct convolution on channels-last activations, vectorised over output channels, for float32:
-// the engine behind the AVX2 and AVX-512 conv2d fprop and dgrad kernels. Included once per ISA
-// folder inside that ISA's namespace (see vec.h).
+// Direct convolution on channels-last activations, vectorised over output channels, for float32
+// and bfloat16: the engine behind the AVX2 and AVX-512 conv2d fprop and dgrad kernels. Included
+// once per ISA folder inside that ISA's namespace (see vec.h).
+//
+// The engine accumulates in float32 whatever the storage type T, and the store rounds once to T
+// (bfloat16: to nearest even, as the reference does). With the FmaF32 policy the packers widen T
+// to float as they build the scratch layouts below, so bfloat16 runs at the float32 engine's
+// speed; the DotBf16 policy (below) packs bfloat16 pairs instead.
 //
 // The engine runs a plan: output rows x columns, and a list of taps, each an offset into the
 // (padded, channels-last) input and a slice of the packed weights. fprop's plan has the R x S taps
 // of the filter. dgrad is a set of forward plans, one per stride phase (below).
 //
 // Layouts (built per call, see pack_*):
-//   activations  x[n][h][w][c], zero-padded by (pad_h, pad_w), channels contiguous. A channels_last
-//                input with no padding is read in place; anything else is repacked once.
+//   activations  x[n][h][w][c] floats, zero-padded by (pad_h, pad_w), channels contiguous. A float32
+//                channels_last input with no padding is read in place; anything else (with
+//                FmaF32, every bfloat16 input) is repacked once.
 //   weights      wp[g][kb][tap][c][KB]: for group g and block kb of KB = NV * lanes output
 //                channels, KB consecutive floats per (tap, c); the tail block is zero-filled.
 //
@@ -16,10 +22,16 @@
 // times KB output channels). Per input channel c of a tap (r, s) it loads NV weight vectors and MR
 // broadcasts and issues MR * NV FMAs: each weight load feeds MR FMAs, each broadcast NV. AVX-512
 // (32 registers): 6 x 4 vectors = 24 accumulators; AVX2 (16): 6 x 2 = 12.
+//
+// The multiply-add is a policy M: FmaF32 (one float input channel per packed element, FMA) here;
+// csrc/cpu/avx512/conv2d_bf16dot_avx512.cpp adds DotBf16 (two bfloat16 input channels per 32-bit
+// element, vdpbf16ps: twice the multiply-adds per instruction), for which the packers lay out
+// bfloat16 channel pairs instead of floats. Same plans, tiles and loops either way.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "../../common/parallel.h"
@@ -29,7 +41,21 @@ namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
-// A convolution as the engine sees it: "in" channels are read, "out" channels are written.
+// The tile's multiply-add for float32 compute: packed elements are floats, one input channel each.
+struct FmaF32 {
+  using Elem = float;
+  using In = VecF32::type;  // a register of packed elements
+  static constexpr int kChannels = 1;  // input channels per packed element
+  static In load(const Elem* p) { return VecF32::load(p); }
+  static In broadcast(const Elem* p) { return VecF32::broadcast(p); }
+  static VecF32::type madd(In x, In w, VecF32::type acc) { return VecF32::fmadd(x, w, acc); }
+  // Packed element i of a group of n channels whose float values value(c) gives.
+  template <class F>
+  static Elem pack(const F& value, int64_t i, int64_t /*n*/) { return value(i); }
+};
+
+// A convolution as the engine sees it: "in" channels are read, "out" channels are written;
+// in_per_group counts packed elements (M::kChannels input channels each).
 struct DirectConvPlan {
   int64_t N, groups, in_per_group, out_per_group;
   int64_t P, Q;                     // output rows and columns
@@ -38,22 +64,24 @@ struct DirectConvPlan {
 };
 
 // Channels-last activations: element (n, h, w, c) at data[n * sn + h * sh + w * sw + c].
-struct NhwcView {
-  const float* data;
+template <typename E>
+struct NhwcViewOf {
+  const E* data;
   int64_t sn, sh, sw;
 };
+using NhwcView = NhwcViewOf<float>;
 
-// Packs the weights as wp[g][kb][tap][c][KB]; weight(g, o, i, t) gives the weight of out channel
-// o and in channel i of group g (both within the group) at tap t.
-template <typename WeightAt>
-std::vector<float> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightAt& weight) {
+// Packs the weights as wp[g][kb][tap][c][KB] of element type E; weight(g, o, i, t) gives the
+// (packed) weight of out channel o and in element i of group g (both within the group) at tap t.
+template <typename E = float, typename WeightAt>
+std::vector<E> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightAt& weight) {
   const int64_t nkb = (d.out_per_group + KB - 1) / KB, taps = int64_t(d.tap_offset.size());
   const int64_t block = taps * d.in_per_group * KB;
-  std::vector<float> wp(d.groups * nkb * block, 0.0f);
+  std::vector<E> wp(d.groups * nkb * block, E(0));
   parallel_for(0, d.groups * nkb, 1, [&](int64_t b, int64_t e) {
     for (int64_t gk = b; gk < e; ++gk) {
       const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
-      float* dst = wp.data() + gk * block;
+      E* dst = wp.data() + gk * block;
       for (int64_t t = 0; t < taps; ++t)
         for (int64_t i = 0; i < d.in_per_group; ++i, dst += KB)
           for (int64_t l = 0; l < olen; ++l) dst[l] = weight(g, o0 + l, i, t);
@@ -63,31 +91,59 @@ std::vector<float> pack_weights(const DirectConvPlan& d, int64_t KB, const Weigh
 }
 
 // Scratch memory that is not zero-filled (the packers write every element they expose).
-struct Scratch {
-  explicit Scratch(int64_t n) : ptr(new float[size_t(std::max<int64_t>(n, 1))]) {}
-  float* data() const { return ptr.get(); }
-  std::unique_ptr<float[]> ptr;
+template <typename E>
+struct ScratchOf {
+  explicit ScratchOf(int64_t n) : ptr(new E[size_t(std::max<int64_t>(n, 1))]) {}
+  E* data() const { return ptr.get(); }
+  std::unique_ptr<E[]> ptr;
 };
+using Scratch = ScratchOf<float>;
 
-// Copies a strided (n, c, h, w) activation into zero-padded channels-last storage of (Hp, Wp)
-// positions per image: the image at rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W).
-inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
-                                int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
-  Scratch dst(N * Hp * Wp * C);
+// d[i] = s[i] for i < n, converted: float -> float, bf16 -> float (exact), bf16 -> bf16.
+inline void convert_n(const float* s, float* d, int64_t n) { std::copy(s, s + n, d); }
+inline void convert_n(const bf16* s, bf16* d, int64_t n) { std::copy(s, s + n, d); }
+inline void convert_n(const bf16* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(d + i, load8(s + i));
+  for (; i < n; ++i) d[i] = to_float(s[i]);
+}
+
+// Copies a strided (n, c, h, w) activation of storage type T into zero-padded channels-last storage
+// of type D (float, or bf16 for the bfloat16 dot kernels) of (Hp, Wp) positions per image: the
+// image at rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W). Each of the `groups` groups of
+// C / groups channels takes `group_slots` (>= C / groups, default equal) slots per pixel, the
+// extra ones zero: the dot kernels pair channels within a group.
+template <typename T, typename D = float>
+inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+                                     int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp, int64_t groups = 1,
+                                     int64_t group_slots = 0) {
+  const int64_t Cg = C / groups, gs = group_slots > 0 ? group_slots : Cg, Cs = groups * gs;
+  ScratchOf<D> dst(N * Hp * Wp * Cs);
   parallel_for(0, N * Hp, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / Hp, hp = nh % Hp, h = hp - pad_h;
-      float* out = dst.data() + nh * Wp * C;
+      D* out = dst.data() + nh * Wp * Cs;
       if (h < 0 || h >= H) {
-        std::fill(out, out + Wp * C, 0.0f);
+        std::fill(out, out + Wp * Cs, D{});
         continue;
       }
-      std::fill(out, out + pad_w * C, 0.0f);
-      std::fill(out + (pad_w + W) * C, out + Wp * C, 0.0f);
-      float* row = out + pad_w * C;
-      const float* s = src + n * st[0] + h * st[2];
+      std::fill(out, out + pad_w * Cs, D{});
+      std::fill(out + (pad_w + W) * Cs, out + Wp * Cs, D{});
+      D* row = out + pad_w * Cs;
+      const T* s = src + n * st[0] + h * st[2];
+      if (gs != Cg) {  // padded groups (odd channel counts for the dot kernels): element by element
+        std::fill(row, row + W * Cs, D{});
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t w = 0; w < W; ++w)
+            store_from(row + w * Cs + (c / Cg) * gs + c % Cg, load_acc(s + c * st[1] + w * st[3]));
+        continue;
+      }
       if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
-        for (int64_t w = 0; w < W; ++w) std::copy(s + w * st[3], s + w * st[3] + C, row + w * C);
+        if (st[3] == C) {  // a dense row: one run
+          convert_n(s, row, W * C);
+          continue;
+        }
+        for (int64_t w = 0; w < W; ++w) convert_n(s + w * st[3], row + w * C, C);
         continue;
       }
       // A (C x W) -> (W x C) transpose: 8 x 8 register blocks where the row is contiguous.
@@ -98,18 +154,22 @@ inline Scratch pack_activations(const float* src, const int64_t st[4], int64_t N
           for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * C + c, C);
       }
       for (int64_t c = 0; c < C; ++c)
-        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * C + c] = s[c * st[1] + w * st[3]];
+        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) store_from(row + w * C + c, load_acc(s + c * st[1] + w * st[3]));
     }
   });
   return dst;
 }
 
-// acc[m][v] += x(pixel m, channel c) * w(c, vector v) over every tap and input channel, then the
-// tile is stored at out + out_off[m]. Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR
-// output pixels, not only neighbours in a row, so small images fill whole tiles.
-template <int MR, int NV>
-inline void conv_tile(const float* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps, const float* w,
-                      int64_t cin, const float* bias, float* out, const int64_t* out_off) {
+// acc[m][v] = bias(vector v) + x(pixel m, channel c) * w(c, vector v) summed over every tap and
+// input channel, plus pixel_bias[m]; the tile is stored at out + out_off[m] (rounded to TOut).
+// Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
+// a row, so small images fill whole tiles. bias and pixel_bias may be null.
+// Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
+// instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
+template <class M, int MR, int NV, typename TOut>
+[[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
+                      const typename M::Elem* w, int64_t cin, const float* bias, const float* pixel_bias, TOut* out,
+                      const int64_t* out_off) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MR][NV];
@@ -118,39 +178,45 @@ inline void conv_tile(const float* x, const int64_t* x_off, const int64_t* tap_o
     for (int m = 0; m < MR; ++m) acc[m][v] = b;
   }
   for (int64_t t = 0; t < taps; ++t) {
-    const float* xt[MR];
+    const typename M::Elem* xt[MR];
     for (int m = 0; m < MR; ++m) xt[m] = x + x_off[m] + tap_offset[t];
-    const float* wt = w + t * cin * NV * L;
+    const typename M::Elem* wt = w + t * cin * NV * L;
     for (int64_t c = 0; c < cin; ++c) {
-      typename V::type wv[NV];
-      for (int v = 0; v < NV; ++v) wv[v] = V::load(wt + c * NV * L + v * L);
+      typename M::In wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = M::load(wt + c * NV * L + v * L);
       for (int m = 0; m < MR; ++m) {
-        const typename V::type xb = V::broadcast(xt[m] + c);
-        for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(xb, wv[v], acc[m][v]);
+        const typename M::In xb = M::broadcast(xt[m] + c);
+        for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(xb, wv[v], acc[m][v]);
       }
     }
   }
+  // pixel_bias is added at the store (the 1x1 NCHW path's per-k bias), once per result.
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) V::store(out + out_off[m] + v * L, acc[m][v]);
+    for (int v = 0; v < NV; ++v)
+      V::store(out + out_off[m] + v * L, pixel_bias ? V::add(acc[m][v], V::broadcast(pixel_bias + m)) : acc[m][v]);
 }
 
 // conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time.
-template <int MR, int NV>
-inline void conv_tile_upto(int m, const float* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
-                           const float* w, int64_t cin, const float* bias, float* out, const int64_t* out_off) {
+template <class M, int MR, int NV, typename TOut>
+inline void conv_tile_upto(int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset,
+                           int64_t taps, const typename M::Elem* w, int64_t cin, const float* bias,
+                           const float* pixel_bias, TOut* out, const int64_t* out_off) {
   if constexpr (MR > 1) {
-    if (m < MR) return conv_tile_upto<MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, bias, out, out_off);
+    if (m < MR)
+      return conv_tile_upto<M, MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, bias, pixel_bias, out, out_off);
   }
-  conv_tile<MR, NV>(x, x_off, tap_offset, taps, w, cin, bias, out, out_off);
+  conv_tile<M, MR, NV>(x, x_off, tap_offset, taps, w, cin, bias, pixel_bias, out, out_off);
 }
 
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
 // offsets; wp from pack_weights with KB = NV lanes; bias (may be null) has out_per_group * groups
-// floats; y has element strides ys in (n, channel, h, w) order. Every output element is written.
-// Work items are MR-pixel tiles of the flattened (n, p, q) pixels times output-channel blocks.
-template <int MR, int NV>
-void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, const float* bias, float* y,
-                 const int64_t ys[4]) {
+// floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
+// of its channels; y (storage type TOut) has element strides ys in (n, channel, h, w) order. Every
+// output element is written. Work items are MR-pixel tiles of the flattened (n, p, q) pixels
+// times output-channel blocks.
+template <class M, int MR, int NV, typename TOut>
+void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const typename M::Elem* wp,
+                 const float* bias, const float* pixel_bias, TOut* y, const int64_t ys[4]) {
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t nkb = (d.out_per_group + KB - 1) / KB;
   const int64_t taps = int64_t(d.tap_offset.size()), cin = d.in_per_group;
@@ -181,16 +247,24 @@ void direct_conv(const DirectConvPlan& d, const NhwcView& x, const float* wp, co
         x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step + g * cin;
         y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
       }
-      const float* wblk = wp + gk * taps * cin * KB;
+      const typename M::Elem* wblk = wp + gk * taps * cin * KB;
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
-      float* yblk = y + (g * d.out_per_group + o0) * ys[1];
+      const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
+      TOut* yblk = y + (g * d.out_per_group + o0) * ys[1];
       if (direct_store && olen == KB) {
-        conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, yblk, y_off);
+        conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, yblk, y_off);
         continue;
       }
-      conv_tile_upto<MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, tile, tile_off);
-      for (int mi = 0; mi < m; ++mi)
-        for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
+      conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, tile, tile_off);
+      if constexpr (std::is_same_v<TOut, float>) {
+        for (int mi = 0; mi < m; ++mi)
+          for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
+      } else {  // round the tile with vectors (KB is a multiple of 8), then scatter the bits
+        TOut rounded[MR * KB];
+        for (int64_t i = 0; i < m * KB; i += 8) store8(rounded + i, load8(tile + i));
+        for (int mi = 0; mi < m; ++mi)
+          for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = rounded[mi * KB + o];
+      }
     }
   });
 }
@@ -213,34 +287,92 @@ void with_tile(int64_t out_per_group, int64_t taps_x_in, const Body& body) {
 #endif
 }
 
-// fprop: y = conv(x, w) + bias for float32. Returns false (doing nothing) where this engine does
-// not apply: few output channels per group (depthwise), where the reference is the better fit.
-inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
+// Activations of storage type T (strides st in (n, c, h, w) order) laid out for the policy M:
+// channels-last floats (FmaF32), or bfloat16 channel pairs within each group (M::kChannels == 2,
+// T = bf16; an odd group gets a zero channel) read as 32-bit elements, zero-padded by (pad_h,
+// pad_w) to (Hp, Wp) positions. A tensor already in that layout (channels_last, no padding) is
+// read in place when `in_place_ok`.
+template <class M>
+struct PackedActivations {
+  NhwcViewOf<typename M::Elem> view;
+  int64_t per_group;  // packed elements per pixel and group
+  ScratchOf<float> floats{0};
+  ScratchOf<bf16> pairs{0};
+};
+
+template <class M, typename T>
+PackedActivations<M> pack_activations_for(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+                                          int64_t W, int64_t groups, int64_t pad_h, int64_t pad_w, int64_t Hp,
+                                          int64_t Wp, bool in_place_ok) {
+  const int64_t Cg = C / groups;
+  const bool unpadded_channels_last = in_place_ok && st[1] == 1 && pad_h == 0 && pad_w == 0;
+  PackedActivations<M> r;
+  if constexpr (M::kChannels == 1) {
+    r.per_group = Cg;
+    if constexpr (std::is_same_v<T, float>) {
+      if (unpadded_channels_last) {
+        r.view = {src, st[0], st[2], st[3]};
+        return r;
+      }
+    }
+    r.floats = pack_activations(src, st, N, C, H, W, pad_h, pad_w, Hp, Wp);
+    r.view = {r.floats.data(), Hp * Wp * C, Wp * C, C};
+  } else {
+    static_assert(M::kChannels == 2 && std::is_same_v<T, bf16>, "channel pairs are packed from bfloat16");
+    const int64_t gs = (Cg + 1) / 2 * 2, Cs = groups * gs;  // channel slots per group, per pixel
+    r.per_group = gs / 2;
+    if (unpadded_channels_last && gs == Cg && st[0] % 2 == 0 && st[2] % 2 == 0 && st[3] % 2 == 0) {
+      r.view = {reinterpret_cast<const typename M::Elem*>(src), st[0] / 2, st[2] / 2, st[3] / 2};
+      return r;
+    }
+    r.pairs = pack_activations<T, bf16>(src, st, N, C, H, W, pad_h, pad_w, Hp, Wp, groups, gs);
+    r.view = {reinterpret_cast<const typename M::Elem*>(r.pairs.data()), Hp * Wp * Cs / 2, Wp * Cs / 2, Cs / 2};
+  }
+  return r;
+}
+
+// The bias (K elements of storage type T, or null) as floats; null stays null.
+template <typename T>
+struct FloatBias {
+  FloatBias(const void* bias, int64_t K) {
+    if (bias == nullptr) return;
+    const T* b = static_cast<const T*>(bias);
+    values.resize(K);
+    for (int64_t k = 0; k < K; ++k) values[k] = load_acc(b + k);
+  }
+  const float* data() const { return values.empty() ? nullptr : values.data(); }
+  std::vector<float> values;
+};
+
+// fprop: y = conv(x, w) + bias for storage type T (float or bf16) with the multiply-add policy M.
+// Returns false (doing nothing) where this engine does not apply: few output channels per group
+// (depthwise), where the reference is the better fit.
+template <typename T, class M = FmaF32>
+inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != DType::f32 || Kg < 8) return false;
-  const float* w = static_cast<const float*>(a.w.data);
+  if (p.dtype != dtype_of<T>() || Kg < 8) return false;
+  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  const float* x = static_cast<const float*>(a.x.data);
+  const T* x = static_cast<const T*>(a.x.data);
   const int64_t* xs = a.x.stride;
   // Rows and columns the windows reach, in padded coordinates.
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  Scratch packed(0);
-  NhwcView xv{x, xs[0], xs[2], xs[3]};
-  if (!(xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0)) {  // read a channels_last input in place
-    packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
-    xv = NhwcView{packed.data(), Hp * Wp * p.C, Wp * p.C, p.C};
-  }
-  DirectConvPlan d{p.N, p.groups, Cg, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
+  const PackedActivations<M> xp =
+      pack_activations_for<M>(x, xs, p.N, p.C, p.H, p.W, p.groups, p.pad_h, p.pad_w, Hp, Wp, true);
+  const auto& xv = xp.view;
+  const int64_t cin = xp.per_group;
+  DirectConvPlan d{p.N, p.groups, cin, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
   for (int64_t r = 0; r < p.R; ++r)
     for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
-  with_tile(Kg, p.R * p.S * Cg, [&]<int MR, int NV>() {
-    const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
-      return w[(g * Kg + o) * ws[0] + i * ws[1] + (t / p.S) * ws[2] + (t % p.S) * ws[3]];
+  const FloatBias<T> bias(a.bias, p.K);
+  with_tile(Kg, p.R * p.S * cin, [&]<int MR, int NV>() {
+    const auto wp = pack_weights<typename M::Elem>(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
+      const T* wk = w + (g * Kg + o) * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3];
+      return M::pack([&](int64_t c) { return load_acc(wk + c * ws[1]); }, i, Cg);
     });
-    direct_conv<MR, NV>(d, xv, wp.data(), static_cast<const float*>(a.bias), static_cast<float*>(a.y.data),
-                        a.y.stride);
+    direct_conv<M, MR, NV>(d, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
   });
   return true;
 }
@@ -248,42 +380,43 @@ inline bool conv2d_fprop_direct_f32(const Conv2dFpropArgs& a) {
 // 1x1, stride 1, unpadded fprop on NCHW planes (x and y planes contiguous): Y[n] = W X[n] is a
 // GEMM whose long dimension (pixels) is contiguous, so the engine runs with the roles swapped:
 // pixels are its "output channels" (vector lanes, X rows packed as its weights), output channels
-// k are its "pixels" (broadcast from W rows). No transposes of the activations either way; the
-// bias (per k, not per lane here) is added by a last pass over y.
-inline bool conv2d_fprop_pointwise_nchw_f32(const Conv2dFpropArgs& a) {
+// k are its "pixels" (broadcast from W rows, the bias per k a per-"pixel" bias). No transposes of
+// the activations either way. W is read in place for float32 and widened once for bfloat16.
+template <typename T>
+inline bool conv2d_fprop_pointwise_nchw(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t* xs = a.x.stride;
   const int64_t* ws = a.w.stride;
   const int64_t* ys = a.y.stride;
   const int64_t HW = p.H * p.W;
   const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1 && ys[2] == p.Q;
-  if (p.dtype != DType::f32 || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
+  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
       p.pad_h != 0 || p.pad_w != 0 || !planes || ws[1] != 1 || HW < 64 || p.K < 8)
     return false;
-  const float* x = static_cast<const float*>(a.x.data);
-  float* y = static_cast<float*>(a.y.data);
-  const NhwcView wv{static_cast<const float*>(a.w.data), 0, 0, ws[0]};  // W row k = "pixel" k
-  const DirectConvPlan d{1, 1, p.C, HW, 1, p.K, 0, ws[0], {0}};
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
+  std::vector<float> w_rows;  // bfloat16 W as float rows of C
+  NhwcView wv{nullptr, 0, 0, ws[0]};  // W row k = "pixel" k
+  if constexpr (std::is_same_v<T, float>) {
+    wv.data = static_cast<const float*>(a.w.data);
+  } else {
+    const T* w = static_cast<const T*>(a.w.data);
+    w_rows.resize(p.K * p.C);
+    for (int64_t k = 0; k < p.K; ++k) convert_n(w + k * ws[0], w_rows.data() + k * p.C, p.C);
+    wv = NhwcView{w_rows.data(), 0, 0, p.C};
+  }
+  const DirectConvPlan d{1, 1, p.C, HW, 1, p.K, 0, wv.sw, {0}};
   const int64_t yv[4] = {0, 1, 0, ys[1]};  // "channel" = pixel (contiguous), "column" = k
+  const FloatBias<T> bias(a.bias, p.K);
   with_tile(HW, p.C, [&]<int MR, int NV>() {
     for (int64_t n = 0; n < p.N; ++n) {
-      const float* xn = x + n * xs[0];
+      const T* xn = x + n * xs[0];
       const std::vector<float> xp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t, int64_t o, int64_t i, int64_t) {
-        return xn[i * xs[1] + o];
+        return load_acc(xn + i * xs[1] + o);
       });
-      direct_conv<MR, NV>(d, wv, xp.data(), nullptr, y + n * ys[0], yv);
+      direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
     }
   });
-  if (a.bias) {
-    const float* b = static_cast<const float*>(a.bias);
-    parallel_for(0, p.N * p.K, 16, [&](int64_t lo, int64_t hi) {
-      for (int64_t nk = lo; nk < hi; ++nk) {
-        float* plane = y + (nk / p.K) * ys[0] + (nk % p.K) * ys[1];
-        const float bk = b[nk % p.K];
-        for (int64_t i = 0; i < HW; ++i) plane[i] += bk;
-      }
-    });
-  }
   return true;
 }
 
@@ -315,10 +448,11 @@ inline std::vector<DgradPhase1D> dgrad_phases(int64_t in, int64_t taps, int64_t 
 }
 
 // Any channel count: even the stem's 3 input channels (3 of 16 lanes busy) beat the reference.
-inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
+template <typename T, class M = FmaF32>
+inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != DType::f32) return false;
+  if (p.dtype != dtype_of<T>()) return false;
   const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, p.stride_h, p.pad_h, p.dil_h);
   const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
   // Pad dy so that every phase's taps read inside it: [lo, hi] is the range of dy positions read.
@@ -335,17 +469,19 @@ inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
   pad_for(cols, p.Q, &left, &right);
   // pack_activations pads symmetrically: pad by the larger side, offset reads by the difference.
   const int64_t pad_h = std::max(top, bottom), pad_w = std::max(left, right);
-  const Scratch packed = pack_activations(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K,
-                                                     p.P, p.Q, pad_h, pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w);
-  const NhwcView dyv{packed.data(), (p.P + 2 * pad_h) * (p.Q + 2 * pad_w) * p.K, (p.Q + 2 * pad_w) * p.K, p.K};
-  const float* w = static_cast<const float*>(a.w.data);
+  const PackedActivations<M> dyp = pack_activations_for<M>(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K,
+                                                            p.P, p.Q, p.groups, pad_h, pad_w, p.P + 2 * pad_h,
+                                                            p.Q + 2 * pad_w, false);
+  const auto& dyv = dyp.view;
+  const int64_t kin = dyp.per_group;
+  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  float* dx = static_cast<float*>(a.dx.data);
+  T* dx = static_cast<T*>(a.dx.data);
   const int64_t* xs = a.dx.stride;
   for (const DgradPhase1D& ph_r : rows) {
     for (const DgradPhase1D& ph_s : cols) {
       if (ph_r.count == 0 || ph_s.count == 0) continue;
-      DirectConvPlan d{p.N, p.groups, Kg, Cg, ph_r.count, ph_s.count, dyv.sh, dyv.sw, {}};
+      DirectConvPlan d{p.N, p.groups, kin, Cg, ph_r.count, ph_s.count, dyv.sh, dyv.sw, {}};
       std::vector<std::pair<int64_t, int64_t>> taps;  // (r, s) in packed order
       for (size_t i = 0; i < ph_r.taps.size(); ++i)
         for (size_t j = 0; j < ph_s.taps.size(); ++j) {
@@ -353,12 +489,13 @@ inline bool conv2d_dgrad_direct_f32(const Conv2dDgradArgs& a) {
           d.tap_offset.push_back((ph_r.base[i] + pad_h) * dyv.sh + (ph_s.base[j] + pad_w) * dyv.sw);
         }
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
-      float* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
-      with_tile(Cg, int64_t(taps.size()) * Kg, [&]<int MR, int NV>() {
-        const std::vector<float> wp = pack_weights(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
-          return w[(g * Kg + i) * ws[0] + o * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3]];
+      T* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
+      with_tile(Cg, int64_t(taps.size()) * kin, [&]<int MR, int NV>() {
+        const auto wp = pack_weights<typename M::Elem>(d, NV * VecF32::kLanes, [&](int64_t g, int64_t o, int64_t i, int64_t t) {
+          const T* wc = w + g * Kg * ws[0] + o * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3];
+          return M::pack([&](int64_t k) { return load_acc(wc + k * ws[0]); }, i, Kg);
         });
-        direct_conv<MR, NV>(d, dyv, wp.data(), nullptr, y, ys);  // no taps: writes zeros
+        direct_conv<M, MR, NV>(d, dyv, wp.data(), nullptr, nullptr, y, ys);  // no taps: writes zeros
       });
     }
   }

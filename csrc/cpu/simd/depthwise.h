@@ -1,4 +1,4 @@
-// Depthwise convolution (groups == C_in == C_out) for float32, vectorised over channels on
+// Depthwise convolution (groups == C_in == C_out) for float32 and bfloat16, vectorised over channels on
 // channels-last data: a memory-bound op (R S multiply-adds per element moved), so the kernels
 // read each input element once per tap from L1 and write each output once. Included inside the
 // ISA namespace after conv2d_direct.h (AVX2 and AVX-512 builds).
@@ -9,10 +9,13 @@
 //   wgrad   per channel vector: dw[tap] summed over every pixel, one partial per output row
 //
 // Tensors whose channels are contiguous and a multiple of the vector width are used in place;
-// others go through channels-last scratch with the channels padded to whole vectors.
+// others go through channels-last scratch of the same storage type with the channels padded to
+// whole vectors. bfloat16 stays bfloat16 in memory (the op is memory-bound): the kernels widen it
+// in registers, accumulate in float and round each result once (to nearest even).
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../reference/conv2d_reference.h"  // TapRange, valid_outputs
@@ -22,9 +25,10 @@ namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
-// Channels-last storage with Cp (a multiple of the vector width) channels per pixel.
-struct ChannelsLastF32 {
-  float* data;
+// Channels-last storage of type E with Cp (a multiple of the vector width) channels per pixel.
+template <typename E>
+struct ChannelsLast {
+  E* data;
   int64_t sn, sh, sw;
 };
 
@@ -32,17 +36,18 @@ inline int64_t padded_channels(int64_t C) { return (C + VecF32::kLanes - 1) / Ve
 
 // The tensor (strides st in (n, c, h, w) order) as channels-last with padded channels: in place
 // when it already is, else copied into `scratch` (padding channels zeroed).
-inline ChannelsLastF32 channels_last_input(const float* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
-                                           int64_t W, Scratch& scratch) {
+template <typename T>
+inline ChannelsLast<T> channels_last_input(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+                                           int64_t W, ScratchOf<T>& scratch) {
   const int64_t Cp = padded_channels(C);
-  if (st[1] == 1 && Cp == C) return {const_cast<float*>(src), st[0], st[2], st[3]};
-  scratch = Scratch(N * H * W * Cp);
-  float* dst = scratch.data();
+  if (st[1] == 1 && Cp == C) return {const_cast<T*>(src), st[0], st[2], st[3]};
+  scratch = ScratchOf<T>(N * H * W * Cp);
+  T* dst = scratch.data();
   parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / H, h = nh % H;
-      const float* s = src + n * st[0] + h * st[2];
-      float* row = dst + nh * W * Cp;
+      const T* s = src + n * st[0] + h * st[2];
+      T* row = dst + nh * W * Cp;
       int64_t c8 = 0, w8 = 0;
       if (st[3] == 1 && st[1] != 1) {
         c8 = C - C % 8, w8 = W - W % 8;
@@ -50,8 +55,12 @@ inline ChannelsLastF32 channels_last_input(const float* src, const int64_t st[4]
           for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * Cp + c, Cp);
       }
       for (int64_t w = 0; w < W; ++w) {
-        for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) row[w * Cp + c] = s[c * st[1] + w * st[3]];
-        std::fill(row + w * Cp + C, row + (w + 1) * Cp, 0.0f);
+        if (st[1] == 1) {
+          convert_n(s + w * st[3], row + w * Cp, C);
+        } else {
+          for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) row[w * Cp + c] = s[c * st[1] + w * st[3]];
+        }
+        std::fill(row + w * Cp + C, row + (w + 1) * Cp, T{});
       }
     }
   });
@@ -60,47 +69,56 @@ inline ChannelsLastF32 channels_last_input(const float* src, const int64_t st[4]
 
 // Where a kernel writes an (N, C, H, W) result: in place when the destination is channels-last
 // with whole vectors of channels, else into scratch that finish_output() copies out.
+template <typename T>
 struct OutputTarget {
-  ChannelsLastF32 view;
+  ChannelsLast<T> view;
   bool in_place;
 };
 
-inline OutputTarget channels_last_output(float* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
-                                         Scratch& scratch) {
+template <typename T>
+inline OutputTarget<T> channels_last_output(T* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+                                            ScratchOf<T>& scratch) {
   const int64_t Cp = padded_channels(C);
   if (st[1] == 1 && Cp == C) return {{dst, st[0], st[2], st[3]}, true};
-  scratch = Scratch(N * H * W * Cp);
+  scratch = ScratchOf<T>(N * H * W * Cp);
   return {{scratch.data(), H * W * Cp, W * Cp, Cp}, false};
 }
 
-inline void finish_output(const OutputTarget& t, float* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H,
+template <typename T>
+inline void finish_output(const OutputTarget<T>& t, T* dst, const int64_t st[4], int64_t N, int64_t C, int64_t H,
                           int64_t W) {
   if (t.in_place) return;
   const int64_t Cp = t.view.sw;
   parallel_for(0, N * H, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / H, h = nh % H;
-      const float* row = t.view.data + nh * W * Cp;
-      float* d = dst + n * st[0] + h * st[2];
+      const T* row = t.view.data + nh * W * Cp;
+      T* d = dst + n * st[0] + h * st[2];
       int64_t c8 = 0, w8 = 0;
       if (st[3] == 1 && st[1] != 1) {  // back to planes: transpose 8 x 8 blocks
         c8 = C - C % 8, w8 = W - W % 8;
         for (int64_t w = 0; w < w8; w += 8)
           for (int64_t c = 0; c < c8; c += 8) transpose8x8(row + w * Cp + c, Cp, d + c * st[1] + w, st[1]);
       }
-      for (int64_t w = 0; w < W; ++w)
+      for (int64_t w = 0; w < W; ++w) {
+        if (st[1] == 1) {  // channels contiguous
+          convert_n(row + w * Cp, d + w * st[3], C);
+          continue;
+        }
         for (int64_t c = (w < w8 ? c8 : 0); c < C; ++c) d[c * st[1] + w * st[3]] = row[w * Cp + c];
+      }
     }
   });
 }
 
-// Weights (C, 1, R, S) as wp[tap][Cp] (zero-padded channels).
-inline std::vector<float> pack_depthwise_weights(const float* w, const int64_t ws[4], int64_t C, int64_t R, int64_t S) {
+// Weights (C, 1, R, S) as float wp[tap][Cp] (zero-padded channels).
+template <typename T>
+inline std::vector<float> pack_depthwise_weights(const T* w, const int64_t ws[4], int64_t C, int64_t R, int64_t S) {
   const int64_t Cp = padded_channels(C);
   std::vector<float> wp(R * S * Cp, 0.0f);
   for (int64_t r = 0; r < R; ++r)
     for (int64_t s = 0; s < S; ++s)
-      for (int64_t c = 0; c < C; ++c) wp[(r * S + s) * Cp + c] = w[c * ws[0] + r * ws[2] + s * ws[3]];
+      for (int64_t c = 0; c < C; ++c) wp[(r * S + s) * Cp + c] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
   return wp;
 }
 
@@ -108,9 +126,9 @@ inline std::vector<float> pack_depthwise_weights(const float* w, const int64_t w
 // [q0, q1) and every channel vector: pixel by pixel, all channels of a pixel in order, so that
 // input and output are read and written as sequential streams (the hardware prefetchers follow
 // them); the weights are re-read from L1.
-template <int T>
-inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offset, const float* w,
-                          const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, float* out,
+template <int T, typename E>
+inline void depthwise_row(const E* x, int64_t step, const int64_t* tap_offset, const float* w,
+                          const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, E* out,
                           int64_t out_step) {
   using V = VecF32;
   constexpr int L = V::kLanes;
@@ -119,8 +137,8 @@ inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offse
   const float* wt[T];
   for (int t = 0; t < T; ++t) toff[t] = tap_offset[t], wt[t] = w + tap_w[t];
   for (int64_t q = q0; q < q1; ++q) {
-    const float* xq = x + q * step;
-    float* oq = out + q * out_step;
+    const E* xq = x + q * step;
+    E* oq = out + q * out_step;
     for (int64_t v = 0; v < nv; ++v) {
       typename V::type acc = V::load(init + v * L);
       for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(xq + toff[t] + v * L), V::load(wt[t] + v * L), acc);
@@ -130,8 +148,9 @@ inline void depthwise_row(const float* x, int64_t step, const int64_t* tap_offse
 }
 
 // depthwise_row for a run-time tap count (up to 9, a 3 x 3 filter); false when there are more.
-inline bool depthwise_row_any(int64_t taps, const float* x, int64_t step, const int64_t* tap_offset, const float* w,
-                              const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, float* out,
+template <typename E>
+inline bool depthwise_row_any(int64_t taps, const E* x, int64_t step, const int64_t* tap_offset, const float* w,
+                              const int64_t* tap_w, const float* init, int64_t nv, int64_t q0, int64_t q1, E* out,
                               int64_t out_step) {
   switch (taps) {
 #define CNNKERNELS_DW_CASE(T) \
@@ -145,8 +164,9 @@ inline bool depthwise_row_any(int64_t taps, const float* x, int64_t step, const 
 
 // out[c] = init[c] (zero when null) + sum over taps t of a[a_off[t] + c] w[w_off[t] + c], for all
 // nv channel vectors of one pixel: the per-pixel path, where the in-bounds taps vary.
-inline void depthwise_pixel(const float* a, const int64_t* a_off, const float* w, const int64_t* w_off, int64_t taps,
-                            const float* init, int64_t nv, float* out) {
+template <typename E>
+inline void depthwise_pixel(const E* a, const int64_t* a_off, const float* w, const int64_t* w_off, int64_t taps,
+                            const float* init, int64_t nv, E* out) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   for (int64_t v = 0; v < nv; ++v) {
@@ -158,19 +178,21 @@ inline void depthwise_pixel(const float* a, const int64_t* a_off, const float* w
 
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
 
-inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
+template <typename T>
+inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
-  if (p.dtype != DType::f32 || !is_depthwise(p)) return false;
+  if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
-  Scratch xs(0), ys(0);
-  const ChannelsLastF32 x = channels_last_input(static_cast<const float*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
-  float* y = static_cast<float*>(a.y.data);
-  const OutputTarget out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
-  const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, C, p.R, p.S);
+  ScratchOf<T> xs(0), ys(0);
+  const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  T* y = static_cast<T*>(a.y.data);
+  const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
+  const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   std::vector<float> bias(Cp, 0.0f);
-  if (a.bias) std::copy(static_cast<const float*>(a.bias), static_cast<const float*>(a.bias) + C, bias.begin());
+  if (a.bias)
+    for (int64_t c = 0; c < C; ++c) bias[c] = load_acc(static_cast<const T*>(a.bias) + c);
   // Columns whose every tap s lands inside the input: there a row's taps are the same for all q.
   int64_t q_in_lo = 0, q_in_hi = p.Q;
   for (int64_t s = 0; s < p.S; ++s) {
@@ -182,7 +204,7 @@ inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
     std::vector<int64_t> x_off(p.R * p.S), w_off(p.R * p.S), row_tap(p.R * p.S);
     for (int64_t np = b; np < e; ++np) {
       const int64_t n = np / p.P, pp = np % p.P;
-      float* yrow = out.view.data + n * out.view.sn + pp * out.view.sh;
+      T* yrow = out.view.data + n * out.view.sn + pp * out.view.sh;
       // Interior columns: the in-bounds rows' taps, weights in registers (depthwise_row).
       int64_t taps = 0;
       for (int64_t r = 0; r < p.R; ++r) {
@@ -220,17 +242,18 @@ inline bool depthwise_fprop_f32(const Conv2dFpropArgs& a) {
 
 // dx[n, h, w, c] = sum over taps (r, s) whose output (p, q) exists, h + pad_h - r dil_h = p stride_h
 // (likewise w), of dy[n, p, q, c] w[c, r, s].
-inline bool depthwise_dgrad_f32(const Conv2dDgradArgs& a) {
+template <typename T>
+inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  if (p.dtype != DType::f32 || !is_depthwise(p)) return false;
+  if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
-  Scratch dys(0), dxs(0);
-  const ChannelsLastF32 dy = channels_last_input(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
-  float* dx = static_cast<float*>(a.dx.data);
-  const OutputTarget out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
-  const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, C, p.R, p.S);
+  ScratchOf<T> dys(0), dxs(0);
+  const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  T* dx = static_cast<T*>(a.dx.data);
+  const OutputTarget<T> out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
+  const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   parallel_for(0, p.N * p.H, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S);
     for (int64_t nh = b; nh < e; ++nh) {
@@ -247,7 +270,7 @@ inline bool depthwise_dgrad_f32(const Conv2dDgradArgs& a) {
             w_off[taps++] = (r * p.S + s) * Cp;
           }
         }
-        depthwise_pixel(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
+        depthwise_pixel<T>(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
                         out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw);
       }
     }
@@ -258,15 +281,16 @@ inline bool depthwise_dgrad_f32(const Conv2dDgradArgs& a) {
 
 // dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is one channel
 // vector: it owns those dw entries and sums the pixels in a fixed order (one partial per row).
-inline bool depthwise_wgrad_f32(const Conv2dWgradArgs& a) {
+template <typename T>
+inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  if (p.dtype != DType::f32 || !is_depthwise(p)) return false;
+  if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, taps = p.R * p.S;
-  Scratch xs(0), dys(0);
-  const ChannelsLastF32 x = channels_last_input(static_cast<const float*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
-  const ChannelsLastF32 dy = channels_last_input(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  ScratchOf<T> xs(0), dys(0);
+  const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
   std::vector<float> total(taps * Cp, 0.0f);
   parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
     std::vector<typename V::type> row_acc(taps), tot(taps);
@@ -294,10 +318,10 @@ inline bool depthwise_wgrad_f32(const Conv2dWgradArgs& a) {
       for (int64_t t = 0; t < taps; ++t) V::store(total.data() + t * Cp + v * L, tot[t]);
     }
   });
-  float* dw = static_cast<float*>(a.dw.data);
+  T* dw = static_cast<T*>(a.dw.data);
   const int64_t* ws = a.dw.stride;
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t t = 0; t < taps; ++t) dw[c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3]] = total[t * Cp + c];
+    for (int64_t t = 0; t < taps; ++t) store_from(dw + c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3], total[t * Cp + c]);
   return true;
 }
 

@@ -1,4 +1,5 @@
-// Hand-written float32 max_pool2d kernels, written once over a vector type V and compiled per ISA.
+// Hand-written max_pool2d kernels for float32 and bfloat16 (storage type T), written once over a
+// vector type V of floats and compiled per ISA.
 // csrc/cpu/avx512/max_pool2d_avx512.cpp (V = 16 lanes: zmm registers, k-masks) and
 // csrc/cpu/avx2/max_pool2d_avx2.cpp (V = 8 lanes: ymm registers, lane masks) each define V, then
 // include this header inside their own namespace (cnnkernels::<isa>, anonymous), so the copies built
@@ -21,6 +22,11 @@
 //             adds dy[p, q] at indices[p, q]. Scalar: the stores are random within the plane.
 // Anything else (other strides, planes of 2^31 or more elements) runs the reference loops
 // (max_pool2d_reference.h, included by the ISA file in the same namespace): one kernel, one place.
+//
+// bfloat16: V loads T and widens it to float in registers (exact), compares there, and stores by
+// rounding to nearest even, which gives back the input's bits for every maximum (a signalling NaN
+// comes back quiet, as in the reference). The backward kernels sum into float (dx itself for
+// float32; a float band or plane for bfloat16, rounded into dx once), as the reference does.
 //
 // Semantics are the reference's, bit for bit: taps are visited in row-major window order and a tap
 // replaces the best when `v > best || isnan(v)` (first maximum wins a tie, last NaN wins), done per
@@ -54,6 +60,14 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Work per parallel chunk: enough that waking a second thread pays (a few microseconds).
 constexpr int64_t kGrainWork = 1 << 16;
 
+// d[i] = T(s[i]) for i < n (bfloat16: rounded to nearest even), V::kW at a time.
+template <class V, typename T>
+inline void narrow(const float* s, T* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + V::kW <= n; i += V::kW) V::store(d + i, V::load(s + i));
+  if (i < n) V::store_n(d + i, V::load_n(s + i, static_cast<int>(n - i)), static_cast<int>(n - i));
+}
+
 // In-bounds taps of one window dimension, start + t * dil in [0, size) for t in [lo, hi), computed
 // exactly as the reference does: for a window that misses the input, lo (with the other
 // dimension's lo) still names the index the reference reports.
@@ -69,8 +83,9 @@ inline Taps in_bounds_taps(int64_t start, int64_t k, int64_t dil, int64_t size) 
 }
 
 // One output by the reference's scalar rule, for border windows and windows that miss the input.
-inline void scalar_output(const float* plane, int64_t xs2, int64_t xs3, const Pool2dProblem& pb, int64_t h0,
-                          Taps ti, int64_t w0, float* y, int64_t* index) {
+template <typename T>
+inline void scalar_output(const T* plane, int64_t xs2, int64_t xs3, const Pool2dProblem& pb, int64_t h0,
+                          Taps ti, int64_t w0, T* y, int64_t* index) {
   const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
   float best = kNegInf;
   int64_t best_index = (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
@@ -78,14 +93,14 @@ inline void scalar_output(const float* plane, int64_t xs2, int64_t xs3, const Po
     const int64_t h = h0 + i * pb.dil_h;
     for (int64_t j = tj.lo; j < tj.hi; ++j) {
       const int64_t w = w0 + j * pb.dil_w;
-      const float v = plane[h * xs2 + w * xs3];
+      const float v = load_acc(plane + h * xs2 + w * xs3);
       if (v > best || std::isnan(v)) {
         best = v;
         best_index = h * pb.W + w;
       }
     }
   }
-  *y = best;
+  store_from(y, best);
   if (index) *index = best_index;
 }
 
@@ -95,8 +110,8 @@ inline void scalar_output(const float* plane, int64_t xs2, int64_t xs3, const Po
 // x points at the first channel of the block at input pixel (0, 0); tap t is at x + off[t] and has
 // plane index tap_index[t]. The first tap initialises the best: that equals starting from -inf with
 // the first in-bounds tap's index, as the reference does.
-template <class V, bool kIdx, int NV, bool kTail>
-inline void fwd_nhwc_block(const float* x, const int64_t* off, const int32_t* tap_index, int64_t taps, float* y,
+template <class V, bool kIdx, int NV, bool kTail, typename T>
+inline void fwd_nhwc_block(const T* x, const int64_t* off, const int32_t* tap_index, int64_t taps, T* y,
                            int64_t* index, int n) {
   typename V::F best[NV];
   typename V::I idx[NV];
@@ -105,7 +120,7 @@ inline void fwd_nhwc_block(const float* x, const int64_t* off, const int32_t* ta
     if (kIdx) idx[v] = V::set1i(tap_index[0]);
   }
   for (int64_t t = 1; t < taps; ++t) {
-    const float* xt = x + off[t];
+    const T* xt = x + off[t];
     typename V::I ti;
     if (kIdx) ti = V::set1i(tap_index[t]);
     for (int v = 0; v < NV; ++v) {
@@ -130,11 +145,11 @@ inline void fwd_nhwc_block(const float* x, const int64_t* off, const int32_t* ta
   }
 }
 
-template <class V, bool kIdx>
+template <class V, bool kIdx, typename T>
 void fwd_nhwc(const MaxPool2dFwdArgs& a) {
   const Pool2dProblem& pb = a.p;
-  const float* x = static_cast<const float*>(a.x.data);
-  float* y = static_cast<float*>(a.y.data);
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
   const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
   const int64_t C = pb.C, rows = pb.N * pb.P;
   // Few output rows (a global pool, tiny images): split the channels too, so both cores work.
@@ -150,16 +165,16 @@ void fwd_nhwc(const MaxPool2dFwdArgs& a) {
       const int64_t n = row / pb.P, p = row % pb.P;
       const int64_t h0 = p * pb.stride_h - pb.pad_h;
       const Taps ti = in_bounds_taps(h0, pb.kernel_h, pb.dil_h, pb.H);
-      const float* xn = x + n * xs[0];
+      const T* xn = x + n * xs[0];
       for (int64_t q = 0; q < pb.Q; ++q) {
         const int64_t w0 = q * pb.stride_w - pb.pad_w;
         const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
-        float* yq = y + n * ys[0] + p * ys[2] + q * ys[3];
+        T* yq = y + n * ys[0] + p * ys[2] + q * ys[3];
         int64_t* iq = kIdx ? a.indices + n * is[0] + p * is[2] + q * is[3] : nullptr;
         if (ti.empty() || tj.empty()) {  // the window misses the input (dilation): -inf everywhere
           const int64_t e_index = (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
           for (int64_t c = c0; c < c1; ++c) {
-            yq[c] = kNegInf;
+            store_from(yq + c, kNegInf);
             if (kIdx) iq[c] = e_index;
           }
           continue;
@@ -192,8 +207,8 @@ void fwd_nhwc(const MaxPool2dFwdArgs& a) {
 
 // V::kW (or n < V::kW when kTail) input columns p[l * kStride]: kStride 1 and 2 with plain loads,
 // 0 = any stride s with a gather. Never reads past p[(n - 1) * s].
-template <class V, int kStride, bool kTail>
-inline typename V::F load_columns(const float* p, int64_t s, int n) {
+template <class V, int kStride, bool kTail, typename T>
+inline typename V::F load_columns(const T* p, int64_t s, int n) {
   if (kStride == 1) return kTail ? V::load_n(p, n) : V::load(p);
   if (kStride == 2) return kTail ? V::load_even_n(p, n) : V::load_even(p);
   return V::gather_n(p, static_cast<int32_t>(s), kTail ? n : V::kW);
@@ -205,25 +220,25 @@ inline typename V::F load_columns(const float* p, int64_t s, int n) {
 // chains (compare, blend, next compare): one alone leaves the core waiting on that latency.
 // Lanes track the winner as an offset from their window's first tap, which is the same for every
 // lane (one broadcast per tap); the plane index is added once at the end.
-template <class V, bool kIdx, int kStride, int NV, bool kTail>
-inline void fwd_nchw_block(const float* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t rows,
-                           int64_t w0, float* y, int64_t* index, int n) {
+template <class V, bool kIdx, int kStride, int NV, bool kTail, typename T>
+inline void fwd_nchw_block(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t rows,
+                           int64_t w0, T* y, int64_t* index, int n) {
   const int64_t s = pb.stride_w;
   constexpr int64_t kStep = V::kW;  // outputs per vector
   typename V::F best[NV];
   typename V::I off[NV];
-  auto load = [&](const float* p, int v) {
-    const float* pv = p + v * kStep * s;
+  auto load = [&](const T* p, int v) {
+    const T* pv = p + v * kStep * s;
     return (kTail && v == NV - 1) ? load_columns<V, kStride, true>(pv, s, n)
                                   : load_columns<V, kStride, false>(pv, s, V::kW);
   };
-  const float* x0 = plane + h_first * xs2 + w0;
+  const T* x0 = plane + h_first * xs2 + w0;
   for (int v = 0; v < NV; ++v) {
     best[v] = load(x0, v);
     off[v] = V::set1i(0);
   }
   for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = plane + (h_first + r * pb.dil_h) * xs2 + w0;
+    const T* xr = plane + (h_first + r * pb.dil_h) * xs2 + w0;
     for (int64_t j = (r == 0 ? 1 : 0); j < pb.kernel_w; ++j) {
       const typename V::I tap = V::set1i(static_cast<int32_t>(r * pb.dil_h * pb.W + j * pb.dil_w));
       for (int v = 0; v < NV; ++v) {
@@ -254,9 +269,9 @@ inline void fwd_nchw_block(const float* plane, int64_t xs2, const Pool2dProblem&
 
 // Interior outputs [q, q_hi) of one row: blocks of 4 full vectors, then one block of the rest
 // (up to 3 full vectors and a partial one).
-template <class V, bool kIdx, int kStride>
-inline void fwd_nchw_interior(const float* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first,
-                              int64_t rows, int64_t q, int64_t q_hi, float* yr, int64_t* ir) {
+template <class V, bool kIdx, int kStride, typename T>
+inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first,
+                              int64_t rows, int64_t q, int64_t q_hi, T* yr, int64_t* ir) {
   const int64_t sw = pb.stride_w, pw = pb.pad_w;
   auto block = [&](auto nv, auto tail, int64_t q0, int n) {
     fwd_nchw_block<V, kIdx, kStride, decltype(nv)::value, decltype(tail)::value>(
@@ -283,11 +298,11 @@ inline void fwd_nchw_interior(const float* plane, int64_t xs2, const Pool2dProbl
   }
 }
 
-template <class V, bool kIdx, int kStride>
+template <class V, bool kIdx, int kStride, typename T>
 void fwd_nchw(const MaxPool2dFwdArgs& a) {
   const Pool2dProblem& pb = a.p;
-  const float* x = static_cast<const float*>(a.x.data);
-  float* y = static_cast<float*>(a.y.data);
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
   const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
   const int64_t sw = pb.stride_w, pw = pb.pad_w;
   // Interior output columns [q_lo, q_hi): 0 <= q sw - pw and q sw - pw + (kw - 1) dw <= W - 1.
@@ -299,8 +314,8 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
                [&](int64_t b, int64_t e) {
     for (int64_t row = b; row < e; ++row) {
       const int64_t p = row % pb.P, c = (row / pb.P) % pb.C, n = row / (pb.P * pb.C);
-      const float* plane = x + n * xs[0] + c * xs[1];
-      float* yr = y + n * ys[0] + c * ys[1] + p * ys[2];
+      const T* plane = x + n * xs[0] + c * xs[1];
+      T* yr = y + n * ys[0] + c * ys[1] + p * ys[2];
       int64_t* ir = kIdx ? a.indices + n * is[0] + c * is[1] + p * is[2] : nullptr;
       const int64_t h0 = p * pb.stride_h - pb.pad_h;
       const Taps ti = in_bounds_taps(h0, pb.kernel_h, pb.dil_h, pb.H);
@@ -324,8 +339,8 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
 // in-bounds tap costs one compare and a masked add into dx (hot in L1: the same few rows). With
 // kDisjoint (no other window has this tap) the tap is stored instead, g + 0 or 0, without reading
 // dx: g + 0 is what PyTorch's 0 + g gives, -0 included.
-template <class V, bool kDisjoint, int NV, bool kTail>
-inline void bwd_nhwc_block(const float* dy, const int64_t* index, const int64_t* off, const int32_t* tap_index,
+template <class V, bool kDisjoint, int NV, bool kTail, typename T>
+inline void bwd_nhwc_block(const T* dy, const int64_t* index, const int64_t* off, const int32_t* tap_index,
                            int64_t taps, float* dx, int n) {
   typename V::I idx[NV];
   typename V::F g[NV];
@@ -356,18 +371,17 @@ inline void bwd_nhwc_block(const float* dy, const int64_t* index, const int64_t*
 // gradients in PyTorch's order, from +0. Overlapping windows: rows are zeroed just before the first
 // window reaches them, while they are in cache, and rows no window reaches at the end. Disjoint
 // windows (kDisjoint): every tap is stored once, and only the pixels no window covers are zeroed.
-template <class V, bool kDisjoint>
+template <class V, bool kDisjoint, typename T>
 void bwd_nhwc(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
-  const float* dy = static_cast<const float*>(a.dy.data);
-  float* dx = static_cast<float*>(a.dx.data);
+  const T* dy = static_cast<const T*>(a.dy.data);
+  T* dx = static_cast<T*>(a.dx.data);
   const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
   const int64_t C = pb.C;
   // At least 8 bands over the batch, to balance the threads.
   const int64_t bands_wanted = std::min(pb.H, (8 + pb.N - 1) / pb.N);
   const int64_t band_rows = (pb.H + bands_wanted - 1) / bands_wanted;
   const int64_t bands = (pb.H + band_rows - 1) / band_rows;
-  const bool dense_rows = dxs[3] == C;  // a dx row is W C consecutive floats
   // Disjoint windows: which input rows and columns some window has a tap on.
   std::vector<char> row_covered, col_covered;
   if (kDisjoint) {
@@ -387,17 +401,27 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
   parallel_for(0, pb.N * bands, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> off(pb.kernel_h * pb.kernel_w);
     std::vector<int32_t> tap_index(pb.kernel_h * pb.kernel_w);
+    std::vector<float> band;  // bfloat16: the band's float sums
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / bands, hb = (item % bands) * band_rows, he = std::min(pb.H, hb + band_rows);
-      float* dxn = dx + n * dxs[0];
-      const float* dyn = dy + n * dys[0];
+      // Sums go to acc + (h - row0) rs + w ps: dx itself for float32, else a float band of rows [hb, he).
+      float* acc;
+      int64_t row0 = 0, rs = dxs[2], ps = dxs[3];
+      if constexpr (std::is_same_v<T, float>) {
+        acc = dx + n * dxs[0];
+      } else {
+        band.resize((he - hb) * pb.W * C);
+        acc = band.data(), row0 = hb, rs = pb.W * C, ps = C;
+      }
+      const bool dense_rows = ps == C;  // a row is W C consecutive floats
+      const T* dyn = dy + n * dys[0];
       const int64_t* ixn = a.indices + n * is[0];
       auto zero_row = [&](int64_t h) {
-        float* row = dxn + h * dxs[2];
+        float* row = acc + (h - row0) * rs;
         if (dense_rows) {
           std::memset(row, 0, pb.W * C * sizeof(float));
         } else {
-          for (int64_t w = 0; w < pb.W; ++w) std::memset(row + w * dxs[3], 0, C * sizeof(float));
+          for (int64_t w = 0; w < pb.W; ++w) std::memset(row + w * ps, 0, C * sizeof(float));
         }
       };
       int64_t zeroed = hb;  // overlapping windows: rows [hb, zeroed) are zero or hold gradients
@@ -411,7 +435,7 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
             continue;
           }
           for (int64_t w = 0; w < pb.W; ++w)
-            if (!col_covered[w]) std::memset(dxn + h * dxs[2] + w * dxs[3], 0, C * sizeof(float));
+            if (!col_covered[w]) std::memset(acc + (h - row0) * rs + w * ps, 0, C * sizeof(float));
         }
       }
       // Windows p with a tap row h0 + i dh in [hb, he), h0 = p sh - ph: p sh >= hb + ph - (kh - 1) dh
@@ -433,66 +457,76 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
             const int64_t h = h0 + i * pb.dil_h;
             for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
               const int64_t w = w0 + j * pb.dil_w;
-              off[taps] = h * dxs[2] + w * dxs[3];
+              off[taps] = (h - row0) * rs + w * ps;
               tap_index[taps] = static_cast<int32_t>(h * pb.W + w);
             }
           }
           if (taps == 0) continue;
-          const float* g = dyn + p * dys[2] + q * dys[3];
+          const T* g = dyn + p * dys[2] + q * dys[3];
           const int64_t* ix = ixn + p * is[2] + q * is[3];
           int64_t c = 0;
           for (; c + 4 * V::kW <= C; c += 4 * V::kW)
-            bwd_nhwc_block<V, kDisjoint, 4, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+            bwd_nhwc_block<V, kDisjoint, 4, false>(g + c, ix + c, off.data(), tap_index.data(), taps, acc + c,
                                                    V::kW);
           for (; c + V::kW <= C; c += V::kW)
-            bwd_nhwc_block<V, kDisjoint, 1, false>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+            bwd_nhwc_block<V, kDisjoint, 1, false>(g + c, ix + c, off.data(), tap_index.data(), taps, acc + c,
                                                    V::kW);
           if (c < C)
-            bwd_nhwc_block<V, kDisjoint, 1, true>(g + c, ix + c, off.data(), tap_index.data(), taps, dxn + c,
+            bwd_nhwc_block<V, kDisjoint, 1, true>(g + c, ix + c, off.data(), tap_index.data(), taps, acc + c,
                                                   static_cast<int>(C - c));
         }
       }
       if (!kDisjoint) zero_rows_below(he);
+      if constexpr (!std::is_same_v<T, float>) {  // round the band into dx
+        for (int64_t h = hb; h < he; ++h)
+          for (int64_t w = 0; w < pb.W; ++w) narrow<V>(acc + (h - row0) * rs + w * ps, dx + n * dxs[0] + h * dxs[2] + w * dxs[3], C);
+      }
     }
   });
 }
 
 // ---- backward, NCHW -------------------------------------------------------------------------
 
+template <class V, typename T>
 void bwd_nchw(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
-  const float* dy = static_cast<const float*>(a.dy.data);
-  float* dx = static_cast<float*>(a.dx.data);
+  const T* dy = static_cast<const T*>(a.dy.data);
+  T* dx = static_cast<T*>(a.dx.data);
   const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
   const uint64_t plane_size = static_cast<uint64_t>(pb.H * pb.W);
   const int64_t work = pb.H * pb.W + pb.P * pb.Q;
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)),
                [&](int64_t b, int64_t e) {
+    std::vector<float> sums;  // bfloat16: the plane's float sums
+    if (!std::is_same_v<T, float>) sums.resize(plane_size);
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t c = nc % pb.C, n = nc / pb.C;
-      float* plane = dx + n * dxs[0] + c * dxs[1];  // dense: W columns per row, rows back to back
+      T* dx_plane = dx + n * dxs[0] + c * dxs[1];  // dense: W columns per row, rows back to back
+      float* plane;
+      if constexpr (std::is_same_v<T, float>) plane = dx_plane; else plane = sums.data();
       std::memset(plane, 0, plane_size * sizeof(float));
       for (int64_t p = 0; p < pb.P; ++p) {
         const int64_t* ir = a.indices + n * is[0] + c * is[1] + p * is[2];
-        const float* gr = dy + n * dys[0] + c * dys[1] + p * dys[2];
+        const T* gr = dy + n * dys[0] + c * dys[1] + p * dys[2];
         for (int64_t q = 0; q < pb.Q; ++q) {
           const int64_t k = ir[q * is[3]];
           // An index outside the plane (a window that missed the input) routes nothing.
-          if (static_cast<uint64_t>(k) < plane_size) plane[k] += gr[q * dys[3]];
+          if (static_cast<uint64_t>(k) < plane_size) plane[k] += load_acc(gr + q * dys[3]);
         }
       }
+      if constexpr (!std::is_same_v<T, float>) narrow<V>(plane, dx_plane, static_cast<int64_t>(plane_size));
     }
   });
 }
 
 // ---- entry points -----------------------------------------------------------------------------
 
-template <class V, bool kIdx>
+template <class V, bool kIdx, typename T>
 void fwd_nchw_by_stride(const MaxPool2dFwdArgs& a) {
   switch (a.p.stride_w) {
-    case 1: return fwd_nchw<V, kIdx, 1>(a);
-    case 2: return fwd_nchw<V, kIdx, 2>(a);
-    default: return fwd_nchw<V, kIdx, 0>(a);
+    case 1: return fwd_nchw<V, kIdx, 1, T>(a);
+    case 2: return fwd_nchw<V, kIdx, 2, T>(a);
+    default: return fwd_nchw<V, kIdx, 0, T>(a);
   }
 }
 
@@ -508,7 +542,7 @@ inline bool has_empty_column_window(const Pool2dProblem& pb) {
 }  // namespace pool_simd
 
 // True when the layout-specific kernels run; false when the call goes to the reference loops.
-template <class V>
+template <class V, typename T>
 bool max_pool2d_fwd_simd(const MaxPool2dFwdArgs& a) {
   using namespace pool_simd;
   const Pool2dProblem& pb = a.p;
@@ -518,17 +552,17 @@ bool max_pool2d_fwd_simd(const MaxPool2dFwdArgs& a) {
   if (pb.H * pb.W > std::numeric_limits<int32_t>::max()) return false;
   // A tensor with C == 1 is both; the row kernel fills its vectors, the channel kernel would not.
   if (pb.C > 1 && xs[1] == 1 && ys[1] == 1 && (!idx || is[1] == 1)) {
-    idx ? fwd_nhwc<V, true>(a) : fwd_nhwc<V, false>(a);
+    idx ? fwd_nhwc<V, true, T>(a) : fwd_nhwc<V, false, T>(a);
     return true;
   }
   if (xs[3] == 1 && ys[3] == 1 && (!idx || is[3] == 1)) {
-    idx ? fwd_nchw_by_stride<V, true>(a) : fwd_nchw_by_stride<V, false>(a);
+    idx ? fwd_nchw_by_stride<V, true, T>(a) : fwd_nchw_by_stride<V, false, T>(a);
     return true;
   }
   return false;
 }
 
-template <class V>
+template <class V, typename T>
 bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
   using namespace pool_simd;
   const Pool2dProblem& pb = a.p;
@@ -538,12 +572,12 @@ bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
       !has_empty_column_window(pb)) {
     // No input element under two windows: each dilated window fits in one stride.
     const bool disjoint = pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
-    disjoint ? bwd_nhwc<V, true>(a) : bwd_nhwc<V, false>(a);
+    disjoint ? bwd_nhwc<V, true, T>(a) : bwd_nhwc<V, false, T>(a);
     return true;
   }
   // The scatter needs dense dx planes; dy and the indices may have any strides.
   if (dxs[3] == 1 && (dxs[2] == pb.W || pb.H == 1)) {
-    bwd_nchw(a);
+    bwd_nchw<V, T>(a);
     return true;
   }
   return false;

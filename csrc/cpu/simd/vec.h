@@ -1,21 +1,66 @@
 // The float vector of the ISA this translation unit is compiled for: __m512 (16 lanes) under
 // -mavx512f, __m256 (8 lanes) under -mavx2 -mfma. Included inside an ISA namespace
 // (CNNKERNELS_KERNEL_NS), like every header of csrc/cpu/simd, so each ISA gets its own copy.
+//
+// bfloat16 storage is the top half of a float: widening is a 16-bit zero-extend and a shift, and
+// narrowing rounds to nearest even exactly as bf16_from_float (../../common/dtype.h) does, NaN
+// kept quiet, so the SIMD and scalar paths store the same bits.
 #pragma once
 #include <immintrin.h>
+
+#include "../../common/dtype.h"
 
 namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
+// 8 floats <-> 8 values of a storage type (AVX2, which both ISA builds have).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bf16* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+// bf16 bits, one per 32-bit lane: (u + 0x7fff + lsb) >> 16, or (u >> 16) | 0x40 for NaN.
+inline __m256i bf16_bits8(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i high = _mm256_srli_epi32(u, 16);
+  const __m256i lsb = _mm256_and_si256(high, _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  const __m256i nan = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+  return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(nan),
+                                              _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+}
+inline void store8(bf16* p, __m256 v) {
+  const __m256i b = bf16_bits8(v);  // every lane in [0, 0xffff]: the unsigned pack is exact
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+}
+
 #if defined(__AVX512F__)
+// 16 floats <-> 16 bfloat16 (the same rounding as store8).
+inline __m512 load16(const bf16* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline __m256i bf16_bits16(__m512 v) {  // 16 packed bf16
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i high = _mm512_srli_epi32(u, 16);
+  const __m512i lsb = _mm512_and_si512(high, _mm512_set1_epi32(1));
+  __m512i b = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  b = _mm512_mask_or_epi32(b, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), high, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(b);
+}
+
 struct VecF32 {
   using type = __m512;
   static constexpr int kLanes = 16;
   static type zero() { return _mm512_setzero_ps(); }
   static type broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static type load(const float* p) { return _mm512_loadu_ps(p); }
+  static type load(const bf16* p) { return load16(p); }
   static void store(float* p, type v) { _mm512_storeu_ps(p, v); }
+  static void store(bf16* p, type v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v)); }
   static type fmadd(type a, type b, type c) { return _mm512_fmadd_ps(a, b, c); }
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
 };
@@ -26,7 +71,9 @@ struct VecF32 {
   static type zero() { return _mm256_setzero_ps(); }
   static type broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static type load(const float* p) { return _mm256_loadu_ps(p); }
+  static type load(const bf16* p) { return load8(p); }
   static void store(float* p, type v) { _mm256_storeu_ps(p, v); }
+  static void store(bf16* p, type v) { store8(p, v); }
   static type fmadd(type a, type b, type c) { return _mm256_fmadd_ps(a, b, c); }
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
 };
@@ -34,11 +81,13 @@ struct VecF32 {
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
 #endif
 
-// dst[j * dst_stride + i] = src[i * src_stride + j] for an 8 x 8 block of floats (AVX, so both
-// ISA builds have it): unpack pairs, shuffle quads, swap 128-bit halves.
-inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+// dst[j * dst_stride + i] = src[i * src_stride + j] for an 8 x 8 block (AVX, so both ISA builds
+// have it), converting between storage types on the way: unpack pairs, shuffle quads, swap
+// 128-bit halves.
+template <typename S, typename D>
+inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_stride) {
   __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; ++i) r[i] = load8(src + i * src_stride);
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -50,8 +99,8 @@ inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64
     r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
   }
   for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    store8(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    store8(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
   }
 }
 
