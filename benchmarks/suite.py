@@ -539,7 +539,7 @@ def _plot(result, path):
     colors = {("nchw", "fwd"): "#9ecae1", ("nchw", "fwdbwd"): "#3182bd",
               ("nhwc", "fwd"): "#fdae6b", ("nhwc", "fwdbwd"): "#e6550d"}
     height = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.1 + 0.22 * len(names) * max(1, len(series) / 2)))
+    fig, ax = plt.subplots(figsize=(8.0, 1.3 + 0.22 * len(names) * max(1, len(series) / 2)))
     for j, key in enumerate(series):
         rows = [(names.index(r["name"]), r) for r in cases if (r["layout"], r["direction"]) == key]
         ys = [i + (j - (len(series) - 1) / 2) * height for i, _ in rows]
@@ -552,7 +552,7 @@ def _plot(result, path):
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.invert_yaxis()
+    ax.set_ylim(len(names) - 0.5, -0.5)  # first case on top, no empty margins
     ops = [next(r["op"] for r in cases if r["name"] == n) for n in names]
     for i in range(1, len(names)):  # separate layers, pools and whole models
         if ops[i] != ops[i - 1]:
