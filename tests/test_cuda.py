@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cnnkernels
 import cnnkernels.functional as CF
 from conftest import assert_calibrated, make_tensor
 
@@ -117,3 +118,23 @@ def test_max_pool2d_over_2_pow_31_elements():
     y, i = CF.max_pool2d(x, 2, return_indices=True)
     y_ref, i_ref = F.max_pool2d(x[-2:], 2, return_indices=True)
     assert torch.equal(y[-2:], y_ref) and torch.equal(i[-2:], i_ref)
+
+
+def test_convert_a_cuda_model_keeps_device_and_matches():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    ref = torchvision.models.resnet18(num_classes=10).cuda().to(memory_format=torch.channels_last)
+    model = cnnkernels.convert(ref, copy=True)
+    assert all(p.is_cuda for p in model.parameters())
+    x = torch.randn(2, 3, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        y, y_ref = model(x), ref(x)
+        torch.testing.assert_close(y, y_ref, rtol=1e-3, atol=1e-3)
+        y.sum().backward()
+        y_ref.sum().backward()
+        for (n, p), p_ref in zip(model.named_parameters(), ref.parameters()):
+            err = (p.grad - p_ref.grad).abs().max() / p_ref.grad.abs().max().clamp_min(1e-6)
+            assert err <= 5e-3, n
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
