@@ -137,6 +137,30 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("w", [33, 80])
+@pytest.mark.parametrize("r,s,stride,padding,dilation,bias", [
+    (3, 3, (1, 1), (1, 1), (1, 1), True),
+    (3, 3, (2, 1), (1, 1), (1, 1), False),
+    (5, 5, (1, 1), (2, 2), (1, 1), True),
+    (3, 3, (1, 1), (0, 2), (2, 2), False),
+    (1, 7, (1, 1), (0, 3), (1, 1), True),
+])
+def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, bias):
+    """NCHW depthwise forward with output columns as vector lanes: widths around the vector widths
+    (interior vectors, the overlapping last vector, scalar border columns), row strides, dilation.
+    That kernel takes tensors whose input and output pass 8 MiB (smaller ones stay in the caches
+    through the channels-last path): the rows are sized to pass it."""
+    c = 32
+    h = int(1.3 * (8 << 20) / (c * 2 * w * dtype.itemsize * (1 + 1 / stride[0]) / 2)) + 1
+    cfg = dict(n=1, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,
+               dilation=dilation, bias=bias, x_layout="contiguous", w_layout="contiguous",
+               g_layout="contiguous", seed=w * 100 + r)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""
