@@ -333,10 +333,27 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
 
 // dx[n, h, w, c] = sum over taps (r, s) whose output (p, q) exists, h + pad_h - r dil_h = p stride_h
 // (likewise w), of dy[n, p, q, c] w[c, r, s].
+// dgrad on NCHW planes for stride 1: dx = the forward convolution of dy with the filter rotated
+// by 180 degrees (negative weight strides from its last tap) and padding dil (R - 1) - pad, so
+// depthwise_fprop_planes does it, with its size switch, and writes every element of dx.
+template <typename T>
+inline bool depthwise_dgrad_planes(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t pad_h = p.dil_h * (p.R - 1) - p.pad_h, pad_w = p.dil_w * (p.S - 1) - p.pad_w;
+  if (p.stride_h != 1 || p.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
+  Conv2dFpropArgs f{p, a.dy, a.w, nullptr, a.dx};
+  f.p.H = p.P, f.p.W = p.Q, f.p.P = p.H, f.p.Q = p.W, f.p.pad_h = pad_h, f.p.pad_w = pad_w;
+  const int64_t* ws = a.w.stride;
+  f.w.data = static_cast<const T*>(a.w.data) + (p.R - 1) * ws[2] + (p.S - 1) * ws[3];
+  f.w.stride[2] = -ws[2], f.w.stride[3] = -ws[3];
+  return depthwise_fprop_planes<T>(f);
+}
+
 template <typename T>
 inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
+  if (depthwise_dgrad_planes<T>(a)) return true;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
