@@ -8,7 +8,7 @@ side by side in one process, layer by layer (shapes.py).
 Every case is checked first (ours against PyTorch on the same seeded inputs; a mismatch is
 reported as MISMATCH, not fatal), then timed: torch.utils.benchmark on the CPU (median of
 blocked_autorange, ours and torch's alternating in three rounds so that a neighbour's burst of load
-on a shared machine hits both; a single run where one call takes longer than the slow threshold;
+on a shared machine hits both; one call per round where a call takes longer than the slow threshold;
 other processes' share of the CPUs is recorded per case, 'others %cpu'); on the GPU
 the kernels' device time from CUDA events with the L2 flushed before each call, and the wall time
 a Python caller pays from torch.utils.benchmark. Each case reports speedup = torch_ms / ours_ms and
@@ -281,15 +281,14 @@ def _spread(times):
 def _time_cpu(sides, args, rounds=3):
     """sides: who -> (fn, seconds its first call took). Median seconds per call of the blocks
     torch.utils.benchmark times; the sides alternate in rounds so that a neighbour's burst of load
-    on a shared machine falls on both. A side whose one call outlasts args.slow_s runs once."""
+    on a shared machine falls on both. A side whose one call outlasts args.slow_s runs once per
+    round (whole models at N=8: one call alone swung the ratio by 25% between runs)."""
     times = {who: [] for who in sides}
     runs = dict.fromkeys(sides, 0)
     for _ in range(rounds):
         for who, (fn, first_s) in sides.items():
             timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=args.threads)
-            if first_s > args.slow_s:
-                if times[who]:
-                    continue
+            if first_s > args.slow_s:  # one call per round: the median of three
                 m = timer.timeit(number=1)
             else:
                 m = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
