@@ -26,6 +26,7 @@ dy read and dx, dw, db written. How a kernel finds the argmax again in the max-p
 """
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -200,15 +201,16 @@ def _build_model(shape, args, memory_format, direction, x, gen, seed):
     return train_step, inputs
 
 
-def _model_flops(shape, args):
+@functools.lru_cache(maxsize=None)  # a model's four cases (layouts x directions) count once
+def _model_flops(arch, classes, batch, h, w):
     """Forward FLOPs of a torchvision model (its convolutions and matrix products, as
     torch.utils.flop_counter counts them), from one forward pass on the meta device."""
     import torchvision
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        m = getattr(torchvision.models, shape.params["arch"])(num_classes=shape.params["classes"]).eval()
-        x = torch.empty(args.batch, 3, shape.params["H"], shape.params["W"])
+        m = getattr(torchvision.models, arch)(num_classes=classes).eval()
+        x = torch.empty(batch, 3, h, w)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         m(x)
     return counter.get_total_flops()
@@ -218,7 +220,8 @@ def _work(shape, args, direction):
     """(FLOPs, bytes that must move) for one call."""
     p, n = shape.params, args.batch
     if shape.op == "model":  # compute only: the bytes a whole network moves are not modelled
-        return (3 if direction == "fwdbwd" else 1) * _model_flops(shape, args), 0
+        flops = _model_flops(p["arch"], p["classes"], n, p["H"], p["W"])
+        return (3 if direction == "fwdbwd" else 1) * flops, 0
     esize = DTYPES[args.dtype].itemsize
     x = n * p["C"] * p["H"] * p["W"]
     if shape.op == "conv2d":
@@ -359,20 +362,19 @@ def _run_case(shape, args, layout, direction, ceilings):
                        and torch.backends.cudnn.allow_tf32) else TOL[dtype]
     if shape.op == "model":
         tol = max(tol, (TOL_MODEL_TRAIN if direction == "fwdbwd" else TOL_MODEL)[dtype])
+    rec = dict(id=f"{shape.name}/{layout}/{direction}", name=shape.name, family=shape.family,
+               op=shape.op, layout=layout, direction=direction, dtype=args.dtype, batch=args.batch,
+               params=shape.params)
     try:
         flops, nbytes = _work(shape, args, direction)
     except ImportError as e:  # the models suite without torchvision
-        return dict(id=f"{shape.name}/{layout}/{direction}", name=shape.name, family=shape.family, op=shape.op,
-                    layout=layout, direction=direction, dtype=args.dtype, batch=args.batch, params=shape.params,
-                    unit="-", status="ERROR", error=_describe(e), speedup=None, others_cpu_pct=None)
+        rec.update(unit="-", status="ERROR", error=_describe(e), speedup=None, others_cpu_pct=None)
+        return rec
     peak_flops, peak_bw = ceilings
     floors = [flops / peak_flops if peak_flops and flops else 0.0, nbytes / peak_bw if peak_bw else 0.0]
     compute_bound = floors[0] >= floors[1] and flops > 0
-    rec = dict(id=f"{shape.name}/{layout}/{direction}", name=shape.name, family=shape.family,
-               op=shape.op, layout=layout, direction=direction, dtype=args.dtype, batch=args.batch,
-               params=shape.params, flops=flops, bytes=nbytes,
-               bound="compute" if compute_bound else "memory", unit="GFLOP/s" if compute_bound else "GB/s",
-               floor_ms=max(floors) * 1e3 if any(floors) else None)
+    rec.update(flops=flops, bytes=nbytes, bound="compute" if compute_bound else "memory",
+               unit="GFLOP/s" if compute_bound else "GB/s", floor_ms=max(floors) * 1e3 if any(floors) else None)
 
     run, inputs = _build(shape, args, layout, direction)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
