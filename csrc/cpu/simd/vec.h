@@ -104,6 +104,18 @@ inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_s
   }
 }
 
+// dst[i] = src[i] for i < n with non-temporal stores (no read-for-ownership, the lines bypass the
+// caches): dst 16-byte aligned, n * sizeof(E) a multiple of 16. The writing thread calls
+// stream_fence() before others may read dst.
+template <typename E>
+inline void stream_copy(E* dst, const E* src, int64_t n) {
+  const char* s = reinterpret_cast<const char*>(src);
+  char* d = reinterpret_cast<char*>(dst);
+  for (int64_t i = 0; i < n * int64_t(sizeof(E)); i += 16)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+}
+inline void stream_fence() { _mm_sfence(); }
+
 }  // namespace
 }  // namespace CNNKERNELS_KERNEL_NS
 }  // namespace cnnkernels
