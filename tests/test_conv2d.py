@@ -268,6 +268,35 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}", c)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout,weight_layout", [("contiguous", "contiguous"), ("channels_last", "channels_last"),
+                                                  ("contiguous", "channels_last"), ("channels_last", "contiguous")])
+@pytest.mark.parametrize("n,c,k,h,w,r,s,cfg", [
+    (1, 128, 512, 5, 5, 3, 3, dict(padding=1)),                      # res5-like, 25 pixels
+    (2, 130, 520, 4, 3, 3, 3, dict(stride=(1, 2), padding=(2, 1), dilation=(2, 1))),
+    (1, 512, 512, 1, 1, 3, 3, dict(padding=1)),                      # 1 pixel: 8 of 9 taps in the padding
+    (1, 1100, 600, 7, 7, 1, 1, dict(stride=2)),                      # 1x1 stride 2, 16 pixels
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout, n, c, k, h, w, r, s, cfg, bias):
+    """Few output pixels and big weights (N P Q * 8 <= K, weights > 2 MiB) take the role-swapped
+    engine: input patches packed per image, W read in place (either weight layout), outputs
+    scattered per layout."""
+    gen = torch.Generator().manual_seed(n * c + k)
+    fmt = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    x = torch.randn(n, c, h, w, generator=gen).to(dtype).contiguous(memory_format=fmt[layout])
+    wt = torch.randn(k, c, r, s, generator=gen).to(dtype).contiguous(memory_format=fmt[weight_layout])
+    b = torch.randn(k, generator=gen).to(dtype) if bias else None
+    with forced_isa(isa):
+        y = CF.conv2d(x, wt, b, **cfg)
+    with torch_without_onednn():
+        ref64 = F.conv2d(x.double(), wt.double(), None if b is None else b.double(), **cfg)
+        theirs = F.conv2d(x, wt, b, **cfg)
+    assert y.shape == ref64.shape
+    assert_calibrated(y, theirs, ref64, f"few pixels {c}->{k} @{h}x{w} {cfg}", c * r * s)
+
+
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):

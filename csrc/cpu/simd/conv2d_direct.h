@@ -433,41 +433,93 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   return true;
 }
 
-// 1x1, stride 1, unpadded fprop on NCHW planes (x and y planes contiguous): Y[n] = W X[n] is a
-// GEMM whose long dimension (pixels) is contiguous, so the engine runs with the roles swapped:
-// pixels are its "output channels" (vector lanes, X rows packed as its weights), output channels
-// k are its "pixels" (broadcast from W rows, the bias per k a per-"pixel" bias). No transposes of
-// the activations either way. W is read in place for float32 and widened once for bfloat16.
+// The input patches of one image as the engine's packed weights (conv2d_fprop_pixel_lanes):
+// xp[kb][j][KB], lane l = output pixel kb KB + l (zeros past P Q), j over (c, r, s) in the weight
+// rows' order (channels_inner: (r, s) outer, c inner; else c outer). Taps in the padding are zeros.
+// Work items are (pixel block, channel chunk).
 template <typename T>
-inline bool conv2d_fprop_pointwise_nchw(const Conv2dFpropArgs& a) {
+ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t KB, bool channels_inner) {
+  constexpr int64_t kChannelChunk = 16;
+  const int64_t PQ = p.P * p.Q, nkb = (PQ + KB - 1) / KB, RS = p.R * p.S, CRS = p.C * RS;
+  const int64_t nchunks = (p.C + kChannelChunk - 1) / kChannelChunk;
+  ScratchOf<float> xp(nkb * CRS * KB);
+  parallel_for(0, nkb * nchunks, 1, [&](int64_t b, int64_t e) {
+    std::vector<int64_t> h0(KB), w0(KB);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t kb = item / nchunks, c0 = (item % nchunks) * kChannelChunk;
+      const int64_t c1 = std::min(p.C, c0 + kChannelChunk);
+      for (int64_t l = 0; l < KB; ++l) {
+        const int64_t pix = kb * KB + l;
+        // A pixel past the end gets a window that misses the image: its lanes are zeros.
+        h0[l] = pix < PQ ? (pix / p.Q) * p.stride_h - p.pad_h : -(p.R * p.dil_h + 1);
+        w0[l] = pix < PQ ? (pix % p.Q) * p.stride_w - p.pad_w : 0;
+      }
+      float* dst = xp.data() + kb * CRS * KB;
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = 0; r < p.R; ++r)
+          for (int64_t s = 0; s < p.S; ++s) {
+            const int64_t t = r * p.S + s, j = channels_inner ? t * p.C + c : c * RS + t;
+            float* row = dst + j * KB;
+            const T* xc = x + c * xs[1];
+            for (int64_t l = 0; l < KB; ++l) {
+              const int64_t h = h0[l] + r * p.dil_h, w = w0[l] + s * p.dil_w;
+              row[l] = (h >= 0 && h < p.H && w >= 0 && w < p.W) ? load_acc(xc + h * xs[2] + w * xs[3]) : 0.0f;
+            }
+          }
+    }
+  });
+  return xp;
+}
+
+// fprop with the engine's roles swapped, output pixels as its vector lanes: per image,
+// Y_n (K x PQ) = W (K x CRS) X_n (CRS x PQ), X_n's columns the input patches of image n. The
+// engine's "pixels" are the output channels k, broadcast from W's rows read in place (one tap,
+// CRS contiguous "channels"); its "weights" are X_n packed in blocks of KB pixels; the bias per k
+// is a per-"pixel" bias. No weight packing. Two cases take it:
+//  - 1x1, stride 1, unpadded, on NCHW planes: X_n is x itself, pixels contiguous (packed without
+//    a transpose);
+//  - few output pixels and big weights (N P Q * 8 <= K, K C R S floats > 2 MiB: ResNet-50's res5
+//    at batch 1): all the patches together are much smaller than the weights, whose packing
+//    (NT-streamed there, see pack_weights) they replace. Measured on Zen 3, 2 threads, N=1: res5
+//    3x3 512 @7 4.9-5.2 -> 3.4-3.5 ms, 1x1 512->2048 2.6-2.8 -> 1.6-1.7 ms. With more pixels the
+//    patch packing and the output scatter (channels_last: lanes K apart) lose: res4 1x1 256->1024
+//    @14 channels_last 1.3 -> 1.9 ms, res5 1x1 512->2048 @7 N=8 channels_last 8.7 -> 10.4 ms.
+// Needs groups == 1 and each weight row contiguous (KCRS or KRSC); bfloat16 W is widened once.
+template <typename T>
+inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t* xs = a.x.stride;
   const int64_t* ws = a.w.stride;
   const int64_t* ys = a.y.stride;
-  const int64_t HW = p.H * p.W;
-  const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1 && ys[2] == p.Q;
-  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
-      p.pad_h != 0 || p.pad_w != 0 || !planes || ws[1] != 1 || HW < 64 || p.K < 8)
-    return false;
+  const int64_t HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S, CRS = p.C * RS;
+  const bool kcrs = ws[3] == 1 && ws[2] == p.S && ws[1] == RS, krsc = ws[1] == 1 && ws[3] == p.C && ws[2] == p.S * p.C;
+  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K < 8 || !(kcrs || krsc) || ys[2] != p.Q * ys[3]) return false;
+  const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1;
+  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
+                         planes && HW >= 64;
+  const bool few_pixels = p.N * PQ * 8 <= p.K && p.K * CRS * int64_t(sizeof(float)) > (int64_t(2) << 20);
+  if (!pointwise && !few_pixels) return false;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
-  std::vector<float> w_rows;  // bfloat16 W as float rows of C
+  std::vector<float> w_rows;  // bfloat16 W as float rows of CRS
   NhwcView wv{nullptr, 0, 0, ws[0]};  // W row k = "pixel" k
   if constexpr (std::is_same_v<T, float>) {
     wv.data = static_cast<const float*>(a.w.data);
   } else {
     const T* w = static_cast<const T*>(a.w.data);
-    w_rows.resize(p.K * p.C);
-    for (int64_t k = 0; k < p.K; ++k) convert_n(w + k * ws[0], w_rows.data() + k * p.C, p.C);
-    wv = NhwcView{w_rows.data(), 0, 0, p.C};
+    w_rows.resize(p.K * CRS);
+    for (int64_t k = 0; k < p.K; ++k) convert_n(w + k * ws[0], w_rows.data() + k * CRS, CRS);
+    wv = NhwcView{w_rows.data(), 0, 0, CRS};
   }
-  const DirectConvPlan d{1, 1, p.C, HW, 1, p.K, 0, wv.sw, {0}};
-  const int64_t yv[4] = {0, 1, 0, ys[1]};  // "channel" = pixel (contiguous), "column" = k
+  const DirectConvPlan d{1, 1, CRS, PQ, 1, p.K, 0, wv.sw, {0}};
+  const int64_t yv[4] = {0, ys[3], 0, ys[1]};  // "channel" = output pixel, "column" = k
   const FloatBias<T> bias(a.bias, p.K);
-  with_tile(HW, p.C, [&]<int MR, int NV>() {
+  with_tile(PQ, CRS, [&]<int MR, int NV>() {
+    constexpr int64_t KB = NV * VecF32::kLanes;
     for (int64_t n = 0; n < p.N; ++n) {
       const T* xn = x + n * xs[0];
-      const auto xp = pack_weights<FmaF32>(d, NV * VecF32::kLanes, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}});
+      const auto xp = pointwise ? pack_weights<FmaF32>(d, KB, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}})
+                                : pack_patches(p, xn, xs, KB, krsc && !kcrs);
       direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
     }
   });
