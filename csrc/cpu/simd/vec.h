@@ -104,6 +104,15 @@ inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_s
   }
 }
 
+// dst[j * dst_stride + i] = rows[i][col + j] for i, j < 8: transpose8x8 with each source row at
+// its own address.
+template <typename D>
+inline void transpose8x8_rows(const float* const* rows, int64_t col, D* dst, int64_t dst_stride) {
+  alignas(32) float block[64];
+  for (int i = 0; i < 8; ++i) store8(block + 8 * i, load8(rows[i] + col));
+  transpose8x8(block, 8, dst, dst_stride);
+}
+
 // dst[i] = src[i] for i < n with non-temporal stores (no read-for-ownership, the lines bypass the
 // caches): dst 16-byte aligned, n * sizeof(E) a multiple of 16. The writing thread calls
 // stream_fence() before others may read dst.
