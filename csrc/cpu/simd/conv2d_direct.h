@@ -89,6 +89,15 @@ struct ScratchOf {
 };
 using Scratch = ScratchOf<float>;
 
+// d[i] = s[i] for i < n, converted: float -> float, bf16 -> float (exact), bf16 -> bf16.
+inline void convert_n(const float* s, float* d, int64_t n) { std::copy(s, s + n, d); }
+inline void convert_n(const bf16* s, bf16* d, int64_t n) { std::copy(s, s + n, d); }
+inline void convert_n(const bf16* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(d + i, load8(s + i));
+  for (; i < n; ++i) d[i] = to_float(s[i]);
+}
+
 // Packs the weights as wp[g][kb][tap][i][KB] of M::Elem (packed element i holds M::kChannels
 // input channels); the tail block's missing out channels are zeros.
 // Work items are (block, chunk of kChunk packed elements). Per out channel of the block, the chunk's
@@ -106,6 +115,25 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
   const int64_t block = taps * cin * KB, nchunks = (cin + kChunk - 1) / kChunk;
   const int64_t tap_run = std::max<int64_t>(1, kTileElems / (kChunk * KB));
   ScratchOf<E> wp(d.groups * nkb * block);
+  if constexpr (M::kChannels == 1) {
+    if (src.out_stride == 1) {  // out channels contiguous in the source (the 1x1 NCHW path's x; dgrad
+                                // of channels-last weights): each (tap, i) row is one run to copy
+      parallel_for(0, d.groups * nkb * nchunks, 1, [&](int64_t b, int64_t e) {
+        for (int64_t item = b; item < e; ++item) {
+          const int64_t gk = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, cin - i0);
+          const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
+          const T* rows = src.base + g * src.group_stride + o0;
+          for (int64_t t = 0; t < taps; ++t)
+            for (int64_t i = i0; i < i0 + ilen; ++i) {
+              E* dst = wp.data() + gk * block + (t * cin + i) * KB;
+              convert_n(rows + src.tap_offset[t] + i * src.in_stride, dst, olen);
+              std::fill(dst + olen, dst + KB, E(0));
+            }
+        }
+      });
+      return wp;
+    }
+  }
   // Past the L2s the packed weights are read back from L3 or DRAM anyway: write them around the
   // caches (no read-for-ownership). res5's 9.4 MB on one thread, Zen 3: 5.0 -> 2.8 ms.
   const bool stream = d.groups * nkb * block * int64_t(sizeof(E)) > (int64_t(2) << 20);
@@ -153,15 +181,6 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
     if (stream) stream_fence();
   });
   return wp;
-}
-
-// d[i] = s[i] for i < n, converted: float -> float, bf16 -> float (exact), bf16 -> bf16.
-inline void convert_n(const float* s, float* d, int64_t n) { std::copy(s, s + n, d); }
-inline void convert_n(const bf16* s, bf16* d, int64_t n) { std::copy(s, s + n, d); }
-inline void convert_n(const bf16* s, float* d, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) store8(d + i, load8(s + i));
-  for (; i < n; ++i) d[i] = to_float(s[i]);
 }
 
 // Copies a strided (n, c, h, w) activation of storage type T into zero-padded channels-last storage
