@@ -187,38 +187,42 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
 // of type D (float, or bf16 for the bfloat16 dot kernels) of (Hp, Wp) positions per image: the
 // image at rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W). Each of the `groups` groups of
 // C / groups channels takes `group_slots` (>= C / groups, default equal) slots per pixel, the
-// extra ones zero: the dot kernels pair channels within a group.
+// extra ones zero: the dot kernels pair channels within a group. A pixel takes `pixel_slots`
+// (default: the groups' slots) elements, the extra ones zero (see wgrad_pixel_slots).
 template <typename T, typename D = float>
 inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
                                      int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp, int64_t groups = 1,
-                                     int64_t group_slots = 0) {
+                                     int64_t group_slots = 0, int64_t pixel_slots = 0) {
   const int64_t Cg = C / groups, gs = group_slots > 0 ? group_slots : Cg, Cs = groups * gs;
-  ScratchOf<D> dst(N * Hp * Wp * Cs);
+  const int64_t ps = std::max(pixel_slots, Cs);
+  ScratchOf<D> dst(N * Hp * Wp * ps);
   parallel_for(0, N * Hp, 4, [&](int64_t b, int64_t e) {
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / Hp, hp = nh % Hp, h = hp - pad_h;
-      D* out = dst.data() + nh * Wp * Cs;
+      D* out = dst.data() + nh * Wp * ps;
       if (h < 0 || h >= H) {
-        std::fill(out, out + Wp * Cs, D{});
+        std::fill(out, out + Wp * ps, D{});
         continue;
       }
-      std::fill(out, out + pad_w * Cs, D{});
-      std::fill(out + (pad_w + W) * Cs, out + Wp * Cs, D{});
-      D* row = out + pad_w * Cs;
+      std::fill(out, out + pad_w * ps, D{});
+      std::fill(out + (pad_w + W) * ps, out + Wp * ps, D{});
+      D* row = out + pad_w * ps;
       const T* s = src + n * st[0] + h * st[2];
       if (gs != Cg) {  // padded groups (odd channel counts for the dot kernels): element by element
-        std::fill(row, row + W * Cs, D{});
+        std::fill(row, row + W * ps, D{});
         for (int64_t c = 0; c < C; ++c)
           for (int64_t w = 0; w < W; ++w)
-            store_from(row + w * Cs + (c / Cg) * gs + c % Cg, load_acc(s + c * st[1] + w * st[3]));
+            store_from(row + w * ps + (c / Cg) * gs + c % Cg, load_acc(s + c * st[1] + w * st[3]));
         continue;
       }
+      if (ps > C)
+        for (int64_t w = 0; w < W; ++w) std::fill(row + w * ps + C, row + (w + 1) * ps, D{});
       if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
-        if (st[3] == C) {  // a dense row: one run
+        if (st[3] == C && ps == C) {  // a dense row: one run
           convert_n(s, row, W * C);
           continue;
         }
-        for (int64_t w = 0; w < W; ++w) convert_n(s + w * st[3], row + w * C, C);
+        for (int64_t w = 0; w < W; ++w) convert_n(s + w * st[3], row + w * ps, C);
         continue;
       }
       // A (C x W) -> (W x C) transpose: 8 x 8 register blocks where the row is contiguous.
@@ -226,10 +230,10 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
       if (st[3] == 1) {
         c8 = C - C % 8, w8 = W - W % 8;
         for (int64_t c = 0; c < c8; c += 8)
-          for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * C + c, C);
+          for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * ps + c, ps);
       }
       for (int64_t c = 0; c < C; ++c)
-        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) store_from(row + w * C + c, load_acc(s + c * st[1] + w * st[3]));
+        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) store_from(row + w * ps + c, load_acc(s + c * st[1] + w * st[3]));
     }
   });
   return dst;

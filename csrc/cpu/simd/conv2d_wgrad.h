@@ -142,6 +142,11 @@ void store_weight_grad(const Conv2dProblem& p, const float* total, int64_t Kpad,
   });
 }
 
+// Elements per pixel for n channels in the wgrad scratch layouts: a tile reads one line per pixel
+// for 49-196 pixels in a row, and with a pixel stride of a multiple of 1 KB those lines share 4
+// or fewer L1 sets (8 ways): each pixel missed L1. One extra line per pixel spreads them.
+inline int64_t wgrad_pixel_slots(int64_t n) { return n % 256 == 0 ? n + 16 : n; }
+
 // Returns false (doing nothing) where the engine does not apply: few output channels per group.
 template <typename T, class M = FmaF32>
 inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
@@ -168,28 +173,33 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   const bool odd = M::kChannels == 2 && p.Q % 2 != 0;
   const int64_t last_w0 = (p.Q - 1) * p.stride_w, last_W = (p.S - 1) * p.dil_w + 1;
   ScratchOf<E> xlast(0), dylast(0);
+  // Elements per pixel of x and of dy in the scratch layouts.
+  int64_t xpx = p.C, dpx = G * Kpad;
   if constexpr (M::kChannels == 1) {
-    xpad =
-        pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+    xpx = wgrad_pixel_slots(p.C), dpx = wgrad_pixel_slots(G * Kpad);
+    xpad = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp,
+                            Wp, 1, 0, xpx);
     // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
     // Without padding that is plain channels-last, which pack_activations writes fastest.
     const T* dy = static_cast<const T*>(a.dy.data);
     const int64_t* ds = a.dy.stride;
     if (Kpad == Kg) {
-      dyp = pack_activations(dy, ds, p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q);
+      dyp = pack_activations(dy, ds, p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q, 1, 0, dpx);
     } else {
-      dyp = Scratch(p.N * p.P * p.Q * G * Kpad);
+      dyp = Scratch(p.N * p.P * p.Q * dpx);
       parallel_for(0, p.N * p.P, 4, [&](int64_t b, int64_t e) {
         for (int64_t np = b; np < e; ++np) {
           const int64_t n = np / p.P, pp = np % p.P;
-          float* row = dyp.data() + np * p.Q * G * Kpad;
-          for (int64_t q = 0; q < p.Q; ++q)
+          float* row = dyp.data() + np * p.Q * dpx;
+          for (int64_t q = 0; q < p.Q; ++q) {
             for (int64_t g = 0; g < G; ++g) {
               const T* src = dy + n * ds[0] + g * Kg * ds[1] + pp * ds[2] + q * ds[3];
-              float* dst = row + (q * G + g) * Kpad;
+              float* dst = row + q * dpx + g * Kpad;
               for (int64_t k = 0; k < Kg; ++k) dst[k] = load_acc(src + k * ds[1]);
               std::fill(dst + Kg, dst + Kpad, 0.0f);
             }
+            std::fill(row + q * dpx + G * Kpad, row + (q + 1) * dpx, 0.0f);
+          }
         }
       });
     }
@@ -239,7 +249,7 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
       const int64_t nrows = std::min(rows, r0 + rows_per_chunk) - r0;
       for (int64_t j = 0; j < nrows; ++j) {
         const int64_t n = (r0 + j) / p.P, pp = (r0 + j) % p.P;
-        row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * p.C;
+        row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * xpx;
         if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
       }
       for (int64_t tile = b; tile < e; ++tile) {
@@ -248,14 +258,14 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
         const int64_t r = t / p.S, s = t % p.S, c0 = cb * MC;
         const int m = int(std::min<int64_t>(MC, Cg - c0));
         float* tot = total.data() + ((g * taps + t) * Cg + c0) * Kpad + kb * KB;
-        const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * p.C + g * Cg + c0;
-        const E* dy0 = dyp.data() + (r0 * Qe * G + g) * Kpad + kb * KB;
+        const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
+        const E* dy0 = dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB;
         WgradTail<E> tail;
         if (odd)
           tail = {xlast.data() + (r * p.dil_h * last_W + s * p.dil_w) * p.C + g * Cg + c0, last_offset.data(),
                   dylast.data() + (r0 * G + g) * Kpad + kb * KB};
-        wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data(), nrows, Qe, M::kChannels * p.stride_w * p.C, dy0,
-                                   G * Kpad, tail, tot, Kpad, r0 == 0);
+        wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data(), nrows, Qe, M::kChannels * p.stride_w * xpx, dy0, dpx,
+                                   tail, tot, Kpad, r0 == 0);
       }
     }
   });
