@@ -247,8 +247,8 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
 // instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
 template <class M, int MR, int NV, typename TOut>
 [[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
-                      const typename M::Elem* w, int64_t cin, const float* bias, const float* pixel_bias, TOut* out,
-                      const int64_t* out_off) {
+                      const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
+                      TOut* out, const int64_t* out_off) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MR][NV];
@@ -259,10 +259,10 @@ template <class M, int MR, int NV, typename TOut>
   for (int64_t t = 0; t < taps; ++t) {
     const typename M::Elem* xt[MR];
     for (int m = 0; m < MR; ++m) xt[m] = x + x_off[m] + tap_offset[t];
-    const typename M::Elem* wt = w + t * cin * NV * L;
+    const typename M::Elem* wt = w + t * cin * w_step;
     for (int64_t c = 0; c < cin; ++c) {
       typename M::In wv[NV];
-      for (int v = 0; v < NV; ++v) wv[v] = M::load(wt + c * NV * L + v * L);
+      for (int v = 0; v < NV; ++v) wv[v] = M::load(wt + c * w_step + v * L);
       for (int m = 0; m < MR; ++m) {
         const typename M::In xb = M::broadcast(xt[m] + c);
         for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(xb, wv[v], acc[m][v]);
@@ -278,13 +278,14 @@ template <class M, int MR, int NV, typename TOut>
 // conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time.
 template <class M, int MR, int NV, typename TOut>
 inline void conv_tile_upto(int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset,
-                           int64_t taps, const typename M::Elem* w, int64_t cin, const float* bias,
+                           int64_t taps, const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias,
                            const float* pixel_bias, TOut* out, const int64_t* out_off) {
   if constexpr (MR > 1) {
     if (m < MR)
-      return conv_tile_upto<M, MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, bias, pixel_bias, out, out_off);
+      return conv_tile_upto<M, MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out,
+                                           out_off);
   }
-  conv_tile<M, MR, NV>(x, x_off, tap_offset, taps, w, cin, bias, pixel_bias, out, out_off);
+  conv_tile<M, MR, NV>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off);
 }
 
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
@@ -292,13 +293,14 @@ inline void conv_tile_upto(int m, const typename M::Elem* x, const int64_t* x_of
 // floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
 // of its channels; y (storage type TOut) has element strides ys in (n, channel, h, w) order. Every
 // output element is written. Work items are MR-pixel tiles of the flattened (n, p, q) pixels
-// times output-channel blocks.
+// times output-channel blocks. w_step > 0: the weights are not packed but read in place, one tap
+// and one group, input element i of block kb at wp + kb KB + i w_step (all KB lanes readable).
 template <class M, int MR, int NV, typename TOut>
 void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const typename M::Elem* wp,
-                 const float* bias, const float* pixel_bias, TOut* y, const int64_t ys[4]) {
+                 const float* bias, const float* pixel_bias, TOut* y, const int64_t ys[4], int64_t w_step = 0) {
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t nkb = (d.out_per_group + KB - 1) / KB;
-  const int64_t taps = int64_t(d.tap_offset.size()), cin = d.in_per_group;
+  const int64_t taps = int64_t(d.tap_offset.size()), cin = d.in_per_group, step = w_step > 0 ? w_step : KB;
   // Bias per output block, zero-padded to KB.
   std::vector<float> bias_blocks;
   if (bias) {
@@ -326,15 +328,15 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step + g * cin;
         y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
       }
-      const typename M::Elem* wblk = wp + gk * taps * cin * KB;
+      const typename M::Elem* wblk = wp + gk * (w_step > 0 ? KB : taps * cin * KB);
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
       const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
       TOut* yblk = y + (g * d.out_per_group + o0) * ys[1];
       if (direct_store && olen == KB) {
-        conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, yblk, y_off);
+        conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, yblk, y_off);
         continue;
       }
-      conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, bblk, pblk, tile, tile_off);
+      conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile, tile_off);
       if constexpr (std::is_same_v<TOut, float>) {
         for (int mi = 0; mi < m; ++mi)
           for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
@@ -541,9 +543,23 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
     constexpr int64_t KB = NV * VecF32::kLanes;
     for (int64_t n = 0; n < p.N; ++n) {
       const T* xn = x + n * xs[0];
+      T* yn = y + n * ys[0];
+      if constexpr (std::is_same_v<T, float>) {
+        if (pointwise) {  // float planes are the engine's weights as they are: whole blocks in place
+          const int64_t whole = PQ / KB * KB;
+          DirectConvPlan dw = d;
+          dw.out_per_group = whole;
+          if (whole > 0) direct_conv<FmaF32, MR, NV>(dw, wv, xn, nullptr, bias.data(), yn, yv, xs[1]);
+          if (whole == PQ) continue;
+          dw.out_per_group = PQ - whole;  // the last, partial block (lanes past the plane are not readable)
+          const auto xp = pack_weights<FmaF32>(dw, KB, WeightSource<T>{xn + whole, 0, 1, xs[1], p.C, {0}});
+          direct_conv<FmaF32, MR, NV>(dw, wv, xp.data(), nullptr, bias.data(), yn + whole * yv[1], yv);
+          continue;
+        }
+      }
       const auto xp = pointwise ? pack_weights<FmaF32>(d, KB, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}})
                                 : pack_patches(p, xn, xs, KB, krsc && !kcrs);
-      direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
+      direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), yn, yv);
     }
   });
   return true;
