@@ -501,8 +501,9 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
 // engine's "pixels" are the output channels k, broadcast from W's rows read in place (one tap,
 // CRS contiguous "channels"); its "weights" are X_n packed in blocks of KB pixels; the bias per k
 // is a per-"pixel" bias. No weight packing. Two cases take it:
-//  - 1x1, stride 1, unpadded, on NCHW planes: X_n is x itself, pixels contiguous (packed without
-//    a transpose);
+//  - 1x1, stride 1, unpadded, on NCHW planes: X_n is x itself, pixels contiguous; float32 planes
+//    are read in place (all but the last, partial block of pixels), bfloat16 ones widened into
+//    blocks without a transpose;
 //  - few output pixels and big weights (N P Q * 8 <= K, K C R S floats > 2 MiB: ResNet-50's res5
 //    at batch 1): all the patches together are much smaller than the weights, whose packing
 //    (NT-streamed there, see pack_weights) they replace. Measured on Zen 3, 2 threads, N=1: res5
