@@ -80,6 +80,16 @@ struct WeightSource {
   std::vector<int64_t> tap_offset;  // in packed-weight (plan) order
 };
 
+// A (K, Cg, R, S) weight tensor (strides ws) whose every k row is one contiguous run of Cg R S
+// elements: in (c, r, s) order (KCRS; 1x1 weights count as this), in (r, s, c) order (KRSC:
+// channels_last), or neither.
+enum class WeightRows { kStrided, kKCRS, kKRSC };
+inline WeightRows weight_rows(const int64_t ws[4], int64_t Cg, int64_t R, int64_t S) {
+  if (ws[3] == 1 && ws[2] == S && ws[1] == R * S) return WeightRows::kKCRS;
+  if (ws[1] == 1 && ws[3] == Cg && ws[2] == S * Cg) return WeightRows::kKRSC;
+  return WeightRows::kStrided;
+}
+
 // Scratch memory that is not zero-filled (the packers write every element they expose).
 template <typename E>
 struct ScratchOf {
@@ -518,8 +528,9 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   const int64_t* ws = a.w.stride;
   const int64_t* ys = a.y.stride;
   const int64_t HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S, CRS = p.C * RS;
-  const bool kcrs = ws[3] == 1 && ws[2] == p.S && ws[1] == RS, krsc = ws[1] == 1 && ws[3] == p.C && ws[2] == p.S * p.C;
-  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K < 8 || !(kcrs || krsc) || ys[2] != p.Q * ys[3]) return false;
+  const WeightRows rows = weight_rows(ws, p.C, p.R, p.S);
+  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K < 8 || rows == WeightRows::kStrided || ys[2] != p.Q * ys[3])
+    return false;
   const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1;
   const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
                          planes && HW >= 64;
@@ -548,18 +559,18 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
       if constexpr (std::is_same_v<T, float>) {
         if (pointwise) {  // float planes are the engine's weights as they are: whole blocks in place
           const int64_t whole = PQ / KB * KB;
-          DirectConvPlan dw = d;
-          dw.out_per_group = whole;
-          if (whole > 0) direct_conv<FmaF32, MR, NV>(dw, wv, xn, nullptr, bias.data(), yn, yv, xs[1]);
+          DirectConvPlan part = d;
+          part.out_per_group = whole;
+          if (whole > 0) direct_conv<FmaF32, MR, NV>(part, wv, xn, nullptr, bias.data(), yn, yv, xs[1]);
           if (whole == PQ) continue;
-          dw.out_per_group = PQ - whole;  // the last, partial block (lanes past the plane are not readable)
-          const auto xp = pack_weights<FmaF32>(dw, KB, WeightSource<T>{xn + whole, 0, 1, xs[1], p.C, {0}});
-          direct_conv<FmaF32, MR, NV>(dw, wv, xp.data(), nullptr, bias.data(), yn + whole * yv[1], yv);
+          part.out_per_group = PQ - whole;  // the last, partial block (lanes past the plane are not readable)
+          const auto xp = pack_weights<FmaF32>(part, KB, WeightSource<T>{xn + whole, 0, 1, xs[1], p.C, {0}});
+          direct_conv<FmaF32, MR, NV>(part, wv, xp.data(), nullptr, bias.data(), yn + whole * yv[1], yv);
           continue;
         }
       }
       const auto xp = pointwise ? pack_weights<FmaF32>(d, KB, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}})
-                                : pack_patches(p, xn, xs, KB, krsc && !kcrs);
+                                : pack_patches(p, xn, xs, KB, rows == WeightRows::kKRSC);
       direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), yn, yv);
     }
   });

@@ -109,8 +109,8 @@ inline void interleave_pairs(const bf16* lo, const bf16* hi, uint32_t* d, int64_
 template <typename T>
 void store_weight_grad(const Conv2dProblem& p, const float* total, int64_t Kpad, T* dw, const int64_t ws[4]) {
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, taps = p.R * p.S, row = Cg * taps;
-  const bool kcrs = ws[3] == 1 && ws[2] == p.S && ws[1] == taps, krsc = ws[1] == 1 && ws[3] == Cg && ws[2] == p.S * Cg;
-  if (!kcrs && !krsc) {  // any other strides: element by element
+  const WeightRows rows = weight_rows(ws, Cg, p.R, p.S);
+  if (rows == WeightRows::kStrided) {  // any other strides: element by element
     for (int64_t g = 0; g < p.groups; ++g)
       for (int64_t t = 0; t < taps; ++t)
         for (int64_t c = 0; c < Cg; ++c)
@@ -120,7 +120,7 @@ void store_weight_grad(const Conv2dProblem& p, const float* total, int64_t Kpad,
     return;
   }
   std::vector<int64_t> src_row(row);
-  for (int64_t j = 0; j < row; ++j) src_row[j] = kcrs ? (j % taps) * Cg + j / taps : j;  // krsc: j = t Cg + c
+  for (int64_t j = 0; j < row; ++j) src_row[j] = rows == WeightRows::kKCRS ? (j % taps) * Cg + j / taps : j;  // krsc: j = t Cg + c
   constexpr int64_t kRun = 16;
   const int64_t nruns = (row + kRun - 1) / kRun, k8 = Kg - Kg % 8;
   parallel_for(0, p.groups * nruns, 1, [&](int64_t b, int64_t e) {
