@@ -285,11 +285,15 @@ template <class M, int MR, int NV, typename TOut>
       V::store(out + out_off[m] + v * L, pixel_bias ? V::add(acc[m][v], V::broadcast(pixel_bias + m)) : acc[m][v]);
 }
 
-// conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time.
+// conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time. Inlined
+// as well: out of line, GCC 12 kept the accumulators of conv_tile_upto<12, 1> in memory, one
+// store after every FMA (AVX2; the stem's dgrad at N=1: 13.9 -> 8.6 ms once inlined; 1x1 64->256
+// channels_last forward 1.6 -> 0.9 ms).
 template <class M, int MR, int NV, typename TOut>
-inline void conv_tile_upto(int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset,
-                           int64_t taps, const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias,
-                           const float* pixel_bias, TOut* out, const int64_t* out_off) {
+[[gnu::always_inline]] inline void conv_tile_upto(
+    int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
+    const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias, TOut* out,
+    const int64_t* out_off) {
   if constexpr (MR > 1) {
     if (m < MR)
       return conv_tile_upto<M, MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out,

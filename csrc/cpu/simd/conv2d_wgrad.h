@@ -42,10 +42,13 @@ struct WgradTail {
 // total[m][v] += sum over the chunk's rows j and columns q of x(row j, q, c0 + m) * dy(j, q, vector v),
 // over Q packed elements per row (pixels, or pixel pairs), then the tail's element of the row. x
 // row j starts at x + row_offset[j]; dy's chunk is contiguous, one element every dy_pixel_step.
+// Always inlined (like conv_tile): out of line, the AVX-512 wgrad_tile<6, 4> kept its
+// accumulators in memory.
 template <class M, int MC, int NV>
-inline void wgrad_tile(const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q,
-                       int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step,
-                       const WgradTail<typename M::Elem>& tail, float* total, int64_t total_row_step, bool first) {
+[[gnu::always_inline]] inline void wgrad_tile(
+    const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t x_pixel_step,
+    const typename M::Elem* dy, int64_t dy_pixel_step, const WgradTail<typename M::Elem>& tail, float* total,
+    int64_t total_row_step, bool first) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MC][NV];
@@ -79,9 +82,10 @@ inline void wgrad_tile(const typename M::Elem* x, const int64_t* row_offset, int
 }
 
 template <class M, int MC, int NV>
-inline void wgrad_tile_upto(int m, const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q,
-                            int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step,
-                            const WgradTail<typename M::Elem>& tail, float* total, int64_t total_row_step, bool first) {
+[[gnu::always_inline]] inline void wgrad_tile_upto(
+    int m, const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t x_pixel_step,
+    const typename M::Elem* dy, int64_t dy_pixel_step, const WgradTail<typename M::Elem>& tail, float* total,
+    int64_t total_row_step, bool first) {
   if constexpr (MC > 1) {
     if (m < MC)
       return wgrad_tile_upto<M, MC - 1, NV>(m, x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, tail,
