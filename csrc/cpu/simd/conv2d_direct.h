@@ -330,27 +330,32 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
   const bool blocks_inner = nblocks * taps * cin * KB * int64_t(sizeof(float)) <= (int64_t(512) << 10);
   parallel_for(0, nblocks * ntiles, 4, [&](int64_t b, int64_t e) {
     float tile[MR * KB];
-    int64_t x_off[MR], y_off[MR], tile_off[MR];
+    int64_t x_off[MR], y_off[MR], tile_off[MR], offsets_of = -1;  // x_off, y_off: of pixel tile offsets_of
     for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
     for (int64_t item = b; item < e; ++item) {
       const int64_t gk = blocks_inner ? item % nblocks : item / ntiles;
       const int64_t i0 = (blocks_inner ? item / nblocks : item % ntiles) * MR;
       const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
       const int m = int(std::min<int64_t>(MR, pixels - i0));
-      for (int mi = 0; mi < m; ++mi) {
-        const int64_t i = i0 + mi, q = i % d.Q, pq = i / d.Q, p = pq % d.P, n = pq / d.P;
-        x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step + g * cin;
-        y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
+      if (i0 != offsets_of) {  // consecutive items often share the pixel tile (blocks_inner): its
+                               // divisions cost ~15% of a 1x1 layer with 64 input channels
+        for (int mi = 0; mi < m; ++mi) {
+          const int64_t i = i0 + mi, q = i % d.Q, pq = i / d.Q, p = pq % d.P, n = pq / d.P;
+          x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
+          y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
+        }
+        offsets_of = i0;
       }
+      const typename M::Elem* xg = x.data + g * cin;
       const typename M::Elem* wblk = wp + gk * (w_step > 0 ? KB : taps * cin * KB);
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
       const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
       TOut* yblk = y + (g * d.out_per_group + o0) * ys[1];
       if (direct_store && olen == KB) {
-        conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, yblk, y_off);
+        conv_tile_upto<M, MR, NV>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, yblk, y_off);
         continue;
       }
-      conv_tile_upto<M, MR, NV>(m, x.data, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile, tile_off);
+      conv_tile_upto<M, MR, NV>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile, tile_off);
       if constexpr (std::is_same_v<TOut, float>) {
         for (int mi = 0; mi < m; ++mi)
           for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
