@@ -55,7 +55,8 @@ PYBIND11_MODULE(_C, m) {
     set_active_cpu_isa(wanted);
   }, "force the CPU kernels' ISA (scalar, avx2 or avx512) for this process");
   m.def("set_poison_outputs", &set_poison_outputs,
-        "tests: fill every op output with NaN (int64: INT64_MIN) before the kernel writes it");
+        "tests: fill every op output with NaN (int64: INT64_MIN) before the kernel writes it, and every "
+        "CPU kernel scratch block with NaN bytes");
   m.def("cpu_kernel_name", [](const std::string& op, const std::string& dtype) {
     return cpu_kernel_name(op, dtype_from_string(dtype));
   }, "the name of the CPU kernel that runs (op, dtype) with the active ISA");

@@ -4,6 +4,8 @@
 #include <limits>
 #include <sstream>
 
+#include "../common/scratch.h"
+
 namespace cnnkernels {
 
 DType kernel_dtype(const at::Tensor& t, const char* op, const char* arg) {
@@ -40,7 +42,10 @@ void check_pair(at::IntArrayRef v, const char* op, const char* arg) {
 }
 
 static std::atomic<bool> g_poison{false};
-void set_poison_outputs(bool on) { g_poison.store(on); }
+void set_poison_outputs(bool on) {
+  g_poison.store(on);
+  set_poison_scratch(on);
+}
 bool poison_outputs() { return g_poison.load(); }
 
 at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../../common/parallel.h"
+#include "../../common/scratch.h"
 #include "vec.h"
 
 namespace cnnkernels {
@@ -90,12 +91,22 @@ inline WeightRows weight_rows(const int64_t ws[4], int64_t Cg, int64_t R, int64_
   return WeightRows::kStrided;
 }
 
-// Scratch memory that is not zero-filled (the packers write every element they expose).
+// Scratch memory that is not zero-filled (the packers write every element they expose), from the
+// calling thread's recycled blocks (common/scratch.h).
 template <typename E>
 struct ScratchOf {
-  explicit ScratchOf(int64_t n) : ptr(new E[size_t(std::max<int64_t>(n, 1))]) {}
+  static_assert(std::is_trivially_copyable_v<E> && std::is_trivially_destructible_v<E>, "raw memory holds E");
+  struct Release {
+    size_t capacity;
+    void operator()(E* p) const { scratch_free(p, capacity); }
+  };
+  explicit ScratchOf(int64_t n) : ptr(nullptr, Release{0}) {
+    size_t capacity = 0;
+    E* p = static_cast<E*>(scratch_alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(E), &capacity));
+    ptr = std::unique_ptr<E[], Release>(p, Release{capacity});
+  }
   E* data() const { return ptr.get(); }
-  std::unique_ptr<E[]> ptr;
+  std::unique_ptr<E[], Release> ptr;
 };
 using Scratch = ScratchOf<float>;
 
