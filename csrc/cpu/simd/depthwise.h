@@ -5,8 +5,9 @@
 //
 //   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
 //           per channel vector acc = bias + sum over taps x * w
-//   dgrad   per input row (n, h): per pixel the taps whose output lands on the stride grid
-//   wgrad   per channel vector: dw[tap] summed over every pixel, one partial per output row
+//   dgrad   stride 1: fprop of dy with the rotated filter; else per input row (n, h): per pixel
+//           the taps whose output lands on the stride grid
+//   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order
 //
 // Tensors whose channels are contiguous and a multiple of the vector width are used in place;
 // others go through channels-last scratch of the same storage type with the channels padded to
@@ -333,11 +334,12 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
 
 // dx[n, h, w, c] = sum over taps (r, s) whose output (p, q) exists, h + pad_h - r dil_h = p stride_h
 // (likewise w), of dy[n, p, q, c] w[c, r, s].
-// dgrad on NCHW planes for stride 1: dx = the forward convolution of dy with the filter rotated
-// by 180 degrees (negative weight strides from its last tap) and padding dil (R - 1) - pad, so
-// depthwise_fprop_planes does it, with its size switch, and writes every element of dx.
+// dgrad for stride 1: dx = the forward convolution of dy with the filter rotated by 180 degrees
+// (negative weight strides from its last tap) and padding dil (R - 1) - pad, so depthwise_fprop
+// does it (planes or channels-last, whole rows of taps in registers) and writes every element of
+// dx. The per-pixel loop below took ~2x as long: 144 @ 56 channels_last, N=1, 0.29 ms vs fprop 0.18.
 template <typename T>
-inline bool depthwise_dgrad_planes(const Conv2dDgradArgs& a) {
+inline bool depthwise_dgrad_as_fprop(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t pad_h = p.dil_h * (p.R - 1) - p.pad_h, pad_w = p.dil_w * (p.S - 1) - p.pad_w;
   if (p.stride_h != 1 || p.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
@@ -346,14 +348,14 @@ inline bool depthwise_dgrad_planes(const Conv2dDgradArgs& a) {
   const int64_t* ws = a.w.stride;
   f.w.data = static_cast<const T*>(a.w.data) + (p.R - 1) * ws[2] + (p.S - 1) * ws[3];
   f.w.stride[2] = -ws[2], f.w.stride[3] = -ws[3];
-  return depthwise_fprop_planes<T>(f);
+  return depthwise_fprop<T>(f);
 }
 
 template <typename T>
 inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
-  if (depthwise_dgrad_planes<T>(a)) return true;
+  if (depthwise_dgrad_as_fprop<T>(a)) return true;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
@@ -387,8 +389,12 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   return true;
 }
 
-// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is one channel
-// vector: it owns those dw entries and sums the pixels in a fixed order (one partial per row).
+// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is a fixed chunk
+// of output rows: for each row and channel vector it sums the row's products per tap, adds them
+// to the chunk's partial totals, and the partials are added up in chunk order at the end, so the
+// result does not depend on the thread count. Items of one channel vector over every pixel (the
+// first version) used half of each cache line they fetched and streamed x and dy from L3 once per
+// pair of vectors: 144 @ 56 channels_last, N=1, 0.31 ms against PyTorch's 0.18.
 template <typename T>
 inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
@@ -399,33 +405,49 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   ScratchOf<T> xs(0), dys(0);
   const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
   const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
-  std::vector<float> total(taps * Cp, 0.0f);
-  parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
+  constexpr int64_t kChunkRows = 4;
+  const int64_t rows = p.N * p.P, nchunks = (rows + kChunkRows - 1) / kChunkRows;
+  Scratch partial(nchunks * taps * Cp);
+  std::vector<TapRange> cols(p.S);
+  for (int64_t s = 0; s < p.S; ++s) cols[s] = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
+  parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
     std::vector<typename V::type> row_acc(taps), tot(taps);
-    for (int64_t v = b; v < e; ++v) {
-      std::fill(tot.begin(), tot.end(), V::zero());
-      for (int64_t n = 0; n < p.N; ++n)
-        for (int64_t pp = 0; pp < p.P; ++pp) {
+    for (int64_t chunk = b; chunk < e; ++chunk) {
+      const int64_t r0 = chunk * kChunkRows, r1 = std::min(rows, r0 + kChunkRows);
+      for (int64_t v = 0; v < nv; ++v) {
+        std::fill(tot.begin(), tot.end(), V::zero());
+        for (int64_t np = r0; np < r1; ++np) {
+          const int64_t n = np / p.P, pp = np % p.P;
+          const T* dyv = dy.data + n * dy.sn + pp * dy.sh + v * L;
           std::fill(row_acc.begin(), row_acc.end(), V::zero());
           for (int64_t r = 0; r < p.R; ++r) {
             const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
             if (h < 0 || h >= p.H) continue;
+            const T* xv = x.data + n * x.sn + h * x.sh + v * L;
             for (int64_t s = 0; s < p.S; ++s) {
-              const TapRange qr = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
-              typename V::type acc = row_acc[r * p.S + s];
-              for (int64_t q = qr.lo; q < qr.hi; ++q) {
-                const int64_t w = q * p.stride_w - p.pad_w + s * p.dil_w;
-                acc = V::fmadd(V::load(dy.data + n * dy.sn + pp * dy.sh + q * dy.sw + v * L),
-                               V::load(x.data + n * x.sn + h * x.sh + w * x.sw + v * L), acc);
-              }
-              row_acc[r * p.S + s] = acc;
+              // Four independent sums: one chain waited out the FMA latency (4 cycles) per pixel.
+              typename V::type acc[4] = {row_acc[r * p.S + s], V::zero(), V::zero(), V::zero()};
+              const T* xs0 = xv + (s * p.dil_w - p.pad_w) * x.sw;  // x at output column q: xs0 + q xstep
+              const int64_t xstep = p.stride_w * x.sw;
+              int64_t q = cols[s].lo;
+              for (; q + 4 <= cols[s].hi; q += 4)
+                for (int j = 0; j < 4; ++j)
+                  acc[j] = V::fmadd(V::load(dyv + (q + j) * dy.sw), V::load(xs0 + (q + j) * xstep), acc[j]);
+              for (; q < cols[s].hi; ++q) acc[0] = V::fmadd(V::load(dyv + q * dy.sw), V::load(xs0 + q * xstep), acc[0]);
+              row_acc[r * p.S + s] = V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3]));
             }
           }
           for (int64_t t = 0; t < taps; ++t) tot[t] = V::add(tot[t], row_acc[t]);
         }
-      for (int64_t t = 0; t < taps; ++t) V::store(total.data() + t * Cp + v * L, tot[t]);
+        for (int64_t t = 0; t < taps; ++t) V::store(partial.data() + (chunk * taps + t) * Cp + v * L, tot[t]);
+      }
     }
   });
+  std::vector<float> total(taps * Cp, 0.0f);
+  for (int64_t chunk = 0; chunk < nchunks; ++chunk) {
+    const float* part = partial.data() + chunk * taps * Cp;
+    for (int64_t i = 0; i < taps * Cp; ++i) total[i] += part[i];
+  }
   T* dw = static_cast<T*>(a.dw.data);
   const int64_t* ws = a.dw.stride;
   for (int64_t c = 0; c < C; ++c)
