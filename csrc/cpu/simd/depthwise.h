@@ -364,22 +364,34 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   T* dx = static_cast<T*>(a.dx.data);
   const OutputTarget<T> out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
+  // The taps s that reach input column w, and the dy column each reads: the same for every row
+  // (computing them per pixel, two divisions per tap, took longer than the products).
+  std::vector<int64_t> col_count(p.W, 0), col_s(p.W * p.S), col_q(p.W * p.S);
+  for (int64_t w = 0; w < p.W; ++w)
+    for (int64_t s = 0; s < p.S; ++s) {
+      const int64_t wq = w + p.pad_w - s * p.dil_w;
+      if (wq < 0 || wq % p.stride_w != 0 || wq / p.stride_w >= p.Q) continue;
+      col_s[w * p.S + col_count[w]] = s;
+      col_q[w * p.S + col_count[w]++] = wq / p.stride_w;
+    }
   parallel_for(0, p.N * p.H, 1, [&](int64_t b, int64_t e) {
-    std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S);
+    std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S), row_r, row_off;
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / p.H, h = nh % p.H;
+      row_r.clear(), row_off.clear();
+      for (int64_t r = 0; r < p.R; ++r) {
+        const int64_t hp = h + p.pad_h - r * p.dil_h;
+        if (hp < 0 || hp % p.stride_h != 0 || hp / p.stride_h >= p.P) continue;
+        row_r.push_back(r);
+        row_off.push_back(n * dy.sn + (hp / p.stride_h) * dy.sh);
+      }
       for (int64_t w = 0; w < p.W; ++w) {
         int64_t taps = 0;
-        for (int64_t r = 0; r < p.R; ++r) {
-          const int64_t hp = h + p.pad_h - r * p.dil_h;
-          if (hp < 0 || hp % p.stride_h != 0 || hp / p.stride_h >= p.P) continue;
-          for (int64_t s = 0; s < p.S; ++s) {
-            const int64_t wq = w + p.pad_w - s * p.dil_w;
-            if (wq < 0 || wq % p.stride_w != 0 || wq / p.stride_w >= p.Q) continue;
-            dy_off[taps] = n * dy.sn + (hp / p.stride_h) * dy.sh + (wq / p.stride_w) * dy.sw;
-            w_off[taps++] = (r * p.S + s) * Cp;
+        for (size_t i = 0; i < row_r.size(); ++i)
+          for (int64_t j = 0; j < col_count[w]; ++j) {
+            dy_off[taps] = row_off[i] + col_q[w * p.S + j] * dy.sw;
+            w_off[taps++] = (row_r[i] * p.S + col_s[w * p.S + j]) * Cp;
           }
-        }
         depthwise_pixel<T>(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
                         out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw);
       }
