@@ -184,10 +184,11 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
     xpad = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp,
                             Wp, 1, 0, xpx);
     // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
-    // Without padding that is plain channels-last, which pack_activations writes fastest.
+    // With one group or no padding that is channels-last with zero pixel slots past K, which
+    // pack_activations writes fastest (8x8 transposes from NCHW).
     const T* dy = static_cast<const T*>(a.dy.data);
     const int64_t* ds = a.dy.stride;
-    if (Kpad == Kg) {
+    if (Kpad == Kg || G == 1) {
       dyp = pack_activations(dy, ds, p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q, 1, 0, dpx);
     } else {
       dyp = Scratch(p.N * p.P * p.Q * dpx);
