@@ -480,10 +480,19 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   WeightSource<T> weights{w, Kg * ws[0], ws[0], ws[1], Cg, {}};
   for (int64_t r = 0; r < p.R; ++r)
     for (int64_t s = 0; s < p.S; ++s) weights.tap_offset.push_back(r * ws[2] + s * ws[3]);
+  // With pixels cin elements apart (one group) and no column dilation, a row's S taps read S cin
+  // consecutive elements, in the packed weights' own order: the engine runs them as one tap of
+  // S cin inputs. The stem (3 channels, 7 x 7) then loops over 7 taps of 21, not 49 taps of 3.
+  DirectConvPlan run = d;
+  if (p.groups == 1 && p.dil_w == 1 && xv.sw == cin && p.S > 1) {
+    run.in_per_group = p.S * cin;
+    run.tap_offset.clear();
+    for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
+  }
   const FloatBias<T> bias(a.bias, p.K);
   with_tile(Kg, p.R * p.S * cin, [&]<int MR, int NV>() {
     const auto wp = pack_weights<M>(d, NV * VecF32::kLanes, weights);
-    direct_conv<M, MR, NV>(d, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
+    direct_conv<M, MR, NV>(run, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
   });
   return true;
 }

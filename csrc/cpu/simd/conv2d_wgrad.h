@@ -247,7 +247,13 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   // >= ~128 packed elements per tile visit (pixels; pixel pairs for the dot policy: measured on
   // Zen 4 N=8 ResNet-50 3x3 layers, 128 pairs ran 1.5-2x faster than 64)
   const int64_t rows_per_chunk = std::max<int64_t>(1, 128 * M::kChannels / p.Q);
-  const int64_t tiles = G * nkb * taps * ncb;
+  // As in fprop: with pixels C elements apart (one group, x unpadded per pixel) and no column
+  // dilation, a row's S taps are S C consecutive "channels" of one tap, in the totals' own order
+  // ((r S + s) Cg + c). The stem (C = 3, 7 x 7) then fills 21 of 24 tile rows, not 3 of 6.
+  const bool fold = M::kChannels == 1 && G == 1 && p.dil_w == 1 && xpx == p.C && p.S > 1;
+  const int64_t tile_taps = fold ? p.R : taps, tile_S = fold ? 1 : p.S, tile_C = fold ? p.S * Cg : Cg;
+  const int64_t tile_cb = fold ? (tile_C + MC - 1) / MC : ncb;
+  const int64_t tiles = G * nkb * tile_taps * tile_cb;
   parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> row_offset(rows_per_chunk), last_offset(odd ? rows_per_chunk : 0);
     for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
@@ -258,11 +264,11 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
         if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
       }
       for (int64_t tile = b; tile < e; ++tile) {
-        const int64_t cb = tile % ncb, t = (tile / ncb) % taps, kb = (tile / (ncb * taps)) % nkb;
-        const int64_t g = tile / (ncb * taps * nkb);
-        const int64_t r = t / p.S, s = t % p.S, c0 = cb * MC;
-        const int m = int(std::min<int64_t>(MC, Cg - c0));
-        float* tot = total.data() + ((g * taps + t) * Cg + c0) * Kpad + kb * KB;
+        const int64_t cb = tile % tile_cb, t = (tile / tile_cb) % tile_taps;
+        const int64_t kb = (tile / (tile_cb * tile_taps)) % nkb, g = tile / (tile_cb * tile_taps * nkb);
+        const int64_t r = t / tile_S, s = t % tile_S, c0 = cb * MC;
+        const int m = int(std::min<int64_t>(MC, tile_C - c0));
+        float* tot = total.data() + ((g * tile_taps + t) * tile_C + c0) * Kpad + kb * KB;
         const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
         const E* dy0 = dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB;
         WgradTail<E> tail;
