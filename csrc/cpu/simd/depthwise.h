@@ -202,9 +202,15 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
   }
   if (q_hi - q_lo < L) return false;
   // While input and output fit in the caches, the channels-last path's transposes are cheap and
-  // its kernel (channels as lanes, no border columns) is faster: measured, 144 @ 56, 1 thread,
-  // N=1 (3.6 MB in + out) 0.39 ms there vs 0.48 ms here, N=8 (29 MB) 7.2 ms there vs 3.8 ms here.
-  if ((p.N * p.C * (p.H * p.W + p.P * p.Q)) * int64_t(sizeof(T)) <= (int64_t(8) << 20)) return false;
+  // its kernel (channels as lanes, no border columns) is faster, and so it is on narrow rows; wide
+  // rows favour the planes. Measured (2 threads, fwd and the stride-1 dgrad alike):
+  //  - Zen 4, 144 @ 56 (1 thread): N=1 (3.6 MB in + out) 0.39 ms channels-last vs 0.48 ms here,
+  //    N=8 (29 MB) 7.2 vs 3.8 ms.
+  //  - Zen 3: planes win at 32 @ 112 N=1 (3.2 MB) 0.31 vs 0.47 ms, 144 @ 56 N=2 (7.2 MB) 0.84 vs
+  //    1.19, 192 @ 28 N=8 (9.6 MB) 1.9 vs 2.4; channels-last wins at 576 @ 14 N=8 (7.2 MB) 1.8 vs
+  //    2.6, 192 @ 28 N=1 0.19 vs 0.30, 576 @ 14 N=1 0.19 vs 0.39, 144 @ 56 N=1 0.46 vs 0.49.
+  const int64_t bytes = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T));
+  if (!(p.W >= 96 || (p.W >= 28 && bytes > (int64_t(4) << 20)))) return false;
   const T* x = static_cast<const T*>(a.x.data);
   const T* w = static_cast<const T*>(a.w.data);
   const T* bias = static_cast<const T*>(a.bias);
