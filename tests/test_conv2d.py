@@ -150,8 +150,9 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
 def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, bias):
     """NCHW depthwise forward with output columns as vector lanes: widths around the vector widths
     (interior vectors, the overlapping last vector, scalar border columns), row strides, dilation.
-    That kernel takes tensors whose input and output pass 8 MiB (smaller ones stay in the caches
-    through the channels-last path): the rows are sized to pass it."""
+    That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
+    4 MiB (smaller ones stay in the caches through the channels-last path): the rows are sized to
+    pass 8 MiB."""
     c = 32
     h = int(1.3 * (8 << 20) / (c * 2 * w * dtype.itemsize * (1 + 1 / stride[0]) / 2)) + 1
     cfg = dict(n=1, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,
