@@ -31,14 +31,14 @@ ThreadCache& thread_cache() {
   return cache;
 }
 
-}  // namespace
-
-void set_poison_scratch(bool on) { g_poison.store(on); }
-
-static void* handed_out(void* data, size_t capacity) {
+void* handed_out(void* data, size_t capacity) {
   if (g_poison.load()) std::memset(data, 0xFF, capacity);
   return data;
 }
+
+}  // namespace
+
+void set_poison_scratch(bool on) { g_poison.store(on); }
 
 void* scratch_alloc(size_t bytes, size_t* capacity) {
   const size_t size = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;

@@ -535,6 +535,21 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
   return xp;
 }
 
+// Which case of conv2d_fprop_pixel_lanes (below) a problem falls in, its weights aside: the 1x1
+// NCHW planes, few output pixels with big weights, or neither.
+struct PixelLanesCase {
+  bool pointwise, few_pixels;
+};
+inline PixelLanesCase pixel_lanes_case(const Conv2dProblem& p, const int64_t xs[4], const int64_t ys[4]) {
+  if (p.groups != 1 || p.K < 8 || ys[2] != p.Q * ys[3]) return {false, false};
+  const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1;
+  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
+                         planes && p.H * p.W >= 64;
+  const bool few_pixels =
+      p.N * p.P * p.Q * 8 <= p.K && p.K * p.C * p.R * p.S * int64_t(sizeof(float)) > (int64_t(2) << 20);
+  return {pointwise, few_pixels};
+}
+
 // fprop with the engine's roles swapped, output pixels as its vector lanes: per image,
 // Y_n (K x PQ) = W (K x CRS) X_n (CRS x PQ), X_n's columns the input patches of image n. The
 // engine's "pixels" are the output channels k, broadcast from W's rows read in place (one tap,
@@ -556,15 +571,11 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   const int64_t* xs = a.x.stride;
   const int64_t* ws = a.w.stride;
   const int64_t* ys = a.y.stride;
-  const int64_t HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S, CRS = p.C * RS;
+  const int64_t PQ = p.P * p.Q, RS = p.R * p.S, CRS = p.C * RS;
   const WeightRows rows = weight_rows(ws, p.C, p.R, p.S);
-  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K < 8 || rows == WeightRows::kStrided || ys[2] != p.Q * ys[3])
-    return false;
-  const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1;
-  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
-                         planes && HW >= 64;
-  const bool few_pixels = p.N * PQ * 8 <= p.K && p.K * CRS * int64_t(sizeof(float)) > (int64_t(2) << 20);
-  if (!pointwise && !few_pixels) return false;
+  const PixelLanesCase use = pixel_lanes_case(p, xs, ys);
+  if (p.dtype != dtype_of<T>() || rows == WeightRows::kStrided || (!use.pointwise && !use.few_pixels)) return false;
+  const bool pointwise = use.pointwise;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
   std::vector<float> w_rows;  // bfloat16 W as float rows of CRS
@@ -618,15 +629,12 @@ template <typename T>
 inline bool conv2d_dgrad_pixel_lanes(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
-      p.pad_h != 0 || p.pad_w != 0 || p.C < 8)
+      p.pad_h != 0 || p.pad_w != 0)
     return false;
   Conv2dFpropArgs f{p, a.dy, {nullptr, {p.K, 1, 1, 1}}, nullptr, a.dx};
   f.p.C = p.K, f.p.K = p.C;
-  // The same tests as conv2d_fprop_pixel_lanes (which makes the decision), before paying for W^T.
-  const int64_t *xs = a.dy.stride, *ys = a.dx.stride, PQ = p.P * p.Q;
-  const bool planes = xs[3] == 1 && xs[2] == p.Q && ys[3] == 1 && ys[2] == p.W;
-  const bool few_pixels = p.N * PQ * 8 <= p.C && p.C * p.K * int64_t(sizeof(float)) > (int64_t(2) << 20);
-  if (!(planes && PQ >= 64) && !few_pixels) return false;
+  const PixelLanesCase use = pixel_lanes_case(f.p, a.dy.stride, a.dx.stride);  // before paying for W^T
+  if (!use.pointwise && !use.few_pixels) return false;
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
   ScratchOf<T> wt(p.C * p.K);  // wt[c][k] = w[k][c]
