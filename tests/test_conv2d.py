@@ -271,6 +271,43 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n,c,k,h,stride", [
+    (2, 64, 16, 24, 1),    # x's channels as vectors, dy's rows broadcast; 2 chunks per image
+    (1, 24, 64, 9, 1),     # dy's channels as vectors (24 pads more), x's rows broadcast
+    (1, 144, 24, 7, 1),    # x as vectors (144 pads less than 24); AVX2: in place into float dW
+    (2, 40, 72, 11, 2),    # stride 2: x gathered; both pad, partial 6-row tiles
+    (1, 3, 5, 6, 1),       # fewer channels than a vector on both sides
+])
+def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
+    """1x1 unpadded weight gradients run conv2d_wgrad_1x1 (per-chunk panels, broadcast rows in
+    place or packed); the sums are the same bits on 1 and 2 threads."""
+    gen = torch.Generator().manual_seed(c * k + h)
+    x = make_tensor((n, c, h, h), dtype, layout, gen)
+    p = (h - 1) // stride + 1
+    g = make_tensor((n, k, p, p), dtype, layout, gen)
+    args = ([k, c, 1, 1], [stride, stride], [0, 0], [1, 1], 1)
+    threads = torch.get_num_threads()
+    try:
+        with forced_isa(isa):
+            torch.set_num_threads(1)
+            one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+            torch.set_num_threads(2)
+            two = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    finally:
+        torch.set_num_threads(threads)
+    w = torch.zeros(k, c, 1, 1, dtype=dtype)
+    with torch_without_onednn():
+        theirs = torch.ops.aten.convolution_backward(g, x, w, None, *args[1:4], False, [0, 0], 1,
+                                                     [False, True, False])[1]
+        ref64 = torch.ops.aten.convolution_backward(g.double(), x.double(), w.double(), None, *args[1:4], False,
+                                                    [0, 0], 1, [False, True, False])[1]
+    assert torch.equal(one, two)
+    assert_calibrated(two, theirs, ref64, f"1x1 wgrad {c}->{k} @{h} s{stride} {layout}", n * p * p)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout,weight_layout", [("contiguous", "contiguous"), ("channels_last", "channels_last"),
                                                   ("contiguous", "channels_last"), ("channels_last", "contiguous")])
 @pytest.mark.parametrize("n,c,k,h,w,r,s,cfg", [

@@ -1,0 +1,225 @@
+// Weight gradient of a 1x1 convolution (one group, no padding, any stride), float compute for
+// float32 and bfloat16 storage: dW[k][c] = sum over output pixels i of dy(i, k) x(i, c), a GEMM
+// whose reduction runs over the N P Q output pixels. Included inside the ISA namespace after
+// conv2d_wgrad.h.
+//
+// The general engine (conv2d_wgrad.h) packs all of x and dy channels-last first and then reads
+// MC channels of each pixel per tile: one cache line per pixel for 24 bytes, and at 1 KB pixel
+// strides the lines of a chunk share 4 L1 sets. Here nothing is packed whole; per chunk of a few
+// hundred pixels of one image:
+// - one operand, "vec", is packed as panels [block][pixel][KB] (KB = NV vectors of channels):
+//   the tile's vector loads stream through one contiguous panel that stays in L1;
+// - the other, "bcast", is read as channel rows [channel][pixel], MC rows per tile, each a
+//   sequential stream of broadcasts: in place for float NCHW tensors whose image pixels are
+//   contiguous, else packed once per chunk (8x8 transposes from channels-last).
+// Which of x and dy is vec: the one whose channels pad less to whole KB blocks; on a tie the
+// larger, so the bcast rows of a chunk (re-read once per vec block) are the smaller set. With x
+// as vec the totals are [k][c], dW's own layout, and float32 dW accumulates in place.
+//
+// Determinism: a thread owns a fixed range of (vec block, bcast block) tiles and walks the chunks
+// in order; a tile's totals take one partial sum per chunk, whatever the thread count.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "conv2d_wgrad.h"
+
+namespace cnnkernels {
+namespace CNNKERNELS_KERNEL_NS {
+namespace {
+
+// total[m][v L + l] (+)= sum over i < n of bcast(row m, i) * vec[i][v L + l] for m < MC, with row
+// m at rows + m * row_step, and vec's pixels KB = NV L floats apart. Inlined like wgrad_tile.
+template <int MC, int NV>
+[[gnu::always_inline]] inline void outer_product_tile(const float* rows, int64_t row_step, const float* vec,
+                                                      int64_t n, float* total, int64_t total_row_step, bool first) {
+  using V = VecF32;
+  constexpr int L = V::kLanes, KB = NV * L;
+  typename V::type acc[MC][NV];
+  for (int m = 0; m < MC; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
+  const float* row[MC];
+  for (int m = 0; m < MC; ++m) row[m] = rows + m * row_step;
+  for (int64_t i = 0; i < n; ++i) {
+    typename V::type dv[NV];
+    for (int v = 0; v < NV; ++v) dv[v] = V::load(vec + i * KB + v * L);
+    for (int m = 0; m < MC; ++m) {
+      const typename V::type b = V::broadcast(row[m] + i);
+      for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(b, dv[v], acc[m][v]);
+    }
+  }
+  for (int m = 0; m < MC; ++m)
+    for (int v = 0; v < NV; ++v) {
+      float* t = total + m * total_row_step + v * L;
+      V::store(t, first ? acc[m][v] : V::add(V::load(t), acc[m][v]));
+    }
+}
+
+template <int MC, int NV>
+[[gnu::always_inline]] inline void outer_product_tile_upto(int m, const float* rows, int64_t row_step,
+                                                           const float* vec, int64_t n, float* total,
+                                                           int64_t total_row_step, bool first) {
+  if constexpr (MC > 1) {
+    if (m < MC) return outer_product_tile_upto<MC - 1, NV>(m, rows, row_step, vec, n, total, total_row_step, first);
+  }
+  outer_product_tile<MC, NV>(rows, row_step, vec, n, total, total_row_step, first);
+}
+
+// One operand of the 1x1 GEMM: `channels` channels of a strided (n, c, h, w) tensor of storage
+// type T, output pixel (p, q) of image n at h = p * step_h, w = q * step_w (the conv stride for
+// x, 1 for dy).
+template <typename T>
+struct GemmOperand {
+  const T* data;
+  const int64_t* st;
+  int64_t channels, step_h, step_w;
+  const T* pixel(int64_t n, int64_t p, int64_t q) const {
+    return data + n * st[0] + p * step_h * st[2] + q * step_w * st[3];
+  }
+  int64_t pixel_step() const { return step_w * st[3]; }  // along an output row
+};
+
+// Calls f(i, p, q0, len) for each run of output pixels [i, i + len) of one output row p (columns
+// q0...) within the flattened pixel range [i0, i1) of one image with Q columns.
+template <class F>
+inline void for_each_row_run(int64_t i0, int64_t i1, int64_t Q, const F& f) {
+  for (int64_t i = i0; i < i1;) {
+    const int64_t p = i / Q, q0 = i % Q, len = std::min(i1 - i, Q - q0);
+    f(i, p, q0, len);
+    i += len;
+  }
+}
+
+// panels[b][j][l] = channel (b0 + b) KB + l of chunk pixel j (zero past the channels), for the
+// blocks b0 + b < b1, j < i1 - i0, l < KB; panel b at panels + b * panel_step. The source is read
+// in its own order: pixel by pixel from channels-last (one vb at a time walked 1 KB strides and
+// spent a quarter of the run waiting on loads), 8 x 8 transposes of channel rows from NCHW.
+template <typename T>
+void pack_vec_panels(const GemmOperand<T>& o, int64_t n, int64_t i0, int64_t i1, int64_t Q, int64_t b0, int64_t b1,
+                     int64_t KB, float* panels, int64_t panel_step) {
+  constexpr int L = VecF32::kLanes;
+  const int64_t c0 = b0 * KB, count = std::min(b1 * KB, o.channels) - c0, cs = o.st[1], ps = o.pixel_step();
+  // Panel lane of relative channel c at chunk pixel j.
+  const auto at = [&](int64_t j, int64_t c) { return panels + c / KB * panel_step + j * KB + c % KB; };
+  for_each_row_run(i0, i1, Q, [&](int64_t i, int64_t p, int64_t q0, int64_t len) {
+    const int64_t j0 = i - i0;
+    const T* s = o.pixel(n, p, q0) + c0 * cs;
+    if (count < (b1 - b0) * KB)  // the last block's lanes past the channels
+      for (int64_t j = j0; j < j0 + len; ++j) std::fill(at(j, count), at(j, 0) + (b1 - b0 - 1) * panel_step + KB, 0.0f);
+    if (cs == 1) {  // channels-last: each pixel's run of channels, in vectors
+      const int64_t full = count - count % L;
+      for (int64_t j = 0; j < len; ++j) {
+        for (int64_t c = 0; c < full; c += L) VecF32::store(at(j0 + j, c), VecF32::load(s + j * ps + c));
+        for (int64_t c = full; c < count; ++c) *at(j0 + j, c) = load_acc(s + j * ps + c);
+      }
+      return;
+    }
+    int64_t c8 = 0, j8 = 0;
+    if (ps == 1) {  // channel rows, pixels contiguous: 8 x 8 transposes (KB is a multiple of 8)
+      c8 = count - count % 8, j8 = len - len % 8;
+      for (int64_t c = 0; c < c8; c += 8)
+        for (int64_t j = 0; j < j8; j += 8) transpose8x8(s + c * cs + j, cs, at(j0 + j, c), KB);
+    }
+    for (int64_t c = 0; c < count; ++c)
+      for (int64_t j = (c < c8 ? j8 : 0); j < len; ++j) *at(j0 + j, c) = load_acc(s + c * cs + j * ps);
+  });
+}
+
+// rows[c][j] = channel c of chunk pixel j for c < channels, j < i1 - i0 (row stride row_step).
+template <typename T>
+void pack_bcast_rows(const GemmOperand<T>& o, int64_t n, int64_t i0, int64_t i1, int64_t Q, float* rows,
+                     int64_t row_step) {
+  const int64_t C = o.channels, cs = o.st[1], ps = o.pixel_step();
+  for_each_row_run(i0, i1, Q, [&](int64_t i, int64_t p, int64_t q0, int64_t len) {
+    float* d = rows + (i - i0);
+    const T* s = o.pixel(n, p, q0);
+    if (ps == 1) {  // channel rows already: convert row segments
+      for (int64_t c = 0; c < C; ++c) convert_n(s + c * cs, d + c * row_step, len);
+      return;
+    }
+    int64_t c8 = 0, j8 = 0;
+    if (cs == 1) {  // channels-last pixels: 8 x 8 transposes
+      c8 = C - C % 8, j8 = len - len % 8;
+      for (int64_t j = 0; j < j8; j += 8)
+        for (int64_t c = 0; c < c8; c += 8) transpose8x8(s + j * ps + c, ps, d + c * row_step + j, row_step);
+    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t j = (c < c8 ? j8 : 0); j < len; ++j) d[c * row_step + j] = load_acc(s + j * ps + c * cs);
+  });
+}
+
+// Returns false (doing nothing) unless the convolution is 1x1, unpadded, one group, T's dtype.
+template <typename T>
+inline bool conv2d_wgrad_1x1(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != dtype_of<T>() || p.R != 1 || p.S != 1 || p.pad_h != 0 || p.pad_w != 0 || p.groups != 1)
+    return false;
+  if (p.N * p.P * p.Q == 0) return false;  // nothing to sum: the reference writes the zeros
+  constexpr int MC = 6;
+#if defined(__AVX512F__)
+  constexpr int NV = 4;
+#else
+  constexpr int NV = 2;
+#endif
+  constexpr int64_t KB = NV * VecF32::kLanes;
+  const GemmOperand<T> xo{static_cast<const T*>(a.x.data), a.x.stride, p.C, p.stride_h, p.stride_w};
+  const GemmOperand<T> dyo{static_cast<const T*>(a.dy.data), a.dy.stride, p.K, 1, 1};
+  // vec = x unless dy's channels pad less (or as little, and are more).
+  const auto blocks = [&](int64_t c) { return (c + KB - 1) / KB; };
+  const int64_t waste_c = blocks(p.C) * KB - p.C, waste_k = blocks(p.K) * KB - p.K;
+  const bool x_is_vec = waste_c * p.K < waste_k * p.C || (waste_c * p.K == waste_k * p.C && p.C >= p.K);
+  const GemmOperand<T>& vec = x_is_vec ? xo : dyo;
+  const GemmOperand<T>& bc = x_is_vec ? dyo : xo;
+  const int64_t nvb = blocks(vec.channels), Vpad = nvb * KB, nbb = (bc.channels + MC - 1) / MC;
+  const int64_t PQ = p.P * p.Q;
+  // bcast rows in place: float, the image's output pixels at consecutive elements of each row.
+  const bool rows_in_place = std::is_same_v<T, float> && bc.step_h * bc.st[2] == p.Q * bc.st[3] && bc.pixel_step() == 1;
+  // A chunk's bcast rows (re-read by every vec block) within ~160 KB of L2, and its vec panel
+  // (re-read by every bcast block) within 16 KB of L1: 32 to 256 pixels.
+  int64_t chunk = std::clamp<int64_t>(160 * 1024 / (4 * bc.channels), 32, 256);
+  const int64_t chunks_per_image = (PQ + chunk - 1) / chunk;
+  chunk = (PQ + chunks_per_image - 1) / chunks_per_image;
+  const int64_t chunks = p.N * chunks_per_image;
+  // Totals [bcast channel][Vpad]; float dW with x as vec and no padded lanes is that array.
+  T* dw = static_cast<T*>(a.dw.data);
+  const int64_t* ws = a.dw.stride;
+  const bool in_dw = std::is_same_v<T, float> && x_is_vec && Vpad == p.C && ws[1] == 1 && ws[0] == p.C;
+  Scratch total_scratch(in_dw ? 0 : bc.channels * Vpad);
+  float* total = in_dw ? reinterpret_cast<float*>(dw) : total_scratch.data();
+  parallel_for(0, nvb * nbb, 1, [&](int64_t b, int64_t e) {
+    const int64_t vb0 = b / nbb, vb1 = (e - 1) / nbb + 1;  // the vec blocks this range touches
+    Scratch panels((vb1 - vb0) * chunk * KB), rows(rows_in_place ? 0 : bc.channels * chunk);
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t n = ch / chunks_per_image, i0 = ch % chunks_per_image * chunk, i1 = std::min(PQ, i0 + chunk);
+      pack_vec_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk * KB);
+      const float* row0;
+      int64_t row_step;
+      if (rows_in_place) {
+        row0 = reinterpret_cast<const float*>(bc.data) + n * bc.st[0] + i0, row_step = bc.st[1];
+      } else {
+        pack_bcast_rows(bc, n, i0, i1, p.Q, rows.data(), chunk);
+        row0 = rows.data(), row_step = chunk;
+      }
+      for (int64_t tile = b; tile < e; ++tile) {
+        const int64_t vb = tile / nbb, c0 = tile % nbb * MC;
+        const int m = int(std::min<int64_t>(MC, bc.channels - c0));
+        outer_product_tile_upto<MC, NV>(m, row0 + c0 * row_step, row_step, panels.data() + (vb - vb0) * chunk * KB,
+                                        i1 - i0, total + c0 * Vpad + vb * KB, Vpad, ch == 0);
+      }
+    }
+  });
+  if (in_dw) return true;
+  if (!x_is_vec) {  // totals [c][Kpad]: the general engine's store
+    store_weight_grad(p, total, Vpad, dw, ws);
+    return true;
+  }
+  parallel_for(0, p.K, 16, [&](int64_t b, int64_t e) {  // totals [k][Cpad]
+    for (int64_t k = b; k < e; ++k)
+      for (int64_t c = 0; c < p.C; ++c) store_from(dw + k * ws[0] + c * ws[1], total[k * Vpad + c]);
+  });
+  return true;
+}
+
+}  // namespace
+}  // namespace CNNKERNELS_KERNEL_NS
+}  // namespace cnnkernels
