@@ -146,10 +146,14 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
     (5, 5, (1, 1), (2, 2), (1, 1), True),
     (3, 3, (1, 1), (0, 2), (2, 2), False),
     (1, 7, (1, 1), (0, 3), (1, 1), True),
+    (3, 3, (2, 2), (1, 1), (1, 1), True),    # column stride 2: phase rows, offsets -1..1
+    (5, 5, (1, 2), (2, 1), (1, 1), False),   # offsets -1..3: both phases, shifts 0..1
+    (3, 3, (2, 2), (2, 2), (2, 2), False),   # dilation 2: every tap on the even phase
 ])
 def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, bias):
     """NCHW depthwise forward with output columns as vector lanes: widths around the vector widths
-    (interior vectors, the overlapping last vector, scalar border columns), row strides, dilation.
+    (interior vectors, the overlapping last vector, scalar border columns), row strides, column
+    strides 1 and 2 (rows split into even and odd columns), dilation.
     That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
     4 MiB (smaller ones stay in the caches through the channels-last path): the rows are sized to
     pass 8 MiB."""

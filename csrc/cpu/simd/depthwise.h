@@ -179,12 +179,29 @@ inline void depthwise_pixel(const E* a, const int64_t* a_off, const float* w, co
 
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
 
-// fprop on NCHW planes (columns contiguous in x and y, channels not), column stride 1: output
-// columns are the vector lanes, one plane row at a time, with the plane's R x S weights broadcast
-// in registers. The channels-last path below would transpose the input in and the output back
-// out (at N=8, MobileNetV2 144 @ 56: 3.4 ms against PyTorch's 2.0 ms). Interior columns (every
-// tap in bounds) run in vectors, the last one overlapping its neighbour rather than leaving a
-// tail; border columns are scalar, summing in the same (r, s) order.
+// even[j] = x[2 j], odd[j] = x[2 j + 1] as floats, for the W elements of one input row (a
+// stride-2 row split into its column phases once, so every tap then loads whole vectors).
+template <typename T>
+inline void deinterleave_row(const T* x, int64_t W, float* even, float* odd) {
+  int64_t j = 0;
+  for (; 2 * j + 16 <= W; j += 8) {
+    const __m256 a = load8(x + 2 * j), b = load8(x + 2 * j + 8);
+    // shuffle_ps takes lanes (0, 2) or (1, 3) of a and b per 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6;
+    // the 64-bit permute puts the halves' pairs in order.
+    store8(even + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
+    store8(odd + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));
+  }
+  for (int64_t w = 2 * j; w < W; ++w) (w % 2 ? odd : even)[w / 2] = load_acc(x + w);
+}
+
+// fprop on NCHW planes (columns contiguous in x and y, channels not), column stride 1 or 2:
+// output columns are the vector lanes, one plane row at a time, with the plane's R x S weights
+// broadcast in registers. The channels-last path below would transpose the input in and the
+// output back out (at N=8, MobileNetV2 144 @ 56: 3.4 ms against PyTorch's 2.0 ms). With stride 2
+// each input row is first split into its even and odd columns (deinterleave_row), and tap s
+// reads the phase of its column offset s dil - pad, shifted by half of it. Interior columns
+// (every tap in bounds) run in vectors, the last one overlapping its neighbour rather than
+// leaving a tail; border columns are scalar, summing in the same (r, s) order.
 template <typename T>
 inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
   using V = VecF32;
@@ -192,12 +209,12 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
   constexpr int64_t kMaxTaps = 25;
   const Conv2dProblem& p = a.p;
   const int64_t *xs = a.x.stride, *ys = a.y.stride, *ws = a.w.stride;
-  if (p.dtype != dtype_of<T>() || !is_depthwise(p) || p.stride_w != 1 || xs[3] != 1 || ys[3] != 1 || xs[1] == 1 ||
-      ys[1] == 1 || p.R * p.S > kMaxTaps)
+  if (p.dtype != dtype_of<T>() || !is_depthwise(p) || (p.stride_w != 1 && p.stride_w != 2) || xs[3] != 1 ||
+      ys[3] != 1 || xs[1] == 1 || ys[1] == 1 || p.R * p.S > kMaxTaps)
     return false;
   int64_t q_lo = 0, q_hi = p.Q;  // interior columns
   for (int64_t s = 0; s < p.S; ++s) {
-    const TapRange qr = valid_outputs(p.Q, p.W, 1, p.pad_w, p.dil_w, s);
+    const TapRange qr = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
     q_lo = std::max(q_lo, qr.lo), q_hi = std::min(q_hi, qr.hi);
   }
   if (q_hi - q_lo < L) return false;
@@ -209,17 +226,28 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
   //  - Zen 3: planes win at 32 @ 112 N=1 (3.2 MB) 0.31 vs 0.47 ms, 144 @ 56 N=2 (7.2 MB) 0.84 vs
   //    1.19, 192 @ 28 N=8 (9.6 MB) 1.9 vs 2.4; channels-last wins at 576 @ 14 N=8 (7.2 MB) 1.8 vs
   //    2.6, 192 @ 28 N=1 0.19 vs 0.30, 576 @ 14 N=1 0.19 vs 0.39, 144 @ 56 N=1 0.46 vs 0.49.
+  // Stride 2 (output rows half as wide, plus the split), Zen 3: planes win at 144 @ 56 N=8 (18 MB)
+  // 2.1 vs 5.1 ms and 96 @ 112 N=1 0.45 vs 0.48, lose at 144 @ 56 N=2 (4.5 MB) 0.37 vs 0.29 and
+  // 192 @ 28 N=8 1.5 vs 0.79: they need rows of 56+ columns and 8+ MiB.
   const int64_t bytes = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T));
-  if (!(p.W >= 96 || (p.W >= 28 && bytes > (int64_t(4) << 20)))) return false;
+  const bool wide = p.stride_w == 1 ? p.W >= 28 && bytes > (int64_t(4) << 20) : p.W >= 56 && bytes > (int64_t(8) << 20);
+  if (!(p.W >= 96 || wide)) return false;
   const T* x = static_cast<const T*>(a.x.data);
   const T* w = static_cast<const T*>(a.w.data);
   const T* bias = static_cast<const T*>(a.bias);
   T* y = static_cast<T*>(a.y.data);
+  const bool split = p.stride_w == 2;
+  const int64_t half = (p.W + 1) / 2;  // elements per phase row
   parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
     float wk[kMaxTaps];
     typename V::type wv[kMaxTaps];
-    const T* rows[kMaxTaps];  // the in-bounds input rows of an output row, shifted by -pad_w
-    int64_t row_r[kMaxTaps];
+    // Per in-bounds tap of an output row: where output column q's input is (+ q), its weight.
+    const T* tap_x[kMaxTaps];
+    const float* tap_f[kMaxTaps];
+    int64_t tap_w[kMaxTaps];
+    // The plane's rows split into phases (stride 2): row h's even columns at phases + 2 h half,
+    // odd ones half further.
+    ScratchOf<float> phases(split ? 2 * p.H * half : 0);
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t n = nc / p.C, c = nc % p.C;
       for (int64_t t = 0; t < p.R * p.S; ++t) {
@@ -230,41 +258,57 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
       const typename V::type bv = V::broadcast(&b0);
       const T* xp = x + n * xs[0] + c * xs[1];
       T* yp = y + n * ys[0] + c * ys[1];
+      if (split)
+        for (int64_t h = 0; h < p.H; ++h)
+          deinterleave_row(xp + h * xs[2], p.W, phases.data() + 2 * h * half, phases.data() + (2 * h + 1) * half);
       for (int64_t pp = 0; pp < p.P; ++pp) {
-        int64_t nr = 0;
+        int64_t nt = 0;
         for (int64_t r = 0; r < p.R; ++r) {
           const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
           if (h < 0 || h >= p.H) continue;
-          rows[nr] = xp + h * xs[2] - p.pad_w;
-          row_r[nr++] = r;
+          for (int64_t s = 0; s < p.S; ++s, ++nt) {
+            const int64_t off = s * p.dil_w - p.pad_w;  // input column of output column q: q stride + off
+            tap_w[nt] = r * p.S + s;
+            if (split)  // 2 q + off = 2 (q + floor(off / 2)) + (off mod 2)
+              tap_f[nt] = phases.data() + (2 * h + (off & 1)) * half + (off >> 1);
+            else
+              tap_x[nt] = xp + h * xs[2] + off;
+          }
         }
         T* yrow = yp + pp * ys[2];
         // Up to kBlock vectors of a row at a time: each tap's weight and row pointer then serve
         // kBlock loads and FMAs (one vector per tap visit measured ~2 cycles per output).
         constexpr int kBlock = 4;
-        auto vectors_at = [&](int64_t q, int nvec) {
+        auto vectors_at = [&](const auto* const* src, int64_t q, int nvec) {
           typename V::type acc[kBlock];
           for (int j = 0; j < kBlock; ++j) acc[j] = bv;
-          for (int64_t i = 0; i < nr; ++i)
-            for (int64_t s = 0; s < p.S; ++s) {
-              const typename V::type wt = wv[row_r[i] * p.S + s];
-              const T* src = rows[i] + q + s * p.dil_w;
-              for (int j = 0; j < kBlock; ++j)
-                if (j < nvec) acc[j] = V::fmadd(wt, V::load(src + j * L), acc[j]);
-            }
+          for (int64_t t = 0; t < nt; ++t) {
+            const typename V::type wt = wv[tap_w[t]];
+            for (int j = 0; j < kBlock; ++j)
+              if (j < nvec) acc[j] = V::fmadd(wt, V::load(src[t] + q + j * L), acc[j]);
+          }
           for (int j = 0; j < nvec; ++j) V::store(yrow + q + j * L, acc[j]);
         };
-        int64_t q = q_lo;
-        for (; q + kBlock * L <= q_hi; q += kBlock * L) vectors_at(q, kBlock);
-        if (q_hi - q >= L) vectors_at(q, int((q_hi - q) / L));    // the rest in whole vectors,
-        if ((q_hi - q) % L) vectors_at(q_hi - L, 1);              // then one overlapping the last
+        auto row_vectors = [&](const auto* const* src) {
+          int64_t q = q_lo;
+          for (; q + kBlock * L <= q_hi; q += kBlock * L) vectors_at(src, q, kBlock);
+          if (q_hi - q >= L) vectors_at(src, q, int((q_hi - q) / L));  // the rest in whole vectors,
+          if ((q_hi - q) % L) vectors_at(src, q_hi - L, 1);            // then one overlapping the last
+        };
+        if (split)
+          row_vectors(tap_f);
+        else
+          row_vectors(tap_x);
         auto scalar_at = [&](int64_t q) {
           float acc = b0;
-          for (int64_t i = 0; i < nr; ++i)
+          for (int64_t r = 0; r < p.R; ++r) {
+            const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+            if (h < 0 || h >= p.H) continue;
             for (int64_t s = 0; s < p.S; ++s) {
-              const int64_t col = q + s * p.dil_w;  // + pad_w is the input column
-              if (col >= p.pad_w && col < p.W + p.pad_w) acc += wk[row_r[i] * p.S + s] * load_acc(rows[i] + col);
+              const int64_t col = q * p.stride_w - p.pad_w + s * p.dil_w;
+              if (col >= 0 && col < p.W) acc += wk[r * p.S + s] * load_acc(xp + h * xs[2] + col);
             }
+          }
           store_from(yrow + q, acc);
         };
         for (int64_t q = 0; q < q_lo; ++q) scalar_at(q);
