@@ -154,7 +154,7 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
     """NCHW depthwise forward with output columns as vector lanes: widths around the vector widths
     (interior vectors, the overlapping last vector, scalar border columns), row strides, column
     strides 1 and 2 (rows split into even and odd columns; the stride-2 input gradient's phases
-    interleaved), dilation.
+    interleaved), dilation; the weight gradient on planes (rows of 28+ columns) likewise.
     That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
     4 MiB (stride 2: 56 or more past 8 MiB; smaller ones stay in the caches through the
     channels-last path): the rows are sized to pass 8 MiB."""

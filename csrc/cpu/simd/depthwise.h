@@ -544,10 +544,123 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
 // result does not depend on the thread count. Items of one channel vector over every pixel (the
 // first version) used half of each cache line they fetched and streamed x and dy from L3 once per
 // pair of vectors: 144 @ 56 channels_last, N=1, 0.31 ms against PyTorch's 0.18.
+// acc[t] += dy[q] x_t[q] for q in [q0, q1) (at least 8 columns), the NT taps of one output row,
+// x_t = tap_x[t], in 8-lane vectors: whole ones from q0, then one ending at q1 with dy's lanes
+// already counted zeroed. NT known at compile time keeps the sums in registers.
+template <int NT, typename E, typename T>
+[[gnu::always_inline]] inline void wgrad_row_taps(const T* dy, const E* const* tap_x, int64_t q0, int64_t q1,
+                                                  __m256* acc) {
+  alignas(32) static const int32_t kTailMask[16] = {0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1};
+  __m256 a[NT];
+  for (int t = 0; t < NT; ++t) a[t] = acc[t];
+  int64_t q = q0;
+  for (; q + 8 <= q1; q += 8) {
+    const __m256 g = load8(dy + q);
+    for (int t = 0; t < NT; ++t) a[t] = _mm256_fmadd_ps(g, load8(tap_x[t] + q), a[t]);
+  }
+  if (const int64_t rem = q1 - q; rem > 0) {  // lanes l >= 8 - rem of the vector at q1 - 8 are new
+    const __m256 keep = _mm256_loadu_ps(reinterpret_cast<const float*>(kTailMask + rem));
+    const __m256 g = _mm256_and_ps(load8(dy + q1 - 8), keep);
+    for (int t = 0; t < NT; ++t) a[t] = _mm256_fmadd_ps(g, load8(tap_x[t] + q1 - 8), a[t]);
+  }
+  for (int t = 0; t < NT; ++t) acc[t] = a[t];
+}
+
+// wgrad on NCHW planes at column stride 1 or 2: a thread item is one channel, summed over every
+// image and output row in order, so the result does not depend on the thread count. Per row and
+// 8 output columns (8-lane __m256 in both ISA builds) one dy vector meets each in-bounds tap's x
+// vector (stride 2: from the row split into phases, as in the forward); border columns (some
+// tap outside x) are scalar, per tap. The channels-last path transposes x and dy in
+// first: N=8, MobileNetV2 144 @ 56, about 0.5-0.6x PyTorch.
+template <typename T>
+inline bool depthwise_wgrad_planes(const Conv2dWgradArgs& a) {
+  constexpr int64_t kMaxTaps = 25;
+  const Conv2dProblem& p = a.p;
+  const int64_t *xs = a.x.stride, *gs = a.dy.stride, *ws = a.dw.stride;
+  if ((p.stride_w != 1 && p.stride_w != 2) || xs[3] != 1 || gs[3] != 1 || xs[1] == 1 || gs[1] == 1 ||
+      p.R * p.S > kMaxTaps || p.W < 28)
+    return false;
+  int64_t q_lo = 0, q_hi = p.Q;  // interior columns: every tap's x column in bounds
+  for (int64_t s = 0; s < p.S; ++s) {
+    const TapRange qr = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
+    q_lo = std::max(q_lo, qr.lo), q_hi = std::min(q_hi, qr.hi);
+  }
+  if (q_hi - q_lo < 8) return false;
+  const T* x = static_cast<const T*>(a.x.data);
+  const T* dy = static_cast<const T*>(a.dy.data);
+  T* dw = static_cast<T*>(a.dw.data);
+  const bool split = p.stride_w == 2;
+  const int64_t half = (p.W + 1) / 2, taps = p.R * p.S;
+  parallel_for(0, p.C, 1, [&](int64_t b, int64_t e) {
+    __m256 acc[kMaxTaps];
+    float part[kMaxTaps];  // the scalar columns' sums
+    const T* tap_x[kMaxTaps];
+    const float* tap_f[kMaxTaps];
+    ScratchOf<float> phases(split ? 2 * p.H * half : 0);
+    for (int64_t c = b; c < e; ++c) {
+      for (int64_t t = 0; t < taps; ++t) acc[t] = _mm256_setzero_ps(), part[t] = 0.0f;
+      for (int64_t n = 0; n < p.N; ++n) {
+        const T* xp = x + n * xs[0] + c * xs[1];
+        const T* gp = dy + n * gs[0] + c * gs[1];
+        if (split)
+          for (int64_t h = 0; h < p.H; ++h)
+            deinterleave_row(xp + h * xs[2], p.W, phases.data() + 2 * h * half, phases.data() + (2 * h + 1) * half);
+        for (int64_t pp = 0; pp < p.P; ++pp) {
+          const T* grow = gp + pp * gs[2];
+          int64_t rows_in = 0;
+          for (int64_t r = 0; r < p.R; ++r) {
+            const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+            if (h < 0 || h >= p.H) continue;
+            ++rows_in;
+            for (int64_t s = 0; s < p.S; ++s) {
+              const int64_t off = s * p.dil_w - p.pad_w;  // x column of output column q: q stride + off
+              const int64_t t = r * p.S + s;
+              if (split)
+                tap_f[t] = phases.data() + (2 * h + (off & 1)) * half + (off >> 1);
+              else
+                tap_x[t] = xp + h * xs[2] + off;
+              for (int64_t q = 0; q < p.Q; ++q) {  // scalar columns
+                if (q == q_lo) q = q_hi;
+                if (q >= p.Q) break;
+                const int64_t col = q * p.stride_w + off;
+                if (col >= 0 && col < p.W) part[t] += load_acc(grow + q) * load_acc(xp + h * xs[2] + col);
+              }
+            }
+          }
+          // A 3 x 3 filter with all rows in bounds: one pass, nine independent sums (a pass per
+          // filter row had three, and waited on the FMA latency: 2x slower at 144 @ 56).
+          auto run = [&](const auto* const* src) {
+            if (taps == 9 && rows_in == 3) return wgrad_row_taps<9>(grow, src, q_lo, q_hi, acc);
+            for (int64_t r = 0; r < p.R; ++r) {
+              const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+              if (h < 0 || h >= p.H) continue;
+              for (int64_t s = 0; s < p.S; ++s)
+                wgrad_row_taps<1>(grow, src + r * p.S + s, q_lo, q_hi, acc + r * p.S + s);
+            }
+          };
+          if (split)
+            run(tap_f);
+          else
+            run(tap_x);
+        }
+      }
+      for (int64_t t = 0; t < taps; ++t) {
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, acc[t]);
+        float sum = 0.0f;
+        for (int l = 0; l < 8; ++l) sum += lanes[l];
+        store_from(dw + c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3], sum + part[t]);
+      }
+    }
+  });
+  return true;
+}
+
 template <typename T>
 inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
+  if (depthwise_wgrad_planes<T>(a)) return true;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, taps = p.R * p.S;
