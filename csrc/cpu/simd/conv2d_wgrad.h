@@ -146,6 +146,15 @@ void store_weight_grad(const Conv2dProblem& p, const float* total, int64_t Kpad,
   });
 }
 
+// The weight-gradient register tile, MC broadcast rows x NV vectors (the fprop tile's shape):
+// 6 x 4 = 24 accumulators of AVX-512's 32 registers, 6 x 2 = 12 of AVX2's 16.
+constexpr int kWgradTileRows = 6;
+#if defined(__AVX512F__)
+constexpr int kWgradTileVectors = 4;
+#else
+constexpr int kWgradTileVectors = 2;
+#endif
+
 // Elements per pixel for n channels in the wgrad scratch layouts: a tile reads one line per pixel
 // for 49-196 pixels in a row, and with a pixel stride of a multiple of 1 KB those lines share 4
 // or fewer L1 sets (8 ways): each pixel missed L1. One extra line per pixel spreads them.
@@ -157,12 +166,7 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, G = p.groups;
   if (p.dtype != dtype_of<T>() || Kg < 8) return false;
-  constexpr int MC = 6;
-#if defined(__AVX512F__)
-  constexpr int NV = 4;
-#else
-  constexpr int NV = 2;
-#endif
+  constexpr int MC = kWgradTileRows, NV = kWgradTileVectors;
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t nkb = (Kg + KB - 1) / KB, Kpad = nkb * KB, ncb = (Cg + MC - 1) / MC, taps = p.R * p.S;
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);

@@ -155,12 +155,7 @@ inline bool conv2d_wgrad_1x1(const Conv2dWgradArgs& a) {
   if (p.dtype != dtype_of<T>() || p.R != 1 || p.S != 1 || p.pad_h != 0 || p.pad_w != 0 || p.groups != 1)
     return false;
   if (p.N * p.P * p.Q == 0) return false;  // nothing to sum: the reference writes the zeros
-  constexpr int MC = 6;
-#if defined(__AVX512F__)
-  constexpr int NV = 4;
-#else
-  constexpr int NV = 2;
-#endif
+  constexpr int MC = kWgradTileRows, NV = kWgradTileVectors;
   constexpr int64_t KB = NV * VecF32::kLanes;
   const GemmOperand<T> xo{static_cast<const T*>(a.x.data), a.x.stride, p.C, p.stride_h, p.stride_w};
   const GemmOperand<T> dyo{static_cast<const T*>(a.dy.data), a.dy.stride, p.K, 1, 1};
