@@ -9,6 +9,10 @@
 //           the taps whose output lands on the stride grid
 //   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order
 //
+// NCHW tensors with wide enough rows skip the transposes: their kernels take a plane's columns
+// as the vector lanes (depthwise_fprop_planes, depthwise_dgrad_planes_s2, depthwise_wgrad_planes;
+// column stride 1 or 2, a stride-2 row split into even and odd columns).
+//
 // Tensors whose channels are contiguous and a multiple of the vector width are used in place;
 // others go through channels-last scratch of the same storage type with the channels padded to
 // whole vectors. bfloat16 stays bfloat16 in memory (the op is memory-bound): the kernels widen it
@@ -538,12 +542,6 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   return true;
 }
 
-// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is a fixed chunk
-// of output rows: for each row and channel vector it sums the row's products per tap, adds them
-// to the chunk's partial totals, and the partials are added up in chunk order at the end, so the
-// result does not depend on the thread count. Items of one channel vector over every pixel (the
-// first version) used half of each cache line they fetched and streamed x and dy from L3 once per
-// pair of vectors: 144 @ 56 channels_last, N=1, 0.31 ms against PyTorch's 0.18.
 // acc[t] += dy[q] x_t[q] for q in [q0, q1) (at least 8 columns), the NT taps of one output row,
 // x_t = tap_x[t], in 8-lane vectors: whole ones from q0, then one ending at q1 with dy's lanes
 // already counted zeroed. NT known at compile time keeps the sums in registers.
@@ -656,6 +654,12 @@ inline bool depthwise_wgrad_planes(const Conv2dWgradArgs& a) {
   return true;
 }
 
+// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is a fixed chunk
+// of output rows: for each row and channel vector it sums the row's products per tap, adds them
+// to the chunk's partial totals, and the partials are added up in chunk order at the end, so the
+// result does not depend on the thread count. Items of one channel vector over every pixel (the
+// first version) used half of each cache line they fetched and streamed x and dy from L3 once per
+// pair of vectors: 144 @ 56 channels_last, N=1, 0.31 ms against PyTorch's 0.18.
 template <typename T>
 inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
