@@ -198,6 +198,21 @@ inline void deinterleave_row(const T* x, int64_t W, float* even, float* odd) {
   for (int64_t w = 2 * j; w < W; ++w) (w % 2 ? odd : even)[w / 2] = load_acc(x + w);
 }
 
+// One NCHW plane's rows split into even and odd columns (deinterleave_row), for the stride-2
+// planes kernels: row h's even columns at 2 h half, its odd ones half further. Empty unless `on`.
+struct PhaseRows {
+  int64_t H, W, half;
+  ScratchOf<float> rows;
+  PhaseRows(bool on, int64_t H, int64_t W) : H(H), W(W), half((W + 1) / 2), rows(on ? 2 * H * half : 0) {}
+  template <typename T>
+  void split(const T* plane, int64_t row_stride) {
+    for (int64_t h = 0; h < H; ++h)
+      deinterleave_row(plane + h * row_stride, W, rows.data() + 2 * h * half, rows.data() + (2 * h + 1) * half);
+  }
+  // Where input column 2 q + off of row h is, minus q: 2 q + off = 2 (q + floor(off / 2)) + (off mod 2).
+  const float* tap(int64_t h, int64_t off) const { return rows.data() + (2 * h + (off & 1)) * half + (off >> 1); }
+};
+
 // fprop on NCHW planes (columns contiguous in x and y, channels not), column stride 1 or 2:
 // output columns are the vector lanes, one plane row at a time, with the plane's R x S weights
 // broadcast in registers. The channels-last path below would transpose the input in and the
@@ -241,7 +256,6 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
   const T* bias = static_cast<const T*>(a.bias);
   T* y = static_cast<T*>(a.y.data);
   const bool split = p.stride_w == 2;
-  const int64_t half = (p.W + 1) / 2;  // elements per phase row
   parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
     float wk[kMaxTaps];
     typename V::type wv[kMaxTaps];
@@ -249,9 +263,7 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
     const T* tap_x[kMaxTaps];
     const float* tap_f[kMaxTaps];
     int64_t tap_w[kMaxTaps];
-    // The plane's rows split into phases (stride 2): row h's even columns at phases + 2 h half,
-    // odd ones half further.
-    ScratchOf<float> phases(split ? 2 * p.H * half : 0);
+    PhaseRows phases(split, p.H, p.W);
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t n = nc / p.C, c = nc % p.C;
       for (int64_t t = 0; t < p.R * p.S; ++t) {
@@ -262,9 +274,7 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
       const typename V::type bv = V::broadcast(&b0);
       const T* xp = x + n * xs[0] + c * xs[1];
       T* yp = y + n * ys[0] + c * ys[1];
-      if (split)
-        for (int64_t h = 0; h < p.H; ++h)
-          deinterleave_row(xp + h * xs[2], p.W, phases.data() + 2 * h * half, phases.data() + (2 * h + 1) * half);
+      if (split) phases.split(xp, xs[2]);
       for (int64_t pp = 0; pp < p.P; ++pp) {
         int64_t nt = 0;
         for (int64_t r = 0; r < p.R; ++r) {
@@ -273,8 +283,8 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
           for (int64_t s = 0; s < p.S; ++s, ++nt) {
             const int64_t off = s * p.dil_w - p.pad_w;  // input column of output column q: q stride + off
             tap_w[nt] = r * p.S + s;
-            if (split)  // 2 q + off = 2 (q + floor(off / 2)) + (off mod 2)
-              tap_f[nt] = phases.data() + (2 * h + (off & 1)) * half + (off >> 1);
+            if (split)
+              tap_f[nt] = phases.tap(h, off);
             else
               tap_x[nt] = xp + h * xs[2] + off;
           }
@@ -588,21 +598,19 @@ inline bool depthwise_wgrad_planes(const Conv2dWgradArgs& a) {
   const T* dy = static_cast<const T*>(a.dy.data);
   T* dw = static_cast<T*>(a.dw.data);
   const bool split = p.stride_w == 2;
-  const int64_t half = (p.W + 1) / 2, taps = p.R * p.S;
+  const int64_t taps = p.R * p.S;
   parallel_for(0, p.C, 1, [&](int64_t b, int64_t e) {
     __m256 acc[kMaxTaps];
     float part[kMaxTaps];  // the scalar columns' sums
     const T* tap_x[kMaxTaps];
     const float* tap_f[kMaxTaps];
-    ScratchOf<float> phases(split ? 2 * p.H * half : 0);
+    PhaseRows phases(split, p.H, p.W);
     for (int64_t c = b; c < e; ++c) {
       for (int64_t t = 0; t < taps; ++t) acc[t] = _mm256_setzero_ps(), part[t] = 0.0f;
       for (int64_t n = 0; n < p.N; ++n) {
         const T* xp = x + n * xs[0] + c * xs[1];
         const T* gp = dy + n * gs[0] + c * gs[1];
-        if (split)
-          for (int64_t h = 0; h < p.H; ++h)
-            deinterleave_row(xp + h * xs[2], p.W, phases.data() + 2 * h * half, phases.data() + (2 * h + 1) * half);
+        if (split) phases.split(xp, xs[2]);
         for (int64_t pp = 0; pp < p.P; ++pp) {
           const T* grow = gp + pp * gs[2];
           int64_t rows_in = 0;
@@ -614,7 +622,7 @@ inline bool depthwise_wgrad_planes(const Conv2dWgradArgs& a) {
               const int64_t off = s * p.dil_w - p.pad_w;  // x column of output column q: q stride + off
               const int64_t t = r * p.S + s;
               if (split)
-                tap_f[t] = phases.data() + (2 * h + (off & 1)) * half + (off >> 1);
+                tap_f[t] = phases.tap(h, off);
               else
                 tap_x[t] = xp + h * xs[2] + off;
               for (int64_t q = 0; q < p.Q; ++q) {  // scalar columns
