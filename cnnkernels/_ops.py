@@ -1,6 +1,7 @@
 """Python-side registrations of the C++ ops (torch.ops.cnnkernels.*): fake kernels, so that
-torch.compile and torch.export can trace them, and autograd, so that they train. Autocast is
-registered in C++ (csrc/ops/registration.cpp), where it can follow the current autocast dtype.
+torch.compile and torch.export can trace them. Autograd is registered in C++
+(csrc/ops/autograd.cpp: a Python one cost ~45 us per call), as is autocast
+(csrc/ops/registration.cpp, where it can follow the current autocast dtype).
 
 Each backward is its own op (conv2d_input_grad, conv2d_weight_grad, conv2d_bias_grad,
 max_pool2d_backward), called only for the gradients autograd needs.
@@ -86,55 +87,3 @@ def _max_pool2d_with_indices_fake(input, kernel_size, stride, padding, dilation,
 def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
     return torch.empty(input_size, dtype=grad_output.dtype, device=grad_output.device,
                        memory_format=_format(_channels_last(indices)))
-
-
-# ---- autograd ---------------------------------------------------------------------------------
-
-def _conv2d_setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.geometry = (stride, padding, dilation, groups)
-    ctx.has_bias = bias is not None
-    ctx.input_channels_last = _channels_last(input)  # PyTorch's grad_input follows the input
-
-
-def _conv2d_backward(ctx, grad_output):
-    input, weight = ctx.saved_tensors
-    stride, padding, dilation, groups = ctx.geometry
-    grad_input = grad_weight = grad_bias = None
-    if ctx.needs_input_grad[0]:
-        grad_input = ops.conv2d_input_grad(grad_output, weight, input.shape, stride, padding, dilation, groups,
-                                           ctx.input_channels_last)
-    if ctx.needs_input_grad[1]:
-        grad_weight = ops.conv2d_weight_grad(grad_output, input, weight.shape, stride, padding, dilation, groups)
-    if ctx.has_bias and ctx.needs_input_grad[2]:
-        grad_bias = ops.conv2d_bias_grad(grad_output)
-    return grad_input, grad_weight, grad_bias, None, None, None, None
-
-
-torch.library.register_autograd("cnnkernels::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
-
-
-def _max_pool2d_setup_context(ctx, inputs, output):
-    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
-    ctx.save_for_backward(output[1])
-    # Like aten's, the indices have no gradient. Marking them is not enough: autograd still
-    # materialises a zero int64 tensor the size of the output for their gradient on every backward
-    # (it cost as much as the kernels) unless materialising is off; then an unused output's
-    # gradient arrives as None.
-    ctx.mark_non_differentiable(output[1])
-    ctx.set_materialize_grads(False)
-    ctx.input_shape = input.shape
-    ctx.geometry = (kernel_size, stride, padding, dilation)
-
-
-def _max_pool2d_backward(ctx, grad_output, grad_indices):
-    if grad_output is None:
-        return None, None, None, None, None, None
-    (indices,) = ctx.saved_tensors
-    grad_input = ops.max_pool2d_backward(grad_output, indices, ctx.input_shape, *ctx.geometry)
-    return grad_input, None, None, None, None, None
-
-
-torch.library.register_autograd("cnnkernels::max_pool2d_with_indices", _max_pool2d_backward,
-                                setup_context=_max_pool2d_setup_context)

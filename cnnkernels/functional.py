@@ -14,6 +14,11 @@ __all__ = ["conv2d", "max_pool2d"]
 
 def _pair(value, name, op, allow_empty=False):
     """An int or a sequence of one or two ints -> (h, w); PyTorch's errors otherwise."""
+    # The common cases first: the checks below (abstract-class isinstance) cost microseconds.
+    if type(value) is int:
+        return (value, value)
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, tuple, list, torch.Size)):
         raise TypeError(f"{op}(): argument '{name}' must be an int or a tuple of two ints, "
                         f"not {type(value).__name__}")

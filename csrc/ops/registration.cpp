@@ -1,5 +1,5 @@
-// The op schemas (namespace cnnkernels) and their CPU, CUDA and autocast kernels. Fake kernels and
-// autograd are registered from Python (cnnkernels/_ops.py). Each backward is its own op, so
+// The op schemas (namespace cnnkernels) and their CPU, CUDA and autocast kernels. Autograd is in
+// autograd.cpp, fake kernels in Python (cnnkernels/_ops.py). Each backward is its own op, so
 // torch.compile and torch.export see every kernel.
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
