@@ -41,6 +41,12 @@ struct Vec8 {
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
   }
 
+  // The even (odd) lanes of the pair (a, b), permuted: vshufps alone gives a0 a2 b0 b2 | a4 a6 b4 b6,
+  // which is output order 0 1 4 5 2 3 6 7; unraw (vpermpd) restores the order.
+  static F even_raw(F a, F b) { return _mm256_shuffle_ps(a, b, 0x88); }
+  static F odd_raw(F a, F b) { return _mm256_shuffle_ps(a, b, 0xdd); }
+  static F unraw(F v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8)); }
+  static I unraw(I v) { return _mm256_permute4x64_epi64(v, 0xd8); }
   static F zero() { return _mm256_setzero_ps(); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
   static F load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }

@@ -35,6 +35,15 @@ struct Vec16 {
   static M first(int n) { return static_cast<M>((1u << n) - 1u); }  // lanes [0, n), n <= 16
   static __mmask8 first8(int n) { return static_cast<__mmask8>(n >= 8 ? 0xffu : (1u << std::max(n, 0)) - 1u); }
 
+  // The even (odd) lanes of the pair (a, b), in order (vpermt2ps): nothing for unraw to undo.
+  static F even_raw(F a, F b) {
+    return _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+  }
+  static F odd_raw(F a, F b) {
+    return _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
+  }
+  static F unraw(F v) { return v; }
+  static I unraw(I v) { return v; }
   static F zero() { return _mm512_setzero_ps(); }
   static F load(const float* p) { return _mm512_loadu_ps(p); }
   static F load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
