@@ -64,6 +64,19 @@ constexpr int64_t kGrainWork = 1 << 16;
 // fwd_nchw's software prefetch distance (bytes past the rows in use); 2-16 KB measured alike.
 constexpr int64_t kPrefetchAhead = 4096;
 
+// One tap of a window by the reference's rule: val replaces best when it is greater or NaN, and
+// with indices the lane's index becomes tap's (without, V::max_or_nan gives the value alone).
+template <class V, bool kIdx>
+inline void visit_tap(typename V::F& best, typename V::I& index, typename V::F val, typename V::I tap) {
+  if (kIdx) {
+    const typename V::M take = V::take(val, best);
+    best = V::select(take, best, val);
+    index = V::select(take, index, tap);
+  } else {
+    best = V::max_or_nan(val, best);
+  }
+}
+
 // d[i] = T(s[i]) for i < n (bfloat16: rounded to nearest even), V::kW at a time.
 template <class V, typename T>
 inline void narrow(const float* s, T* d, int64_t n) {
@@ -128,14 +141,7 @@ inline void fwd_nhwc_block(const T* x, const int64_t* off, const int32_t* tap_in
     typename V::I ti;
     if (kIdx) ti = V::set1i(tap_index[t]);
     for (int v = 0; v < NV; ++v) {
-      const typename V::F val = kTail ? V::load_n(xt, n) : V::load(xt + v * V::kW);
-      if (kIdx) {
-        const typename V::M take = V::take(val, best[v]);
-        best[v] = V::select(take, best[v], val);
-        idx[v] = V::select(take, idx[v], ti);
-      } else {
-        best[v] = V::max_or_nan(val, best[v]);
-      }
+      visit_tap<V, kIdx>(best[v], idx[v], kTail ? V::load_n(xt, n) : V::load(xt + v * V::kW), ti);
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -246,14 +252,7 @@ inline void fwd_nchw_block(const T* plane, int64_t xs2, const Pool2dProblem& pb,
     for (int64_t j = (r == 0 ? 1 : 0); j < pb.kernel_w; ++j) {
       const typename V::I tap = V::set1i(static_cast<int32_t>(r * pb.dil_h * pb.W + j * pb.dil_w));
       for (int v = 0; v < NV; ++v) {
-        const typename V::F val = load(xr + j * pb.dil_w, v);
-        if (kIdx) {
-          const typename V::M take = V::take(val, best[v]);
-          best[v] = V::select(take, best[v], val);
-          off[v] = V::select(take, off[v], tap);
-        } else {
-          best[v] = V::max_or_nan(val, best[v]);
-        }
+        visit_tap<V, kIdx>(best[v], off[v], load(xr + j * pb.dil_w, v), tap);
       }
     }
   }
@@ -286,15 +285,6 @@ inline void fwd_nchw_block_pairs(const float* plane, int64_t xs2, const Pool2dPr
   typename V::F best[NV];
   typename V::I off[NV];
   for (int v = 0; v < NV; ++v) best[v] = V::zero(), off[v] = V::set1i(0);  // best: tap 0 below
-  auto visit = [&](int v, typename V::F val, int32_t tap) {
-    if (kIdx) {
-      const typename V::M take = V::take(val, best[v]);
-      best[v] = V::select(take, best[v], val);
-      off[v] = V::select(take, off[v], V::set1i(tap));
-    } else {
-      best[v] = V::max_or_nan(val, best[v]);
-    }
-  };
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = plane + (h_first + r * pb.dil_h) * xs2 + w0;
     const int32_t row_tap = static_cast<int32_t>(r * pb.dil_h * pb.W);
@@ -302,8 +292,12 @@ inline void fwd_nchw_block_pairs(const float* plane, int64_t xs2, const Pool2dPr
       for (int v = 0; v < NV; ++v) {
         const typename V::F lo = V::load(xr + j + v * kStep), hi = V::load(xr + j + v * kStep + V::kW);
         const typename V::F even = V::even_raw(lo, hi);
-        if (r == 0 && j == 0) best[v] = even; else visit(v, even, row_tap + static_cast<int32_t>(j));
-        if (j + 1 < pb.kernel_w) visit(v, V::odd_raw(lo, hi), row_tap + static_cast<int32_t>(j + 1));
+        if (r == 0 && j == 0)
+          best[v] = even;
+        else
+          visit_tap<V, kIdx>(best[v], off[v], even, V::set1i(row_tap + static_cast<int32_t>(j)));
+        if (j + 1 < pb.kernel_w)
+          visit_tap<V, kIdx>(best[v], off[v], V::odd_raw(lo, hi), V::set1i(row_tap + static_cast<int32_t>(j + 1)));
       }
     }
   }
