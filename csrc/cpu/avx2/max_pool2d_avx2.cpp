@@ -35,18 +35,15 @@ struct Vec8 {
   static __m256i first64(int n) {  // 64-bit lanes [0, n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
   }
-  // Even 32-bit lanes of the pair (a, b): a0 a2 a4 a6 b0 b2 b4 b6. vshufps works within 128-bit
-  // halves (a0 a2 b0 b2 | a4 a6 b4 b6); vpermpd puts the 64-bit pairs back in order.
-  static __m256 even(__m256 a, __m256 b) {
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
-  }
-
-  // The even (odd) lanes of the pair (a, b), permuted: vshufps alone gives a0 a2 b0 b2 | a4 a6 b4 b6,
-  // which is output order 0 1 4 5 2 3 6 7; unraw (vpermpd) restores the order.
+  // The even (odd) lanes of the pair (a, b), permuted: vshufps works within 128-bit halves and gives
+  // a0 a2 b0 b2 | a4 a6 b4 b6, which is output order 0 1 4 5 2 3 6 7; unraw (vpermpd) puts the
+  // 64-bit pairs back in order.
   static F even_raw(F a, F b) { return _mm256_shuffle_ps(a, b, 0x88); }
   static F odd_raw(F a, F b) { return _mm256_shuffle_ps(a, b, 0xdd); }
   static F unraw(F v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8)); }
   static I unraw(I v) { return _mm256_permute4x64_epi64(v, 0xd8); }
+  // Even 32-bit lanes of the pair (a, b), in order: a0 a2 a4 a6 b0 b2 b4 b6.
+  static F even(F a, F b) { return unraw(even_raw(a, b)); }
   static F zero() { return _mm256_setzero_ps(); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
   static F load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
@@ -132,8 +129,7 @@ struct Vec8 {
   static I narrow(__m256i lo, __m256i hi) {
     const __m256 a = _mm256_castsi256_ps(lo), b = _mm256_castsi256_ps(hi);
     const __m256i low = _mm256_castps_si256(even(a, b));
-    const __m256i high = _mm256_castps_si256(
-        _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8)));
+    const __m256i high = _mm256_castps_si256(unraw(odd_raw(a, b)));
     const __m256i fits = _mm256_cmpeq_epi32(high, _mm256_srai_epi32(low, 31));
     return _mm256_or_si256(_mm256_and_si256(fits, low), _mm256_andnot_si256(fits, _mm256_set1_epi32(-1)));
   }

@@ -317,7 +317,7 @@ inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& 
   const int64_t sw = pb.stride_w, pw = pb.pad_w;
   // fwd_nchw_block_pairs where it applies: its furthest read w0 + last_even + 2 NV kW - 1 in the row.
   const int64_t last_even = (pb.kernel_w - 1) & ~int64_t(1);
-  const bool pairs = kStride == 2 && std::is_same_v<T, float> && pb.dil_w == 1;
+  const bool pairs = kStride == 2 && pb.dil_w == 1;  // and T = float, checked below
   auto block = [&](auto nv, auto tail, int64_t q0, int n) {
     constexpr int NV = decltype(nv)::value;
     const int64_t w0 = q0 * sw - pw;
