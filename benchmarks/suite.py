@@ -4,6 +4,7 @@ side by side in one process, layer by layer (shapes.py).
     python -m benchmarks                       # CPU: fwd and fwd+bwd, NCHW and NHWC, batch 1, every layer
     python -m benchmarks --batch 8 --filter r50_res2
     python -m benchmarks --device cuda --dtype bfloat16 --memory-format nhwc
+    python -m benchmarks --suite layers --versus-isa avx2   # also race our AVX2 kernels against the default ISA
 
 Every case is checked first (ours against PyTorch on the same seeded inputs; a mismatch is
 reported as MISMATCH, not fatal), then timed: torch.utils.benchmark on the CPU (median of
@@ -98,11 +99,16 @@ def parse_args(argv=None):
     p.add_argument("--from-json", metavar="PATH",
                    help="run nothing: print the table (and plot with --plot) of saved results")
     p.add_argument("--markdown", action="store_true", help="also print the geomean summary as a Markdown table")
+    p.add_argument("--versus-isa", choices=["scalar", "avx2", "avx512"], metavar="ISA",
+                   help="CPU: also time our kernels forced to ISA (scalar, avx2, avx512) in the same rounds; "
+                        "reports isa_ratio = that time / the default ISA's time per case")
     args = p.parse_args(argv)
     if args.from_json:
         return args
     if args.device == "cuda" and not cuda:
         p.error("--device cuda: no CUDA device available")
+    if args.versus_isa and (args.device != "cpu" or args.versus_isa not in cnnkernels._C.host_isas()):
+        p.error(f"--versus-isa {args.versus_isa}: this host runs {', '.join(cnnkernels._C.host_isas())} (CPU only)")
     if args.batch is None:
         args.batch = 32 if args.device == "cuda" else 1
     if args.quick:
@@ -281,20 +287,39 @@ def _spread(times):
     return (q3 - q1) / q2
 
 
-def _time_cpu(sides, args, rounds=3):
-    """sides: who -> (fn, seconds its first call took). Median seconds per call of the blocks
-    torch.utils.benchmark times; the sides alternate in rounds so that a neighbour's burst of load
-    on a shared machine falls on both. A side whose one call outlasts args.slow_s runs once per
-    round (whole models at N=8: one call alone swung the ratio by 25% between runs)."""
+class _ForcedIsa:
+    """Within the block, our CPU kernels run the given ISA (None: unchanged)."""
+
+    def __init__(self, isa):
+        self.isa, self.before = isa, None
+
+    def __enter__(self):
+        if self.isa:
+            self.before = cnnkernels._C.cpu_isa()
+            cnnkernels._C.set_cpu_isa(self.isa)
+
+    def __exit__(self, *exc):
+        if self.isa:
+            cnnkernels._C.set_cpu_isa(self.before)
+
+
+def _time_cpu(sides, args, rounds=3, isas=None):
+    """sides: who -> (fn, seconds its first call took); isas: who -> the CPU ISA that side runs
+    (default: the active one). Median seconds per call of the blocks torch.utils.benchmark times;
+    the sides alternate in rounds so that a neighbour's burst of load on a shared machine falls on
+    all of them. A side whose one call outlasts args.slow_s runs once per round (whole models at
+    N=8: one call alone swung the ratio by 25% between runs)."""
+    isas = isas or {}
     times = {who: [] for who in sides}
     runs = dict.fromkeys(sides, 0)
     for _ in range(rounds):
         for who, (fn, first_s) in sides.items():
             timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=args.threads)
-            if first_s > args.slow_s:  # one call per round: the median of three
-                m = timer.timeit(number=1)
-            else:
-                m = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
+            with _ForcedIsa(isas.get(who)):
+                if first_s > args.slow_s:  # one call per round: the median of three
+                    m = timer.timeit(number=1)
+                else:
+                    m = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
             times[who] += m.times
             runs[who] += m.number_per_run * len(m.times)
     return {who: dict(ms=statistics.median(t) * 1e3, runs=runs[who], spread=_spread(t))
@@ -401,10 +426,24 @@ def _run_case(shape, args, layout, direction, ceilings):
     ref = ours = None  # free them before timing
 
     sides = {"torch": (lambda: run(F), torch_first)}
+    isas = {}
     if rec["status"] != "ERROR":
         sides["ours"] = (lambda: run(ours_F), ours_first)
+    versus = f"ours_{args.versus_isa}" if args.versus_isa else None
+    if versus and rec["status"] == "ok":  # the same check under the other ISA, then a third side
+        with _ForcedIsa(args.versus_isa):
+            other, other_first = first_call(ours_F)
+            ref = run(F)
+        ok, errors = _check(other, ref, inputs, tol)
+        other = ref = None
+        rec.update(versus_isa=args.versus_isa, versus_isa_max_rel_err=errors)
+        if not ok:
+            rec["status"] = "MISMATCH"
+        else:
+            sides[versus] = (lambda: run(ours_F), other_first)
+            isas[versus] = args.versus_isa
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    timings = (_time_cuda if args.device == "cuda" else _time_cpu)(sides, args)
+    timings = _time_cuda(sides, args) if args.device == "cuda" else _time_cpu(sides, args, isas=isas)
     rec["others_cpu_pct"] = _others_pct(cpu0, _cpu_seconds(), time.perf_counter() - t0)
     for who, t in timings.items():
         rec.update({f"{who}_{k}": v for k, v in t.items()})
@@ -412,6 +451,8 @@ def _run_case(shape, args, layout, direction, ceilings):
         rec[f"{who}_rate"] = (flops if compute_bound else nbytes) / seconds / 1e9
         rec[f"{who}_pct_ceiling"] = 100 * max(floors) / seconds if any(floors) else None
     rec["speedup"] = rec["torch_ms"] / rec["ours_ms"] if "ours_ms" in rec else None
+    if versus in timings:
+        rec["isa_ratio"] = rec[f"{versus}_ms"] / rec["ours_ms"]
     return rec
 
 
@@ -467,14 +508,15 @@ def _geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else None
 
 
-def _summary(records):
-    """Geomean speedup per family and op, per layout/direction and over all of them (ok cases only)."""
+def _summary(records, key="speedup"):
+    """Geomean of key (speedup, isa_ratio) per family and op, per layout/direction and over all of
+    them (ok cases only)."""
     out = {}
     for r in records:
-        if r["status"] == "ok" and r.get("speedup"):
+        if r["status"] == "ok" and r.get(key):
             groups = out.setdefault(f"{r['family']} {r['op']}", {})
-            groups.setdefault(f"{r['layout']} {r['direction']}", []).append(r["speedup"])
-            groups.setdefault("all", []).append(r["speedup"])
+            groups.setdefault(f"{r['layout']} {r['direction']}", []).append(r[key])
+            groups.setdefault("all", []).append(r[key])
     return {fam: {k: _geomean(v) for k, v in g.items()} for fam, g in out.items()}
 
 
@@ -497,6 +539,9 @@ def _print_report(result, file=None):
               "unit", "ours %ceil", "torch %ceil", "check", "others %cpu"]
     if cuda:
         header[5:5] = ["ours wall", "torch wall"]
+    versus = next((r["versus_isa"] for r in result["cases"] if r.get("versus_isa")), None)
+    if versus:
+        header.insert(6, f"{versus}/ours")
     rows = []
     for r in result["cases"]:
         row = [r["name"], r["layout"], r["direction"], _fmt(r.get("ours_ms"), ".4g"),
@@ -506,18 +551,23 @@ def _print_report(result, file=None):
                _fmt(r.get("others_cpu_pct"), ".0f")]
         if cuda:
             row[5:5] = [_fmt(r.get("ours_wall_ms"), ".4g"), _fmt(r.get("torch_wall_ms"), ".4g")]
+        if versus:
+            row.insert(6, _fmt(r.get("isa_ratio"), ".3f"))
         rows.append(row)
     m = result["meta"]
     print(f"\ncnnkernels {m['cnnkernels']} (CPU ISA {m['cnnkernels_cpu_isa']}) vs torch {m['torch']} "
           f"on {m['device_name']}, {m['threads']} threads, {result['options']['dtype']}, "
           f"N={result['options']['batch']}; speedup = torch ms / ours ms", file=file)
     print(_table(rows, header), file=file)
-    summary = result["summary"]
-    if summary:
-        cols = sorted({k for g in summary.values() for k in g if k != "all"}) + ["all"]
-        rows = [[fam] + [_fmt(g.get(c), ".3f") for c in cols] for fam, g in summary.items()]
-        print("\ngeomean speedup (ok cases)", file=file)
-        print(_table(rows, ["family"] + cols), file=file)
+    for key, title in (("summary", "geomean speedup (ok cases)"),
+                       ("isa_summary", f"geomean {versus} time / {m['cnnkernels_cpu_isa']} time (ok cases; "
+                                       f"> 1: {versus} slower)")):
+        summary = result.get(key)
+        if summary:
+            cols = sorted({k for g in summary.values() for k in g if k != "all"}) + ["all"]
+            rows = [[fam] + [_fmt(g.get(c), ".3f") for c in cols] for fam, g in summary.items()]
+            print(f"\n{title}", file=file)
+            print(_table(rows, ["family"] + cols), file=file)
 
 
 def _plot(result, path):
@@ -640,6 +690,7 @@ def run(argv=None):
         with open(args.from_json) as f:
             result = json.load(f)
         result["summary"] = _summary(result["cases"])
+        result["isa_summary"] = _summary(result["cases"], "isa_ratio")
         _report(result, args, None)
         return result
     torch.set_num_threads(args.threads)
@@ -671,6 +722,7 @@ def run(argv=None):
     others = _others_pct(cpu_start, _cpu_seconds(), wall)
     result["meta"].update(wall_s=wall, others_cpu_pct=others)
     result["summary"] = _summary(result["cases"])
+    result["isa_summary"] = _summary(result["cases"], "isa_ratio")
     if args.device == "cpu" and others is not None and others > 5:
         print(f"note: other processes used {others:.0f}% of the CPUs during the run; "
               "timings are skewed, rerun on a quiet machine", file=sys.stderr)

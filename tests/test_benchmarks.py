@@ -6,6 +6,7 @@ import json
 import pytest
 
 import benchmarks
+import cnnkernels
 
 
 def test_quick_suite_checks_and_times_both_sides():
@@ -40,3 +41,16 @@ def test_models_suite_json_plot_and_replay(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "resnet18" in text and "| resnet18 model |" in text
     assert replay["summary"] == result["summary"] and (tmp_path / "again.png").exists()
+
+
+def test_versus_isa_times_a_third_side_and_summarises_the_ratio(capsys):
+    # scalar runs on every host: our kernels forced to it race the default ISA in the same rounds.
+    isa_before = cnnkernels._C.cpu_isa()
+    result = benchmarks.run(["--device", "cpu", "--quick", "--suite", "pool", "--direction", "fwd",
+                             "--memory-format", "nhwc", "--filter", "vgg_pool2x2s2_512_28", "--versus-isa", "scalar"])
+    (case,) = result["cases"]
+    assert case["status"] == "ok" and case["versus_isa"] == "scalar", case
+    assert case["ours_scalar_ms"] > 0 and case["isa_ratio"] == case["ours_scalar_ms"] / case["ours_ms"]
+    assert result["isa_summary"]["vgg16 max_pool2d"]["nhwc fwd"] == case["isa_ratio"]
+    assert "scalar/ours" in capsys.readouterr().out
+    assert cnnkernels._C.cpu_isa() == isa_before, "the suite restores the ISA"
