@@ -4,7 +4,8 @@ torch.compile and torch.export can trace them. Autograd is registered in C++
 (csrc/ops/registration.cpp, where it can follow the current autocast dtype).
 
 Each backward is its own op (conv2d_input_grad, conv2d_weight_grad, conv2d_bias_grad,
-max_pool2d_backward), called only for the gradients autograd needs.
+max_pool2d_backward, max_pool2d_backward_taps), called only for the gradients autograd needs.
+Training through max_pool2d saves one-byte window taps (max_pool2d_with_taps) where they fit.
 """
 import torch
 from torch._prims_common import suggest_memory_format
@@ -83,7 +84,18 @@ def _max_pool2d_with_indices_fake(input, kernel_size, stride, padding, dilation,
     return _pool_fake_output(*args, input.dtype), _pool_fake_output(*args, torch.int64)
 
 
+@torch.library.register_fake("cnnkernels::max_pool2d_with_taps")
+def _max_pool2d_with_taps_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    args = (input, kernel_size, stride, padding, dilation, ceil_mode)
+    return _pool_fake_output(*args, input.dtype), _pool_fake_output(*args, torch.uint8)
+
+
 @torch.library.register_fake("cnnkernels::max_pool2d_backward")
 def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
     return torch.empty(input_size, dtype=grad_output.dtype, device=grad_output.device,
                        memory_format=_format(_channels_last(indices)))
+
+
+@torch.library.register_fake("cnnkernels::max_pool2d_backward_taps")
+def _max_pool2d_backward_taps_fake(grad_output, taps, input_size, kernel_size, stride, padding, dilation):
+    return _max_pool2d_backward_fake(grad_output, taps, input_size, kernel_size, stride, padding, dilation)

@@ -97,11 +97,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
             raise RuntimeError(f"cnnkernels.max_pool2d: expected non-empty 3-D input, got size {list(input.shape)}")
         input = input.unsqueeze(0)
     args = (input, kernel_size, stride, padding, dilation, ceil_mode)
-    # Indices cost a write of 8 bytes per output: only compute them when returned or for autograd.
-    if return_indices or (torch.is_grad_enabled() and input.requires_grad):
+    # Indices cost a write of 8 bytes per output: only computed when returned. For training,
+    # ops.max_pool2d's autograd saves one-byte window taps instead (csrc/ops/autograd.cpp).
+    if return_indices:
         out, indices = ops.max_pool2d_with_indices(*args)
         if unbatched:
             out, indices = out.squeeze(0), indices.squeeze(0)
-        return (out, indices) if return_indices else out
+        return out, indices
     out = ops.max_pool2d(*args)
     return out.squeeze(0) if unbatched else out

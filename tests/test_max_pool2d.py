@@ -94,6 +94,98 @@ def test_max_pool2d_matches_torch(dtype, isa, cfg):
         check_against_torch(cfg, dtype)
 
 
+def assert_identical(a, b, what):
+    """Equal values, NaN where NaN, and the same signs (of zeros too)."""
+    torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{what}: {m}")
+    assert torch.equal(a.signbit(), b.signbit()), what
+
+
+def taps_to_indices(taps, args, w):
+    """The plane index tap number i * kw + j names in its window (csrc/common/pool_params.h)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), _ = args
+    p = torch.arange(taps.shape[2]).view(1, 1, -1, 1)
+    q = torch.arange(taps.shape[3]).view(1, 1, 1, -1)
+    t = taps.long()
+    return (p * sh - ph + (t // kw) * dh) * w + (q * sw - pw + (t % kw) * dw)
+
+
+@pytest.mark.parametrize("dtype,isa", PATHS, ids=[f"{str(d)[6:]}-{i or 'ref'}" for d, i in PATHS])
+@given(cfg=pool_configs())
+def test_taps_name_the_winners_indices_do(dtype, isa, cfg):
+    """The training path's one-byte taps: the same values, bit for bit, as with int64 indices, each tap
+    naming the very index, and the two backward ops giving the same gradient bits and layout."""
+    x = make_input(cfg, dtype)
+    args = pool_args(cfg)
+    (k, s, p, d), ceil = (list(a) for a in args[:4]), args[4]
+    with forced_isa(isa):
+        y_i, idx = torch.ops.cnnkernels.max_pool2d_with_indices(x, k, s, p, d, ceil)
+        y_t, taps = torch.ops.cnnkernels.max_pool2d_with_taps(x, k, s, p, d, ceil)
+        assert taps.dtype == torch.uint8 and taps.stride() == idx.stride()
+        assert_identical(y_t, y_i, cfg)
+        assert torch.equal(taps_to_indices(taps, args, cfg["w"]), idx), cfg
+        g = make_tensor(tuple(y_i.shape), dtype, cfg["g_layout"], torch.Generator().manual_seed(cfg["seed"] + 1))
+        size = list(x.shape)
+        dx_i = torch.ops.cnnkernels.max_pool2d_backward(g, idx, size, k, s, p, d)
+        dx_t = torch.ops.cnnkernels.max_pool2d_backward_taps(g, taps, size, k, s, p, d)
+        assert_identical(dx_t, dx_i, cfg)
+        assert dx_t.stride() == dx_i.stride(), cfg
+
+
+def test_training_saves_taps_where_they_fit_else_indices():
+    """Autograd through max_pool2d keeps uint8 taps for windows of up to 256 elements and int64
+    indices beyond (17 x 16 = 272); both train like PyTorch. return_indices keeps its indices."""
+    def saved_dtypes(fn):
+        dtypes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: dtypes.append(t.dtype) or t, lambda t: t):
+            out = fn()
+        return out, dtypes
+
+    for kernel, saved in (((3, 3), torch.uint8), ((16, 16), torch.uint8), ((17, 16), torch.int64)):
+        x = torch.randn(2, 3, 40, 37)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y, dtypes = saved_dtypes(lambda: CF.max_pool2d(xa, kernel, 2, 1))
+        assert dtypes == [saved], (kernel, dtypes)
+        y_ref = F.max_pool2d(xb, kernel, 2, 1)
+        g = torch.randn_like(y_ref)
+        assert torch.equal(y, y_ref)
+        assert torch.equal(torch.autograd.grad(y, xa, g)[0], torch.autograd.grad(y_ref, xb, g)[0])
+    xa = torch.randn(1, 2, 9, 9, requires_grad=True)
+    (y, i), dtypes = saved_dtypes(lambda: CF.max_pool2d(xa, 3, return_indices=True))
+    assert dtypes == [torch.int64] and i.dtype == torch.int64
+
+
+def test_taps_ops_reject_bad_arguments():
+    ops = torch.ops.cnnkernels
+    x = torch.randn(1, 2, 40, 40)
+    with pytest.raises(RuntimeError, match="taps name at most 256 window elements.*kernel_size"):
+        ops.max_pool2d_with_taps(x, [17, 16], [1, 1], [0, 0], [1, 1], False)
+    y, taps = ops.max_pool2d_with_taps(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+    _, idx = ops.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+    geometry = ([3, 3], [2, 2], [1, 1], [1, 1])
+    with pytest.raises(RuntimeError, match="taps must be uint8"):
+        ops.max_pool2d_backward_taps(y, idx, list(x.shape), *geometry)
+    with pytest.raises(RuntimeError, match="indices must be int64"):
+        ops.max_pool2d_backward(y, taps, list(x.shape), *geometry)
+    with pytest.raises(RuntimeError, match="taps of size .* do not match grad_output"):
+        ops.max_pool2d_backward_taps(y, taps[:, :1], list(x.shape), *geometry)
+    with pytest.raises(RuntimeError, match="taps name at most 256"):
+        ops.max_pool2d_backward_taps(y, taps, list(x.shape), [17, 16], [2, 2], [1, 1], [1, 1])
+
+
+def test_taps_past_the_window_route_nothing():
+    """A tap number >= kernel_h * kernel_w names no window element: its gradient goes nowhere, in
+    both layouts (the kernels' bounds rule; our forward never writes one)."""
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(1, 17, 9, 9).contiguous(memory_format=fmt)
+        y, taps = torch.ops.cnnkernels.max_pool2d_with_taps(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+        bad = taps.clone()
+        bad[..., 0, 0] = 9
+        g = torch.ones_like(y)
+        dx = torch.ops.cnnkernels.max_pool2d_backward_taps(g, bad, list(x.shape), [3, 3], [2, 2], [1, 1], [1, 1])
+        ref = torch.ops.cnnkernels.max_pool2d_backward_taps(g, taps, list(x.shape), [3, 3], [2, 2], [1, 1], [1, 1])
+        assert dx.sum() == ref.sum() - 17
+
+
 def test_nan_tie_and_all_minus_inf_rules():
     inf, nan = math.inf, math.nan
     x = torch.tensor([[[[1.0, 3.0, 3.0, 0.0],        # tie: first 3 wins

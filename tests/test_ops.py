@@ -39,7 +39,9 @@ def test_opcheck_conv2d(i):
 def test_opcheck_max_pool2d(i):
     args = list(pool_samples())[i]
     torch.library.opcheck(ops.max_pool2d_with_indices.default, args)
+    torch.library.opcheck(ops.max_pool2d.default, args)  # training: its autograd saves taps
     torch.library.opcheck(ops.max_pool2d.default, (args[0].detach(), *args[1:]))
+    torch.library.opcheck(ops.max_pool2d_with_taps.default, (args[0].detach(), *args[1:]))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -56,6 +58,9 @@ def test_opcheck_backward_ops(channels_last):
     y, idx = ops.max_pool2d_with_indices(x, [3, 2], [2, 2], [1, 1], [1, 1], True)
     torch.library.opcheck(ops.max_pool2d_backward.default,
                           (torch.randn_like(y), idx, list(x.shape), [3, 2], [2, 2], [1, 1], [1, 1]))
+    y, taps = ops.max_pool2d_with_taps(x, [3, 2], [2, 2], [1, 1], [1, 1], True)
+    torch.library.opcheck(ops.max_pool2d_backward_taps.default,
+                          (torch.randn_like(y), taps, list(x.shape), [3, 2], [2, 2], [1, 1], [1, 1]))
 
 
 class SmallCNN(torch.nn.Module):

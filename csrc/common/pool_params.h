@@ -31,23 +31,39 @@ inline int64_t pool_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad,
 // y[n, c, p, q] = max over the window; indices (optional) get h * W + w of the winner:
 // the first maximum in row-major window order, or the last NaN. An all -inf window gives -inf and
 // the index of its first in-bounds tap.
+//
+// Instead of indices a kernel can write taps: the winner's tap number i * kernel_w + j within its
+// window (tap (i, j) is input pixel (p sh - ph + i dh, q sw - pw + j dw)), one byte where an int64
+// index takes eight; only when kernel_h * kernel_w <= 256. The backward turns a tap back into the
+// very index the forward would have written, so both forms route gradients identically.
 struct MaxPool2dFwdArgs {
   Pool2dProblem p;
   ConstView4 x;       // N x C x H x W
   View4 y;            // N x C x P x Q
   int64_t* indices;   // N x C x P x Q with strides index_stride, or nullptr when not wanted
   int64_t index_stride[4];
+  uint8_t* taps = nullptr;  // N x C x P x Q with strides index_stride; never set with indices
 };
 
-// dx[n, c] plane gathers dy at the positions indices name; dx fully written (zeros elsewhere).
-// Overlapping windows sum in a fixed order: deterministic. An index outside [0, H W) (a window
-// with no input element under dilation) contributes nothing.
+inline constexpr int64_t kMaxPoolMaxTaps = 256;  // window taps a uint8 tap number can name
+
+// dx[n, c] plane gathers dy at the positions indices (or taps) name; dx fully written (zeros
+// elsewhere). Overlapping windows sum in a fixed order: deterministic. An index outside [0, H W)
+// (a window with no input element under dilation), or a tap number >= kernel_h * kernel_w,
+// contributes nothing.
 struct MaxPool2dBwdArgs {
   Pool2dProblem p;
   ConstView4 dy;            // N x C x P x Q
-  const int64_t* indices;   // N x C x P x Q
+  const int64_t* indices;   // N x C x P x Q, or nullptr when taps are given
   int64_t index_stride[4];
   View4 dx;                 // N x C x H x W
+  const uint8_t* taps = nullptr;  // N x C x P x Q with strides index_stride, instead of indices
 };
+
+// The plane index the forward gives the winner of window (p, q) at tap number t (see above).
+inline int64_t tap_to_index(const Pool2dProblem& pb, int64_t p, int64_t q, int64_t t) {
+  return (p * pb.stride_h - pb.pad_h + (t / pb.kernel_w) * pb.dil_h) * pb.W +
+         (q * pb.stride_w - pb.pad_w + (t % pb.kernel_w) * pb.dil_w);
+}
 
 }  // namespace cnnkernels

@@ -1,4 +1,4 @@
-// Autograd for conv2d and max_pool2d_with_indices, registered in C++ at the Autograd key.
+// Autograd for conv2d, max_pool2d and max_pool2d_with_indices, registered in C++ at the Autograd key.
 //
 // Why C++: a Python autograd registration (torch.library.register_autograd) runs a Python
 // function on every call that reaches the Autograd key, with or without grad. On the Zen 3 VM it
@@ -122,10 +122,66 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_autograd(const at::Te
   return {out[0], out[1]};
 }
 
+// ---- max_pool2d (no indices returned) ---------------------------------------------------------
+
+// Training through max_pool2d saves the winners the backward needs: uint8 tap numbers where they
+// fit (CPU, kernel of at most 256 taps), else int64 indices. Without grad it is the plain forward,
+// which records no winners at all.
+class MaxPool2dTapsFunction : public torch::autograd::Function<MaxPool2dTapsFunction> {
+ public:
+  static bool uses_taps(const at::Tensor& input, at::IntArrayRef kernel_size) {
+    return !input.is_cuda() && kernel_size.size() == 2 && kernel_size[0] > 0 && kernel_size[1] > 0 &&
+           kernel_size[0] * kernel_size[1] <= kMaxPoolMaxTaps;
+  }
+
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, at::IntArrayRef kernel_size,
+                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+    using WithWinners = decltype(max_pool2d_with_indices);
+    static const auto with_taps = find_op<WithWinners>("cnnkernels::max_pool2d_with_taps");
+    static const auto with_indices = find_op<WithWinners>("cnnkernels::max_pool2d_with_indices");
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const bool taps = uses_taps(input, kernel_size);
+    auto [out, winners] = (taps ? with_taps : with_indices).call(input, kernel_size, stride, padding, dilation, ceil_mode);
+    ctx->save_for_backward({winners});
+    ctx->saved_data["taps"] = taps;
+    ctx->saved_data["input_size"] = input.sym_sizes();
+    ctx->saved_data["kernel_size"] = kernel_size;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["dilation"] = dilation;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    using Backward = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
+                                at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
+    static const auto from_taps = find_op<Backward>("cnnkernels::max_pool2d_backward_taps");
+    static const auto from_indices = find_op<Backward>("cnnkernels::max_pool2d_backward");
+    const std::vector<c10::SymInt> input_size = ctx->saved_data["input_size"].toSymIntVector();
+    at::Tensor grad_input = (ctx->saved_data["taps"].toBool() ? from_taps : from_indices)
+                                .call(grad_outputs[0], ctx->get_saved_variables()[0], input_size,
+                                      ctx->saved_data["kernel_size"].toIntVector(),
+                                      ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
+                                      ctx->saved_data["dilation"].toIntVector());
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor max_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  if (!(at::GradMode::is_enabled() && input.requires_grad())) {  // nothing to record: no winners
+    static const auto op = find_op<decltype(max_pool2d)>("cnnkernels::max_pool2d");
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
+  }
+  return MaxPool2dTapsFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cnnkernels, Autograd, m) {
   m.impl("conv2d", &conv2d_autograd);
+  m.impl("max_pool2d", &max_pool2d_autograd);
   m.impl("max_pool2d_with_indices", &max_pool2d_with_indices_autograd);
 }
 

@@ -40,12 +40,14 @@ Pool2dProblem make_problem(const at::Tensor& input, at::IntArrayRef kernel, at::
   return p;
 }
 
-void run_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& y, at::Tensor* indices) {
+// winners: nullptr, int64 indices or uint8 taps (pool_params.h).
+void run_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& y, at::Tensor* winners) {
   if (y.numel() == 0) return;
   MaxPool2dFwdArgs args{p, const_view(input), mut_view(y), nullptr, {0, 0, 0, 0}};
-  if (indices) {
-    args.indices = indices->data_ptr<int64_t>();
-    for (int d = 0; d < 4; ++d) args.index_stride[d] = indices->stride(d);
+  if (winners) {
+    if (winners->scalar_type() == at::kByte) args.taps = winners->data_ptr<uint8_t>();
+    else args.indices = winners->data_ptr<int64_t>();
+    for (int d = 0; d < 4; ++d) args.index_stride[d] = winners->stride(d);
   }
   if (input.is_cuda()) {
 #ifdef CNNKERNELS_WITH_CUDA
@@ -58,38 +60,29 @@ void run_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& y,
   }
 }
 
-}  // namespace
-
-at::Tensor max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
-  const Pool2dProblem p = make_problem(input, kernel_size, stride, padding, dilation, ceil_mode);
-  at::Tensor y = new_output({p.N, p.C, p.P, p.Q},
-                           input.options().memory_format(memory_format(is_channels_last(input))));
-  run_forward(p, input, y, nullptr);
-  return y;
-}
-
-std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& input, at::IntArrayRef kernel_size,
-                                                           at::IntArrayRef stride, at::IntArrayRef padding,
-                                                           at::IntArrayRef dilation, bool ceil_mode) {
+// The output and its winners (int64 indices, or uint8 taps) in the input's memory format.
+std::tuple<at::Tensor, at::Tensor> forward_with(at::ScalarType winner_type, const at::Tensor& input,
+                                                at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                                at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
   const Pool2dProblem p = make_problem(input, kernel_size, stride, padding, dilation, ceil_mode);
   const auto fmt = memory_format(is_channels_last(input));
   at::Tensor y = new_output({p.N, p.C, p.P, p.Q}, input.options().memory_format(fmt));
-  at::Tensor indices = new_output({p.N, p.C, p.P, p.Q}, input.options().dtype(at::kLong).memory_format(fmt));
-  run_forward(p, input, y, &indices);
-  return {y, indices};
+  at::Tensor winners = new_output({p.N, p.C, p.P, p.Q}, input.options().dtype(winner_type).memory_format(fmt));
+  TORCH_CHECK(!(winner_type == at::kByte && input.is_cuda()), kOp, ": taps are CPU-only so far; CUDA uses indices");
+  run_forward(p, input, y, &winners);
+  return {y, winners};
 }
 
-at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
-                               at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation) {
-  constexpr const char* op = "cnnkernels.max_pool2d_backward";
+// The input gradient from int64 indices or uint8 taps (winners), after PyTorch's checks.
+at::Tensor backward_from(const char* op, const char* winners_name, const at::Tensor& grad_output,
+                         const at::Tensor& winners, at::IntArrayRef input_size, at::IntArrayRef kernel_size,
+                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
+  const bool taps = winners.scalar_type() == at::kByte;
   TORCH_CHECK(input_size.size() == 4, op, ": input_size must have 4 values (N, C, H, W), got ", input_size);
   TORCH_CHECK(grad_output.dim() == 4, op, ": expected 4-D grad_output, got ", grad_output.dim(), "-D");
-  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": indices must be int64, got ", indices.scalar_type());
-  TORCH_CHECK(indices.sizes() == grad_output.sizes(), op, ": indices of size ", indices.sizes(),
+  TORCH_CHECK(winners.sizes() == grad_output.sizes(), op, ": ", winners_name, " of size ", winners.sizes(),
               " do not match grad_output of size ", grad_output.sizes());
-  TORCH_CHECK(indices.device() == grad_output.device(), op, ": indices are on ", indices.device(),
+  TORCH_CHECK(winners.device() == grad_output.device(), op, ": ", winners_name, " are on ", winners.device(),
               " but grad_output is on ", grad_output.device());
   TORCH_CHECK(grad_output.size(0) == input_size[0] && grad_output.size(1) == input_size[1], op,
               ": grad_output of size ", grad_output.sizes(), " does not match input_size ", input_size);
@@ -110,11 +103,16 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   p.pad_h = padding[0]; p.pad_w = padding[1];
   p.dil_h = dilation[0]; p.dil_w = dilation[1];
   p.dtype = kernel_dtype(grad_output, op, "grad_output");
-  // The indices were produced in the input's memory format; the input gradient follows it.
-  at::Tensor dx = new_output(input_size, grad_output.options().memory_format(memory_format(is_channels_last(indices))));
+  TORCH_CHECK(!taps || p.kernel_h * p.kernel_w <= kMaxPoolMaxTaps, op, ": taps name at most ", kMaxPoolMaxTaps,
+              " window elements, got kernel_size ", kernel_size);
+  // The winners were produced in the input's memory format; the input gradient follows it.
+  at::Tensor dx = new_output(input_size, grad_output.options().memory_format(memory_format(is_channels_last(winners))));
   if (dx.numel() == 0) return dx;
-  MaxPool2dBwdArgs args{p, const_view(grad_output), indices.data_ptr<int64_t>(), {0, 0, 0, 0}, mut_view(dx)};
-  for (int d = 0; d < 4; ++d) args.index_stride[d] = indices.stride(d);
+  MaxPool2dBwdArgs args{p, const_view(grad_output), nullptr, {0, 0, 0, 0}, mut_view(dx)};
+  if (taps) args.taps = winners.data_ptr<uint8_t>();
+  else args.indices = winners.data_ptr<int64_t>();
+  for (int d = 0; d < 4; ++d) args.index_stride[d] = winners.stride(d);
+  TORCH_CHECK(!(taps && grad_output.is_cuda()), op, ": taps are CPU-only so far; CUDA uses indices");
   if (grad_output.is_cuda()) {
 #ifdef CNNKERNELS_WITH_CUDA
     cuda_backend::max_pool2d_bwd(args, grad_output);
@@ -125,6 +123,49 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
     cpu_max_pool2d_bwd(args);
   }
   return dx;
+}
+
+}  // namespace
+
+at::Tensor max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dProblem p = make_problem(input, kernel_size, stride, padding, dilation, ceil_mode);
+  at::Tensor y = new_output({p.N, p.C, p.P, p.Q},
+                           input.options().memory_format(memory_format(is_channels_last(input))));
+  run_forward(p, input, y, nullptr);
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                           at::IntArrayRef stride, at::IntArrayRef padding,
+                                                           at::IntArrayRef dilation, bool ceil_mode) {
+  return forward_with(at::kLong, input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
+at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
+                               at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation) {
+  constexpr const char* op = "cnnkernels.max_pool2d_backward";
+  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": indices must be int64, got ", indices.scalar_type());
+  return backward_from(op, "indices", grad_output, indices, input_size, kernel_size, stride, padding, dilation);
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_taps(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                        at::IntArrayRef stride, at::IntArrayRef padding,
+                                                        at::IntArrayRef dilation, bool ceil_mode) {
+  constexpr const char* op = "cnnkernels.max_pool2d_with_taps";
+  check_pair(kernel_size, op, "kernel_size");
+  TORCH_CHECK(kernel_size[0] * kernel_size[1] <= kMaxPoolMaxTaps, op, ": taps name at most ", kMaxPoolMaxTaps,
+              " window elements, got kernel_size ", kernel_size, "; use max_pool2d_with_indices");
+  return forward_with(at::kByte, input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
+at::Tensor max_pool2d_backward_taps(const at::Tensor& grad_output, const at::Tensor& taps, at::IntArrayRef input_size,
+                                    at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                    at::IntArrayRef dilation) {
+  constexpr const char* op = "cnnkernels.max_pool2d_backward_taps";
+  TORCH_CHECK(taps.scalar_type() == at::kByte, op, ": taps must be uint8, got ", taps.scalar_type());
+  return backward_from(op, "taps", grad_output, taps, input_size, kernel_size, stride, padding, dilation);
 }
 
 }  // namespace cnnkernels

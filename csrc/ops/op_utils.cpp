@@ -52,6 +52,7 @@ at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   at::Tensor t = at::empty(sizes, options);
   if (g_poison.load() && t.numel() > 0) {
     if (t.is_floating_point()) t.fill_(std::numeric_limits<double>::quiet_NaN());
+    else if (t.scalar_type() == at::kByte) t.fill_(0xff);  // uint8 taps: no tap of a window under 256
     else t.fill_(std::numeric_limits<int64_t>::min());
   }
   return t;

@@ -32,9 +32,9 @@ std::string shape_str(at::IntArrayRef sizes);
 // A pair argument (stride, padding, ...) of exactly two values.
 void check_pair(at::IntArrayRef v, const char* op, const char* arg);
 
-// Allocates an op's output. When poisoning is on (tests), it is filled with NaN (int64: INT64_MIN)
-// first, so an element a kernel forgets to write shows up instead of passing as stale memory;
-// set_poison_outputs also poisons the CPU kernels' scratch (common/scratch.h).
+// Allocates an op's output. When poisoning is on (tests), it is filled with NaN (int64: INT64_MIN,
+// uint8: 255) first, so an element a kernel forgets to write shows up instead of passing as stale
+// memory; set_poison_outputs also poisons the CPU kernels' scratch (common/scratch.h).
 at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 void set_poison_outputs(bool on);
 bool poison_outputs();

@@ -50,6 +50,10 @@ TORCH_LIBRARY(cnnkernels, m) {
         "int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
   m.def("max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[4] input_size, int[2] kernel_size, "
         "int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+  m.def("max_pool2d_with_taps(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+        "int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def("max_pool2d_backward_taps(Tensor grad_output, Tensor taps, SymInt[4] input_size, int[2] kernel_size, "
+        "int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
 }
 
 // The same functions serve both devices: they branch on the tensors' device after the shared
@@ -63,7 +67,12 @@ TORCH_LIBRARY(cnnkernels, m) {
   m.impl("max_pool2d_with_indices", &max_pool2d_with_indices);   \
   m.impl("max_pool2d_backward", &max_pool2d_backward)
 
-TORCH_LIBRARY_IMPL(cnnkernels, CPU, m) { CNNKERNELS_REGISTER_KERNELS(m); }
+TORCH_LIBRARY_IMPL(cnnkernels, CPU, m) {
+  CNNKERNELS_REGISTER_KERNELS(m);
+  // CPU only so far: max_pool2d's autograd uses indices on CUDA.
+  m.impl("max_pool2d_with_taps", &max_pool2d_with_taps);
+  m.impl("max_pool2d_backward_taps", &max_pool2d_backward_taps);
+}
 TORCH_LIBRARY_IMPL(cnnkernels, CUDA, m) { CNNKERNELS_REGISTER_KERNELS(m); }
 
 TORCH_LIBRARY_IMPL(cnnkernels, AutocastCPU, m) {

@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #define CNNKERNELS_KERNEL_NS avx2
 #include "../reference/max_pool2d_reference.h"
@@ -142,6 +143,25 @@ struct Vec8 {
     const auto* q = reinterpret_cast<const long long*>(p);
     const I v = narrow(_mm256_maskload_epi64(q, first64(n)), _mm256_maskload_epi64(q + 4, first64(n - 4)));
     return _mm256_or_si256(v, _mm256_andnot_si256(first(n), _mm256_set1_epi32(-1)));
+  }
+  // Tap numbers (0 .. 255) as bytes: two unsigned-saturating packs keep them exact.
+  static __m128i tap_bytes(I v) {
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return _mm_packus_epi16(words, words);  // bytes 0..7
+  }
+  static void store_index(uint8_t* p, I v) { _mm_storel_epi64(reinterpret_cast<__m128i*>(p), tap_bytes(v)); }
+  static void store_index_n(uint8_t* p, I v, int n) {
+    alignas(16) uint8_t b[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(b), tap_bytes(v));
+    std::memcpy(p, b, n);
+  }
+  static I load_index32(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+  // Lanes n and up (not read) are -1, which equals no tap number.
+  static I load_index32_n(const uint8_t* p, int n) {
+    alignas(16) uint8_t b[16] = {};
+    std::memcpy(b, p, n);
+    return _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(b))),
+                           _mm256_andnot_si256(first(n), _mm256_set1_epi32(-1)));
   }
   static M equal(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
   static F add_where(M m, F acc, F v) { return _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), m); }

@@ -128,6 +128,16 @@ struct Vec16 {
         _mm512_castsi256_si512(_mm512_cvtsepi64_epi32(_mm512_mask_loadu_epi64(none, first8(n), p))),
         _mm512_cvtsepi64_epi32(_mm512_mask_loadu_epi64(none, first8(n - 8), p + 8)), 1);
   }
+  // Tap numbers (0 .. 255) as bytes: vpmovdb truncates, exact for them.
+  static void store_index(uint8_t* p, I v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v)); }
+  static void store_index_n(uint8_t* p, I v, int n) { _mm512_mask_cvtepi32_storeu_epi8(p, first(n), v); }
+  static I load_index32(const uint8_t* p) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  // Lanes n and up (not read) are -1, which equals no tap number.
+  static I load_index32_n(const uint8_t* p, int n) {
+    return _mm512_mask_cvtepu8_epi32(_mm512_set1_epi32(-1), first(n), _mm_maskz_loadu_epi8(first(n), p));
+  }
   static M equal(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
   static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }
 };

@@ -47,8 +47,8 @@ void max_pool2d_fwd(const MaxPool2dFwdArgs& a) {
         while (j_lo < j_hi && w0 + j_lo * pb.dil_w < 0) ++j_lo;
         while (j_hi > j_lo && w0 + (j_hi - 1) * pb.dil_w >= pb.W) --j_hi;
         A best = -std::numeric_limits<A>::infinity();
-        // The output-size rule guarantees every window holds at least one input element.
-        int64_t best_index = (h0 + i_lo * pb.dil_h) * pb.W + (w0 + j_lo * pb.dil_w);
+        // A window that misses the input (dilation) reports its first in-bounds tap's position.
+        int64_t best_i = i_lo, best_j = j_lo;
         for (int64_t i = i_lo; i < i_hi; ++i) {
           const int64_t h = h0 + i * pb.dil_h;
           for (int64_t j = j_lo; j < j_hi; ++j) {
@@ -56,20 +56,23 @@ void max_pool2d_fwd(const MaxPool2dFwdArgs& a) {
             const A v = load_acc(plane + h * xs[2] + w * xs[3]);
             if (v > best || std::isnan(v)) {
               best = v;
-              best_index = h * pb.W + w;
+              best_i = i, best_j = j;
             }
           }
         }
         store_from(y + n * ys[0] + c * ys[1] + p * ys[2] + q * ys[3], best);
-        if (a.indices) a.indices[n * is[0] + c * is[1] + p * is[2] + q * is[3]] = best_index;
+        const int64_t at = n * is[0] + c * is[1] + p * is[2] + q * is[3];
+        if (a.indices) a.indices[at] = (h0 + best_i * pb.dil_h) * pb.W + (w0 + best_j * pb.dil_w);
+        if (a.taps) a.taps[at] = static_cast<uint8_t>(best_i * pb.kernel_w + best_j);
       }
     }
   });
 }
 
 // One work item is an (n, c) plane: it owns that plane of dx, so scattering dy to the winners
-// needs no atomics and sums overlapping windows in a fixed (row-major output) order. An index
-// outside the plane routes its gradient nowhere: PyTorch gives such an index to a window that
+// needs no atomics and sums overlapping windows in a fixed (row-major output) order. Taps become
+// the indices the forward would have written. An index outside the plane routes its gradient
+// nowhere: PyTorch gives such an index to a window that
 // holds no input element (possible with dilation), whose -inf output depends on no input.
 template <typename T>
 void max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
@@ -80,7 +83,7 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
   const int64_t* dys = a.dy.stride;
   const int64_t* dxs = a.dx.stride;
   const int64_t* is = a.index_stride;
-  const int64_t plane_size = pb.H * pb.W;
+  const int64_t plane_size = pb.H * pb.W, taps = pb.kernel_h * pb.kernel_w;
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, plane_size)),
                [&](int64_t b, int64_t e) {
     std::vector<A> acc(plane_size);
@@ -89,7 +92,8 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
       std::fill(acc.begin(), acc.end(), A(0));
       for (int64_t p = 0; p < pb.P; ++p) {
         for (int64_t q = 0; q < pb.Q; ++q) {
-          const int64_t idx = a.indices[n * is[0] + c * is[1] + p * is[2] + q * is[3]];
+          const int64_t at = n * is[0] + c * is[1] + p * is[2] + q * is[3];
+          const int64_t idx = a.taps ? (a.taps[at] < taps ? tap_to_index(pb, p, q, a.taps[at]) : -1) : a.indices[at];
           if (idx >= 0 && idx < plane_size)
             acc[idx] += load_acc(dy + n * dys[0] + c * dys[1] + p * dys[2] + q * dys[3]);
         }

@@ -22,6 +22,9 @@
 //             Disjoint windows (stride >= dilated kernel) store each tap once instead.
 //   bwd_nchw  scatter: a thread owns whole (n, c) planes of dx, zeroes one (it stays in L1/L2) and
 //             adds dy[p, q] at indices[p, q]. Scalar: the stores are random within the plane.
+// Winners: every kernel records them as int64 plane indices or as uint8 tap numbers (the taps
+// of MaxPool2dFwdArgs / MaxPool2dBwdArgs, Winner::kTap): the vectors carry an int32 per lane either
+// way, and only the tap values, the final store and the backward's load differ.
 // Anything else (other strides, planes of 2^31 or more elements) runs the reference loops
 // (max_pool2d_reference.h, included by the ISA file in the same namespace): one kernel, one place.
 //
@@ -58,6 +61,14 @@ namespace {
 namespace pool_simd {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// What the forward records of each window's winner besides its value: nothing, the int64 plane
+// index (MaxPool2dFwdArgs::indices), or the one-byte tap number (MaxPool2dFwdArgs::taps). The
+// vectors track a per-lane int32 "tap value" either way: a plane index (or an offset from one)
+// for kIndex, the tap number for kTap; V::store_index narrows it to the destination's type.
+enum class Winner { kNone, kIndex, kTap };
+template <Winner kOut>
+using WinnerT = std::conditional_t<kOut == Winner::kTap, uint8_t, int64_t>;
 
 // Work per parallel chunk: enough that waking a second thread pays (a few microseconds).
 constexpr int64_t kGrainWork = 1 << 16;
@@ -100,12 +111,13 @@ inline Taps in_bounds_taps(int64_t start, int64_t k, int64_t dil, int64_t size) 
 }
 
 // One output by the reference's scalar rule, for border windows and windows that miss the input.
-template <typename T>
+// index: nullptr, or where the winner's plane index (int64_t) or tap number (uint8_t) goes.
+template <typename T, typename WinT>
 inline void scalar_output(const T* plane, int64_t xs2, int64_t xs3, const Pool2dProblem& pb, int64_t h0,
-                          Taps ti, int64_t w0, T* y, int64_t* index) {
+                          Taps ti, int64_t w0, T* y, WinT* index) {
   const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
   float best = kNegInf;
-  int64_t best_index = (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
+  int64_t best_i = ti.lo, best_j = tj.lo;  // a window that misses the input reports these
   for (int64_t i = ti.lo; i < ti.hi; ++i) {
     const int64_t h = h0 + i * pb.dil_h;
     for (int64_t j = tj.lo; j < tj.hi; ++j) {
@@ -113,23 +125,27 @@ inline void scalar_output(const T* plane, int64_t xs2, int64_t xs3, const Pool2d
       const float v = load_acc(plane + h * xs2 + w * xs3);
       if (v > best || std::isnan(v)) {
         best = v;
-        best_index = h * pb.W + w;
+        best_i = i, best_j = j;
       }
     }
   }
   store_from(y, best);
-  if (index) *index = best_index;
+  if (!index) return;
+  if constexpr (std::is_same_v<WinT, uint8_t>)
+    *index = static_cast<uint8_t>(best_i * pb.kernel_w + best_j);
+  else
+    *index = (h0 + best_i * pb.dil_h) * pb.W + (w0 + best_j * pb.dil_w);
 }
 
 // ---- forward, channels_last -----------------------------------------------------------------
 
 // NV vectors of channels (or one vector of n < V::kW channels when kTail) of one output pixel.
 // x points at the first channel of the block at input pixel (0, 0); tap t is at x + off[t] and has
-// plane index tap_index[t]. The first tap initialises the best: that equals starting from -inf with
-// the first in-bounds tap's index, as the reference does.
-template <class V, bool kIdx, int NV, bool kTail, typename T>
+// tap value tap_index[t] (plane index or tap number). The first tap initialises the best: that
+// equals starting from -inf with the first in-bounds tap's index, as the reference does.
+template <class V, bool kIdx, int NV, bool kTail, typename T, typename WinT>
 inline void fwd_nhwc_block(const T* x, const int64_t* off, const int32_t* tap_index, int64_t taps, T* y,
-                           int64_t* index, int n) {
+                           WinT* index, int n) {
   typename V::F best[NV];
   typename V::I idx[NV];
   for (int v = 0; v < NV; ++v) {
@@ -155,8 +171,11 @@ inline void fwd_nhwc_block(const T* x, const int64_t* off, const int32_t* tap_in
   }
 }
 
-template <class V, bool kIdx, typename T>
+template <class V, Winner kOut, typename T>
 void fwd_nhwc(const MaxPool2dFwdArgs& a) {
+  constexpr bool kIdx = kOut != Winner::kNone;
+  using WinT = WinnerT<kOut>;
+  WinT* const winners = kOut == Winner::kTap ? reinterpret_cast<WinT*>(a.taps) : reinterpret_cast<WinT*>(a.indices);
   const Pool2dProblem& pb = a.p;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
@@ -180,12 +199,13 @@ void fwd_nhwc(const MaxPool2dFwdArgs& a) {
         const int64_t w0 = q * pb.stride_w - pb.pad_w;
         const Taps tj = in_bounds_taps(w0, pb.kernel_w, pb.dil_w, pb.W);
         T* yq = y + n * ys[0] + p * ys[2] + q * ys[3];
-        int64_t* iq = kIdx ? a.indices + n * is[0] + p * is[2] + q * is[3] : nullptr;
+        WinT* iq = kIdx ? winners + n * is[0] + p * is[2] + q * is[3] : nullptr;
         if (ti.empty() || tj.empty()) {  // the window misses the input (dilation): -inf everywhere
-          const int64_t e_index = (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
+          const int64_t e_index = kOut == Winner::kTap ? ti.lo * pb.kernel_w + tj.lo
+                                                      : (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
           for (int64_t c = c0; c < c1; ++c) {
             store_from(yq + c, kNegInf);
-            if (kIdx) iq[c] = e_index;
+            if (kIdx) iq[c] = static_cast<WinT>(e_index);
           }
           continue;
         }
@@ -195,7 +215,7 @@ void fwd_nhwc(const MaxPool2dFwdArgs& a) {
           for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
             const int64_t w = w0 + j * pb.dil_w;
             off[taps] = h * xs[2] + w * xs[3];
-            tap_index[taps] = static_cast<int32_t>(h * pb.W + w);
+            tap_index[taps] = static_cast<int32_t>(kOut == Winner::kTap ? i * pb.kernel_w + j : h * pb.W + w);
           }
         }
         int64_t c = c0;
@@ -229,10 +249,12 @@ inline typename V::F load_columns(const T* p, int64_t s, int n) {
 // row; the window rows are h_first + r dh for r < rows. The NV vectors are independent dependency
 // chains (compare, blend, next compare): one alone leaves the core waiting on that latency.
 // Lanes track the winner as an offset from their window's first tap, which is the same for every
-// lane (one broadcast per tap); the plane index is added once at the end.
-template <class V, bool kIdx, int kStride, int NV, bool kTail, typename T>
-inline void fwd_nchw_block(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t rows,
-                           int64_t w0, T* y, int64_t* index, int n) {
+// lane (one broadcast per tap); the plane index is added once at the end. For tap numbers
+// (kOut == kTap; window row r is tap row i_first + r) the broadcast value is the tap number itself.
+template <class V, Winner kOut, int kStride, int NV, bool kTail, typename T>
+inline void fwd_nchw_block(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t i_first,
+                           int64_t rows, int64_t w0, T* y, WinnerT<kOut>* index, int n) {
+  constexpr bool kIdx = kOut != Winner::kNone;
   const int64_t s = pb.stride_w;
   constexpr int64_t kStep = V::kW;  // outputs per vector
   typename V::F best[NV];
@@ -243,23 +265,25 @@ inline void fwd_nchw_block(const T* plane, int64_t xs2, const Pool2dProblem& pb,
                                   : load_columns<V, kStride, false>(pv, s, V::kW);
   };
   const T* x0 = plane + h_first * xs2 + w0;
+  const int32_t first_tap = kOut == Winner::kTap ? static_cast<int32_t>(i_first * pb.kernel_w) : 0;
   for (int v = 0; v < NV; ++v) {
     best[v] = load(x0, v);
-    off[v] = V::set1i(0);
+    off[v] = V::set1i(first_tap);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = plane + (h_first + r * pb.dil_h) * xs2 + w0;
     for (int64_t j = (r == 0 ? 1 : 0); j < pb.kernel_w; ++j) {
-      const typename V::I tap = V::set1i(static_cast<int32_t>(r * pb.dil_h * pb.W + j * pb.dil_w));
+      const typename V::I tap = V::set1i(static_cast<int32_t>(
+          kOut == Winner::kTap ? (i_first + r) * pb.kernel_w + j : r * pb.dil_h * pb.W + j * pb.dil_w));
       for (int v = 0; v < NV; ++v) {
         visit_tap<V, kIdx>(best[v], off[v], load(xr + j * pb.dil_w, v), tap);
       }
     }
   }
-  // lane l of vector v: h_first * W + w0 + (v kW + l) s + off
+  // kIndex: lane l of vector v is h_first * W + w0 + (v kW + l) s + off
   const typename V::I base = V::iota_times(static_cast<int32_t>(s), static_cast<int32_t>(h_first * pb.W + w0));
   for (int v = 0; v < NV; ++v) {
-    const typename V::I idx = V::add(off[v], V::add(base, V::set1i(static_cast<int32_t>(v * kStep * s))));
+    const typename V::I idx = kOut == Winner::kTap ? off[v] : V::add(off[v], V::add(base, V::set1i(static_cast<int32_t>(v * kStep * s))));
     if (kTail && v == NV - 1) {
       V::store_n(y + v * kStep, best[v], n);
       if (kIdx) V::store_index_n(index + v * kStep, idx, n);
@@ -278,16 +302,19 @@ inline void fwd_nchw_block(const T* plane, int64_t xs2, const Pool2dProblem& pb,
 // w0 + ((kw - 1) & ~1) + 2 NV kW - 1: the caller checks that this stays in the row. In-process A/B
 // on Zen 3 (best of 21): 2x2/2 64 @ 224 N=1 1.07-1.2x, 3x3/2 64 @ 112 N=8 1.05-1.12x, N=1 and
 // 512 @ 28 (one vector per row) within noise.
-template <class V, bool kIdx, int NV>
+template <class V, Winner kOut, int NV>
 inline void fwd_nchw_block_pairs(const float* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first,
-                                 int64_t rows, int64_t w0, float* y, int64_t* index) {
+                                 int64_t i_first, int64_t rows, int64_t w0, float* y, WinnerT<kOut>* index) {
+  constexpr bool kIdx = kOut != Winner::kNone;
   constexpr int64_t kStep = 2 * V::kW;  // input columns per vector
   typename V::F best[NV];
   typename V::I off[NV];
-  for (int v = 0; v < NV; ++v) best[v] = V::zero(), off[v] = V::set1i(0);  // best: tap 0 below
+  const int32_t first_tap = kOut == Winner::kTap ? static_cast<int32_t>(i_first * pb.kernel_w) : 0;
+  for (int v = 0; v < NV; ++v) best[v] = V::zero(), off[v] = V::set1i(first_tap);  // best: tap 0 below
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = plane + (h_first + r * pb.dil_h) * xs2 + w0;
-    const int32_t row_tap = static_cast<int32_t>(r * pb.dil_h * pb.W);
+    const int32_t row_tap = static_cast<int32_t>(kOut == Winner::kTap ? (i_first + r) * pb.kernel_w
+                                                                      : r * pb.dil_h * pb.W);
     for (int64_t j = 0; j < pb.kernel_w; j += 2) {
       for (int v = 0; v < NV; ++v) {
         const typename V::F lo = V::load(xr + j + v * kStep), hi = V::load(xr + j + v * kStep + V::kW);
@@ -304,16 +331,18 @@ inline void fwd_nchw_block_pairs(const float* plane, int64_t xs2, const Pool2dPr
   const typename V::I base = V::iota_times(2, static_cast<int32_t>(h_first * pb.W + w0));
   for (int v = 0; v < NV; ++v) {
     V::store(y + v * V::kW, V::unraw(best[v]));
-    if (kIdx)
+    if (kOut == Winner::kTap) V::store_index(index + v * V::kW, V::unraw(off[v]));
+    if (kOut == Winner::kIndex)
       V::store_index(index + v * V::kW, V::add(V::unraw(off[v]), V::add(base, V::set1i(static_cast<int32_t>(v * kStep)))));
   }
 }
 
 // Interior outputs [q, q_hi) of one row: blocks of 4 full vectors, then one block of the rest
 // (up to 3 full vectors and a partial one).
-template <class V, bool kIdx, int kStride, typename T>
-inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first,
-                              int64_t rows, int64_t q, int64_t q_hi, T* yr, int64_t* ir) {
+template <class V, Winner kOut, int kStride, typename T>
+inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t i_first,
+                              int64_t rows, int64_t q, int64_t q_hi, T* yr, WinnerT<kOut>* ir) {
+  constexpr bool kIdx = kOut != Winner::kNone;
   const int64_t sw = pb.stride_w, pw = pb.pad_w;
   // fwd_nchw_block_pairs where it applies: its furthest read w0 + last_even + 2 NV kW - 1 in the row.
   const int64_t last_even = (pb.kernel_w - 1) & ~int64_t(1);
@@ -323,12 +352,12 @@ inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& 
     const int64_t w0 = q0 * sw - pw;
     if constexpr (!decltype(tail)::value && std::is_same_v<T, float>) {
       if (pairs && w0 + last_even + 2 * NV * V::kW <= pb.W) {
-        fwd_nchw_block_pairs<V, kIdx, NV>(plane, xs2, pb, h_first, rows, w0, yr + q0, kIdx ? ir + q0 : nullptr);
+        fwd_nchw_block_pairs<V, kOut, NV>(plane, xs2, pb, h_first, i_first, rows, w0, yr + q0, kIdx ? ir + q0 : nullptr);
         return;
       }
     }
-    fwd_nchw_block<V, kIdx, kStride, NV, decltype(tail)::value>(plane, xs2, pb, h_first, rows, w0, yr + q0,
-                                                               kIdx ? ir + q0 : nullptr, n);
+    fwd_nchw_block<V, kOut, kStride, NV, decltype(tail)::value>(plane, xs2, pb, h_first, i_first, rows, w0,
+                                                               yr + q0, kIdx ? ir + q0 : nullptr, n);
   };
   using I1 = std::integral_constant<int, 1>;
   using I2 = std::integral_constant<int, 2>;
@@ -351,8 +380,11 @@ inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& 
   }
 }
 
-template <class V, bool kIdx, int kStride, typename T>
+template <class V, Winner kOut, int kStride, typename T>
 void fwd_nchw(const MaxPool2dFwdArgs& a) {
+  constexpr bool kIdx = kOut != Winner::kNone;
+  using WinT = WinnerT<kOut>;
+  WinT* const winners = kOut == Winner::kTap ? reinterpret_cast<WinT*>(a.taps) : reinterpret_cast<WinT*>(a.indices);
   const Pool2dProblem& pb = a.p;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
@@ -374,7 +406,7 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
       const int64_t p = row % pb.P, c = (row / pb.P) % pb.C, n = row / (pb.P * pb.C);
       const T* plane = x + n * xs[0] + c * xs[1];
       T* yr = y + n * ys[0] + c * ys[1] + p * ys[2];
-      int64_t* ir = kIdx ? a.indices + n * is[0] + c * is[1] + p * is[2] : nullptr;
+      WinT* ir = kIdx ? winners + n * is[0] + c * is[1] + p * is[2] : nullptr;
       const int64_t h0 = p * pb.stride_h - pb.pad_h;
       const Taps ti = in_bounds_taps(h0, pb.kernel_h, pb.dil_h, pb.H);
       const bool vector = !ti.empty();  // else every window of the row misses the input
@@ -389,7 +421,8 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
         scalar_output(plane, xs[2], xs[3], pb, h0, ti, q * sw - pw, yr + q, kIdx ? ir + q : nullptr);
       }
       if (vector)
-        fwd_nchw_interior<V, kIdx, kStride>(plane, xs[2], pb, h0 + ti.lo * pb.dil_h, ti.hi - ti.lo, q_lo, q_hi, yr, ir);
+        fwd_nchw_interior<V, kOut, kStride>(plane, xs[2], pb, h0 + ti.lo * pb.dil_h, ti.lo, ti.hi - ti.lo, q_lo, q_hi,
+                                            yr, ir);
     }
   });
 }
@@ -397,13 +430,14 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
 // ---- backward, channels_last ----------------------------------------------------------------
 
 // One output pixel, NV channel vectors (or one vector of n < V::kW channels when kTail): the
-// gradient goes to the tap whose plane index the lane's stored index names. The index is read
+// gradient goes to the tap whose plane index the lane's stored index names (or whose tap number
+// the stored tap names: WinT uint8_t, tap_index then holds tap numbers). The index is read
 // once and narrowed to int32 (saturating: an out-of-plane value cannot alias a pixel), then each
 // in-bounds tap costs one compare and a masked add into dx (hot in L1: the same few rows). With
 // kDisjoint (no other window has this tap) the tap is stored instead, g + 0 or 0, without reading
 // dx: g + 0 is what PyTorch's 0 + g gives, -0 included.
-template <class V, bool kDisjoint, int NV, bool kTail, typename T>
-inline void bwd_nhwc_block(const T* dy, const int64_t* index, const int64_t* off, const int32_t* tap_index,
+template <class V, bool kDisjoint, int NV, bool kTail, typename T, typename WinT>
+inline void bwd_nhwc_block(const T* dy, const WinT* index, const int64_t* off, const int32_t* tap_index,
                            int64_t taps, float* dx, int n) {
   typename V::I idx[NV];
   typename V::F g[NV];
@@ -434,8 +468,10 @@ inline void bwd_nhwc_block(const T* dy, const int64_t* index, const int64_t* off
 // gradients in PyTorch's order, from +0. Overlapping windows: rows are zeroed just before the first
 // window reaches them, while they are in cache, and rows no window reaches at the end. Disjoint
 // windows (kDisjoint): every tap is stored once, and only the pixels no window covers are zeroed.
-template <class V, bool kDisjoint, typename T>
+template <class V, bool kDisjoint, typename T, typename WinT>
 void bwd_nhwc(const MaxPool2dBwdArgs& a) {
+  constexpr bool kTaps = std::is_same_v<WinT, uint8_t>;
+  const WinT* const winners = kTaps ? reinterpret_cast<const WinT*>(a.taps) : reinterpret_cast<const WinT*>(a.indices);
   const Pool2dProblem& pb = a.p;
   const T* dy = static_cast<const T*>(a.dy.data);
   T* dx = static_cast<T*>(a.dx.data);
@@ -478,7 +514,7 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
       }
       const bool dense_rows = ps == C;  // a row is W C consecutive floats
       const T* dyn = dy + n * dys[0];
-      const int64_t* ixn = a.indices + n * is[0];
+      const WinT* ixn = winners + n * is[0];
       auto zero_row = [&](int64_t h) {
         float* row = acc + (h - row0) * rs;
         if (dense_rows) {
@@ -521,12 +557,12 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
             for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
               const int64_t w = w0 + j * pb.dil_w;
               off[taps] = (h - row0) * rs + w * ps;
-              tap_index[taps] = static_cast<int32_t>(h * pb.W + w);
+              tap_index[taps] = static_cast<int32_t>(kTaps ? i * pb.kernel_w + j : h * pb.W + w);
             }
           }
           if (taps == 0) continue;
           const T* g = dyn + p * dys[2] + q * dys[3];
-          const int64_t* ix = ixn + p * is[2] + q * is[3];
+          const WinT* ix = ixn + p * is[2] + q * is[3];
           int64_t c = 0;
           for (; c + 4 * V::kW <= C; c += 4 * V::kW)
             bwd_nhwc_block<V, kDisjoint, 4, false>(g + c, ix + c, off.data(), tap_index.data(), taps, acc + c,
@@ -550,13 +586,21 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
 
 // ---- backward, NCHW -------------------------------------------------------------------------
 
-template <class V, typename T>
+// Taps (kTaps): tap t of window (p, q) is plane index h0 W + w0 + tap_offset[t]; the offsets of
+// tap numbers past the window's last are so negative that the bounds check drops them.
+template <class V, typename T, bool kTaps>
 void bwd_nchw(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
   const T* dy = static_cast<const T*>(a.dy.data);
   T* dx = static_cast<T*>(a.dx.data);
   const int64_t *dys = a.dy.stride, *dxs = a.dx.stride, *is = a.index_stride;
   const uint64_t plane_size = static_cast<uint64_t>(pb.H * pb.W);
+  int64_t tap_offset[kMaxPoolMaxTaps];
+  if (kTaps) {
+    for (int64_t t = 0; t < kMaxPoolMaxTaps; ++t)
+      tap_offset[t] = t < pb.kernel_h * pb.kernel_w ? (t / pb.kernel_w) * pb.dil_h * pb.W + (t % pb.kernel_w) * pb.dil_w
+                                                    : std::numeric_limits<int64_t>::min() / 2;
+  }
   const int64_t work = pb.H * pb.W + pb.P * pb.Q;
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)),
                [&](int64_t b, int64_t e) {
@@ -569,10 +613,12 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
       if constexpr (std::is_same_v<T, float>) plane = dx_plane; else plane = sums.data();
       std::memset(plane, 0, plane_size * sizeof(float));
       for (int64_t p = 0; p < pb.P; ++p) {
-        const int64_t* ir = a.indices + n * is[0] + c * is[1] + p * is[2];
+        const int64_t at = n * is[0] + c * is[1] + p * is[2];
         const T* gr = dy + n * dys[0] + c * dys[1] + p * dys[2];
+        const int64_t row_base = (p * pb.stride_h - pb.pad_h) * pb.W - pb.pad_w;  // window (p, 0)'s tap 0
         for (int64_t q = 0; q < pb.Q; ++q) {
-          const int64_t k = ir[q * is[3]];
+          const int64_t k = kTaps ? row_base + q * pb.stride_w + tap_offset[a.taps[at + q * is[3]]]
+                                  : a.indices[at + q * is[3]];
           // An index outside the plane (a window that missed the input) routes nothing.
           if (static_cast<uint64_t>(k) < plane_size) plane[k] += load_acc(gr + q * dys[3]);
         }
@@ -584,12 +630,12 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
 
 // ---- entry points -----------------------------------------------------------------------------
 
-template <class V, bool kIdx, typename T>
+template <class V, Winner kOut, typename T>
 void fwd_nchw_by_stride(const MaxPool2dFwdArgs& a) {
   switch (a.p.stride_w) {
-    case 1: return fwd_nchw<V, kIdx, 1, T>(a);
-    case 2: return fwd_nchw<V, kIdx, 2, T>(a);
-    default: return fwd_nchw<V, kIdx, 0, T>(a);
+    case 1: return fwd_nchw<V, kOut, 1, T>(a);
+    case 2: return fwd_nchw<V, kOut, 2, T>(a);
+    default: return fwd_nchw<V, kOut, 0, T>(a);
   }
 }
 
@@ -610,16 +656,20 @@ bool max_pool2d_fwd_simd(const MaxPool2dFwdArgs& a) {
   using namespace pool_simd;
   const Pool2dProblem& pb = a.p;
   const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
-  const bool idx = a.indices != nullptr;
+  const bool idx = a.indices != nullptr || a.taps != nullptr;
   // Index vectors are int32.
   if (pb.H * pb.W > std::numeric_limits<int32_t>::max()) return false;
   // A tensor with C == 1 is both; the row kernel fills its vectors, the channel kernel would not.
   if (pb.C > 1 && xs[1] == 1 && ys[1] == 1 && (!idx || is[1] == 1)) {
-    idx ? fwd_nhwc<V, true, T>(a) : fwd_nhwc<V, false, T>(a);
+    if (a.taps) fwd_nhwc<V, Winner::kTap, T>(a);
+    else if (a.indices) fwd_nhwc<V, Winner::kIndex, T>(a);
+    else fwd_nhwc<V, Winner::kNone, T>(a);
     return true;
   }
   if (xs[3] == 1 && ys[3] == 1 && (!idx || is[3] == 1)) {
-    idx ? fwd_nchw_by_stride<V, true, T>(a) : fwd_nchw_by_stride<V, false, T>(a);
+    if (a.taps) fwd_nchw_by_stride<V, Winner::kTap, T>(a);
+    else if (a.indices) fwd_nchw_by_stride<V, Winner::kIndex, T>(a);
+    else fwd_nchw_by_stride<V, Winner::kNone, T>(a);
     return true;
   }
   return false;
@@ -635,12 +685,13 @@ bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
       !has_empty_column_window(pb)) {
     // No input element under two windows: each dilated window fits in one stride.
     const bool disjoint = pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
-    disjoint ? bwd_nhwc<V, true, T>(a) : bwd_nhwc<V, false, T>(a);
+    if (a.taps) disjoint ? bwd_nhwc<V, true, T, uint8_t>(a) : bwd_nhwc<V, false, T, uint8_t>(a);
+    else disjoint ? bwd_nhwc<V, true, T, int64_t>(a) : bwd_nhwc<V, false, T, int64_t>(a);
     return true;
   }
   // The scatter needs dense dx planes; dy and the indices may have any strides.
   if (dxs[3] == 1 && (dxs[2] == pb.W || pb.H == 1)) {
-    bwd_nchw<V, T>(a);
+    a.taps ? bwd_nchw<V, T, true>(a) : bwd_nchw<V, T, false>(a);
     return true;
   }
   return false;
