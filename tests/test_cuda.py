@@ -72,6 +72,18 @@ def test_max_pool2d_cuda_matches_torch(dtype, layout, args):
     (gx_ref,) = torch.autograd.grad(F.max_pool2d(xa, *args), xa, g)
     tol = 0 if dtype in (torch.float32, torch.float64) else 1e-2
     torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol)
+    # The training path's one-byte taps name the very indices, and route gradients identically.
+    a = (list(F._pair(args[0])), list(F._pair(args[1])), list(F._pair(args[2])), list(F._pair(args[3])), args[4])
+    y_t, taps = torch.ops.cnnkernels.max_pool2d_with_taps(x, *a)
+    assert taps.dtype == torch.uint8 and taps.stride() == i.stride()
+    torch.testing.assert_close(y_t, y, rtol=0, atol=0, equal_nan=True)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a[:4]
+    p = torch.arange(taps.shape[2], device="cuda").view(1, 1, -1, 1)
+    q = torch.arange(taps.shape[3], device="cuda").view(1, 1, 1, -1)
+    t = taps.long()
+    assert torch.equal((p * sh - ph + t // kw * dh) * x.shape[3] + (q * sw - pw + t % kw * dw), i)
+    dx_t = torch.ops.cnnkernels.max_pool2d_backward_taps(g, taps, list(x.shape), *a[:4])
+    assert torch.equal(dx_t, torch.ops.cnnkernels.max_pool2d_backward(g, i, list(x.shape), *a[:4]))
 
 
 def test_gradcheck_float64_cuda():
@@ -88,6 +100,7 @@ def test_opcheck_cuda():
     w = torch.randn(6, 2, 3, 2, device="cuda", requires_grad=True)
     torch.library.opcheck(ops.conv2d.default, (x, w, None, [2, 1], [1, 0], [1, 2], 2))
     torch.library.opcheck(ops.max_pool2d_with_indices.default, (x, [3, 3], [2, 2], [1, 1], [1, 1], False))
+    torch.library.opcheck(ops.max_pool2d.default, (x, [3, 3], [2, 2], [1, 1], [1, 1], False))  # saves taps
 
 
 def test_runs_on_the_current_stream_and_device_of_the_input():

@@ -60,8 +60,14 @@ struct MaxPool2dBwdArgs {
   const uint8_t* taps = nullptr;  // N x C x P x Q with strides index_stride, instead of indices
 };
 
+#ifdef __CUDACC__
+#define CNNKERNELS_HOST_DEVICE __host__ __device__
+#else
+#define CNNKERNELS_HOST_DEVICE
+#endif
+
 // The plane index the forward gives the winner of window (p, q) at tap number t (see above).
-inline int64_t tap_to_index(const Pool2dProblem& pb, int64_t p, int64_t q, int64_t t) {
+CNNKERNELS_HOST_DEVICE inline int64_t tap_to_index(const Pool2dProblem& pb, int64_t p, int64_t q, int64_t t) {
   return (p * pb.stride_h - pb.pad_h + (t / pb.kernel_w) * pb.dil_h) * pb.W +
          (q * pb.stride_w - pb.pad_w + (t % pb.kernel_w) * pb.dil_w);
 }

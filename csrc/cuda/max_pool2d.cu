@@ -1,9 +1,11 @@
 // Reference-grade max_pool2d kernels for every dtype and stride layout, following PyTorch's CUDA
 // rules (first maximum wins, last NaN wins, implicit -inf padding). Deterministic, no atomics.
 //
-//   max_pool2d_fwd_any__sm80_direct  one thread per y element: scans its window in row-major order
+//   max_pool2d_fwd_any__sm80_direct  one thread per y element: scans its window in row-major order;
+//                                    records the winner as an int64 index or a uint8 tap number
 //   max_pool2d_bwd_any__sm80_gather  one thread per dx element: sums the dy of every window whose
-//                                    index names it, in increasing (p, q) order
+//                                    index (or tap, turned into its index) names it, in increasing
+//                                    (p, q) order
 #include "cuda_dtype.cuh"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
@@ -34,7 +36,7 @@ __global__ void max_pool2d_fwd_any__sm80_direct(MaxPool2dFwdArgs a) {
     const int64_t h0 = p * pb.stride_h - pb.pad_h, w0 = q * pb.stride_w - pb.pad_w;
     // The first in-bounds tap in row-major order; like PyTorch, it stands even when a window has
     // no in-bounds tap at all (possible with dilation), where the output is -inf.
-    int64_t best_index = first_tap(h0, pb.dil_h) * pb.W + first_tap(w0, pb.dil_w);
+    int64_t best_kh = (first_tap(h0, pb.dil_h) - h0) / pb.dil_h, best_kw = (first_tap(w0, pb.dil_w) - w0) / pb.dil_w;
     A best = A(-INFINITY);
     for (int64_t kh = 0; kh < pb.kernel_h; ++kh) {
       const int64_t h = h0 + kh * pb.dil_h;
@@ -45,12 +47,14 @@ __global__ void max_pool2d_fwd_any__sm80_direct(MaxPool2dFwdArgs a) {
         const A v = load(x + offset(a.x.stride, n, c, h, w));
         if (v > best || isnan(v)) {
           best = v;
-          best_index = h * pb.W + w;
+          best_kh = kh, best_kw = kw;
         }
       }
     }
     store(y + offset(a.y.stride, n, c, p, q), best);
-    if (a.indices) a.indices[offset(a.index_stride, n, c, p, q)] = best_index;
+    const int64_t at = offset(a.index_stride, n, c, p, q);
+    if (a.indices) a.indices[at] = (h0 + best_kh * pb.dil_h) * pb.W + (w0 + best_kw * pb.dil_w);
+    if (a.taps) a.taps[at] = static_cast<uint8_t>(best_kh * pb.kernel_w + best_kw);
   }
 }
 
@@ -74,12 +78,15 @@ __global__ void max_pool2d_bwd_any__sm80_gather(MaxPool2dBwdArgs a) {
     const int64_t p_top = (h + pb.pad_h) / pb.stride_h, q_top = (w + pb.pad_w) / pb.stride_w;
     const int64_t p_hi = p_top < pb.P ? p_top : pb.P - 1;
     const int64_t q_hi = q_top < pb.Q ? q_top : pb.Q - 1;
-    const int64_t self = h * pb.W + w;
+    const int64_t self = h * pb.W + w, taps = pb.kernel_h * pb.kernel_w;
     A acc = A(0);
     for (int64_t p = p_lo; p <= p_hi; ++p)
-      for (int64_t q = q_lo; q <= q_hi; ++q)
-        if (a.indices[offset(a.index_stride, n, c, p, q)] == self)
-          acc += load(dy + offset(a.dy.stride, n, c, p, q));
+      for (int64_t q = q_lo; q <= q_hi; ++q) {
+        const int64_t at = offset(a.index_stride, n, c, p, q);
+        // A tap number past the window's last names nothing (pool_params.h).
+        const int64_t index = a.taps ? (a.taps[at] < taps ? tap_to_index(pb, p, q, a.taps[at]) : -1) : a.indices[at];
+        if (index == self) acc += load(dy + offset(a.dy.stride, n, c, p, q));
+      }
     store(dx + offset(a.dx.stride, n, c, h, w), acc);
   }
 }

@@ -125,12 +125,12 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_autograd(const at::Te
 // ---- max_pool2d (no indices returned) ---------------------------------------------------------
 
 // Training through max_pool2d saves the winners the backward needs: uint8 tap numbers where they
-// fit (CPU, kernel of at most 256 taps), else int64 indices. Without grad it is the plain forward,
+// fit (a kernel of at most 256 taps), else int64 indices. Without grad it is the plain forward,
 // which records no winners at all.
 class MaxPool2dTapsFunction : public torch::autograd::Function<MaxPool2dTapsFunction> {
  public:
-  static bool uses_taps(const at::Tensor& input, at::IntArrayRef kernel_size) {
-    return !input.is_cuda() && kernel_size.size() == 2 && kernel_size[0] > 0 && kernel_size[1] > 0 &&
+  static bool uses_taps(at::IntArrayRef kernel_size) {
+    return kernel_size.size() == 2 && kernel_size[0] > 0 && kernel_size[1] > 0 &&
            kernel_size[0] * kernel_size[1] <= kMaxPoolMaxTaps;
   }
 
@@ -140,7 +140,7 @@ class MaxPool2dTapsFunction : public torch::autograd::Function<MaxPool2dTapsFunc
     static const auto with_taps = find_op<WithWinners>("cnnkernels::max_pool2d_with_taps");
     static const auto with_indices = find_op<WithWinners>("cnnkernels::max_pool2d_with_indices");
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const bool taps = uses_taps(input, kernel_size);
+    const bool taps = uses_taps(kernel_size);
     auto [out, winners] = (taps ? with_taps : with_indices).call(input, kernel_size, stride, padding, dilation, ceil_mode);
     ctx->save_for_backward({winners});
     ctx->saved_data["taps"] = taps;

@@ -68,7 +68,6 @@ std::tuple<at::Tensor, at::Tensor> forward_with(at::ScalarType winner_type, cons
   const auto fmt = memory_format(is_channels_last(input));
   at::Tensor y = new_output({p.N, p.C, p.P, p.Q}, input.options().memory_format(fmt));
   at::Tensor winners = new_output({p.N, p.C, p.P, p.Q}, input.options().dtype(winner_type).memory_format(fmt));
-  TORCH_CHECK(!(winner_type == at::kByte && input.is_cuda()), kOp, ": taps are CPU-only so far; CUDA uses indices");
   run_forward(p, input, y, &winners);
   return {y, winners};
 }
@@ -112,7 +111,6 @@ at::Tensor backward_from(const char* op, const char* winners_name, const at::Ten
   if (taps) args.taps = winners.data_ptr<uint8_t>();
   else args.indices = winners.data_ptr<int64_t>();
   for (int d = 0; d < 4; ++d) args.index_stride[d] = winners.stride(d);
-  TORCH_CHECK(!(taps && grad_output.is_cuda()), op, ": taps are CPU-only so far; CUDA uses indices");
   if (grad_output.is_cuda()) {
 #ifdef CNNKERNELS_WITH_CUDA
     cuda_backend::max_pool2d_bwd(args, grad_output);

@@ -17,7 +17,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
                                at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation);
 
-// Training without returned indices (CPU): the winners as uint8 tap numbers, i * kernel_w + j
+// Training without returned indices: the winners as uint8 tap numbers, i * kernel_w + j
 // within the window (pool_params.h), for kernels of at most 256 taps. One byte per output where
 // indices take eight: the forward writes and the backward reads 7/8 less.
 std::tuple<at::Tensor, at::Tensor> max_pool2d_with_taps(const at::Tensor& input, at::IntArrayRef kernel_size,

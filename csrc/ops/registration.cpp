@@ -65,14 +65,11 @@ TORCH_LIBRARY(cnnkernels, m) {
   m.impl("conv2d_bias_grad", &conv2d_bias_grad);                 \
   m.impl("max_pool2d", &max_pool2d);                             \
   m.impl("max_pool2d_with_indices", &max_pool2d_with_indices);   \
-  m.impl("max_pool2d_backward", &max_pool2d_backward)
+  m.impl("max_pool2d_backward", &max_pool2d_backward);           \
+  m.impl("max_pool2d_with_taps", &max_pool2d_with_taps);         \
+  m.impl("max_pool2d_backward_taps", &max_pool2d_backward_taps)
 
-TORCH_LIBRARY_IMPL(cnnkernels, CPU, m) {
-  CNNKERNELS_REGISTER_KERNELS(m);
-  // CPU only so far: max_pool2d's autograd uses indices on CUDA.
-  m.impl("max_pool2d_with_taps", &max_pool2d_with_taps);
-  m.impl("max_pool2d_backward_taps", &max_pool2d_backward_taps);
-}
+TORCH_LIBRARY_IMPL(cnnkernels, CPU, m) { CNNKERNELS_REGISTER_KERNELS(m); }
 TORCH_LIBRARY_IMPL(cnnkernels, CUDA, m) { CNNKERNELS_REGISTER_KERNELS(m); }
 
 TORCH_LIBRARY_IMPL(cnnkernels, AutocastCPU, m) {
