@@ -398,6 +398,29 @@ def test_special_values_at_lane_boundaries(isa, layout, dtype):
 
 
 @pytest.mark.parametrize("isa", FLOAT32_ISAS)
+def test_disjoint_two_column_windows_on_long_rows(isa):
+    """float32 NCHW windows 2 columns wide and apart that do not overlap (VGG's 2x2/2), rows of 48+
+    outputs: the backward writing each dx row once. Odd widths leave a column under no window;
+    strides past the kernel leave rows under none; tails of every length on both vector widths."""
+    gen = torch.Generator().manual_seed(11)
+    with forced_isa(isa):
+        for q in (48, 53, 64, 71):
+            for extra_w in (0, 1):
+                for kh, sh in ((2, 2), (1, 1), (3, 4)):
+                    x = torch.empty(2, 3, 4 * sh + 1, 2 * q + extra_w)
+                    x = _fill_values(x, ("ties", "special", "neginf")[(q + kh) % 3], gen)
+                    geometry = ((kh, 2), (sh, 2), (0, 0), (1, 1), False)
+                    what = f"{isa} W_out={q} +{extra_w} k{kh}s{sh}"
+                    _compare_pool(x, geometry, torch.contiguous_format, what)  # backward from taps
+                    g = torch.randn(F.max_pool2d(x, *geometry).shape, generator=gen)
+                    g[..., ::3] = -0.0
+                    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+                    (gx,) = torch.autograd.grad(CF.max_pool2d(xa, *geometry, return_indices=True)[0], xa, g)
+                    (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, *geometry), xb, g)
+                    assert torch.equal(gx, gx_ref) and torch.equal(gx.signbit(), gx_ref.signbit()), what
+
+
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
 def test_gradient_layout_differs_from_input(isa):
     """grad_output in another memory format than the input (the kernels take strided dy, or fall
     back to the reference), including a non-dense one."""

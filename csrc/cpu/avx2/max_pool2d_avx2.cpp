@@ -164,6 +164,12 @@ struct Vec8 {
                            _mm256_andnot_si256(first(n), _mm256_set1_epi32(-1)));
   }
   static M equal(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+  // p[0 .. 15] = e0 o0 e1 o1 ... e7 o7: vunpck{l,h}ps pair within 128-bit halves, vperm2f128 joins.
+  static void store_interleaved(float* p, F e, F o) {
+    const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);  // e0 o0 e1 o1 | e4 o4 e5 o5; e2..
+    _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
   static F add_where(M m, F acc, F v) { return _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), m); }
 };
 

@@ -139,6 +139,13 @@ struct Vec16 {
     return _mm512_mask_cvtepu8_epi32(_mm512_set1_epi32(-1), first(n), _mm_maskz_loadu_epi8(first(n), p));
   }
   static M equal(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
+  // p[0 .. 31] = e0 o0 e1 o1 ... e15 o15
+  static void store_interleaved(float* p, F e, F o) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    _mm512_storeu_ps(p, _mm512_permutex2var_ps(e, lo, o));
+    _mm512_storeu_ps(p + 16, _mm512_permutex2var_ps(e, hi, o));
+  }
   static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }
 };
 
