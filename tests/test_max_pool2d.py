@@ -421,6 +421,29 @@ def test_disjoint_two_column_windows_on_long_rows(isa):
 
 
 @pytest.mark.parametrize("isa", FLOAT32_ISAS)
+def test_stem_windows_on_long_rows_sum_in_pytorchs_order(isa):
+    """float32 NCHW 3x3/2 windows with padding 1 on rows of 48+ outputs (the ResNet stem): the
+    backward that sums the overlaps in registers must give PyTorch's bits, from taps and from
+    indices. Ties put several windows' winners on shared rows and columns; big and tiny gradients
+    make the order of additions show."""
+    gen = torch.Generator().manual_seed(12)
+    with forced_isa(isa):
+        for q, p in ((48, 3), (53, 4), (64, 1), (71, 5)):
+            for kind in ("ties", "special", "neginf"):
+                x = _fill_values(torch.empty(2, 3, 2 * p, 2 * q), kind, gen)
+                _compare_pool(x, ((3, 3), (2, 2), (1, 1), (1, 1), False), torch.contiguous_format, f"{isa} {q} {kind}")
+                y_ref = F.max_pool2d(x, 3, 2, 1)
+                g = torch.randint(-1, 2, y_ref.shape, generator=gen) * 1e7 + torch.randn(y_ref.shape, generator=gen)
+                g[..., ::3] = -0.0
+                for return_indices in (False, True):
+                    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+                    y = CF.max_pool2d(xa, 3, 2, 1, return_indices=return_indices)
+                    (gx,) = torch.autograd.grad(y[0] if return_indices else y, xa, g)
+                    (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, 3, 2, 1), xb, g)
+                    assert torch.equal(gx, gx_ref) and torch.equal(gx.signbit(), gx_ref.signbit()), (isa, q, kind)
+
+
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
 def test_gradient_layout_differs_from_input(isa):
     """grad_output in another memory format than the input (the kernels take strided dy, or fall
     back to the reference), including a non-dense one."""

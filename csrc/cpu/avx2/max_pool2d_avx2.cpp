@@ -164,6 +164,12 @@ struct Vec8 {
                            _mm256_andnot_si256(first(n), _mm256_set1_epi32(-1)));
   }
   static M equal(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+  // e, o = p[0], p[2], ..., p[14] and p[1], p[3], ..., p[15]
+  static void uninterleave(const float* p, F& e, F& o) {
+    const F lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+    e = even(lo, hi);
+    o = unraw(odd_raw(lo, hi));
+  }
   // p[0 .. 15] = e0 o0 e1 o1 ... e7 o7: vunpck{l,h}ps pair within 128-bit halves, vperm2f128 joins.
   static void store_interleaved(float* p, F e, F o) {
     const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);  // e0 o0 e1 o1 | e4 o4 e5 o5; e2..

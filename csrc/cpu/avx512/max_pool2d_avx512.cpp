@@ -139,6 +139,14 @@ struct Vec16 {
     return _mm512_mask_cvtepu8_epi32(_mm512_set1_epi32(-1), first(n), _mm_maskz_loadu_epi8(first(n), p));
   }
   static M equal(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
+  // e, o = p[0], p[2], ..., p[30] and p[1], p[3], ..., p[31]
+  static void uninterleave(const float* p, F& e, F& o) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const F lo = _mm512_loadu_ps(p), hi = _mm512_loadu_ps(p + 16);
+    e = _mm512_permutex2var_ps(lo, even, hi);
+    o = _mm512_permutex2var_ps(lo, odd, hi);
+  }
   // p[0 .. 31] = e0 o0 e1 o1 ... e15 o15
   static void store_interleaved(float* p, F e, F o) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
