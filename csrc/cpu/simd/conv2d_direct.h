@@ -367,14 +367,18 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         continue;
       }
       conv_tile_upto<M, MR, NV>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile, tile_off);
+      // Scattered by output channel, then pixel: a tile's pixels are usually neighbours in one
+      // output row, so each channel's m stores fill one line. Pixel-major, every store went to
+      // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
+      // spent 40% of its time there (in-process A/B, Zen 4: 2.15 -> 1.28 ms; N=8 1.15x).
       if constexpr (std::is_same_v<TOut, float>) {
-        for (int mi = 0; mi < m; ++mi)
-          for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = tile[mi * KB + o];
+        for (int64_t o = 0; o < olen; ++o)
+          for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = tile[mi * KB + o];
       } else {  // round the tile with vectors (KB is a multiple of 8), then scatter the bits
         TOut rounded[MR * KB];
         for (int64_t i = 0; i < m * KB; i += 8) store8(rounded + i, load8(tile + i));
-        for (int mi = 0; mi < m; ++mi)
-          for (int64_t o = 0; o < olen; ++o) yblk[y_off[mi] + o * ys[1]] = rounded[mi * KB + o];
+        for (int64_t o = 0; o < olen; ++o)
+          for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = rounded[mi * KB + o];
       }
     }
   });
