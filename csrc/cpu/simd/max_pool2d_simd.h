@@ -74,6 +74,16 @@ enum class Winner { kNone, kIndex, kTap };
 template <Winner kOut>
 using WinnerT = std::conditional_t<kOut == Winner::kTap, uint8_t, int64_t>;
 
+// The winners array of a call, as WinT (uint8_t: taps, int64_t: indices).
+template <typename WinT>
+inline WinT* winners_of(const MaxPool2dFwdArgs& a) {
+  if constexpr (std::is_same_v<WinT, uint8_t>) return a.taps; else return a.indices;
+}
+template <typename WinT>
+inline const WinT* winners_of(const MaxPool2dBwdArgs& a) {
+  if constexpr (std::is_same_v<WinT, uint8_t>) return a.taps; else return a.indices;
+}
+
 // Work per parallel chunk: enough that waking a second thread pays (a few microseconds).
 constexpr int64_t kGrainWork = 1 << 16;
 // fwd_nchw's software prefetch distance (bytes past the rows in use); 2-16 KB measured alike.
@@ -179,7 +189,7 @@ template <class V, Winner kOut, typename T>
 void fwd_nhwc(const MaxPool2dFwdArgs& a) {
   constexpr bool kIdx = kOut != Winner::kNone;
   using WinT = WinnerT<kOut>;
-  WinT* const winners = kOut == Winner::kTap ? reinterpret_cast<WinT*>(a.taps) : reinterpret_cast<WinT*>(a.indices);
+  WinT* const winners = winners_of<WinT>(a);
   const Pool2dProblem& pb = a.p;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
@@ -401,7 +411,7 @@ template <class V, Winner kOut, int kStride, typename T>
 void fwd_nchw(const MaxPool2dFwdArgs& a) {
   constexpr bool kIdx = kOut != Winner::kNone;
   using WinT = WinnerT<kOut>;
-  WinT* const winners = kOut == Winner::kTap ? reinterpret_cast<WinT*>(a.taps) : reinterpret_cast<WinT*>(a.indices);
+  WinT* const winners = winners_of<WinT>(a);
   const Pool2dProblem& pb = a.p;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
@@ -488,7 +498,7 @@ inline void bwd_nhwc_block(const T* dy, const WinT* index, const int64_t* off, c
 template <class V, bool kDisjoint, typename T, typename WinT>
 void bwd_nhwc(const MaxPool2dBwdArgs& a) {
   constexpr bool kTaps = std::is_same_v<WinT, uint8_t>;
-  const WinT* const winners = kTaps ? reinterpret_cast<const WinT*>(a.taps) : reinterpret_cast<const WinT*>(a.indices);
+  const WinT* const winners = winners_of<WinT>(a);
   const Pool2dProblem& pb = a.p;
   const T* dy = static_cast<const T*>(a.dy.data);
   T* dx = static_cast<T*>(a.dx.data);
@@ -654,7 +664,7 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
 template <class V, typename WinT>
 void bwd_nchw_disjoint2(const MaxPool2dBwdArgs& a) {
   constexpr bool kTaps = std::is_same_v<WinT, uint8_t>;
-  const WinT* const winners = kTaps ? reinterpret_cast<const WinT*>(a.taps) : reinterpret_cast<const WinT*>(a.indices);
+  const WinT* const winners = winners_of<WinT>(a);
   const Pool2dProblem& pb = a.p;
   const float* dy = static_cast<const float*>(a.dy.data);
   float* dx = static_cast<float*>(a.dx.data);
@@ -716,7 +726,7 @@ void bwd_nchw_disjoint2(const MaxPool2dBwdArgs& a) {
 template <class V, typename WinT>
 void bwd_nchw_3x3s2p1(const MaxPool2dBwdArgs& a) {
   constexpr bool kTaps = std::is_same_v<WinT, uint8_t>;
-  const WinT* const winners = kTaps ? reinterpret_cast<const WinT*>(a.taps) : reinterpret_cast<const WinT*>(a.indices);
+  const WinT* const winners = winners_of<WinT>(a);
   const Pool2dProblem& pb = a.p;
   const float* dy = static_cast<const float*>(a.dy.data);
   float* dx = static_cast<float*>(a.dx.data);
