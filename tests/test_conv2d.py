@@ -156,10 +156,11 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
     strides 1 and 2 (rows split into even and odd columns; the stride-2 input gradient's phases
     interleaved), dilation; the weight gradient on planes (rows of 28+ columns) likewise.
     That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
-    4 MiB (stride 2: 56 or more past 8 MiB; smaller ones stay in the caches through the
-    channels-last path): the rows are sized to pass 8 MiB."""
+    10 MiB (stride 2: 56 or more past 8 MiB; smaller ones stay in the caches through the
+    channels-last path): the rows are sized to pass 10 MiB. Stride 1 reads zero-padded row
+    copies, so there every column is a vector column."""
     c = 32
-    h = int(1.3 * (8 << 20) / (c * w * dtype.itemsize * (1 + 1 / (stride[0] * stride[1])))) + 1
+    h = int(1.5 * (10 << 20) / (c * w * dtype.itemsize * (1 + 1 / (stride[0] * stride[1])))) + 1
     cfg = dict(n=1, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,
                dilation=dilation, bias=bias, x_layout="contiguous", w_layout="contiguous",
                g_layout="contiguous", seed=w * 100 + r)

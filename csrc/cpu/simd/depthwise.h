@@ -218,6 +218,23 @@ struct PhaseRows {
   const float* tap(int64_t h, int64_t off) const { return rows.data() + (2 * h + (off & 1)) * half + (off >> 1); }
 };
 
+// One NCHW plane's rows as float with pad zero columns on each side (and a vector's slack on the
+// right), for the stride-1 planes kernel: every output column then reads whole vectors, none is
+// a border case. Row h starts at row(h); input column c is at row(h) + pad + c.
+struct PaddedRows {
+  int64_t width, pad;
+  ScratchOf<float> rows;
+  PaddedRows(bool on, int64_t H, int64_t W, int64_t pad)
+      : width(W + 2 * pad + VecF32::kLanes), pad(pad), rows(on ? H * width : 0) {
+    if (on) std::fill(rows.data(), rows.data() + H * width, 0.0f);
+  }
+  template <typename T>
+  void fill(const T* plane, int64_t row_stride, int64_t H, int64_t W) {
+    for (int64_t h = 0; h < H; ++h) convert_n(plane + h * row_stride, rows.data() + h * width + pad, W);
+  }
+  const float* row(int64_t h) const { return rows.data() + h * width; }
+};
+
 // fprop on NCHW planes (columns contiguous in x and y, channels not), column stride 1 or 2:
 // output columns are the vector lanes, one plane row at a time, with the plane's R x S weights
 // broadcast in registers. The channels-last path below would transpose the input in and the
@@ -250,17 +267,26 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
   //  - Zen 3: planes win at 32 @ 112 N=1 (3.2 MB) 0.31 vs 0.47 ms, 144 @ 56 N=2 (7.2 MB) 0.84 vs
   //    1.19, 192 @ 28 N=8 (9.6 MB) 1.9 vs 2.4; channels-last wins at 576 @ 14 N=8 (7.2 MB) 1.8 vs
   //    2.6, 192 @ 28 N=1 0.19 vs 0.30, 576 @ 14 N=1 0.19 vs 0.39, 144 @ 56 N=1 0.46 vs 0.49.
+  //  - Zen 4 again, stride 1, once both paths had been reworked (padded rows here, weights in
+  //    registers there), 2 threads: channels-last wins at 144 @ 56 N=2 (6.9 MiB) 0.36 vs 0.51 ms
+  //    and 192 @ 28 N=8 (9.2 MiB) 0.78 vs 1.0, the planes at 144 @ 56 N=3 (10.3 MiB) 0.87 vs 0.97,
+  //    N=8 2.3 vs 3.7, 192 @ 28 N=16 2.0 vs 2.6: past 10 MiB.
   // Stride 2 (output rows half as wide, plus the split), Zen 3: planes win at 144 @ 56 N=8 (18 MB)
   // 2.1 vs 5.1 ms and 96 @ 112 N=1 0.45 vs 0.48, lose at 144 @ 56 N=2 (4.5 MB) 0.37 vs 0.29 and
   // 192 @ 28 N=8 1.5 vs 0.79: they need rows of 56+ columns and 8+ MiB.
   const int64_t bytes = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T));
-  const bool wide = p.stride_w == 1 ? p.W >= 28 && bytes > (int64_t(4) << 20) : p.W >= 56 && bytes > (int64_t(8) << 20);
+  const bool wide = p.stride_w == 1 ? p.W >= 28 && bytes > (int64_t(10) << 20) : p.W >= 56 && bytes > (int64_t(8) << 20);
   if (!(p.W >= 96 || wide)) return false;
   const T* x = static_cast<const T*>(a.x.data);
   const T* w = static_cast<const T*>(a.w.data);
   const T* bias = static_cast<const T*>(a.bias);
   T* y = static_cast<T*>(a.y.data);
   const bool split = p.stride_w == 2;
+  // Stride 1 reads zero-padded copies of the plane's rows (PaddedRows), so every column is a
+  // vector column: the scalar border columns had cost more than the vectors on 56-column rows
+  // (in-process A/B, Zen 4, 2 threads: 144 @ 56 N=2 1.3-1.4x, 192 @ 28 N=8 1.5x, 96 @ 112 1.2x).
+  const bool padded = !split;
+  const int64_t v_lo = padded ? 0 : q_lo, v_hi = padded ? p.Q : q_hi;  // columns done by vectors
   parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
     float wk[kMaxTaps];
     typename V::type wv[kMaxTaps];
@@ -269,6 +295,7 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
     const float* tap_f[kMaxTaps];
     int64_t tap_w[kMaxTaps];
     PhaseRows phases(split, p.H, p.W);
+    PaddedRows padded_rows(padded, p.H, p.W, p.pad_w);
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t n = nc / p.C, c = nc % p.C;
       for (int64_t t = 0; t < p.R * p.S; ++t) {
@@ -280,6 +307,7 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
       const T* xp = x + n * xs[0] + c * xs[1];
       T* yp = y + n * ys[0] + c * ys[1];
       if (split) phases.split(xp, xs[2]);
+      if (padded) padded_rows.fill(xp, xs[2], p.H, p.W);
       for (int64_t pp = 0; pp < p.P; ++pp) {
         int64_t nt = 0;
         for (int64_t r = 0; r < p.R; ++r) {
@@ -290,6 +318,8 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
             tap_w[nt] = r * p.S + s;
             if (split)
               tap_f[nt] = phases.tap(h, off);
+            else if (padded)
+              tap_f[nt] = padded_rows.row(h) + padded_rows.pad + off;
             else
               tap_x[nt] = xp + h * xs[2] + off;
           }
@@ -309,12 +339,12 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
           for (int j = 0; j < nvec; ++j) V::store(yrow + q + j * L, acc[j]);
         };
         auto row_vectors = [&](const auto* const* src) {
-          int64_t q = q_lo;
-          for (; q + kBlock * L <= q_hi; q += kBlock * L) vectors_at(src, q, kBlock);
-          if (q_hi - q >= L) vectors_at(src, q, int((q_hi - q) / L));  // the rest in whole vectors,
-          if ((q_hi - q) % L) vectors_at(src, q_hi - L, 1);            // then one overlapping the last
+          int64_t q = v_lo;
+          for (; q + kBlock * L <= v_hi; q += kBlock * L) vectors_at(src, q, kBlock);
+          if (v_hi - q >= L) vectors_at(src, q, int((v_hi - q) / L));  // the rest in whole vectors,
+          if ((v_hi - q) % L) vectors_at(src, v_hi - L, 1);            // then one overlapping the last
         };
-        if (split)
+        if (split || padded)
           row_vectors(tap_f);
         else
           row_vectors(tap_x);
@@ -330,8 +360,8 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
           }
           store_from(yrow + q, acc);
         };
-        for (int64_t q = 0; q < q_lo; ++q) scalar_at(q);
-        for (int64_t q = q_hi; q < p.Q; ++q) scalar_at(q);
+        for (int64_t q = 0; q < v_lo; ++q) scalar_at(q);
+        for (int64_t q = v_hi; q < p.Q; ++q) scalar_at(q);
       }
     }
   });
