@@ -655,6 +655,24 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
   });
 }
 
+// n <= V::kW consecutive dy values, and winners as int32 (lanes n and up: 0 and -1), for the
+// vector backward kernels below.
+template <class V>
+inline typename V::F load_upto(const float* p, int n) { return n == V::kW ? V::load(p) : V::load_n(p, n); }
+template <class V, typename WinT>
+inline typename V::I load_index32_upto(const WinT* p, int n) {
+  return n == V::kW ? V::load_index32(p) : V::load_index32_n(p, n);
+}
+
+// d[0 .. 2n) = even0 odd0 even1 odd1 ... for n <= V::kW.
+template <class V>
+inline void store_interleaved_upto(float* d, typename V::F even, typename V::F odd, int n) {
+  if (n == V::kW) return V::store_interleaved(d, even, odd);
+  alignas(64) float both[2 * V::kW];
+  V::store_interleaved(both, even, odd);
+  std::memcpy(d, both, 2 * n * sizeof(float));
+}
+
 // Disjoint 2-column windows (float32; kernel_w = stride_w = 2, dilation_w 1, pad_w 0, 2 Q <= W, and
 // windows that do not overlap along H either): every dx element has at most one window, so dx is
 // written once, without zeroing the plane first or a read-modify-write per output. A dx row h
@@ -680,15 +698,12 @@ void bwd_nchw_disjoint2(const MaxPool2dBwdArgs& a) {
   // V::kW outputs from q on: dx columns 2 q .. 2 q + 2 kW - 1 of row d. left: what names tap
   // (i, 0) of lane 0's window (tap number 2 i, or plane index h W + 2 q), step: its lane stride.
   auto outputs = [&](const float* g, const WinT* w, int32_t left, int32_t step, float* d, int n) {
-    const typename V::F gv = V::add(n == V::kW ? V::load(g) : V::load_n(g, n), V::zero());
-    const typename V::I win = n == V::kW ? V::load_index32(w) : V::load_index32_n(w, n);
+    const typename V::F gv = V::add(load_upto<V>(g, n), V::zero());
+    const typename V::I win = load_index32_upto<V>(w, n);
     const typename V::I l0 = V::iota_times(step, left);
     const typename V::F even = V::select(V::equal(win, l0), V::zero(), gv);
     const typename V::F odd = V::select(V::equal(win, V::add(l0, V::set1i(1))), V::zero(), gv);
-    if (n == V::kW) return V::store_interleaved(d, even, odd);
-    alignas(64) float both[2 * V::kW];
-    V::store_interleaved(both, even, odd);
-    std::memcpy(d, both, 2 * n * sizeof(float));
+    store_interleaved_upto<V>(d, even, odd, n);
   };
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, pb.H * W)),
                [&](int64_t b, int64_t e) {
@@ -735,7 +750,6 @@ void bwd_nchw_3x3s2p1(const MaxPool2dBwdArgs& a) {
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, pb.H * W)),
                [&](int64_t b, int64_t e) {
     std::vector<float> carry(W + 2 * V::kW);  // dx row 2p + 1 so far (interleaved, like dx)
-    alignas(64) float both[2 * V::kW];
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t c = nc % pb.C, n = nc / pb.C;
       float* dx_plane = dx + n * dxs[0] + c * dxs[1];
@@ -747,10 +761,8 @@ void bwd_nchw_3x3s2p1(const MaxPool2dBwdArgs& a) {
         for (int64_t q = 0; q < Q; q += V::kW) {
           const int nq = static_cast<int>(std::min<int64_t>(V::kW, Q - q));      // windows q + l
           const int nq1 = static_cast<int>(std::min<int64_t>(V::kW, Q - q - 1));  // windows q + 1 + l
-          const typename V::F g0 = nq == V::kW ? V::load(g + q) : V::load_n(g + q, nq);
-          const typename V::I w0 = nq == V::kW ? V::load_index32(w + q) : V::load_index32_n(w + q, nq);
-          const typename V::F g1 = nq1 == V::kW ? V::load(g + q + 1) : V::load_n(g + q + 1, nq1);
-          const typename V::I w1 = nq1 == V::kW ? V::load_index32(w + q + 1) : V::load_index32_n(w + q + 1, nq1);
+          const typename V::F g0 = load_upto<V>(g + q, nq), g1 = load_upto<V>(g + q + 1, nq1);
+          const typename V::I w0 = load_index32_upto<V>(w + q, nq), w1 = load_index32_upto<V>(w + q + 1, nq1);
           // Tap (i, j) of window q + u + l (u = 0, 1) as the winners name it: tap number 3 i + j, or
           // the plane index (2p - 1 + i) W + 2 (q + u + l) - 1 + j.
           const typename V::I base = V::iota_times(2, static_cast<int32_t>((2 * p - 1) * W + 2 * q - 1));
@@ -770,12 +782,7 @@ void bwd_nchw_3x3s2p1(const MaxPool2dBwdArgs& a) {
             even = V::add(even, take(w0, g0, i, 1, 0));
             odd = V::add(V::add(odd, take(w0, g0, i, 2, 0)), take(w1, g1, i, 0, 1));
             float* dst = i == 0 ? row_up + 2 * q : i == 1 ? row_mid + 2 * q : carry.data() + 2 * q;
-            if (nq == V::kW) {
-              V::store_interleaved(dst, even, odd);
-            } else {
-              V::store_interleaved(both, even, odd);
-              std::memcpy(dst, both, 2 * nq * sizeof(float));
-            }
+            store_interleaved_upto<V>(dst, even, odd, nq);
           }
         }
       }
