@@ -76,7 +76,29 @@ at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight, co
   return Conv2dFunction::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 
-// ---- max_pool2d_with_indices --------------------------------------------------------------------
+// ---- max_pool2d, max_pool2d_with_indices --------------------------------------------------------
+
+// Both save the winners (indices or taps) and the window geometry; the backward is the gradient op
+// for that kind of winners.
+void save_pool_geometry(AutogradContext* ctx, const at::Tensor& input, at::IntArrayRef kernel_size,
+                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
+  ctx->saved_data["input_size"] = input.sym_sizes();
+  ctx->saved_data["kernel_size"] = kernel_size;
+  ctx->saved_data["stride"] = stride;
+  ctx->saved_data["padding"] = padding;
+  ctx->saved_data["dilation"] = dilation;
+}
+
+using PoolBackward = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
+                                at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
+
+at::Tensor pool_backward(AutogradContext* ctx, const c10::TypedOperatorHandle<PoolBackward>& op,
+                         const at::Tensor& grad_output) {
+  const std::vector<c10::SymInt> input_size = ctx->saved_data["input_size"].toSymIntVector();
+  return op.call(grad_output, ctx->get_saved_variables()[0], input_size, ctx->saved_data["kernel_size"].toIntVector(),
+                 ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
+                 ctx->saved_data["dilation"].toIntVector());
+}
 
 class MaxPool2dFunction : public torch::autograd::Function<MaxPool2dFunction> {
  public:
@@ -91,25 +113,14 @@ class MaxPool2dFunction : public torch::autograd::Function<MaxPool2dFunction> {
     // gradient arrives undefined instead of as a zero tensor the size of the output.
     ctx->mark_non_differentiable({indices});
     ctx->set_materialize_grads(false);
-    ctx->saved_data["input_size"] = input.sym_sizes();
-    ctx->saved_data["kernel_size"] = kernel_size;
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
-    ctx->saved_data["dilation"] = dilation;
+    save_pool_geometry(ctx, input, kernel_size, stride, padding, dilation);
     return {out, indices};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    using Backward = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
-                                at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
-    static const auto op = find_op<Backward>("cnnkernels::max_pool2d_backward");
+    static const auto op = find_op<PoolBackward>("cnnkernels::max_pool2d_backward");
     at::Tensor grad_input;
-    if (grad_outputs[0].defined()) {
-      const std::vector<c10::SymInt> input_size = ctx->saved_data["input_size"].toSymIntVector();
-      grad_input = op.call(grad_outputs[0], ctx->get_saved_variables()[0], input_size,
-                           ctx->saved_data["kernel_size"].toIntVector(), ctx->saved_data["stride"].toIntVector(),
-                           ctx->saved_data["padding"].toIntVector(), ctx->saved_data["dilation"].toIntVector());
-    }
+    if (grad_outputs[0].defined()) grad_input = pool_backward(ctx, op, grad_outputs[0]);
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -121,8 +132,6 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_autograd(const at::Te
   variable_list out = MaxPool2dFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode);
   return {out[0], out[1]};
 }
-
-// ---- max_pool2d (no indices returned) ---------------------------------------------------------
 
 // Training through max_pool2d saves the winners the backward needs: uint8 tap numbers where they
 // fit (a kernel of at most 256 taps), else int64 indices. Without grad it is the plain forward,
@@ -144,25 +153,15 @@ class MaxPool2dTapsFunction : public torch::autograd::Function<MaxPool2dTapsFunc
     auto [out, winners] = (taps ? with_taps : with_indices).call(input, kernel_size, stride, padding, dilation, ceil_mode);
     ctx->save_for_backward({winners});
     ctx->saved_data["taps"] = taps;
-    ctx->saved_data["input_size"] = input.sym_sizes();
-    ctx->saved_data["kernel_size"] = kernel_size;
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
-    ctx->saved_data["dilation"] = dilation;
+    save_pool_geometry(ctx, input, kernel_size, stride, padding, dilation);
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    using Backward = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
-                                at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
-    static const auto from_taps = find_op<Backward>("cnnkernels::max_pool2d_backward_taps");
-    static const auto from_indices = find_op<Backward>("cnnkernels::max_pool2d_backward");
-    const std::vector<c10::SymInt> input_size = ctx->saved_data["input_size"].toSymIntVector();
-    at::Tensor grad_input = (ctx->saved_data["taps"].toBool() ? from_taps : from_indices)
-                                .call(grad_outputs[0], ctx->get_saved_variables()[0], input_size,
-                                      ctx->saved_data["kernel_size"].toIntVector(),
-                                      ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
-                                      ctx->saved_data["dilation"].toIntVector());
+    static const auto from_taps = find_op<PoolBackward>("cnnkernels::max_pool2d_backward_taps");
+    static const auto from_indices = find_op<PoolBackward>("cnnkernels::max_pool2d_backward");
+    const at::Tensor grad_input =
+        pool_backward(ctx, ctx->saved_data["taps"].toBool() ? from_taps : from_indices, grad_outputs[0]);
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
