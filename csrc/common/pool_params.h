@@ -66,10 +66,31 @@ struct MaxPool2dBwdArgs {
 #define CNNKERNELS_HOST_DEVICE
 #endif
 
+// The plane index of tap (i, j) of the window that starts at input pixel (h0, w0) (for a window
+// that misses the input, possibly outside the plane).
+CNNKERNELS_HOST_DEVICE inline int64_t tap_plane_index(const Pool2dProblem& pb, int64_t h0, int64_t w0, int64_t i,
+                                                      int64_t j) {
+  return (h0 + i * pb.dil_h) * pb.W + (w0 + j * pb.dil_w);
+}
+
 // The plane index the forward gives the winner of window (p, q) at tap number t (see above).
 CNNKERNELS_HOST_DEVICE inline int64_t tap_to_index(const Pool2dProblem& pb, int64_t p, int64_t q, int64_t t) {
-  return (p * pb.stride_h - pb.pad_h + (t / pb.kernel_w) * pb.dil_h) * pb.W +
-         (q * pb.stride_w - pb.pad_w + (t % pb.kernel_w) * pb.dil_w);
+  return tap_plane_index(pb, p * pb.stride_h - pb.pad_h, q * pb.stride_w - pb.pad_w, t / pb.kernel_w,
+                         t % pb.kernel_w);
+}
+
+// Records tap (i, j) of the window at (h0, w0) as the winner at element `at` of the indices or taps.
+CNNKERNELS_HOST_DEVICE inline void store_winner(const MaxPool2dFwdArgs& a, int64_t at, int64_t h0, int64_t w0,
+                                                int64_t i, int64_t j) {
+  if (a.indices) a.indices[at] = tap_plane_index(a.p, h0, w0, i, j);
+  if (a.taps) a.taps[at] = static_cast<uint8_t>(i * a.p.kernel_w + j);
+}
+
+// The plane index the winner of window (p, q), element `at` of the indices or taps, names; -1 for a
+// tap number past the window's last.
+CNNKERNELS_HOST_DEVICE inline int64_t winner_index(const MaxPool2dBwdArgs& a, int64_t at, int64_t p, int64_t q) {
+  if (!a.taps) return a.indices[at];
+  return a.taps[at] < a.p.kernel_h * a.p.kernel_w ? tap_to_index(a.p, p, q, a.taps[at]) : -1;
 }
 
 }  // namespace cnnkernels

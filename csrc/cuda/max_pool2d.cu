@@ -52,9 +52,7 @@ __global__ void max_pool2d_fwd_any__sm80_direct(MaxPool2dFwdArgs a) {
       }
     }
     store(y + offset(a.y.stride, n, c, p, q), best);
-    const int64_t at = offset(a.index_stride, n, c, p, q);
-    if (a.indices) a.indices[at] = (h0 + best_kh * pb.dil_h) * pb.W + (w0 + best_kw * pb.dil_w);
-    if (a.taps) a.taps[at] = static_cast<uint8_t>(best_kh * pb.kernel_w + best_kw);
+    store_winner(a, offset(a.index_stride, n, c, p, q), h0, w0, best_kh, best_kw);
   }
 }
 
@@ -78,15 +76,12 @@ __global__ void max_pool2d_bwd_any__sm80_gather(MaxPool2dBwdArgs a) {
     const int64_t p_top = (h + pb.pad_h) / pb.stride_h, q_top = (w + pb.pad_w) / pb.stride_w;
     const int64_t p_hi = p_top < pb.P ? p_top : pb.P - 1;
     const int64_t q_hi = q_top < pb.Q ? q_top : pb.Q - 1;
-    const int64_t self = h * pb.W + w, taps = pb.kernel_h * pb.kernel_w;
+    const int64_t self = h * pb.W + w;
     A acc = A(0);
     for (int64_t p = p_lo; p <= p_hi; ++p)
-      for (int64_t q = q_lo; q <= q_hi; ++q) {
-        const int64_t at = offset(a.index_stride, n, c, p, q);
-        // A tap number past the window's last names nothing (pool_params.h).
-        const int64_t index = a.taps ? (a.taps[at] < taps ? tap_to_index(pb, p, q, a.taps[at]) : -1) : a.indices[at];
-        if (index == self) acc += load(dy + offset(a.dy.stride, n, c, p, q));
-      }
+      for (int64_t q = q_lo; q <= q_hi; ++q)
+        if (winner_index(a, offset(a.index_stride, n, c, p, q), p, q) == self)
+          acc += load(dy + offset(a.dy.stride, n, c, p, q));
     store(dx + offset(a.dx.stride, n, c, h, w), acc);
   }
 }

@@ -61,9 +61,7 @@ void max_pool2d_fwd(const MaxPool2dFwdArgs& a) {
           }
         }
         store_from(y + n * ys[0] + c * ys[1] + p * ys[2] + q * ys[3], best);
-        const int64_t at = n * is[0] + c * is[1] + p * is[2] + q * is[3];
-        if (a.indices) a.indices[at] = (h0 + best_i * pb.dil_h) * pb.W + (w0 + best_j * pb.dil_w);
-        if (a.taps) a.taps[at] = static_cast<uint8_t>(best_i * pb.kernel_w + best_j);
+        store_winner(a, n * is[0] + c * is[1] + p * is[2] + q * is[3], h0, w0, best_i, best_j);
       }
     }
   });
@@ -83,7 +81,7 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
   const int64_t* dys = a.dy.stride;
   const int64_t* dxs = a.dx.stride;
   const int64_t* is = a.index_stride;
-  const int64_t plane_size = pb.H * pb.W, taps = pb.kernel_h * pb.kernel_w;
+  const int64_t plane_size = pb.H * pb.W;
   parallel_for(0, pb.N * pb.C, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, plane_size)),
                [&](int64_t b, int64_t e) {
     std::vector<A> acc(plane_size);
@@ -92,8 +90,7 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& a) {
       std::fill(acc.begin(), acc.end(), A(0));
       for (int64_t p = 0; p < pb.P; ++p) {
         for (int64_t q = 0; q < pb.Q; ++q) {
-          const int64_t at = n * is[0] + c * is[1] + p * is[2] + q * is[3];
-          const int64_t idx = a.taps ? (a.taps[at] < taps ? tap_to_index(pb, p, q, a.taps[at]) : -1) : a.indices[at];
+          const int64_t idx = winner_index(a, n * is[0] + c * is[1] + p * is[2] + q * is[3], p, q);
           if (idx >= 0 && idx < plane_size)
             acc[idx] += load_acc(dy + n * dys[0] + c * dys[1] + p * dys[2] + q * dys[3]);
         }

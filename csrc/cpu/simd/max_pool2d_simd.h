@@ -84,6 +84,13 @@ inline const WinT* winners_of(const MaxPool2dBwdArgs& a) {
   if constexpr (std::is_same_v<WinT, uint8_t>) return a.taps; else return a.indices;
 }
 
+// What names tap (i, j) of the window starting at input pixel (h0, w0): its tap number, or its
+// plane index (for a window that misses the input, the reference's (lo, lo) tap, maybe off-plane).
+template <bool kTap>
+inline int64_t winner_value(const Pool2dProblem& pb, int64_t h0, int64_t w0, int64_t i, int64_t j) {
+  return kTap ? i * pb.kernel_w + j : tap_plane_index(pb, h0, w0, i, j);
+}
+
 // Work per parallel chunk: enough that waking a second thread pays (a few microseconds).
 constexpr int64_t kGrainWork = 1 << 16;
 // fwd_nchw's software prefetch distance (bytes past the rows in use); 2-16 KB measured alike.
@@ -144,11 +151,7 @@ inline void scalar_output(const T* plane, int64_t xs2, int64_t xs3, const Pool2d
     }
   }
   store_from(y, best);
-  if (!index) return;
-  if constexpr (std::is_same_v<WinT, uint8_t>)
-    *index = static_cast<uint8_t>(best_i * pb.kernel_w + best_j);
-  else
-    *index = (h0 + best_i * pb.dil_h) * pb.W + (w0 + best_j * pb.dil_w);
+  if (index) *index = static_cast<WinT>(winner_value<std::is_same_v<WinT, uint8_t>>(pb, h0, w0, best_i, best_j));
 }
 
 // ---- forward, channels_last -----------------------------------------------------------------
@@ -215,8 +218,7 @@ void fwd_nhwc(const MaxPool2dFwdArgs& a) {
         T* yq = y + n * ys[0] + p * ys[2] + q * ys[3];
         WinT* iq = kIdx ? winners + n * is[0] + p * is[2] + q * is[3] : nullptr;
         if (ti.empty() || tj.empty()) {  // the window misses the input (dilation): -inf everywhere
-          const int64_t e_index = kOut == Winner::kTap ? ti.lo * pb.kernel_w + tj.lo
-                                                      : (h0 + ti.lo * pb.dil_h) * pb.W + (w0 + tj.lo * pb.dil_w);
+          const int64_t e_index = winner_value<kOut == Winner::kTap>(pb, h0, w0, ti.lo, tj.lo);
           for (int64_t c = c0; c < c1; ++c) {
             store_from(yq + c, kNegInf);
             if (kIdx) iq[c] = static_cast<WinT>(e_index);
@@ -229,7 +231,7 @@ void fwd_nhwc(const MaxPool2dFwdArgs& a) {
           for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
             const int64_t w = w0 + j * pb.dil_w;
             off[taps] = h * xs[2] + w * xs[3];
-            tap_index[taps] = static_cast<int32_t>(kOut == Winner::kTap ? i * pb.kernel_w + j : h * pb.W + w);
+            tap_index[taps] = static_cast<int32_t>(winner_value<kOut == Winner::kTap>(pb, h0, w0, i, j));
           }
         }
         int64_t c = c0;
@@ -584,7 +586,7 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
             for (int64_t j = tj.lo; j < tj.hi; ++j, ++taps) {
               const int64_t w = w0 + j * pb.dil_w;
               off[taps] = (h - row0) * rs + w * ps;
-              tap_index[taps] = static_cast<int32_t>(kTaps ? i * pb.kernel_w + j : h * pb.W + w);
+              tap_index[taps] = static_cast<int32_t>(winner_value<kTaps>(pb, h0, w0, i, j));
             }
           }
           if (taps == 0) continue;
@@ -625,7 +627,7 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
   int64_t tap_offset[kMaxPoolMaxTaps];
   if (kTaps) {
     for (int64_t t = 0; t < kMaxPoolMaxTaps; ++t)
-      tap_offset[t] = t < pb.kernel_h * pb.kernel_w ? (t / pb.kernel_w) * pb.dil_h * pb.W + (t % pb.kernel_w) * pb.dil_w
+      tap_offset[t] = t < pb.kernel_h * pb.kernel_w ? tap_plane_index(pb, 0, 0, t / pb.kernel_w, t % pb.kernel_w)
                                                     : std::numeric_limits<int64_t>::min() / 2;
   }
   const int64_t work = pb.H * pb.W + pb.P * pb.Q;
