@@ -43,8 +43,9 @@ struct Vec8 {
   static F odd_raw(F a, F b) { return _mm256_shuffle_ps(a, b, 0xdd); }
   static F unraw(F v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8)); }
   static I unraw(I v) { return _mm256_permute4x64_epi64(v, 0xd8); }
-  // Even 32-bit lanes of the pair (a, b), in order: a0 a2 a4 a6 b0 b2 b4 b6.
+  // Even (odd) 32-bit lanes of the pair (a, b), in order: a0 a2 a4 a6 b0 b2 b4 b6 (a1 a3 ... b7).
   static F even(F a, F b) { return unraw(even_raw(a, b)); }
+  static F odd(F a, F b) { return unraw(odd_raw(a, b)); }
   static F zero() { return _mm256_setzero_ps(); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
   static F load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
@@ -130,7 +131,7 @@ struct Vec8 {
   static I narrow(__m256i lo, __m256i hi) {
     const __m256 a = _mm256_castsi256_ps(lo), b = _mm256_castsi256_ps(hi);
     const __m256i low = _mm256_castps_si256(even(a, b));
-    const __m256i high = _mm256_castps_si256(unraw(odd_raw(a, b)));
+    const __m256i high = _mm256_castps_si256(odd(a, b));
     const __m256i fits = _mm256_cmpeq_epi32(high, _mm256_srai_epi32(low, 31));
     return _mm256_or_si256(_mm256_and_si256(fits, low), _mm256_andnot_si256(fits, _mm256_set1_epi32(-1)));
   }
@@ -168,7 +169,7 @@ struct Vec8 {
   static void uninterleave(const float* p, F& e, F& o) {
     const F lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
     e = even(lo, hi);
-    o = unraw(odd_raw(lo, hi));
+    o = odd(lo, hi);
   }
   // p[0 .. 15] = e0 o0 e1 o1 ... e7 o7: vunpck{l,h}ps pair within 128-bit halves, vperm2f128 joins.
   static void store_interleaved(float* p, F e, F o) {

@@ -1,7 +1,7 @@
 // Depthwise convolution (groups == C_in == C_out) for float32 and bfloat16, vectorised over channels on
 // channels-last data: a memory-bound op (R S multiply-adds per element moved), so the kernels
-// read each input element once per tap from L1 or L2 and write each output once. Included inside the
-// ISA namespace after conv2d_direct.h (AVX2 and AVX-512 builds).
+// read each input element once per tap from L1 or L2 and write each output once. Included inside
+// the ISA namespace after conv2d_direct.h (AVX2 and AVX-512 builds).
 //
 //   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
 //           per channel vector acc = bias + sum over taps x * w
