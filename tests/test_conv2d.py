@@ -1,6 +1,7 @@
 """conv2d forward and backward against PyTorch: values (calibrated tolerance against a float64
 result), memory formats, gradients, on random shapes, layouts and every forced CPU ISA."""
 import contextlib
+import math
 import warnings
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.nn.modules.utils import _pair
 
 import cnnkernels.functional as CF
 from cnnkernels import _C
@@ -339,6 +341,64 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
         theirs = F.conv2d(x, wt, b, **cfg)
     assert y.shape == ref64.shape
     assert_calibrated(y, theirs, ref64, f"few pixels {c}->{k} @{h}x{w} {cfg}", c * r * s)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout,weight_layout,grad_layout", [
+    ("contiguous", "contiguous", "contiguous"), ("channels_last", "channels_last", "channels_last"),
+    ("strided", "channels_last", "contiguous"), ("contiguous", "strided", "strided")])
+@pytest.mark.parametrize("n,c,k,h,w,padding", [
+    (1, 64, 64, 12, 12, 1),     # even output: whole 2x2 tiles, one out-channel block
+    (2, 32, 48, 9, 7, 1),       # odd rows and columns: half tiles at the edges; a partial block
+    (1, 48, 80, 13, 12, 0),     # unpadded: the input gradient pads dy by 2
+    (3, 96, 32, 6, 9, 2),       # padding 2: the input gradient's dy is unpadded
+    (1, 128, 130, 14, 14, (1, 0)),  # 130 out: partial blocks (the input gradient runs direct)
+    (2, 64, 32, 10, 12, 0),     # unpadded, even output: channels_last x read in place
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, padding, bias):
+    """float32 3x3 stride-1 convolutions with 32+ channels (a multiple of 16 on the read side)
+    and 24+ 2x2 output tiles run Winograd F(2x2, 3x3): the forward, and the input gradient as a
+    convolution of dy with the flipped filter. Same tolerance as every path."""
+    gen = torch.Generator().manual_seed(c * k + h * w)
+    x = make_tensor((n, c, h, w), torch.float32, layout, gen)
+    wt = make_tensor((k, c, 3, 3), torch.float32, weight_layout, gen)
+    b = make_tensor((k,), torch.float32, "contiguous", gen) if bias else None
+    y_shape = F.conv2d(x, wt, None, 1, padding).shape
+    g = make_tensor(tuple(y_shape), torch.float32, grad_layout, gen)
+    with forced_isa(isa):
+        y = CF.conv2d(x, wt, b, 1, padding)
+        dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], list(_pair(padding)), [1, 1], 1,
+                                                    layout == "channels_last")
+    with torch_without_onednn():
+        theirs = run_conv(F.conv2d, x, wt, b, dict(stride=1, padding=padding, dilation=1, groups=1), g)
+        ref64 = run_conv(F.conv2d, x.double(), wt.double(), None if b is None else b.double(),
+                         dict(stride=1, padding=padding, dilation=1, groups=1), g.double())
+    assert_calibrated(y, theirs[0], ref64[0], f"winograd output {c}->{k} @{h}x{w} p{padding}", 9 * c)
+    assert_calibrated(dx, theirs[1], ref64[1], f"winograd grad_input {c}->{k} @{h}x{w} p{padding}", 9 * k)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
+def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
+    """inf - inf inside a Winograd transform gives NaN where summation gives +-inf: a non-finite
+    output sends the call back to direct summation, so the inf and NaN pattern is PyTorch's."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 32, 10, 10, generator=gen)
+    wt = torch.randn(32, 32, 3, 3, generator=gen)
+    g = torch.randn(2, 32, 10, 10, generator=gen)
+    x[0, 3, 4, 4] = x[0, 3, 4, 6] = x[1, 7, 0, 0] = special   # two in one tile's rows 0 and 2
+    g[1, 5, 2, 2] = g[1, 5, 2, 4] = special
+    with forced_isa(isa):
+        y = CF.conv2d(x, wt, None, 1, 1)
+        dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], [1, 1], [1, 1], 1, False)
+    with torch_without_onednn():
+        theirs = run_conv(F.conv2d, x, wt, None, dict(stride=1, padding=1, dilation=1, groups=1), g)
+    for ours, ref in ((y, theirs[0]), (dx, theirs[1])):
+        assert not ref.isfinite().all()
+        assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
+        assert torch.equal(ours.isinf() & (ours > 0), ref.isinf() & (ref > 0))
+        torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])

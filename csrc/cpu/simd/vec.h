@@ -63,6 +63,8 @@ struct VecF32 {
   static void store(bf16* p, type v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v)); }
   static type fmadd(type a, type b, type c) { return _mm512_fmadd_ps(a, b, c); }
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
+  static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
+  static type mul(type a, type b) { return _mm512_mul_ps(a, b); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 struct VecF32 {
@@ -76,6 +78,8 @@ struct VecF32 {
   static void store(bf16* p, type v) { store8(p, v); }
   static type fmadd(type a, type b, type c) { return _mm256_fmadd_ps(a, b, c); }
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
+  static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
+  static type mul(type a, type b) { return _mm256_mul_ps(a, b); }
 };
 #else
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"

@@ -1,0 +1,284 @@
+// Winograd F(2x2, 3x3) for dense, stride-1, undilated 3x3 float32 convolutions: the fprop, and
+// the dgrad, which is the same kind of convolution of dy with the flipped, transposed filter.
+// Included once per ISA folder after conv2d_direct.h, whose register tile it reuses.
+//
+// A 2x2 block of outputs ("tile") is A^T [ (G g G^T) . (B^T d B) ] A, d the tile's 4x4 input
+// patch, g a 3x3 filter, "." the element-wise product (Lavin and Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2015). Summed over input channels, the 16 element-wise products
+// are 16 independent GEMMs, (tiles x in) times (in x out): 16 multiply-adds per 4 outputs and
+// input channel where direct convolution takes 36, 2.25x fewer. The transforms add O(in + out)
+// work per tile against the GEMMs' O(in out).
+//
+// Memory stays per-thread: each work item is a block of TB tiles and one block of KB output
+// channels; it transforms its tiles' inputs into V[16][TB][in] (once per tile block: the items of
+// a thread run the blocks of one tile block in a row), runs the 16 GEMMs into M[16][TB][KB] with
+// conv_tile, and transforms M into outputs. Only the filter is transformed whole:
+// U[16][out blocks][in][KB], 16/9 of the filter's size.
+//
+// Rounding: B and A hold only 0 and +-1 (exact transforms up to the adds); G holds 1/2. The sums
+// are reassociated, so results differ from direct convolution by a few ulps of the layer's scale
+// (tests/test_conv2d.py checks them against float64 like every path). Infinities are where
+// Winograd differs in kind: inf - inf in a transform gives NaN where direct summation may give
+// +-inf. Any non-finite output therefore makes the call rerun on the direct engine, so inf and NaN
+// propagate exactly as summation gives them.
+#pragma once
+#include <atomic>
+#include <cmath>
+
+#include "conv2d_direct.h"
+
+namespace cnnkernels {
+namespace CNNKERNELS_KERNEL_NS {
+namespace {
+
+// U[xi][kb][i][KB]: element xi of G g G^T for in channel i and out channel kb KB + lane, g the
+// 3x3 filter that `src` names (one group, taps in row-major (r, s) order); lanes past `out` are
+// zeros. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+// Work items are (out block, chunk of kChunk in channels): the block's filters for the chunk are
+// first transposed into an L1 tile [tap][i][KB], so that the transform runs on whole vectors of
+// out channels.
+template <typename T>
+ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, int64_t in, int64_t KB) {
+  using V = VecF32;
+  using Vec = V::type;
+  constexpr int L = V::kLanes;
+  constexpr int64_t kChunk = 8;
+  const int64_t nkb = (out + KB - 1) / KB, nchunks = (in + kChunk - 1) / kChunk, xi_step = nkb * in * KB;
+  ScratchOf<float> u(16 * xi_step);
+  // The span of one (out, in) filter's taps in the source, and a cache line in elements.
+  constexpr int64_t kAhead = 8, kLine = 64 / sizeof(T);
+  const int64_t tap_lo = *std::min_element(src.tap_offset.begin(), src.tap_offset.end());
+  const int64_t tap_hi = *std::max_element(src.tap_offset.begin(), src.tap_offset.end());
+  parallel_for(0, nkb * nchunks, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> tile(9 * kChunk * KB);
+    const float half_value = 0.5f;
+    const Vec half = V::broadcast(&half_value);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t kb = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, in - i0);
+      const int64_t o0 = kb * KB, olen = std::min(KB, out - o0);
+      for (int64_t l = 0; l < olen; ++l) {
+        // Rows are far apart (out_stride): no stream for the hardware prefetchers to follow, so
+        // ask for row l + kAhead's lines now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
+        if (l + kAhead < olen) {
+          const T* ahead = src.base + (o0 + l + kAhead) * src.out_stride + i0 * src.in_stride;
+          for (int64_t i = 0; i < ilen; ++i)
+            for (int64_t at = tap_lo; at <= tap_hi; at += kLine) __builtin_prefetch(ahead + i * src.in_stride + at);
+        }
+        const T* row = src.base + (o0 + l) * src.out_stride + i0 * src.in_stride;
+        for (int t = 0; t < 9; ++t)
+          for (int64_t i = 0; i < ilen; ++i)
+            tile[(t * kChunk + i) * KB + l] = load_acc(row + src.tap_offset[t] + i * src.in_stride);
+      }
+      if (olen < KB)
+        for (int64_t ti = 0; ti < 9 * kChunk; ++ti) std::fill(&tile[ti * KB + olen], &tile[ti * KB + KB], 0.0f);
+      for (int64_t i = 0; i < ilen; ++i)
+        for (int64_t l = 0; l < KB; l += L) {
+          const float* gi = tile.data() + i * KB + l;
+          Vec t[4][3];  // G g, one column s at a time
+          for (int s = 0; s < 3; ++s) {
+            const Vec a = V::load(gi + s * kChunk * KB), b = V::load(gi + (3 + s) * kChunk * KB),
+                      c = V::load(gi + (6 + s) * kChunk * KB);
+            t[0][s] = a, t[1][s] = V::mul(half, V::add(V::add(a, b), c)), t[2][s] = V::mul(half, V::add(V::sub(a, b), c));
+            t[3][s] = c;
+          }
+          float* dst = u.data() + (kb * in + i0 + i) * KB + l;
+          for (int r = 0; r < 4; ++r) {  // (G g) G^T
+            const Vec a = t[r][0], b = t[r][1], c = t[r][2];
+            V::store(dst + (4 * r) * xi_step, a);
+            V::store(dst + (4 * r + 1) * xi_step, V::mul(half, V::add(V::add(a, b), c)));
+            V::store(dst + (4 * r + 2) * xi_step, V::mul(half, V::add(V::sub(a, b), c)));
+            V::store(dst + (4 * r + 3) * xi_step, c);
+          }
+        }
+    }
+  });
+  return u;
+}
+
+// Tiles per work item: V (16 TB in floats) at most 768 KB, so that it stays in the L2 (1 MB a
+// Zen 4 core) while U's slices stream through; few enough for 16+ items where the problem allows
+// (so 2 threads lose little to the last item); a multiple of MR, at most 8 MR. Each item re-reads
+// its out block's U: more tiles per item, less U traffic per multiply.
+template <int MR>
+int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
+  const int64_t fit = (int64_t(768) << 10) / (16 * in * int64_t(sizeof(float)));
+  return std::clamp<int64_t>(std::min(fit, tiles * out_blocks / 16) / MR * MR, MR, 8 * MR);
+}
+
+// y(n, 2 ti + a, 2 tj + b, o) = bias[o] + sum over (i, r, s) of x(n, 2 ti + a + r, 2 tj + b + s, i)
+// f(o, i, r, s) for every output row < P and column < Q, with u = winograd_pack_filter(f) (KB = NV
+// lanes) and bias (may be null) zero-padded to whole blocks. x is channels-last with its origin at
+// the top-left of the padded input, readable over N x (2 ceil(P/2) + 2) x (2 ceil(Q/2) + 2)
+// positions; in is a multiple of the vector width. y has element strides ys in (n, o, h, w) order.
+// Returns false if an output is not finite (the caller reruns on the direct engine).
+template <int MR, int NV>
+bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q, const float* u,
+                   const float* bias, float* y, const int64_t ys[4]) {
+  using V = VecF32;
+  using Vec = V::type;
+  constexpr int L = V::kLanes;
+  constexpr int64_t KB = NV * L;
+  const int64_t nkb = (out + KB - 1) / KB, TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
+  const int64_t TB = winograd_tile_block<MR>(in, tiles, nkb), nblocks = (tiles + TB - 1) / TB;
+  const int64_t v_step = TB * in, m_step = TB * KB, u_step = nkb * in * KB;
+  std::atomic<bool> finite{true};
+  parallel_for(0, nblocks * nkb, 1, [&](int64_t b, int64_t e) {
+    ScratchOf<float> vbuf(16 * v_step), mbuf(16 * m_step);
+    float* v = vbuf.data();
+    float* m = mbuf.data();
+    std::vector<int64_t> v_off(TB), m_off(TB);
+    for (int64_t j = 0; j < TB; ++j) v_off[j] = j * in, m_off[j] = j * KB;
+    const int64_t no_offset[1] = {0};
+    const Vec zero = V::zero();
+    Vec check = zero;  // stays 0 while every output is finite (y * 0 is NaN for inf and NaN)
+    int64_t v_of = -1;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t tb = item / nkb, kb = item % nkb, t0 = tb * TB, tn = std::min(TB, tiles - t0);
+      if (tb != v_of) {  // V = B^T d B per tile and input channel vector
+        for (int64_t j = 0; j < tn; ++j) {
+          const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
+          const float* d0 = x.data + n * x.sn + 2 * ti * x.sh + 2 * tj * x.sw;
+          for (int64_t c = 0; c < in; c += L) {
+            Vec r[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            for (int s = 0; s < 4; ++s) {
+              const float* col = d0 + s * x.sw + c;
+              const Vec a0 = V::load(col), a1 = V::load(col + x.sh), a2 = V::load(col + 2 * x.sh),
+                        a3 = V::load(col + 3 * x.sh);
+              r[0][s] = V::sub(a0, a2), r[1][s] = V::add(a1, a2), r[2][s] = V::sub(a2, a1), r[3][s] = V::sub(a1, a3);
+            }
+            float* dst = v + j * in + c;
+            for (int i = 0; i < 4; ++i) {  // (B^T d) B: the same combinations of columns
+              V::store(dst + (4 * i) * v_step, V::sub(r[i][0], r[i][2]));
+              V::store(dst + (4 * i + 1) * v_step, V::add(r[i][1], r[i][2]));
+              V::store(dst + (4 * i + 2) * v_step, V::sub(r[i][2], r[i][1]));
+              V::store(dst + (4 * i + 3) * v_step, V::sub(r[i][1], r[i][3]));
+            }
+          }
+        }
+        v_of = tb;
+      }
+      for (int xi = 0; xi < 16; ++xi) {  // M[xi] = V[xi] U[xi]: tiles as the tile's pixels
+        const float* uk = u + xi * u_step + kb * in * KB;
+        for (int64_t j = 0; j < tn; j += MR)
+          conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, tn - j)), v + xi * v_step, v_off.data() + j,
+                                         no_offset, 1, uk, in, KB, nullptr, nullptr, m + xi * m_step,
+                                         m_off.data() + j);
+      }
+      // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], plus the bias; stored where the tile is inside P x Q.
+      const int64_t o0 = kb * KB;
+      for (int64_t j = 0; j < tn; ++j) {
+        const int64_t t = t0 + j, n = t / (TH * TW), p = 2 * (t / TW % TH), q = 2 * (t % TW);
+        const bool rows2 = p + 1 < P, cols2 = q + 1 < Q;
+        for (int nv = 0; nv < NV && o0 + nv * L < out; ++nv) {
+          const float* mt = m + j * KB + nv * L;
+          Vec s[2][4];
+          for (int c = 0; c < 4; ++c) {
+            const Vec m0 = V::load(mt + c * m_step), m1 = V::load(mt + (4 + c) * m_step),
+                      m2 = V::load(mt + (8 + c) * m_step), m3 = V::load(mt + (12 + c) * m_step);
+            s[0][c] = V::add(V::add(m0, m1), m2);
+            s[1][c] = V::sub(V::sub(m1, m2), m3);
+          }
+          const Vec bv = bias ? V::load(bias + o0 + nv * L) : zero;
+          Vec yv[2][2];
+          for (int a = 0; a < 2; ++a) {
+            yv[a][0] = V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv);
+            yv[a][1] = V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv);
+          }
+          const int64_t o = o0 + nv * L, lanes = std::min<int64_t>(L, out - o);
+          for (int a = 0; a < (rows2 ? 2 : 1); ++a)
+            for (int c = 0; c < (cols2 ? 2 : 1); ++c) {
+              check = V::fmadd(yv[a][c], zero, check);
+              float* dst = y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o * ys[1];
+              if (ys[1] == 1 && lanes == L) {
+                V::store(dst, yv[a][c]);
+              } else {
+                alignas(64) float lane[L];
+                V::store(lane, yv[a][c]);
+                for (int64_t l = 0; l < lanes; ++l) dst[l * ys[1]] = lane[l];
+              }
+            }
+        }
+      }
+    }
+    alignas(64) float lane[L];
+    V::store(lane, check);
+    for (int l = 0; l < L; ++l)
+      if (lane[l] != 0.0f) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
+// Whether Winograd takes a stride-1 3x3 convolution of `in` -> `out` channels (one group, no
+// dilation) with N x P x Q outputs. in must fill whole vectors (16 floats on both ISAs, so they
+// take the same cases). With under 24 tiles the filter transform (16/9 of the filter, written
+// and read back) costs more than the multiplies saved: in-process A/B, 2 threads, Zen 4, direct /
+// Winograd: 512 @7 N=1 (16 tiles) 0.84, N=2 (32) 1.17; 256 @10 (25) 1.28; 64 @10 (25) 1.07.
+inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, int64_t P, int64_t Q) {
+  return p.dtype == DType::f32 && p.groups == 1 && p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.dil_h == 1 && p.dil_w == 1 && in % 16 == 0 && in >= 32 && out >= 32 && p.N * ((P + 1) / 2) * ((Q + 1) / 2) >= 24;
+}
+
+// Runs winograd_conv for input activations src (N x in x H x W, strides st; padded by pad_h,
+// pad_w) into y (N x out x P x Q). False if an output was not finite.
+inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, int64_t in, int64_t H, int64_t W,
+                             int64_t pad_h, int64_t pad_w, const WeightSource<float>& f, int64_t out, int64_t P, int64_t Q,
+                             const float* bias, float* y, const int64_t ys[4]) {
+  const int64_t Hp = std::max(H + 2 * pad_h, 2 * ((P + 1) / 2) + 2), Wp = std::max(W + 2 * pad_w, 2 * ((Q + 1) / 2) + 2);
+  // In place only when no padding is needed: unpadded and even P and Q (then Hp = H, Wp = W).
+  const bool in_place_ok = Hp == H && Wp == W;
+  const PackedActivations<FmaF32> xp =
+      pack_activations_for<FmaF32>(src, st, N, in, H, W, 1, pad_h, pad_w, Hp, Wp, in_place_ok);
+  bool finite = true;
+  with_tile(out, in, [&]<int MR, int NV>() {
+    constexpr int64_t KB = NV * VecF32::kLanes;
+    const auto u = winograd_pack_filter(f, out, in, KB);
+    std::vector<float> bias_blocks;
+    if (bias) {
+      bias_blocks.assign((out + KB - 1) / KB * KB, 0.0f);
+      std::copy(bias, bias + out, bias_blocks.begin());
+    }
+    finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, u.data(), bias ? bias_blocks.data() : nullptr, y, ys);
+  });
+  return finite;
+}
+
+template <typename T>
+inline bool conv2d_fprop_winograd(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (!winograd_applies(p, p.C, p.K, p.P, p.Q)) return false;
+    const int64_t* ws = a.w.stride;
+    WeightSource<float> f{static_cast<const float*>(a.w.data), 0, ws[0], ws[1], p.C, {}};
+    for (int64_t r = 0; r < 3; ++r)
+      for (int64_t s = 0; s < 3; ++s) f.tap_offset.push_back(r * ws[2] + s * ws[3]);
+    if (!winograd_conv_of(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, f,
+                          p.K, p.P, p.Q, static_cast<const float*>(a.bias), static_cast<float*>(a.y.data), a.y.stride))
+      conv2d_fprop_direct<T>(a);  // a non-finite output: rerun with direct summation
+    return true;
+  }
+}
+
+// dx = conv(dy padded by 2 - pad, w flipped in r and s with k and c swapped): padding up to 2.
+template <typename T>
+inline bool conv2d_dgrad_winograd(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (!winograd_applies(p, p.K, p.C, p.H, p.W) || p.pad_h > 2 || p.pad_w > 2) return false;
+    const int64_t* ws = a.w.stride;
+    WeightSource<float> f{static_cast<const float*>(a.w.data), 0, ws[1], ws[0], p.K, {}};  // k and c swapped,
+    for (int64_t r = 0; r < 3; ++r)                                                       // taps flipped
+      for (int64_t s = 0; s < 3; ++s) f.tap_offset.push_back((2 - r) * ws[2] + (2 - s) * ws[3]);
+    if (!winograd_conv_of(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 2 - p.pad_h,
+                          2 - p.pad_w, f, p.C, p.H, p.W, nullptr, static_cast<float*>(a.dx.data), a.dx.stride))
+      conv2d_dgrad_direct<T>(a);
+    return true;
+  }
+}
+
+}  // namespace
+}  // namespace CNNKERNELS_KERNEL_NS
+}  // namespace cnnkernels
