@@ -45,10 +45,22 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
   constexpr int64_t kChunk = 8;
   const int64_t nkb = (out + KB - 1) / KB, nchunks = (in + kChunk - 1) / kChunk, xi_step = nkb * in * KB;
   ScratchOf<float> u(16 * xi_step);
-  // The span of one (out, in) filter's taps in the source, and a cache line in elements.
+  // The cache lines one row's chunk reads (9 kChunk elements: 5-6 lines for KCRS weights, 9-18 for
+  // KRSC, 8-16 for dgrad's KCRS): lines[a] holds the offset of one element per line when the row's
+  // first element sits a elements into its line.
   constexpr int64_t kAhead = 8, kLine = 64 / sizeof(T);
-  const int64_t tap_lo = *std::min_element(src.tap_offset.begin(), src.tap_offset.end());
-  const int64_t tap_hi = *std::max_element(src.tap_offset.begin(), src.tap_offset.end());
+  std::vector<std::vector<int64_t>> lines(kLine);
+  for (int64_t a = 0; a < kLine; ++a) {
+    std::vector<std::pair<int64_t, int64_t>> at;  // (line, offset)
+    for (int t = 0; t < 9; ++t)
+      for (int64_t i = 0; i < kChunk; ++i) {
+        const int64_t x = src.tap_offset[t] + i * src.in_stride;
+        at.push_back({(x + a) / kLine, x});  // offsets are >= 0: PyTorch strides are
+      }
+    std::sort(at.begin(), at.end());
+    for (size_t j = 0; j < at.size(); ++j)
+      if (j == 0 || at[j].first != at[j - 1].first) lines[a].push_back(at[j].second);
+  }
   parallel_for(0, nkb * nchunks, 1, [&](int64_t b, int64_t e) {
     std::vector<float> tile(9 * kChunk * KB);
     const float half_value = 0.5f;
@@ -56,18 +68,23 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
     for (int64_t item = b; item < e; ++item) {
       const int64_t kb = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, in - i0);
       const int64_t o0 = kb * KB, olen = std::min(KB, out - o0);
-      for (int64_t l = 0; l < olen; ++l) {
-        // Rows are far apart (out_stride): no stream for the hardware prefetchers to follow, so
-        // ask for row l + kAhead's lines now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
-        if (l + kAhead < olen) {
-          const T* ahead = src.base + (o0 + l + kAhead) * src.out_stride + i0 * src.in_stride;
-          for (int64_t i = 0; i < ilen; ++i)
-            for (int64_t at = tap_lo; at <= tap_hi; at += kLine) __builtin_prefetch(ahead + i * src.in_stride + at);
-        }
-        const T* row = src.base + (o0 + l) * src.out_stride + i0 * src.in_stride;
+      if (src.out_stride == 1) {  // out channels contiguous (dgrad of KRSC weights): row copies
         for (int t = 0; t < 9; ++t)
           for (int64_t i = 0; i < ilen; ++i)
-            tile[(t * kChunk + i) * KB + l] = load_acc(row + src.tap_offset[t] + i * src.in_stride);
+            convert_n(src.base + o0 + src.tap_offset[t] + (i0 + i) * src.in_stride, &tile[(t * kChunk + i) * KB], olen);
+      } else {
+        for (int64_t l = 0; l < olen; ++l) {
+          // Rows are far apart (out_stride): no stream for the hardware prefetchers to follow, so
+          // ask for row l + kAhead's lines now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
+          if (l + kAhead < olen) {
+            const T* ahead = src.base + (o0 + l + kAhead) * src.out_stride + i0 * src.in_stride;
+            for (int64_t x : lines[(reinterpret_cast<uintptr_t>(ahead) / sizeof(T)) % kLine]) __builtin_prefetch(ahead + x);
+          }
+          const T* row = src.base + (o0 + l) * src.out_stride + i0 * src.in_stride;
+          for (int t = 0; t < 9; ++t)
+            for (int64_t i = 0; i < ilen; ++i)
+              tile[(t * kChunk + i) * KB + l] = load_acc(row + src.tap_offset[t] + i * src.in_stride);
+        }
       }
       if (olen < KB)
         for (int64_t ti = 0; ti < 9 * kChunk; ++ti) std::fill(&tile[ti * KB + olen], &tile[ti * KB + KB], 0.0f);
