@@ -358,8 +358,9 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
 @pytest.mark.parametrize("bias", [False, True])
 def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, padding, bias):
     """float32 3x3 stride-1 convolutions with 32+ channels (a multiple of 16 on the read side)
-    and 24+ 2x2 output tiles run Winograd F(2x2, 3x3): the forward, and the input gradient as a
-    convolution of dy with the flipped filter. Same tolerance as every path."""
+    and 24+ 2x2 output tiles run Winograd F(2x2, 3x3): the forward, the input gradient as a
+    convolution of dy with the flipped filter, and the weight gradient (reduction over tiles; the
+    same bits on 1 and 2 threads). Same tolerance as every path."""
     gen = torch.Generator().manual_seed(c * k + h * w)
     x = make_tensor((n, c, h, w), torch.float32, layout, gen)
     wt = make_tensor((k, c, 3, 3), torch.float32, weight_layout, gen)
@@ -370,19 +371,32 @@ def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, pa
         y = CF.conv2d(x, wt, b, 1, padding)
         dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], list(_pair(padding)), [1, 1], 1,
                                                     layout == "channels_last")
+        dw = {}
+        threads = torch.get_num_threads()
+        try:
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                dw[t] = torch.ops.cnnkernels.conv2d_weight_grad(g, x, [k, c, 3, 3], [1, 1], list(_pair(padding)),
+                                                                [1, 1], 1)
+        finally:
+            torch.set_num_threads(threads)
     with torch_without_onednn():
         theirs = run_conv(F.conv2d, x, wt, b, dict(stride=1, padding=padding, dilation=1, groups=1), g)
         ref64 = run_conv(F.conv2d, x.double(), wt.double(), None if b is None else b.double(),
                          dict(stride=1, padding=padding, dilation=1, groups=1), g.double())
-    assert_calibrated(y, theirs[0], ref64[0], f"winograd output {c}->{k} @{h}x{w} p{padding}", 9 * c)
-    assert_calibrated(dx, theirs[1], ref64[1], f"winograd grad_input {c}->{k} @{h}x{w} p{padding}", 9 * k)
+    what = f"{c}->{k} @{h}x{w} p{padding}"
+    assert_calibrated(y, theirs[0], ref64[0], f"winograd output {what}", 9 * c)
+    assert_calibrated(dx, theirs[1], ref64[1], f"winograd grad_input {what}", 9 * k)
+    assert torch.equal(dw[1], dw[2]), f"winograd grad_weight {what}: 1 and 2 threads differ"
+    assert_calibrated(dw[2], theirs[2], ref64[2], f"winograd grad_weight {what}", y.numel() // k)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
 def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
     """inf - inf inside a Winograd transform gives NaN where summation gives +-inf: a non-finite
-    output sends the call back to direct summation, so the inf and NaN pattern is PyTorch's."""
+    result (output, input or weight gradient) sends the call back to direct summation, so the inf
+    and NaN pattern is PyTorch's."""
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(2, 32, 10, 10, generator=gen)
     wt = torch.randn(32, 32, 3, 3, generator=gen)
@@ -392,9 +406,10 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
     with forced_isa(isa):
         y = CF.conv2d(x, wt, None, 1, 1)
         dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], [1, 1], [1, 1], 1, False)
+        dw = torch.ops.cnnkernels.conv2d_weight_grad(g, x, list(wt.shape), [1, 1], [1, 1], [1, 1], 1)
     with torch_without_onednn():
         theirs = run_conv(F.conv2d, x, wt, None, dict(stride=1, padding=1, dilation=1, groups=1), g)
-    for ours, ref in ((y, theirs[0]), (dx, theirs[1])):
+    for ours, ref in ((y, theirs[0]), (dx, theirs[1]), (dw, theirs[2])):
         assert not ref.isfinite().all()
         assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
         assert torch.equal(ours.isinf() & (ours > 0), ref.isinf() & (ref > 0))

@@ -262,6 +262,8 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
 
 // acc[m][v] = bias(vector v) + x(pixel m, channel c) * w(c, vector v) summed over every tap and
 // input channel, plus pixel_bias[m]; the tile is stored at out + out_off[m] (rounded to TOut).
+// With `accumulate`, acc starts from the tile already at out instead of the bias (Winograd's
+// weight gradient sums its chunks of tiles there).
 // Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
 // a row, so small images fill whole tiles. bias and pixel_bias may be null.
 // Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
@@ -269,13 +271,13 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
 template <class M, int MR, int NV, typename TOut>
 [[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
                       const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
-                      TOut* out, const int64_t* out_off) {
+                      TOut* out, const int64_t* out_off, bool accumulate = false) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   typename V::type acc[MR][NV];
   for (int v = 0; v < NV; ++v) {
     const typename V::type b = bias ? V::load(bias + v * L) : V::zero();
-    for (int m = 0; m < MR; ++m) acc[m][v] = b;
+    for (int m = 0; m < MR; ++m) acc[m][v] = accumulate ? V::load(out + out_off[m] + v * L) : b;
   }
   for (int64_t t = 0; t < taps; ++t) {
     const typename M::Elem* xt[MR];
@@ -304,13 +306,13 @@ template <class M, int MR, int NV, typename TOut>
 [[gnu::always_inline]] inline void conv_tile_upto(
     int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
     const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias, TOut* out,
-    const int64_t* out_off) {
+    const int64_t* out_off, bool accumulate = false) {
   if constexpr (MR > 1) {
     if (m < MR)
       return conv_tile_upto<M, MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out,
-                                           out_off);
+                                           out_off, accumulate);
   }
-  conv_tile<M, MR, NV>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off);
+  conv_tile<M, MR, NV>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off, accumulate);
 }
 
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap

@@ -26,6 +26,7 @@
 #include <cmath>
 
 #include "conv2d_direct.h"
+#include "conv2d_wgrad.h"
 
 namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
@@ -112,6 +113,36 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
   return u;
 }
 
+// V[xi][j][c] = (B^T d B)[xi] for tiles t0 + j, j < tn, of an N x TH x TW grid of 2x2 tiles, d the
+// tile's 4x4 patch of x (channels-last, origin at the padded top-left; channels c < in, a
+// multiple of the vector width); tile j's row at v + j row (row >= in), xi's v_step floats apart.
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int64_t t0, int64_t tn, int64_t in,
+                                 float* v, int64_t row, int64_t v_step) {
+  using V = VecF32;
+  using Vec = V::type;
+  constexpr int L = V::kLanes;
+  for (int64_t j = 0; j < tn; ++j) {
+    const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
+    const float* d0 = x.data + n * x.sn + 2 * ti * x.sh + 2 * tj * x.sw;
+    for (int64_t c = 0; c < in; c += L) {
+      Vec r[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
+      for (int s = 0; s < 4; ++s) {
+        const float* col = d0 + s * x.sw + c;
+        const Vec a0 = V::load(col), a1 = V::load(col + x.sh), a2 = V::load(col + 2 * x.sh), a3 = V::load(col + 3 * x.sh);
+        r[0][s] = V::sub(a0, a2), r[1][s] = V::add(a1, a2), r[2][s] = V::sub(a2, a1), r[3][s] = V::sub(a1, a3);
+      }
+      float* dst = v + j * row + c;
+      for (int i = 0; i < 4; ++i) {  // (B^T d) B: the same combinations of columns
+        V::store(dst + (4 * i) * v_step, V::sub(r[i][0], r[i][2]));
+        V::store(dst + (4 * i + 1) * v_step, V::add(r[i][1], r[i][2]));
+        V::store(dst + (4 * i + 2) * v_step, V::sub(r[i][2], r[i][1]));
+        V::store(dst + (4 * i + 3) * v_step, V::sub(r[i][1], r[i][3]));
+      }
+    }
+  }
+}
+
 // Tiles per work item: V (16 TB in floats) at most 768 KB, so that it stays in the L2 (1 MB a
 // Zen 4 core) while U's slices stream through; few enough for 16+ items where the problem allows
 // (so 2 threads lose little to the last item); a multiple of MR, at most 8 MR. Each item re-reads
@@ -172,27 +203,8 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
     };
     for (int64_t item = b; item < e; ++item) {
       const int64_t tb = item / nkb, kb = item % nkb, t0 = tb * TB, tn = std::min(TB, tiles - t0);
-      if (tb != v_of) {  // V = B^T d B per tile and input channel vector
-        for (int64_t j = 0; j < tn; ++j) {
-          const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
-          const float* d0 = x.data + n * x.sn + 2 * ti * x.sh + 2 * tj * x.sw;
-          for (int64_t c = 0; c < in; c += L) {
-            Vec r[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
-            for (int s = 0; s < 4; ++s) {
-              const float* col = d0 + s * x.sw + c;
-              const Vec a0 = V::load(col), a1 = V::load(col + x.sh), a2 = V::load(col + 2 * x.sh),
-                        a3 = V::load(col + 3 * x.sh);
-              r[0][s] = V::sub(a0, a2), r[1][s] = V::add(a1, a2), r[2][s] = V::sub(a2, a1), r[3][s] = V::sub(a1, a3);
-            }
-            float* dst = v + j * in + c;
-            for (int i = 0; i < 4; ++i) {  // (B^T d) B: the same combinations of columns
-              V::store(dst + (4 * i) * v_step, V::sub(r[i][0], r[i][2]));
-              V::store(dst + (4 * i + 1) * v_step, V::add(r[i][1], r[i][2]));
-              V::store(dst + (4 * i + 2) * v_step, V::sub(r[i][2], r[i][1]));
-              V::store(dst + (4 * i + 3) * v_step, V::sub(r[i][1], r[i][3]));
-            }
-          }
-        }
+      if (tb != v_of) {
+        winograd_input_tiles(x, TH, TW, t0, tn, in, v, in, v_step);
         v_of = tb;
       }
       for (int xi = 0; xi < 16; ++xi) {  // M[xi] = V[xi] U[xi]: tiles as the tile's pixels
@@ -233,6 +245,145 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         if (!in_place) store_stage(stage.data(), t0, tn, o, lanes);
       }
     }
+    alignas(64) float lane[L];
+    V::store(lane, check);
+    for (int l = 0; l < L; ++l)
+      if (lane[l] != 0.0f) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
+// The weight gradient of the same convolutions. By the transposition principle, the gradient of
+// a tile's y = A^T [(G g G^T) . V] A with respect to g is G^T [(A dY A^T) . V] G, dY the tile's 2x2
+// of dy (zeros past P and Q). So per (k, c), dW = G^T M G with M[xi][k][c] = sum over tiles of
+// Dy[xi][k] V[xi][c], Dy = A dY A^T and V = B^T d B as in the forward: 16 GEMMs whose reduction runs
+// over the N TH TW tiles, 16 multiply-adds per tile and (k, c) where direct summation takes 36.
+//
+// Work: M is cut into super-blocks of kWgradRows out channels k x kWgradCols in channels c (M's
+// share, 16 x 96 x 64 floats, stays in the L2) and the tiles into S fixed splits (more splits
+// where there are few super-blocks, so 2 threads have work); an item is (super-block, split). It
+// walks its tiles in chunks of kWgradChunk, transforms the chunk's V for its c and Dy for its k
+// (Dy transposed to [xi][k][tile] through 8x8 blocks: the register tile broadcasts Dy along the
+// tiles and loads V as vectors), and accumulates its M share with conv_tile. The splits' partial
+// sums are added in split order: the result does not depend on the thread count.
+constexpr int64_t kWgradRows = 96, kWgradCols = 64, kWgradChunk = 32;
+
+// dY's transform, A = [1 0; 1 1; 1 -1; 0 -1]: Dy = A dY A^T from the 2x2 (y00 y01; y10 y11).
+template <class V>
+inline void winograd_grad_tile(typename V::type y00, typename V::type y01, typename V::type y10, typename V::type y11,
+                               typename V::type out[16]) {
+  using Vec = typename V::type;
+  const Vec zero = V::zero();
+  const Vec r[4][2] = {{y00, y01}, {V::add(y00, y10), V::add(y01, y11)}, {V::sub(y00, y10), V::sub(y01, y11)},
+                       {V::sub(zero, y10), V::sub(zero, y11)}};
+  for (int i = 0; i < 4; ++i) {
+    out[4 * i] = r[i][0];
+    out[4 * i + 1] = V::add(r[i][0], r[i][1]);
+    out[4 * i + 2] = V::sub(r[i][0], r[i][1]);
+    out[4 * i + 3] = V::sub(zero, r[i][1]);
+  }
+}
+
+// dw (K x C x 3 x 3, element strides ws) = G^T M G per (k, c) from x (channels-last, padded as for
+// the forward: origin at the padded top-left, readable over N x (2 TH + 2) x (2 TW + 2)) and dy
+// (channels-last, readable over N x 2 TH x 2 TW, zeros past P and Q). C and K are multiples of 16.
+// Returns false if an element of dw is not finite.
+template <int MR, int NV>
+bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
+                    float* dw, const int64_t ws[4]) {
+  using V = VecF32;
+  using Vec = V::type;
+  constexpr int L = V::kLanes;
+  constexpr int64_t KB = NV * L, TC = kWgradChunk;
+  static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
+  const int64_t TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
+  const int64_t nkr = (K + kWgradRows - 1) / kWgradRows, ncc = (C + kWgradCols - 1) / kWgradCols, Cp = ncc * kWgradCols;
+  const int64_t supers = nkr * ncc, splits = std::clamp<int64_t>((8 + supers - 1) / supers, 1, std::max<int64_t>(1, tiles / 64));
+  const int64_t m_step = K * Cp, split_step = 16 * m_step;
+  ScratchOf<float> mbuf(splits * split_step);  // M[split][xi][k][Cp]
+  parallel_for(0, supers * splits, 1, [&](int64_t b, int64_t e) {
+    ScratchOf<float> vbuf(16 * TC * kWgradCols), dbuf(16 * kWgradRows * TC), stage(16 * TC * L);
+    float* v = vbuf.data();
+    float* d = dbuf.data();
+    const int64_t no_offset[1] = {0};
+    int64_t x_off[MR], out_off[MR];
+    for (int mi = 0; mi < MR; ++mi) out_off[mi] = mi * Cp;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t sb = item / splits, split = item % splits;
+      // Row blocks of balanced sizes, multiples of 16 (K is): 128 -> 64 + 64, not 96 + 32.
+      const int64_t k0 = sb / ncc * K / nkr / 16 * 16, kn = (sb / ncc + 1) * K / nkr / 16 * 16 - k0;
+      const int64_t c0 = sb % ncc * kWgradCols, cn = std::min(kWgradCols, C - c0), cp = (cn + KB - 1) / KB * KB;
+      const int64_t ts0 = tiles * split / splits, ts1 = tiles * (split + 1) / splits;
+      float* m = mbuf.data() + split * split_step + k0 * Cp + c0;
+      const NhwcView xc{x.data + c0, x.sn, x.sh, x.sw};
+      for (int64_t t0 = ts0; t0 < ts1; t0 += TC) {
+        const int64_t tn = std::min(TC, ts1 - t0), tn8 = (tn + 7) / 8 * 8;
+        winograd_input_tiles(xc, TH, TW, t0, tn, cn, v, cp, TC * cp);
+        if (cp > cn)  // lanes past C: zeros (their sums are never read, but stay finite)
+          for (int64_t r = 0; r < 16 * TC; ++r) std::fill(v + r * cp + cn, v + (r + 1) * cp, 0.0f);
+        for (int64_t kv = 0; kv < kn; kv += L) {  // Dy for channels k0 + kv + lane
+          for (int64_t j = 0; j < tn8; ++j) {
+            Vec g[16];
+            if (j < tn) {
+              const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
+              const float* y0 = dy.data + n * dy.sn + 2 * ti * dy.sh + 2 * tj * dy.sw + k0 + kv;
+              winograd_grad_tile<V>(V::load(y0), V::load(y0 + dy.sw), V::load(y0 + dy.sh), V::load(y0 + dy.sh + dy.sw), g);
+            } else {
+              for (int xi = 0; xi < 16; ++xi) g[xi] = V::zero();
+            }
+            for (int xi = 0; xi < 16; ++xi) V::store(stage.data() + (xi * TC + j) * L, g[xi]);
+          }
+          for (int xi = 0; xi < 16; ++xi)
+            for (int64_t j = 0; j < tn8; j += 8)
+              for (int l = 0; l < L; l += 8)
+                transpose8x8(stage.data() + (xi * TC + j) * L + l, L, d + (xi * kWgradRows + kv + l) * TC + j, TC);
+        }
+        for (int xi = 0; xi < 16; ++xi)
+          for (int64_t kr = 0; kr < kn; kr += MR) {
+            for (int mi = 0; mi < MR; ++mi) x_off[mi] = (kr + mi) * TC;
+            for (int64_t cb = 0; cb < cp; cb += KB)
+              conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, kn - kr)), d + xi * kWgradRows * TC, x_off,
+                                             no_offset, 1, v + xi * TC * cp + cb, tn, cp, nullptr, nullptr,
+                                             m + xi * m_step + kr * Cp + cb, out_off, t0 > ts0);
+          }
+      }
+    }
+  });
+  // dW = G^T (sum of the splits' M) G, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+  std::atomic<bool> finite{true};
+  parallel_for(0, K, 4, [&](int64_t b, int64_t e) {
+    const float half_value = 0.5f;
+    const Vec half = V::broadcast(&half_value), zero = V::zero();
+    Vec check = zero;
+    for (int64_t k = b; k < e; ++k)
+      for (int64_t c = 0; c < C; c += L) {
+        Vec mx[16];
+        for (int xi = 0; xi < 16; ++xi) {
+          const float* at = mbuf.data() + xi * m_step + k * Cp + c;
+          mx[xi] = V::load(at);
+          for (int64_t sp = 1; sp < splits; ++sp) mx[xi] = V::add(mx[xi], V::load(at + sp * split_step));
+        }
+        Vec z[3][4];  // G^T M
+        for (int j = 0; j < 4; ++j) {
+          const Vec h = V::mul(half, V::add(mx[4 + j], mx[8 + j]));
+          z[0][j] = V::add(mx[j], h), z[1][j] = V::mul(half, V::sub(mx[4 + j], mx[8 + j])), z[2][j] = V::add(h, mx[12 + j]);
+        }
+        for (int r = 0; r < 3; ++r) {  // (G^T M) G
+          const Vec h = V::mul(half, V::add(z[r][1], z[r][2]));
+          const Vec w3[3] = {V::add(z[r][0], h), V::mul(half, V::sub(z[r][1], z[r][2])), V::add(h, z[r][3])};
+          for (int s = 0; s < 3; ++s) {
+            check = V::fmadd(w3[s], zero, check);
+            float* dst = dw + k * ws[0] + r * ws[2] + s * ws[3] + c * ws[1];
+            if (ws[1] == 1) {
+              V::store(dst, w3[s]);
+            } else {
+              alignas(64) float lane[L];
+              V::store(lane, w3[s]);
+              for (int l = 0; l < L; ++l) dst[l * ws[1]] = lane[l];
+            }
+          }
+        }
+      }
     alignas(64) float lane[L];
     V::store(lane, check);
     for (int l = 0; l < L; ++l)
@@ -308,6 +459,32 @@ inline bool conv2d_dgrad_winograd(const Conv2dDgradArgs& a) {
     if (!winograd_conv_of(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 2 - p.pad_h,
                           2 - p.pad_w, f, p.C, p.H, p.W, nullptr, static_cast<float*>(a.dx.data), a.dx.stride))
       conv2d_dgrad_direct<T>(a);
+    return true;
+  }
+}
+
+// dW of the forward's convolution: x padded as the forward reads it, dy padded to whole tiles.
+template <typename T>
+inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0) return false;
+    const int64_t TH = (p.P + 1) / 2, TW = (p.Q + 1) / 2;
+    const int64_t Hp = std::max(p.H + 2 * p.pad_h, 2 * TH + 2), Wp = std::max(p.W + 2 * p.pad_w, 2 * TW + 2);
+    const PackedActivations<FmaF32> xp = pack_activations_for<FmaF32>(
+        static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, 1, p.pad_h, p.pad_w, Hp, Wp,
+        Hp == p.H && Wp == p.W);
+    const PackedActivations<FmaF32> dyp = pack_activations_for<FmaF32>(
+        static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 1, 0, 0, 2 * TH, 2 * TW,
+        2 * TH == p.P && 2 * TW == p.Q);
+    // The forward's wide tile (6 k rows x 4 or 2 vectors of c): with_tile's narrow ones are for big
+    // weights, and M's super-blocks hold whole wide tiles.
+    constexpr int kVectors = VecF32::kLanes == 16 ? 4 : 2;
+    if (!winograd_wgrad<6, kVectors>(xp.view, dyp.view, p.N, p.C, p.K, p.P, p.Q, static_cast<float*>(a.dw.data),
+                                     a.dw.stride))
+      conv2d_wgrad_direct<T>(a);
     return true;
   }
 }
