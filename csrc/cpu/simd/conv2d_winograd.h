@@ -35,22 +35,30 @@ namespace {
 // U[xi][kb][i][KB]: element xi of G g G^T for in channel i and out channel kb KB + lane, g the
 // 3x3 filter that `src` names (one group, taps in row-major (r, s) order); lanes past `out` are
 // zeros. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
-// Work items are (out block, chunk of kChunk in channels): the block's filters for the chunk are
-// first transposed into an L1 tile [tap][i][KB], so that the transform runs on whole vectors of
-// out channels.
+// Work items are (block of kBlock out channels, chunk of kChunk in channels): the block's filters
+// for the chunk are first transposed into an L1 tile [i][tap][kBlock], so that the transform runs
+// on whole vectors of out channels. kBlock (a multiple of every KB) does not shrink with AVX2's
+// KB = 16, so the prefetches below run as far ahead of the rows read.
 template <typename T>
 ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, int64_t in, int64_t KB) {
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes;
-  constexpr int64_t kChunk = 8;
+  constexpr int64_t kChunk = 8, kBlock = 64;
   const int64_t nkb = (out + KB - 1) / KB, nchunks = (in + kChunk - 1) / kChunk, xi_step = nkb * in * KB;
+  const int64_t nblocks = (out + kBlock - 1) / kBlock;
   ScratchOf<float> u(16 * xi_step);
   // The cache lines one row's chunk reads (9 kChunk elements: 5-6 lines for KCRS weights, 9-18 for
   // KRSC, 8-16 for dgrad's KCRS): lines[a] holds the offset of one element per line when the row's
   // first element sits a elements into its line.
   constexpr int64_t kAhead = 8, kLine = 64 / sizeof(T);
   std::vector<std::vector<int64_t>> lines(kLine);
+  int tap_dir = 0;  // +1 / -1: tap t at tap_offset[0] +- t; 0: neither
+  for (int dir : {1, -1}) {
+    bool all = true;
+    for (int t = 0; t < 9; ++t) all = all && src.tap_offset[t] == src.tap_offset[0] + dir * t;
+    if (all) tap_dir = dir;
+  }
   for (int64_t a = 0; a < kLine; ++a) {
     std::vector<std::pair<int64_t, int64_t>> at;  // (line, offset)
     for (int t = 0; t < 9; ++t)
@@ -62,44 +70,61 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
     for (size_t j = 0; j < at.size(); ++j)
       if (j == 0 || at[j].first != at[j - 1].first) lines[a].push_back(at[j].second);
   }
-  parallel_for(0, nkb * nchunks, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> tile(9 * kChunk * KB);
+  parallel_for(0, nblocks * nchunks, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> tile(9 * kChunk * kBlock);
     const float half_value = 0.5f;
     const Vec half = V::broadcast(&half_value);
     for (int64_t item = b; item < e; ++item) {
-      const int64_t kb = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, in - i0);
-      const int64_t o0 = kb * KB, olen = std::min(KB, out - o0);
+      const int64_t i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, in - i0);
+      // Out channels [o0, o0 + olen) read, lanes up to o0 + wlen written (the last KB block's tail: zeros).
+      const int64_t o0 = item / nchunks * kBlock, olen = std::min(kBlock, out - o0), wlen = std::min(kBlock, nkb * KB - o0);
       if (src.out_stride == 1) {  // out channels contiguous (dgrad of KRSC weights): row copies
-        for (int t = 0; t < 9; ++t)
-          for (int64_t i = 0; i < ilen; ++i)
-            convert_n(src.base + o0 + src.tap_offset[t] + (i0 + i) * src.in_stride, &tile[(t * kChunk + i) * KB], olen);
+        for (int64_t i = 0; i < ilen; ++i)
+          for (int t = 0; t < 9; ++t)
+            convert_n(src.base + o0 + src.tap_offset[t] + (i0 + i) * src.in_stride, &tile[(i * 9 + t) * kBlock], olen);
       } else {
-        for (int64_t l = 0; l < olen; ++l) {
+        for (int64_t l = 0; l < olen; l += 8) {
           // Rows are far apart (out_stride): no stream for the hardware prefetchers to follow, so
-          // ask for row l + kAhead's lines now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
-          if (l + kAhead < olen) {
-            const T* ahead = src.base + (o0 + l + kAhead) * src.out_stride + i0 * src.in_stride;
+          // ask for the lines of rows kAhead on now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
+          for (int64_t r = l + kAhead; r < std::min(olen, l + kAhead + 8); ++r) {
+            const T* ahead = src.base + (o0 + r) * src.out_stride + i0 * src.in_stride;
             for (int64_t x : lines[(reinterpret_cast<uintptr_t>(ahead) / sizeof(T)) % kLine]) __builtin_prefetch(ahead + x);
           }
+          // 8 rows at a time through 8 x 8 register transposes where 8 of a row's elements are
+          // neighbours: its taps (KCRS; dgrad's flipped KCRS) or its chunk of in channels (KRSC).
           const T* row = src.base + (o0 + l) * src.out_stride + i0 * src.in_stride;
-          for (int t = 0; t < 9; ++t)
-            for (int64_t i = 0; i < ilen; ++i)
-              tile[(t * kChunk + i) * KB + l] = load_acc(row + src.tap_offset[t] + i * src.in_stride);
+          float* col = tile.data() + l;
+          if (l + 8 <= olen && tap_dir != 0) {
+            const int t_first = tap_dir > 0 ? 0 : 8, t_last = 8 - t_first;  // t_first: the lowest address
+            for (int64_t i = 0; i < ilen; ++i) {
+              transpose8x8(row + i * src.in_stride + src.tap_offset[t_first], src.out_stride,
+                           col + (i * 9 + t_first) * kBlock, tap_dir * kBlock);
+              for (int r = 0; r < 8; ++r)
+                col[(i * 9 + t_last) * kBlock + r] = load_acc(row + r * src.out_stride + i * src.in_stride + src.tap_offset[t_last]);
+            }
+          } else if (l + 8 <= olen && src.in_stride == 1 && ilen == kChunk) {
+            for (int t = 0; t < 9; ++t) transpose8x8(row + src.tap_offset[t], src.out_stride, col + t * kBlock, 9 * kBlock);
+          } else {
+            for (int64_t r = 0; r < std::min<int64_t>(8, olen - l); ++r)
+              for (int64_t i = 0; i < ilen; ++i)
+                for (int t = 0; t < 9; ++t)
+                  col[(i * 9 + t) * kBlock + r] = load_acc(row + r * src.out_stride + src.tap_offset[t] + i * src.in_stride);
+          }
         }
       }
-      if (olen < KB)
-        for (int64_t ti = 0; ti < 9 * kChunk; ++ti) std::fill(&tile[ti * KB + olen], &tile[ti * KB + KB], 0.0f);
-      for (int64_t i = 0; i < ilen; ++i)
-        for (int64_t l = 0; l < KB; l += L) {
-          const float* gi = tile.data() + i * KB + l;
+      if (olen < wlen)
+        for (int64_t ti = 0; ti < 9 * kChunk; ++ti) std::fill(&tile[ti * kBlock + olen], &tile[ti * kBlock + wlen], 0.0f);
+      for (int64_t l = 0; l < wlen; l += L)  // i inner: U's rows for one block of KB are consecutive
+        for (int64_t i = 0; i < ilen; ++i) {
+          const float* gi = tile.data() + i * 9 * kBlock + l;
           Vec t[4][3];  // G g, one column s at a time
           for (int s = 0; s < 3; ++s) {
-            const Vec a = V::load(gi + s * kChunk * KB), b = V::load(gi + (3 + s) * kChunk * KB),
-                      c = V::load(gi + (6 + s) * kChunk * KB);
+            const Vec a = V::load(gi + s * kBlock), b = V::load(gi + (3 + s) * kBlock), c = V::load(gi + (6 + s) * kBlock);
             t[0][s] = a, t[1][s] = V::mul(half, V::add(V::add(a, b), c)), t[2][s] = V::mul(half, V::add(V::sub(a, b), c));
             t[3][s] = c;
           }
-          float* dst = u.data() + (kb * in + i0 + i) * KB + l;
+          const int64_t o = o0 + l;  // a vector never straddles two KB blocks: L divides KB
+          float* dst = u.data() + (o / KB * in + i0 + i) * KB + o % KB;
           for (int r = 0; r < 4; ++r) {  // (G g) G^T
             const Vec a = t[r][0], b = t[r][1], c = t[r][2];
             V::store(dst + (4 * r) * xi_step, a);
@@ -144,13 +169,16 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
 }
 
 // Tiles per work item: V (16 TB in floats) at most 768 KB, so that it stays in the L2 (1 MB a
-// Zen 4 core) while U's slices stream through; few enough for 16+ items where the problem allows
-// (so 2 threads lose little to the last item); a multiple of MR, at most 8 MR. Each item re-reads
-// its out block's U: more tiles per item, less U traffic per multiply.
+// Zen 4 core) while U's slices stream through; few enough for 16+ items where the problem allows;
+// between MR and 8 MR; then evened out over the blocks, so that the items are alike (2 threads
+// split them in halves: 49 tiles in blocks of 12, 12, 12, 12 and 1 left one thread with 40% more
+// work). Each item re-reads its out block's U: more tiles per item, less U traffic per multiply.
 template <int MR>
 int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
   const int64_t fit = (int64_t(768) << 10) / (16 * in * int64_t(sizeof(float)));
-  return std::clamp<int64_t>(std::min(fit, tiles * out_blocks / 16) / MR * MR, MR, 8 * MR);
+  const int64_t most = std::clamp<int64_t>(std::min(fit, tiles * out_blocks / 16), MR, 8 * MR);
+  const int64_t blocks = (tiles + most - 1) / most;
+  return (tiles + blocks - 1) / blocks;
 }
 
 // y(n, 2 ti + a, 2 tj + b, o) = bias[o] + sum over (i, r, s) of x(n, 2 ti + a + r, 2 tj + b + s, i)
