@@ -354,6 +354,9 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
     (3, 96, 32, 6, 9, 2),       # padding 2: the input gradient's dy is unpadded
     (1, 128, 130, 14, 14, (1, 0)),  # 130 out: partial blocks (the input gradient runs direct)
     (2, 64, 32, 10, 12, 0),     # unpadded, even output: channels_last x read in place
+    # the weight gradient takes 2^20+ tile x k x c products: row blocks 48 + 48, one column block
+    (2, 128, 96, 16, 14, 1),
+    (1, 96, 176, 20, 18, 0),    # row blocks 80 + 96, column blocks 64 + 32 (a partial vector block)
 ])
 @pytest.mark.parametrize("bias", [False, True])
 def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, padding, bias):
@@ -398,9 +401,9 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
     result (output, input or weight gradient) sends the call back to direct summation, so the inf
     and NaN pattern is PyTorch's."""
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 32, 10, 10, generator=gen)
-    wt = torch.randn(32, 32, 3, 3, generator=gen)
-    g = torch.randn(2, 32, 10, 10, generator=gen)
+    x = torch.randn(2, 96, 16, 16, generator=gen)   # 2^20+ products: the weight gradient too
+    wt = torch.randn(96, 96, 3, 3, generator=gen)
+    g = torch.randn(2, 96, 16, 16, generator=gen)
     x[0, 3, 4, 4] = x[0, 3, 4, 6] = x[1, 7, 0, 0] = special   # two in one tile's rows 0 and 2
     g[1, 5, 2, 2] = g[1, 5, 2, 4] = special
     with forced_isa(isa):

@@ -326,7 +326,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
   const int64_t TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
   const int64_t nkr = (K + kWgradRows - 1) / kWgradRows, ncc = (C + kWgradCols - 1) / kWgradCols, Cp = ncc * kWgradCols;
-  const int64_t supers = nkr * ncc, splits = std::clamp<int64_t>((8 + supers - 1) / supers, 1, std::max<int64_t>(1, tiles / 64));
+  const int64_t supers = nkr * ncc, splits = std::clamp<int64_t>((8 + supers - 1) / supers, 1, std::max<int64_t>(1, tiles / 16));
   const int64_t m_step = K * Cp, split_step = 16 * m_step;
   ScratchOf<float> mbuf(splits * split_step);  // M[split][xi][k][Cp]
   parallel_for(0, supers * splits, 1, [&](int64_t b, int64_t e) {
@@ -498,8 +498,11 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
-    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0) return false;
     const int64_t TH = (p.P + 1) / 2, TW = (p.Q + 1) / 2;
+    // Small problems (under 2^20 tile x k x c products: 64 -> 64 @10) lose to their fixed costs
+    // (two packs, M's final transform): A/B 0.7-0.9x.
+    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || p.N * TH * TW * p.K * p.C < (int64_t(1) << 20))
+      return false;
     const int64_t Hp = std::max(p.H + 2 * p.pad_h, 2 * TH + 2), Wp = std::max(p.W + 2 * p.pad_w, 2 * TW + 2);
     const PackedActivations<FmaF32> xp = pack_activations_for<FmaF32>(
         static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, 1, p.pad_h, p.pad_w, Hp, Wp,
