@@ -77,7 +77,8 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
     for (int64_t item = b; item < e; ++item) {
       const int64_t i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, in - i0);
       // Out channels [o0, o0 + olen) read, lanes up to o0 + wlen written (the last KB block's tail: zeros).
-      const int64_t o0 = item / nchunks * kBlock, olen = std::min(kBlock, out - o0), wlen = std::min(kBlock, nkb * KB - o0);
+      const int64_t o0 = item / nchunks * kBlock, olen = std::min(kBlock, out - o0);
+      const int64_t wlen = std::min(kBlock, nkb * KB - o0);
       if (src.out_stride == 1) {  // out channels contiguous (dgrad of KRSC weights): row copies
         for (int64_t i = 0; i < ilen; ++i)
           for (int t = 0; t < 9; ++t)
@@ -88,7 +89,8 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
           // ask for the lines of rows kAhead on now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
           for (int64_t r = l + kAhead; r < std::min(olen, l + kAhead + 8); ++r) {
             const T* ahead = src.base + (o0 + r) * src.out_stride + i0 * src.in_stride;
-            for (int64_t x : lines[(reinterpret_cast<uintptr_t>(ahead) / sizeof(T)) % kLine]) __builtin_prefetch(ahead + x);
+            const int64_t a = (reinterpret_cast<uintptr_t>(ahead) / sizeof(T)) % kLine;
+            for (int64_t x : lines[a]) __builtin_prefetch(ahead + x);
           }
           // 8 rows at a time through 8 x 8 register transposes where 8 of a row's elements are
           // neighbours: its taps (KCRS; dgrad's flipped KCRS) or its chunk of in channels (KRSC).
@@ -100,27 +102,33 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
               transpose8x8(row + i * src.in_stride + src.tap_offset[t_first], src.out_stride,
                            col + (i * 9 + t_first) * kBlock, tap_dir * kBlock);
               for (int r = 0; r < 8; ++r)
-                col[(i * 9 + t_last) * kBlock + r] = load_acc(row + r * src.out_stride + i * src.in_stride + src.tap_offset[t_last]);
+                col[(i * 9 + t_last) * kBlock + r] =
+                    load_acc(row + r * src.out_stride + i * src.in_stride + src.tap_offset[t_last]);
             }
           } else if (l + 8 <= olen && src.in_stride == 1 && ilen == kChunk) {
-            for (int t = 0; t < 9; ++t) transpose8x8(row + src.tap_offset[t], src.out_stride, col + t * kBlock, 9 * kBlock);
+            for (int t = 0; t < 9; ++t)
+              transpose8x8(row + src.tap_offset[t], src.out_stride, col + t * kBlock, 9 * kBlock);
           } else {
             for (int64_t r = 0; r < std::min<int64_t>(8, olen - l); ++r)
               for (int64_t i = 0; i < ilen; ++i)
                 for (int t = 0; t < 9; ++t)
-                  col[(i * 9 + t) * kBlock + r] = load_acc(row + r * src.out_stride + src.tap_offset[t] + i * src.in_stride);
+                  col[(i * 9 + t) * kBlock + r] =
+                      load_acc(row + r * src.out_stride + src.tap_offset[t] + i * src.in_stride);
           }
         }
       }
       if (olen < wlen)
-        for (int64_t ti = 0; ti < 9 * kChunk; ++ti) std::fill(&tile[ti * kBlock + olen], &tile[ti * kBlock + wlen], 0.0f);
+        for (int64_t ti = 0; ti < 9 * kChunk; ++ti)
+          std::fill(&tile[ti * kBlock + olen], &tile[ti * kBlock + wlen], 0.0f);
       for (int64_t l = 0; l < wlen; l += L)  // i inner: U's rows for one block of KB are consecutive
         for (int64_t i = 0; i < ilen; ++i) {
           const float* gi = tile.data() + i * 9 * kBlock + l;
           Vec t[4][3];  // G g, one column s at a time
           for (int s = 0; s < 3; ++s) {
-            const Vec a = V::load(gi + s * kBlock), b = V::load(gi + (3 + s) * kBlock), c = V::load(gi + (6 + s) * kBlock);
-            t[0][s] = a, t[1][s] = V::mul(half, V::add(V::add(a, b), c)), t[2][s] = V::mul(half, V::add(V::sub(a, b), c));
+            const Vec a = V::load(gi + s * kBlock), b = V::load(gi + (3 + s) * kBlock);
+            const Vec c = V::load(gi + (6 + s) * kBlock);
+            t[0][s] = a, t[1][s] = V::mul(half, V::add(V::add(a, b), c));
+            t[2][s] = V::mul(half, V::add(V::sub(a, b), c));
             t[3][s] = c;
           }
           const int64_t o = o0 + l;  // a vector never straddles two KB blocks: L divides KB
@@ -154,7 +162,8 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
       Vec r[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
       for (int s = 0; s < 4; ++s) {
         const float* col = d0 + s * x.sw + c;
-        const Vec a0 = V::load(col), a1 = V::load(col + x.sh), a2 = V::load(col + 2 * x.sh), a3 = V::load(col + 3 * x.sh);
+        const Vec a0 = V::load(col), a1 = V::load(col + x.sh);
+        const Vec a2 = V::load(col + 2 * x.sh), a3 = V::load(col + 3 * x.sh);
         r[0][s] = V::sub(a0, a2), r[1][s] = V::add(a1, a2), r[2][s] = V::sub(a2, a1), r[3][s] = V::sub(a1, a3);
       }
       float* dst = v + j * row + c;
@@ -326,7 +335,8 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
   const int64_t TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
   const int64_t nkr = (K + kWgradRows - 1) / kWgradRows, ncc = (C + kWgradCols - 1) / kWgradCols, Cp = ncc * kWgradCols;
-  const int64_t supers = nkr * ncc, splits = std::clamp<int64_t>((8 + supers - 1) / supers, 1, std::max<int64_t>(1, tiles / 16));
+  const int64_t supers = nkr * ncc;
+  const int64_t splits = std::clamp<int64_t>((8 + supers - 1) / supers, 1, std::max<int64_t>(1, tiles / 16));
   const int64_t m_step = K * Cp, split_step = 16 * m_step;
   ScratchOf<float> mbuf(splits * split_step);  // M[split][xi][k][Cp]
   parallel_for(0, supers * splits, 1, [&](int64_t b, int64_t e) {
@@ -355,7 +365,8 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
             if (j < tn) {
               const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
               const float* y0 = dy.data + n * dy.sn + 2 * ti * dy.sh + 2 * tj * dy.sw + k0 + kv;
-              winograd_grad_tile<V>(V::load(y0), V::load(y0 + dy.sw), V::load(y0 + dy.sh), V::load(y0 + dy.sh + dy.sw), g);
+              winograd_grad_tile<V>(V::load(y0), V::load(y0 + dy.sw), V::load(y0 + dy.sh),
+                                    V::load(y0 + dy.sh + dy.sw), g);
             } else {
               for (int xi = 0; xi < 16; ++xi) g[xi] = V::zero();
             }
@@ -394,7 +405,8 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
         Vec z[3][4];  // G^T M
         for (int j = 0; j < 4; ++j) {
           const Vec h = V::mul(half, V::add(mx[4 + j], mx[8 + j]));
-          z[0][j] = V::add(mx[j], h), z[1][j] = V::mul(half, V::sub(mx[4 + j], mx[8 + j])), z[2][j] = V::add(h, mx[12 + j]);
+          z[0][j] = V::add(mx[j], h), z[1][j] = V::mul(half, V::sub(mx[4 + j], mx[8 + j]));
+          z[2][j] = V::add(h, mx[12 + j]);
         }
         for (int r = 0; r < 3; ++r) {  // (G^T M) G
           const Vec h = V::mul(half, V::add(z[r][1], z[r][2]));
@@ -427,15 +439,17 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
 // Winograd: 512 @7 N=1 (16 tiles) 0.84, N=2 (32) 1.17; 256 @10 (25) 1.28; 64 @10 (25) 1.07.
 inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, int64_t P, int64_t Q) {
   return p.dtype == DType::f32 && p.groups == 1 && p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 &&
-         p.dil_h == 1 && p.dil_w == 1 && in % 16 == 0 && in >= 32 && out >= 32 && p.N * ((P + 1) / 2) * ((Q + 1) / 2) >= 24;
+         p.dil_h == 1 && p.dil_w == 1 && in % 16 == 0 && in >= 32 && out >= 32 &&
+         p.N * ((P + 1) / 2) * ((Q + 1) / 2) >= 24;
 }
 
 // Runs winograd_conv for input activations src (N x in x H x W, strides st; padded by pad_h,
 // pad_w) into y (N x out x P x Q). False if an output was not finite.
 inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, int64_t in, int64_t H, int64_t W,
-                             int64_t pad_h, int64_t pad_w, const WeightSource<float>& f, int64_t out, int64_t P, int64_t Q,
-                             const float* bias, float* y, const int64_t ys[4]) {
-  const int64_t Hp = std::max(H + 2 * pad_h, 2 * ((P + 1) / 2) + 2), Wp = std::max(W + 2 * pad_w, 2 * ((Q + 1) / 2) + 2);
+                             int64_t pad_h, int64_t pad_w, const WeightSource<float>& f, int64_t out, int64_t P,
+                             int64_t Q, const float* bias, float* y, const int64_t ys[4]) {
+  const int64_t Hp = std::max(H + 2 * pad_h, 2 * ((P + 1) / 2) + 2);
+  const int64_t Wp = std::max(W + 2 * pad_w, 2 * ((Q + 1) / 2) + 2);
   // In place only when no padding is needed: unpadded and even P and Q (then Hp = H, Wp = W).
   const bool in_place_ok = Hp == H && Wp == W;
   const PackedActivations<FmaF32> xp =
