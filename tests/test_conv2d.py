@@ -323,6 +323,7 @@ def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     (2, 130, 520, 4, 3, 3, 3, dict(stride=(1, 2), padding=(2, 1), dilation=(2, 1))),
     (1, 512, 512, 1, 1, 3, 3, dict(padding=1)),                      # 1 pixel: 8 of 9 taps in the padding
     (1, 1100, 600, 7, 7, 1, 1, dict(stride=2)),                      # 1x1 stride 2, 16 pixels
+    (1, 1024, 600, 7, 7, 1, 1, dict()),                              # plain 1x1: NCHW planes row-copied
 ])
 @pytest.mark.parametrize("bias", [False, True])
 def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout, n, c, k, h, w, r, s, cfg, bias):
