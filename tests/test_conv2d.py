@@ -103,10 +103,12 @@ def test_conv2d_matches_torch(dtype, isa, cfg):
 @st.composite
 def wide_conv_configs(draw):
     """Channel counts that reach the direct (SIMD) engine: >= 8 output channels per group, blocks
-    of 16/32/64 lanes with tails, 6- to 14-pixel row tiles with tails, stride 1 for its dgrad."""
+    of 16/32/48/64 lanes with tails (48: the 8 x 3 tile of 96 and 144), 6- to 14-pixel row tiles
+    with tails, stride 1 for its dgrad."""
     cfg = draw(conv_configs())
     groups = draw(st.sampled_from([1, 1, 2]))
-    cfg.update(groups=groups, c=groups * draw(st.integers(1, 40)), k=groups * draw(st.integers(8, 80)),
+    kg = draw(st.one_of(st.integers(8, 80), st.sampled_from([48, 96, 144])))
+    cfg.update(groups=groups, c=groups * draw(st.integers(1, 40)), k=groups * kg,
                n=draw(st.integers(1, 2)), w=cfg["w"] + draw(st.integers(0, 16)))
     if draw(st.booleans()):
         cfg.update(stride=(1, 1))

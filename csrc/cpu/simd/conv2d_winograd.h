@@ -37,8 +37,9 @@ namespace {
 // zeros. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
 // Work items are (block of kBlock out channels, chunk of kChunk in channels): the block's filters
 // for the chunk are first transposed into an L1 tile [i][tap][kBlock], so that the transform runs
-// on whole vectors of out channels. kBlock (a multiple of every KB) does not shrink with AVX2's
-// KB = 16, so the prefetches below run as far ahead of the rows read.
+// on whole vectors of out channels. kBlock does not shrink with AVX2's KB = 16, so the
+// prefetches below run as far ahead of the rows read; each vector of L lanes lands in one block of
+// KB (L divides KB).
 template <typename T>
 ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, int64_t in, int64_t KB) {
   using V = VecF32;
@@ -131,7 +132,7 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
             t[2][s] = V::mul(half, V::add(V::sub(a, b), c));
             t[3][s] = c;
           }
-          const int64_t o = o0 + l;  // a vector never straddles two KB blocks: L divides KB
+          const int64_t o = o0 + l;
           float* dst = u.data() + (o / KB * in + i0 + i) * KB + o % KB;
           for (int r = 0; r < 4; ++r) {  // (G g) G^T
             const Vec a = t[r][0], b = t[r][1], c = t[r][2];
