@@ -444,13 +444,30 @@ inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, in
          p.N * ((P + 1) / 2) * ((Q + 1) / 2) >= 24;
 }
 
+// The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_pack_filter reads it: out channel k
+// and in channel c, taps in row-major order; transposed (the input gradient's): out channel c and
+// in channel k, the taps flipped in r and s. `in` counts the in channels.
+inline WeightSource<float> filter_3x3(const ConstView4& w, bool transposed, int64_t in) {
+  const int64_t* ws = w.stride;
+  WeightSource<float> f{static_cast<const float*>(w.data), 0, ws[transposed ? 1 : 0], ws[transposed ? 0 : 1], in, {}};
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t s = 0; s < 3; ++s)
+      f.tap_offset.push_back(transposed ? (2 - r) * ws[2] + (2 - s) * ws[3] : r * ws[2] + s * ws[3]);
+  return f;
+}
+
+// Rows (or columns) of padded input that 2x2 tiles over `out` outputs read: the padded input's,
+// or more where the last tile reaches past it (odd out), zeros there.
+inline int64_t tiled_extent(int64_t in, int64_t pad, int64_t out) {
+  return std::max(in + 2 * pad, 2 * ((out + 1) / 2) + 2);
+}
+
 // Runs winograd_conv for input activations src (N x in x H x W, strides st; padded by pad_h,
 // pad_w) into y (N x out x P x Q). False if an output was not finite.
 inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, int64_t in, int64_t H, int64_t W,
                              int64_t pad_h, int64_t pad_w, const WeightSource<float>& f, int64_t out, int64_t P,
                              int64_t Q, const float* bias, float* y, const int64_t ys[4]) {
-  const int64_t Hp = std::max(H + 2 * pad_h, 2 * ((P + 1) / 2) + 2);
-  const int64_t Wp = std::max(W + 2 * pad_w, 2 * ((Q + 1) / 2) + 2);
+  const int64_t Hp = tiled_extent(H, pad_h, P), Wp = tiled_extent(W, pad_w, Q);
   // In place only when no padding is needed: unpadded and even P and Q (then Hp = H, Wp = W).
   const bool in_place_ok = Hp == H && Wp == W;
   const PackedActivations<FmaF32> xp =
@@ -476,10 +493,7 @@ inline bool conv2d_fprop_winograd(const Conv2dFpropArgs& a) {
     return false;
   } else {
     if (!winograd_applies(p, p.C, p.K, p.P, p.Q)) return false;
-    const int64_t* ws = a.w.stride;
-    WeightSource<float> f{static_cast<const float*>(a.w.data), 0, ws[0], ws[1], p.C, {}};
-    for (int64_t r = 0; r < 3; ++r)
-      for (int64_t s = 0; s < 3; ++s) f.tap_offset.push_back(r * ws[2] + s * ws[3]);
+    const WeightSource<float> f = filter_3x3(a.w, /*transposed=*/false, p.C);
     if (!winograd_conv_of(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, f,
                           p.K, p.P, p.Q, static_cast<const float*>(a.bias), static_cast<float*>(a.y.data), a.y.stride))
       conv2d_fprop_direct<T>(a);  // a non-finite output: rerun with direct summation
@@ -495,10 +509,7 @@ inline bool conv2d_dgrad_winograd(const Conv2dDgradArgs& a) {
     return false;
   } else {
     if (!winograd_applies(p, p.K, p.C, p.H, p.W) || p.pad_h > 2 || p.pad_w > 2) return false;
-    const int64_t* ws = a.w.stride;
-    WeightSource<float> f{static_cast<const float*>(a.w.data), 0, ws[1], ws[0], p.K, {}};  // k and c swapped,
-    for (int64_t r = 0; r < 3; ++r)                                                       // taps flipped
-      for (int64_t s = 0; s < 3; ++s) f.tap_offset.push_back((2 - r) * ws[2] + (2 - s) * ws[3]);
+    const WeightSource<float> f = filter_3x3(a.w, /*transposed=*/true, p.K);
     if (!winograd_conv_of(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 2 - p.pad_h,
                           2 - p.pad_w, f, p.C, p.H, p.W, nullptr, static_cast<float*>(a.dx.data), a.dx.stride))
       conv2d_dgrad_direct<T>(a);
@@ -518,7 +529,7 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
     // (two packs, M's final transform): A/B 0.7-0.9x.
     if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || p.N * TH * TW * p.K * p.C < (int64_t(1) << 20))
       return false;
-    const int64_t Hp = std::max(p.H + 2 * p.pad_h, 2 * TH + 2), Wp = std::max(p.W + 2 * p.pad_w, 2 * TW + 2);
+    const int64_t Hp = tiled_extent(p.H, p.pad_h, p.P), Wp = tiled_extent(p.W, p.pad_w, p.Q);
     const PackedActivations<FmaF32> xp = pack_activations_for<FmaF32>(
         static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, 1, p.pad_h, p.pad_w, Hp, Wp,
         Hp == p.H && Wp == p.W);
