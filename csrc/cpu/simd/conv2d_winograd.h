@@ -1,6 +1,7 @@
-// Winograd F(2x2, 3x3) for dense, stride-1, undilated 3x3 float32 convolutions: the fprop, and
-// the dgrad, which is the same kind of convolution of dy with the flipped, transposed filter.
-// Included once per ISA folder after conv2d_direct.h, whose register tile it reuses.
+// Winograd F(2x2, 3x3) for dense, stride-1, undilated 3x3 float32 convolutions: the fprop; the
+// dgrad, which is the same kind of convolution of dy with the flipped, transposed filter; and the
+// wgrad, the algorithm's transpose (winograd_wgrad, below). Included once per ISA folder after
+// conv2d_direct.h, whose register tile it reuses.
 //
 // A 2x2 block of outputs ("tile") is A^T [ (G g G^T) . (B^T d B) ] A, d the tile's 4x4 input
 // patch, g a 3x3 filter, "." the element-wise product (Lavin and Gray, "Fast Algorithms for
@@ -23,7 +24,6 @@
 // propagate exactly as summation gives them.
 #pragma once
 #include <atomic>
-#include <cmath>
 
 #include "conv2d_direct.h"
 #include "conv2d_wgrad.h"
