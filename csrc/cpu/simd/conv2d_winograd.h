@@ -147,6 +147,19 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
   return u;
 }
 
+// A thread's running check that every result it stored is finite: y * 0 is 0 for finite y and
+// NaN for inf and NaN, so the sum stays 0 until one is not. report() clears `finite` if not.
+struct FiniteCheck {
+  VecF32::type sum = VecF32::zero();
+  void add(VecF32::type y) { sum = VecF32::fmadd(y, VecF32::zero(), sum); }
+  void report(std::atomic<bool>& finite) const {
+    alignas(64) float lane[VecF32::kLanes];
+    VecF32::store(lane, sum);
+    for (float x : lane)
+      if (x != 0.0f) finite.store(false, std::memory_order_relaxed);
+  }
+};
+
 // V[xi][j][c] = (B^T d B)[xi] for tiles t0 + j, j < tn, of an N x TH x TW grid of 2x2 tiles, d the
 // tile's 4x4 patch of x (channels-last, origin at the padded top-left; channels c < in, a
 // multiple of the vector width); tile j's row at v + j row (row >= in), xi's v_step floats apart.
@@ -216,7 +229,7 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
     for (int64_t j = 0; j < TB; ++j) v_off[j] = j * in, m_off[j] = j * KB;
     const int64_t no_offset[1] = {0};
     const Vec zero = V::zero();
-    Vec check = zero;  // stays 0 while every output is finite (y * 0 is NaN for inf and NaN)
+    FiniteCheck check;
     int64_t v_of = -1;
     // stage[a][col][L]: output rows 2 ti + a, columns 2 tj + c of the block's tiles, one channel
     // vector. Consecutive tiles along a tile row leave as runs of columns: on planes (columns
@@ -272,7 +285,7 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
             const Vec yv[2] = {V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv),
                                V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv)};
             for (int c = 0; c < 2 && q + c < Q; ++c) {
-              check = V::fmadd(yv[c], zero, check);
+              check.add(yv[c]);
               if (in_place)
                 V::store(y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o, yv[c]);
               else
@@ -283,10 +296,7 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         if (!in_place) store_stage(stage.data(), t0, tn, o, lanes);
       }
     }
-    alignas(64) float lane[L];
-    V::store(lane, check);
-    for (int l = 0; l < L; ++l)
-      if (lane[l] != 0.0f) finite.store(false, std::memory_order_relaxed);
+    check.report(finite);
   });
   return finite.load();
 }
@@ -393,8 +403,8 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   std::atomic<bool> finite{true};
   parallel_for(0, K, 4, [&](int64_t b, int64_t e) {
     const float half_value = 0.5f;
-    const Vec half = V::broadcast(&half_value), zero = V::zero();
-    Vec check = zero;
+    const Vec half = V::broadcast(&half_value);
+    FiniteCheck check;
     for (int64_t k = b; k < e; ++k)
       for (int64_t c = 0; c < C; c += L) {
         Vec mx[16];
@@ -413,7 +423,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
           const Vec h = V::mul(half, V::add(z[r][1], z[r][2]));
           const Vec w3[3] = {V::add(z[r][0], h), V::mul(half, V::sub(z[r][1], z[r][2])), V::add(h, z[r][3])};
           for (int s = 0; s < 3; ++s) {
-            check = V::fmadd(w3[s], zero, check);
+            check.add(w3[s]);
             float* dst = dw + k * ws[0] + r * ws[2] + s * ws[3] + c * ws[1];
             if (ws[1] == 1) {
               V::store(dst, w3[s]);
@@ -425,10 +435,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
           }
         }
       }
-    alignas(64) float lane[L];
-    V::store(lane, check);
-    for (int l = 0; l < L; ++l)
-      if (lane[l] != 0.0f) finite.store(false, std::memory_order_relaxed);
+    check.report(finite);
   });
   return finite.load();
 }
