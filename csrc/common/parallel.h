@@ -9,9 +9,16 @@ namespace cnnkernels {
 using ParallelBody = void (*)(void* ctx, int64_t begin, int64_t end);
 using ParallelBackend = void (*)(int64_t begin, int64_t end, int64_t grain, ParallelBody body,
                                  void* ctx);
+using ParallelThreads = int64_t (*)();
 
-void set_parallel_backend(ParallelBackend backend);
+// `threads` says how many threads a parallel_for started now would use (1 where it would run
+// serially, as inside another parallel region).
+void set_parallel_backend(ParallelBackend backend, ParallelThreads threads);
 ParallelBackend parallel_backend();
+
+// The threads a parallel_for started now runs on: parallel_for(0, parallel_threads(), 1, f) hands
+// each thread one index (the backend splits a range into one contiguous chunk per thread).
+int64_t parallel_threads();
 
 // Calls f(begin_chunk, end_chunk) over disjoint chunks of [begin, end) covering it exactly once.
 template <typename F>

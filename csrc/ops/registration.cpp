@@ -17,8 +17,10 @@ void torch_parallel_for(int64_t begin, int64_t end, int64_t grain, ParallelBody 
   at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) { body(ctx, b, e); });
 }
 
+int64_t torch_parallel_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
 const bool kParallelInstalled = [] {
-  set_parallel_backend(&torch_parallel_for);
+  set_parallel_backend(&torch_parallel_for, &torch_parallel_threads);
   return true;
 }();
 

@@ -11,10 +11,10 @@
 // work per tile against the GEMMs' O(in out).
 //
 // Memory stays per-thread: each work item is a block of TB tiles and one block of KB output
-// channels; it transforms its tiles' inputs into V[16][TB][in] (once per tile block: the items of
-// a thread run the blocks of one tile block in a row), runs the 16 GEMMs into M[16][TB][KB] with
-// conv_tile, and transforms M into outputs. Only the filter is transformed whole:
-// U[16][out blocks][in][KB], 16/9 of the filter's size.
+// channels; it transforms its tiles' inputs into V[16][TB][in] (once per tile block: a thread runs
+// the blocks of one tile block in a row), runs the 16 GEMMs into M[16][TB][KB] with conv_tile, and
+// transforms M into outputs. Each thread transforms the filter for the out blocks it runs into its
+// own U[16][out blocks][in][KB] (16/9 of those filters' size).
 //
 // Rounding: B and A hold only 0 and +-1 (exact transforms up to the adds); G holds 1/2. The sums
 // are reassociated, so results differ from direct convolution by a few ulps of the layer's scale
@@ -32,54 +32,61 @@ namespace cnnkernels {
 namespace CNNKERNELS_KERNEL_NS {
 namespace {
 
-// U[xi][kb][i][KB]: element xi of G g G^T for in channel i and out channel kb KB + lane, g the
-// 3x3 filter that `src` names (one group, taps in row-major (r, s) order); lanes past `out` are
-// zeros. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
-// Work items are (block of kBlock out channels, chunk of kChunk in channels): the block's filters
-// for the chunk are first transposed into an L1 tile [i][tap][kBlock], so that the transform runs
-// on whole vectors of out channels. kBlock does not shrink with AVX2's KB = 16, so the
-// prefetches below run as far ahead of the rows read; each vector of L lanes lands in one block of
-// KB (L divides KB).
+// How winograd_transform_filter reads a 3x3 filter: the cache lines one row's chunk of kChunk in
+// channels reads (9 kChunk elements: 5-6 lines for KCRS weights, 9-18 for KRSC, 8-16 for dgrad's
+// KCRS), to prefetch rows ahead: lines[a] holds the offset of one element per line when the row's
+// first element sits a elements into its line. Built once per call, read by every thread.
 template <typename T>
-ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, int64_t in, int64_t KB) {
+struct FilterReader {
+  static constexpr int64_t kChunk = 8, kLine = 64 / sizeof(T);
+  const WeightSource<T>& src;
+  std::vector<std::vector<int64_t>> lines;
+  int tap_dir = 0;  // +1 / -1: tap t at tap_offset[0] +- t; 0: neither
+
+  explicit FilterReader(const WeightSource<T>& s) : src(s), lines(kLine) {
+    for (int dir : {1, -1}) {
+      bool all = true;
+      for (int t = 0; t < 9; ++t) all = all && src.tap_offset[t] == src.tap_offset[0] + dir * t;
+      if (all) tap_dir = dir;
+    }
+    for (int64_t a = 0; a < kLine; ++a) {
+      std::vector<std::pair<int64_t, int64_t>> at;  // (line, offset)
+      for (int t = 0; t < 9; ++t)
+        for (int64_t i = 0; i < kChunk; ++i) {
+          const int64_t x = src.tap_offset[t] + i * src.in_stride;
+          at.push_back({(x + a) / kLine, x});  // offsets are >= 0: PyTorch strides are
+        }
+      std::sort(at.begin(), at.end());
+      for (size_t j = 0; j < at.size(); ++j)
+        if (j == 0 || at[j].first != at[j - 1].first) lines[a].push_back(at[j].second);
+    }
+  }
+};
+
+// u[xi][kb - kb0][i][KB] for the blocks kb0 <= kb < kb1 of KB out channels: element xi of
+// G g G^T for in channel i and out channel kb KB + lane, g the 3x3 filter that `rd` reads (one
+// group, taps in row-major (r, s) order); lanes past `out` are zeros. G = [1 0 0; 1/2 1/2 1/2;
+// 1/2 -1/2 1/2; 0 0 1]. One thread: each runs the blocks it multiplies (winograd_conv).
+// Steps of kBlock out channels and kChunk in channels: the step's filters are first transposed
+// into an L1 tile [i][tap][kBlock], so that the transform runs on whole vectors of out channels.
+// kBlock does not shrink with AVX2's KB = 16, so the prefetches below run as far ahead of the rows
+// read; each vector of L lanes lands in one block of KB (L divides KB and kBlock).
+template <typename T>
+void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t in, int64_t KB, int64_t kb0,
+                               int64_t kb1, float* u, int64_t xi_step) {
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes;
-  constexpr int64_t kChunk = 8, kBlock = 64;
-  const int64_t nkb = (out + KB - 1) / KB, nchunks = (in + kChunk - 1) / kChunk, xi_step = nkb * in * KB;
-  const int64_t nblocks = (out + kBlock - 1) / kBlock;
-  ScratchOf<float> u(16 * xi_step);
-  // The cache lines one row's chunk reads (9 kChunk elements: 5-6 lines for KCRS weights, 9-18 for
-  // KRSC, 8-16 for dgrad's KCRS): lines[a] holds the offset of one element per line when the row's
-  // first element sits a elements into its line.
-  constexpr int64_t kAhead = 8, kLine = 64 / sizeof(T);
-  std::vector<std::vector<int64_t>> lines(kLine);
-  int tap_dir = 0;  // +1 / -1: tap t at tap_offset[0] +- t; 0: neither
-  for (int dir : {1, -1}) {
-    bool all = true;
-    for (int t = 0; t < 9; ++t) all = all && src.tap_offset[t] == src.tap_offset[0] + dir * t;
-    if (all) tap_dir = dir;
-  }
-  for (int64_t a = 0; a < kLine; ++a) {
-    std::vector<std::pair<int64_t, int64_t>> at;  // (line, offset)
-    for (int t = 0; t < 9; ++t)
-      for (int64_t i = 0; i < kChunk; ++i) {
-        const int64_t x = src.tap_offset[t] + i * src.in_stride;
-        at.push_back({(x + a) / kLine, x});  // offsets are >= 0: PyTorch strides are
-      }
-    std::sort(at.begin(), at.end());
-    for (size_t j = 0; j < at.size(); ++j)
-      if (j == 0 || at[j].first != at[j - 1].first) lines[a].push_back(at[j].second);
-  }
-  parallel_for(0, nblocks * nchunks, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> tile(9 * kChunk * kBlock);
-    const float half_value = 0.5f;
-    const Vec half = V::broadcast(&half_value);
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, in - i0);
+  constexpr int64_t kChunk = FilterReader<T>::kChunk, kLine = FilterReader<T>::kLine, kBlock = 64, kAhead = 8;
+  const WeightSource<T>& src = rd.src;
+  std::vector<float> tile(9 * kChunk * kBlock);
+  const float half_value = 0.5f;
+  const Vec half = V::broadcast(&half_value);
+  for (int64_t o0 = kb0 * KB; o0 < kb1 * KB; o0 += kBlock)
+    for (int64_t i0 = 0; i0 < in; i0 += kChunk) {
+      const int64_t ilen = std::min(kChunk, in - i0);
       // Out channels [o0, o0 + olen) read, lanes up to o0 + wlen written (the last KB block's tail: zeros).
-      const int64_t o0 = item / nchunks * kBlock, olen = std::min(kBlock, out - o0);
-      const int64_t wlen = std::min(kBlock, nkb * KB - o0);
+      const int64_t olen = std::max<int64_t>(0, std::min(kBlock, out - o0)), wlen = std::min(kBlock, kb1 * KB - o0);
       if (src.out_stride == 1) {  // out channels contiguous (dgrad of KRSC weights): row copies
         for (int64_t i = 0; i < ilen; ++i)
           for (int t = 0; t < 9; ++t)
@@ -91,17 +98,17 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
           for (int64_t r = l + kAhead; r < std::min(olen, l + kAhead + 8); ++r) {
             const T* ahead = src.base + (o0 + r) * src.out_stride + i0 * src.in_stride;
             const int64_t a = (reinterpret_cast<uintptr_t>(ahead) / sizeof(T)) % kLine;
-            for (int64_t x : lines[a]) __builtin_prefetch(ahead + x);
+            for (int64_t x : rd.lines[a]) __builtin_prefetch(ahead + x);
           }
           // 8 rows at a time through 8 x 8 register transposes where 8 of a row's elements are
           // neighbours: its taps (KCRS; dgrad's flipped KCRS) or its chunk of in channels (KRSC).
           const T* row = src.base + (o0 + l) * src.out_stride + i0 * src.in_stride;
           float* col = tile.data() + l;
-          if (l + 8 <= olen && tap_dir != 0) {
-            const int t_first = tap_dir > 0 ? 0 : 8, t_last = 8 - t_first;  // t_first: the lowest address
+          if (l + 8 <= olen && rd.tap_dir != 0) {
+            const int t_first = rd.tap_dir > 0 ? 0 : 8, t_last = 8 - t_first;  // t_first: the lowest address
             for (int64_t i = 0; i < ilen; ++i) {
               transpose8x8(row + i * src.in_stride + src.tap_offset[t_first], src.out_stride,
-                           col + (i * 9 + t_first) * kBlock, tap_dir * kBlock);
+                           col + (i * 9 + t_first) * kBlock, rd.tap_dir * kBlock);
               for (int r = 0; r < 8; ++r)
                 col[(i * 9 + t_last) * kBlock + r] =
                     load_acc(row + r * src.out_stride + i * src.in_stride + src.tap_offset[t_last]);
@@ -133,7 +140,7 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
             t[3][s] = c;
           }
           const int64_t o = o0 + l;
-          float* dst = u.data() + (o / KB * in + i0 + i) * KB + o % KB;
+          float* dst = u + ((o / KB - kb0) * in + i0 + i) * KB + o % KB;
           for (int r = 0; r < 4; ++r) {  // (G g) G^T
             const Vec a = t[r][0], b = t[r][1], c = t[r][2];
             V::store(dst + (4 * r) * xi_step, a);
@@ -143,8 +150,6 @@ ScratchOf<float> winograd_pack_filter(const WeightSource<T>& src, int64_t out, i
           }
         }
     }
-  });
-  return u;
 }
 
 // A thread's running check that every result it stored is finite: y * 0 is 0 for finite y and
@@ -205,23 +210,37 @@ int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
 }
 
 // y(n, 2 ti + a, 2 tj + b, o) = bias[o] + sum over (i, r, s) of x(n, 2 ti + a + r, 2 tj + b + s, i)
-// f(o, i, r, s) for every output row < P and column < Q, with u = winograd_pack_filter(f) (KB = NV
-// lanes) and bias (may be null) zero-padded to whole blocks. x is channels-last with its origin at
-// the top-left of the padded input, readable over N x (2 ceil(P/2) + 2) x (2 ceil(Q/2) + 2)
-// positions; in is a multiple of the vector width. y has element strides ys in (n, o, h, w) order.
+// f(o, i, r, s) for every output row < P and column < Q, f the 3x3 filter `rd` reads and bias (may
+// be null) zero-padded to whole blocks of KB = NV lanes. x is channels-last with its origin at the
+// top-left of the padded input, readable over N x (2 ceil(P/2) + 2) x (2 ceil(Q/2) + 2) positions;
+// in is a multiple of the vector width. y has element strides ys in (n, o, h, w) order.
 // Returns false if an output is not finite (the caller reruns on the direct engine).
+//
+// Work items are (tile block, out block); each thread takes one contiguous run of them and
+// transforms the filter for the out blocks its run touches into its own U. A U shared by the
+// threads (one transform, every thread reading all of it) ran res4's 256 @14 N=1 forward at 0.68 ms
+// on this 2-vCPU VM, but for seconds at a time at 1.6-1.8 ms: whenever the two vCPUs sat in
+// different cache domains, each store of the next call's transform waited on the other thread's
+// copy of the line (the transform alone 5x slower; torch and single-thread runs unchanged).
+// Items run out block by out block where there are fewer tiles than out channels (each thread then
+// transforms its share of the filter and all the tiles' inputs), else tile block by tile block
+// (each thread transforms the whole filter and its share of the inputs): whichever repeats less.
 template <int MR, int NV>
-bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q, const float* u,
-                   const float* bias, float* y, const int64_t ys[4]) {
+bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q,
+                   const FilterReader<float>& rd, const float* bias, float* y, const int64_t ys[4]) {
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes;
   constexpr int64_t KB = NV * L;
   const int64_t nkb = (out + KB - 1) / KB, TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
   const int64_t TB = winograd_tile_block<MR>(in, tiles, nkb), nblocks = (tiles + TB - 1) / TB;
-  const int64_t v_step = TB * in, m_step = TB * KB, u_step = nkb * in * KB;
+  const int64_t nitems = nblocks * nkb, units = std::min(parallel_threads(), nitems);
+  // Whole-filter copies per thread are capped (64 MiB in all): past that, out-block order.
+  const bool out_major =
+      tiles < nkb * KB || units * 16 * nkb * KB * in * int64_t(sizeof(float)) > (int64_t(64) << 20);
+  const int64_t v_step = TB * in, m_step = TB * KB;
   std::atomic<bool> finite{true};
-  parallel_for(0, nblocks * nkb, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, units, 1, [&](int64_t ub, int64_t ue) {
     ScratchOf<float> vbuf(16 * v_step), mbuf(16 * m_step);
     float* v = vbuf.data();
     float* m = mbuf.data();
@@ -230,7 +249,6 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
     const int64_t no_offset[1] = {0};
     const Vec zero = V::zero();
     FiniteCheck check;
-    int64_t v_of = -1;
     // stage[a][col][L]: output rows 2 ti + a, columns 2 tj + c of the block's tiles, one channel
     // vector. Consecutive tiles along a tile row leave as runs of columns: on planes (columns
     // contiguous) 8 x 8 transposes store 8 columns of 8 channels at a time (VGG 64 @224 NCHW
@@ -252,48 +270,67 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         j += run;
       }
     };
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t tb = item / nkb, kb = item % nkb, t0 = tb * TB, tn = std::min(TB, tiles - t0);
-      if (tb != v_of) {
-        winograd_input_tiles(x, TH, TW, t0, tn, in, v, in, v_step);
-        v_of = tb;
+    for (int64_t unit = ub; unit < ue; ++unit) {
+      const int64_t i0 = unit * nitems / units, i1 = (unit + 1) * nitems / units;
+      auto tb_of = [&](int64_t item) { return out_major ? item % nblocks : item / nkb; };
+      auto kb_of = [&](int64_t item) { return out_major ? item / nblocks : item % nkb; };
+      int64_t kb_lo = nkb, kb_hi = 0, tb_lo = nblocks, tb_hi = 0;
+      for (int64_t item = i0; item < i1; ++item) {
+        kb_lo = std::min(kb_lo, kb_of(item)), kb_hi = std::max(kb_hi, kb_of(item) + 1);
+        tb_lo = std::min(tb_lo, tb_of(item)), tb_hi = std::max(tb_hi, tb_of(item) + 1);
       }
-      for (int xi = 0; xi < 16; ++xi) {  // M[xi] = V[xi] U[xi]: tiles as the tile's pixels
-        const float* uk = u + xi * u_step + kb * in * KB;
-        for (int64_t j = 0; j < tn; j += MR)
-          conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, tn - j)), v + xi * v_step, v_off.data() + j,
-                                         no_offset, 1, uk, in, KB, nullptr, nullptr, m + xi * m_step,
-                                         m_off.data() + j);
-      }
-      // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], plus the bias; stored where the tile is inside P x Q:
-      // whole vectors of channels in place (channels-last), else through `stage` (planes).
-      for (int nv = 0; nv < NV && kb * KB + nv * L < out; ++nv) {
-        const int64_t o = kb * KB + nv * L, lanes = std::min<int64_t>(L, out - o);
-        const bool in_place = ys[1] == 1 && lanes == L;
-        for (int64_t j = 0; j < tn; ++j) {
-          const int64_t t = t0 + j, n = t / (TH * TW), p = 2 * (t / TW % TH), q = 2 * (t % TW);
-          const float* mt = m + j * KB + nv * L;
-          Vec s[2][4];
-          for (int c = 0; c < 4; ++c) {
-            const Vec m0 = V::load(mt + c * m_step), m1 = V::load(mt + (4 + c) * m_step),
-                      m2 = V::load(mt + (8 + c) * m_step), m3 = V::load(mt + (12 + c) * m_step);
-            s[0][c] = V::add(V::add(m0, m1), m2);
-            s[1][c] = V::sub(V::sub(m1, m2), m3);
+      if (i0 >= i1) continue;
+      const int64_t u_step = (kb_hi - kb_lo) * in * KB;
+      ScratchOf<float> ubuf(16 * u_step);
+      winograd_transform_filter(rd, out, in, KB, kb_lo, kb_hi, ubuf.data(), u_step);
+      for (int64_t tb = tb_lo; tb < tb_hi; ++tb) {
+        const int64_t t0 = tb * TB, tn = std::min(TB, tiles - t0);
+        bool v_ready = false;
+        for (int64_t kb = kb_lo; kb < kb_hi; ++kb) {
+          const int64_t item = out_major ? kb * nblocks + tb : tb * nkb + kb;
+          if (item < i0 || item >= i1) continue;
+          if (!v_ready) {
+            winograd_input_tiles(x, TH, TW, t0, tn, in, v, in, v_step);
+            v_ready = true;
           }
-          const Vec bv = bias ? V::load(bias + o) : zero;
-          for (int a = 0; a < 2 && p + a < P; ++a) {
-            const Vec yv[2] = {V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv),
-                               V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv)};
-            for (int c = 0; c < 2 && q + c < Q; ++c) {
-              check.add(yv[c]);
-              if (in_place)
-                V::store(y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o, yv[c]);
-              else
-                V::store(stage.data() + (a * 2 * TB + 2 * j + c) * L, yv[c]);
+          for (int xi = 0; xi < 16; ++xi) {  // M[xi] = V[xi] U[xi]: tiles as the tile's pixels
+            const float* uk = ubuf.data() + xi * u_step + (kb - kb_lo) * in * KB;
+            for (int64_t j = 0; j < tn; j += MR)
+              conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, tn - j)), v + xi * v_step, v_off.data() + j,
+                                             no_offset, 1, uk, in, KB, nullptr, nullptr, m + xi * m_step,
+                                             m_off.data() + j);
+          }
+          // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], plus the bias; stored where the tile is inside P x Q:
+          // whole vectors of channels in place (channels-last), else through `stage` (planes).
+          for (int nv = 0; nv < NV && kb * KB + nv * L < out; ++nv) {
+            const int64_t o = kb * KB + nv * L, lanes = std::min<int64_t>(L, out - o);
+            const bool in_place = ys[1] == 1 && lanes == L;
+            for (int64_t j = 0; j < tn; ++j) {
+              const int64_t t = t0 + j, n = t / (TH * TW), p = 2 * (t / TW % TH), q = 2 * (t % TW);
+              const float* mt = m + j * KB + nv * L;
+              Vec s[2][4];
+              for (int c = 0; c < 4; ++c) {
+                const Vec m0 = V::load(mt + c * m_step), m1 = V::load(mt + (4 + c) * m_step),
+                          m2 = V::load(mt + (8 + c) * m_step), m3 = V::load(mt + (12 + c) * m_step);
+                s[0][c] = V::add(V::add(m0, m1), m2);
+                s[1][c] = V::sub(V::sub(m1, m2), m3);
+              }
+              const Vec bv = bias ? V::load(bias + o) : zero;
+              for (int a = 0; a < 2 && p + a < P; ++a) {
+                const Vec yv[2] = {V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv),
+                                   V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv)};
+                for (int c = 0; c < 2 && q + c < Q; ++c) {
+                  check.add(yv[c]);
+                  if (in_place)
+                    V::store(y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o, yv[c]);
+                  else
+                    V::store(stage.data() + (a * 2 * TB + 2 * j + c) * L, yv[c]);
+                }
+              }
             }
+            if (!in_place) store_stage(stage.data(), t0, tn, o, lanes);
           }
         }
-        if (!in_place) store_stage(stage.data(), t0, tn, o, lanes);
       }
     }
     check.report(finite);
@@ -451,7 +488,7 @@ inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, in
          p.N * ((P + 1) / 2) * ((Q + 1) / 2) >= 24;
 }
 
-// The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_pack_filter reads it: out channel k
+// The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_transform_filter reads it: out channel k
 // and in channel c, taps in row-major order; transposed (the input gradient's): out channel c and
 // in channel k, the taps flipped in r and s. `in` counts the in channels.
 inline WeightSource<float> filter_3x3(const ConstView4& w, bool transposed, int64_t in) {
@@ -482,13 +519,13 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
   bool finite = true;
   with_tile(out, in, [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
-    const auto u = winograd_pack_filter(f, out, in, KB);
     std::vector<float> bias_blocks;
     if (bias) {
       bias_blocks.assign((out + KB - 1) / KB * KB, 0.0f);
       std::copy(bias, bias + out, bias_blocks.begin());
     }
-    finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, u.data(), bias ? bias_blocks.data() : nullptr, y, ys);
+    finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, FilterReader<float>(f), bias ? bias_blocks.data() : nullptr,
+                                   y, ys);
   });
   return finite;
 }
