@@ -360,28 +360,31 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
     # the weight gradient takes 2^20+ tile x k x c products: row blocks 48 + 48, one column block
     (2, 128, 96, 16, 14, 1),
     (1, 96, 176, 20, 18, 0),    # row blocks 80 + 96, column blocks 64 + 32 (a partial vector block)
+    (1, 144, 128, 6, 6, 1),     # 9 tiles, wide: the filter streamed in chunks of 64 + 64 + 16 in channels
+    (1, 256, 288, 18, 18, 1),   # 81 tiles < 288 out, V over 1 MiB: each thread's out blocks' U whole
 ])
 @pytest.mark.parametrize("bias", [False, True])
 def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, padding, bias):
     """float32 3x3 stride-1 convolutions with 32+ channels (a multiple of 16 on the read side)
-    and 24+ 2x2 output tiles run Winograd F(2x2, 3x3): the forward, the input gradient as a
-    convolution of dy with the flipped filter, and the weight gradient (reduction over tiles; the
-    same bits on 1 and 2 threads). Same tolerance as every path."""
+    and 24+ 2x2 output tiles (9+ with 128+ channels on both sides; the weight gradient 24+) run
+    Winograd F(2x2, 3x3): the forward, the input gradient as a convolution of dy with the flipped
+    filter, and the weight gradient (reduction over tiles). Each gives the same bits on 1 and 2
+    threads (the work splits differently). Same tolerance as every path."""
     gen = torch.Generator().manual_seed(c * k + h * w)
     x = make_tensor((n, c, h, w), torch.float32, layout, gen)
     wt = make_tensor((k, c, 3, 3), torch.float32, weight_layout, gen)
     b = make_tensor((k,), torch.float32, "contiguous", gen) if bias else None
     y_shape = F.conv2d(x, wt, None, 1, padding).shape
     g = make_tensor(tuple(y_shape), torch.float32, grad_layout, gen)
+    y, dx, dw = {}, {}, {}
     with forced_isa(isa):
-        y = CF.conv2d(x, wt, b, 1, padding)
-        dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], list(_pair(padding)), [1, 1], 1,
-                                                    layout == "channels_last")
-        dw = {}
         threads = torch.get_num_threads()
         try:
             for t in (1, 2):
                 torch.set_num_threads(t)
+                y[t] = CF.conv2d(x, wt, b, 1, padding)
+                dx[t] = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], list(_pair(padding)),
+                                                               [1, 1], 1, layout == "channels_last")
                 dw[t] = torch.ops.cnnkernels.conv2d_weight_grad(g, x, [k, c, 3, 3], [1, 1], list(_pair(padding)),
                                                                 [1, 1], 1)
         finally:
@@ -391,10 +394,11 @@ def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, pa
         ref64 = run_conv(F.conv2d, x.double(), wt.double(), None if b is None else b.double(),
                          dict(stride=1, padding=padding, dilation=1, groups=1), g.double())
     what = f"{c}->{k} @{h}x{w} p{padding}"
-    assert_calibrated(y, theirs[0], ref64[0], f"winograd output {what}", 9 * c)
-    assert_calibrated(dx, theirs[1], ref64[1], f"winograd grad_input {what}", 9 * k)
-    assert torch.equal(dw[1], dw[2]), f"winograd grad_weight {what}: 1 and 2 threads differ"
-    assert_calibrated(dw[2], theirs[2], ref64[2], f"winograd grad_weight {what}", y.numel() // k)
+    for name, result in (("output", y), ("grad_input", dx), ("grad_weight", dw)):
+        assert torch.equal(result[1], result[2]), f"winograd {name} {what}: 1 and 2 threads differ"
+    assert_calibrated(y[2], theirs[0], ref64[0], f"winograd output {what}", 9 * c)
+    assert_calibrated(dx[2], theirs[1], ref64[1], f"winograd grad_input {what}", 9 * k)
+    assert_calibrated(dw[2], theirs[2], ref64[2], f"winograd grad_weight {what}", y[2].numel() // k)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])

@@ -63,46 +63,48 @@ struct FilterReader {
   }
 };
 
-// u[xi][kb - kb0][i][KB] for the blocks kb0 <= kb < kb1 of KB out channels: element xi of
-// G g G^T for in channel i and out channel kb KB + lane, g the 3x3 filter that `rd` reads (one
-// group, taps in row-major (r, s) order); lanes past `out` are zeros. G = [1 0 0; 1/2 1/2 1/2;
+// u[xi][kb - kb0][i - i0][KB] for the blocks kb0 <= kb < kb1 of KB out channels and the in
+// channels i0 <= i < i1 (i0 a multiple of 8): element xi of G g G^T for in channel i and out
+// channel kb KB + lane, g the 3x3 filter that `rd` reads (one group, taps in row-major (r, s)
+// order); lanes past `out` are zeros. G = [1 0 0; 1/2 1/2 1/2;
 // 1/2 -1/2 1/2; 0 0 1]. One thread: each runs the blocks it multiplies (winograd_conv).
 // Steps of kBlock out channels and kChunk in channels: the step's filters are first transposed
 // into an L1 tile [i][tap][kBlock], so that the transform runs on whole vectors of out channels.
 // kBlock does not shrink with AVX2's KB = 16, so the prefetches below run as far ahead of the rows
 // read; each vector of L lanes lands in one block of KB (L divides KB and kBlock).
 template <typename T>
-void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t in, int64_t KB, int64_t kb0,
-                               int64_t kb1, float* u, int64_t xi_step) {
+void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t KB, int64_t kb0, int64_t kb1,
+                               int64_t i0, int64_t i1, float* u, int64_t xi_step) {
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes;
-  constexpr int64_t kChunk = FilterReader<T>::kChunk, kLine = FilterReader<T>::kLine, kBlock = 64, kAhead = 8;
+  constexpr int64_t kChunk = FilterReader<T>::kChunk, kLine = FilterReader<T>::kLine, kBlock = 64;
+  const int64_t kAhead = 8;
   const WeightSource<T>& src = rd.src;
   std::vector<float> tile(9 * kChunk * kBlock);
   const float half_value = 0.5f;
   const Vec half = V::broadcast(&half_value);
   for (int64_t o0 = kb0 * KB; o0 < kb1 * KB; o0 += kBlock)
-    for (int64_t i0 = 0; i0 < in; i0 += kChunk) {
-      const int64_t ilen = std::min(kChunk, in - i0);
+    for (int64_t ic = i0; ic < i1; ic += kChunk) {
+      const int64_t ilen = std::min(kChunk, i1 - ic);
       // Out channels [o0, o0 + olen) read, lanes up to o0 + wlen written (the last KB block's tail: zeros).
       const int64_t olen = std::max<int64_t>(0, std::min(kBlock, out - o0)), wlen = std::min(kBlock, kb1 * KB - o0);
       if (src.out_stride == 1) {  // out channels contiguous (dgrad of KRSC weights): row copies
         for (int64_t i = 0; i < ilen; ++i)
           for (int t = 0; t < 9; ++t)
-            convert_n(src.base + o0 + src.tap_offset[t] + (i0 + i) * src.in_stride, &tile[(i * 9 + t) * kBlock], olen);
+            convert_n(src.base + o0 + src.tap_offset[t] + (ic + i) * src.in_stride, &tile[(i * 9 + t) * kBlock], olen);
       } else {
         for (int64_t l = 0; l < olen; l += 8) {
           // Rows are far apart (out_stride): no stream for the hardware prefetchers to follow, so
           // ask for the lines of rows kAhead on now. res5's 512 x 512 filter, 2 threads: 2.1 -> 1.0 ms.
           for (int64_t r = l + kAhead; r < std::min(olen, l + kAhead + 8); ++r) {
-            const T* ahead = src.base + (o0 + r) * src.out_stride + i0 * src.in_stride;
+            const T* ahead = src.base + (o0 + r) * src.out_stride + ic * src.in_stride;
             const int64_t a = (reinterpret_cast<uintptr_t>(ahead) / sizeof(T)) % kLine;
             for (int64_t x : rd.lines[a]) __builtin_prefetch(ahead + x);
           }
           // 8 rows at a time through 8 x 8 register transposes where 8 of a row's elements are
           // neighbours: its taps (KCRS; dgrad's flipped KCRS) or its chunk of in channels (KRSC).
-          const T* row = src.base + (o0 + l) * src.out_stride + i0 * src.in_stride;
+          const T* row = src.base + (o0 + l) * src.out_stride + ic * src.in_stride;
           float* col = tile.data() + l;
           if (l + 8 <= olen && rd.tap_dir != 0) {
             const int t_first = rd.tap_dir > 0 ? 0 : 8, t_last = 8 - t_first;  // t_first: the lowest address
@@ -140,7 +142,7 @@ void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t i
             t[3][s] = c;
           }
           const int64_t o = o0 + l;
-          float* dst = u + ((o / KB - kb0) * in + i0 + i) * KB + o % KB;
+          float* dst = u + ((o / KB - kb0) * (i1 - i0) + ic - i0 + i) * KB + o % KB;
           for (int r = 0; r < 4; ++r) {  // (G g) G^T
             const Vec a = t[r][0], b = t[r][1], c = t[r][2];
             V::store(dst + (4 * r) * xi_step, a);
@@ -201,6 +203,17 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
 // between MR and 8 MR; then evened out over the blocks, so that the items are alike (2 threads
 // split them in halves: 49 tiles in blocks of 12, 12, 12, 12 and 1 left one thread with 40% more
 // work). Each item re-reads its out block's U: more tiles per item, less U traffic per multiply.
+// winograd_conv's streamed filter: for runs whose tiles' V (16 x tiles x in floats) fit in
+// kStreamedInputs bytes, the filter goes kStreamIn in channels at a time (U's chunk: 16 x
+// kStreamIn x KB floats, 256 KB at KB = 64).
+constexpr int64_t kStreamIn = 64, kStreamedInputs = int64_t(1) << 20;
+
+// The 16 planes of U, V and M lie kPlanePad floats (a cache line) past whole multiples of their
+// size: those sizes are often multiples of 4 KB, and the transforms touch all 16 planes at once
+// (16 lines in one 8-way L1 set). A/B, 2 threads: res5 512 @7 N=1 forward 1.37 -> 1.16 ms (the
+// streamed filter's transform, 16 KB planes), res4 256 @14 N=1 0.77 -> 0.72 ms.
+constexpr int64_t kPlanePad = 16;
+
 template <int MR>
 int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
   const int64_t fit = (int64_t(768) << 10) / (16 * in * int64_t(sizeof(float)));
@@ -238,7 +251,7 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
   // Whole-filter copies per thread are capped (64 MiB in all): past that, out-block order.
   const bool out_major =
       tiles < nkb * KB || units * 16 * nkb * KB * in * int64_t(sizeof(float)) > (int64_t(64) << 20);
-  const int64_t v_step = TB * in, m_step = TB * KB;
+  const int64_t v_step = TB * in + kPlanePad, m_step = TB * KB + kPlanePad;
   std::atomic<bool> finite{true};
   parallel_for(0, units, 1, [&](int64_t ub, int64_t ue) {
     ScratchOf<float> vbuf(16 * v_step), mbuf(16 * m_step);
@@ -270,66 +283,101 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         j += run;
       }
     };
+    // M[xi] (+)= V[xi] U[xi] for a block's tn tiles (as the tile's pixels) over cin in channels.
+    auto multiply = [&](const float* vb, int64_t tn, const float* ub, int64_t u_xi_step, int64_t cin, float* mb,
+                        bool accumulate) {
+      for (int xi = 0; xi < 16; ++xi)
+        for (int64_t j = 0; j < tn; j += MR)
+          conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, tn - j)), vb + xi * v_step, v_off.data() + j,
+                                         no_offset, 1, ub + xi * u_xi_step, cin, KB, nullptr, nullptr,
+                                         mb + xi * m_step, m_off.data() + j, accumulate);
+    };
+    // y of tile block tb and out block kb from the block's M.
+    auto emit = [&](int64_t tb, int64_t kb, const float* m) {
+      const int64_t t0 = tb * TB, tn = std::min(TB, tiles - t0);
+      // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], plus the bias; stored where the tile is inside P x Q:
+      // whole vectors of channels in place (channels-last), else through `stage` (planes).
+      for (int nv = 0; nv < NV && kb * KB + nv * L < out; ++nv) {
+        const int64_t o = kb * KB + nv * L, lanes = std::min<int64_t>(L, out - o);
+        const bool in_place = ys[1] == 1 && lanes == L;
+        for (int64_t j = 0; j < tn; ++j) {
+          const int64_t t = t0 + j, n = t / (TH * TW), p = 2 * (t / TW % TH), q = 2 * (t % TW);
+          const float* mt = m + j * KB + nv * L;
+          Vec s[2][4];
+          for (int c = 0; c < 4; ++c) {
+            const Vec m0 = V::load(mt + c * m_step), m1 = V::load(mt + (4 + c) * m_step),
+                      m2 = V::load(mt + (8 + c) * m_step), m3 = V::load(mt + (12 + c) * m_step);
+            s[0][c] = V::add(V::add(m0, m1), m2);
+            s[1][c] = V::sub(V::sub(m1, m2), m3);
+          }
+          const Vec bv = bias ? V::load(bias + o) : zero;
+          for (int a = 0; a < 2 && p + a < P; ++a) {
+            const Vec yv[2] = {V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv),
+                               V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv)};
+            for (int c = 0; c < 2 && q + c < Q; ++c) {
+              check.add(yv[c]);
+              if (in_place)
+                V::store(y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o, yv[c]);
+              else
+                V::store(stage.data() + (a * 2 * TB + 2 * j + c) * L, yv[c]);
+            }
+          }
+        }
+        if (!in_place) store_stage(stage.data(), t0, tn, o, lanes);
+      }
+    };
     for (int64_t unit = ub; unit < ue; ++unit) {
       const int64_t i0 = unit * nitems / units, i1 = (unit + 1) * nitems / units;
-      auto tb_of = [&](int64_t item) { return out_major ? item % nblocks : item / nkb; };
-      auto kb_of = [&](int64_t item) { return out_major ? item / nblocks : item % nkb; };
+      if (i0 >= i1) continue;
+      auto runs = [&](int64_t tb, int64_t kb) {
+        const int64_t item = out_major ? kb * nblocks + tb : tb * nkb + kb;
+        return item >= i0 && item < i1;
+      };
       int64_t kb_lo = nkb, kb_hi = 0, tb_lo = nblocks, tb_hi = 0;
       for (int64_t item = i0; item < i1; ++item) {
-        kb_lo = std::min(kb_lo, kb_of(item)), kb_hi = std::max(kb_hi, kb_of(item) + 1);
-        tb_lo = std::min(tb_lo, tb_of(item)), tb_hi = std::max(tb_hi, tb_of(item) + 1);
+        const int64_t tb = out_major ? item % nblocks : item / nkb, kb = out_major ? item / nblocks : item % nkb;
+        kb_lo = std::min(kb_lo, kb), kb_hi = std::max(kb_hi, kb + 1);
+        tb_lo = std::min(tb_lo, tb), tb_hi = std::max(tb_hi, tb + 1);
       }
-      if (i0 >= i1) continue;
-      const int64_t u_step = (kb_hi - kb_lo) * in * KB;
+      const int64_t ntb = tb_hi - tb_lo;
+      if (out_major && ntb * 16 * v_step * int64_t(sizeof(float)) <= kStreamedInputs) {
+        // Few tiles: all their V first, then the filter kStreamIn in channels at a time, each
+        // chunk's U multiplied into every tile block's M while it is in the L1 / L2: the filter is
+        // read once and U never goes to memory (a whole U is 16/9 of the filter written and read
+        // back: for res5's 9.4 MB filter at N=1, more than the multiplies saved).
+        ScratchOf<float> vall(ntb * 16 * v_step), mall(ntb * 16 * m_step), uchunk(16 * (kStreamIn * KB + kPlanePad));
+        for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
+          winograd_input_tiles(x, TH, TW, tb * TB, std::min(TB, tiles - tb * TB), in,
+                               vall.data() + (tb - tb_lo) * 16 * v_step, in, v_step);
+        for (int64_t kb = kb_lo; kb < kb_hi; ++kb) {
+          for (int64_t c0 = 0; c0 < in; c0 += kStreamIn) {
+            const int64_t cin = std::min(kStreamIn, in - c0);
+            const int64_t u_step = cin * KB + kPlanePad;
+            winograd_transform_filter(rd, out, KB, kb, kb + 1, c0, c0 + cin, uchunk.data(), u_step);
+            for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
+              if (runs(tb, kb))
+                multiply(vall.data() + (tb - tb_lo) * 16 * v_step + c0, std::min(TB, tiles - tb * TB), uchunk.data(),
+                         u_step, cin, mall.data() + (tb - tb_lo) * 16 * m_step, c0 > 0);
+          }
+          for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
+            if (runs(tb, kb)) emit(tb, kb, mall.data() + (tb - tb_lo) * 16 * m_step);
+        }
+        continue;
+      }
+      const int64_t u_step = (kb_hi - kb_lo) * in * KB + kPlanePad;
       ScratchOf<float> ubuf(16 * u_step);
-      winograd_transform_filter(rd, out, in, KB, kb_lo, kb_hi, ubuf.data(), u_step);
+      winograd_transform_filter(rd, out, KB, kb_lo, kb_hi, 0, in, ubuf.data(), u_step);
       for (int64_t tb = tb_lo; tb < tb_hi; ++tb) {
-        const int64_t t0 = tb * TB, tn = std::min(TB, tiles - t0);
+        const int64_t tn = std::min(TB, tiles - tb * TB);
         bool v_ready = false;
         for (int64_t kb = kb_lo; kb < kb_hi; ++kb) {
-          const int64_t item = out_major ? kb * nblocks + tb : tb * nkb + kb;
-          if (item < i0 || item >= i1) continue;
+          if (!runs(tb, kb)) continue;
           if (!v_ready) {
-            winograd_input_tiles(x, TH, TW, t0, tn, in, v, in, v_step);
+            winograd_input_tiles(x, TH, TW, tb * TB, tn, in, v, in, v_step);
             v_ready = true;
           }
-          for (int xi = 0; xi < 16; ++xi) {  // M[xi] = V[xi] U[xi]: tiles as the tile's pixels
-            const float* uk = ubuf.data() + xi * u_step + (kb - kb_lo) * in * KB;
-            for (int64_t j = 0; j < tn; j += MR)
-              conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, tn - j)), v + xi * v_step, v_off.data() + j,
-                                             no_offset, 1, uk, in, KB, nullptr, nullptr, m + xi * m_step,
-                                             m_off.data() + j);
-          }
-          // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], plus the bias; stored where the tile is inside P x Q:
-          // whole vectors of channels in place (channels-last), else through `stage` (planes).
-          for (int nv = 0; nv < NV && kb * KB + nv * L < out; ++nv) {
-            const int64_t o = kb * KB + nv * L, lanes = std::min<int64_t>(L, out - o);
-            const bool in_place = ys[1] == 1 && lanes == L;
-            for (int64_t j = 0; j < tn; ++j) {
-              const int64_t t = t0 + j, n = t / (TH * TW), p = 2 * (t / TW % TH), q = 2 * (t % TW);
-              const float* mt = m + j * KB + nv * L;
-              Vec s[2][4];
-              for (int c = 0; c < 4; ++c) {
-                const Vec m0 = V::load(mt + c * m_step), m1 = V::load(mt + (4 + c) * m_step),
-                          m2 = V::load(mt + (8 + c) * m_step), m3 = V::load(mt + (12 + c) * m_step);
-                s[0][c] = V::add(V::add(m0, m1), m2);
-                s[1][c] = V::sub(V::sub(m1, m2), m3);
-              }
-              const Vec bv = bias ? V::load(bias + o) : zero;
-              for (int a = 0; a < 2 && p + a < P; ++a) {
-                const Vec yv[2] = {V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv),
-                                   V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv)};
-                for (int c = 0; c < 2 && q + c < Q; ++c) {
-                  check.add(yv[c]);
-                  if (in_place)
-                    V::store(y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o, yv[c]);
-                  else
-                    V::store(stage.data() + (a * 2 * TB + 2 * j + c) * L, yv[c]);
-                }
-              }
-            }
-            if (!in_place) store_stage(stage.data(), t0, tn, o, lanes);
-          }
+          multiply(v, tn, ubuf.data() + (kb - kb_lo) * in * KB, u_step, in, m, false);
+          emit(tb, kb, m);
         }
       }
     }
@@ -479,13 +527,16 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
 
 // Whether Winograd takes a stride-1 3x3 convolution of `in` -> `out` channels (one group, no
 // dilation) with N x P x Q outputs. in must fill whole vectors (16 floats on both ISAs, so they
-// take the same cases). With under 24 tiles the filter transform (16/9 of the filter, written
-// and read back) costs more than the multiplies saved: in-process A/B, 2 threads, Zen 4, direct /
-// Winograd: 512 @7 N=1 (16 tiles) 0.84, N=2 (32) 1.17; 256 @10 (25) 1.28; 64 @10 (25) 1.07.
+// take the same cases). Below 24 tiles only wide layers gain (the streamed filter keeps U out of
+// memory): in-process A/B, 2 threads, Zen 4, Winograd speedup over direct at N=1: 512 @7 (16
+// tiles) 1.6, 512 @6 (9) 2.3, 256 @7 (16) 1.8, 128 @8 (16) 1.35, 128 @5 (9) 1.2, 512 <-> 128 @7
+// 1.5; but 64 @8 (16) 1.0, 32 @8 (16) 0.72, 512 @4 (4 tiles) 0.87. From 24 tiles: 256 @10 (25)
+// 1.28, 64 @10 (25) 1.07.
 inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, int64_t P, int64_t Q) {
+  const int64_t tiles = p.N * ((P + 1) / 2) * ((Q + 1) / 2);
   return p.dtype == DType::f32 && p.groups == 1 && p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 &&
          p.dil_h == 1 && p.dil_w == 1 && in % 16 == 0 && in >= 32 && out >= 32 &&
-         p.N * ((P + 1) / 2) * ((Q + 1) / 2) >= 24;
+         (tiles >= 24 || (tiles >= 9 && in >= 128 && out >= 128));
 }
 
 // The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_transform_filter reads it: out channel k
@@ -570,8 +621,10 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
   } else {
     const int64_t TH = (p.P + 1) / 2, TW = (p.Q + 1) / 2;
     // Small problems (under 2^20 tile x k x c products: 64 -> 64 @10) lose to their fixed costs
-    // (two packs, M's final transform): A/B 0.7-0.9x.
-    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || p.N * TH * TW * p.K * p.C < (int64_t(1) << 20))
+    // (two packs, M's final transform): A/B 0.7-0.9x; so do fewer than 24 tiles (512 @7 N=1, 16
+    // tiles: 0.8x; the reduction runs over the tiles).
+    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || p.N * TH * TW < 24 ||
+        p.N * TH * TW * p.K * p.C < (int64_t(1) << 20))
       return false;
     const int64_t Hp = tiled_extent(p.H, p.pad_h, p.P), Wp = tiled_extent(p.W, p.pad_w, p.Q);
     const PackedActivations<FmaF32> xp = pack_activations_for<FmaF32>(
