@@ -88,7 +88,7 @@ void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t K
     for (int64_t ic = i0; ic < i1; ic += kChunk) {
       const int64_t ilen = std::min(kChunk, i1 - ic);
       // Out channels [o0, o0 + olen) read, lanes up to o0 + wlen written (the last KB block's tail: zeros).
-      const int64_t olen = std::max<int64_t>(0, std::min(kBlock, out - o0)), wlen = std::min(kBlock, kb1 * KB - o0);
+      const int64_t wlen = std::min(kBlock, kb1 * KB - o0), olen = std::max<int64_t>(0, std::min(wlen, out - o0));
       if (src.out_stride == 1) {  // out channels contiguous (dgrad of KRSC weights): row copies
         for (int64_t i = 0; i < ilen; ++i)
           for (int t = 0; t < 9; ++t)
@@ -248,9 +248,11 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
   const int64_t nkb = (out + KB - 1) / KB, TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
   const int64_t TB = winograd_tile_block<MR>(in, tiles, nkb), nblocks = (tiles + TB - 1) / TB;
   const int64_t nitems = nblocks * nkb, units = std::min(parallel_threads(), nitems);
-  // Whole-filter copies per thread are capped (64 MiB in all): past that, out-block order.
+  // Whole-filter copies per thread, streamed once per tile block, must stay in the L3 together
+  // (16 MiB, half of this Zen 4's): past that, out-block order. 512 @28 N=4 (two 16.8 MB
+  // copies): 37.5 -> 41.1 ms on AVX2, 34.1 -> 35.1 on AVX-512 with whole copies.
   const bool out_major =
-      tiles < nkb * KB || units * 16 * nkb * KB * in * int64_t(sizeof(float)) > (int64_t(64) << 20);
+      tiles < nkb * KB || units * 16 * nkb * KB * in * int64_t(sizeof(float)) > (int64_t(16) << 20);
   const int64_t v_step = TB * in + kPlanePad, m_step = TB * KB + kPlanePad;
   std::atomic<bool> finite{true};
   parallel_for(0, units, 1, [&](int64_t ub, int64_t ue) {
@@ -345,22 +347,28 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         // chunk's U multiplied into every tile block's M while it is in the L1 / L2: the filter is
         // read once and U never goes to memory (a whole U is 16/9 of the filter written and read
         // back: for res5's 9.4 MB filter at N=1, more than the multiplies saved).
-        ScratchOf<float> vall(ntb * 16 * v_step), mall(ntb * 16 * m_step), uchunk(16 * (kStreamIn * KB + kPlanePad));
+        // Out blocks go kGroup at a time (64+ out channels: AVX2's blocks of 16 alone would make
+        // the transform read 8 filter rows per 8 x 8 transpose for 2 vectors of U).
+        const int64_t kGroup = std::max<int64_t>(1, 64 / KB), mg = ntb * 16 * m_step;
+        ScratchOf<float> vall(ntb * 16 * v_step), mall(kGroup * mg), uchunk(16 * (kGroup * kStreamIn * KB + kPlanePad));
         for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
           winograd_input_tiles(x, TH, TW, tb * TB, std::min(TB, tiles - tb * TB), in,
                                vall.data() + (tb - tb_lo) * 16 * v_step, in, v_step);
-        for (int64_t kb = kb_lo; kb < kb_hi; ++kb) {
+        for (int64_t g0 = kb_lo; g0 < kb_hi; g0 += kGroup) {
+          const int64_t g1 = std::min(kb_hi, g0 + kGroup);
           for (int64_t c0 = 0; c0 < in; c0 += kStreamIn) {
-            const int64_t cin = std::min(kStreamIn, in - c0);
-            const int64_t u_step = cin * KB + kPlanePad;
-            winograd_transform_filter(rd, out, KB, kb, kb + 1, c0, c0 + cin, uchunk.data(), u_step);
-            for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
-              if (runs(tb, kb))
-                multiply(vall.data() + (tb - tb_lo) * 16 * v_step + c0, std::min(TB, tiles - tb * TB), uchunk.data(),
-                         u_step, cin, mall.data() + (tb - tb_lo) * 16 * m_step, c0 > 0);
+            const int64_t cin = std::min(kStreamIn, in - c0), u_step = (g1 - g0) * cin * KB + kPlanePad;
+            winograd_transform_filter(rd, out, KB, g0, g1, c0, c0 + cin, uchunk.data(), u_step);
+            for (int64_t kb = g0; kb < g1; ++kb)
+              for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
+                if (runs(tb, kb))
+                  multiply(vall.data() + (tb - tb_lo) * 16 * v_step + c0, std::min(TB, tiles - tb * TB),
+                           uchunk.data() + (kb - g0) * cin * KB, u_step, cin,
+                           mall.data() + (kb - g0) * mg + (tb - tb_lo) * 16 * m_step, c0 > 0);
           }
-          for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
-            if (runs(tb, kb)) emit(tb, kb, mall.data() + (tb - tb_lo) * 16 * m_step);
+          for (int64_t kb = g0; kb < g1; ++kb)
+            for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
+              if (runs(tb, kb)) emit(tb, kb, mall.data() + (kb - g0) * mg + (tb - tb_lo) * 16 * m_step);
         }
         continue;
       }
@@ -568,7 +576,7 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
   const PackedActivations<FmaF32> xp =
       pack_activations_for<FmaF32>(src, st, N, in, H, W, 1, pad_h, pad_w, Hp, Wp, in_place_ok);
   bool finite = true;
-  with_tile(out, in, [&]<int MR, int NV>() {
+  auto body = [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
     std::vector<float> bias_blocks;
     if (bias) {
@@ -577,7 +585,14 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
     }
     finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, FilterReader<float>(f), bias ? bias_blocks.data() : nullptr,
                                    y, ys);
-  });
+  };
+  // AVX2: 3 tiles x 4 vectors (KB = 32) where there are 17+ out channels; in-process A/B against
+  // the direct engine's 6 x 2, 2 threads, N=1: 512 @28 and @7, 256 @56 and @14 3-5% faster
+  // (6 x 2 and 4 x 3 measured alike; 2 x 5 10-25% slower).
+  if (VecF32::kLanes == 8 && out > 16)
+    body.template operator()<3, 4>();
+  else
+    with_tile(out, in, body);
   return finite;
 }
 
