@@ -347,6 +347,37 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("n,c,k,h,w,r,s,stride,padding,layout", [
+    (1, 3, 64, 40, 38, 7, 7, 2, 3, "contiguous"),     # the ResNet stem's geometry on a small image
+    (2, 3, 24, 23, 29, 7, 7, 2, 3, "channels_last"),  # odd sizes: the last fold row / column half used
+    (1, 2, 16, 15, 14, 3, 3, 2, 1, "strided"),
+    (1, 1, 8, 17, 16, 5, 5, 3, 2, "contiguous"),      # stride 3: 9 phases, taps missing from some
+    (2, 4, 12, 11, 13, 3, 3, 2, 0, "channels_last"),  # 16 folded channels: one whole vector
+    (1, 3, 8, 12, 10, 1, 1, 2, 0, "contiguous"),      # 1x1 stride 2: three of four phases get nothing
+    (1, 2, 8, 14, 15, 3, 4, (2, 1), (1, 2), "contiguous"),  # strides and pads differ by dimension
+    (1, 5, 8, 12, 12, 3, 3, 2, 1, "contiguous"),      # 20 folded channels: the per-phase path
+])
+def test_dgrad_folded_phases(isa, n, c, k, h, w, r, s, stride, padding, layout):
+    """The input gradient of strided float32 convolutions with few input channels runs as one
+    stride-1 convolution whose out channels are (row phase, column phase, channel), the weights
+    of taps a phase lacks zero, scattered to dx after. Checked like every path, layouts and odd
+    sizes included, against the per-phase path's cases on either side of 16 folded channels."""
+    gen = torch.Generator().manual_seed(c * k + h * w + r)
+    x = make_tensor((n, c, h, w), torch.float32, layout, gen)
+    wt = make_tensor((k, c, r, s), torch.float32, "contiguous", gen)
+    y_shape = F.conv2d(x, wt, None, stride, padding).shape
+    g = make_tensor(tuple(y_shape), torch.float32, layout, gen)
+    with forced_isa(isa):
+        dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), list(_pair(stride)), list(_pair(padding)),
+                                                    [1, 1], 1, layout == "channels_last")
+    cfg = dict(stride=stride, padding=padding, dilation=1, groups=1)
+    with torch_without_onednn():
+        theirs = run_conv(F.conv2d, x, wt, None, cfg, g)
+        ref64 = run_conv(F.conv2d, x.double(), wt.double(), None, cfg, g.double())
+    assert_calibrated(dx, theirs[1], ref64[1], f"folded dgrad {c}->{k} @{h}x{w} {r}x{s}/{stride} p{padding}", k * r * s)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout,weight_layout,grad_layout", [
     ("contiguous", "contiguous", "contiguous"), ("channels_last", "channels_last", "channels_last"),
     ("strided", "channels_last", "contiguous"), ("contiguous", "strided", "strided")])
