@@ -204,9 +204,13 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
 // split them in halves: 49 tiles in blocks of 12, 12, 12, 12 and 1 left one thread with 40% more
 // work). Each item re-reads its out block's U: more tiles per item, less U traffic per multiply.
 // winograd_conv's streamed filter: for runs whose tiles' V (16 x tiles x in floats) fit in
-// kStreamedInputs bytes, the filter goes kStreamIn in channels at a time (U's chunk: 16 x
-// kStreamIn x KB floats, 256 KB at KB = 64).
-constexpr int64_t kStreamIn = 64, kStreamedInputs = int64_t(1) << 20;
+// kStreamedInputs bytes, or kStreamedInputsMost where the run's U is 4+ times bigger, the filter
+// goes kStreamIn in channels at a time (U's chunk: 16 x kStreamIn x 64+ floats, 256 KB). Each
+// chunk then sweeps every tile's V, the whole-U path sweeps U once per tile block: A/B,
+// streamed / whole U, 2 threads, AVX-512 (AVX2): 512 @14 N=1 (V 1.6 MB, U 8.4 MB a thread)
+// 0.85-0.88 (0.73-0.84), 512 @7 N=4 (2.2 MB, 8.4 MB) 0.87 (0.72); but 256 @14 N=2 (1.6 MB,
+// 2.1 MB) 1.01 (1.04), 256 @28 N=1 (3.2 MB) 1.19 (1.15), 512 @28 N=1 (6.4 MB) 1.12 (1.00).
+constexpr int64_t kStreamIn = 64, kStreamedInputs = int64_t(1) << 20, kStreamedInputsMost = int64_t(3) << 20;
 
 // The 16 planes of U, V and M lie kPlanePad floats (a cache line) past whole multiples of their
 // size: those sizes are often multiples of 4 KB, and the transforms touch all 16 planes at once
@@ -342,7 +346,9 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         tb_lo = std::min(tb_lo, tb), tb_hi = std::max(tb_hi, tb + 1);
       }
       const int64_t ntb = tb_hi - tb_lo;
-      if (out_major && ntb * 16 * v_step * int64_t(sizeof(float)) <= kStreamedInputs) {
+      const int64_t v_bytes = ntb * 16 * v_step * int64_t(sizeof(float));
+      const int64_t u_bytes = 16 * (kb_hi - kb_lo) * in * KB * int64_t(sizeof(float));
+      if (out_major && v_bytes <= std::min(kStreamedInputsMost, std::max(kStreamedInputs, u_bytes / 4))) {
         // Few tiles: all their V first, then the filter kStreamIn in channels at a time, each
         // chunk's U multiplied into every tile block's M while it is in the L1 / L2: the filter is
         // read once and U never goes to memory (a whole U is 16/9 of the filter written and read
