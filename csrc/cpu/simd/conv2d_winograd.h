@@ -66,8 +66,8 @@ struct FilterReader {
 // u[xi][kb - kb0][i - i0][KB] for the blocks kb0 <= kb < kb1 of KB out channels and the in
 // channels i0 <= i < i1 (i0 a multiple of 8): element xi of G g G^T for in channel i and out
 // channel kb KB + lane, g the 3x3 filter that `rd` reads (one group, taps in row-major (r, s)
-// order); lanes past `out` are zeros. G = [1 0 0; 1/2 1/2 1/2;
-// 1/2 -1/2 1/2; 0 0 1]. One thread: each runs the blocks it multiplies (winograd_conv).
+// order); lanes past `out` are zeros. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. Runs on
+// one thread: each transforms the blocks it multiplies (winograd_conv).
 // Steps of kBlock out channels and kChunk in channels: the step's filters are first transposed
 // into an L1 tile [i][tap][kBlock], so that the transform runs on whole vectors of out channels.
 // kBlock does not shrink with AVX2's KB = 16, so the prefetches below run as far ahead of the rows
@@ -198,11 +198,6 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
   }
 }
 
-// Tiles per work item: V (16 TB in floats) at most 768 KB, so that it stays in the L2 (1 MB a
-// Zen 4 core) while U's slices stream through; few enough for 16+ items where the problem allows;
-// between MR and 8 MR; then evened out over the blocks, so that the items are alike (2 threads
-// split them in halves: 49 tiles in blocks of 12, 12, 12, 12 and 1 left one thread with 40% more
-// work). Each item re-reads its out block's U: more tiles per item, less U traffic per multiply.
 // winograd_conv's streamed filter: for runs whose tiles' V (16 x tiles x in floats) fit in
 // kStreamedInputs bytes, or kStreamedInputsMost where the run's U is 4+ times bigger, the filter
 // goes kStreamIn in channels at a time (U's chunk: 16 x kStreamIn x 64+ floats, 256 KB). Each
@@ -218,6 +213,11 @@ constexpr int64_t kStreamIn = 64, kStreamedInputs = int64_t(1) << 20, kStreamedI
 // streamed filter's transform, 16 KB planes), res4 256 @14 N=1 0.77 -> 0.72 ms.
 constexpr int64_t kPlanePad = 16;
 
+// Tiles per work item: V (16 TB in floats) at most 768 KB, so that it stays in the L2 (1 MB a
+// Zen 4 core) while U's slices stream through; few enough for 16+ items where the problem allows;
+// between MR and 8 MR; then evened out over the blocks, so that the items are alike (2 threads
+// split them in halves: 49 tiles in blocks of 12, 12, 12, 12 and 1 left one thread with 40% more
+// work). Each item re-reads its out block's U: more tiles per item, less U traffic per multiply.
 template <int MR>
 int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
   const int64_t fit = (int64_t(768) << 10) / (16 * in * int64_t(sizeof(float)));
@@ -356,7 +356,8 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         // Out blocks go kGroup at a time (64+ out channels: AVX2's blocks of 16 alone would make
         // the transform read 8 filter rows per 8 x 8 transpose for 2 vectors of U).
         const int64_t kGroup = std::max<int64_t>(1, 64 / KB), mg = ntb * 16 * m_step;
-        ScratchOf<float> vall(ntb * 16 * v_step), mall(kGroup * mg), uchunk(16 * (kGroup * kStreamIn * KB + kPlanePad));
+        ScratchOf<float> vall(ntb * 16 * v_step), mall(kGroup * mg);
+        ScratchOf<float> uchunk(16 * (kGroup * kStreamIn * KB + kPlanePad));
         for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
           winograd_input_tiles(x, TH, TW, tb * TB, std::min(TB, tiles - tb * TB), in,
                                vall.data() + (tb - tb_lo) * 16 * v_step, in, v_step);
@@ -589,8 +590,8 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
       bias_blocks.assign((out + KB - 1) / KB * KB, 0.0f);
       std::copy(bias, bias + out, bias_blocks.begin());
     }
-    finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, FilterReader<float>(f), bias ? bias_blocks.data() : nullptr,
-                                   y, ys);
+    finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, FilterReader<float>(f),
+                                   bias ? bias_blocks.data() : nullptr, y, ys);
   };
   // AVX2: 3 tiles x 4 vectors (KB = 32) where there are 17+ out channels; in-process A/B against
   // the direct engine's 6 x 2, 2 threads, N=1: 512 @28 and @7, 256 @56 and @14 3-5% faster
