@@ -709,19 +709,18 @@ inline bool conv2d_dgrad_folded_phases(const Conv2dDgradArgs& a) {
   if (!std::is_same_v<T, float> || p.dtype != DType::f32 || p.groups != 1 || p.dil_h != 1 || p.dil_w != 1 ||
       SH * SW == 1 || VO > 16)
     return false;
-  // Taps t of one dimension: rows i + t of dy for output i; tap r = a + pad - stride t in [0, taps).
-  auto tap_range = [](int64_t stride, int64_t pad, int64_t taps, int64_t* lo, int64_t* hi) {
+  // The phases of dgrad_phases: output h = first + S_h i reads dy row i + base through tap r; here
+  // first < S_h is the folded channel's a and base its tap t (dy rows i + t, t_lo <= t <= t_hi).
+  const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, SH, p.pad_h, 1);
+  const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, SW, p.pad_w, 1);
+  auto base_range = [](const std::vector<DgradPhase1D>& phases, int64_t* lo, int64_t* hi) {
     *lo = INT64_MAX, *hi = INT64_MIN;
-    for (int64_t ph = 0; ph < stride; ++ph)
-      for (int64_t r = 0; r < taps; ++r)
-        if ((ph + pad - r) % stride == 0) {
-          const int64_t t = (ph + pad - r) / stride;
-          *lo = std::min(*lo, t), *hi = std::max(*hi, t);
-        }
+    for (const DgradPhase1D& ph : phases)
+      for (int64_t b : ph.base) *lo = std::min(*lo, b), *hi = std::max(*hi, b);
   };
   int64_t t_lo, t_hi, u_lo, u_hi;
-  tap_range(SH, p.pad_h, p.R, &t_lo, &t_hi);
-  tap_range(SW, p.pad_w, p.S, &u_lo, &u_hi);
+  base_range(rows, &t_lo, &t_hi);
+  base_range(cols, &u_lo, &u_hi);
   const int64_t I = (p.H + SH - 1) / SH, J = (p.W + SW - 1) / SW, TT = t_hi - t_lo + 1, TU = u_hi - u_lo + 1;
   // dy rows i + t for i < I: from t_lo to I - 1 + t_hi (zeros outside 0 .. P - 1); the packing pads
   // both sides alike.
@@ -735,17 +734,14 @@ inline bool conv2d_dgrad_folded_phases(const Conv2dDgradArgs& a) {
   const int64_t* ws = a.w.stride;
   const int64_t taps = TT * TU;
   std::vector<float> wf(VO * p.K * taps, 0.0f);
-  for (int64_t ph = 0; ph < SH; ++ph)
-    for (int64_t pw = 0; pw < SW; ++pw)
-      for (int64_t c = 0; c < p.C; ++c)
-        for (int64_t k = 0; k < p.K; ++k)
-          for (int64_t t = t_lo; t <= t_hi; ++t)
-            for (int64_t u = u_lo; u <= u_hi; ++u) {
-              const int64_t r = ph + p.pad_h - SH * t, s = pw + p.pad_w - SW * u;
-              if (r >= 0 && r < p.R && s >= 0 && s < p.S)
-                wf[(((ph * SW + pw) * p.C + c) * p.K + k) * taps + (t - t_lo) * TU + (u - u_lo)] =
-                    w[k * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]];
-            }
+  for (const DgradPhase1D& pr : rows)
+    for (const DgradPhase1D& pc : cols)
+      for (size_t i = 0; i < pr.taps.size(); ++i)
+        for (size_t j = 0; j < pc.taps.size(); ++j)
+          for (int64_t c = 0; c < p.C; ++c)
+            for (int64_t k = 0; k < p.K; ++k)
+              wf[(((pr.first * SW + pc.first) * p.C + c) * p.K + k) * taps + (pr.base[i] - t_lo) * TU +
+                 (pc.base[j] - u_lo)] = w[k * ws[0] + c * ws[1] + pr.taps[i] * ws[2] + pc.taps[j] * ws[3]];
   const NhwcView& dyv = dyp.view;
   DirectConvPlan d{p.N, 1, p.K, VO, I, J, dyv.sh, dyv.sw, {}};
   WeightSource<float> weights{wf.data(), 0, p.K * taps, taps, p.K, {}};
