@@ -377,6 +377,33 @@ def test_dgrad_folded_phases(isa, n, c, k, h, w, r, s, stride, padding, layout):
     assert_calibrated(dx, theirs[1], ref64[1], f"folded dgrad {c}->{k} @{h}x{w} {r}x{s}/{stride} p{padding}", k * r * s)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,r,stride,padding", [
+    (64, 32, 9, 1, 1, 0),   # 1x1: dy read in place, no phase padding
+    (48, 40, 10, 1, 2, 0),  # 1x1 stride 2: one phase reads dy, three write zeros
+    (24, 20, 8, 3, 1, 0),   # 3x3 unpadded: dy needs the phases' padding, so it is packed
+])
+def test_dgrad_reads_channels_last_grad_in_place(dtype, isa, c, k, h, r, stride, padding):
+    """The direct engine's input gradient reads a channels-last dy in place when no phase needs
+    padding. dy here is a slice of a larger channels-last tensor (images, rows and pixels farther
+    apart than dense), so only the tensor's own strides find its elements."""
+    gen = torch.Generator().manual_seed(c + k + h)
+    x = make_tensor((3, c, h, h), dtype, "channels_last", gen)
+    wt = make_tensor((k, c, r, r), dtype, "contiguous", gen)
+    y_shape = F.conv2d(x.float(), wt.float(), None, stride, padding).shape
+    big = make_tensor((5, k, y_shape[2] * 2, y_shape[3] * 3), dtype, "channels_last", gen)
+    g = big[1:4, :, ::2, 1::3]
+    assert g.shape == y_shape and g.stride(1) == 1 and not g.is_contiguous(memory_format=torch.channels_last)
+    with forced_isa(isa):
+        dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [stride] * 2, [padding] * 2, [1, 1], 1, True)
+    cfg = dict(stride=stride, padding=padding, dilation=1, groups=1)
+    with torch_without_onednn():
+        theirs = run_conv(F.conv2d, x, wt, None, cfg, g)
+        ref64 = run_conv(F.conv2d, x.double(), wt.double(), None, cfg, g.double())
+    assert_calibrated(dx, theirs[1], ref64[1], f"in-place dy {c}->{k} @{h} {r}x{r}/{stride}", k * r * r)
+
+
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout,weight_layout,grad_layout", [
     ("contiguous", "contiguous", "contiguous"), ("channels_last", "channels_last", "channels_last"),

@@ -793,10 +793,12 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   pad_for(rows, p.P, &top, &bottom);
   pad_for(cols, p.Q, &left, &right);
   // pack_activations pads symmetrically: pad by the larger side, offset reads by the difference.
+  // Unpadded (1x1 convolutions), a channels-last dy is read in place: its copy cost the 1x1
+  // 64 -> 256 @56 N=8 dgrad 6.2 -> 4.6 ms.
   const int64_t pad_h = std::max(top, bottom), pad_w = std::max(left, right);
   const PackedActivations<M> dyp = pack_activations_for<M>(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K,
                                                             p.P, p.Q, p.groups, pad_h, pad_w, p.P + 2 * pad_h,
-                                                            p.Q + 2 * pad_w, false);
+                                                            p.Q + 2 * pad_w, true);
   const auto& dyv = dyp.view;
   const int64_t kin = dyp.per_group;
   const T* w = static_cast<const T*>(a.w.data);
