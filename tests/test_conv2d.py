@@ -172,6 +172,21 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,h,w,stride", [(21, 14, 14, 2), (40, 7, 7, 1), (17, 9, 13, 1), (8, 20, 19, 2)])
+def test_depthwise_small_nchw_planes_transposed(isa, dtype, c, h, w, stride):
+    """Small dense NCHW planes reach the channels-last depthwise kernels through 8 x 8 transposes
+    over each image's flattened pixels, in chunks of 64 pixels: channel counts with a tail past the
+    last 8, images whose pixel count leaves a tail in a chunk (196 = 3 x 64 + 4, 49, 117, 380), on
+    the input, the output and the gradients."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=3, s=3, groups=c, stride=(stride, stride), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous",
+               g_layout="contiguous", seed=c * h + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

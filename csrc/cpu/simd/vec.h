@@ -89,7 +89,7 @@ struct VecF32 {
 // have it), converting between storage types on the way: unpack pairs, shuffle quads, swap
 // 128-bit halves.
 template <typename S, typename D>
-inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_stride) {
+[[gnu::always_inline]] inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_stride) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = load8(src + i * src_stride);
   for (int i = 0; i < 8; i += 2) {
