@@ -187,6 +187,20 @@ def test_depthwise_small_nchw_planes_transposed(isa, dtype, c, h, w, stride):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,w,stride", [(3, 32, 30, 37, 2), (3, 20, 17, 26, 1), (5, 40, 9, 50, 2), (4, 8, 11, 9, 1)])
+def test_nchw_output_leaves_tiles_as_transposes(isa, dtype, c, k, h, w, stride):
+    """The direct engine writes an NCHW output from its channels-last tiles: 8 x 8 transposes
+    where a tile's 8+ pixels run along one row (the last block overlapping), scalar stores where a
+    tile wraps to the next row or channels are left past the last 8 (20, 40), or the tile is short."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=1, stride=(stride, stride), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous",
+               g_layout="contiguous", seed=k * h + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

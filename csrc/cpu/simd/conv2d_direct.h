@@ -344,6 +344,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
   parallel_for(0, nblocks * ntiles, 4, [&](int64_t b, int64_t e) {
     float tile[MR * KB];
     int64_t x_off[MR], y_off[MR], tile_off[MR], offsets_of = -1;  // x_off, y_off: of pixel tile offsets_of
+    bool row_run = false;  // the tile's pixels are consecutive elements of one output row
     for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
     for (int64_t item = b; item < e; ++item) {
       const int64_t gk = blocks_inner ? item % nblocks : item / ntiles;
@@ -357,6 +358,8 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
           x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
           y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
         }
+        row_run = m >= 8;
+        for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
         offsets_of = i0;
       }
       const typename M::Elem* xg = x.data + g * cin;
@@ -373,14 +376,27 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       // output row, so each channel's m stores fill one line. Pixel-major, every store went to
       // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
       // spent 40% of its time there (in-process A/B, Zen 4: 2.15 -> 1.28 ms; N=8 1.15x).
+      // A run of 8+ pixels along a row leaves as 8 x 8 transposes (channels x pixels), the last
+      // block overlapping its neighbour: scalar, the MobileNetV2 stem's NCHW forward (32 channels,
+      // 12-pixel tiles) spent as long scattering as computing.
+      const auto scatter = [&](const auto* t) {
+        int64_t o = 0;
+        if (row_run) {
+          for (; o + 8 <= olen; o += 8)
+            for (int mi = 0; mi < m; mi += 8) {
+              const int b = std::min(mi, m - 8);
+              transpose8x8(t + b * KB + o, KB, yblk + o * ys[1] + y_off[b], ys[1]);
+            }
+        }
+        for (; o < olen; ++o)
+          for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = t[mi * KB + o];
+      };
       if constexpr (std::is_same_v<TOut, float>) {
-        for (int64_t o = 0; o < olen; ++o)
-          for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = tile[mi * KB + o];
+        scatter(tile);
       } else {  // round the tile with vectors (KB is a multiple of 8), then scatter the bits
         TOut rounded[MR * KB];
         for (int64_t i = 0; i < m * KB; i += 8) store8(rounded + i, load8(tile + i));
-        for (int64_t o = 0; o < olen; ++o)
-          for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = rounded[mi * KB + o];
+        scatter(rounded);
       }
     }
   });
