@@ -380,6 +380,10 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       // block overlapping its neighbour: scalar, the MobileNetV2 stem's NCHW forward (32 channels,
       // 12-pixel tiles) spent as long scattering as computing.
       const auto scatter = [&](const auto* t) {
+        if (ys[1] == 1) {  // channels-last, a block short of KB channels (24 of 32): a run per pixel
+          for (int mi = 0; mi < m; ++mi) std::copy(t + mi * KB, t + mi * KB + olen, yblk + y_off[mi]);
+          return;
+        }
         int64_t o = 0;
         if (row_run) {
           for (; o + 8 <= olen; o += 8)
