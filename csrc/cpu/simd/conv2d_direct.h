@@ -377,8 +377,8 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
       // spent 40% of its time there (in-process A/B, Zen 4: 2.15 -> 1.28 ms; N=8 1.15x).
       // A run of 8+ pixels along a row leaves as 8 x 8 transposes (channels x pixels), the last
-      // block overlapping its neighbour: scalar, the MobileNetV2 stem's NCHW forward (32 channels,
-      // 12-pixel tiles) spent as long scattering as computing.
+      // block overlapping its neighbour; with scalar stores, the MobileNetV2 stem's NCHW forward
+      // (32 channels, 12-pixel tiles) spent as long scattering as computing.
       const auto scatter = [&](const auto* t) {
         if (ys[1] == 1) {  // channels-last, a block short of KB channels (24 of 32): a run per pixel
           for (int mi = 0; mi < m; ++mi) std::copy(t + mi * KB, t + mi * KB + olen, yblk + y_off[mi]);
