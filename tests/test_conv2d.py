@@ -411,6 +411,7 @@ def test_dgrad_folded_phases(isa, n, c, k, h, w, r, s, stride, padding, layout):
 @pytest.mark.parametrize("c,k,h,r,stride,padding", [
     (64, 32, 9, 1, 1, 0),   # 1x1: dy read in place, no phase padding
     (48, 40, 10, 1, 2, 0),  # 1x1 stride 2: one phase reads dy, three write zeros
+    (4, 24, 10, 1, 2, 0),   # the same with 4 channels: float32 takes the folded phases (16 lanes)
     (24, 20, 8, 3, 1, 0),   # 3x3 unpadded: dy needs the phases' padding, so it is packed
 ])
 def test_dgrad_reads_channels_last_grad_in_place(dtype, isa, c, k, h, r, stride, padding):

@@ -743,12 +743,12 @@ inline bool conv2d_dgrad_folded_phases(const Conv2dDgradArgs& a) {
   base_range(cols, &u_lo, &u_hi);
   const int64_t I = (p.H + SH - 1) / SH, J = (p.W + SW - 1) / SW, TT = t_hi - t_lo + 1, TU = u_hi - u_lo + 1;
   // dy rows i + t for i < I: from t_lo to I - 1 + t_hi (zeros outside 0 .. P - 1); the packing pads
-  // both sides alike.
+  // both sides alike. Unpadded, a channels-last dy is read in place, as in conv2d_dgrad_direct.
   const int64_t pad_h = std::max({int64_t(0), -t_lo, I - 1 + t_hi - (p.P - 1)});
   const int64_t pad_w = std::max({int64_t(0), -u_lo, J - 1 + u_hi - (p.Q - 1)});
   const PackedActivations<FmaF32> dyp =
       pack_activations_for<FmaF32>(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 1, pad_h,
-                                   pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w, false);
+                                   pad_w, p.P + 2 * pad_h, p.Q + 2 * pad_w, true);
   // The folded filter wf[vo][k][t][u], vo = (a S_W + b) Cg + c.
   const float* w = static_cast<const float*>(a.w.data);
   const int64_t* ws = a.w.stride;
