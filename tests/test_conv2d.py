@@ -201,6 +201,23 @@ def test_nchw_output_leaves_tiles_as_transposes(isa, dtype, c, k, h, w, stride):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,w,r,stride,layout", [
+    (24, 8, 9, 11, 1, 1, "channels_last"), (40, 24, 13, 10, 3, 2, "contiguous"),
+    (56, 40, 7, 5, 3, 1, "channels_last"), (8, 56, 12, 9, 1, 2, "channels_last"),
+    (24, 24, 10, 10, 3, 2, "channels_last")])
+def test_half_vector_tiles(isa, dtype, c, k, h, w, r, stride, layout):
+    """AVX-512 tiles of 8 + 16 n output channels (8, 24, 40, 56), their last vector a 256-bit half
+    one, in the forward (k) and the input gradient (c): stored in place (channels-last) or through
+    the scratch tile (NCHW), with bias, short last tiles."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(r // 2, r // 2),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * k + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

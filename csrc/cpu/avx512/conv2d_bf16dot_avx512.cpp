@@ -48,6 +48,14 @@ struct DotBf16 {
     return (__m512bh)_mm512_set1_epi32(static_cast<int>(v));
   }
   static __m512 madd(In x, In w, __m512 acc) { return _mm512_dpbf16_ps(acc, x, w); }
+  // The low 8 lanes alone (the half vector of a tile, conv2d_direct.h's conv_tile).
+  static In load_half(const Elem* p) {
+    return (In)_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 madd_half(In x, In w, __m512 acc) {
+    const auto low = [](In v) { return (__m256bh)_mm512_castsi512_si256((__m512i)v); };
+    return _mm512_castps256_ps512(_mm256_dpbf16_ps(_mm512_castps512_ps256(acc), low(x), low(w)));
+  }
   // Channels 2i and 2i + 1 (zero past n) of a group whose float values value(c) gives; they are
   // bfloat16 values, so the conversion back is exact.
   template <class F>

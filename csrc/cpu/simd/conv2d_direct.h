@@ -16,12 +16,14 @@
 //                channels_last input with no padding is read in place; anything else (with
 //                FmaF32, every bfloat16 input) is repacked once.
 //   weights      wp[g][kb][tap][c][KB]: for group g and block kb of KB = NV * lanes output
-//                channels, KB consecutive floats per (tap, c); the tail block is zero-filled.
+//                channels (a half last vector: 8 fewer), KB consecutive floats per (tap, c); the
+//                tail block is zero-filled.
 //
 // Microkernel: an MR-pixel x NV-vector tile of accumulators (MR output pixels along one output row
 // times KB output channels). Per input channel c of a tap (r, s) it loads NV weight vectors and MR
 // broadcasts and issues MR * NV FMAs: each weight load feeds MR FMAs, each broadcast NV. AVX-512
-// (32 registers): 6 x 4 vectors = 24 accumulators; AVX2 (16): 6 x 2 = 12.
+// (32 registers): 6 x 4 vectors = 24 accumulators; AVX2 (16): 6 x 2 = 12. AVX-512 tiles of
+// 8 + 16 n channels make the last vector a 256-bit half one (with_tile).
 //
 // The multiply-add is a policy M: FmaF32 (one float input channel per packed element, FMA) here;
 // csrc/cpu/avx512/conv2d_bf16dot_avx512.cpp adds DotBf16 (two bfloat16 input channels per 32-bit
@@ -50,6 +52,10 @@ struct FmaF32 {
   static In load(const Elem* p) { return VecF32::load(p); }
   static In broadcast(const Elem* p) { return VecF32::broadcast(p); }
   static VecF32::type madd(In x, In w, VecF32::type acc) { return VecF32::fmadd(x, w, acc); }
+#if defined(__AVX512F__)
+  static In load_half(const Elem* p) { return VecF32::load_half(p); }
+  static VecF32::type madd_half(In x, In w, VecF32::type acc) { return VecF32::fmadd_half(x, w, acc); }
+#endif
   // Packed element i of a group of n channels whose float values value(c) gives.
   template <class F>
   static Elem pack(const F& value, int64_t i, int64_t /*n*/) { return value(i); }
@@ -266,18 +272,40 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
 // weight gradient sums its chunks of tiles there).
 // Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
 // a row, so small images fill whole tiles. bias and pixel_bias may be null.
+// LastL < lanes (AVX-512 only): the last vector holds LastL = 8 channels, as 256-bit operations
+// (VecF32::*_half), so KB = (NV - 1) lanes + 8 (tile_channels).
 // Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
 // instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
-template <class M, int MR, int NV, typename TOut>
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
 [[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
                       const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
                       TOut* out, const int64_t* out_off, bool accumulate = false) {
   using V = VecF32;
   constexpr int L = V::kLanes;
+  constexpr int kHalf = LastL != L ? NV - 1 : -1;  // the index of the half vector, if any
+  static_assert(LastL == L || 2 * LastL == L, "the last vector is whole or half");
+  const auto load = [](const auto* p, int v) {
+    if constexpr (kHalf >= 0) {
+      if (v == kHalf) return V::load_half(p);
+    }
+    return V::load(p);
+  };
+  const auto load_w = [](const typename M::Elem* p, int v) {
+    if constexpr (kHalf >= 0) {
+      if (v == kHalf) return M::load_half(p);
+    }
+    return M::load(p);
+  };
+  const auto madd = [](typename M::In xb, typename M::In wv, typename V::type acc, int v) {
+    if constexpr (kHalf >= 0) {
+      if (v == kHalf) return M::madd_half(xb, wv, acc);
+    }
+    return M::madd(xb, wv, acc);
+  };
   typename V::type acc[MR][NV];
   for (int v = 0; v < NV; ++v) {
-    const typename V::type b = bias ? V::load(bias + v * L) : V::zero();
-    for (int m = 0; m < MR; ++m) acc[m][v] = accumulate ? V::load(out + out_off[m] + v * L) : b;
+    const typename V::type b = bias ? load(bias + v * L, v) : V::zero();
+    for (int m = 0; m < MR; ++m) acc[m][v] = accumulate ? load(out + out_off[m] + v * L, v) : b;
   }
   for (int64_t t = 0; t < taps; ++t) {
     const typename M::Elem* xt[MR];
@@ -285,47 +313,59 @@ template <class M, int MR, int NV, typename TOut>
     const typename M::Elem* wt = w + t * cin * w_step;
     for (int64_t c = 0; c < cin; ++c) {
       typename M::In wv[NV];
-      for (int v = 0; v < NV; ++v) wv[v] = M::load(wt + c * w_step + v * L);
+      for (int v = 0; v < NV; ++v) wv[v] = load_w(wt + c * w_step + v * L, v);
       for (int m = 0; m < MR; ++m) {
         const typename M::In xb = M::broadcast(xt[m] + c);
-        for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(xb, wv[v], acc[m][v]);
+        for (int v = 0; v < NV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
       }
     }
   }
   // pixel_bias is added at the store (the 1x1 NCHW path's per-k bias), once per result.
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v)
-      V::store(out + out_off[m] + v * L, pixel_bias ? V::add(acc[m][v], V::broadcast(pixel_bias + m)) : acc[m][v]);
+    for (int v = 0; v < NV; ++v) {
+      const typename V::type r = pixel_bias ? V::add(acc[m][v], V::broadcast(pixel_bias + m)) : acc[m][v];
+      if constexpr (kHalf >= 0) {
+        if (v == kHalf) {
+          V::store_half(out + out_off[m] + v * L, r);
+          continue;
+        }
+      }
+      V::store(out + out_off[m] + v * L, r);
+    }
 }
 
 // conv_tile for m <= MR pixels (the last tile), choosing the instantiation at run time. Inlined
 // as well: out of line, GCC 12 kept the accumulators of conv_tile_upto<12, 1> in memory, one
 // store after every FMA (AVX2; the stem's dgrad at N=1: 13.9 -> 8.6 ms once inlined; 1x1 64->256
 // channels_last forward 1.6 -> 0.9 ms).
-template <class M, int MR, int NV, typename TOut>
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
 [[gnu::always_inline]] inline void conv_tile_upto(
     int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
     const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias, TOut* out,
     const int64_t* out_off, bool accumulate = false) {
   if constexpr (MR > 1) {
     if (m < MR)
-      return conv_tile_upto<M, MR - 1, NV>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out,
-                                           out_off, accumulate);
+      return conv_tile_upto<M, MR - 1, NV, LastL>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias,
+                                                  out, out_off, accumulate);
   }
-  conv_tile<M, MR, NV>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off, accumulate);
+  conv_tile<M, MR, NV, LastL>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off, accumulate);
 }
 
+// Output channels of a tile of NV vectors, the last of LastL lanes.
+template <int NV, int LastL>
+constexpr int64_t tile_channels() { return (NV - 1) * VecF32::kLanes + LastL; }
+
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
-// offsets; wp from pack_weights with KB = NV lanes; bias (may be null) has out_per_group * groups
+// offsets; wp from pack_weights with KB = tile_channels<NV, LastL>(); bias (may be null) has out_per_group * groups
 // floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
 // of its channels; y (storage type TOut) has element strides ys in (n, channel, h, w) order. Every
 // output element is written. Work items are MR-pixel tiles of the flattened (n, p, q) pixels
 // times output-channel blocks. w_step > 0: the weights are not packed but read in place, one tap
 // and one group, input element i of block kb at wp + kb KB + i w_step (all KB lanes readable).
-template <class M, int MR, int NV, typename TOut>
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
 void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const typename M::Elem* wp,
                  const float* bias, const float* pixel_bias, TOut* y, const int64_t ys[4], int64_t w_step = 0) {
-  constexpr int64_t KB = NV * VecF32::kLanes;
+  constexpr int64_t KB = tile_channels<NV, LastL>();
   const int64_t nkb = (d.out_per_group + KB - 1) / KB;
   const int64_t taps = int64_t(d.tap_offset.size()), cin = d.in_per_group, step = w_step > 0 ? w_step : KB;
   // Bias per output block, zero-padded to KB.
@@ -336,6 +376,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       for (int64_t o = 0; o < d.out_per_group; ++o) bias_blocks[(g * nkb + o / KB) * KB + o % KB] = bias[g * d.out_per_group + o];
   }
   const bool direct_store = ys[1] == 1;  // output channels contiguous: store tiles in place
+  constexpr int64_t kStoreAhead = 2 * MR, kLineElems = 64 / int64_t(sizeof(TOut));
   const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + MR - 1) / MR, nblocks = d.groups * nkb;
   // Which operand to keep in cache across consecutive items: when all the packed weights fit in
   // L2, walk every block of a pixel tile before the next tile (the activations, often much larger,
@@ -368,10 +409,21 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
       TOut* yblk = y + (g * d.out_per_group + o0) * ys[1];
       if (direct_store && olen == KB) {
-        conv_tile_upto<M, MR, NV>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, yblk, y_off);
+        // Ask now for the lines this block's tile kStoreAhead pixels on will store: the stores'
+        // read-for-ownership misses otherwise stall the tiles once the output outgrows the caches
+        // (A/B, channels_last, N=8: 1x1 64 -> 256 @56 6.10 -> 5.23 ms, 24 -> 144 @56 2.02 -> 1.84;
+        // 2, 4 or 8 tiles ahead measured alike; no change where the output stays in cache). The
+        // lines are those of the pixels kStoreAhead on along a dense row; elsewhere they are wasted.
+        if (i0 + kStoreAhead + MR <= pixels)
+          for (int mi = 0; mi < m; ++mi)
+            for (int64_t l = 0; l < KB; l += kLineElems)
+              __builtin_prefetch(yblk + y_off[mi] + kStoreAhead * ys[3] + l, 1);
+        conv_tile_upto<M, MR, NV, LastL>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, yblk,
+                                         y_off);
         continue;
       }
-      conv_tile_upto<M, MR, NV>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile, tile_off);
+      conv_tile_upto<M, MR, NV, LastL>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile,
+                                       tile_off);
       // Scattered by output channel, then pixel: a tile's pixels are usually neighbours in one
       // output row, so each channel's m stores fill one line. Pixel-major, every store went to
       // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
@@ -413,11 +465,24 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
 // 3 vectors but not of 4 (MobileNetV2's 96 and 144) take 8 x 3: 144 in 64-lane blocks wasted a
 // third of the FMAs on the last block's empty lanes (A/B, channels_last, N=1: 1x1 24 -> 144 @56
 // 0.172 -> 0.131 ms, 32 -> 96 0.156 -> 0.114; 3x3 96 -> 144 @28 0.66 -> 0.53).
-template <typename Body>
+// With kHalfTiles (callers whose body takes a third parameter, LastL), AVX-512 widths of 8 + 16 n
+// channels up to 56 (MobileNetV2's 24) take a tile whose last vector is a half one (conv_tile):
+// 24 in 32-lane blocks wasted a quarter of the FMAs and left through a scratch tile.
+template <bool kHalfTiles = false, typename Body>
 void with_tile(int64_t out_per_group, int64_t taps_x_in, const Body& body) {
   constexpr int L = VecF32::kLanes;
   const bool big_weights = taps_x_in * 4 * L * 4 > (int64_t(768) << 10);
 #if defined(__AVX512F__)
+  if constexpr (kHalfTiles) {
+    if (out_per_group % L == L / 2 && out_per_group < 4 * L) {
+      switch (out_per_group / L) {
+        case 0: return body.template operator()<14, 1, L / 2>();
+        case 1: return body.template operator()<12, 2, L / 2>();
+        case 2: return body.template operator()<8, 3, L / 2>();
+        default: return body.template operator()<6, 4, L / 2>();
+      }
+    }
+  }
   if (out_per_group % (3 * L) == 0 && out_per_group % (4 * L) != 0 && !big_weights)
     return body.template operator()<8, 3>();
   if (out_per_group > 2 * L && !big_weights) return body.template operator()<6, 4>();
@@ -521,9 +586,9 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
   }
   const FloatBias<T> bias(a.bias, p.K);
-  with_tile(Kg, p.R * p.S * cin, [&]<int MR, int NV>() {
-    const auto wp = pack_weights<M>(d, NV * VecF32::kLanes, weights);
-    direct_conv<M, MR, NV>(run, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
+  with_tile<true>(Kg, p.R * p.S * cin, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
+    const auto wp = pack_weights<M>(d, tile_channels<NV, LastL>(), weights);
+    direct_conv<M, MR, NV, LastL>(run, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
   });
   return true;
 }
@@ -838,9 +903,9 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
         }
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
       T* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
-      with_tile(Cg, int64_t(weights.tap_offset.size()) * kin, [&]<int MR, int NV>() {
-        const auto wp = pack_weights<M>(d, NV * VecF32::kLanes, weights);
-        direct_conv<M, MR, NV>(d, dyv, wp.data(), nullptr, nullptr, y, ys);  // no taps: writes zeros
+      with_tile<true>(Cg, int64_t(weights.tap_offset.size()) * kin, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
+        const auto wp = pack_weights<M>(d, tile_channels<NV, LastL>(), weights);
+        direct_conv<M, MR, NV, LastL>(d, dyv, wp.data(), nullptr, nullptr, y, ys);  // no taps: writes zeros
       });
     }
   }

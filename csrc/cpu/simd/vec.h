@@ -65,6 +65,16 @@ struct VecF32 {
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
   static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm512_mul_ps(a, b); }
+  // The low 8 lanes alone, the upper ones ignored (undefined after a load): the last, half vector
+  // of a tile of 8 + 16 n output channels (conv2d_direct.h's conv_tile). 256-bit FMAs issue two
+  // per cycle on Zen 4, 512-bit ones one, so the half vector costs half an FMA slot.
+  static __m256 low(type v) { return _mm512_castps512_ps256(v); }
+  static type from_low(__m256 v) { return _mm512_castps256_ps512(v); }
+  static type load_half(const float* p) { return from_low(_mm256_loadu_ps(p)); }
+  static type load_half(const bf16* p) { return from_low(load8(p)); }
+  static void store_half(float* p, type v) { _mm256_storeu_ps(p, low(v)); }
+  static void store_half(bf16* p, type v) { store8(p, low(v)); }
+  static type fmadd_half(type a, type b, type c) { return from_low(_mm256_fmadd_ps(low(a), low(b), low(c))); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 struct VecF32 {
@@ -80,6 +90,11 @@ struct VecF32 {
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
   static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm256_mul_ps(a, b); }
+  // The low 4 lanes alone, as AVX-512's half vectors (no tile uses them here).
+  static __m128 low(type v) { return _mm256_castps256_ps128(v); }
+  static type from_low(__m128 v) { return _mm256_castps128_ps256(v); }
+  static type load_half(const float* p) { return from_low(_mm_loadu_ps(p)); }
+  static void store_half(float* p, type v) { _mm_storeu_ps(p, low(v)); }
 };
 #else
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
