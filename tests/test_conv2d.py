@@ -334,6 +334,9 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (1, 144, 24, 7, 1),    # x as vectors (144 pads less than 24); AVX2: in place into float dW
     (2, 40, 72, 11, 2),    # stride 2: x gathered; both pad, partial 6-row tiles
     (1, 3, 5, 6, 1),       # fewer channels than a vector on both sides
+    (2, 144, 24, 40, 1),   # AVX-512: 8 x 3 tiles of x; 9 tiles, so 4 pixel groups summed in order
+    (2, 24, 96, 33, 1),    # AVX-512: 8 x 3 tiles of dy; pixel groups
+    (3, 48, 8, 20, 2),     # stride 2, 8 x 3 tiles of x, one partial; pixel groups
 ])
 def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     """1x1 unpadded weight gradients run conv2d_wgrad_1x1 (per-chunk panels, broadcast rows in
