@@ -16,8 +16,10 @@
 // larger, so the bcast rows of a chunk (re-read once per vec block) are the smaller set. With x
 // as vec the totals are [k][c], dW's own layout, and float32 dW accumulates in place.
 //
-// Determinism: a thread owns a fixed range of (vec block, bcast block) tiles and walks the chunks
-// in order; a tile's totals take one partial sum per chunk, whatever the thread count.
+// Determinism: a thread owns a fixed range of (pixel group, vec block, bcast block) tiles and
+// walks the group's chunks in order; a tile's totals take one partial sum per chunk, and the
+// groups' totals (the groups fixed by the problem alone) are added in group order, whatever the
+// thread count.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -196,7 +198,7 @@ constexpr int64_t kMinWgradItems = 32, kMaxPartialFloats = int64_t(4) << 20;
 // conv2d_wgrad_1x1 with an MC x NV tile, x or dy as the vec operand.
 template <typename T, int MC, int NV>
 inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>& xo, const GemmOperand<T>& dyo,
-                           bool x_is_vec) {
+                                  bool x_is_vec) {
   const Conv2dProblem& p = a.p;
   constexpr int64_t KB = NV * VecF32::kLanes;
   const GemmOperand<T>& vec = x_is_vec ? xo : dyo;
