@@ -411,8 +411,9 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       if (direct_store && olen == KB) {
         // Ask now for the lines this block's tile kStoreAhead pixels on will store: the stores'
         // read-for-ownership misses otherwise stall the tiles once the output outgrows the caches
-        // (A/B, channels_last, N=8: 1x1 64 -> 256 @56 6.10 -> 5.23 ms, 24 -> 144 @56 2.02 -> 1.84;
-        // 2, 4 or 8 tiles ahead measured alike; no change where the output stays in cache). The
+        // (A/B, arms in random order, channels_last, N=8: 1x1 64 -> 256 @56 6.26 -> 5.58 ms, 24 ->
+        // 144 @56 1.65 -> 1.36; 2, 4 or 8 tiles ahead alike; no change where the output stays in
+        // cache). The
         // lines are those of the pixels kStoreAhead on along a dense row; elsewhere they are wasted.
         if (i0 + kStoreAhead + MR <= pixels)
           for (int mi = 0; mi < m; ++mi)
@@ -467,7 +468,9 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
 // 0.172 -> 0.131 ms, 32 -> 96 0.156 -> 0.114; 3x3 96 -> 144 @28 0.66 -> 0.53).
 // With kHalfTiles (callers whose body takes a third parameter, LastL), AVX-512 widths of 8 + 16 n
 // channels up to 56 (MobileNetV2's 24) take a tile whose last vector is a half one (conv_tile):
-// 24 in 32-lane blocks wasted a quarter of the FMAs and left through a scratch tile.
+// 24 in 32-lane blocks wasted a quarter of the FMAs and left through a scratch tile (A/B, arms
+// in random order, channels_last: 1x1 144 -> 24 @56 N=1 0.190 -> 0.160 ms, N=8 2.34 -> 2.11;
+// 96 -> 24 N=8 1.41 -> 1.21; dgrad of 24 -> 144 N=1 0.197 -> 0.169, N=8 2.40 -> 2.19).
 template <bool kHalfTiles = false, typename Body>
 void with_tile(int64_t out_per_group, int64_t taps_x_in, const Body& body) {
   constexpr int L = VecF32::kLanes;

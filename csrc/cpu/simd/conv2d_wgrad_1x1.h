@@ -223,8 +223,9 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
   // each thread packing most of x and all of dy for its few tiles, and the threads unbalanced.
   // The chunks are split as well, into `groups` fixed ranges (chosen from the problem alone, so
   // the sums do not depend on the thread count), each summed into its own partial totals, which
-  // are added up in group order at the end. A/B, 2 threads, channels_last N=8: 144 -> 24 @56
-  // 2.12 -> 1.68 ms, 24 -> 144 2.99 -> 1.80, 64 -> 64 2.95 -> 2.18, 96 -> 24 1.64 -> 1.03.
+  // are added up in group order at the end. A/B (arms in random order), 2 threads, channels_last
+  // N=8: 144 -> 24 @56 2.83 -> 1.78 ms, 24 -> 144 2.11 -> 1.67, 64 -> 64 2.54 -> 1.88, 96 -> 24
+  // 1.65 -> 1.17.
   const int64_t tiles = nvb * nbb, part = bc.channels * Vpad;
   const int64_t groups =
       std::max<int64_t>(1, std::min({(kMinWgradItems + tiles - 1) / tiles, chunks, kMaxPartialFloats / part}));
@@ -308,8 +309,8 @@ inline bool conv2d_wgrad_1x1(const Conv2dWgradArgs& a) {
 #if defined(__AVX512F__)
   // The vec channels whole blocks of 3 vectors but not of 4 (MobileNetV2's 96 and 144): the
   // forward's 8 x 3 tile (with_tile). 6 x 4 wasted a quarter of the FMAs on 144 (A/B, 2 threads,
-  // channels_last: 144 -> 24 @56 N=1 0.226 -> 0.189 ms, N=8 2.19 -> 1.94; 24 -> 144 N=8 2.44 ->
-  // 2.17).
+  // channels_last, with the pixel groups: 144 -> 24 @56 N=1 0.239 -> 0.179 ms, N=8 2.45 -> 1.78;
+  // 24 -> 144 N=8 2.19 -> 1.67).
   const auto three = [&](int64_t c) { return c % (3 * L) == 0 && c % (4 * L) != 0; };
   if (three(x_is_vec_for(3 * L) ? p.C : p.K))
     return conv2d_wgrad_1x1_tile<T, 8, 3>(a, xo, dyo, x_is_vec_for(3 * L));

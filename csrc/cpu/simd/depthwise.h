@@ -289,11 +289,11 @@ struct PaddedRows {
 // [i rows / steps, (i + 1) rows / steps). The planes kernels below walk one (n, c) plane after
 // another; past the caches (kPrefetchPlanesBytes of input and output), they call this for the
 // next plane's inputs as they go down the current one: a plane's short rows are separate streams
-// to the hardware prefetchers, which stalled on every new plane. In-process A/B, 2 threads, Zen 4,
-// N=8: fwd 144 @ 56 3.27 -> 2.73 ms, stride 2 1.44 -> 1.34, 32 @ 112 1.90 -> 1.42; stride-1 dgrad
-// (a forward) 144 @ 56 2.85 -> 2.47; wgrad 144 @ 56 2.64 -> 2.43, stride 2 1.69 -> 1.28.
-// Prefetching the outputs for writing as well gained nothing; the stride-2 dgrad lost 7% with
-// either; in cache (96 @ 112 /2, N=1) the wgrad lost 10%.
+// to the hardware prefetchers, which stalled on every new plane. In-process A/B (arms in random
+// order), 2 threads, Zen 4, N=8: fwd 144 @ 56 3.34 -> 3.06 ms, stride 2 1.27 -> 1.25, 32 @ 112
+// 1.74 -> 1.47; stride-1 dgrad (a forward) 144 @ 56 3.21 -> 2.75; wgrad 144 @ 56 2.11 -> 2.09,
+// stride 2 1.29 -> 1.17. Prefetching the outputs for writing as well gained nothing; the
+// stride-2 dgrad lost 7% with either; in cache (96 @ 112 /2, N=1) the wgrad lost 10%.
 constexpr int64_t kPrefetchPlanesBytes = int64_t(12) << 20;
 template <typename T>
 inline void prefetch_plane_slice(const T* plane, int64_t rows, int64_t cols, int64_t row_stride, int64_t i,
