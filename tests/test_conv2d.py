@@ -218,6 +218,21 @@ def test_half_vector_tiles(isa, dtype, c, k, h, w, r, stride, layout):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("n,c,k,h,w", [(3, 20, 16, 9, 9), (2, 8, 12, 10, 13), (8, 16, 24, 14, 14),
+                                       (5, 12, 9, 11, 11), (1, 10, 8, 8, 9)])
+def test_pixel_lanes_plane_tails(isa, dtype, n, c, k, h, w):
+    """1x1 NCHW planes run with output pixels as the vector lanes, whole blocks read in place; the
+    pixels past each image's last whole block run together, every image's in one set of lanes
+    (3 to 285 of them: the narrow block tiles, AVX-512 half vectors, several blocks), with bias,
+    forward and input gradient."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+               bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous", seed=n * c + h * w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""
