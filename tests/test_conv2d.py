@@ -233,6 +233,19 @@ def test_pixel_lanes_plane_tails(isa, dtype, n, c, k, h, w):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("n,c,k,h,w", [(1, 320, 256, 5, 5), (2, 160, 480, 5, 6), (1, 480, 160, 7, 7)])
+def test_small_planes_1x1_few_pixels(isa, dtype, n, c, k, h, w):
+    """A plain 1x1 on NCHW planes with up to 64 output pixels and 256 KiB to 2 MiB of weights
+    runs the pixel-lanes engine (planes row-copied, W read in place), forward and input
+    gradient (W transposed) alike."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+               bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous", seed=c + k + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

@@ -664,8 +664,13 @@ inline PixelLanesCase pixel_lanes_case(const Conv2dProblem& p, const int64_t xs[
   const bool planes = xs[3] == 1 && xs[2] == p.W && ys[3] == 1;
   const bool plain_1x1 =
       p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 && planes;
-  const bool few_pixels =
-      p.N * p.P * p.Q * 8 <= p.K && p.K * p.C * p.R * p.S * int64_t(sizeof(float)) > (int64_t(2) << 20);
+  const int64_t weight_bytes = p.K * p.C * p.R * p.S * int64_t(sizeof(float));
+  // Also the plain 1x1 on NCHW planes with up to 64 output pixels and 256+ KiB of weights
+  // (MobileNetV2's last stage at N=1), planes row-copied: A/B (arms in random order), N=1,
+  // 960 -> 160 @7 0.220 -> 0.172 ms, 160 -> 960 0.218 -> 0.143, 576 -> 160 0.202 -> 0.122. The
+  // same on channels_last inputs (patches gathered per element) measured slower or alike.
+  const bool few_pixels = (p.N * p.P * p.Q * 8 <= p.K && weight_bytes > (int64_t(2) << 20)) ||
+                          (plain_1x1 && p.N * p.P * p.Q <= 64 && weight_bytes > (int64_t(256) << 10));
   return {plain_1x1 && p.H * p.W >= 64, few_pixels, plain_1x1};
 }
 
@@ -725,6 +730,8 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
 //    3x3 512 @7 4.9-5.2 -> 3.4-3.5 ms, 1x1 512->2048 2.6-2.8 -> 1.6-1.7 ms. With more pixels the
 //    patch packing and the output scatter (channels_last: lanes K apart) lose: res4 1x1 256->1024
 //    @14 channels_last 1.3 -> 1.9 ms, res5 1x1 512->2048 @7 N=8 channels_last 8.7 -> 10.4 ms.
+//    A plain 1x1 on NCHW planes with up to 64 output pixels takes it from 256 KiB of weights
+//    (pixel_lanes_case).
 // Needs groups == 1 and each weight row contiguous (KCRS or KRSC); bfloat16 W is widened once.
 template <typename T>
 inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
