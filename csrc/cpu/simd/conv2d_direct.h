@@ -413,8 +413,8 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         // read-for-ownership misses otherwise stall the tiles once the output outgrows the caches
         // (A/B, arms in random order, channels_last, N=8: 1x1 64 -> 256 @56 6.26 -> 5.58 ms, 24 ->
         // 144 @56 1.65 -> 1.36; 2, 4 or 8 tiles ahead alike; no change where the output stays in
-        // cache). The
-        // lines are those of the pixels kStoreAhead on along a dense row; elsewhere they are wasted.
+        // cache). The lines are those of the pixels kStoreAhead on along a dense row; elsewhere
+        // they are wasted.
         if (i0 + kStoreAhead + MR <= pixels)
           for (int mi = 0; mi < m; ++mi)
             for (int64_t l = 0; l < KB; l += kLineElems)
