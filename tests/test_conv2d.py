@@ -201,6 +201,15 @@ def test_nchw_output_leaves_tiles_as_transposes(isa, dtype, c, k, h, w, stride):
         check_against_torch(cfg, dtype)
 
 
+def check_case(isa, dtype, n, c, k, h, w, r, stride=1, layout="contiguous", seed=0):
+    """check_against_torch of one square-kernel, one-group, same-padding convolution with bias, x
+    and dy in `layout`, on the kernels of `isa`."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(r // 2, r // 2),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout, seed=seed)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k,h,w,r,stride,layout", [
@@ -211,11 +220,7 @@ def test_half_vector_tiles(isa, dtype, c, k, h, w, r, stride, layout):
     """AVX-512 tiles of 8 + 16 n output channels (8, 24, 40, 56), their last vector a 256-bit half
     one, in the forward (k) and the input gradient (c): stored in place (channels-last) or through
     the scratch tile (NCHW), with bias, short last tiles."""
-    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(r // 2, r // 2),
-               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
-               seed=c * k + h)
-    with forced_isa(isa):
-        check_against_torch(cfg, dtype)
+    check_case(isa, dtype, 2, c, k, h, w, r, stride, layout, seed=c * k + h)
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
@@ -227,10 +232,7 @@ def test_pixel_lanes_plane_tails(isa, dtype, n, c, k, h, w):
     pixels past each image's last whole block run together, every image's in one set of lanes
     (3 to 285 of them: the narrow block tiles, AVX-512 half vectors, several blocks), with bias,
     forward and input gradient."""
-    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-               bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous", seed=n * c + h * w)
-    with forced_isa(isa):
-        check_against_torch(cfg, dtype)
+    check_case(isa, dtype, n, c, k, h, w, 1, seed=n * c + h * w)
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
@@ -240,10 +242,7 @@ def test_small_planes_1x1_few_pixels(isa, dtype, n, c, k, h, w):
     """A plain 1x1 on NCHW planes with up to 64 output pixels and 256 KiB to 2 MiB of weights
     runs the pixel-lanes engine (planes row-copied, W read in place), forward and input
     gradient (W transposed) alike."""
-    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-               bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous", seed=c + k + h)
-    with forced_isa(isa):
-        check_against_torch(cfg, dtype)
+    check_case(isa, dtype, n, c, k, h, w, 1, seed=c + k + h)
 
 
 def test_float64_path_equals_torch_float64():
