@@ -53,8 +53,8 @@ struct FmaF32 {
   static In broadcast(const Elem* p) { return VecF32::broadcast(p); }
   static VecF32::type madd(In x, In w, VecF32::type acc) { return VecF32::fmadd(x, w, acc); }
 #if defined(__AVX512F__)
-  static In load_half(const Elem* p) { return VecF32::load_half(p); }
-  static VecF32::type madd_half(In x, In w, VecF32::type acc) { return VecF32::fmadd_half(x, w, acc); }
+  static In load_half(const Elem* p) { return HalfVector<8>::load(p); }
+  static VecF32::type madd_half(In x, In w, VecF32::type acc) { return HalfVector<8>::fmadd(x, w, acc); }
 #endif
   // Packed element i of a group of n channels whose float values value(c) gives.
   template <class F>
@@ -273,7 +273,7 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
 // Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
 // a row, so small images fill whole tiles. bias and pixel_bias may be null.
 // LastL < lanes (AVX-512 only): the last vector holds LastL = 8 channels, as 256-bit operations
-// (VecF32::*_half), so KB = (NV - 1) lanes + 8 (tile_channels).
+// (HalfVector<8>, M::*_half), so KB = (NV - 1) lanes + 8 (tile_channels).
 // Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
 // instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
 template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
@@ -281,12 +281,13 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
                       const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
                       TOut* out, const int64_t* out_off, bool accumulate = false) {
   using V = VecF32;
+  using H = HalfVector<LastL>;  // complete only where a tile has a half vector
   constexpr int L = V::kLanes;
   constexpr int kHalf = LastL != L ? NV - 1 : -1;  // the index of the half vector, if any
   static_assert(LastL == L || 2 * LastL == L, "the last vector is whole or half");
   const auto load = [](const auto* p, int v) {
     if constexpr (kHalf >= 0) {
-      if (v == kHalf) return V::load_half(p);
+      if (v == kHalf) return H::load(p);
     }
     return V::load(p);
   };
@@ -326,7 +327,7 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
       const typename V::type r = pixel_bias ? V::add(acc[m][v], V::broadcast(pixel_bias + m)) : acc[m][v];
       if constexpr (kHalf >= 0) {
         if (v == kHalf) {
-          V::store_half(out + out_off[m] + v * L, r);
+          H::store(out + out_off[m] + v * L, r);
           continue;
         }
       }
@@ -688,13 +689,15 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
     constexpr int64_t KB = tile_channels<NV, LastL>();
     const int64_t nkb = (lanes + KB - 1) / KB;
     Scratch xp(nkb * p.C * KB), out(p.K * lanes);
+    std::vector<int64_t> lane_at(lanes);  // x offset of lane o's pixel, channel 0
+    for (int64_t o = 0; o < lanes; ++o) lane_at[o] = o / rem * xs[0] + whole + o % rem;
     parallel_for(0, p.C, 16, [&](int64_t b, int64_t e) {
       for (int64_t c = b; c < e; ++c)
         for (int64_t kb = 0; kb < nkb; ++kb) {
           float* dst = xp.data() + (kb * p.C + c) * KB;
           for (int64_t l = 0; l < KB; ++l) {
             const int64_t o = kb * KB + l;
-            dst[l] = o < lanes ? x[o / rem * xs[0] + c * xs[1] + whole + o % rem] : 0.0f;
+            dst[l] = o < lanes ? x[lane_at[o] + c * xs[1]] : 0.0f;
           }
         }
     });

@@ -37,6 +37,11 @@ inline void store8(bf16* p, __m256 v) {
                    _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
 }
 
+// A half vector of `Lanes` float lanes for tiles whose last vector is half full: only the AVX-512
+// build defines one (HalfVector<8>, below); the AVX2 build's tiles are whole vectors.
+template <int Lanes>
+struct HalfVector;
+
 #if defined(__AVX512F__)
 // 16 floats <-> 16 bfloat16 (the same rounding as store8).
 inline __m512 load16(const bf16* p) {
@@ -65,16 +70,21 @@ struct VecF32 {
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
   static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm512_mul_ps(a, b); }
-  // The low 8 lanes alone, the upper ones ignored (undefined after a load): the last, half vector
-  // of a tile of 8 + 16 n output channels (conv2d_direct.h's conv_tile). 256-bit FMAs issue two
-  // per cycle on Zen 4, 512-bit ones one, so the half vector costs half an FMA slot.
+};
+
+// The last, half vector of a tile of 8 + 16 n output channels (conv2d_direct.h's conv_tile): the
+// low 8 lanes of a __m512, the upper ones ignored (undefined after a load). 256-bit FMAs issue
+// two per cycle on Zen 4, 512-bit ones one, so the half vector costs half an FMA slot.
+template <>
+struct HalfVector<8> {
+  using type = __m512;
   static __m256 low(type v) { return _mm512_castps512_ps256(v); }
   static type from_low(__m256 v) { return _mm512_castps256_ps512(v); }
-  static type load_half(const float* p) { return from_low(_mm256_loadu_ps(p)); }
-  static type load_half(const bf16* p) { return from_low(load8(p)); }
-  static void store_half(float* p, type v) { _mm256_storeu_ps(p, low(v)); }
-  static void store_half(bf16* p, type v) { store8(p, low(v)); }
-  static type fmadd_half(type a, type b, type c) { return from_low(_mm256_fmadd_ps(low(a), low(b), low(c))); }
+  static type load(const float* p) { return from_low(_mm256_loadu_ps(p)); }
+  static type load(const bf16* p) { return from_low(load8(p)); }
+  static void store(float* p, type v) { _mm256_storeu_ps(p, low(v)); }
+  static void store(bf16* p, type v) { store8(p, low(v)); }
+  static type fmadd(type a, type b, type c) { return from_low(_mm256_fmadd_ps(low(a), low(b), low(c))); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 struct VecF32 {
@@ -90,11 +100,6 @@ struct VecF32 {
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
   static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm256_mul_ps(a, b); }
-  // The low 4 lanes alone, as AVX-512's half vectors (no tile uses them here).
-  static __m128 low(type v) { return _mm256_castps256_ps128(v); }
-  static type from_low(__m128 v) { return _mm256_castps128_ps256(v); }
-  static type load_half(const float* p) { return from_low(_mm_loadu_ps(p)); }
-  static void store_half(float* p, type v) { _mm_storeu_ps(p, low(v)); }
 };
 #else
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
