@@ -134,6 +134,11 @@ inline void convert_n(const bf16* s, float* d, int64_t n) {
 // in_per_group * KB elements apart (64 KB for 512 channels: one L1 set), and walking the out
 // channels innermost re-read each source line once per tap from L3: 6.7-10.5 ms for res5's 9.4 MB
 // on one thread.
+// Where a tap's input channels are contiguous (KCRS 1x1 weights, any KRSC weights), 8 out channels
+// x 8 inputs go into the tile as one register transpose, not 64 scalar moves: the packing had
+// taken a quarter of a channels_last 1x1 forward at N=1 (A/B, arms in random order, 2 threads:
+// 1024 -> 256 @14 0.70 -> 0.64 ms, 256 -> 256 @14 0.273 -> 0.242, 1x1/2 256 -> 512 @28 0.43 ->
+// 0.36).
 template <class M, typename T>
 ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightSource<T>& src) {
   using E = typename M::Elem;
@@ -164,6 +169,7 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
   // Past the L2s the packed weights are read back from L3 or DRAM anyway: write them around the
   // caches (no read-for-ownership). res5's 9.4 MB on one thread, Zen 3: 5.0 -> 2.8 ms.
   const bool stream = d.groups * nkb * block * int64_t(sizeof(E)) > (int64_t(2) << 20);
+  const bool transposes = src.in_stride == 1;  // see above
   parallel_for(0, d.groups * nkb * nchunks, 1, [&](int64_t b, int64_t e) {
     std::vector<E> tile(tap_run * kChunk * KB);
     for (int64_t item = b; item < e; ++item) {
@@ -172,7 +178,20 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
       const T* rows = src.base + g * src.group_stride + o0 * src.out_stride;
       for (int64_t t0 = 0; t0 < taps; t0 += tap_run) {
         const int64_t tlen = std::min(tap_run, taps - t0);
-        for (int64_t l = 0; l < olen; ++l) {
+        int64_t l = 0;
+        if constexpr (M::kChannels == 1) {
+          if (transposes && ilen == kChunk)
+            for (; l + 8 <= olen; l += 8) {
+              if (l + 16 <= olen)
+                for (int64_t j = 8; j < 16; ++j)
+                  for (int64_t t = 0; t < tlen; ++t)
+                    __builtin_prefetch(rows + (l + j) * src.out_stride + src.tap_offset[t0 + t] + i0);
+              for (int64_t t = 0; t < tlen; ++t)
+                transpose8x8(rows + l * src.out_stride + src.tap_offset[t0 + t] + i0, src.out_stride,
+                             tile.data() + t * kChunk * KB + l, KB);
+            }
+        }
+        for (; l < olen; ++l) {
           // Source rows are far apart (out_stride) and each yields a few lines: the hardware
           // prefetchers see no stream, so ask for row l + kAhead's lines now.
           if (l + kAhead < olen) {
@@ -625,6 +644,14 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
   const int64_t PQ = p.P * p.Q, nkb = (PQ + KB - 1) / KB, RS = p.R * p.S, CRS = p.C * RS;
   const int64_t nchunks = (p.C + kChannelChunk - 1) / kChannelChunk;
   ScratchOf<float> xp(nkb * CRS * KB);
+  // Channels contiguous at each pixel (channels_last): 8 lanes x 8 channels go as one register
+  // transpose of 8 pixel pointers (a zero row for lanes in the padding), not element by element
+  // with a bounds test each. res5's 2048 -> 512 @7 at N=1 had spent a quarter of its time here
+  // (A/B, arms in random order, 2 threads: 1.18 -> 0.80 ms; 512 -> 2048 0.86 -> 0.76; 1x1/2
+  // 1024 -> 2048 @14 1.72 -> 1.52).
+  const bool channels_contiguous = xs[1] == 1;
+  const int64_t c_step = channels_inner ? 1 : RS;  // j from one channel to the next
+  const T zeros[8] = {};
   parallel_for(0, nkb * nchunks, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> h0(KB), w0(KB);
     for (int64_t item = b; item < e; ++item) {
@@ -637,7 +664,27 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
         w0[l] = pix < PQ ? (pix % p.Q) * p.stride_w - p.pad_w : 0;
       }
       float* dst = xp.data() + kb * CRS * KB;
-      for (int64_t c = c0; c < c1; ++c)
+      int64_t c8 = c0;
+      if (channels_contiguous) {
+        c8 = c1 - (c1 - c0) % 8;
+        for (int64_t r = 0; r < p.R; ++r)
+          for (int64_t s = 0; s < p.S; ++s) {
+            const int64_t t = r * p.S + s, j0 = channels_inner ? t * p.C : t;
+            for (int64_t l = 0; l < KB; l += 8) {
+              const T* lane[8];
+              for (int i = 0; i < 8; ++i) {
+                const int64_t h = h0[l + i] + r * p.dil_h, w = w0[l + i] + s * p.dil_w;
+                lane[i] = (h >= 0 && h < p.H && w >= 0 && w < p.W) ? x + h * xs[2] + w * xs[3] : nullptr;
+              }
+              for (int64_t c = c0; c < c8; c += 8) {
+                const T* rows[8];
+                for (int i = 0; i < 8; ++i) rows[i] = lane[i] ? lane[i] + c : zeros;
+                transpose8x8_rows(rows, 0, dst + (j0 + c * c_step) * KB + l, c_step * KB);
+              }
+            }
+          }
+      }
+      for (int64_t c = c8; c < c1; ++c)
         for (int64_t r = 0; r < p.R; ++r)
           for (int64_t s = 0; s < p.S; ++s) {
             const int64_t t = r * p.S + s, j = channels_inner ? t * p.C + c : c * RS + t;

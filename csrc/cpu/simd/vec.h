@@ -130,8 +130,8 @@ template <typename S, typename D>
 
 // dst[j * dst_stride + i] = rows[i][col + j] for i, j < 8: transpose8x8 with each source row at
 // its own address.
-template <typename D>
-inline void transpose8x8_rows(const float* const* rows, int64_t col, D* dst, int64_t dst_stride) {
+template <typename S, typename D>
+inline void transpose8x8_rows(const S* const* rows, int64_t col, D* dst, int64_t dst_stride) {
   alignas(32) float block[64];
   for (int i = 0; i < 8; ++i) store8(block + 8 * i, load8(rows[i] + col));
   transpose8x8(block, 8, dst, dst_stride);
