@@ -676,6 +676,7 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
   const bool channels_contiguous = xs[1] == 1;
   const int64_t c_step = channels_inner ? 1 : RS;  // j from one channel to the next
   const T zeros[8] = {};
+  const auto inside = [&](int64_t h, int64_t w) { return h >= 0 && h < p.H && w >= 0 && w < p.W; };
   parallel_for(0, nkb * nchunks, 1, [&](int64_t b, int64_t e) {
     std::vector<int64_t> h0(KB), w0(KB);
     for (int64_t item = b; item < e; ++item) {
@@ -698,7 +699,7 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
               const T* lane[8];
               for (int i = 0; i < 8; ++i) {
                 const int64_t h = h0[l + i] + r * p.dil_h, w = w0[l + i] + s * p.dil_w;
-                lane[i] = (h >= 0 && h < p.H && w >= 0 && w < p.W) ? x + h * xs[2] + w * xs[3] : nullptr;
+                lane[i] = inside(h, w) ? x + h * xs[2] + w * xs[3] : nullptr;
               }
               for (int64_t c = c0; c < c8; c += 8) {
                 const T* rows[8];
@@ -716,7 +717,7 @@ ScratchOf<float> pack_patches(const Conv2dProblem& p, const T* x, const int64_t 
             const T* xc = x + c * xs[1];
             for (int64_t l = 0; l < KB; ++l) {
               const int64_t h = h0[l] + r * p.dil_h, w = w0[l] + s * p.dil_w;
-              row[l] = (h >= 0 && h < p.H && w >= 0 && w < p.W) ? load_acc(xc + h * xs[2] + w * xs[3]) : 0.0f;
+              row[l] = inside(h, w) ? load_acc(xc + h * xs[2] + w * xs[3]) : 0.0f;
             }
           }
     }
@@ -740,7 +741,8 @@ inline PixelLanesCase pixel_lanes_case(const Conv2dProblem& p, const int64_t xs[
   // Also the plain 1x1 on NCHW planes with up to 64 output pixels and 256+ KiB of weights
   // (MobileNetV2's last stage at N=1), planes row-copied: A/B (arms in random order), N=1,
   // 960 -> 160 @7 0.220 -> 0.172 ms, 160 -> 960 0.218 -> 0.143, 576 -> 160 0.202 -> 0.122. The
-  // same on channels_last inputs (patches gathered per element) measured slower or alike.
+  // same on channels_last inputs (patches then gathered per element, before pack_patches'
+  // transposes) measured slower or alike.
   const bool few_pixels = (p.N * p.P * p.Q * 8 <= p.K && weight_bytes > (int64_t(2) << 20)) ||
                           (plain_1x1 && p.N * p.P * p.Q <= 64 && weight_bytes > (int64_t(256) << 10));
   return {plain_1x1 && p.H * p.W >= 64, few_pixels, plain_1x1};

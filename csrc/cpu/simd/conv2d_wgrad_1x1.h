@@ -311,9 +311,10 @@ inline bool conv2d_wgrad_1x1(const Conv2dWgradArgs& a) {
   // forward's 8 x 3 tile (with_tile). 6 x 4 wasted a quarter of the FMAs on 144 (A/B, 2 threads,
   // channels_last, with the pixel groups: 144 -> 24 @56 N=1 0.239 -> 0.179 ms, N=8 2.45 -> 1.78;
   // 24 -> 144 N=8 2.19 -> 1.67).
-  const auto three = [&](int64_t c) { return c % (3 * L) == 0 && c % (4 * L) != 0; };
-  if (three(x_is_vec_for(3 * L) ? p.C : p.K))
-    return conv2d_wgrad_1x1_tile<T, 8, 3>(a, xo, dyo, x_is_vec_for(3 * L));
+  const bool x_is_vec3 = x_is_vec_for(3 * L);
+  const int64_t vec_channels = x_is_vec3 ? p.C : p.K;
+  if (vec_channels % (3 * L) == 0 && vec_channels % (4 * L) != 0)
+    return conv2d_wgrad_1x1_tile<T, 8, 3>(a, xo, dyo, x_is_vec3);
 #endif
   return conv2d_wgrad_1x1_tile<T, kWgradTileRows, kWgradTileVectors>(a, xo, dyo, x_is_vec_for(kWgradTileVectors * L));
 }
