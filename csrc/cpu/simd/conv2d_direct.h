@@ -125,6 +125,31 @@ inline void convert_n(const bf16* s, float* d, int64_t n) {
   for (; i < n; ++i) d[i] = to_float(s[i]);
 }
 
+// bfloat16 channel pairs (DotBf16's packed elements) of 8 out channels, 8 pairs each, transposed:
+// dst[j * ds + o] = the pair j of row o, moved as 32-bit patterns (shuffles only, exact).
+//   adjacent:  the pairs lie at rows[o][2 j], rows[o][2 j + 1] (channels contiguous: KRSC, 1x1);
+//   taps:      pair j is tap j of two channels c_stride apart, rows[o][j] and rows[o][c_stride + j]
+//              (KCRS: each channel's taps contiguous).
+inline void transpose_adjacent_pairs8x8(const bf16* const* rows, uint32_t* dst, int64_t ds) {
+  const float* r[8];
+  for (int o = 0; o < 8; ++o) r[o] = reinterpret_cast<const float*>(rows[o]);
+  transpose8x8_rows(r, 0, reinterpret_cast<float*>(dst), ds);
+}
+inline void transpose_tap_pairs8x8(const bf16* const* rows, int64_t c_stride, uint32_t* dst, int64_t ds) {
+  alignas(32) uint32_t block[64];
+  for (int o = 0; o < 8; ++o) {
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[o]));
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[o] + c_stride));
+    _mm_store_si128(reinterpret_cast<__m128i*>(block + 8 * o), _mm_unpacklo_epi16(lo, hi));
+    _mm_store_si128(reinterpret_cast<__m128i*>(block + 8 * o + 4), _mm_unpackhi_epi16(lo, hi));
+  }
+  transpose8x8(reinterpret_cast<const float*>(block), 8, reinterpret_cast<float*>(dst), ds);
+}
+// The pair (c, c + 1) of bfloat16 channels c_stride apart, c + 1 zero past n: its bits as they are.
+inline uint32_t bf16_pair_bits(const bf16* at, int64_t c_stride, bool has_high) {
+  return uint32_t(at->bits) | (has_high ? uint32_t(at[c_stride].bits) << 16 : 0u);
+}
+
 // Packs the weights as wp[g][kb][tap][i][KB] of M::Elem (packed element i holds M::kChannels
 // input channels); the tail block's missing out channels are zeros.
 // Work items are (block, chunk of kChunk packed elements). Per out channel of the block, the chunk's
@@ -173,7 +198,7 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
   // Each source row's taps contiguous (KCRS weights): 8 out channels x 8 taps of one input
   // channel go as one transpose instead (A/B, arms in random order, 2 threads, 3x3 stride 2, the
   // direct engine: 256 @28 N=1 1.61 -> 1.44 ms, channels_last 1.88 -> 1.67; 512 @14 N=2 5.6 -> 4.9).
-  bool taps_contiguous = M::kChannels == 1 && taps >= 8;
+  bool taps_contiguous = taps >= 8;
   for (int64_t t = 1; t < taps; ++t) taps_contiguous = taps_contiguous && src.tap_offset[t] == src.tap_offset[0] + t;
   parallel_for(0, d.groups * nkb * nchunks, 1, [&](int64_t b, int64_t e) {
     std::vector<E> tile(tap_run * kChunk * KB);
@@ -214,6 +239,35 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
                   for (int64_t r = 0; r < 8; ++r) col[t * kChunk * KB + r] = load_acc(at + r * src.out_stride + t);
               }
             }
+        } else if constexpr (M::kChannels == 2 && std::is_same_v<T, bf16>) {
+          // bfloat16 channel pairs: the same transposes on 32-bit pairs, for chunks of whole pairs.
+          // Pair by pair, through float and back, this packing had taken 55% of res5's 3x3 at N=1
+          // (A/B, arms in random order, 2 threads, N=1: 3x3 512 @7 3.41 -> 1.39 ms, KRSC 1.89 ->
+          // 0.86; 256 @14 1.20 -> 0.75; 1x1 2048 -> 512 @7 1.43 -> 0.57, KRSC 1024 -> 256 @14
+          // 0.45 -> 0.30).
+          const bool whole = ilen == kChunk && 2 * (i0 + kChunk) <= src.in_channels;
+          if (transposes && whole)
+            for (; l + 8 <= olen; l += 8)
+              for (int64_t t = 0; t < tlen; ++t) {
+                const T* r[8];
+                for (int o = 0; o < 8; ++o) r[o] = rows + (l + o) * src.out_stride + src.tap_offset[t0 + t] + 2 * i0;
+                transpose_adjacent_pairs8x8(r, tile.data() + t * kChunk * KB + l, KB);
+              }
+          else if (taps_contiguous && tlen >= 8 && whole)
+            for (; l + 8 <= olen; l += 8)
+              for (int64_t i = 0; i < ilen; ++i) {
+                const T* at = rows + l * src.out_stride + 2 * (i0 + i) * src.in_stride + src.tap_offset[t0];
+                E* col = tile.data() + i * KB + l;
+                int64_t t = 0;
+                for (; t + 8 <= tlen; t += 8) {
+                  const T* r[8];
+                  for (int o = 0; o < 8; ++o) r[o] = at + o * src.out_stride + t;
+                  transpose_tap_pairs8x8(r, src.in_stride, col + t * kChunk * KB, kChunk * KB);
+                }
+                for (; t < tlen; ++t)
+                  for (int64_t o = 0; o < 8; ++o)
+                    col[t * kChunk * KB + o] = bf16_pair_bits(at + o * src.out_stride + t, src.in_stride, true);
+              }
         }
         for (; l < olen; ++l) {
           // Source rows are far apart (out_stride) and each yields a few lines: the hardware
@@ -227,8 +281,13 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
           }
           for (int64_t t = 0; t < tlen; ++t) {
             const T* at = rows + l * src.out_stride + src.tap_offset[t0 + t];
-            auto value = [&](int64_t c) { return load_acc(at + c * src.in_stride); };
             E* col = tile.data() + t * kChunk * KB + l;
+            if constexpr (M::kChannels == 2 && std::is_same_v<T, bf16>) {  // the pairs' bits as they are
+              for (int64_t i = i0; i < i0 + ilen; ++i)
+                col[(i - i0) * KB] = bf16_pair_bits(at + 2 * i * src.in_stride, src.in_stride, 2 * i + 1 < src.in_channels);
+              continue;
+            }
+            auto value = [&](int64_t c) { return load_acc(at + c * src.in_stride); };
             if (ilen == kChunk) {  // a constant trip count: unrolled, no loop overhead per element
               for (int64_t i = 0; i < kChunk; ++i) col[i * KB] = M::pack(value, i0 + i, src.in_channels);
             } else {
