@@ -125,6 +125,15 @@ inline void convert_n(const bf16* s, float* d, int64_t n) {
   for (; i < n; ++i) d[i] = to_float(s[i]);
 }
 
+// d[i] = lo[i] | hi[i] << 16 (bfloat16 bits; hi null: zero) for i < n: the dot policy's pairs.
+inline void interleave_pairs(const bf16* lo, const bf16* hi, uint32_t* d, int64_t n) {
+  if (hi == nullptr) {
+    for (int64_t i = 0; i < n; ++i) d[i] = lo[i].bits;
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) d[i] = uint32_t(lo[i].bits) | (uint32_t(hi[i].bits) << 16);
+}
+
 // bfloat16 channel pairs (DotBf16's packed elements) of 8 out channels, 8 pairs each, transposed:
 // dst[j * ds + o] = the pair j of row o, moved as 32-bit patterns (shuffles only, exact).
 //   adjacent:  the pairs lie at rows[o][2 j], rows[o][2 j + 1] (channels contiguous: KRSC, 1x1);
@@ -172,9 +181,11 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
   const int64_t block = taps * cin * KB, nchunks = (cin + kChunk - 1) / kChunk;
   const int64_t tap_run = std::max<int64_t>(1, kTileElems / (kChunk * KB));
   ScratchOf<E> wp(d.groups * nkb * block);
-  if constexpr (M::kChannels == 1) {
+  if constexpr (M::kChannels == 1 || std::is_same_v<T, bf16>) {
     if (src.out_stride == 1) {  // out channels contiguous in the source (the 1x1 NCHW path's x; dgrad
-                                // of channels-last weights): each (tap, i) row is one run to copy
+                                // of channels-last weights): each (tap, i) row is one run to copy,
+                                // or for bfloat16 pairs two runs to interleave (dgrad, KRSC, 3x3
+                                // 512 @7 N=1: 2.30 -> 0.97 ms)
       parallel_for(0, d.groups * nkb * nchunks, 1, [&](int64_t b, int64_t e) {
         for (int64_t item = b; item < e; ++item) {
           const int64_t gk = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, cin - i0);
@@ -183,7 +194,11 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
           for (int64_t t = 0; t < taps; ++t)
             for (int64_t i = i0; i < i0 + ilen; ++i) {
               E* dst = wp.data() + gk * block + (t * cin + i) * KB;
-              convert_n(rows + src.tap_offset[t] + i * src.in_stride, dst, olen);
+              const T* run = rows + src.tap_offset[t] + M::kChannels * i * src.in_stride;
+              if constexpr (M::kChannels == 1)
+                convert_n(run, dst, olen);
+              else
+                interleave_pairs(run, 2 * i + 1 < src.in_channels ? run + src.in_stride : nullptr, dst, olen);
               std::fill(dst + olen, dst + KB, E(0));
             }
         }

@@ -94,15 +94,6 @@ template <class M, int MC, int NV>
   wgrad_tile<M, MC, NV>(x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, tail, total, total_row_step, first);
 }
 
-// d[i] = lo[i] | hi[i] << 16 (bfloat16 bits; hi null: zero) for i < n: the dot policy's pairs.
-inline void interleave_pairs(const bf16* lo, const bf16* hi, uint32_t* d, int64_t n) {
-  if (hi == nullptr) {
-    for (int64_t i = 0; i < n; ++i) d[i] = lo[i].bits;
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) d[i] = uint32_t(lo[i].bits) | (uint32_t(hi[i].bits) << 16);
-}
-
 // dw[g Kg + k][c][r][s] (strides ws) = total[g][r S + s][c][k] (rows of Kpad), rounded once to T.
 // With each dw row contiguous (KCRS or KRSC weights), element j of row k reads total row
 // src_row[j] (= tap * Cg + c), column k: a transpose of a row-permuted matrix. Work items are
