@@ -10,7 +10,9 @@
 //            instruction, the same 6 x 64 register tile. A channels_last bfloat16 input with an
 //            even channel count and no padding is already in that layout and is read in place.
 //            wgrad pairs output pixels instead (see conv2d_wgrad.h; an odd output width's last
-//            column pairs with zeros).
+//            column pairs with zeros). A 1x1 on NCHW planes (fprop, and dgrad with W^T) runs with
+//            the roles swapped, output pixels as lanes and W's pairs broadcast in place
+//            (conv2d_fprop_pointwise_pairs), as the float engine does.
 //
 // Numerics: vdpbf16ps forms both bfloat16 products exactly (8-bit significands) and adds them to
 // the float32 accumulator with round-to-nearest-even, like the float engine's FMAs; it differs in
@@ -68,8 +70,12 @@ struct DotBf16 {
 
 }  // namespace
 
-bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) { return conv2d_fprop_direct<bf16, DotBf16>(a); }
-bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) { return conv2d_dgrad_direct<bf16, DotBf16>(a); }
+bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
+  return conv2d_fprop_pointwise_pairs<DotBf16>(a) || conv2d_fprop_direct<bf16, DotBf16>(a);
+}
+bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
+  return conv2d_dgrad_pointwise_pairs<DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
+}
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) { return conv2d_wgrad_direct<bf16, DotBf16>(a); }
 
 }  // namespace avx512bf16

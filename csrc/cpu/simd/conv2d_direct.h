@@ -935,27 +935,58 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   return true;
 }
 
-// dgrad of a 1x1, stride-1, unpadded convolution (one group) as the pixel-lanes forward of dy with
-// the transposed weights: dx_n (C x HW) = W^T (C x K) dy_n (K x HW). W^T is copied once (K C
-// elements, 8x8 register transposes); on NCHW planes dy is read in place and dx written in place,
-// where the channels-last engine transposed dy in and scattered dx back out to planes; with few
-// pixels and big weights (res5 at batch 1) the patches of dy replace the weight packing, as in
-// the forward. Where conv2d_fprop_pixel_lanes declines, so does this. A/B in one process, 2
-// threads, NCHW: N=1 256->64 @56 1.9 -> 1.5 ms, 512->128 @28 1.5 -> 1.1, 2048->512 @7 3.1 -> 2.0
-// (channels_last 3.5 -> 2.4); N=8 256->64 @56 18.6 -> 15.9, 1024->256 @14 11.1 -> 9.3.
-template <typename T>
-inline bool conv2d_dgrad_pixel_lanes(const Conv2dDgradArgs& a) {
+// conv2d_fprop_pixel_lanes' 1x1 on NCHW planes (use.pointwise) with a bfloat16 dot policy M (two
+// input channels per packed element): the engine's "weights" are X_n's planes interleaved into
+// channel pairs per pixel lane (two plane rows per pair: pack_weights' out_stride == 1 case), its
+// broadcast "pixels" the pairs of W's rows read in place. C even, so that no pair reads past a row.
+// Before, these layers' inputs went through channels_last pairs and their outputs back out to
+// planes (2 threads, bfloat16 NCHW, N=8: 64 -> 64 @56 2.38 -> 1.08 ms, 64 -> 256 6.13 -> 3.59,
+// 256 -> 64 7.26 -> 4.77, 512 -> 128 @28 5.60 -> 3.71; torch 1.11, 4.17, 4.54, 3.45).
+template <class M>
+inline bool conv2d_fprop_pointwise_pairs(const Conv2dFpropArgs& a) {
+  static_assert(M::kChannels == 2 && sizeof(typename M::Elem) == 2 * sizeof(bf16), "bfloat16 pairs");
   const Conv2dProblem& p = a.p;
-  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 ||
-      p.pad_h != 0 || p.pad_w != 0)
+  const int64_t* xs = a.x.stride;
+  const int64_t* ws = a.w.stride;
+  const int64_t* ys = a.y.stride;
+  if (p.dtype != DType::bf16 || !pixel_lanes_case(p, xs, ys).pointwise || p.C % 2 != 0 || ws[1] != 1 ||
+      ws[0] % 2 != 0)
     return false;
-  Conv2dFpropArgs f{p, a.dy, {nullptr, {p.K, 1, 1, 1}}, nullptr, a.dx};
-  f.p.C = p.K, f.p.K = p.C;
-  const PixelLanesCase use = pixel_lanes_case(f.p, a.dy.stride, a.dx.stride);  // before paying for W^T
-  if (!use.pointwise && !use.few_pixels) return false;
+  using E = typename M::Elem;
+  const bf16* x = static_cast<const bf16*>(a.x.data);
+  bf16* y = static_cast<bf16*>(a.y.data);
+  const int64_t PQ = p.P * p.Q;
+  const NhwcViewOf<E> wv{reinterpret_cast<const E*>(a.w.data), 0, 0, ws[0] / 2};  // pair j of row k: k sw + j
+  const DirectConvPlan d{1, 1, p.C / 2, PQ, 1, p.K, 0, wv.sw, {0}};
+  const int64_t yv[4] = {0, ys[3], 0, ys[1]};  // "channel" = output pixel, "column" = k
+  const FloatBias<bf16> bias(a.bias, p.K);
+  with_tile(PQ, p.C / 2, [&]<int MR, int NV>() {
+    constexpr int64_t KB = NV * VecF32::kLanes;
+    for (int64_t n = 0; n < p.N; ++n) {
+      const auto xp = pack_weights<M>(d, KB, WeightSource<bf16>{x + n * xs[0], 0, 1, xs[1], p.C, {0}});
+      direct_conv<M, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
+    }
+  });
+  return true;
+}
+
+// dgrad of a 1x1, stride-1, unpadded convolution with one group as a forward: f's x is dy, its y
+// dx, its weights W^T (C x K, to be filled: transposed_weights). False for other convolutions.
+inline bool pointwise_dgrad_as_fprop(const Conv2dDgradArgs& a, Conv2dFpropArgs* f) {
+  const Conv2dProblem& p = a.p;
+  if (p.groups != 1 || p.R != 1 || p.S != 1 || p.stride_h != 1 || p.stride_w != 1 || p.pad_h != 0 || p.pad_w != 0)
+    return false;
+  *f = Conv2dFpropArgs{p, a.dy, {nullptr, {p.K, 1, 1, 1}}, nullptr, a.dx};
+  f->p.C = p.K, f->p.K = p.C;
+  return true;
+}
+// wt[c][k] = w[k][c] (8x8 register transposes where w's channels are contiguous).
+template <typename T>
+ScratchOf<T> transposed_weights(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  ScratchOf<T> wt(p.C * p.K);  // wt[c][k] = w[k][c]
+  ScratchOf<T> wt(p.C * p.K);
   const int64_t k8 = p.K - p.K % 8, c8 = p.C - p.C % 8;
   parallel_for(0, (p.C + 7) / 8, 4, [&](int64_t b, int64_t e) {
     for (int64_t cb = b; cb < e; ++cb) {
@@ -966,8 +997,40 @@ inline bool conv2d_dgrad_pixel_lanes(const Conv2dDgradArgs& a) {
         for (int64_t k = (ws[1] == 1 && c0 < c8 ? k8 : 0); k < p.K; ++k) wt.data()[c * p.K + k] = w[k * ws[0] + c * ws[1]];
     }
   });
+  return wt;
+}
+
+// dgrad of a 1x1, stride-1, unpadded convolution (one group) as the pixel-lanes forward of dy with
+// the transposed weights: dx_n (C x HW) = W^T (C x K) dy_n (K x HW). W^T is copied once (K C
+// elements, 8x8 register transposes); on NCHW planes dy is read in place and dx written in place,
+// where the channels-last engine transposed dy in and scattered dx back out to planes; with few
+// pixels and big weights (res5 at batch 1) the patches of dy replace the weight packing, as in
+// the forward. Where conv2d_fprop_pixel_lanes declines, so does this. A/B in one process, 2
+// threads, NCHW: N=1 256->64 @56 1.9 -> 1.5 ms, 512->128 @28 1.5 -> 1.1, 2048->512 @7 3.1 -> 2.0
+// (channels_last 3.5 -> 2.4); N=8 256->64 @56 18.6 -> 15.9, 1024->256 @14 11.1 -> 9.3.
+template <typename T>
+inline bool conv2d_dgrad_pixel_lanes(const Conv2dDgradArgs& a) {
+  Conv2dFpropArgs f;
+  if (a.p.dtype != dtype_of<T>() || !pointwise_dgrad_as_fprop(a, &f)) return false;
+  const PixelLanesCase use = pixel_lanes_case(f.p, a.dy.stride, a.dx.stride);  // before paying for W^T
+  if (!use.pointwise && !use.few_pixels) return false;
+  const ScratchOf<T> wt = transposed_weights<T>(a);
   f.w.data = wt.data();
   return conv2d_fprop_pixel_lanes<T>(f);
+}
+
+// The same with a bfloat16 dot policy M, on NCHW planes (conv2d_fprop_pointwise_pairs), where the
+// dot engine transposed dy into channels_last pairs and scattered dx back out (2 threads, bfloat16
+// NCHW, N=8: 64 -> 256 @56 6.95 -> 4.37 ms, 256 -> 64 5.96 -> 4.39; N=1 256 -> 64 0.65 -> 0.51).
+template <class M>
+inline bool conv2d_dgrad_pointwise_pairs(const Conv2dDgradArgs& a) {
+  Conv2dFpropArgs f;
+  if (a.p.dtype != DType::bf16 || a.p.K % 2 != 0 || !pointwise_dgrad_as_fprop(a, &f) ||
+      !pixel_lanes_case(f.p, a.dy.stride, a.dx.stride).pointwise)
+    return false;
+  const ScratchOf<bf16> wt = transposed_weights<bf16>(a);
+  f.w.data = wt.data();
+  return conv2d_fprop_pointwise_pairs<M>(f);
 }
 
 // dgrad as forward convolutions of dy, one per stride phase. Input row h receives dy row p through
