@@ -58,14 +58,6 @@ struct DotBf16 {
     const auto low = [](In v) { return (__m256bh)_mm512_castsi512_si256((__m512i)v); };
     return _mm512_castps256_ps512(_mm256_dpbf16_ps(_mm512_castps512_ps256(acc), low(x), low(w)));
   }
-  // Channels 2i and 2i + 1 (zero past n) of a group whose float values value(c) gives; they are
-  // bfloat16 values, so the conversion back is exact.
-  template <class F>
-  static Elem pack(const F& value, int64_t i, int64_t n) {
-    const uint32_t lo = bf16_from_float(value(2 * i)).bits;
-    const uint32_t hi = 2 * i + 1 < n ? bf16_from_float(value(2 * i + 1)).bits : 0u;
-    return lo | (hi << 16);
-  }
 };
 
 }  // namespace

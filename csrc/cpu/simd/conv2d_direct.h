@@ -56,9 +56,6 @@ struct FmaF32 {
   static In load_half(const Elem* p) { return HalfVector<8>::load(p); }
   static VecF32::type madd_half(In x, In w, VecF32::type acc) { return HalfVector<8>::fmadd(x, w, acc); }
 #endif
-  // Packed element i of a group of n channels whose float values value(c) gives.
-  template <class F>
-  static Elem pack(const F& value, int64_t i, int64_t /*n*/) { return value(i); }
 };
 
 // A convolution as the engine sees it: "in" channels are read, "out" channels are written;
@@ -176,35 +173,34 @@ inline uint32_t bf16_pair_bits(const bf16* at, int64_t c_stride, bool has_high) 
 template <class M, typename T>
 ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightSource<T>& src) {
   using E = typename M::Elem;
+  static_assert(M::kChannels == 1 || std::is_same_v<T, bf16>, "channel pairs are packed from bfloat16 storage");
   constexpr int64_t kChunk = 8, kTileElems = 4096, kAhead = 4;  // a 16 KB tile
   const int64_t nkb = (d.out_per_group + KB - 1) / KB, taps = int64_t(d.tap_offset.size()), cin = d.in_per_group;
   const int64_t block = taps * cin * KB, nchunks = (cin + kChunk - 1) / kChunk;
   const int64_t tap_run = std::max<int64_t>(1, kTileElems / (kChunk * KB));
   ScratchOf<E> wp(d.groups * nkb * block);
-  if constexpr (M::kChannels == 1 || std::is_same_v<T, bf16>) {
-    if (src.out_stride == 1) {  // out channels contiguous in the source (the 1x1 NCHW path's x; dgrad
-                                // of channels-last weights): each (tap, i) row is one run to copy,
-                                // or for bfloat16 pairs two runs to interleave (dgrad, KRSC, 3x3
-                                // 512 @7 N=1: 2.30 -> 0.83 ms)
-      parallel_for(0, d.groups * nkb * nchunks, 1, [&](int64_t b, int64_t e) {
-        for (int64_t item = b; item < e; ++item) {
-          const int64_t gk = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, cin - i0);
-          const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
-          const T* rows = src.base + g * src.group_stride + o0;
-          for (int64_t t = 0; t < taps; ++t)
-            for (int64_t i = i0; i < i0 + ilen; ++i) {
-              E* dst = wp.data() + gk * block + (t * cin + i) * KB;
-              const T* run = rows + src.tap_offset[t] + M::kChannels * i * src.in_stride;
-              if constexpr (M::kChannels == 1)
-                convert_n(run, dst, olen);
-              else
-                interleave_pairs(run, 2 * i + 1 < src.in_channels ? run + src.in_stride : nullptr, dst, olen);
-              std::fill(dst + olen, dst + KB, E(0));
-            }
-        }
-      });
-      return wp;
-    }
+  if (src.out_stride == 1) {  // out channels contiguous in the source (the 1x1 NCHW path's x; dgrad
+                              // of channels-last weights): each (tap, i) row is one run to copy,
+                              // or for bfloat16 pairs two runs to interleave (dgrad, KRSC, 3x3
+                              // 512 @7 N=1: 2.30 -> 0.83 ms)
+    parallel_for(0, d.groups * nkb * nchunks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t gk = item / nchunks, i0 = (item % nchunks) * kChunk, ilen = std::min(kChunk, cin - i0);
+        const int64_t g = gk / nkb, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
+        const T* rows = src.base + g * src.group_stride + o0;
+        for (int64_t t = 0; t < taps; ++t)
+          for (int64_t i = i0; i < i0 + ilen; ++i) {
+            E* dst = wp.data() + gk * block + (t * cin + i) * KB;
+            const T* run = rows + src.tap_offset[t] + M::kChannels * i * src.in_stride;
+            if constexpr (M::kChannels == 1)
+              convert_n(run, dst, olen);
+            else
+              interleave_pairs(run, 2 * i + 1 < src.in_channels ? run + src.in_stride : nullptr, dst, olen);
+            std::fill(dst + olen, dst + KB, E(0));
+          }
+      }
+    });
+    return wp;
   }
   // Past the L2s the packed weights are read back from L3 or DRAM anyway: write them around the
   // caches (no read-for-ownership). res5's 9.4 MB on one thread, Zen 3: 5.0 -> 2.8 ms.
@@ -254,7 +250,7 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
                   for (int64_t r = 0; r < 8; ++r) col[t * kChunk * KB + r] = load_acc(at + r * src.out_stride + t);
               }
             }
-        } else if constexpr (M::kChannels == 2 && std::is_same_v<T, bf16>) {
+        } else {
           // bfloat16 channel pairs: the same transposes on 32-bit pairs, for chunks of whole pairs.
           // Pair by pair, through float and back, this packing had taken 55% of res5's 3x3 at N=1
           // (A/B, arms in random order, 2 threads, N=1: 3x3 512 @7 3.41 -> 1.39 ms, KRSC 1.89 ->
@@ -297,16 +293,13 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
           for (int64_t t = 0; t < tlen; ++t) {
             const T* at = rows + l * src.out_stride + src.tap_offset[t0 + t];
             E* col = tile.data() + t * kChunk * KB + l;
-            if constexpr (M::kChannels == 2 && std::is_same_v<T, bf16>) {  // the pairs' bits as they are
+            if constexpr (M::kChannels == 2) {  // bfloat16 pairs: their bits as they are
               for (int64_t i = i0; i < i0 + ilen; ++i)
                 col[(i - i0) * KB] = bf16_pair_bits(at + 2 * i * src.in_stride, src.in_stride, 2 * i + 1 < src.in_channels);
-              continue;
-            }
-            auto value = [&](int64_t c) { return load_acc(at + c * src.in_stride); };
-            if (ilen == kChunk) {  // a constant trip count: unrolled, no loop overhead per element
-              for (int64_t i = 0; i < kChunk; ++i) col[i * KB] = M::pack(value, i0 + i, src.in_channels);
+            } else if (ilen == kChunk) {  // a constant trip count: unrolled, no loop overhead per element
+              for (int64_t i = 0; i < kChunk; ++i) col[i * KB] = load_acc(at + (i0 + i) * src.in_stride);
             } else {
-              for (int64_t i = 0; i < ilen; ++i) col[i * KB] = M::pack(value, i0 + i, src.in_channels);
+              for (int64_t i = 0; i < ilen; ++i) col[i * KB] = load_acc(at + (i0 + i) * src.in_stride);
             }
           }
         }
