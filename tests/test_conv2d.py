@@ -364,10 +364,12 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (2, 144, 24, 40, 1),   # AVX-512: 8 x 3 tiles of x; 9 tiles, so 4 pixel groups summed in order
     (2, 24, 96, 33, 1),    # AVX-512: 8 x 3 tiles of dy; pixel groups
     (3, 48, 8, 20, 2),     # stride 2, 8 x 3 tiles of x, one partial; pixel groups
+    (1, 32, 80, 40, 2),    # stride 2, x broadcast from 20-pixel rows (AVX-512 BF16: 16 + 4 gathered)
 ])
 def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     """1x1 unpadded weight gradients run conv2d_wgrad_1x1 (per-chunk panels, broadcast rows in
-    place or packed); the sums are the same bits on 1 and 2 threads."""
+    place or packed; with AVX-512 BF16, pairs of pixels, an odd image's last one paired with
+    zero); the sums are the same bits on 1 and 2 threads."""
     gen = torch.Generator().manual_seed(c * k + h)
     x = make_tensor((n, c, h, h), dtype, layout, gen)
     p = (h - 1) // stride + 1

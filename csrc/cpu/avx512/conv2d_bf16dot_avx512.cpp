@@ -10,7 +10,8 @@
 //            instruction, the same 6 x 64 register tile. A channels_last bfloat16 input with an
 //            even channel count and no padding is already in that layout and is read in place.
 //            wgrad pairs output pixels instead (see conv2d_wgrad.h; an odd output width's last
-//            column pairs with zeros). A 1x1 on NCHW planes (fprop, and dgrad with W^T) runs with
+//            column pairs with zeros), and its 1x1 case runs conv2d_wgrad_1x1's chunked panels
+//            with pixel pairs. A 1x1 on NCHW planes (fprop, and dgrad with W^T) runs with
 //            the roles swapped, output pixels as lanes and W's pairs broadcast in place
 //            (conv2d_fprop_pointwise_pairs), as the float engine does.
 //
@@ -33,7 +34,7 @@
 
 #define CNNKERNELS_KERNEL_NS avx512bf16
 #include "../simd/conv2d_direct.h"
-#include "../simd/conv2d_wgrad.h"
+#include "../simd/conv2d_wgrad_1x1.h"
 
 namespace cnnkernels {
 namespace avx512bf16 {
@@ -68,7 +69,9 @@ bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
 bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
   return conv2d_dgrad_pointwise_pairs<DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
 }
-bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) { return conv2d_wgrad_direct<bf16, DotBf16>(a); }
+bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
+  return conv2d_wgrad_1x1<bf16, DotBf16>(a) || conv2d_wgrad_direct<bf16, DotBf16>(a);
+}
 
 }  // namespace avx512bf16
 }  // namespace cnnkernels
