@@ -170,6 +170,8 @@ LineRuns chunk_lines(const GemmOperand<T>& o, int64_t n, int64_t i0, int64_t i1,
   if (cs == 1) return {first, i1 - i0, lines(count), ps * E, Q, Q - q0, (rs - Q * ps) * E, 0};
   if (ps == 1 && rs == Q) return {first, count, lines(i1 - i0), cs * E, count + 1, count + 1, 0, 0};
   // channel rows apart (a strided NCHW x): a run per output row of each channel, whole rows
+  // (A/B, arms in random order, 2 threads, N=8, 1x1/2 256 -> 512 @56: float32 12.5 -> 10.6 ms,
+  // bfloat16 7.18 -> 5.93; 512 -> 1024 @28 float32 12.5 -> 11.2)
   const int64_t rows = (i1 - 1) / Q - p0 + 1;
   first -= q0 * ps * E;
   return {first, count * rows, lines((Q - 1) * ps + 1), rs * E, rows, rows, (cs - rows * rs) * E, 0};
