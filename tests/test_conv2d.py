@@ -424,9 +424,11 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
     assert_calibrated(y, theirs, ref64, f"few pixels {c}->{k} @{h}x{w} {cfg}", c * r * s)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("n,c,k,h,w,r,s,stride,padding,layout", [
     (1, 3, 64, 40, 38, 7, 7, 2, 3, "contiguous"),     # the ResNet stem's geometry on a small image
+    (1, 3, 13, 18, 17, 5, 5, 2, 2, "channels_last"),  # 13 dy channels: bfloat16 pairs end with a zero
     (2, 3, 24, 23, 29, 7, 7, 2, 3, "channels_last"),  # odd sizes: the last fold row / column half used
     (1, 2, 16, 15, 14, 3, 3, 2, 1, "strided"),
     (1, 1, 8, 17, 16, 5, 5, 3, 2, "contiguous"),      # stride 3: 9 phases, taps missing from some
@@ -435,16 +437,16 @@ def test_few_pixels_run_the_pixel_lane_engine(dtype, isa, layout, weight_layout,
     (1, 2, 8, 14, 15, 3, 4, (2, 1), (1, 2), "contiguous"),  # strides and pads differ by dimension
     (1, 5, 8, 12, 12, 3, 3, 2, 1, "contiguous"),      # 20 folded channels: the per-phase path
 ])
-def test_dgrad_folded_phases(isa, n, c, k, h, w, r, s, stride, padding, layout):
-    """The input gradient of strided float32 convolutions with few input channels runs as one
+def test_dgrad_folded_phases(isa, dtype, n, c, k, h, w, r, s, stride, padding, layout):
+    """The input gradient of strided convolutions with few input channels runs as one
     stride-1 convolution whose out channels are (row phase, column phase, channel), the weights
     of taps a phase lacks zero, scattered to dx after. Checked like every path, layouts and odd
     sizes included, against the per-phase path's cases on either side of 16 folded channels."""
     gen = torch.Generator().manual_seed(c * k + h * w + r)
-    x = make_tensor((n, c, h, w), torch.float32, layout, gen)
-    wt = make_tensor((k, c, r, s), torch.float32, "contiguous", gen)
-    y_shape = F.conv2d(x, wt, None, stride, padding).shape
-    g = make_tensor(tuple(y_shape), torch.float32, layout, gen)
+    x = make_tensor((n, c, h, w), dtype, layout, gen)
+    wt = make_tensor((k, c, r, s), dtype, "contiguous", gen)
+    y_shape = F.conv2d(x.float(), wt.float(), None, stride, padding).shape
+    g = make_tensor(tuple(y_shape), dtype, layout, gen)
     with forced_isa(isa):
         dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), list(_pair(stride)), list(_pair(padding)),
                                                     [1, 1], 1, layout == "channels_last")

@@ -67,7 +67,8 @@ bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
   return conv2d_fprop_pointwise_pairs<DotBf16>(a) || conv2d_fprop_direct<bf16, DotBf16>(a);
 }
 bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
-  return conv2d_dgrad_pointwise_pairs<DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
+  return conv2d_dgrad_pointwise_pairs<DotBf16>(a) || conv2d_dgrad_folded_phases<bf16, DotBf16>(a) ||
+         conv2d_dgrad_direct<bf16, DotBf16>(a);
 }
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
   return conv2d_wgrad_1x1<bf16, DotBf16>(a) || conv2d_wgrad_direct<bf16, DotBf16>(a);
