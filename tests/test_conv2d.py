@@ -365,6 +365,7 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (2, 24, 96, 33, 1),    # AVX-512: 8 x 3 tiles of dy; pixel groups
     (3, 48, 8, 20, 2),     # stride 2, 8 x 3 tiles of x, one partial; pixel groups
     (1, 32, 80, 40, 2),    # stride 2, x broadcast from 20-pixel rows (AVX-512 BF16: 16 + 4 gathered)
+    (2, 64, 160, 10, 1),   # AVX-512 float channels_last: x's panels in place, threads split dy's 27 rows
 ])
 def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     """1x1 unpadded weight gradients run conv2d_wgrad_1x1 (per-chunk panels, broadcast rows in

@@ -61,8 +61,9 @@ constexpr int kPrefetchEvery = 2;
 // DotBf16's pairs of pixels). Inlined like wgrad_tile.
 template <class M, int MC, int NV>
 [[gnu::always_inline]] inline void outer_product_tile(const typename M::Elem* rows, int64_t row_step,
-                                                      const typename M::Elem* vec, int64_t n, float* total,
-                                                      int64_t total_row_step, bool first, LinePrefetcher& ahead) {
+                                                      const typename M::Elem* vec, int64_t vec_step, int64_t n,
+                                                      float* total, int64_t total_row_step, bool first,
+                                                      LinePrefetcher& ahead) {
   using V = VecF32;
   constexpr int L = V::kLanes, KB = NV * L;
   constexpr int every = std::max(1, kPrefetchEvery / M::kChannels);  // elements of kChannels pixels
@@ -74,7 +75,7 @@ template <class M, int MC, int NV>
   for (int64_t i = 0; i < n; ++i) {
     if (i % every == 0) ahead.next();
     typename M::In dv[NV];
-    for (int v = 0; v < NV; ++v) dv[v] = M::load(vec + i * KB + v * L);
+    for (int v = 0; v < NV; ++v) dv[v] = M::load(vec + i * vec_step + v * L);
     for (int m = 0; m < MC; ++m) {
       const typename M::In b = M::broadcast(row[m] + i);
       for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(b, dv[v], acc[m][v]);
@@ -89,13 +90,15 @@ template <class M, int MC, int NV>
 
 template <class M, int MC, int NV>
 [[gnu::always_inline]] inline void outer_product_tile_upto(int m, const typename M::Elem* rows, int64_t row_step,
-                                                           const typename M::Elem* vec, int64_t n, float* total,
-                                                           int64_t total_row_step, bool first, LinePrefetcher& ahead) {
+                                                           const typename M::Elem* vec, int64_t vec_step, int64_t n,
+                                                           float* total, int64_t total_row_step, bool first,
+                                                           LinePrefetcher& ahead) {
   if constexpr (MC > 1) {
     if (m < MC)
-      return outer_product_tile_upto<M, MC - 1, NV>(m, rows, row_step, vec, n, total, total_row_step, first, ahead);
+      return outer_product_tile_upto<M, MC - 1, NV>(m, rows, row_step, vec, vec_step, n, total, total_row_step, first,
+                                                    ahead);
   }
-  outer_product_tile<M, MC, NV>(rows, row_step, vec, n, total, total_row_step, first, ahead);
+  outer_product_tile<M, MC, NV>(rows, row_step, vec, vec_step, n, total, total_row_step, first, ahead);
 }
 
 // One operand of the 1x1 GEMM: `channels` channels of a strided (n, c, h, w) tensor of storage
@@ -179,23 +182,23 @@ LineRuns chunk_lines(const GemmOperand<T>& o, int64_t n, int64_t i0, int64_t i1,
 
 // rows[c][j] = channel c of chunk pixel j for c < channels, j < i1 - i0 (row stride row_step).
 template <typename T>
-void pack_bcast_rows(const GemmOperand<T>& o, int64_t n, int64_t i0, int64_t i1, int64_t Q, float* rows,
-                     int64_t row_step) {
-  const int64_t C = o.channels, cs = o.st[1], ps = o.pixel_step();
+void pack_bcast_rows(const GemmOperand<T>& o, int64_t n, int64_t i0, int64_t i1, int64_t Q, int64_t c_lo,
+                     int64_t c_hi, float* rows, int64_t row_step) {
+  const int64_t cs = o.st[1], ps = o.pixel_step();
   for_each_row_run(i0, i1, Q, [&](int64_t i, int64_t p, int64_t q0, int64_t len) {
     float* d = rows + (i - i0);
     const T* s = o.pixel(n, p, q0);
     if (ps == 1) {  // channel rows already: convert row segments
-      for (int64_t c = 0; c < C; ++c) convert_n(s + c * cs, d + c * row_step, len);
+      for (int64_t c = c_lo; c < c_hi; ++c) convert_n(s + c * cs, d + c * row_step, len);
       return;
     }
-    int64_t c8 = 0, j8 = 0;
+    int64_t c8 = c_lo, j8 = 0;
     if (cs == 1) {  // channels-last pixels: 8 x 8 transposes
-      c8 = C - C % 8, j8 = len - len % 8;
+      c8 = c_hi - (c_hi - c_lo) % 8, j8 = len - len % 8;
       for (int64_t j = 0; j < j8; j += 8)
-        for (int64_t c = 0; c < c8; c += 8) transpose8x8(s + j * ps + c, ps, d + c * row_step + j, row_step);
+        for (int64_t c = c_lo; c < c8; c += 8) transpose8x8(s + j * ps + c, ps, d + c * row_step + j, row_step);
     }
-    for (int64_t c = 0; c < C; ++c)
+    for (int64_t c = c_lo; c < c_hi; ++c)
       for (int64_t j = (c < c8 ? j8 : 0); j < len; ++j) d[c * row_step + j] = load_acc(s + j * ps + c * cs);
   });
 }
@@ -344,6 +347,18 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
   const int64_t most = kPix * std::clamp<int64_t>(160 * 1024 / (4 * bc.channels), 32, 256);
   const int64_t chunk = ceil_div(ceil_div(PQ, ceil_div(PQ, most)), kPix) * kPix;  // balanced, whole elements
   const int64_t chunks_per_image = ceil_div(PQ, chunk), chunk_elems = chunk / kPix;
+  // vec panels in place: float channels-last pixels evenly spaced through the image, whole blocks
+  // (the tile's loads then step a pixel stride, from L2). The copy had cost 12% of the 256 -> 64
+  // @56 N=8 channels_last weight gradient (A/B, arms in random order, 2 threads, N=8: 256 -> 64
+  // 6.96 -> 6.12 ms, 64 -> 256 5.56 -> 4.98, 144 -> 24 1.48 -> 1.07; N=1 256 -> 64 0.61 -> 0.53).
+  const bool vec_in_place = kPix == 1 && std::is_same_v<T, float> && vec.st[1] == 1 && vec.channels % KB == 0 &&
+                            vec.step_h * vec.st[2] == p.Q * vec.pixel_step();
+  const int64_t vec_step = vec_in_place ? vec.pixel_step() : KB;
+  // With nothing packed but the bcast rows, threads split the bcast blocks (tile = cb nvb + vb)
+  // where those rows are many, so that each packs only its own: 1024 -> 256 @14 5.11 -> 4.85 ms,
+  // 960 -> 160 @7 0.81 -> 0.70, 1x1/2 256 -> 512 @56 10.5 -> 9.4; 128 rows alike; with 64 rows
+  // (256 -> 64 @56) both threads reading all of x in place lost (6.12 -> 6.43).
+  const bool bcast_major = vec_in_place && bc.channels >= 128;
   const int64_t chunks = p.N * chunks_per_image;
   // Totals [bcast channel][Vpad]; float dW with x as vec and no padded lanes is that array.
   T* dw = static_cast<T*>(a.dw.data);
@@ -368,8 +383,12 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
       const int64_t tb = std::max(b, g * tiles) - g * tiles, te = std::min(e, (g + 1) * tiles) - g * tiles;
       const int64_t ch0 = g * chunks / groups, ch1 = (g + 1) * chunks / groups;
       float* const gsum = sums + g * part;
-      const int64_t vb0 = tb / nbb, vb1 = (te - 1) / nbb + 1;  // the vec blocks this range touches
-      ScratchOf<E> panels((vb1 - vb0) * chunk_elems * KB), rows(rows_in_place ? 0 : bc.channels * chunk_elems);
+      // The vec blocks and bcast channels this range touches.
+      const int64_t vb0 = bcast_major ? 0 : tb / nbb, vb1 = bcast_major ? nvb : (te - 1) / nbb + 1;
+      const int64_t c_lo = bcast_major ? tb / nvb * MC : 0;
+      const int64_t c_hi = bcast_major ? std::min(bc.channels, ((te - 1) / nvb + 1) * MC) : bc.channels;
+      ScratchOf<E> panels(vec_in_place ? 0 : (vb1 - vb0) * chunk_elems * KB);
+      ScratchOf<E> rows(rows_in_place ? 0 : bc.channels * chunk_elems);
       const int64_t vc0 = vb0 * KB, vcount = std::min(vb1 * KB, vec.channels) - vc0;
       const auto chunk_range = [&](int64_t ch, int64_t* n, int64_t* i0, int64_t* i1) {
         *n = ch / chunks_per_image, *i0 = ch % chunks_per_image * chunk, *i1 = std::min(PQ, *i0 + chunk);
@@ -377,7 +396,9 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         int64_t n, i0, i1;
         chunk_range(ch, &n, &i0, &i1);
-        if constexpr (kPix == 1)
+        if (vec_in_place)
+          ;
+        else if constexpr (kPix == 1)
           pack_vec_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk * KB);
         else
           pack_vec_pair_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk_elems * KB);
@@ -386,7 +407,7 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
           int64_t n1, j0, j1;
           chunk_range(ch + 1, &n1, &j0, &j1);
           ahead.first = chunk_lines(vec, n1, j0, j1, p.Q, vc0, vcount);
-          if (!rows_in_place) ahead.then = chunk_lines(bc, n1, j0, j1, p.Q, 0, bc.channels);
+          if (!rows_in_place) ahead.then = chunk_lines(bc, n1, j0, j1, p.Q, c_lo, c_hi - c_lo);
         }
         const E* row0;
         int64_t row_step;  // in elements
@@ -394,17 +415,18 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
           row0 = reinterpret_cast<const E*>(bc.data + n * bc.st[0] + i0), row_step = bc.st[1] / kPix;
         } else {
           if constexpr (kPix == 1)
-            pack_bcast_rows(bc, n, i0, i1, p.Q, rows.data(), chunk);
+            pack_bcast_rows(bc, n, i0, i1, p.Q, c_lo, c_hi, rows.data(), chunk);
           else
             pack_bcast_pair_rows(bc, n, i0, i1, p.Q, reinterpret_cast<bf16*>(rows.data()), chunk);
           row0 = rows.data(), row_step = chunk_elems;
         }
         const int64_t elems = (i1 - i0 + kPix - 1) / kPix;
         for (int64_t tile = tb; tile < te; ++tile) {
-          const int64_t vb = tile / nbb, c0 = tile % nbb * MC;
+          const int64_t vb = bcast_major ? tile % nvb : tile / nbb, c0 = (bcast_major ? tile / nvb : tile % nbb) * MC;
           const int m = int(std::min<int64_t>(MC, bc.channels - c0));
-          outer_product_tile_upto<M, MC, NV>(m, row0 + c0 * row_step, row_step,
-                                             panels.data() + (vb - vb0) * chunk_elems * KB, elems,
+          const E* panel = vec_in_place ? reinterpret_cast<const E*>(vec.pixel(n, 0, 0)) + i0 * vec_step + vb * KB
+                                        : panels.data() + (vb - vb0) * chunk_elems * KB;
+          outer_product_tile_upto<M, MC, NV>(m, row0 + c0 * row_step, row_step, panel, vec_step, elems,
                                              gsum + c0 * Vpad + vb * KB, Vpad, ch == ch0, ahead);
         }
       }
