@@ -9,7 +9,8 @@
 // strides the lines of a chunk share 4 L1 sets. Here nothing is packed whole; per chunk of a few
 // hundred pixels of one image:
 // - one operand, "vec", is packed as panels [block][pixel][KB] (KB = NV vectors of channels):
-//   the tile's vector loads stream through one contiguous panel that stays in L1;
+//   the tile's vector loads stream through one contiguous panel; a float channels-last operand
+//   with whole blocks is read in place instead (its pixels a fixed stride apart);
 // - the other, "bcast", is read as channel rows [channel][pixel], MC rows per tile, each a
 //   sequential stream of broadcasts: in place for NCHW tensors whose image pixels are
 //   contiguous (float32, or bfloat16 pairs as 32-bit words), else packed once per chunk (8x8
@@ -396,12 +397,12 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         int64_t n, i0, i1;
         chunk_range(ch, &n, &i0, &i1);
-        if (vec_in_place)
-          ;
-        else if constexpr (kPix == 1)
-          pack_vec_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk * KB);
-        else
-          pack_vec_pair_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk_elems * KB);
+        if (!vec_in_place) {
+          if constexpr (kPix == 1)
+            pack_vec_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk * KB);
+          else
+            pack_vec_pair_panels(vec, n, i0, i1, p.Q, vb0, vb1, KB, panels.data(), chunk_elems * KB);
+        }
         LinePrefetcher ahead;
         if (ch + 1 < ch1) {
           int64_t n1, j0, j1;
