@@ -66,7 +66,7 @@ template <class M, int MC, int NV>
                                                       float* total, int64_t total_row_step, bool first,
                                                       LinePrefetcher& ahead) {
   using V = VecF32;
-  constexpr int L = V::kLanes, KB = NV * L;
+  constexpr int L = V::kLanes;
   constexpr int every = std::max(1, kPrefetchEvery / M::kChannels);  // elements of kChannels pixels
   typename V::type acc[MC][NV];
   for (int m = 0; m < MC; ++m)
@@ -352,8 +352,15 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
   // (the tile's loads then step a pixel stride, from L2). The copy had cost 12% of the 256 -> 64
   // @56 N=8 channels_last weight gradient (A/B, arms in random order, 2 threads, N=8: 256 -> 64
   // 6.96 -> 6.12 ms, 64 -> 256 5.56 -> 4.98, 144 -> 24 1.48 -> 1.07; N=1 256 -> 64 0.61 -> 0.53).
-  const bool vec_in_place = kPix == 1 && std::is_same_v<T, float> && vec.st[1] == 1 && vec.channels % KB == 0 &&
-                            vec.step_h * vec.st[2] == p.Q * vec.pixel_step();
+  // AVX-512 only: the AVX2 build (16-lane blocks) gained 5-8% on 64 <-> 256 @56 but lost 7-9% on
+  // 1024 -> 256 @14 and 2048 -> 512 @7.
+#if defined(__AVX512F__)
+  constexpr bool kVecInPlaceIsa = true;
+#else
+  constexpr bool kVecInPlaceIsa = false;
+#endif
+  const bool vec_in_place = kVecInPlaceIsa && kPix == 1 && std::is_same_v<T, float> && vec.st[1] == 1 &&
+                            vec.channels % KB == 0 && vec.step_h * vec.st[2] == p.Q * vec.pixel_step();
   const int64_t vec_step = vec_in_place ? vec.pixel_step() : KB;
   // With nothing packed but the bcast rows, threads split the bcast blocks (tile = cb nvb + vb)
   // where those rows are many, so that each packs only its own: 1024 -> 256 @14 5.11 -> 4.85 ms,
