@@ -58,8 +58,9 @@ struct LinePrefetcher {
 constexpr int kPrefetchEvery = 2;
 
 // total[m][v L + l] (+)= sum over i < n of bcast(row m, i) * vec[i][v L + l] for m < MC, with row
-// m at rows + m * row_step, and vec's elements KB = NV L apart: M's packed elements (floats, or
-// DotBf16's pairs of pixels). Inlined like wgrad_tile.
+// m at rows + m * row_step, and vec's elements vec_step apart (KB = NV L in panels, a pixel
+// stride in place): M's packed elements (floats, or DotBf16's pairs of pixels). Inlined like
+// wgrad_tile.
 template <class M, int MC, int NV>
 [[gnu::always_inline]] inline void outer_product_tile(const typename M::Elem* rows, int64_t row_step,
                                                       const typename M::Elem* vec, int64_t vec_step, int64_t n,
