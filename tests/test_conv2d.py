@@ -226,12 +226,13 @@ def test_half_vector_tiles(isa, dtype, c, k, h, w, r, stride, layout):
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("n,c,k,h,w", [(3, 20, 16, 9, 9), (2, 8, 12, 10, 13), (8, 16, 24, 14, 14),
-                                       (5, 12, 9, 11, 11), (1, 10, 8, 8, 9)])
+                                       (5, 12, 9, 11, 11), (1, 10, 8, 8, 9), (3, 320, 20, 6, 7)])
 def test_pixel_lanes_plane_tails(isa, dtype, n, c, k, h, w):
-    """1x1 NCHW planes run with output pixels as the vector lanes, whole blocks read in place; the
-    pixels past each image's last whole block run together, every image's in one set of lanes
-    (3 to 285 of them: the narrow block tiles, AVX-512 half vectors, several blocks), with bias,
-    forward and input gradient."""
+    """1x1 NCHW planes run with output pixels as the vector lanes, whole blocks read in place
+    (float) or packed (bfloat16 channel pairs); the pixels past each image's last whole block run
+    together, every image's in one set of lanes (3 to 285 of them: the narrow block tiles, AVX-512
+    half vectors, several blocks), with bias, forward and input gradient. The bfloat16 forward
+    also takes planes of fewer than 64 pixels with 320+ channels: every pixel in the tails."""
     check_case(isa, dtype, n, c, k, h, w, 1, seed=n * c + h * w)
 
 

@@ -815,40 +815,57 @@ inline PixelLanesCase pixel_lanes_case(const Conv2dProblem& p, const int64_t xs[
   return {plain_1x1 && p.H * p.W >= 64, few_pixels, plain_1x1};
 }
 
-// conv2d_fprop_pixel_lanes on float NCHW planes read in place: the pixels [whole, P Q) of every
-// image, past its last whole block (lanes past a plane are not readable in place), as one set of
-// N (P Q - whole) lanes: packed (lane n rem + j = pixel whole + j of image n), run in the
-// narrowest tile that holds them, computed into [k][lane] scratch and copied out to the planes.
-// Per image, in the main tile's lanes, res4's 196 pixels (3 x 64 + 4) paid a fourth block of
-// FMAs and a fourth pass over the weights for 4 pixels (N=8 1024 -> 256 @14: 5.4 ms against 4.2
-// for 192 pixels).
-inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, const NhwcView& wv, const float* x,
-                              const int64_t xs[4], int64_t whole, const float* bias, float* y, const int64_t ys[4]) {
-  const int64_t rem = p.P * p.Q - whole, lanes = p.N * rem;
+// The pixels [whole, P Q) of every image of a plain 1x1 on NCHW planes, past its last whole block
+// of lanes, as one set of N (P Q - whole) lanes: packed (lane n rem + i = pixel whole + i of
+// image n; for the dot policy two plane rows per channel pair), run in the narrowest tile that
+// holds them, computed into [k][lane] scratch and copied out to the planes. For
+// conv2d_fprop_pixel_lanes (float planes read in place: lanes past a plane are not readable so)
+// and conv2d_fprop_pointwise_pairs (bfloat16 pairs). Per image, in the main tile's lanes, res4's
+// 196 pixels (3 x 64 + 4) paid a fourth block of multiply-adds and a fourth pass over the weights
+// for 4 pixels (float, N=8 1024 -> 256 @14: 5.4 ms against 4.2 for 192 pixels; bfloat16, A/B, arms
+// in random order, 2 threads, N=8: 1024 -> 256 3.20 -> 2.54, 256 -> 1024 3.45 -> 2.75, their
+// dgrads 3.55 -> 2.81 and 4.20 -> 3.27; N=1 1024 -> 256 0.47 -> 0.39; 28 x 28's 16 left over
+// pixels: 512 -> 128 N=8 3.53 -> 3.41).
+template <class M, typename T>
+inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& wv,
+                              const T* x, const int64_t xs[4], int64_t whole, const float* bias, T* y,
+                              const int64_t ys[4]) {
+  using E = typename M::Elem;
+  const int64_t rem = p.P * p.Q - whole, lanes = p.N * rem, cin = p.C / M::kChannels;
   const auto run = [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
     constexpr int64_t KB = tile_channels<NV, LastL>();
     const int64_t nkb = (lanes + KB - 1) / KB;
-    Scratch xp(nkb * p.C * KB), out(p.K * lanes);
-    std::vector<int64_t> lane_at(lanes);  // x offset of lane o's pixel, channel 0
-    for (int64_t o = 0; o < lanes; ++o) lane_at[o] = o / rem * xs[0] + whole + o % rem;
-    parallel_for(0, p.C, 16, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; ++c)
-        for (int64_t kb = 0; kb < nkb; ++kb) {
-          float* dst = xp.data() + (kb * p.C + c) * KB;
-          for (int64_t l = 0; l < KB; ++l) {
-            const int64_t o = kb * KB + l;
-            dst[l] = o < lanes ? x[lane_at[o] + c * xs[1]] : 0.0f;
+    ScratchOf<E> xp(nkb * cin * KB);
+    ScratchOf<T> out(p.K * lanes);
+    // Per packed element, each image's rem pixels are one run of lanes, split where it crosses a block.
+    parallel_for(0, cin, 16, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) {
+        for (int64_t n = 0; n < p.N; ++n) {
+          const T* row = x + n * xs[0] + M::kChannels * j * xs[1] + whole;
+          for (int64_t i = 0; i < rem;) {
+            const int64_t o = n * rem + i, l = o % KB, len = std::min(rem - i, KB - l);
+            E* dst = xp.data() + (o / KB * cin + j) * KB + l;
+            if constexpr (M::kChannels == 1)
+              convert_n(row + i, dst, len);
+            else
+              interleave_pairs(row + i, row + xs[1] + i, dst, len);
+            i += len;
           }
         }
+        if (lanes % KB != 0) {
+          E* last = xp.data() + ((nkb - 1) * cin + j) * KB;
+          std::fill(last + lanes % KB, last + KB, E(0));
+        }
+      }
     });
     DirectConvPlan t = d;
     t.out_per_group = lanes;
     const int64_t os[4] = {0, 1, 0, lanes};  // "channel" = lane, "column" = k
-    direct_conv<FmaF32, MR, NV, LastL>(t, wv, xp.data(), nullptr, bias, out.data(), os);
+    direct_conv<M, MR, NV, LastL>(t, wv, xp.data(), nullptr, bias, out.data(), os);
     parallel_for(0, p.N * p.K, 64, [&](int64_t b, int64_t e) {
       for (int64_t nk = b; nk < e; ++nk) {
         const int64_t n = nk / p.K, k = nk % p.K;
-        const float* src = out.data() + k * lanes + n * rem;
+        const T* src = out.data() + k * lanes + n * rem;
         std::copy(src, src + rem, y + n * ys[0] + k * ys[1] + whole);
       }
     });
@@ -856,7 +873,7 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
   if (lanes <= 4 * VecF32::kLanes)
     with_block_tile(lanes, run);
   else
-    with_tile(lanes, p.C, run);
+    with_tile(lanes, cin, run);
 }
 
 // fprop with the engine's roles swapped, output pixels as its vector lanes: per image,
@@ -922,16 +939,29 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
       direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), yn, yv);
     }
     if constexpr (std::is_same_v<T, float>) {
-      if (pointwise && PQ % KB != 0) pixel_lanes_tails(p, d, wv, x, xs, PQ / KB * KB, bias.data(), y, ys);
+      if (pointwise && PQ % KB != 0) pixel_lanes_tails<FmaF32>(p, d, wv, x, xs, PQ / KB * KB, bias.data(), y, ys);
     }
   });
   return true;
 }
 
-// conv2d_fprop_pixel_lanes' 1x1 on NCHW planes (use.pointwise) with a bfloat16 dot policy M (two
-// input channels per packed element): the engine's "weights" are X_n's planes interleaved into
-// channel pairs per pixel lane (two plane rows per pair: pack_weights' out_stride == 1 case), its
-// broadcast "pixels" the pairs of W's rows read in place. C even, so that no pair reads past a row.
+// Whether conv2d_fprop_pointwise_pairs takes a problem: the plain 1x1 on NCHW planes. Planes of
+// fewer than 64 pixels (no whole block: every lane goes through the tails) only with one block of
+// lanes in all or 320+ input channels: the tails' copy-out costs per output element, the work it
+// saves per multiply-add (A/B, 2 threads, 7 x 7, N=8: 2048 -> 512 3.25 -> 2.62 ms, 960 -> 160
+// 0.77 -> 0.43, 320 -> 1280 1.20 -> 1.10, but 256 -> 1024 1.00 -> 1.05, 128 -> 512 0.32 -> 0.38;
+// N=1: 2048 -> 512 0.53 -> 0.39, 160 -> 960 0.118 -> 0.078).
+inline bool pointwise_pairs_case(const Conv2dProblem& p, const int64_t xs[4], const int64_t ys[4]) {
+  const PixelLanesCase use = pixel_lanes_case(p, xs, ys);
+  return use.pointwise || (use.plain_1x1 && (p.N * p.P * p.Q <= 4 * VecF32::kLanes || p.C >= 320));
+}
+
+// conv2d_fprop_pixel_lanes' 1x1 on NCHW planes (pointwise_pairs_case) with a bfloat16 dot policy M
+// (two input channels per packed element): the engine's "weights" are X_n's planes interleaved
+// into channel pairs per pixel lane (two plane rows per pair: pack_weights' out_stride == 1 case),
+// its broadcast "pixels" the pairs of W's rows read in place; each image's whole blocks of lanes,
+// then every image's left-over pixels together (pixel_lanes_tails). C even, so that no pair reads
+// past a row.
 // Before, these layers' inputs went through channels_last pairs and their outputs back out to
 // planes (2 threads, bfloat16 NCHW, N=8: 64 -> 64 @56 2.38 -> 1.08 ms, 64 -> 256 6.13 -> 3.59,
 // 256 -> 64 7.26 -> 4.77, 512 -> 128 @28 5.60 -> 3.71; torch 1.11, 4.17, 4.54, 3.45).
@@ -942,8 +972,7 @@ inline bool conv2d_fprop_pointwise_pairs(const Conv2dFpropArgs& a) {
   const int64_t* xs = a.x.stride;
   const int64_t* ws = a.w.stride;
   const int64_t* ys = a.y.stride;
-  if (p.dtype != DType::bf16 || !pixel_lanes_case(p, xs, ys).pointwise || p.C % 2 != 0 || ws[1] != 1 ||
-      ws[0] % 2 != 0)
+  if (p.dtype != DType::bf16 || !pointwise_pairs_case(p, xs, ys) || p.C % 2 != 0 || ws[1] != 1 || ws[0] % 2 != 0)
     return false;
   using E = typename M::Elem;
   const bf16* x = static_cast<const bf16*>(a.x.data);
@@ -955,10 +984,14 @@ inline bool conv2d_fprop_pointwise_pairs(const Conv2dFpropArgs& a) {
   const FloatBias<bf16> bias(a.bias, p.K);
   with_tile(PQ, p.C / 2, [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
-    for (int64_t n = 0; n < p.N; ++n) {
-      const auto xp = pack_weights<M>(d, KB, WeightSource<bf16>{x + n * xs[0], 0, 1, xs[1], p.C, {0}});
-      direct_conv<M, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
-    }
+    DirectConvPlan part = d;
+    part.out_per_group = PQ / KB * KB;
+    if (part.out_per_group > 0)
+      for (int64_t n = 0; n < p.N; ++n) {
+        const auto xp = pack_weights<M>(part, KB, WeightSource<bf16>{x + n * xs[0], 0, 1, xs[1], p.C, {0}});
+        direct_conv<M, MR, NV>(part, wv, xp.data(), nullptr, bias.data(), y + n * ys[0], yv);
+      }
+    if (part.out_per_group < PQ) pixel_lanes_tails<M>(p, d, wv, x, xs, part.out_per_group, bias.data(), y, ys);
   });
   return true;
 }
@@ -1015,6 +1048,8 @@ inline bool conv2d_dgrad_pixel_lanes(const Conv2dDgradArgs& a) {
 // The same with a bfloat16 dot policy M, on NCHW planes (conv2d_fprop_pointwise_pairs), where the
 // dot engine transposed dy into channels_last pairs and scattered dx back out (2 threads, bfloat16
 // NCHW, N=8: 64 -> 256 @56 6.95 -> 4.37 ms, 256 -> 64 5.96 -> 4.39; N=1 256 -> 64 0.65 -> 0.51).
+// Planes of 64+ pixels only: below, the forward's extra cases lost here to the copy of W^T (7 x 7
+// 2048 -> 512 N=1 0.42 -> 0.66 ms, N=8 3.04 -> 3.55).
 template <class M>
 inline bool conv2d_dgrad_pointwise_pairs(const Conv2dDgradArgs& a) {
   Conv2dFpropArgs f;
