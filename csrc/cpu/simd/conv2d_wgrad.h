@@ -205,10 +205,11 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
     }
   } else {
     // Pairs of pixels: x (lo, hi) = (column w, column w + stride_w), dy (lo, hi) = (column 2j, 2j + 1).
-    // Dense channels_last bfloat16 with nothing to pad (x of 1x1 layers, dy with whole blocks of
-    // channels) is read in place: no bfloat16 copy before the interleave (A/B, arms in random
-    // order, 2 threads, channels_last: N=8 64 -> 64 @56 1.34 -> 1.04 ms, 64 -> 256 4.90 -> 3.90,
-    // 1024 -> 256 @14 3.91 -> 3.68; N=1 256 -> 64 @56 0.76 -> 0.71).
+    // Dense channels_last bfloat16 with nothing to pad (x of unpadded layers, dy with whole blocks
+    // of channels) is read in place: no bfloat16 copy before the interleave (A/B, arms in random
+    // order, 2 threads, channels_last, measured on 1x1 layers before they moved to
+    // conv2d_wgrad_1x1: N=8 64 -> 64 @56 1.34 -> 1.04 ms, 64 -> 256 4.90 -> 3.90, 1024 -> 256 @14
+    // 3.91 -> 3.68; N=1 256 -> 64 @56 0.76 -> 0.71). Grouped 1x1 layers still come here.
     const auto dense_nhwc = [](const ConstView4& t, int64_t C, int64_t H, int64_t W) {
       return std::is_same_v<T, bf16> && t.stride[1] == 1 && t.stride[3] == C && t.stride[2] == W * C &&
              t.stride[0] == H * W * C;
