@@ -225,6 +225,25 @@ def test_half_vector_tiles(isa, dtype, c, k, h, w, r, stride, layout):
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,w,stride,layout", [
+    (16, 24, 17, 19, 2, "contiguous"), (20, 16, 12, 34, 2, "contiguous"), (24, 16, 11, 18, 2, "contiguous"),
+    (16, 16, 9, 32, 2, "contiguous"), (8, 8, 9, 16, 2, "contiguous"), (16, 16, 10, 23, 3, "contiguous"),
+    (16, 24, 9, 21, 2, "strided"), (16, 8, 9, 22, 2, "channels_last")])
+def test_strided_1x1_packs_only_its_pixels(isa, dtype, c, k, h, w, stride, layout):
+    """A strided, unpadded 1x1 runs as a stride-1 1x1 over x[:, :, ::stride, ::stride]. NCHW rows
+    of stride 2 leave as 8 x 8 transposes of their even elements, the last block shifted onto the
+    odd ones (odd and even input widths; 9 to 17 output columns); 8 output columns, channels past
+    the last 8, other strides and strided views go element by element; channels_last is read in
+    place. With bias, all three gradients."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(stride, stride), padding=(0, 0),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
+               seed=c * w + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("n,c,k,h,w", [(3, 20, 16, 9, 9), (2, 8, 12, 10, 13), (8, 16, 24, 14, 14),
                                        (5, 12, 9, 11, 11), (1, 10, 8, 8, 9), (3, 320, 20, 6, 7)])
 def test_pixel_lanes_plane_tails(isa, dtype, n, c, k, h, w):

@@ -21,6 +21,19 @@ inline __m256 load8(const bf16* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+// 8 values at p[kOdd], p[kOdd + 2], ..., p[kOdd + 14] (a stride-2 row) as floats; reads p[0 .. 15].
+template <bool kOdd>
+inline __m256 load8_step2(const float* p) {
+  constexpr int kPick = kOdd ? _MM_SHUFFLE(3, 1, 3, 1) : _MM_SHUFFLE(2, 0, 2, 0);
+  const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), kPick);  // a0 a2 b0 b2 | a4 a6 b4 b6
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+template <bool kOdd>
+inline __m256 load8_step2(const bf16* p) {  // elements 2 i and 2 i + 1: the halves of 32-bit word i
+  const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm256_castsi256_ps(kOdd ? _mm256_and_si256(words, _mm256_set1_epi32(int(0xffff0000u)))
+                                  : _mm256_slli_epi32(words, 16));
+}
 // bf16 bits, one per 32-bit lane: (u + 0x7fff + lsb) >> 16, or (u >> 16) | 0x40 for NaN.
 inline __m256i bf16_bits8(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);
@@ -105,13 +118,16 @@ struct VecF32 {
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
 #endif
 
-// dst[j * dst_stride + i] = src[i * src_stride + j] for an 8 x 8 block (AVX, so both ISA builds
-// have it), converting between storage types on the way: unpack pairs, shuffle quads, swap
-// 128-bit halves.
-template <typename S, typename D>
+// dst[j * dst_stride + i] = src[i * src_stride + kFirst + kStep j] for an 8 x 8 block (AVX, so
+// both ISA builds have it), converting between storage types on the way: unpack pairs, shuffle
+// quads, swap 128-bit halves. kStep 2 reads a row's even (kFirst 0) or odd (kFirst 1) elements,
+// and 16 elements of each row.
+template <int kStep = 1, int kFirst = 0, typename S, typename D>
 [[gnu::always_inline]] inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_stride) {
+  static_assert((kStep == 1 && kFirst == 0) || (kStep == 2 && (kFirst == 0 || kFirst == 1)), "rows of step 1 or 2");
   __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = load8(src + i * src_stride);
+  for (int i = 0; i < 8; ++i)
+    r[i] = kStep == 1 ? load8(src + i * src_stride) : load8_step2<kFirst == 1>(src + i * src_stride);
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
