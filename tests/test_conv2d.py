@@ -212,6 +212,15 @@ def check_case(isa, dtype, n, c, k, h, w, r, stride=1, layout="contiguous", seed
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("k,h,w", [(40, 5, 3), (40, 1, 11), (24, 1, 19), (48, 2, 7), (24, 2, 9), (40, 1, 2)])
+def test_nchw_output_short_runs(isa, dtype, k, h, w):
+    """NCHW outputs of tiles with fewer than 8 consecutive pixels (6-pixel tiles, short last
+    tiles of 1 to 7 pixels) leave as 8 x 8 transposes with partial stores of every length."""
+    check_case(isa, dtype, 1, 6, k, h, w, 3, seed=k + h * w)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k,h,w,r,stride,layout", [
     (24, 8, 9, 11, 1, 1, "channels_last"), (40, 24, 13, 10, 3, 2, "contiguous"),
     (56, 40, 7, 5, 3, 1, "channels_last"), (8, 56, 12, 9, 1, 2, "channels_last"),

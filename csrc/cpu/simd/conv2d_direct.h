@@ -517,7 +517,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
   parallel_for(0, nblocks * ntiles, 4, [&](int64_t b, int64_t e) {
     float tile[MR * KB];
     int64_t x_off[MR], y_off[MR], tile_off[MR], offsets_of = -1;  // x_off, y_off: of pixel tile offsets_of
-    bool row_run = false;  // the tile's pixels are consecutive elements of one output row
+    bool row_run = false;  // the tile's 2+ pixels are consecutive output elements (NCHW: one plane)
     for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
     for (int64_t item = b; item < e; ++item) {
       const int64_t gk = blocks_inner ? item % nblocks : item / ntiles;
@@ -531,7 +531,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
           x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
           y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
         }
-        row_run = m >= 8;
+        row_run = m >= 2;
         for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
         offsets_of = i0;
       }
@@ -561,23 +561,35 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       // output row, so each channel's m stores fill one line. Pixel-major, every store went to
       // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
       // spent 40% of its time there (in-process A/B, Zen 4: 2.15 -> 1.28 ms; N=8 1.15x).
-      // A run of 8+ pixels along a row leaves as 8 x 8 transposes (channels x pixels), the last
-      // block overlapping its neighbour; with scalar stores, the MobileNetV2 stem's NCHW forward
-      // (32 channels, 12-pixel tiles) spent as long scattering as computing.
+      // A run of consecutive output elements leaves as 8 x 8 transposes (channels x pixels), from
+      // the float tile, rounded at the store: 8+ pixels with the last block overlapping its
+      // neighbour, fewer (6-pixel tiles) with partial stores. With scalar stores, the MobileNetV2
+      // stem's NCHW forward (32 channels, 12-pixel tiles) spent as long scattering as computing;
+      // for 6-pixel tiles (A/B, arms in random order, 2 threads): the ResNet stem N=1 1.50 -> 1.46
+      // ms float, 1.34 -> 1.25 bfloat16, N=8 bfloat16 10.2 -> 9.5; 3x3 64 @56 bfloat16 N=8 5.96 ->
+      // 5.76. (Partial stores through vmaskmovps lost 12% on Zen 4: see store_first.)
+      if (ys[1] != 1 && row_run) {
+        int64_t o = 0;
+        for (; o + 8 <= olen; o += 8) {
+          if (m < 8) {
+            transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], m);
+            continue;
+          }
+          for (int mi = 0; mi < m; mi += 8) {
+            const int b = std::min(mi, m - 8);
+            transpose8x8(tile + b * KB + o, KB, yblk + o * ys[1] + y_off[b], ys[1]);
+          }
+        }
+        for (; o < olen; ++o)
+          for (int mi = 0; mi < m; ++mi) store_from(yblk + o * ys[1] + y_off[mi], tile[mi * KB + o]);
+        continue;
+      }
       const auto scatter = [&](const auto* t) {
         if (ys[1] == 1) {  // channels-last, a block short of KB channels (24 of 32): a run per pixel
           for (int mi = 0; mi < m; ++mi) std::copy(t + mi * KB, t + mi * KB + olen, yblk + y_off[mi]);
           return;
         }
-        int64_t o = 0;
-        if (row_run) {
-          for (; o + 8 <= olen; o += 8)
-            for (int mi = 0; mi < m; mi += 8) {
-              const int b = std::min(mi, m - 8);
-              transpose8x8(t + b * KB + o, KB, yblk + o * ys[1] + y_off[b], ys[1]);
-            }
-        }
-        for (; o < olen; ++o)
+        for (int64_t o = 0; o < olen; ++o)
           for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = t[mi * KB + o];
       };
       if constexpr (std::is_same_v<TOut, float>) {

@@ -44,10 +44,37 @@ inline __m256i bf16_bits8(__m256 v) {
   return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(nan),
                                               _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
 }
-inline void store8(bf16* p, __m256 v) {
+inline __m128i bf16_pack8(__m256 v) {  // 8 packed bf16
   const __m256i b = bf16_bits8(v);  // every lane in [0, 0xffff]: the unsigned pack is exact
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                   _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+  return _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+}
+inline void store8(bf16* p, __m256 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_pack8(v)); }
+// store8 of the first n (< 8) lanes only, as 4-, 2- and 1-lane stores: the memory past them is
+// not touched. (vmaskmovps stores are slow on Zen 4: the float stem's NCHW forward, which leaves
+// 6-pixel runs this way, ran 12% slower with them.)
+inline void store_first(float* p, __m256 v, int n) {
+  __m128 b = _mm256_castps256_ps128(v);
+  if (n & 4) {
+    _mm_storeu_ps(p, b);
+    b = _mm256_extractf128_ps(v, 1), p += 4;
+  }
+  if (n & 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), b);
+    b = _mm_movehl_ps(b, b), p += 2;
+  }
+  if (n & 1) _mm_store_ss(p, b);
+}
+inline void store_first(bf16* p, __m256 v, int n) {
+  __m128i b = bf16_pack8(v);
+  if (n & 4) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+    b = _mm_srli_si128(b, 8), p += 4;
+  }
+  if (n & 2) {
+    _mm_storeu_si32(p, b);
+    b = _mm_srli_si128(b, 4), p += 2;
+  }
+  if (n & 1) p->bits = uint16_t(_mm_extract_epi16(b, 0));
 }
 
 // A half vector of `Lanes` float lanes for tiles whose last vector is half full: only the AVX-512
@@ -121,13 +148,17 @@ struct VecF32 {
 // dst[j * dst_stride + i] = src[i * src_stride + kFirst + kStep j] for an 8 x 8 block (AVX, so
 // both ISA builds have it), converting between storage types on the way: unpack pairs, shuffle
 // quads, swap 128-bit halves. kStep 2 reads a row's even (kFirst 0) or odd (kFirst 1) elements,
-// and 16 elements of each row.
+// and 16 elements of each row. With rows < 8, only source rows i < rows are read and only those
+// columns of dst written.
 template <int kStep = 1, int kFirst = 0, typename S, typename D>
-[[gnu::always_inline]] inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_stride) {
+[[gnu::always_inline]] inline void transpose8x8(const S* src, int64_t src_stride, D* dst, int64_t dst_stride,
+                                                int rows = 8) {
   static_assert((kStep == 1 && kFirst == 0) || (kStep == 2 && (kFirst == 0 || kFirst == 1)), "rows of step 1 or 2");
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i)
-    r[i] = kStep == 1 ? load8(src + i * src_stride) : load8_step2<kFirst == 1>(src + i * src_stride);
+    r[i] = i >= rows  ? _mm256_setzero_ps()
+           : kStep == 1 ? load8(src + i * src_stride)
+                        : load8_step2<kFirst == 1>(src + i * src_stride);
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -138,9 +169,15 @@ template <int kStep = 1, int kFirst = 0, typename S, typename D>
     r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
     r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
   }
+  const auto store = [&](D* p, __m256 v) {
+    if (rows == 8)
+      store8(p, v);
+    else
+      store_first(p, v, rows);
+  };
   for (int i = 0; i < 4; ++i) {
-    store8(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-    store8(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    store(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    store(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
   }
 }
 
