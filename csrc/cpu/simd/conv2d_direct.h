@@ -369,7 +369,7 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
       if (st[3] == 1 || (st[3] == 2 && W > 8)) {
         c8 = C - C % 8;
         w8 = st[3] == 1 ? W - W % 8 : W;
-        const int64_t even_blocks = st[3] == 1 ? w8 : (W - 1) - (W - 1) % 8;
+        const int64_t even_blocks = (W - 1) - (W - 1) % 8;  // stride 2: columns read as even elements
         // The next row's lines of these channels, into L2: each row is a short run 2 plane-strides
         // from the next, which the hardware prefetchers do not follow (A/B, arms in random order,
         // bfloat16 NCHW, N=8: 1x1/2 256 -> 512 @56 7.41 -> 6.85 ms, 512 -> 1024 @28 6.13 -> 5.66;
