@@ -397,6 +397,56 @@ def test_special_values_at_lane_boundaries(isa, layout, dtype):
             _compare_pool(x, ((3, 3), (stride, stride), (1, 1), (1, 1), False), fmt, f"{isa} {layout} s{stride}")
 
 
+NAN_BITS = {torch.float32: (0x7FC00000, 0x7FC00001), torch.bfloat16: (0x7FC0, 0x7FC1)}
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", FLOAT32_ISAS)
+def test_shared_row_passes_keep_the_reference_order(isa, dtype):
+    """NCHW windows overlapping along the rows (each input row's pass shared by output rows, the
+    rows-first order): NaNs of distinct payloads (the last one in row-major window order wins) in
+    some rows only, so that rows with and without NaN meet in one window; +inf and -inf in one row;
+    single planes split into bands of rows between the threads; padded first columns whose real
+    taps are all -inf. Values bit for bit against the scalar reference, winners against PyTorch."""
+    gen = torch.Generator().manual_seed(13)
+    nan_a, nan_b = NAN_BITS[dtype]
+    geometries = (((3, 3), (2, 2), (1, 1), (1, 1), False), ((3, 3), (1, 1), (1, 1), (1, 1), False),
+                  ((4, 3), (2, 2), (2, 1), (1, 1), True), ((2, 5), (1, 1), (0, 2), (1, 1), True))
+    for n, c, h, w in ((1, 1, 40, 37), (2, 3, 17, 70), (1, 2, 9, 8), (1, 2, 9, 32)):
+        x = torch.randn(n, c, h, w, generator=gen).to(dtype)
+        bits = x.view(BITS[dtype])
+        rows = torch.randperm(h, generator=gen)[: max(1, h // 4)]
+        for r in rows.tolist():  # two NaNs of distinct payloads near each other in row r
+            col = int(torch.randint(0, w - 1, (1,), generator=gen))
+            bits[..., r, col] = nan_a
+            bits[..., r, col + 1] = nan_b
+        x[..., h // 2, 0] = float("inf")  # +inf and -inf in one row: its sum is NaN
+        x[..., h // 2, -1] = float("-inf")
+        x[..., :, :2] = float("-inf")  # padded first windows whose real taps are all -inf
+        bits[..., 1, -1] = nan_b  # the last column, past the first loads of the last vector (w = 32)
+        for geometry in geometries:
+            with forced_isa("scalar"):
+                y_ref = CF.max_pool2d(x, *geometry)
+            _, idx_torch = F.max_pool2d(x, *geometry, return_indices=True)
+            with forced_isa(isa):
+                y, idx = CF.max_pool2d(x, *geometry, return_indices=True)
+                y_values = CF.max_pool2d(x, *geometry)
+            what = f"{isa} {tuple(x.shape)} {geometry}"
+            assert torch.equal(y.view(BITS[dtype]), y_ref.view(BITS[dtype])), what
+            assert torch.equal(y_values.view(BITS[dtype]), y_ref.view(BITS[dtype])), what
+            assert torch.equal(idx, idx_torch), what
+            # the training path's taps name the same winners: route a gradient through them
+            xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+            g = torch.randn(y.shape, generator=gen).to(dtype)
+            with forced_isa(isa):
+                (gx,) = torch.autograd.grad(CF.max_pool2d(xa, *geometry), xa, g)
+            (gx_ref,) = torch.autograd.grad(F.max_pool2d(xb, *geometry), xb, g)
+            if dtype == torch.float32:
+                torch.testing.assert_close(gx, gx_ref, rtol=1e-6, atol=1e-6, msg=lambda m: f"{what}: {m}")
+            else:
+                assert torch.equal(gx != 0, gx_ref != 0), what
+
+
 @pytest.mark.parametrize("isa", FLOAT32_ISAS)
 def test_disjoint_two_column_windows_on_long_rows(isa):
     """float32 NCHW windows 2 columns wide and apart that do not overlap (VGG's 2x2/2), rows of 48+

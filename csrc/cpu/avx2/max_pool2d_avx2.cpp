@@ -100,6 +100,9 @@ struct Vec8 {
   static F max_or_nan(F v, F best) {
     return _mm256_blendv_ps(_mm256_max_ps(v, best), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
+  // The rule on operands known to hold no NaN (fwd_nchw_rows checks each row): v > best alone.
+  static M greater(F v, F best) { return _mm256_cmp_ps(v, best, _CMP_GT_OQ); }
+  static F max(F v, F best) { return _mm256_max_ps(v, best); }
   static F select(M m, F keep, F take) { return _mm256_blendv_ps(keep, take, m); }
   static I select(M m, I keep, I take) {
     return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(keep), _mm256_castsi256_ps(take), m));

@@ -94,6 +94,9 @@ struct Vec16 {
   static F max_or_nan(F v, F best) {
     return _mm512_mask_mov_ps(_mm512_max_ps(v, best), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
   }
+  // The rule on operands known to hold no NaN (fwd_nchw_rows checks each row): v > best alone.
+  static M greater(F v, F best) { return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ); }
+  static F max(F v, F best) { return _mm512_max_ps(v, best); }
   static F select(M m, F keep, F take) { return _mm512_mask_mov_ps(keep, m, take); }
   static I select(M m, I keep, I take) { return _mm512_mask_mov_epi32(keep, m, take); }
 

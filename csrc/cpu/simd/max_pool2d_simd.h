@@ -9,9 +9,14 @@
 //   fwd_nhwc  channels contiguous (x, y and indices stride[1] == 1): one output pixel at a time,
 //             V::kW channels per vector (4 vectors unrolled, then 1, then a masked tail), looping
 //             over the window's in-bounds taps, whose offsets are worked out once per pixel.
-//   fwd_nchw  rows contiguous (stride[3] == 1): V::kW consecutive output columns per vector. Columns
-//             whose window row lies inside the input ("interior") load each tap with one unaligned
-//             load (stride 1), two loads and an even-lane de-interleave (stride 2; float32 at
+//   fwd_nchw_rows  rows contiguous, windows overlapping along the rows (stride_h < kernel_h),
+//             dilation 1, column stride 1 or 2: the window max taken as a row pass per input row
+//             (over each window's columns, on a -inf padded float copy of the row; V::kW outputs
+//             per vector), shared by the output rows whose windows hold that row, then a column
+//             pass per output row. Rows without NaN (checked on the way) take v > best alone.
+//   fwd_nchw  the other NCHW forwards (stride[3] == 1): V::kW consecutive output columns per
+//             vector. Columns whose window row lies inside the input ("interior") load each tap
+//             with one unaligned load (stride 1), two loads and an even-lane de-interleave (stride 2; float32 at
 //             dilation 1: two loads for a pair of taps, fwd_nchw_block_pairs) or a gather
 //             (stride >= 3); the few border columns go through the scalar rule (scalar_output).
 //             Long rows read from DRAM get a software prefetch.
@@ -98,14 +103,15 @@ constexpr int64_t kPrefetchAhead = 4096;
 
 // One tap of a window by the reference's rule: val replaces best when it is greater or NaN, and
 // with indices the lane's index becomes tap's (without, V::max_or_nan gives the value alone).
-template <class V, bool kIdx>
+// kNaNFree: val and best hold no NaN, so the rule is v > best alone (vmaxps(v, best) for values).
+template <class V, bool kIdx, bool kNaNFree = false>
 inline void visit_tap(typename V::F& best, typename V::I& index, typename V::F val, typename V::I tap) {
   if (kIdx) {
-    const typename V::M take = V::take(val, best);
+    const typename V::M take = kNaNFree ? V::greater(val, best) : V::take(val, best);
     best = V::select(take, best, val);
     index = V::select(take, index, tap);
   } else {
-    best = V::max_or_nan(val, best);
+    best = kNaNFree ? V::max(val, best) : V::max_or_nan(val, best);
   }
 }
 
@@ -452,6 +458,186 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
       if (vector)
         fwd_nchw_interior<V, kOut, kStride>(plane, xs[2], pb, h0 + ti.lo * pb.dil_h, ti.lo, ti.hi - ti.lo, q_lo, q_hi,
                                             yr, ir);
+    }
+  });
+}
+
+// ---- forward, NCHW by rows (dilation 1, column stride 1 or 2) ----------------------------------
+
+// The window max is separable: a row pass takes each input row's max over every output's kernel_w
+// columns, a column pass the max of those over the window's rows. Rows first keeps the reference's
+// order (row-major; a later candidate replaces the best when v > best || isnan(v)), so values,
+// ties, signed zeros, NaN payloads and winners all come out as the reference's. Each input row's
+// pass runs once and serves every output row whose window holds it (3x3/2: two row passes per
+// output row where the window-by-window kernel visited three rows). The row pass reads a float
+// copy of the row padded with -inf, so border windows and the last, partial vector need no
+// masked loads or scalar code: a padded tap never replaces a best. With winners, a lane whose
+// window starts in the padding and whose real taps are all -inf keeps its padded first tap; it
+// gets its first in-bounds tap instead (`first_real`), as the reference reports.
+
+// One row pass: out[q] = the row's max over columns [q s, q s + kw) of `row` (padded coordinates),
+// and with winners out_col[q] = the winning column j within the window, for nv vectors of outputs.
+// `first_real[q]` (q < q_pad) is output q's first in-bounds column.
+// One row pass: out[q] = the row's max over columns [q s, q s + kw) of `row` (padded coordinates),
+// and with winners out_col[q] = the winning column j within the window, for nv vectors of outputs.
+// `first_real[q]` (q < q_pad) is output q's first in-bounds column. kNaNFree: the rule without its
+// NaN half, and the return value says whether the row held a NaN after all (then the pass must be
+// run again without kNaNFree). The check sums loads that together cover every column a window
+// reads (stride 1: each vector's first and last tap; stride 2: every pair of loads): the sum is
+// NaN if some element is, or if +inf meets -inf, which only costs the second pass.
+template <class V, bool kIdx, bool kNaNFree, int kStride>
+inline bool fwd_nchw_row_pass(const float* row, int64_t kw, int64_t nv, int64_t q_pad, const uint8_t* first_real,
+                              float* out, uint8_t* out_col) {
+  using F = typename V::F;
+  constexpr int64_t kW = V::kW;
+  F sum = V::zero();
+  for (int64_t v = 0; v < nv; ++v) {
+    const float* base = row + v * kW * kStride;
+    typename V::I col = V::set1i(0);
+    F best;  // assigned once here, before any loop: GCC then keeps it in a register
+    if constexpr (kStride == 1) {
+      best = V::load(base);
+      if (kNaNFree) sum = V::add(sum, V::add(best, V::load(base + kw - 1)));
+      for (int64_t j = 1; j < kw; ++j)
+        visit_tap<V, kIdx, kNaNFree>(best, col, V::load(base + j), V::set1i(static_cast<int32_t>(j)));
+    } else {
+      // The two loads that hold column j of every lane's window (base + j + 2 l) hold column j + 1
+      // too; the even/odd shuffles leave the lanes permuted alike for every column (AVX2: outputs
+      // 0 1 4 5 2 3 6 7), which unraw undoes once per vector.
+      const F lo0 = V::load(base), hi0 = V::load(base + kW);
+      if (kNaNFree) sum = V::add(sum, V::add(lo0, hi0));
+      best = V::even_raw(lo0, hi0);
+      if (kw > 1) visit_tap<V, kIdx, kNaNFree>(best, col, V::odd_raw(lo0, hi0), V::set1i(1));
+      for (int64_t j = 2; j < kw; j += 2) {
+        const F lo = V::load(base + j), hi = V::load(base + j + kW);
+        if (kNaNFree) sum = V::add(sum, V::add(lo, hi));
+        visit_tap<V, kIdx, kNaNFree>(best, col, V::even_raw(lo, hi), V::set1i(static_cast<int32_t>(j)));
+        if (j + 1 < kw) visit_tap<V, kIdx, kNaNFree>(best, col, V::odd_raw(lo, hi), V::set1i(static_cast<int32_t>(j + 1)));
+      }
+      best = V::unraw(best);
+      if (kIdx) col = V::unraw(col);
+    }
+    V::store(out + v * kW, best);
+    if constexpr (kIdx) {
+      if (v * kW < q_pad) col = V::select(V::equal(col, V::set1i(0)), col, V::load_index32(first_real + v * kW));
+      V::store_index(out_col + v * kW, col);
+    }
+  }
+  if (!kNaNFree) return true;
+  alignas(64) float lanes[kW];
+  V::store(lanes, sum);
+  bool nan = false;
+  for (int l = 0; l < kW; ++l) nan |= std::isnan(lanes[l]);
+  return nan;
+}
+
+// One output row's column pass: the window's rows in order (their row passes at row_val[r]),
+// starting from the first in-bounds row's result, which is what the reference's start from -inf
+// at that row's first in-bounds tap gives. Winners: tap number i kw + j, or plane index h W + j
+// plus the window's first column (row_part[r] holds i kw or h W).
+template <class V, Winner kOut, bool kNaNFree, int kStride, typename T>
+inline void fwd_nchw_column_pass(const float* const* row_val, const uint8_t* const* row_win, const int32_t* row_part,
+                                 int64_t rows, int64_t nv, int64_t Q, int64_t pw, T* yr, WinnerT<kOut>* ir) {
+  constexpr bool kIdx = kOut != Winner::kNone;
+  constexpr int64_t kW = V::kW;
+  for (int64_t v = 0; v < nv; ++v) {
+    const int64_t o = v * kW;
+    typename V::F best = V::load(row_val[0] + o);
+    typename V::I win = V::set1i(0);
+    if constexpr (kIdx) win = V::add(V::load_index32(row_win[0] + o), V::set1i(row_part[0]));
+    for (int64_t r = 1; r < rows; ++r) {
+      typename V::I tap = V::set1i(0);
+      if constexpr (kIdx) tap = V::add(V::load_index32(row_win[r] + o), V::set1i(row_part[r]));
+      visit_tap<V, kIdx, kNaNFree>(best, win, V::load(row_val[r] + o), tap);
+    }
+    if (kOut == Winner::kIndex) win = V::add(win, V::iota_times(kStride, static_cast<int32_t>(o * kStride - pw)));
+    const int n_out = static_cast<int>(std::min<int64_t>(kW, Q - o));
+    if (n_out == kW) {
+      V::store(yr + o, best);
+      if (kIdx) V::store_index(ir + o, win);
+    } else {
+      V::store_n(yr + o, best, n_out);
+      if (kIdx) V::store_index_n(ir + o, win, n_out);
+    }
+  }
+}
+
+template <class V, Winner kOut, int kStride, typename T>
+void fwd_nchw_rows(const MaxPool2dFwdArgs& a) {
+  constexpr bool kIdx = kOut != Winner::kNone;
+  constexpr int64_t kW = V::kW;
+  using WinT = WinnerT<kOut>;
+  WinT* const winners = winners_of<WinT>(a);
+  const Pool2dProblem& pb = a.p;
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
+  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  const int64_t kh = pb.kernel_h, kw = pb.kernel_w, pw = pb.pad_w, W = pb.W, Q = pb.Q, xs2 = xs[2];
+  const int64_t nv = (Q + kW - 1) / kW, qv = nv * kW;
+  // Padded row: column pw + w holds input column w. The last vector's loads reach
+  // (qv - 1) s + kw - 1 + kW (stride 1) or 2 qv + kw - 2 (stride 2); pw + W is below both.
+  const int64_t row_len = qv * kStride + kw + 2 * kW;
+  // Outputs whose window starts in the padding, and each one's first in-bounds column.
+  const int64_t q_pad = std::min(pb.Q, (pw + kStride - 1) / kStride);
+  std::vector<uint8_t> first_real(kIdx ? (q_pad + kW - 1) / kW * kW : 0, 0);
+  for (int64_t q = 0; q < q_pad && kIdx; ++q) first_real[q] = static_cast<uint8_t>(pw - q * kStride);
+  // Work items: bands of output rows of one plane; whole planes unless there are too few to share.
+  const int64_t planes = pb.N * pb.C;
+  const int64_t bands_per_plane = std::min(pb.P, std::max<int64_t>(1, (4 * parallel_threads() + planes - 1) / planes));
+  const int64_t band_rows = (pb.P + bands_per_plane - 1) / bands_per_plane;
+  const int64_t bands = (pb.P + band_rows - 1) / band_rows;
+  const int64_t work = band_rows * pb.Q * kh * kw;
+  parallel_for(0, planes * bands, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)), [&](int64_t b, int64_t e) {
+    std::vector<float> row(row_len, kNegInf);  // only [pw, pw + W) is ever written
+    std::vector<float> row_max(kh * qv);         // slot h % kh: input row h's pass
+    std::vector<uint8_t> row_col(kIdx ? kh * qv : 0);
+    std::vector<int64_t> held(kh, -1);          // the input row each slot holds
+    std::vector<char> has_nan(kh);              // and whether that row holds a NaN
+    std::vector<const float*> row_val(kh);
+    std::vector<const uint8_t*> row_win(kh);
+    std::vector<int32_t> row_part(kh);
+    int64_t held_plane = -1;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t plane = item / bands, n = plane / pb.C, c = plane % pb.C;
+      if (plane != held_plane) std::fill(held.begin(), held.end(), -1), held_plane = plane;
+      const T* xp = x + n * xs[0] + c * xs[1];
+      const int64_t p_begin = item % bands * band_rows, p_end = std::min(pb.P, p_begin + band_rows);
+      for (int64_t p = p_begin; p < p_end; ++p) {
+        const int64_t h0 = p * pb.stride_h - pb.pad_h;
+        const Taps ti = in_bounds_taps(h0, kh, 1, pb.H);
+        T* yr = y + n * ys[0] + c * ys[1] + p * ys[2];
+        WinT* ir = kIdx ? winners + n * is[0] + c * is[1] + p * is[2] : nullptr;
+        if (ti.empty()) {  // every window of the row misses the input
+          for (int64_t q = 0; q < pb.Q; ++q)
+            scalar_output(xp, xs[2], xs[3], pb, h0, ti, q * kStride - pw, yr + q, kIdx ? ir + q : nullptr);
+          continue;
+        }
+        // This output row's window rows: where their passes are, and what a winner in each adds.
+        const int64_t rows = ti.hi - ti.lo;
+        bool window_nan = false;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = ti.lo + r, h = h0 + i, slot = h % kh;
+          row_val[r] = row_max.data() + slot * qv;
+          if (kIdx) row_win[r] = row_col.data() + slot * qv;
+          row_part[r] = static_cast<int32_t>(kOut == Winner::kTap ? i * kw : h * W);
+          if (held[slot] == h) {
+            window_nan |= has_nan[slot];
+            continue;
+          }
+          const T* src = xp + h * xs2;
+          float* dst = row.data() + pw;
+          int64_t w = 0;
+          for (; w + kW <= W; w += kW) V::store(dst + w, V::load(src + w));
+          for (; w < W; ++w) dst[w] = load_acc(src + w);
+          float* out = row_max.data() + slot * qv;
+          uint8_t* out_col = kIdx ? row_col.data() + slot * qv : nullptr;
+          const bool nan = fwd_nchw_row_pass<V, kIdx, true, kStride>(row.data(), kw, nv, q_pad, first_real.data(), out, out_col);
+          if (nan) fwd_nchw_row_pass<V, kIdx, false, kStride>(row.data(), kw, nv, q_pad, first_real.data(), out, out_col);
+          held[slot] = h, has_nan[slot] = nan, window_nan |= nan;
+        }
+        if (window_nan) fwd_nchw_column_pass<V, kOut, false, kStride>(row_val.data(), row_win.data(), row_part.data(), rows, nv, Q, pw, yr, ir);
+        else fwd_nchw_column_pass<V, kOut, true, kStride>(row_val.data(), row_win.data(), row_part.data(), rows, nv, Q, pw, yr, ir);
+      }
     }
   });
 }
@@ -851,6 +1037,23 @@ bool max_pool2d_fwd_simd(const MaxPool2dFwdArgs& a) {
     return true;
   }
   if (xs[3] == 1 && ys[3] == 1 && (!idx || is[3] == 1)) {
+    // Row passes shared by output rows (fwd_nchw_rows) where windows overlap along the rows, with
+    // dilation 1, column stride 1 or 2 and window columns numbered within a byte. Without overlap
+    // there is nothing to share, and the copy and the extra store and load of each row pass lost:
+    // 2x2/2 64 @ 112 on Zen 1 AVX2, one thread, 88 -> 120 ns per output row.
+    if (pb.stride_h < pb.kernel_h && pb.dil_h == 1 && pb.dil_w == 1 && (pb.stride_w == 1 || pb.stride_w == 2) &&
+        pb.kernel_w <= 256 && !has_empty_column_window(pb)) {
+      if (pb.stride_w == 1) {
+        if (a.taps) fwd_nchw_rows<V, Winner::kTap, 1, T>(a);
+        else if (a.indices) fwd_nchw_rows<V, Winner::kIndex, 1, T>(a);
+        else fwd_nchw_rows<V, Winner::kNone, 1, T>(a);
+      } else {
+        if (a.taps) fwd_nchw_rows<V, Winner::kTap, 2, T>(a);
+        else if (a.indices) fwd_nchw_rows<V, Winner::kIndex, 2, T>(a);
+        else fwd_nchw_rows<V, Winner::kNone, 2, T>(a);
+      }
+      return true;
+    }
     if (a.taps) fwd_nchw_by_stride<V, Winner::kTap, T>(a);
     else if (a.indices) fwd_nchw_by_stride<V, Winner::kIndex, T>(a);
     else fwd_nchw_by_stride<V, Winner::kNone, T>(a);
