@@ -491,9 +491,6 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
 
 // One row pass: out[q] = the row's max over columns [q s, q s + kw) of `row` (padded coordinates),
 // and with winners out_col[q] = the winning column j within the window, for nv vectors of outputs.
-// `first_real[q]` (q < q_pad) is output q's first in-bounds column.
-// One row pass: out[q] = the row's max over columns [q s, q s + kw) of `row` (padded coordinates),
-// and with winners out_col[q] = the winning column j within the window, for nv vectors of outputs.
 // `first_real[q]` (q < q_pad) is output q's first in-bounds column. kNaNFree: the rule without its
 // NaN half, and the return value says whether the row held a NaN after all (then the pass must be
 // run again without kNaNFree). The check sums loads that together cover every column a window
@@ -526,7 +523,8 @@ inline bool fwd_nchw_row_pass(const float* row, int64_t kw, int64_t nv, int64_t 
         const F lo = V::load(base + j), hi = V::load(base + j + kW);
         if (kNaNFree) sum = V::add(sum, V::add(lo, hi));
         visit_tap<V, kIdx, kNaNFree>(best, col, V::even_raw(lo, hi), V::set1i(static_cast<int32_t>(j)));
-        if (j + 1 < kw) visit_tap<V, kIdx, kNaNFree>(best, col, V::odd_raw(lo, hi), V::set1i(static_cast<int32_t>(j + 1)));
+        if (j + 1 < kw)
+          visit_tap<V, kIdx, kNaNFree>(best, col, V::odd_raw(lo, hi), V::set1i(static_cast<int32_t>(j + 1)));
       }
       best = V::unraw(best);
       if (kIdx) col = V::unraw(col);
@@ -564,7 +562,8 @@ inline void fwd_nchw_column_pass(const float* const* row_val, const uint8_t* con
       if constexpr (kIdx) tap = V::add(V::load_index32(row_win[r] + o), V::set1i(row_part[r]));
       visit_tap<V, kIdx, kNaNFree>(best, win, V::load(row_val[r] + o), tap);
     }
-    if (kOut == Winner::kIndex) win = V::add(win, V::iota_times(kStride, static_cast<int32_t>(o * kStride - pw)));
+    if (kOut == Winner::kIndex)
+      win = V::add(win, V::iota_times(kStride, static_cast<int32_t>(o * kStride - pw)));
     const int n_out = static_cast<int>(std::min<int64_t>(kW, Q - o));
     if (n_out == kW) {
       V::store(yr + o, best);
@@ -597,11 +596,13 @@ void fwd_nchw_rows(const MaxPool2dFwdArgs& a) {
   for (int64_t q = 0; q < q_pad && kIdx; ++q) first_real[q] = static_cast<uint8_t>(pw - q * kStride);
   // Work items: bands of output rows of one plane; whole planes unless there are too few to share.
   const int64_t planes = pb.N * pb.C;
-  const int64_t bands_per_plane = std::min(pb.P, std::max<int64_t>(1, (4 * parallel_threads() + planes - 1) / planes));
+  const int64_t bands_per_plane =
+      std::min(pb.P, std::max<int64_t>(1, (4 * parallel_threads() + planes - 1) / planes));
   const int64_t band_rows = (pb.P + bands_per_plane - 1) / bands_per_plane;
   const int64_t bands = (pb.P + band_rows - 1) / band_rows;
   const int64_t work = band_rows * pb.Q * kh * kw;
-  parallel_for(0, planes * bands, std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work)), [&](int64_t b, int64_t e) {
+  const int64_t grain = std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work));
+  parallel_for(0, planes * bands, grain, [&](int64_t b, int64_t e) {
     std::vector<float> row(row_len, kNegInf);  // only [pw, pw + W) is ever written
     std::vector<float> row_max(kh * qv);         // slot h % kh: input row h's pass
     std::vector<uint8_t> row_col(kIdx ? kh * qv : 0);
@@ -645,12 +646,17 @@ void fwd_nchw_rows(const MaxPool2dFwdArgs& a) {
           for (; w < W; ++w) dst[w] = load_acc(src + w);
           float* out = row_max.data() + slot * qv;
           uint8_t* out_col = kIdx ? row_col.data() + slot * qv : nullptr;
-          const bool nan = fwd_nchw_row_pass<V, kIdx, true, kStride>(row.data(), kw, nv, q_pad, first_real.data(), out, out_col);
-          if (nan) fwd_nchw_row_pass<V, kIdx, false, kStride>(row.data(), kw, nv, q_pad, first_real.data(), out, out_col);
+          const uint8_t* fr = first_real.data();
+          const bool nan = fwd_nchw_row_pass<V, kIdx, true, kStride>(row.data(), kw, nv, q_pad, fr, out, out_col);
+          if (nan) fwd_nchw_row_pass<V, kIdx, false, kStride>(row.data(), kw, nv, q_pad, fr, out, out_col);
           held[slot] = h, has_nan[slot] = nan, window_nan |= nan;
         }
-        if (window_nan) fwd_nchw_column_pass<V, kOut, false, kStride>(row_val.data(), row_win.data(), row_part.data(), rows, nv, Q, pw, yr, ir);
-        else fwd_nchw_column_pass<V, kOut, true, kStride>(row_val.data(), row_win.data(), row_part.data(), rows, nv, Q, pw, yr, ir);
+        if (window_nan)
+          fwd_nchw_column_pass<V, kOut, false, kStride>(row_val.data(), row_win.data(), row_part.data(), rows, nv, Q,
+                                                        pw, yr, ir);
+        else
+          fwd_nchw_column_pass<V, kOut, true, kStride>(row_val.data(), row_win.data(), row_part.data(), rows, nv, Q,
+                                                       pw, yr, ir);
       }
     }
   });
