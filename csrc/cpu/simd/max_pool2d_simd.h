@@ -360,8 +360,8 @@ inline void fwd_nchw_block_pairs(const float* plane, int64_t xs2, const Pool2dPr
   }
 }
 
-// Interior outputs [q, q_hi) of one row: blocks of 4 full vectors, then one block of the rest
-// (up to 3 full vectors and a partial one).
+// Interior outputs [q, q_hi) of one row: blocks of 4 full vectors, then one block of up to 3, then
+// the partial last vector, if any.
 template <class V, Winner kOut, int kStride, typename T>
 inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& pb, int64_t h_first, int64_t i_first,
                               int64_t rows, int64_t q, int64_t q_hi, T* yr, WinnerT<kOut>* ir) {
@@ -379,19 +379,6 @@ inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& 
         return;
       }
     }
-    // A partial last vector: the full ones still go by pairs, the rest alone. In-process A/B, one
-    // thread, Zen 4 AVX-512, no indices: 3x3/2 64 @ 112 1.16-1.22x, 2x2/2 128 @ 112 1.38x; with
-    // taps and on AVX2 within noise (the index tracking, not the loads, bounds those).
-    if constexpr (decltype(tail)::value && NV > 1 && std::is_same_v<T, float>) {
-      if (pairs && w0 + last_even + 2 * (NV - 1) * V::kW <= pb.W) {
-        fwd_nchw_block_pairs<V, kOut, NV - 1>(plane, xs2, pb, h_first, i_first, rows, w0, yr + q0,
-                                              kIdx ? ir + q0 : nullptr);
-        const int64_t q1 = q0 + (NV - 1) * V::kW;
-        fwd_nchw_block<V, kOut, kStride, 1, true>(plane, xs2, pb, h_first, i_first, rows, q1 * sw - pw, yr + q1,
-                                                  kIdx ? ir + q1 : nullptr, n);
-        return;
-      }
-    }
     fwd_nchw_block<V, kOut, kStride, NV, decltype(tail)::value>(plane, xs2, pb, h_first, i_first, rows, w0,
                                                                yr + q0, kIdx ? ir + q0 : nullptr, n);
   };
@@ -403,29 +390,19 @@ inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& 
   using Tail = std::true_type;
   const int64_t q_first = q;
   for (; q + 4 * V::kW <= q_hi; q += 4 * V::kW) block(I4{}, Full{}, q, V::kW);
-  const int64_t left = q_hi - q;
-  const int full = static_cast<int>(left / V::kW), part = static_cast<int>(left % V::kW);
+  const int full = static_cast<int>((q_hi - q) / V::kW), part = static_cast<int>((q_hi - q) % V::kW);
+  switch (full) {
+    case 1: block(I1{}, Full{}, q, V::kW); break;
+    case 2: block(I2{}, Full{}, q, V::kW); break;
+    case 3: block(I3{}, Full{}, q, V::kW); break;
+  }
   // A partial last vector where a whole one fits in the interior: the last V::kW outputs again with
   // whole loads (those outputs are written twice, the same values). AVX2's masked loads were slow
   // on Zen 1: 2x2/2 512 @ 28 (6 columns in the masked vector) N=1, 2 threads, 0.33 -> 0.21 ms.
-  if (part > 0 && q_hi - q_first >= V::kW) {
-    switch (full) {
-      case 1: block(I1{}, Full{}, q, V::kW); break;
-      case 2: block(I2{}, Full{}, q, V::kW); break;
-      case 3: block(I3{}, Full{}, q, V::kW); break;
-    }
-    block(I1{}, Full{}, q_hi - V::kW, V::kW);
-    return;
-  }
-  switch (full * 2 + (part > 0)) {
-    case 0: break;
-    case 1: block(I1{}, Tail{}, q, part); break;
-    case 2: block(I1{}, Full{}, q, V::kW); break;
-    case 3: block(I2{}, Tail{}, q, part); break;
-    case 4: block(I2{}, Full{}, q, V::kW); break;
-    case 5: block(I3{}, Tail{}, q, part); break;
-    case 6: block(I3{}, Full{}, q, V::kW); break;
-    case 7: block(I4{}, Tail{}, q, part); break;
+  // An interior under one vector takes the masked one.
+  if (part > 0) {
+    if (q_hi - q_first >= V::kW) block(I1{}, Full{}, q_hi - V::kW, V::kW);
+    else block(I1{}, Tail{}, q, part);
   }
 }
 
