@@ -470,7 +470,9 @@ def _meta(args):
                     cuda=torch.version.cuda, tf32=torch.backends.cudnn.allow_tf32,
                     cudnn_benchmark=torch.backends.cudnn.benchmark)
     else:
-        meta.update(device_name=_cpu_model(), cpu_count=os.cpu_count())
+        meta.update(device_name=_cpu_model(), cpu_count=os.cpu_count(),
+                    cnnkernels_bf16_dot=cnnkernels._C.bf16_dot() if cnnkernels._C.host_has_avx512_bf16() else None,
+                    bf16_dot_rate_ratio=cnnkernels._C.bf16_dot_rate_ratio())
     try:
         repo = Path(__file__).resolve().parent.parent
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,

@@ -45,6 +45,20 @@ def forced_isa(isa):
         _C.set_cpu_isa(before)
 
 
+@contextlib.contextmanager
+def forced_bf16_dot(mode):
+    """Run the AVX-512 bfloat16 convolutions with the vdpbf16ps engine ("on"), the float engine
+    ("off") or the measured choice ("auto"); skip "on" where the host has no AVX512-BF16."""
+    if mode == "on" and not _C.host_has_avx512_bf16():
+        pytest.skip("this CPU has no AVX512-BF16")
+    before = _C.bf16_dot()
+    _C.set_bf16_dot(mode)
+    try:
+        yield
+    finally:
+        _C.set_bf16_dot(before)
+
+
 def pytest_collection_modifyitems(config, items):
     if HAS_CUDA:
         return

@@ -13,7 +13,7 @@ from torch.nn.modules.utils import _pair
 
 import cnnkernels.functional as CF
 from cnnkernels import _C
-from conftest import assert_calibrated, forced_isa, make_tensor
+from conftest import assert_calibrated, forced_bf16_dot, forced_isa, make_tensor
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
 # (dtype, isa): float32 and bfloat16 run on every ISA's kernels; float64 has one path.
@@ -121,6 +121,43 @@ def wide_conv_configs(draw):
 def test_direct_engine_matches_torch(isa, dtype, cfg):
     with forced_isa(isa):
         check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("mode", ["on", "off", "auto"])
+@given(cfg=wide_conv_configs())
+def test_bfloat16_engines_match_torch(mode, cfg):
+    """On AVX-512, bfloat16 convolutions run either the vdpbf16ps engine or the float engine
+    (set_bf16_dot; "auto" picks by measured speed and layer size): each matches PyTorch."""
+    with forced_isa("avx512"), forced_bf16_dot(mode):
+        check_against_torch(cfg, torch.bfloat16)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("hw", [(6, 8), (16, 12)], ids=["48px", "192px"])
+def test_bfloat16_auto_engine_choice(layout, hw):
+    """set_bf16_dot("auto") runs the vdpbf16ps engine where it measured at least as fast as FMAs
+    (bf16_dot_rate_ratio() >= 1), else the float engine, except below 128 output pixels (N P Q),
+    where the dot engine's smaller weight packing wins: the results are bit for bit those of the
+    engine the rule names, for the forward and both gradients."""
+    if not _C.host_has_avx512_bf16():
+        pytest.skip("this CPU has no AVX512-BF16")
+    gen = torch.Generator().manual_seed(11)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    h, w = hw
+    x = torch.randn(2, 96, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    wt = torch.randn(48, 96, 3, 3, generator=gen).bfloat16()
+    g = torch.randn(2, 48, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    cfg = dict(stride=1, padding=1, dilation=1, groups=1)
+    with forced_isa("avx512"):
+        runs = {}
+        for mode in ("on", "off", "auto"):
+            with forced_bf16_dot(mode):
+                runs[mode] = run_conv(CF.conv2d, x, wt, None, cfg, g)[:3]
+    # Both engines must differ somewhere for the comparison to say which one ran.
+    assert any(not torch.equal(a, b) for a, b in zip(runs["on"], runs["off"]))
+    dot = _C.bf16_dot_rate_ratio() >= 1.0 or 2 * h * w < 128
+    for auto, expect in zip(runs["auto"], runs["on" if dot else "off"]):
+        assert torch.equal(auto, expect)
 
 
 @st.composite
@@ -595,9 +632,9 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
         torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on")])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
+def test_bfloat16_rounds_once_from_float_accumulation(isa, engine, layout):
     """The bfloat16 kernels accumulate in float32 and round once: on bfloat16 inputs (exact in
     float32, and so are their products) each result is the float32 kernels' result on the same
     values rounded to nearest even, bit for bit, for the forward and all three gradients. The
@@ -611,7 +648,7 @@ def test_bfloat16_rounds_once_from_float_accumulation(isa, layout):
     b = torch.randn(40, generator=gen).bfloat16()
     cfg = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
     g = torch.randn(2, 40, 6, 12, generator=gen).bfloat16().contiguous(memory_format=fmt)
-    with forced_isa(isa):
+    with forced_isa(isa), (forced_bf16_dot(engine) if engine else contextlib.nullcontext()):
         ours = run_conv(CF.conv2d, x, w, b, cfg, g)
         f32 = run_conv(CF.conv2d, x.float(), w.float(), b.float(), cfg, g.float())
         dot = {op: "avx512bf16" in _C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad")}

@@ -53,6 +53,33 @@ def test_set_cpu_isa_rejects_unknown_names():
         _C.set_cpu_isa("neon")
 
 
+def test_bf16_dot_mode_is_set_by_environment_and_checked():
+    """CNNKERNELS_BF16_DOT sets the bfloat16 engine mode (bad values are reported and ignored);
+    set_bf16_dot rejects unknown modes; on, off and auto name their kernels."""
+    for mode in ("on", "off", "auto"):
+        out = run_python("import cnnkernels; print(cnnkernels._C.bf16_dot())", CNNKERNELS_BF16_DOT=mode)
+        assert out.stdout.strip() == mode
+    out = run_python("import cnnkernels; print(cnnkernels._C.bf16_dot())", CNNKERNELS_BF16_DOT="fast")
+    assert out.stdout.strip() == "auto" and "fast" in out.stderr
+    with pytest.raises(ValueError, match="mode"):
+        _C.set_bf16_dot("fast")
+    ratio = _C.bf16_dot_rate_ratio()
+    assert (ratio > 0) == _C.host_has_avx512_bf16()
+    if "avx512" not in HOST_ISAS:
+        return
+    before = _C.bf16_dot()
+    try:
+        with forced_isa("avx512"):
+            for mode in ("on", "off", "auto"):
+                _C.set_bf16_dot(mode)
+                name = _C.cpu_kernel_name("conv2d_fprop", "bf16")
+                dot = _C.host_has_avx512_bf16() and mode != "off"
+                assert ("avx512bf16" in name) == dot, (mode, name)
+                assert name.endswith("_few_pixels") == (dot and mode == "auto" and ratio < 1.0), (mode, name)
+    finally:
+        _C.set_bf16_dot(before)
+
+
 def test_show_config_reports_build_and_isa():
     buf = io.StringIO()
     cnnkernels.show_config(file=buf)

@@ -50,7 +50,48 @@ const CpuKernel<Fn>& pick(CpuKernel<Fn> CpuKernelTable::*member, DType dtype) {
   return t->*member;
 }
 
+Bf16Dot initial_bf16_dot() {
+  Bf16Dot mode = Bf16Dot::kAuto;
+  if (const char* env = std::getenv("CNNKERNELS_BF16_DOT")) {
+    if (!parse_bf16_dot(env, &mode))
+      std::fprintf(stderr, "cnnkernels: ignoring CNNKERNELS_BF16_DOT=%s (expected auto, on or off)\n", env);
+  }
+  return mode;
+}
+
+std::atomic<int>& bf16_dot_slot() {
+  static std::atomic<int> slot{static_cast<int>(initial_bf16_dot())};
+  return slot;
+}
+
 }  // namespace
+
+const char* bf16_dot_name(Bf16Dot mode) {
+  switch (mode) {
+    case Bf16Dot::kAuto: return "auto";
+    case Bf16Dot::kOn: return "on";
+    case Bf16Dot::kOff: return "off";
+  }
+  return "?";
+}
+
+bool parse_bf16_dot(const std::string& name, Bf16Dot* out) {
+  for (Bf16Dot mode : {Bf16Dot::kAuto, Bf16Dot::kOn, Bf16Dot::kOff}) {
+    if (name == bf16_dot_name(mode)) {
+      *out = mode;
+      return true;
+    }
+  }
+  return false;
+}
+
+Bf16Dot bf16_dot_mode() { return static_cast<Bf16Dot>(bf16_dot_slot().load()); }
+void set_bf16_dot_mode(Bf16Dot mode) { bf16_dot_slot().store(static_cast<int>(mode)); }
+
+double bf16_dot_rate_ratio() {
+  static const double ratio = host_has_avx512_bf16() ? measure_bf16_dot_rate_ratio() : 0.0;
+  return ratio;
+}
 
 CpuIsa active_cpu_isa() { return static_cast<CpuIsa>(active_isa_slot().load()); }
 

@@ -52,6 +52,23 @@ const CpuKernelTable* avx512_kernel_table(DType dtype);
 CpuIsa active_cpu_isa();
 void set_active_cpu_isa(CpuIsa isa);  // capped at what the host supports; returns silently
 
+// Which engine the avx512 bfloat16 convolutions run where the host has AVX512-BF16: kAuto (the
+// default, or CNNKERNELS_BF16_DOT=auto|on|off): the vdpbf16ps engine where its measured
+// multiply-add rate is at least the float FMAs' (Zen 4: twice), else the float engine (bfloat16
+// widened as it is packed) except on layers of few pixels, where packing the weights dominates;
+// kOn: always vdpbf16ps; kOff: always the float engine.
+enum class Bf16Dot : int { kAuto = 0, kOn = 1, kOff = 2 };
+Bf16Dot bf16_dot_mode();
+void set_bf16_dot_mode(Bf16Dot mode);
+const char* bf16_dot_name(Bf16Dot mode);
+bool parse_bf16_dot(const std::string& name, Bf16Dot* out);
+// vdpbf16ps multiply-adds per second over FMA multiply-adds per second (zmm, one thread), measured
+// once on first use; 0 where the host has no AVX512-BF16.
+double bf16_dot_rate_ratio();
+// The measurement (conv2d_bf16dot_avx512.cpp, built with -mavx512bf16): call only where the host
+// has AVX512-BF16.
+double measure_bf16_dot_rate_ratio();
+
 void cpu_conv2d_fprop(const Conv2dFpropArgs& args);
 void cpu_conv2d_dgrad(const Conv2dDgradArgs& args);
 void cpu_conv2d_wgrad(const Conv2dWgradArgs& args);

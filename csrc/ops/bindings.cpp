@@ -54,6 +54,16 @@ PYBIND11_MODULE(_C, m) {
     TORCH_CHECK(host_supports(wanted), "this CPU cannot run ", name, " kernels");
     set_active_cpu_isa(wanted);
   }, "force the CPU kernels' ISA (scalar, avx2 or avx512) for this process");
+  m.def("bf16_dot", [] { return std::string(bf16_dot_name(bf16_dot_mode())); },
+        "which engine the AVX-512 bfloat16 convolutions run where the host has AVX512-BF16: auto, on or off");
+  m.def("set_bf16_dot", [](const std::string& mode) {
+    Bf16Dot m;
+    TORCH_CHECK_VALUE(parse_bf16_dot(mode, &m), "set_bf16_dot: mode must be 'auto', 'on' or 'off', got '", mode, "'");
+    set_bf16_dot_mode(m);
+  }, "auto: vdpbf16ps where it measures at least as fast as FMAs, else the float engine except on layers of few "
+     "pixels; on: always vdpbf16ps; off: always the float engine (CNNKERNELS_BF16_DOT sets the initial mode)");
+  m.def("bf16_dot_rate_ratio", &bf16_dot_rate_ratio,
+        "vdpbf16ps multiply-adds per second over FMA multiply-adds per second, measured once (0: no AVX512-BF16)");
   m.def("set_poison_outputs", &set_poison_outputs,
         "tests: fill every op output with NaN (int64: INT64_MIN) before the kernel writes it, and every "
         "CPU kernel scratch block with NaN bytes");

@@ -29,6 +29,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 
@@ -75,5 +77,53 @@ bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
 }
 
 }  // namespace avx512bf16
+
+namespace {
+
+// Seconds for `iters` rounds of 12 independent vdpbf16ps (kDot) or vfmadd231ps chains: enough
+// chains to cover either instruction's latency on every core seen, so the rate is the throughput.
+// The empty asm keeps the accumulators in registers and the loop from being folded.
+template <bool kDot>
+[[gnu::noinline]] double time_chains(int64_t iters) {
+  __m512 a0 = _mm512_set1_ps(1), a1 = _mm512_set1_ps(2), a2 = _mm512_set1_ps(3), a3 = _mm512_set1_ps(4);
+  __m512 a4 = _mm512_set1_ps(5), a5 = _mm512_set1_ps(6), a6 = _mm512_set1_ps(7), a7 = _mm512_set1_ps(8);
+  __m512 a8 = _mm512_set1_ps(9), a9 = _mm512_set1_ps(10), a10 = _mm512_set1_ps(11), a11 = _mm512_set1_ps(12);
+  const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+  const __m512bh bb = (__m512bh)_mm512_set1_epi32(0x3f7f3f7f), cb = (__m512bh)_mm512_set1_epi32(0x3a833a83);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < iters; ++k) {
+#define CNNK_STEP(x) x = kDot ? _mm512_dpbf16_ps(x, bb, cb) : _mm512_fmadd_ps(x, b, c);
+    CNNK_STEP(a0) CNNK_STEP(a1) CNNK_STEP(a2) CNNK_STEP(a3) CNNK_STEP(a4) CNNK_STEP(a5)
+    CNNK_STEP(a6) CNNK_STEP(a7) CNNK_STEP(a8) CNNK_STEP(a9) CNNK_STEP(a10) CNNK_STEP(a11)
+#undef CNNK_STEP
+    asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8),
+                 "+v"(a9), "+v"(a10), "+v"(a11));
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  asm volatile("" ::"v"(a0), "v"(a1), "v"(a2), "v"(a3), "v"(a4), "v"(a5), "v"(a6), "v"(a7), "v"(a8), "v"(a9),
+               "v"(a10), "v"(a11));
+  return s;
+}
+
+}  // namespace
+
+// A vdpbf16ps does 32 multiply-adds, a 512-bit FMA 16. Best of 5 alternating runs of ~10-50 us
+// each (the first runs also bring the clock up). An Intel Xeon with AMX measured 0.47 (one
+// vdpbf16ps per two cycles against two FMAs per cycle); on Zen 4 the dot engine ran compute-bound
+// layers 1.85x faster than the float engine (benchmarks/NOTES.md, 2026-11-25).
+double measure_bf16_dot_rate_ratio() {
+  constexpr int64_t kIters = 4096;
+  double dot = 1e30, fma = 1e30;
+  for (int run = 0; run < 5; ++run) {
+    dot = std::min(dot, time_chains<true>(kIters));
+    fma = std::min(fma, time_chains<false>(kIters));
+  }
+  return (32.0 / dot) / (16.0 / fma);
+}
+
+}  // namespace cnnkernels
+#else
+namespace cnnkernels {
+double measure_bf16_dot_rate_ratio() { return 0.0; }  // no AVX512-BF16 off x86
 }  // namespace cnnkernels
 #endif
