@@ -48,9 +48,12 @@ def forced_isa(isa):
 @contextlib.contextmanager
 def forced_bf16_dot(mode):
     """Run the AVX-512 bfloat16 convolutions with the vdpbf16ps engine ("on"), the float engine
-    ("off") or the measured choice ("auto"); skip "on" where the host has no AVX512-BF16."""
+    ("off"), AMX tiles for the forward ("amx") or the measured choice ("auto"); skip "on" where the
+    host has no AVX512-BF16 and "amx" where this process cannot run AMX-BF16."""
     if mode == "on" and not _C.host_has_avx512_bf16():
         pytest.skip("this CPU has no AVX512-BF16")
+    if mode == "amx" and not _C.host_can_run_amx_bf16():
+        pytest.skip("this CPU (or OS) cannot run AMX-BF16 tiles")
     before = _C.bf16_dot()
     _C.set_bf16_dot(mode)
     try:

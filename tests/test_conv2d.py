@@ -123,13 +123,51 @@ def test_direct_engine_matches_torch(isa, dtype, cfg):
         check_against_torch(cfg, dtype)
 
 
-@pytest.mark.parametrize("mode", ["on", "off", "auto"])
+@pytest.mark.parametrize("mode", ["on", "off", "amx", "auto"])
 @given(cfg=wide_conv_configs())
 def test_bfloat16_engines_match_torch(mode, cfg):
-    """On AVX-512, bfloat16 convolutions run either the vdpbf16ps engine or the float engine
-    (set_bf16_dot; "auto" picks by measured speed and layer size): each matches PyTorch."""
+    """On AVX-512, bfloat16 convolutions run the vdpbf16ps engine, the float engine or AMX tiles
+    (set_bf16_dot; "auto" picks by what the host has, measured speed and layer size): each matches
+    PyTorch. AMX takes one-group layers of 32k input channels: the channel counts are drawn so."""
+    if mode == "amx":
+        cfg.update(groups=1, c=32 * (1 + cfg["c"] % 3))
     with forced_isa("avx512"), forced_bf16_dot(mode):
         check_against_torch(cfg, torch.bfloat16)
+
+
+@pytest.mark.parametrize("x_layout,g_layout", [("channels_last", "channels_last"), ("contiguous", "contiguous"),
+                                               ("channels_last", "contiguous"), ("strided", "channels_last")])
+@pytest.mark.parametrize("n,c,k,h,w,r,stride,padding,dilation", [
+    (1, 64, 64, 9, 13, 3, 1, 1, 1),    # rows of 13: A tiles copied row by row (pixels cross rows)
+    (2, 32, 48, 8, 8, 1, 1, 0, 1),     # unpadded 1x1: whole A tiles in place; 48 = 32 + a 16 tail
+    (1, 96, 8, 5, 37, 3, 1, 1, 1),     # 8 output channels (one partial half), 37-pixel rows
+    (1, 32, 40, 11, 11, 3, 2, 1, 1),   # stride 2
+    (1, 64, 24, 12, 12, 3, 1, 2, 2),   # dilation 2
+    (3, 32, 33, 7, 7, 5, 1, 2, 1),     # 33 = 32 + 1; 5x5
+    (1, 512, 64, 7, 7, 3, 1, 1, 1),    # res5-like: 49 pixels, 32 chunks of 16 pairs
+    (3, 32, 16, 3, 5, 1, 1, 0, 1),     # 15-pixel images: NCHW output runs break at lane 15
+])
+def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, padding, dilation):
+    """The AMX forward (32 pixels x 32 channels per item, A tiles in place or copied, NCHW or
+    channels-last output, partial pixel tiles and channel halves) against PyTorch, with bias, and
+    against the vdpbf16ps engine: within one bfloat16 ulp, and rarely that."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(padding, padding),
+               dilation=(dilation, dilation), bias=True, x_layout=x_layout, w_layout="contiguous",
+               g_layout=g_layout, seed=n + c + k + h + w)
+    with forced_isa("avx512"), forced_bf16_dot("amx"):
+        check_against_torch(cfg, torch.bfloat16)
+        assert "avx512amx" in _C.cpu_kernel_name("conv2d_fprop", "bf16")
+        gen = torch.Generator().manual_seed(3)
+        x = make_tensor((n, c, h, w), torch.bfloat16, x_layout, gen)
+        wt = make_tensor((k, c, r, r), torch.bfloat16, "contiguous", gen)
+        b = make_tensor((k,), torch.bfloat16, "contiguous", gen)
+        args = ((stride, stride), (padding, padding), (dilation, dilation), 1)
+        amx = CF.conv2d(x, wt, b, *args)
+    with forced_isa("avx512"), forced_bf16_dot("on"):
+        dot = CF.conv2d(x, wt, b, *args)
+    ulp = torch.exp2(torch.floor(torch.log2(dot.float().abs().clamp_min(2.0**-100))) - 7)
+    diff = (amx.float() - dot.float()).abs()
+    assert (diff <= ulp).all() and (diff > 0).float().mean() < 0.05
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -148,16 +186,20 @@ def test_bfloat16_auto_engine_choice(layout, hw):
     wt = torch.randn(48, 96, 3, 3, generator=gen).bfloat16()
     g = torch.randn(2, 48, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
     cfg = dict(stride=1, padding=1, dilation=1, groups=1)
+    amx = _C.host_can_run_amx_bf16()
     with forced_isa("avx512"):
         runs = {}
-        for mode in ("on", "off", "auto"):
+        for mode in ("on", "off", "auto") + (("amx",) if amx else ()):
             with forced_bf16_dot(mode):
                 runs[mode] = run_conv(CF.conv2d, x, wt, None, cfg, g)[:3]
-    # Both engines must differ somewhere for the comparison to say which one ran.
+    # The engines must differ somewhere for the comparison to say which one ran.
     assert any(not torch.equal(a, b) for a, b in zip(runs["on"], runs["off"]))
-    dot = _C.bf16_dot_rate_ratio() >= 1.0 or 2 * h * w < 128
-    for auto, expect in zip(runs["auto"], runs["on" if dot else "off"]):
-        assert torch.equal(auto, expect)
+    dot = "on" if _C.bf16_dot_rate_ratio() >= 1.0 or 2 * h * w < 128 else "off"
+    expect = ((runs["amx"][0] if amx else runs[dot][0]), runs[dot][1], runs[dot][2])
+    if amx:
+        assert not torch.equal(runs["amx"][0], runs[dot][0])
+    for name, got, want in zip(("y", "dx", "dw"), runs["auto"], expect):
+        assert torch.equal(got, want), name
 
 
 @st.composite
@@ -632,7 +674,7 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
         torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on")])
+@pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on"), ("avx512", "amx")])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_bfloat16_rounds_once_from_float_accumulation(isa, engine, layout):
     """The bfloat16 kernels accumulate in float32 and round once: on bfloat16 inputs (exact in

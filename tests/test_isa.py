@@ -56,7 +56,7 @@ def test_set_cpu_isa_rejects_unknown_names():
 def test_bf16_dot_mode_is_set_by_environment_and_checked():
     """CNNKERNELS_BF16_DOT sets the bfloat16 engine mode (bad values are reported and ignored);
     set_bf16_dot rejects unknown modes; on, off and auto name their kernels."""
-    for mode in ("on", "off", "auto"):
+    for mode in ("on", "off", "auto", "amx"):
         out = run_python("import cnnkernels; print(cnnkernels._C.bf16_dot())", CNNKERNELS_BF16_DOT=mode)
         assert out.stdout.strip() == mode
     out = run_python("import cnnkernels; print(cnnkernels._C.bf16_dot())", CNNKERNELS_BF16_DOT="fast")
@@ -70,12 +70,16 @@ def test_bf16_dot_mode_is_set_by_environment_and_checked():
     before = _C.bf16_dot()
     try:
         with forced_isa("avx512"):
-            for mode in ("on", "off", "auto"):
+            amx = _C.host_can_run_amx_bf16()
+            for mode in ("on", "off", "auto", "amx"):
                 _C.set_bf16_dot(mode)
                 name = _C.cpu_kernel_name("conv2d_fprop", "bf16")
                 dot = _C.host_has_avx512_bf16() and mode != "off"
+                tiles = dot and amx and mode in ("auto", "amx")
                 assert ("avx512bf16" in name) == dot, (mode, name)
-                assert name.endswith("_few_pixels") == (dot and mode == "auto" and ratio < 1.0), (mode, name)
+                assert ("avx512amx" in name) == tiles, (mode, name)
+                few = _C.cpu_kernel_name("conv2d_dgrad", "bf16").endswith("_few_pixels")
+                assert few == (dot and mode == "auto" and ratio < 1.0), (mode, name)
     finally:
         _C.set_bf16_dot(before)
 

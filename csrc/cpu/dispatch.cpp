@@ -54,7 +54,7 @@ Bf16Dot initial_bf16_dot() {
   Bf16Dot mode = Bf16Dot::kAuto;
   if (const char* env = std::getenv("CNNKERNELS_BF16_DOT")) {
     if (!parse_bf16_dot(env, &mode))
-      std::fprintf(stderr, "cnnkernels: ignoring CNNKERNELS_BF16_DOT=%s (expected auto, on or off)\n", env);
+      std::fprintf(stderr, "cnnkernels: ignoring CNNKERNELS_BF16_DOT=%s (expected auto, on, off or amx)\n", env);
   }
   return mode;
 }
@@ -71,12 +71,13 @@ const char* bf16_dot_name(Bf16Dot mode) {
     case Bf16Dot::kAuto: return "auto";
     case Bf16Dot::kOn: return "on";
     case Bf16Dot::kOff: return "off";
+    case Bf16Dot::kAmx: return "amx";
   }
   return "?";
 }
 
 bool parse_bf16_dot(const std::string& name, Bf16Dot* out) {
-  for (Bf16Dot mode : {Bf16Dot::kAuto, Bf16Dot::kOn, Bf16Dot::kOff}) {
+  for (Bf16Dot mode : {Bf16Dot::kAuto, Bf16Dot::kOn, Bf16Dot::kOff, Bf16Dot::kAmx}) {
     if (name == bf16_dot_name(mode)) {
       *out = mode;
       return true;

@@ -53,11 +53,13 @@ CpuIsa active_cpu_isa();
 void set_active_cpu_isa(CpuIsa isa);  // capped at what the host supports; returns silently
 
 // Which engine the avx512 bfloat16 convolutions run where the host has AVX512-BF16: kAuto (the
-// default, or CNNKERNELS_BF16_DOT=auto|on|off): the vdpbf16ps engine where its measured
+// default, or CNNKERNELS_BF16_DOT=auto|on|off|amx): the forward on AMX tiles where the host has
+// AMX-BF16 (and the layer suits them), and otherwise the vdpbf16ps engine where its measured
 // multiply-add rate is at least the float FMAs' (Zen 4: twice), else the float engine (bfloat16
 // widened as it is packed) except on layers of few pixels, where packing the weights dominates;
-// kOn: always vdpbf16ps; kOff: always the float engine.
-enum class Bf16Dot : int { kAuto = 0, kOn = 1, kOff = 2 };
+// kOn: always vdpbf16ps (no AMX); kOff: always the float engine; kAmx: AMX tiles for the forward,
+// vdpbf16ps for the rest.
+enum class Bf16Dot : int { kAuto = 0, kOn = 1, kOff = 2, kAmx = 3 };
 Bf16Dot bf16_dot_mode();
 void set_bf16_dot_mode(Bf16Dot mode);
 const char* bf16_dot_name(Bf16Dot mode);
@@ -68,6 +70,8 @@ double bf16_dot_rate_ratio();
 // The measurement (conv2d_bf16dot_avx512.cpp, built with -mavx512bf16): call only where the host
 // has AVX512-BF16.
 double measure_bf16_dot_rate_ratio();
+// Whether this process can run AMX-BF16 tiles (CPUID, and the OS's permission, asked once).
+bool host_can_run_amx_bf16();
 
 void cpu_conv2d_fprop(const Conv2dFpropArgs& args);
 void cpu_conv2d_dgrad(const Conv2dDgradArgs& args);

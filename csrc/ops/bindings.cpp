@@ -55,13 +55,17 @@ PYBIND11_MODULE(_C, m) {
     set_active_cpu_isa(wanted);
   }, "force the CPU kernels' ISA (scalar, avx2 or avx512) for this process");
   m.def("bf16_dot", [] { return std::string(bf16_dot_name(bf16_dot_mode())); },
-        "which engine the AVX-512 bfloat16 convolutions run where the host has AVX512-BF16: auto, on or off");
+        "which engine the AVX-512 bfloat16 convolutions run where the host has AVX512-BF16: auto, on, off or amx");
   m.def("set_bf16_dot", [](const std::string& mode) {
     Bf16Dot m;
-    TORCH_CHECK_VALUE(parse_bf16_dot(mode, &m), "set_bf16_dot: mode must be 'auto', 'on' or 'off', got '", mode, "'");
+    TORCH_CHECK_VALUE(parse_bf16_dot(mode, &m), "set_bf16_dot: mode must be 'auto', 'on', 'off' or 'amx', got '",
+                      mode, "'");
     set_bf16_dot_mode(m);
-  }, "auto: vdpbf16ps where it measures at least as fast as FMAs, else the float engine except on layers of few "
-     "pixels; on: always vdpbf16ps; off: always the float engine (CNNKERNELS_BF16_DOT sets the initial mode)");
+  }, "auto: the forward on AMX tiles where the host has AMX-BF16, and vdpbf16ps where it measures at least as fast "
+     "as FMAs, else the float engine except on layers of few pixels; on: always vdpbf16ps; off: always the float "
+     "engine; amx: AMX tiles for the forward, vdpbf16ps for the rest (CNNKERNELS_BF16_DOT sets the initial mode)");
+  m.def("host_can_run_amx_bf16", &host_can_run_amx_bf16,
+        "whether this process can run AMX-BF16 tiles (CPUID and the OS's permission)");
   m.def("bf16_dot_rate_ratio", &bf16_dot_rate_ratio,
         "vdpbf16ps multiply-adds per second over FMA multiply-adds per second, measured once (0: no AVX512-BF16)");
   m.def("set_poison_outputs", &set_poison_outputs,

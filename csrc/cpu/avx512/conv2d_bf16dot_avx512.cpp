@@ -1,7 +1,8 @@
 // AVX-512 BF16 bfloat16 conv2d fprop, dgrad and wgrad: the direct-convolution engines of
 // ../simd/conv2d_direct.h and conv2d_wgrad.h (same plans, packing and tiles: one engine each) with
-// the multiply-add policy DotBf16 below. This file alone is built with -mavx512bf16 (CMakeLists.txt); the avx512 table
-// calls it only where CPUID reports avx512_bf16 (kernel_table.inc), else the float engine runs.
+// the multiply-add policy DotBf16 below. This file alone is built with -mavx512bf16 and the AMX
+// flags (CMakeLists.txt); the avx512 table calls it only where CPUID reports avx512_bf16
+// (kernel_table.inc), else the float engine runs.
 //
 //   DotBf16  packed elements are 32-bit pairs of bfloat16 input channels (2i in the low half,
 //            2i + 1 in the high half), within a group (an odd group gets a zero channel). Per pair
@@ -14,6 +15,9 @@
 //            with pixel pairs. A 1x1 on NCHW planes (fprop, and dgrad with W^T) runs with
 //            the roles swapped, output pixels as lanes and W's pairs broadcast in place
 //            (conv2d_fprop_pointwise_pairs), as the float engine does.
+//   AMX      where the host has AMX-BF16 (and the mode allows: Bf16Dot in ../kernels.h), the
+//            forward of one-group layers with 32k input channels runs the same packed operands on
+//            tile registers instead (amx_conv, below): TDPBF16PS does 16 x 16 x 32 multiply-adds.
 //
 // Numerics: vdpbf16ps forms both bfloat16 products exactly (8-bit significands) and adds them to
 // the float32 accumulator with round-to-nearest-even, like the float engine's FMAs; it differs in
@@ -27,7 +31,10 @@
 // intrinsics (vec.h's bfloat16 conversions) as maybe-uninitialized (GCC bug 105593): a false
 // positive, silenced here as in max_pool2d_avx512.cpp.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -43,6 +50,13 @@ namespace avx512bf16 {
 namespace {
 
 struct DotBf16 {
+  // The forward runs on AMX tiles where they apply and are enabled (Bf16Dot::kAuto or kAmx on a
+  // host with AMX-BF16; below), else on the vector tile of conv2d_direct.h.
+  static constexpr bool kTiles = true;
+  static constexpr int64_t kTileChannels = 32;  // packed output channels per block for the AMX tiles
+  static bool tiles_apply(const DirectConvPlan& d, const int64_t* ys);
+  static void tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint32_t* wp,
+                        const float* bias, bf16* y, const int64_t ys[4]);
   using Elem = uint32_t;
   using In = __m512bh;
   static constexpr int kChannels = 2;
@@ -63,10 +77,165 @@ struct DotBf16 {
   }
 };
 
+// ---- AMX: the same packed operands on tile registers ---------------------------------------------
+//
+// TDPBF16PS multiplies a 16 x 32 bfloat16 tile A by a 16 x (16 pairs) tile B into 16 x 16 float
+// sums: C[m][n] += sum over pairs i of A[m][2i] B[i][2n] + A[m][2i + 1] B[i][2n + 1]. A's rows are
+// pixels holding 16 channel pairs (64 bytes): the packed activations (channels-last pairs) as they
+// are. B's rows are channel pairs holding 16 output channels' pairs: the packed weights
+// wp[kb][tap][i][KB] with KB = 32, two tiles side by side. A work item is 32 pixels x 32 output
+// channels: four C tiles, two A, two B (the 8 tile registers), over every tap and 16-pair chunk.
+// Where an A tile's 16 pixels lie one pixel step apart (a run along an output row, or the whole
+// image of an unpadded 1x1), A loads straight from the activations with that row stride; else the
+// 16 rows are copied into a buffer first. The C tiles go out through a float buffer: + bias,
+// rounded once to bfloat16 (as the vector engines round), stored as channels-last rows or, for
+// NCHW, a channel's 16 pixels at a time. Like vdpbf16ps, the tiles treat denormal inputs as zero;
+// the sums' order differs from the vector engine's, so results may differ from it by one
+// bfloat16 ulp, rarely (tests/test_conv2d.py).
+
+// Whether this process may use AMX: CPUID's AMX-TILE and AMX-BF16, and Linux's permission for
+// the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM), asked once.
+bool amx_usable() {
+  static const bool usable = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx_bf16 = edx & (1u << 22), amx_tile = edx & (1u << 24);
+    if (!amx_bf16 || !amx_tile) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+}
+
+// Lanes [0, n) of 16 (none for n <= 0, all for n >= 16).
+inline __mmask16 mask_first(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : __mmask16((1u << n) - 1); }
+
+struct TileConfig {  // the LDTILECFG memory layout, palette 1
+  uint8_t palette_id = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// The pixels the AMX tile computes per item and the output channels per packed block.
+constexpr int64_t kAmxPixels = 32, kAmxChannels = DotBf16::kTileChannels;
+
+// The AMX tiles: y = conv(x, w) + bias over a plan with one group and in_per_group a multiple of
+// 16 pairs, y of element strides ys in (n, channel, h, w) order; wp packed by pack_weights with
+// KB = kAmxChannels.
+void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint32_t* wp, const float* bias,
+              bf16* y, const int64_t ys[4]) {
+  constexpr int64_t KB = kAmxChannels;
+  const int64_t nkb = (d.out_per_group + KB - 1) / KB, taps = int64_t(d.tap_offset.size());
+  const int64_t cin = d.in_per_group, chunks = cin / 16;
+  const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + kAmxPixels - 1) / kAmxPixels;
+  std::vector<float> bias_blocks(nkb * KB, 0.0f);
+  if (bias) std::copy(bias, bias + d.out_per_group, bias_blocks.begin());
+  parallel_for(0, nkb * ntiles, 1, [&](int64_t b, int64_t e) {
+    TileConfig cfg;
+    for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+    alignas(64) uint32_t rows[2][16 * 16];
+    alignas(64) float sums[kAmxPixels * KB];
+    int64_t x_off[kAmxPixels], y_off[kAmxPixels];
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t i0 = item / nkb * kAmxPixels, kb = item % nkb, o0 = kb * KB;
+      const int64_t olen = std::min(KB, d.out_per_group - o0);
+      const int m = int(std::min(kAmxPixels, pixels - i0));
+      for (int mi = 0; mi < kAmxPixels; ++mi) {  // past the last pixel: the first one again, unused
+        const int64_t i = i0 + (mi < m ? mi : 0), q = i % d.Q, pq = i / d.Q, p = pq % d.P, n = pq / d.P;
+        x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
+        y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
+      }
+      bool run[2];
+      for (int h = 0; h < 2; ++h) {
+        run[h] = true;
+        for (int r = 1; r < 16; ++r) run[h] = run[h] && x_off[16 * h + r] == x_off[16 * h] + r * d.pixel_step;
+      }
+      const uint32_t* wblk = wp + kb * taps * cin * KB;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t at = d.tap_offset[t] + c * 16;
+          for (int h = 0; h < 2; ++h)
+            if (!run[h])
+              for (int r = 0; r < 16; ++r)
+                _mm512_store_si512(rows[h] + r * 16, _mm512_loadu_si512(x.data + x_off[16 * h + r] + at));
+          if (run[0]) _tile_loadd(4, x.data + x_off[0] + at, d.pixel_step * 4);
+          else _tile_loadd(4, rows[0], 64);
+          if (run[1]) _tile_loadd(5, x.data + x_off[16] + at, d.pixel_step * 4);
+          else _tile_loadd(5, rows[1], 64);
+          const uint32_t* wt = wblk + (t * cin + c * 16) * KB;
+          _tile_loadd(6, wt, KB * 4);
+          _tile_loadd(7, wt + 16, KB * 4);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      _tile_stored(0, sums, KB * 4);
+      _tile_stored(1, sums + 16, KB * 4);
+      _tile_stored(2, sums + 16 * KB, KB * 4);
+      _tile_stored(3, sums + 16 * KB + 16, KB * 4);
+      if (ys[1] == 1) {  // channels-last: a pixel's 32 channels are one row of the sums
+        const __mmask16 lo = mask_first(olen), hi = mask_first(olen - 16);
+        const __m512 b0 = _mm512_loadu_ps(bias_blocks.data() + o0);
+        const __m512 b1 = _mm512_loadu_ps(bias_blocks.data() + o0 + 16);
+        for (int mi = 0; mi < m; ++mi) {
+          bf16* out = y + y_off[mi] + o0;
+          _mm256_mask_storeu_epi16(out, lo, bf16_bits16(_mm512_add_ps(_mm512_load_ps(sums + mi * KB), b0)));
+          _mm256_mask_storeu_epi16(out + 16, hi,
+                                   bf16_bits16(_mm512_add_ps(_mm512_load_ps(sums + mi * KB + 16), b1)));
+        }
+      } else {  // NCHW: a channel's 16 pixels gathered from a column; a run of pixels stored whole
+        const __m512i column = _mm512_mullo_epi32(
+            _mm512_set1_epi32(int(KB)), _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+        for (int h = 0; h < 2 && 16 * h < m; ++h) {
+          const int n16 = std::min(16, m - 16 * h);
+          bool run = true;
+          for (int r = 1; r < n16; ++r) run = run && y_off[16 * h + r] == y_off[16 * h] + r;
+          for (int64_t o = 0; o < olen; ++o) {
+            const __m512 v = _mm512_add_ps(_mm512_i32gather_ps(column, sums + 16 * h * KB + o, 4),
+                                           _mm512_set1_ps(bias_blocks[o0 + o]));
+            bf16* out = y + (o0 + o) * ys[1];
+            if (run) {
+              _mm256_mask_storeu_epi16(out + y_off[16 * h], mask_first(n16), bf16_bits16(v));
+            } else {
+              alignas(32) uint16_t bits[16];
+              _mm256_store_si256(reinterpret_cast<__m256i*>(bits), bf16_bits16(v));
+              for (int r = 0; r < n16; ++r) std::memcpy(out + y_off[16 * h + r], bits + r, sizeof(uint16_t));
+            }
+          }
+        }
+      }
+    }
+    _tile_release();
+  });
+}
+
+// Whether the mode lets the forward use AMX tiles on this host.
+bool amx_forward_enabled() {
+  const Bf16Dot mode = bf16_dot_mode();
+  return (mode == Bf16Dot::kAuto || mode == Bf16Dot::kAmx) && amx_usable();
+}
+
+bool DotBf16::tiles_apply(const DirectConvPlan& d, const int64_t*) {
+  return amx_forward_enabled() && d.groups == 1 && d.in_per_group % 16 == 0;
+}
+void DotBf16::tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint32_t* wp, const float* bias,
+                        bf16* y, const int64_t ys[4]) {
+  amx_conv(d, x, wp, bias, y, ys);
+}
+
 }  // namespace
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
-  return conv2d_fprop_pointwise_pairs<DotBf16>(a) || conv2d_fprop_direct<bf16, DotBf16>(a);
+  // AMX tiles take 1x1 NCHW layers too (the transposes into and out of channels-last pairs cost
+  // less than the tiles save), so the role-swapped pairs path runs without them.
+  const bool tiles = amx_forward_enabled() && a.p.groups == 1 && (a.p.C + 1) / 2 % 16 == 0;
+  return (!tiles && conv2d_fprop_pointwise_pairs<DotBf16>(a)) || conv2d_fprop_direct<bf16, DotBf16>(a);
 }
 bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
   return conv2d_dgrad_pointwise_pairs<DotBf16>(a) || conv2d_dgrad_folded_phases<bf16, DotBf16>(a) ||
@@ -77,6 +246,8 @@ bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
 }
 
 }  // namespace avx512bf16
+
+bool host_can_run_amx_bf16() { return avx512bf16::amx_usable(); }
 
 namespace {
 
@@ -125,5 +296,6 @@ double measure_bf16_dot_rate_ratio() {
 #else
 namespace cnnkernels {
 double measure_bf16_dot_rate_ratio() { return 0.0; }  // no AVX512-BF16 off x86
+bool host_can_run_amx_bf16() { return false; }
 }  // namespace cnnkernels
 #endif

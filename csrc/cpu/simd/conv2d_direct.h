@@ -46,6 +46,7 @@ namespace {
 
 // The tile's multiply-add for float32 compute: packed elements are floats, one input channel each.
 struct FmaF32 {
+  static constexpr bool kTiles = false;  // no AMX tile path (conv2d_bf16dot_avx512.cpp's AmxBf16)
   using Elem = float;
   using In = VecF32::type;  // a register of packed elements
   static constexpr int kChannels = 1;  // input channels per packed element
@@ -772,6 +773,13 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
   }
   const FloatBias<T> bias(a.bias, p.K);
+  if constexpr (M::kTiles) {
+    if (M::tiles_apply(run, a.y.stride)) {
+      const auto wp = pack_weights<M>(d, M::kTileChannels, weights);
+      M::tile_conv(run, xv, wp.data(), bias.data(), static_cast<T*>(a.y.data), a.y.stride);
+      return true;
+    }
+  }
   with_tile<true>(Kg, p.R * p.S * cin, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
     const auto wp = pack_weights<M>(d, tile_channels<NV, LastL>(), weights);
     direct_conv<M, MR, NV, LastL>(run, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
