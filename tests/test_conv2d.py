@@ -146,11 +146,14 @@ def test_bfloat16_engines_match_torch(mode, cfg):
     (3, 32, 33, 7, 7, 5, 1, 2, 1),     # 33 = 32 + 1; 5x5
     (1, 512, 64, 7, 7, 3, 1, 1, 1),    # res5-like: 49 pixels, 32 chunks of 16 pairs
     (3, 32, 16, 3, 5, 1, 1, 0, 1),     # 15-pixel images: NCHW output runs break at lane 15
+    (1, 32, 64, 11, 11, 3, 2, 1, 1),   # 64 output channels: the input gradient on tiles too, by
+    (2, 48, 96, 9, 10, 3, 1, 1, 2),    # stride phases (dx rows and columns 2 apart) or dilated
 ])
 def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, padding, dilation):
-    """The AMX forward (32 pixels x 32 channels per item, A tiles in place or copied, NCHW or
-    channels-last output, partial pixel tiles and channel halves) against PyTorch, with bias, and
-    against the vdpbf16ps engine: within one bfloat16 ulp, and rarely that."""
+    """The AMX tiles (32 pixels x 32 channels per item, A tiles in place or copied, NCHW or
+    channels-last output, partial pixel tiles and channel halves; the forward where C is a multiple
+    of 32, the input gradient where K is) against PyTorch, with bias, and the forward against the
+    vdpbf16ps engine: within one bfloat16 ulp, and rarely that."""
     cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(padding, padding),
                dilation=(dilation, dilation), bias=True, x_layout=x_layout, w_layout="contiguous",
                g_layout=g_layout, seed=n + c + k + h + w)

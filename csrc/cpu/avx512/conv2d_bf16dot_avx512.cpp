@@ -243,15 +243,23 @@ void DotBf16::tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, 
 
 }  // namespace
 
+// Whether AMX tiles run this layer (forward: its input channels, dgrad: its output channels, in
+// 16-pair chunks). They take 1x1 NCHW layers too (the transposes into and out of channels-last
+// pairs cost less than the tiles save), so the role-swapped pairs paths run without them.
+bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
+  return amx_forward_enabled() && a.p.groups == 1 && (a.p.C + 1) / 2 % 16 == 0;
+}
+bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
+  return amx_forward_enabled() && a.p.groups == 1 && (a.p.K + 1) / 2 % 16 == 0;
+}
+
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
-  // AMX tiles take 1x1 NCHW layers too (the transposes into and out of channels-last pairs cost
-  // less than the tiles save), so the role-swapped pairs path runs without them.
-  const bool tiles = amx_forward_enabled() && a.p.groups == 1 && (a.p.C + 1) / 2 % 16 == 0;
-  return (!tiles && conv2d_fprop_pointwise_pairs<DotBf16>(a)) || conv2d_fprop_direct<bf16, DotBf16>(a);
+  return (!conv2d_fprop_bf16_tiles(a) && conv2d_fprop_pointwise_pairs<DotBf16>(a)) ||
+         conv2d_fprop_direct<bf16, DotBf16>(a);
 }
 bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
-  return conv2d_dgrad_pointwise_pairs<DotBf16>(a) || conv2d_dgrad_folded_phases<bf16, DotBf16>(a) ||
-         conv2d_dgrad_direct<bf16, DotBf16>(a);
+  return (!conv2d_dgrad_bf16_tiles(a) && conv2d_dgrad_pointwise_pairs<DotBf16>(a)) ||
+         conv2d_dgrad_folded_phases<bf16, DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
 }
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
   return conv2d_wgrad_1x1<bf16, DotBf16>(a) || conv2d_wgrad_direct<bf16, DotBf16>(a);

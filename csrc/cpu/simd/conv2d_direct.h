@@ -1281,6 +1281,13 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
         }
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
       T* y = dx + ph_r.first * xs[2] + ph_s.first * xs[3];
+      if constexpr (M::kTiles) {
+        if (M::tiles_apply(d, ys)) {
+          const auto wp = pack_weights<M>(d, M::kTileChannels, weights);
+          M::tile_conv(d, dyv, wp.data(), nullptr, y, ys);
+          continue;
+        }
+      }
       with_tile<true>(Cg, int64_t(weights.tap_offset.size()) * kin, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
         const auto wp = pack_weights<M>(d, tile_channels<NV, LastL>(), weights);
         direct_conv<M, MR, NV, LastL>(d, dyv, wp.data(), nullptr, nullptr, y, ys);  // no taps: writes zeros
