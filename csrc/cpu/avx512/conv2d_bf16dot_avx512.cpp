@@ -227,6 +227,100 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
   });
 }
 
+// The weight gradient on AMX tiles. Per tap (r, s), dW[k][c] = sum over output pixels of
+// dy[k][pixel] x[c][the pixel's input at that tap]: a GEMM whose reduction runs over the pixels.
+// Pixels pair up along output rows (2j, 2j + 1; an odd row's last pixel pairs with a zero), the
+// pairs of all rows in a row: A tiles are 16 k x 16 pairs of dy (dyt[k][pair], packed once), B
+// tiles 16 pairs x 16 channels of x at the tap, built per chunk of 16 pairs from the padded
+// channels-last x (the two pixels' channels interleaved), C tiles 16 k x 16 c. An item is one tap
+// and 32 k x 32 c (four C tiles), summed over every pair in a fixed order: the result does not
+// depend on the thread count. Padding (k past K, c past C, pairs past the last, the odd row's
+// missing pixel) is zero in both operands, so no real x meets a padded dy (inf x 0 would be NaN).
+void amx_wgrad(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Qe = (p.Q + 1) / 2, J = p.N * p.P * Qe, Jpad = (J + 15) / 16 * 16;
+  const int64_t Kpad = (p.K + 31) / 32 * 32, nkb = Kpad / 32, ncb = (p.C + 31) / 32, taps = p.R * p.S;
+  const bf16* dy = static_cast<const bf16*>(a.dy.data);
+  const int64_t* ds = a.dy.stride;
+  ScratchOf<uint32_t> dyt(Kpad * Jpad);
+  parallel_for(0, Kpad, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      uint32_t* row = dyt.data() + k * Jpad;
+      int64_t j = 0;
+      if (k < p.K)
+        for (int64_t n = 0; n < p.N; ++n)
+          for (int64_t pp = 0; pp < p.P; ++pp) {
+            const bf16* src = dy + n * ds[0] + k * ds[1] + pp * ds[2];
+            for (int64_t q = 0; q < p.Q; q += 2)
+              row[j++] = uint32_t(src[q * ds[3]].bits) | (q + 1 < p.Q ? uint32_t(src[(q + 1) * ds[3]].bits) << 16 : 0u);
+          }
+      std::fill(row + j, row + Jpad, 0u);
+    }
+  });
+  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
+  const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, p.C,
+                                                          p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+  bf16* dw = static_cast<bf16*>(a.dw.data);
+  const int64_t* ws = a.dw.stride;
+  parallel_for(0, taps * nkb * ncb, 1, [&](int64_t b, int64_t e) {
+    TileConfig cfg;
+    for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+    alignas(64) uint32_t pairs[2][16 * 16];
+    alignas(64) float sums[32 * 32];
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t cb = item % ncb, kb = item / ncb % nkb, t = item / (ncb * nkb), r = t / p.S, s = t % p.S;
+      const int64_t c0 = cb * 32;
+      const __mmask16 in0 = mask_first(p.C - c0), in1 = mask_first(p.C - c0 - 16);
+      const uint32_t* a0 = dyt.data() + kb * 32 * Jpad;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      int64_t n = 0, pp = 0, q = 0;  // the next pair's first pixel
+      for (int64_t j0 = 0; j0 < Jpad; j0 += 16) {
+        for (int64_t jj = 0; jj < 16; ++jj) {
+          __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+          if (j0 + jj < J) {
+            const bf16* px = xp.data() + ((n * Hp + pp * p.stride_h + r * p.dil_h) * Wp + q * p.stride_w + s * p.dil_w) * p.C + c0;
+            lo0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px));
+            lo1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px + 16));
+            if (q + 1 < p.Q) {
+              const bf16* px1 = px + p.stride_w * p.C;
+              hi0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px1)), 16);
+              hi1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px1 + 16)), 16);
+            }
+            if ((q += 2) >= p.Q) {
+              q = 0;
+              if (++pp == p.P) pp = 0, ++n;
+            }
+          }
+          _mm512_store_si512(pairs[0] + jj * 16, _mm512_or_si512(lo0, hi0));
+          _mm512_store_si512(pairs[1] + jj * 16, _mm512_or_si512(lo1, hi1));
+        }
+        _tile_loadd(4, a0 + j0, Jpad * 4);
+        _tile_loadd(5, a0 + 16 * Jpad + j0, Jpad * 4);
+        _tile_loadd(6, pairs[0], 64);
+        _tile_loadd(7, pairs[1], 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, sums, 128);
+      _tile_stored(1, sums + 16, 128);
+      _tile_stored(2, sums + 16 * 32, 128);
+      _tile_stored(3, sums + 16 * 32 + 16, 128);
+      const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p.K - k0), cn = std::min<int64_t>(32, p.C - c0);
+      for (int64_t kk = 0; kk < kn; ++kk)
+        for (int64_t cc = 0; cc < cn; ++cc)
+          store_from(dw + (k0 + kk) * ws[0] + (c0 + cc) * ws[1] + r * ws[2] + s * ws[3], sums[kk * 32 + cc]);
+    }
+    _tile_release();
+  });
+}
+
 // Whether the mode lets the forward use AMX tiles on this host.
 bool amx_forward_enabled() {
   const Bf16Dot mode = bf16_dot_mode();
@@ -261,7 +355,14 @@ bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
   return (!conv2d_dgrad_bf16_tiles(a) && conv2d_dgrad_pointwise_pairs<DotBf16>(a)) ||
          conv2d_dgrad_folded_phases<bf16, DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
 }
+bool conv2d_wgrad_bf16_tiles(const Conv2dWgradArgs& a) {
+  return amx_forward_enabled() && a.p.groups == 1 && a.p.C >= 16 && a.p.K >= 16;
+}
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
+  if (conv2d_wgrad_bf16_tiles(a)) {
+    amx_wgrad(a);
+    return true;
+  }
   return conv2d_wgrad_1x1<bf16, DotBf16>(a) || conv2d_wgrad_direct<bf16, DotBf16>(a);
 }
 
