@@ -231,59 +231,95 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
 // dy[k][pixel] x[c][the pixel's input at that tap]: a GEMM whose reduction runs over the pixels.
 // Pixels pair up along output rows (2j, 2j + 1; an odd row's last pixel pairs with a zero), the
 // pairs of all rows in a row: A tiles are 16 k x 16 pairs of dy (dyt[k][pair], packed once), B
-// tiles 16 pairs x 16 channels of x at the tap, built per chunk of 16 pairs from the padded
-// channels-last x (the two pixels' channels interleaved), C tiles 16 k x 16 c. An item is one tap
-// and 32 k x 32 c (four C tiles), summed over every pair in a fixed order: the result does not
-// depend on the thread count. Padding (k past K, c past C, pairs past the last, the odd row's
-// missing pixel) is zero in both operands, so no real x meets a padded dy (inf x 0 would be NaN).
+// tiles 16 pairs x 16 channels of x at the tap (the two pixels' channels interleaved), C tiles
+// 16 k x 16 c. An item is one tap, 32 channels and a range of k blocks; per range of kPanelPairs
+// pairs it builds the B panel of those pairs once (from the padded channels-last x) and runs every
+// k block of the item over it, carrying the sums in memory from range to range (four C tiles per
+// k block). Every sum runs over the pairs in one fixed order, whatever the thread count. Padding
+// (k past K, c past C, pairs past the last, the odd row's missing pixel) is zero in both operands,
+// so no real x meets a padded dy (inf x 0 would be NaN).
 void amx_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
+  constexpr int64_t kPanelPairs = 1024;  // a 128 KB B panel (32 channels), in L2
   const int64_t Qe = (p.Q + 1) / 2, J = p.N * p.P * Qe, Jpad = (J + 15) / 16 * 16;
   const int64_t Kpad = (p.K + 31) / 32 * 32, nkb = Kpad / 32, ncb = (p.C + 31) / 32, taps = p.R * p.S;
   const bf16* dy = static_cast<const bf16*>(a.dy.data);
   const int64_t* ds = a.dy.stride;
   ScratchOf<uint32_t> dyt(Kpad * Jpad);
-  parallel_for(0, Kpad, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) {
-      uint32_t* row = dyt.data() + k * Jpad;
-      int64_t j = 0;
-      if (k < p.K)
-        for (int64_t n = 0; n < p.N; ++n)
-          for (int64_t pp = 0; pp < p.P; ++pp) {
-            const bf16* src = dy + n * ds[0] + k * ds[1] + pp * ds[2];
-            for (int64_t q = 0; q < p.Q; q += 2)
-              row[j++] = uint32_t(src[q * ds[3]].bits) | (q + 1 < p.Q ? uint32_t(src[(q + 1) * ds[3]].bits) << 16 : 0u);
+  if (ds[1] == 1) {  // channels-last dy: read pixel by pixel, K channels in a row, scattered to k rows
+    const int64_t rows = p.N * p.P;
+    const __m512i row_step = _mm512_mullo_epi32(_mm512_set1_epi32(int32_t(Jpad)),
+                                                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    parallel_for(0, rows, 1, [&](int64_t b, int64_t e) {
+      for (int64_t np = b; np < e; ++np) {
+        const bf16* src = dy + np / p.P * ds[0] + np % p.P * ds[2];
+        for (int64_t qe = 0; qe < Qe; ++qe) {
+          const bf16* lo = src + 2 * qe * ds[3];
+          const bool has_hi = 2 * qe + 1 < p.Q;
+          uint32_t* dst = dyt.data() + np * Qe + qe;
+          for (int64_t k0 = 0; k0 < p.K; k0 += 16) {
+            const __mmask16 in = mask_first(p.K - k0);
+            const __m512i l = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, lo + k0));
+            const __m512i h = has_hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, lo + ds[3] + k0))
+                                     : _mm512_setzero_si512();
+            const __m512i pairs = _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+            _mm512_mask_i32scatter_epi32(dst + k0 * Jpad, in, row_step, pairs, 4);
           }
-      std::fill(row + j, row + Jpad, 0u);
-    }
-  });
+        }
+      }
+    });
+    parallel_for(0, Kpad, 16, [&](int64_t b, int64_t e) {  // rows past K, and pairs past J
+      for (int64_t k = b; k < e; ++k)
+        std::fill(dyt.data() + k * Jpad + (k < p.K ? J : 0), dyt.data() + (k + 1) * Jpad, 0u);
+    });
+  } else {
+    parallel_for(0, Kpad, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        uint32_t* row = dyt.data() + k * Jpad;
+        int64_t j = 0;
+        if (k < p.K)
+          for (int64_t n = 0; n < p.N; ++n)
+            for (int64_t pp = 0; pp < p.P; ++pp) {
+              const bf16* src = dy + n * ds[0] + k * ds[1] + pp * ds[2];
+              for (int64_t q = 0; q < p.Q; q += 2)
+                row[j++] = uint32_t(src[q * ds[3]].bits) |
+                           (q + 1 < p.Q ? uint32_t(src[(q + 1) * ds[3]].bits) << 16 : 0u);
+            }
+        std::fill(row + j, row + Jpad, 0u);
+      }
+    });
+  }
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
   const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, p.C,
                                                           p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+  // Items: (group of k blocks, channel block, tap); the k blocks split only as far as it takes to
+  // give each thread a few items (a B panel serves every k block of its item).
+  const int64_t kgroups = std::min(nkb, std::max<int64_t>(1, (4 * parallel_threads() + taps * ncb - 1) / (taps * ncb)));
   bf16* dw = static_cast<bf16*>(a.dw.data);
   const int64_t* ws = a.dw.stride;
-  parallel_for(0, taps * nkb * ncb, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, taps * ncb * kgroups, 1, [&](int64_t b, int64_t e) {
     TileConfig cfg;
     for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
     _tile_loadconfig(&cfg);
-    alignas(64) uint32_t pairs[2][16 * 16];
-    alignas(64) float sums[32 * 32];
+    std::vector<uint32_t> panel(std::min(kPanelPairs, Jpad) * 32);
+    std::vector<float> sums;
     for (int64_t item = b; item < e; ++item) {
-      const int64_t cb = item % ncb, kb = item / ncb % nkb, t = item / (ncb * nkb), r = t / p.S, s = t % p.S;
-      const int64_t c0 = cb * 32;
+      // Taps innermost: consecutive items write the same lines of dw (KCRS: a channel's taps are
+      // adjacent), while they are in cache.
+      const int64_t t = item % taps, cb = item / taps % ncb, kg = item / (taps * ncb);
+      const int64_t r = t / p.S, s = t % p.S, c0 = cb * 32;
+      const int64_t kb0 = kg * nkb / kgroups, kb1 = (kg + 1) * nkb / kgroups;
       const __mmask16 in0 = mask_first(p.C - c0), in1 = mask_first(p.C - c0 - 16);
-      const uint32_t* a0 = dyt.data() + kb * 32 * Jpad;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      sums.resize((kb1 - kb0) * 32 * 32);  // every block's tiles are stored on the first range
       int64_t n = 0, pp = 0, q = 0;  // the next pair's first pixel
-      for (int64_t j0 = 0; j0 < Jpad; j0 += 16) {
-        for (int64_t jj = 0; jj < 16; ++jj) {
+      for (int64_t j0 = 0; j0 < Jpad; j0 += kPanelPairs) {
+        const int64_t jn = std::min(kPanelPairs, Jpad - j0);
+        for (int64_t jj = 0; jj < jn; ++jj) {  // panel[chunk][half][16 pairs][16 channels]
           __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
           if (j0 + jj < J) {
-            const bf16* px = xp.data() + ((n * Hp + pp * p.stride_h + r * p.dil_h) * Wp + q * p.stride_w + s * p.dil_w) * p.C + c0;
+            const int64_t h = n * Hp + pp * p.stride_h + r * p.dil_h, w = q * p.stride_w + s * p.dil_w;
+            const bf16* px = xp.data() + (h * Wp + w) * p.C + c0;
             lo0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px));
             lo1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px + 16));
             if (q + 1 < p.Q) {
@@ -296,26 +332,48 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
               if (++pp == p.P) pp = 0, ++n;
             }
           }
-          _mm512_store_si512(pairs[0] + jj * 16, _mm512_or_si512(lo0, hi0));
-          _mm512_store_si512(pairs[1] + jj * 16, _mm512_or_si512(lo1, hi1));
+          uint32_t* row = panel.data() + (jj / 16 * 2 * 16 + jj % 16) * 16;
+          _mm512_storeu_si512(row, _mm512_or_si512(lo0, hi0));
+          _mm512_storeu_si512(row + 16 * 16, _mm512_or_si512(lo1, hi1));
         }
-        _tile_loadd(4, a0 + j0, Jpad * 4);
-        _tile_loadd(5, a0 + 16 * Jpad + j0, Jpad * 4);
-        _tile_loadd(6, pairs[0], 64);
-        _tile_loadd(7, pairs[1], 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
+          float* acc = sums.data() + (kb - kb0) * 32 * 32;
+          const uint32_t* a0 = dyt.data() + kb * 32 * Jpad + j0;
+          if (j0 == 0) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+          } else {  // the sums of the earlier ranges
+            _tile_loadd(0, acc, 128);
+            _tile_loadd(1, acc + 16, 128);
+            _tile_loadd(2, acc + 16 * 32, 128);
+            _tile_loadd(3, acc + 16 * 32 + 16, 128);
+          }
+          for (int64_t c = 0; c < jn; c += 16) {
+            _tile_loadd(4, a0 + c, Jpad * 4);
+            _tile_loadd(5, a0 + 16 * Jpad + c, Jpad * 4);
+            _tile_loadd(6, panel.data() + c * 32, 64);
+            _tile_loadd(7, panel.data() + c * 32 + 16 * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+          _tile_stored(0, acc, 128);
+          _tile_stored(1, acc + 16, 128);
+          _tile_stored(2, acc + 16 * 32, 128);
+          _tile_stored(3, acc + 16 * 32 + 16, 128);
+        }
       }
-      _tile_stored(0, sums, 128);
-      _tile_stored(1, sums + 16, 128);
-      _tile_stored(2, sums + 16 * 32, 128);
-      _tile_stored(3, sums + 16 * 32 + 16, 128);
-      const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p.K - k0), cn = std::min<int64_t>(32, p.C - c0);
-      for (int64_t kk = 0; kk < kn; ++kk)
-        for (int64_t cc = 0; cc < cn; ++cc)
-          store_from(dw + (k0 + kk) * ws[0] + (c0 + cc) * ws[1] + r * ws[2] + s * ws[3], sums[kk * 32 + cc]);
+      const int64_t cn = std::min<int64_t>(32, p.C - c0);
+      for (int64_t kb = kb0; kb < kb1; ++kb) {
+        const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p.K - k0);
+        const float* acc = sums.data() + (kb - kb0) * 32 * 32;
+        for (int64_t kk = 0; kk < kn; ++kk)
+          for (int64_t cc = 0; cc < cn; ++cc)
+            store_from(dw + (k0 + kk) * ws[0] + (c0 + cc) * ws[1] + r * ws[2] + s * ws[3], acc[kk * 32 + cc]);
+      }
     }
     _tile_release();
   });
