@@ -29,6 +29,17 @@ def _poison_outputs():
 
 
 @contextlib.contextmanager
+def _setting(get, set_, value):
+    """Set a process-wide kernel setting for the block, then put back what it was."""
+    before = get()
+    set_(value)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+@contextlib.contextmanager
 def forced_isa(isa):
     """Run the CPU kernels of `isa` (None: leave the choice alone); skip the test where the host
     cannot run it."""
@@ -37,29 +48,21 @@ def forced_isa(isa):
         return
     if isa not in HOST_ISAS:
         pytest.skip(f"this CPU cannot run {isa} kernels")
-    before = _C.cpu_isa()
-    _C.set_cpu_isa(isa)
-    try:
+    with _setting(_C.cpu_isa, _C.set_cpu_isa, isa):
         yield
-    finally:
-        _C.set_cpu_isa(before)
 
 
 @contextlib.contextmanager
 def forced_bf16_dot(mode):
     """Run the AVX-512 bfloat16 convolutions with the vdpbf16ps engine ("on"), the float engine
-    ("off"), AMX tiles for the forward ("amx") or the measured choice ("auto"); skip "on" where the
-    host has no AVX512-BF16 and "amx" where this process cannot run AMX-BF16."""
+    ("off"), AMX tiles where they apply ("amx") or the measured choice ("auto"); skip "on" where
+    the host has no AVX512-BF16 and "amx" where this process cannot run AMX-BF16."""
     if mode == "on" and not _C.host_has_avx512_bf16():
         pytest.skip("this CPU has no AVX512-BF16")
     if mode == "amx" and not _C.host_can_run_amx_bf16():
         pytest.skip("this CPU (or OS) cannot run AMX-BF16 tiles")
-    before = _C.bf16_dot()
-    _C.set_bf16_dot(mode)
-    try:
+    with _setting(_C.bf16_dot, _C.set_bf16_dot, mode):
         yield
-    finally:
-        _C.set_bf16_dot(before)
 
 
 def pytest_collection_modifyitems(config, items):

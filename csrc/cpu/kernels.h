@@ -53,12 +53,12 @@ CpuIsa active_cpu_isa();
 void set_active_cpu_isa(CpuIsa isa);  // capped at what the host supports; returns silently
 
 // Which engine the avx512 bfloat16 convolutions run where the host has AVX512-BF16: kAuto (the
-// default, or CNNKERNELS_BF16_DOT=auto|on|off|amx): the forward on AMX tiles where the host has
-// AMX-BF16 (and the layer suits them), and otherwise the vdpbf16ps engine where its measured
+// default, or CNNKERNELS_BF16_DOT=auto|on|off|amx): AMX tiles where the host has AMX-BF16 (and
+// the layer suits them), and otherwise the vdpbf16ps engine where its measured
 // multiply-add rate is at least the float FMAs' (Zen 4: twice), else the float engine (bfloat16
 // widened as it is packed) except on layers of few pixels, where packing the weights dominates;
-// kOn: always vdpbf16ps (no AMX); kOff: always the float engine; kAmx: AMX tiles for the forward,
-// vdpbf16ps for the rest.
+// kOn: always vdpbf16ps (no AMX); kOff: always the float engine; kAmx: AMX tiles where they
+// apply, vdpbf16ps for the rest.
 enum class Bf16Dot : int { kAuto = 0, kOn = 1, kOff = 2, kAmx = 3 };
 Bf16Dot bf16_dot_mode();
 void set_bf16_dot_mode(Bf16Dot mode);

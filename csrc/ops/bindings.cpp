@@ -61,9 +61,10 @@ PYBIND11_MODULE(_C, m) {
     TORCH_CHECK_VALUE(parse_bf16_dot(mode, &m), "set_bf16_dot: mode must be 'auto', 'on', 'off' or 'amx', got '",
                       mode, "'");
     set_bf16_dot_mode(m);
-  }, "auto: the forward on AMX tiles where the host has AMX-BF16, and vdpbf16ps where it measures at least as fast "
-     "as FMAs, else the float engine except on layers of few pixels; on: always vdpbf16ps; off: always the float "
-     "engine; amx: AMX tiles for the forward, vdpbf16ps for the rest (CNNKERNELS_BF16_DOT sets the initial mode)");
+  }, "auto: AMX tiles where the host has AMX-BF16 and the layer suits them, and vdpbf16ps where it measures at "
+     "least as fast as FMAs, else the float engine except on layers of few pixels; on: always vdpbf16ps; off: "
+     "always the float engine; amx: AMX tiles where they apply, vdpbf16ps for the rest (CNNKERNELS_BF16_DOT sets "
+     "the initial mode)");
   m.def("host_can_run_amx_bf16", &host_can_run_amx_bf16,
         "whether this process can run AMX-BF16 tiles (CPUID and the OS's permission)");
   m.def("bf16_dot_rate_ratio", &bf16_dot_rate_ratio,

@@ -15,9 +15,10 @@
 //            with pixel pairs. A 1x1 on NCHW planes (fprop, and dgrad with W^T) runs with
 //            the roles swapped, output pixels as lanes and W's pairs broadcast in place
 //            (conv2d_fprop_pointwise_pairs), as the float engine does.
-//   AMX      where the host has AMX-BF16 (and the mode allows: Bf16Dot in ../kernels.h), the
-//            forward of one-group layers with 32k input channels runs the same packed operands on
-//            tile registers instead (amx_conv, below): TDPBF16PS does 16 x 16 x 32 multiply-adds.
+//   AMX      where the host has AMX-BF16 (and the mode allows: Bf16Dot in ../kernels.h), one-group
+//            layers run on tile registers instead (TDPBF16PS: 16 x 16 x 32 multiply-adds): the
+//            forward (32k input channels) and input gradient (32k output channels) with the same
+//            packed operands (amx_conv), the weight gradient with pixel pairs (amx_wgrad).
 //
 // Numerics: vdpbf16ps forms both bfloat16 products exactly (8-bit significands) and adds them to
 // the float32 accumulator with round-to-nearest-even, like the float engine's FMAs; it differs in
@@ -50,8 +51,8 @@ namespace avx512bf16 {
 namespace {
 
 struct DotBf16 {
-  // The forward runs on AMX tiles where they apply and are enabled (Bf16Dot::kAuto or kAmx on a
-  // host with AMX-BF16; below), else on the vector tile of conv2d_direct.h.
+  // The forward and the input gradient run on AMX tiles where they apply and are enabled
+  // (Bf16Dot::kAuto or kAmx on a host with AMX-BF16; below), else on conv2d_direct.h's vector tile.
   static constexpr bool kTiles = true;
   static constexpr int64_t kTileChannels = 32;  // packed output channels per block for the AMX tiles
   static bool tiles_apply(const DirectConvPlan& d, const int64_t* ys);
@@ -379,14 +380,14 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
   });
 }
 
-// Whether the mode lets the forward use AMX tiles on this host.
-bool amx_forward_enabled() {
+// Whether the mode lets the dot engine use AMX tiles on this host.
+bool amx_enabled() {
   const Bf16Dot mode = bf16_dot_mode();
   return (mode == Bf16Dot::kAuto || mode == Bf16Dot::kAmx) && amx_usable();
 }
 
 bool DotBf16::tiles_apply(const DirectConvPlan& d, const int64_t*) {
-  return amx_forward_enabled() && d.groups == 1 && d.in_per_group % 16 == 0;
+  return amx_enabled() && d.groups == 1 && d.in_per_group % 16 == 0;
 }
 void DotBf16::tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint32_t* wp, const float* bias,
                         bf16* y, const int64_t ys[4]) {
@@ -399,10 +400,10 @@ void DotBf16::tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, 
 // 16-pair chunks). They take 1x1 NCHW layers too (the transposes into and out of channels-last
 // pairs cost less than the tiles save), so the role-swapped pairs paths run without them.
 bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
-  return amx_forward_enabled() && a.p.groups == 1 && (a.p.C + 1) / 2 % 16 == 0;
+  return amx_enabled() && a.p.groups == 1 && (a.p.C + 1) / 2 % 16 == 0;
 }
 bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
-  return amx_forward_enabled() && a.p.groups == 1 && (a.p.K + 1) / 2 % 16 == 0;
+  return amx_enabled() && a.p.groups == 1 && (a.p.K + 1) / 2 % 16 == 0;
 }
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
@@ -414,7 +415,7 @@ bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
          conv2d_dgrad_folded_phases<bf16, DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
 }
 bool conv2d_wgrad_bf16_tiles(const Conv2dWgradArgs& a) {
-  return amx_forward_enabled() && a.p.groups == 1 && a.p.C >= 16 && a.p.K >= 16;
+  return amx_enabled() && a.p.groups == 1 && a.p.C >= 16 && a.p.K >= 16;
 }
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
   if (conv2d_wgrad_bf16_tiles(a)) {
@@ -458,7 +459,7 @@ template <bool kDot>
 }  // namespace
 
 // A vdpbf16ps does 32 multiply-adds, a 512-bit FMA 16. Best of 5 alternating runs of ~10-50 us
-// each (the first runs also bring the clock up). An Intel Xeon with AMX measured 0.47 (one
+// each (the first runs also bring the clock up). An Intel Xeon with AMX measured 0.50 (one
 // vdpbf16ps per two cycles against two FMAs per cycle); on Zen 4 the dot engine ran compute-bound
 // layers 1.85x faster than the float engine (benchmarks/NOTES.md, 2026-11-25).
 double measure_bf16_dot_rate_ratio() {
