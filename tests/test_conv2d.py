@@ -148,6 +148,9 @@ def test_bfloat16_engines_match_torch(mode, cfg):
     (3, 32, 16, 3, 5, 1, 1, 0, 1),     # 15-pixel images: NCHW output runs break at lane 15
     (1, 32, 64, 11, 11, 3, 2, 1, 1),   # 64 output channels: the input gradient on tiles too, by
     (2, 48, 96, 9, 10, 3, 1, 1, 2),    # stride phases (dx rows and columns 2 apart) or dilated
+    (1, 3, 64, 30, 29, 7, 2, 3, 1),    # the stem: a row's 7 taps folded into one chunk of 14 pairs
+    (2, 8, 40, 6, 7, 1, 1, 0, 1),      # 4 pairs: one short chunk
+    (1, 6, 32, 9, 9, 3, 1, 1, 2),      # 3 pairs, dilated (no fold): 9 taps of one short chunk
 ])
 def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, padding, dilation):
     """The AMX tiles (32 pixels x 32 channels per item, A tiles in place or copied, NCHW or

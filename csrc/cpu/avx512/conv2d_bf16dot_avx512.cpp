@@ -127,7 +127,9 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
               bf16* y, const int64_t ys[4]) {
   constexpr int64_t KB = kAmxChannels;
   const int64_t nkb = (d.out_per_group + KB - 1) / KB, taps = int64_t(d.tap_offset.size());
-  const int64_t cin = d.in_per_group, chunks = cin / 16;
+  // The reduction runs in chunks of 16 pairs, or in one chunk of fewer (the stem's folded 7 x 2
+  // pairs): A's rows and B's row count are set to it.
+  const int64_t cin = d.in_per_group, kc = cin % 16 == 0 ? 16 : cin, chunks = cin / kc;
   const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + kAmxPixels - 1) / kAmxPixels;
   std::vector<float> bias_blocks(nkb * KB, 0.0f);
   if (bias) std::copy(bias, bias + d.out_per_group, bias_blocks.begin());
@@ -138,6 +140,8 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
   parallel_for(0, nkb * ntiles, 1, [&](int64_t b, int64_t e) {
     TileConfig cfg;
     for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    cfg.colsb[4] = cfg.colsb[5] = uint16_t(kc * 4);  // A: kc pairs per pixel
+    cfg.rows[6] = cfg.rows[7] = uint8_t(kc);         // B: kc pairs
     _tile_loadconfig(&cfg);
     alignas(64) uint32_t rows[2][16 * 16];
     alignas(64) float sums[kAmxPixels * KB];
@@ -171,16 +175,17 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
       _tile_zero(3);
       for (int64_t t = 0; t < taps; ++t)
         for (int64_t c = 0; c < chunks; ++c) {
-          const int64_t at = d.tap_offset[t] + c * 16;
+          const int64_t at = d.tap_offset[t] + c * kc;
           for (int h = 0; h < 2; ++h)
             if (!run[h])
               for (int r = 0; r < 16; ++r)
-                _mm512_store_si512(rows[h] + r * 16, _mm512_loadu_si512(x.data + x_off[16 * h + r] + at));
+                _mm512_store_si512(rows[h] + r * 16,
+                                   _mm512_maskz_loadu_epi32(mask_first(kc), x.data + x_off[16 * h + r] + at));
           if (run[0]) _tile_loadd(4, x.data + x_off[0] + at, d.pixel_step * 4);
           else _tile_loadd(4, rows[0], 64);
           if (run[1]) _tile_loadd(5, x.data + x_off[16] + at, d.pixel_step * 4);
           else _tile_loadd(5, rows[1], 64);
-          const uint32_t* wt = wblk + (t * cin + c * 16) * KB;
+          const uint32_t* wt = wblk + (t * cin + c * kc) * KB;
           _tile_loadd(6, wt, KB * 4);
           _tile_loadd(7, wt + 16, KB * 4);
           _tile_dpbf16ps(0, 4, 6);
@@ -387,7 +392,7 @@ bool amx_enabled() {
 }
 
 bool DotBf16::tiles_apply(const DirectConvPlan& d, const int64_t*) {
-  return amx_enabled() && d.groups == 1 && d.in_per_group % 16 == 0;
+  return amx_enabled() && d.groups == 1 && (d.in_per_group % 16 == 0 || d.in_per_group < 16);
 }
 void DotBf16::tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint32_t* wp, const float* bias,
                         bf16* y, const int64_t ys[4]) {
@@ -397,10 +402,14 @@ void DotBf16::tile_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, 
 }  // namespace
 
 // Whether AMX tiles run this layer (forward: its input channels, dgrad: its output channels, in
-// 16-pair chunks). They take 1x1 NCHW layers too (the transposes into and out of channels-last
-// pairs cost less than the tiles save), so the role-swapped pairs paths run without them.
+// 16-pair chunks or one chunk of fewer). The forward's plan folds a row's S taps into one where
+// it can (conv2d_fprop_direct): S x pairs per chunk then, the stem's 7 x 2. They take 1x1 NCHW
+// layers too (the transposes into and out of channels-last pairs cost less than the tiles save),
+// so the role-swapped pairs paths run without them.
 bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
-  return amx_enabled() && a.p.groups == 1 && (a.p.C + 1) / 2 % 16 == 0;
+  const int64_t pairs = (a.p.C + 1) / 2;
+  const bool one_chunk = pairs * a.p.S < 16 || (pairs < 16 && a.p.dil_w > 1);  // folded or not
+  return amx_enabled() && a.p.groups == 1 && (pairs % 16 == 0 || one_chunk);
 }
 bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
   return amx_enabled() && a.p.groups == 1 && (a.p.K + 1) / 2 % 16 == 0;
