@@ -412,7 +412,11 @@ bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
   return amx_enabled() && a.p.groups == 1 && (pairs % 16 == 0 || one_chunk);
 }
 bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
-  return amx_enabled() && a.p.groups == 1 && (a.p.K + 1) / 2 % 16 == 0;
+  // Not where conv2d_dgrad_folded_phases takes the layer (the stem): that runs the vector tile.
+  const Conv2dProblem& p = a.p;
+  const int64_t phases = p.stride_h * p.stride_w;
+  const bool folded = p.dil_h == 1 && p.dil_w == 1 && phases > 1 && phases * p.C <= 16;
+  return amx_enabled() && p.groups == 1 && (p.K + 1) / 2 % 16 == 0 && !folded;
 }
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
