@@ -414,9 +414,7 @@ bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
 bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
   // Not where conv2d_dgrad_folded_phases takes the layer (the stem): that runs the vector tile.
   const Conv2dProblem& p = a.p;
-  const int64_t phases = p.stride_h * p.stride_w;
-  const bool folded = p.dil_h == 1 && p.dil_w == 1 && phases > 1 && phases * p.C <= 16;
-  return amx_enabled() && p.groups == 1 && (p.K + 1) / 2 % 16 == 0 && !folded;
+  return amx_enabled() && p.groups == 1 && (p.K + 1) / 2 % 16 == 0 && !dgrad_folded_phases_apply(p);
 }
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {

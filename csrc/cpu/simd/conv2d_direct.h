@@ -1161,12 +1161,15 @@ inline std::vector<DgradPhase1D> dgrad_phases(int64_t in, int64_t taps, int64_t 
 // the folded filter is built in M's source type, float or bfloat16 bits). bfloat16 had run per
 // phase (A/B, arms in random order, 2 threads, stem dgrad N=8 NCHW: AVX512-BF16 35.7 -> 14.2 ms,
 // channels_last 35.2 -> 13.0; AVX2 56.7 -> 23.3; torch 30-34).
+inline bool dgrad_folded_phases_apply(const Conv2dProblem& p) {  // the dtype aside
+  const int64_t phases = p.stride_h * p.stride_w;
+  return p.groups == 1 && p.dil_h == 1 && p.dil_w == 1 && phases > 1 && phases * p.C <= 16;
+}
 template <typename T, class M = FmaF32>
 inline bool conv2d_dgrad_folded_phases(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t SH = p.stride_h, SW = p.stride_w, VO = SH * SW * p.C;
-  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.dil_h != 1 || p.dil_w != 1 || SH * SW == 1 || VO > 16)
-    return false;
+  if (p.dtype != dtype_of<T>() || !dgrad_folded_phases_apply(p)) return false;
   // The phases of dgrad_phases: output h = first + S_h i reads dy row i + base through tap r; here
   // first < S_h is the folded channel's a and base its tap t (dy rows i + t, t_lo <= t <= t_hi).
   const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, SH, p.pad_h, 1);
