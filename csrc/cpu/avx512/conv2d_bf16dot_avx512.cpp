@@ -111,11 +111,44 @@ bool amx_usable() {
 // Lanes [0, n) of 16 (none for n <= 0, all for n >= 16).
 inline __mmask16 mask_first(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : __mmask16((1u << n) - 1); }
 
-struct TileConfig {  // the LDTILECFG memory layout, palette 1
+// 16 lanes of l s.
+inline __m512i lanes_times(int32_t s) {
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  return _mm512_mullo_epi32(_mm512_set1_epi32(s), lanes);
+}
+
+// The LDTILECFG memory layout, palette 1, as both AMX kernels use the 8 tiles: 0-3 the float sums
+// (16 rows x 16 floats), 4-5 A (16 rows of kc pairs), 6-7 B (kc rows of 16 pairs).
+struct TileConfig {
   uint8_t palette_id = 1, start_row = 0, reserved[14] = {};
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
+  explicit TileConfig(int kc = 16) {
+    for (int t = 0; t < 8; ++t) rows[t] = 16, colsb[t] = 64;
+    colsb[4] = colsb[5] = uint16_t(kc * 4);
+    rows[6] = rows[7] = uint8_t(kc);
+  }
 };
+
+// The four sum tiles as one 32 x 32 float block, rows 128 bytes apart.
+inline void zero_sums() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+inline void load_sums(const float* s) {
+  _tile_loadd(0, s, 128);
+  _tile_loadd(1, s + 16, 128);
+  _tile_loadd(2, s + 16 * 32, 128);
+  _tile_loadd(3, s + 16 * 32 + 16, 128);
+}
+inline void store_sums(float* s) {
+  _tile_stored(0, s, 128);
+  _tile_stored(1, s + 16, 128);
+  _tile_stored(2, s + 16 * 32, 128);
+  _tile_stored(3, s + 16 * 32 + 16, 128);
+}
 
 // The pixels the AMX tile computes per item and the output channels per packed block.
 constexpr int64_t kAmxPixels = 32, kAmxChannels = DotBf16::kTileChannels;
@@ -126,6 +159,7 @@ constexpr int64_t kAmxPixels = 32, kAmxChannels = DotBf16::kTileChannels;
 void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint32_t* wp, const float* bias,
               bf16* y, const int64_t ys[4]) {
   constexpr int64_t KB = kAmxChannels;
+  static_assert(KB == 32, "the sums are one 32 x 32 block (store_sums)");
   const int64_t nkb = (d.out_per_group + KB - 1) / KB, taps = int64_t(d.tap_offset.size());
   // The reduction runs in chunks of 16 pairs, or in one chunk of fewer (the stem's folded 7 x 2
   // pairs): A's rows and B's row count are set to it.
@@ -138,10 +172,7 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
   // DRAM once per thread, not once per pixel tile; res5's 9.4 MB at N=1 were read twice).
   const bool blocks_inner = nkb * taps * cin * KB * int64_t(sizeof(uint32_t)) <= (int64_t(1) << 20);
   parallel_for(0, nkb * ntiles, 1, [&](int64_t b, int64_t e) {
-    TileConfig cfg;
-    for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
-    cfg.colsb[4] = cfg.colsb[5] = uint16_t(kc * 4);  // A: kc pairs per pixel
-    cfg.rows[6] = cfg.rows[7] = uint8_t(kc);         // B: kc pairs
+    const TileConfig cfg{int(kc)};
     _tile_loadconfig(&cfg);
     alignas(64) uint32_t rows[2][16 * 16];
     alignas(64) float sums[kAmxPixels * KB];
@@ -169,10 +200,7 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
         offsets_of = i0;
       }
       const uint32_t* wblk = wp + kb * taps * cin * KB;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      zero_sums();
       for (int64_t t = 0; t < taps; ++t)
         for (int64_t c = 0; c < chunks; ++c) {
           const int64_t at = d.tap_offset[t] + c * kc;
@@ -193,10 +221,7 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
           _tile_dpbf16ps(2, 5, 6);
           _tile_dpbf16ps(3, 5, 7);
         }
-      _tile_stored(0, sums, KB * 4);
-      _tile_stored(1, sums + 16, KB * 4);
-      _tile_stored(2, sums + 16 * KB, KB * 4);
-      _tile_stored(3, sums + 16 * KB + 16, KB * 4);
+      store_sums(sums);
       if (ys[1] == 1) {  // channels-last: a pixel's 32 channels are one row of the sums
         const __mmask16 lo = mask_first(olen), hi = mask_first(olen - 16);
         const __m512 b0 = _mm512_loadu_ps(bias_blocks.data() + o0);
@@ -208,8 +233,7 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
                                    bf16_bits16(_mm512_add_ps(_mm512_load_ps(sums + mi * KB + 16), b1)));
         }
       } else {  // NCHW: a channel's 16 pixels gathered from a column; a run of pixels stored whole
-        const __m512i column = _mm512_mullo_epi32(
-            _mm512_set1_epi32(int(KB)), _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+        const __m512i column = lanes_times(int32_t(KB));
         for (int h = 0; h < 2 && 16 * h < m; ++h) {
           const int n16 = std::min(16, m - 16 * h);
           bool run = true;
@@ -254,8 +278,7 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
   ScratchOf<uint32_t> dyt(Kpad * Jpad);
   if (ds[1] == 1) {  // channels-last dy: read pixel by pixel, K channels in a row, scattered to k rows
     const int64_t rows = p.N * p.P;
-    const __m512i row_step = _mm512_mullo_epi32(_mm512_set1_epi32(int32_t(Jpad)),
-                                                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    const __m512i row_step = lanes_times(int32_t(Jpad));
     parallel_for(0, rows, 1, [&](int64_t b, int64_t e) {
       for (int64_t np = b; np < e; ++np) {
         const bf16* src = dy + np / p.P * ds[0] + np % p.P * ds[2];
@@ -305,8 +328,7 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
   bf16* dw = static_cast<bf16*>(a.dw.data);
   const int64_t* ws = a.dw.stride;
   parallel_for(0, taps * ncb * kgroups, 1, [&](int64_t b, int64_t e) {
-    TileConfig cfg;
-    for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    const TileConfig cfg;
     _tile_loadconfig(&cfg);
     std::vector<uint32_t> panel(std::min(kPanelPairs, Jpad) * 32);
     std::vector<float> sums;
@@ -345,17 +367,10 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
         for (int64_t kb = kb0; kb < kb1; ++kb) {
           float* acc = sums.data() + (kb - kb0) * 32 * 32;
           const uint32_t* a0 = dyt.data() + kb * 32 * Jpad + j0;
-          if (j0 == 0) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-          } else {  // the sums of the earlier ranges
-            _tile_loadd(0, acc, 128);
-            _tile_loadd(1, acc + 16, 128);
-            _tile_loadd(2, acc + 16 * 32, 128);
-            _tile_loadd(3, acc + 16 * 32 + 16, 128);
-          }
+          if (j0 == 0)
+            zero_sums();
+          else  // the sums of the earlier ranges
+            load_sums(acc);
           for (int64_t c = 0; c < jn; c += 16) {
             _tile_loadd(4, a0 + c, Jpad * 4);
             _tile_loadd(5, a0 + 16 * Jpad + c, Jpad * 4);
@@ -366,10 +381,7 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
           }
-          _tile_stored(0, acc, 128);
-          _tile_stored(1, acc + 16, 128);
-          _tile_stored(2, acc + 16 * 32, 128);
-          _tile_stored(3, acc + 16 * 32 + 16, 128);
+          store_sums(acc);
         }
       }
       const int64_t cn = std::min<int64_t>(32, p.C - c0);
