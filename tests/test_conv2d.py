@@ -176,6 +176,37 @@ def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, pad
     assert (diff <= ulp).all() and (diff > 0).float().mean() < 0.05
 
 
+@pytest.mark.parametrize("x_layout,w_layout", [("contiguous", "contiguous"), ("channels_last", "channels_last"),
+                                               ("strided", "contiguous")])
+@pytest.mark.parametrize("n,c,k,h,w,r,s,stride,padding,dilation", [
+    (1, 3, 64, 30, 29, 7, 7, 2, 3, 1),      # the stem: a row's 21 elements as 11 pairs, one past the run
+    (2, 3, 24, 17, 16, 3, 3, 2, 1, 1),      # 9 elements: 5 pairs; even W, a 24-channel (half) tile
+    (1, 5, 40, 13, 20, 4, 2, (2, 2), 0, 1),  # an even run (10 elements), unpadded
+    (1, 1, 16, 9, 12, 2, 5, (1, 2), 2, (2, 1)),  # one channel, rows dilated
+    (2, 3, 32, 12, 11, 3, 3, 1, 1, 1),      # stride 1: C odd, pairs padded per pixel (no dense packing)
+])
+def test_bfloat16_odd_channels_dense_pairs(x_layout, w_layout, n, c, k, h, w, r, s, stride, padding, dilation):
+    """The vdpbf16ps engine packs activations of an odd channel count densely where every window
+    row starts on a whole pair (stride_w C even; conv2d_fprop_dense_pairs): against PyTorch with
+    bias and gradients, and the forward within one bfloat16 ulp of the float engine."""
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=s, groups=1, stride=pair(stride), padding=pair(padding),
+               dilation=pair(dilation), bias=True, x_layout=x_layout, w_layout=w_layout, g_layout=x_layout, seed=5)
+    with forced_isa("avx512"), forced_bf16_dot("on"):
+        check_against_torch(cfg, torch.bfloat16)
+        gen = torch.Generator().manual_seed(7)
+        x = make_tensor((n, c, h, w), torch.bfloat16, x_layout, gen)
+        wt = make_tensor((k, c, r, s), torch.bfloat16, w_layout, gen)
+        b = make_tensor((k,), torch.bfloat16, "contiguous", gen)
+        args = (cfg["stride"], cfg["padding"], cfg["dilation"], 1)
+        dot = CF.conv2d(x, wt, b, *args)
+    with forced_isa("avx512"), forced_bf16_dot("off"):
+        wide = CF.conv2d(x, wt, b, *args)
+    ulp = torch.exp2(torch.floor(torch.log2(wide.float().abs().clamp_min(2.0**-100))) - 7)
+    diff = (dot.float() - wide.float()).abs()
+    assert (diff <= ulp).all() and (diff > 0).float().mean() < 0.05
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("hw", [(6, 8), (16, 12)], ids=["48px", "192px"])
 def test_bfloat16_auto_engine_choice(layout, hw):

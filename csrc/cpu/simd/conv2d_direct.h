@@ -728,6 +728,54 @@ struct FloatBias {
   std::vector<float> values;
 };
 
+// bfloat16 channel pairs (the dot engine) for an odd channel count, packed densely. Packed per
+// pixel, an odd group leaves one slot of every pixel empty, and the folded row of S taps
+// (conv2d_fprop_direct) then carries S of them: the stem's 7 x 3 channels ran as 7 x 2 = 14 pairs
+// per row, a third more dot products than its 21 elements need. Here the activations are packed
+// C per pixel, so a row's S C elements are consecutive and go as ceil(S C / 2) pairs (the stem:
+// 11), the weights laid out in the same (s, c) order with a zero after an odd run. Applies with
+// one group, no column dilation, S > 1, C odd and stride_w C even (every window row then starts
+// on an even element, a whole pair; Wp is made even for the rows and images). A run's last pair
+// of an odd run reads one element past it, whose weight is zero: Wp keeps one more column.
+inline bool fprop_dense_pairs_apply(const Conv2dProblem& p) {
+  return p.groups == 1 && p.dil_w == 1 && p.S > 1 && p.C % 2 == 1 && (p.stride_w * p.C) % 2 == 0;
+}
+
+template <class M>
+void conv2d_fprop_dense_pairs(const Conv2dFpropArgs& a) {
+  static_assert(M::kChannels == 2, "bfloat16 channel pairs");
+  const Conv2dProblem& p = a.p;
+  const int64_t C = p.C, run = p.S * C, pairs = (run + 1) / 2;
+  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + p.S + run % 2);
+  Wp += Wp % 2;
+  const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, C,
+                                                          p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+  // In pairs (32-bit elements): pixel offsets C / 2 pairs apart, whole for even stride_w C.
+  const int64_t row = Wp * C / 2;
+  const NhwcViewOf<typename M::Elem> xv{reinterpret_cast<const typename M::Elem*>(xp.data()), Hp * row, row, 0};
+  DirectConvPlan plan{p.N, 1, pairs, p.K, p.P, p.Q, p.stride_h * row, p.stride_w * C / 2, {}};
+  for (int64_t r = 0; r < p.R; ++r) plan.tap_offset.push_back(r * p.dil_h * row);
+  // The weights as rows (k, r) of 2 pairs elements in (s, c) order, then packed as R taps of
+  // `pairs` pairs.
+  const bf16* w = static_cast<const bf16*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  std::vector<bf16> rows(p.K * p.R * 2 * pairs, bf16{});
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t s = 0; s < p.S; ++s)
+        for (int64_t c = 0; c < C; ++c)
+          rows[(k * p.R + r) * 2 * pairs + s * C + c] = w[k * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]];
+  WeightSource<bf16> weights{rows.data(), 0, p.R * 2 * pairs, 1, 2 * pairs, {}};
+  for (int64_t r = 0; r < p.R; ++r) weights.tap_offset.push_back(r * 2 * pairs);
+  const FloatBias<bf16> bias(a.bias, p.K);
+  with_tile<true>(p.K, p.R * pairs, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
+    const auto wp = pack_weights<M>(plan, tile_channels<NV, LastL>(), weights);
+    direct_conv<M, MR, NV, LastL>(plan, xv, wp.data(), bias.data(), nullptr, static_cast<bf16*>(a.y.data),
+                                  a.y.stride);
+  });
+}
+
 // fprop: y = conv(x, w) + bias for storage type T (float or bf16) with the multiply-add policy M.
 // Returns false (doing nothing) where this engine does not apply: few output channels per group
 // (depthwise), where the reference is the better fit.
@@ -739,6 +787,19 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
   const T* x = static_cast<const T*>(a.x.data);
+  if constexpr (M::kChannels == 2) {
+    if (fprop_dense_pairs_apply(p)) {
+      // Where AMX tiles would take the padded plan (a folded row of S (C + 1) / 2 pairs, below),
+      // they keep it: the dense pairs have not run on AMX.
+      bool tiles = false;
+      if constexpr (M::kTiles)
+        tiles = M::tiles_apply(DirectConvPlan{p.N, 1, p.S * ((Cg + 1) / 2), Kg, p.P, p.Q, 0, 0, {}}, a.y.stride);
+      if (!tiles) {
+        conv2d_fprop_dense_pairs<M>(a);
+        return true;
+      }
+    }
+  }
   // A strided 1x1 without padding (ResNet's downsampling layers) reads one pixel in stride_h x
   // stride_w: it runs as a stride-1 1x1 over x[:, :, ::stride_h, ::stride_w], so that a packed x
   // holds only those pixels (an x read in place reads the same ones either way). Packing all of
