@@ -276,7 +276,7 @@ def test_gradcheck_float64():
 
 FLOAT32_ISAS = ("scalar", "avx2", "avx512")
 VECTOR_CS = (1, 15, 16, 17, 33, 85)  # 85 = 4 x 16 + 16 + 5: unrolled block, single vector, tail
-VECTOR_QS = (1, 15, 16, 17, 40)      # output columns
+VECTOR_QS = (1, 8, 15, 16, 17, 40)   # output columns (8 and 16: one whole AVX2 or AVX-512 vector)
 # (kernel, stride, padding, dilation, ceil_mode)
 VECTOR_GEOMETRIES = {
     "k3s1p1": ((3, 3), (1, 1), (1, 1), (1, 1), False),          # overlapping, stride 1
@@ -286,6 +286,9 @@ VECTOR_GEOMETRIES = {
     "k4s2p2ceil": ((4, 4), (2, 2), (2, 2), (1, 1), True),       # ceil_mode, partial last windows
     "k32s23d21": ((3, 2), (2, 3), (1, 1), (2, 1), True),        # dilation, mixed strides
     "k2s1p1d2": ((2, 2), (1, 1), (1, 1), (2, 2), False),        # dilation 2, stride 1
+    # Rows padded but not columns: short rows go G at a time, border rows' windows start lower
+    "k2s2p10": ((2, 2), (2, 2), (1, 0), (1, 1), False),
+    "k3s1p10d2": ((3, 2), (1, 1), (1, 0), (2, 1), False),
 }
 
 
