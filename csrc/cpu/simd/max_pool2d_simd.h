@@ -1066,6 +1066,10 @@ inline bool is_3x3s2p1(const MaxPool2dBwdArgs& a) {
 // In-process A/B, 2 threads, Zen 4, 2x2/2 (taps; indices): 64 @ 224 N=1 AVX-512 2.5x, 1.75x, AVX2
 // 3.1x, 2.0x; N=8 1.16-1.29x; 128 @ 112 N=1 1.45-2.3x.
 constexpr int64_t kDisjoint2MinQ = 48;
+// With one-byte taps (the training path) on AVX-512, from rows of more than one vector (Zen 5,
+// taps: 256 @ 56 N=1 1.47x, N=8 1.38x, @ 40 1.38x, @ 34 1.29x; but int64 indices 256 @ 56 0.93x,
+// AVX2 taps @ 40 0.76x, and rows of one vector or less, 512 @ 28 0.90x, 512 @ 14 0.58x).
+constexpr int64_t kDisjoint2MinQTapsAvx512 = 17;
 inline bool is_disjoint2(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
   return pb.kernel_w == 2 && pb.stride_w == 2 && pb.dil_w == 1 && pb.pad_w == 0 && 2 * pb.Q <= pb.W &&
@@ -1156,7 +1160,8 @@ bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
     a.taps ? bwd_nchw_3x3s2p1<V, uint8_t>(a) : bwd_nchw_3x3s2p1<V, int64_t>(a);
     return true;
   }
-  if (std::is_same_v<T, float> && is_disjoint2(a) && pb.Q >= kDisjoint2MinQ) {
+  const int64_t disjoint2_min_q = a.taps && V::kW == 16 ? kDisjoint2MinQTapsAvx512 : kDisjoint2MinQ;
+  if (std::is_same_v<T, float> && is_disjoint2(a) && pb.Q >= disjoint2_min_q) {
     a.taps ? bwd_nchw_disjoint2<V, uint8_t>(a) : bwd_nchw_disjoint2<V, int64_t>(a);
     return true;
   }
