@@ -92,6 +92,22 @@ inline const WinT* winners_of(const MaxPool2dBwdArgs& a) {
 
 // What names tap (i, j) of the window starting at input pixel (h0, w0): its tap number, or its
 // plane index (for a window that misses the input, the reference's (lo, lo) tap, maybe off-plane).
+// A forward call's operands as the kernels read them: the problem, input x and output y of storage
+// type T, the winners (kOut: none, int64 indices or uint8 taps) and the three stride sets.
+template <Winner kOut, typename T>
+struct FwdOperands {
+  using WinT = WinnerT<kOut>;
+  static constexpr bool kIdx = kOut != Winner::kNone;
+  explicit FwdOperands(const MaxPool2dFwdArgs& a)
+      : pb(a.p), x(static_cast<const T*>(a.x.data)), y(static_cast<T*>(a.y.data)), winners(winners_of<WinT>(a)),
+        xs(a.x.stride), ys(a.y.stride), is(a.index_stride) {}
+  const Pool2dProblem& pb;
+  const T* x;
+  T* y;
+  WinT* winners;
+  const int64_t *xs, *ys, *is;
+};
+
 template <bool kTap>
 inline int64_t winner_value(const Pool2dProblem& pb, int64_t h0, int64_t w0, int64_t i, int64_t j) {
   return kTap ? i * pb.kernel_w + j : tap_plane_index(pb, h0, w0, i, j);
@@ -197,13 +213,10 @@ inline void fwd_nhwc_block(const T* x, const int64_t* off, const int32_t* tap_in
 
 template <class V, Winner kOut, typename T>
 void fwd_nhwc(const MaxPool2dFwdArgs& a) {
-  constexpr bool kIdx = kOut != Winner::kNone;
-  using WinT = WinnerT<kOut>;
-  WinT* const winners = winners_of<WinT>(a);
-  const Pool2dProblem& pb = a.p;
-  const T* x = static_cast<const T*>(a.x.data);
-  T* y = static_cast<T*>(a.y.data);
-  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  using Ops = FwdOperands<kOut, T>;
+  using WinT = typename Ops::WinT;
+  constexpr bool kIdx = Ops::kIdx;
+  const auto [pb, x, y, winners, xs, ys, is] = Ops(a);
   const int64_t C = pb.C, rows = pb.N * pb.P;
   // Few output rows (a global pool, tiny images): split the channels too, so both cores work.
   const int64_t chunk = rows >= 8 ? C : std::min<int64_t>(C, 4 * V::kW);
@@ -448,13 +461,10 @@ inline void fwd_nchw_short_rows(const T* const* x0, const int64_t* h_first, cons
 
 template <class V, Winner kOut, int kStride, typename T>
 void fwd_nchw(const MaxPool2dFwdArgs& a) {
-  constexpr bool kIdx = kOut != Winner::kNone;
-  using WinT = WinnerT<kOut>;
-  WinT* const winners = winners_of<WinT>(a);
-  const Pool2dProblem& pb = a.p;
-  const T* x = static_cast<const T*>(a.x.data);
-  T* y = static_cast<T*>(a.y.data);
-  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  using Ops = FwdOperands<kOut, T>;
+  using WinT = typename Ops::WinT;
+  constexpr bool kIdx = Ops::kIdx;
+  const auto [pb, x, y, winners, xs, ys, is] = Ops(a);
   const int64_t sw = pb.stride_w, pw = pb.pad_w;
   // Interior output columns [q_lo, q_hi): 0 <= q sw - pw and q sw - pw + (kw - 1) dw <= W - 1.
   const int64_t q_lo = std::min(pb.Q, (pw + sw - 1) / sw);
@@ -632,14 +642,11 @@ inline void fwd_nchw_column_pass(const float* const* row_val, const uint8_t* con
 
 template <class V, Winner kOut, int kStride, typename T>
 void fwd_nchw_rows(const MaxPool2dFwdArgs& a) {
-  constexpr bool kIdx = kOut != Winner::kNone;
   constexpr int64_t kW = V::kW;
-  using WinT = WinnerT<kOut>;
-  WinT* const winners = winners_of<WinT>(a);
-  const Pool2dProblem& pb = a.p;
-  const T* x = static_cast<const T*>(a.x.data);
-  T* y = static_cast<T*>(a.y.data);
-  const int64_t *xs = a.x.stride, *ys = a.y.stride, *is = a.index_stride;
+  using Ops = FwdOperands<kOut, T>;
+  using WinT = typename Ops::WinT;
+  constexpr bool kIdx = Ops::kIdx;
+  const auto [pb, x, y, winners, xs, ys, is] = Ops(a);
   const int64_t kh = pb.kernel_h, kw = pb.kernel_w, pw = pb.pad_w, W = pb.W, Q = pb.Q, xs2 = xs[2];
   const int64_t nv = (Q + kW - 1) / kW, qv = nv * kW;
   // Padded row: column pw + w holds input column w. The last vector's loads reach
