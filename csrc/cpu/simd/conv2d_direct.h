@@ -538,10 +538,16 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       const int m = int(std::min<int64_t>(MR, pixels - i0));
       if (i0 != offsets_of) {  // consecutive items often share the pixel tile (blocks_inner): its
                                // divisions cost ~15% of a 1x1 layer with 64 input channels
+        // The first pixel's (n, p, q) by division, the next ones stepped (one output-channel block,
+        // bfloat16 channels_last 1x1 N=8, Zen 5: 64 -> 64 @56 1.07x, 256 -> 64 1.09x, A/B).
+        int64_t q = i0 % d.Q, pq = i0 / d.Q, p = pq % d.P, n = pq / d.P;
         for (int mi = 0; mi < m; ++mi) {
-          const int64_t i = i0 + mi, q = i % d.Q, pq = i / d.Q, p = pq % d.P, n = pq / d.P;
           x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
           y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
+          if (++q == d.Q) {
+            q = 0;
+            if (++p == d.P) p = 0, ++n;
+          }
         }
         row_run = m >= 2;
         for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
