@@ -741,8 +741,8 @@ struct FloatBias {
 // C per pixel, so a row's S C elements are consecutive and go as ceil(S C / 2) pairs (the stem:
 // 11), the weights laid out in the same (s, c) order with a zero after an odd run. Applies with
 // one group, no column dilation, S > 1, C odd and stride_w C even (every window row then starts
-// on an even element, a whole pair; Wp is made even for the rows and images). A run's last pair
-// of an odd run reads one element past it, whose weight is zero: Wp keeps one more column.
+// on an even element, a whole pair; Wp is made even for the rows and images). An odd run's last
+// pair reads one element past the run, whose weight is zero: Wp keeps one more column for it.
 inline bool fprop_dense_pairs_apply(const Conv2dProblem& p) {
   return p.groups == 1 && p.dil_w == 1 && p.S > 1 && p.C % 2 == 1 && (p.stride_w * p.C) % 2 == 0;
 }
@@ -762,8 +762,8 @@ void conv2d_fprop_dense_pairs(const Conv2dFpropArgs& a) {
   const NhwcViewOf<typename M::Elem> xv{reinterpret_cast<const typename M::Elem*>(xp.data()), Hp * row, row, 0};
   DirectConvPlan plan{p.N, 1, pairs, p.K, p.P, p.Q, p.stride_h * row, p.stride_w * C / 2, {}};
   for (int64_t r = 0; r < p.R; ++r) plan.tap_offset.push_back(r * p.dil_h * row);
-  // The weights as rows (k, r) of 2 pairs elements in (s, c) order, then packed as R taps of
-  // `pairs` pairs.
+  // The weights as rows (k, r) of 2 x `pairs` elements in (s, c) order, zero-filled past S C,
+  // then packed as R taps of `pairs` pairs.
   const bf16* w = static_cast<const bf16*>(a.w.data);
   const int64_t* ws = a.w.stride;
   std::vector<bf16> rows(p.K * p.R * 2 * pairs, bf16{});

@@ -90,8 +90,6 @@ inline const WinT* winners_of(const MaxPool2dBwdArgs& a) {
   if constexpr (std::is_same_v<WinT, uint8_t>) return a.taps; else return a.indices;
 }
 
-// What names tap (i, j) of the window starting at input pixel (h0, w0): its tap number, or its
-// plane index (for a window that misses the input, the reference's (lo, lo) tap, maybe off-plane).
 // A forward call's operands as the kernels read them: the problem, input x and output y of storage
 // type T, the winners (kOut: none, int64 indices or uint8 taps) and the three stride sets.
 template <Winner kOut, typename T>
@@ -108,6 +106,8 @@ struct FwdOperands {
   const int64_t *xs, *ys, *is;
 };
 
+// What names tap (i, j) of the window starting at input pixel (h0, w0): its tap number, or its
+// plane index (for a window that misses the input, the reference's (lo, lo) tap, maybe off-plane).
 template <bool kTap>
 inline int64_t winner_value(const Pool2dProblem& pb, int64_t h0, int64_t w0, int64_t i, int64_t j) {
   return kTap ? i * pb.kernel_w + j : tap_plane_index(pb, h0, w0, i, j);
@@ -423,8 +423,9 @@ inline void fwd_nchw_interior(const T* plane, int64_t xs2, const Pool2dProblem& 
 // with the same in-bounds window rows: one vector per row, the G rows as independent chains.
 // Row by row, a row of one short vector waited on its chain's latency and paid the loop's
 // bookkeeping alone (in-process A/B, arms in random order, Zen 5, 2 threads, 2x2/2: 512 @ 28 N=1
-// 0.091-0.117 -> 0.060-0.077 ms, with indices 1.3-1.5x, N=8 1.3-1.7x; 512 @ 14 1.4-1.6x). Row g's window rows start at x0[g] (its first window row, column w0 = -pw),
-// its outputs go to y[g] and index[g]; h_first[g] is that first window row's index in the plane.
+// 0.091-0.117 -> 0.060-0.077 ms, with indices 1.3-1.5x, N=8 1.3-1.7x; 512 @ 14 1.4-1.6x).
+// Row g's window rows start at x0[g] (its first window row, column w0), its outputs go to y[g]
+// and index[g]; h_first[g] is that first window row's index in the plane.
 template <class V, Winner kOut, int kStride, int G, bool kTail, typename T>
 inline void fwd_nchw_short_rows(const T* const* x0, const int64_t* h_first, const Pool2dProblem& pb, int64_t xs2,
                                 int64_t i_first, int64_t rows, int64_t w0, T* const* y, WinnerT<kOut>* const* index,
@@ -501,18 +502,18 @@ void fwd_nchw(const MaxPool2dFwdArgs& a) {
           if (g == 0) first = ti;
           same = !ti.empty() && ti.lo == first.lo && ti.hi == first.hi;
           h_first[g] = h0 + ti.lo * pb.dil_h;
-          x0[g] = x + n * xs[0] + c * xs[1] + h_first[g] * xs[2] - pw;
+          x0[g] = x + n * xs[0] + c * xs[1] + h_first[g] * xs[2];
           yg[g] = y + n * ys[0] + c * ys[1] + p * ys[2];
           ig[g] = kIdx ? winners + n * is[0] + c * is[1] + p * is[2] : nullptr;
         }
-        if (same) {
-          const int n = static_cast<int>(pb.Q);
-          if (n == V::kW)
+        if (same) {  // pw is 0 here (q_lo == 0): the rows start at column 0
+          const int outputs = static_cast<int>(pb.Q);
+          if (outputs == V::kW)
             fwd_nchw_short_rows<V, kOut, kStride, kShortRows, false>(x0, h_first, pb, xs[2], first.lo, first.hi - first.lo,
-                                                                     -pw, yg, ig, n);
+                                                                     0, yg, ig, outputs);
           else
             fwd_nchw_short_rows<V, kOut, kStride, kShortRows, true>(x0, h_first, pb, xs[2], first.lo, first.hi - first.lo,
-                                                                    -pw, yg, ig, n);
+                                                                    0, yg, ig, outputs);
           row += kShortRows - 1;
           continue;
         }
