@@ -182,16 +182,8 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
       const int64_t tile = blocks_inner ? item / nkb : item % ntiles, kb = blocks_inner ? item % nkb : item / ntiles;
       const int64_t i0 = tile * kAmxPixels, o0 = kb * KB, olen = std::min(KB, d.out_per_group - o0);
       const int m = int(std::min(kAmxPixels, pixels - i0));
-      if (i0 != offsets_of) {  // the tile's pixel offsets: one division, then a stepped cursor
-        int64_t q = i0 % d.Q, p = i0 / d.Q % d.P, n = i0 / (d.Q * d.P);
-        for (int mi = 0; mi < m; ++mi) {
-          x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
-          y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
-          if (++q == d.Q) {
-            q = 0;
-            if (++p == d.P) p = 0, ++n;
-          }
-        }
+      if (i0 != offsets_of) {  // the tile's pixel offsets
+        pixel_offsets(d, x, ys, i0, m, x_off, y_off);
         for (int mi = m; mi < kAmxPixels; ++mi) x_off[mi] = x_off[0], y_off[mi] = y_off[0];  // computed, unused
         for (int h = 0; h < 2; ++h) {
           run[h] = true;

@@ -499,6 +499,24 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
 template <int NV, int LastL>
 constexpr int64_t tile_channels() { return (NV - 1) * VecF32::kLanes + LastL; }
 
+// x_off[mi] and y_off[mi]: where output pixel i0 + mi (flattened (n, p, q)) reads x and writes y
+// (strides ys), for mi < m. The first pixel's (n, p, q) by division, the next ones stepped (one
+// output-channel block, bfloat16 channels_last 1x1 N=8, Zen 5: 64 -> 64 @56 1.07x, 256 -> 64
+// 1.09x, A/B against a division per pixel).
+template <typename E>
+inline void pixel_offsets(const DirectConvPlan& d, const NhwcViewOf<E>& x, const int64_t ys[4], int64_t i0, int m,
+                          int64_t* x_off, int64_t* y_off) {
+  int64_t q = i0 % d.Q, pq = i0 / d.Q, p = pq % d.P, n = pq / d.P;
+  for (int mi = 0; mi < m; ++mi) {
+    x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
+    y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
+    if (++q == d.Q) {
+      q = 0;
+      if (++p == d.P) p = 0, ++n;
+    }
+  }
+}
+
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
 // offsets; wp from pack_weights with KB = tile_channels<NV, LastL>(); bias (may be null) has out_per_group * groups
 // floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
@@ -538,17 +556,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       const int m = int(std::min<int64_t>(MR, pixels - i0));
       if (i0 != offsets_of) {  // consecutive items often share the pixel tile (blocks_inner): its
                                // divisions cost ~15% of a 1x1 layer with 64 input channels
-        // The first pixel's (n, p, q) by division, the next ones stepped (one output-channel block,
-        // bfloat16 channels_last 1x1 N=8, Zen 5: 64 -> 64 @56 1.07x, 256 -> 64 1.09x, A/B).
-        int64_t q = i0 % d.Q, pq = i0 / d.Q, p = pq % d.P, n = pq / d.P;
-        for (int mi = 0; mi < m; ++mi) {
-          x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
-          y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
-          if (++q == d.Q) {
-            q = 0;
-            if (++p == d.P) p = 0, ++n;
-          }
-        }
+        pixel_offsets(d, x, ys, i0, m, x_off, y_off);
         row_run = m >= 2;
         for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
         offsets_of = i0;
