@@ -180,6 +180,12 @@ struct Vec8 {
     _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
     _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
   }
+  // p[0 .. 2n) of the same, n <= 8.
+  static void store_interleaved_n(float* p, F e, F o, int n) {
+    const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+    _mm256_maskstore_ps(p, first(std::min(2 * n, 8)), _mm256_permute2f128_ps(lo, hi, 0x20));
+    if (n > 4) _mm256_maskstore_ps(p + 8, first(2 * n - 8), _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
   static F add_where(M m, F acc, F v) { return _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), m); }
 };
 

@@ -157,6 +157,13 @@ struct Vec16 {
     _mm512_storeu_ps(p, _mm512_permutex2var_ps(e, lo, o));
     _mm512_storeu_ps(p + 16, _mm512_permutex2var_ps(e, hi, o));
   }
+  // p[0 .. 2n) of the same, n <= 16.
+  static void store_interleaved_n(float* p, F e, F o, int n) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    _mm512_mask_storeu_ps(p, first(std::min(2 * n, 16)), _mm512_permutex2var_ps(e, lo, o));
+    if (n > 8) _mm512_mask_storeu_ps(p + 16, first(2 * n - 16), _mm512_permutex2var_ps(e, hi, o));
+  }
   static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }
 };
 
