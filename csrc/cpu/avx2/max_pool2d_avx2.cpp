@@ -187,6 +187,7 @@ struct Vec8 {
     if (n > 4) _mm256_maskstore_ps(p + 8, first(2 * n - 8), _mm256_permute2f128_ps(lo, hi, 0x31));
   }
   static F add_where(M m, F acc, F v) { return _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), m); }
+  static constexpr bool kScatter = false;  // AVX2 has no scatter: bwd_nchw stays scalar
 };
 
 }  // namespace

@@ -165,6 +165,13 @@ struct Vec16 {
     if (n > 8) _mm512_mask_storeu_ps(p + 16, first(2 * n - 16), _mm512_permutex2var_ps(e, hi, o));
   }
   static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }
+
+  // bwd_nchw's vector scatter (AVX-512 only: kScatter). The int32 entries table[t] for t < 16.
+  static constexpr bool kScatter = true;
+  static I lookup16(const int32_t* table, I t) { return _mm512_permutexvar_epi32(t, _mm512_loadu_si512(table)); }
+  // Lanes of m whose k lies in [0, size), unsigned.
+  static M below(M m, I k, int32_t size) { return _mm512_mask_cmplt_epu32_mask(m, k, _mm512_set1_epi32(size)); }
+  static void scatter(float* base, M m, I k, F v) { _mm512_mask_i32scatter_ps(base, m, k, v, 4); }
 };
 
 }  // namespace
