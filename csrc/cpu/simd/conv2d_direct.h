@@ -1062,7 +1062,15 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   const int64_t PQ = p.P * p.Q, RS = p.R * p.S, CRS = p.C * RS;
   const WeightRows rows = weight_rows(ws, p.C, p.R, p.S);
   const PixelLanesCase use = pixel_lanes_case(p, xs, ys);
-  if (p.dtype != dtype_of<T>() || rows == WeightRows::kStrided || (!use.pointwise && !use.few_pixels)) return false;
+  // Float planes of 2 to 63 pixels (no whole block of lanes) too: all of them go through
+  // pixel_lanes_tails as one set of N P Q lanes, where the channels-last engine had packed them
+  // to pixels and transposed its tiles back to planes (A/B, arms in random order, Zen 5, 2 threads,
+  // N=8: 7 x 7 2048 -> 512 3.79 -> 2.93 ms, 960 -> 160 0.88 -> 0.54, 576 -> 160 1.32x, 160 -> 960
+  // 1.18x, 128 -> 512 1.04x; 3 x 3 1024 -> 1024 N=16 1.49x; 2 x 2 512 -> 512 1.03x). Planes of one
+  // pixel are channels_last already: 256 -> 256 @1 N=32 lost 1.28x this way.
+  const bool short_planes = std::is_same_v<T, float> && use.plain_1x1 && PQ >= 2;
+  if (p.dtype != dtype_of<T>() || rows == WeightRows::kStrided || (!use.pointwise && !use.few_pixels && !short_planes))
+    return false;
   // Planes of a plain 1x1 are X_n itself: packed with row copies (res5 2048 -> 512 @7, N=1: the
   // generic patch packer, a bounds check per element, took a quarter of the time).
   const bool pointwise = use.pointwise || use.plain_1x1;
