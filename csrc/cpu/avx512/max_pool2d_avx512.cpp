@@ -5,7 +5,9 @@
 //                                            vpermt2ps de-interleave, stride >= 3 by gather);
 //                                            anything else: the reference loops.
 //   max_pool2d_bwd_nchw+nhwc_f32__avx512_16  channels_last: per-output scatter over 16 channels;
-//                                            NCHW: per-plane scalar scatter; else the reference.
+//                                            NCHW: per-plane scatter (vscatterdps for the taps of
+//                                            disjoint windows) or the row kernels; else the
+//                                            reference.
 //
 // Tails use k-masked loads and stores (fault-suppressing, so a tail never touches memory past the
 // tensor). Index vectors are int32 and widened to int64 only when stored.
@@ -166,7 +168,7 @@ struct Vec16 {
   }
   static F add_where(M m, F acc, F v) { return _mm512_mask_add_ps(acc, m, acc, v); }
 
-  // bwd_nchw's vector scatter (AVX-512 only: kScatter). The int32 entries table[t] for t < 16.
+  // bwd_nchw's vector scatter (AVX-512 only: kScatter). lookup16: table[t] per lane, t < 16.
   static constexpr bool kScatter = true;
   static I lookup16(const int32_t* table, I t) { return _mm512_permutexvar_epi32(t, _mm512_loadu_si512(table)); }
   // Lanes of m whose k lies in [0, size), unsigned.

@@ -163,6 +163,7 @@ inline bool has_empty_column_window(const Pool2dProblem& pb) {
     if (in_bounds_taps(q * pb.stride_w - pb.pad_w, pb.kernel_w, pb.dil_w, pb.W).empty()) return true;
   return false;
 }
+// The same along the rows: some output row whose window misses every input row.
 inline bool has_empty_row_window(const Pool2dProblem& pb) {
   for (int64_t p = 0; p < pb.P; ++p)
     if (in_bounds_taps(p * pb.stride_h - pb.pad_h, pb.kernel_h, pb.dil_h, pb.H).empty()) return true;
@@ -899,6 +900,7 @@ void bwd_nhwc(const MaxPool2dBwdArgs& a) {
 
 // ---- backward, NCHW -------------------------------------------------------------------------
 
+// bwd_nchw's vector scatter takes rows of at least this many outputs (below, the scalar loop won).
 constexpr int64_t kScatterMinQ = 10;
 
 // Taps (kTaps): tap t of window (p, q) is plane index h0 W + w0 + tap_offset[t]; the offsets of
@@ -924,7 +926,8 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
   // plane. In-process A/B against the scalar loop, arms in random order, Zen 5, 2 threads, 2x2/2:
   // 512 @ 28 (14 outputs a row) N=1 1.23-1.33x, N=8 1.24x, bfloat16 1.23x; @ 20 1.03-1.1x; but
   // @ 16 0.92x and @ 14 0.85x: rows of fewer than kScatterMinQ outputs stay scalar.
-  const bool disjoint = pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
+  const bool disjoint =
+      pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
   const int64_t window_taps = pb.kernel_h * pb.kernel_w;
   bool scatter = false;
   alignas(64) int32_t tap_offset32[16] = {};
@@ -952,10 +955,13 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
           if (scatter) {
             for (int64_t q = 0; q < pb.Q; q += V::kW) {
               const int nq = static_cast<int>(std::min<int64_t>(V::kW, pb.Q - q));
-              const typename V::I tap = nq == V::kW ? V::load_index32(a.taps + at + q) : V::load_index32_n(a.taps + at + q, nq);
+              const typename V::I tap =
+                  nq == V::kW ? V::load_index32(a.taps + at + q) : V::load_index32_n(a.taps + at + q, nq);
               const typename V::M valid = V::below(V::first(nq), tap, static_cast<int32_t>(window_taps));
-              const typename V::I k = V::add(V::iota_times(static_cast<int32_t>(pb.stride_w), static_cast<int32_t>(row_base + q * pb.stride_w)),
-                                             V::lookup16(tap_offset32, tap));
+              // window q + l's tap 0, plus the tap's offset from it
+              const typename V::I first_tap = V::iota_times(static_cast<int32_t>(pb.stride_w),
+                                                            static_cast<int32_t>(row_base + q * pb.stride_w));
+              const typename V::I k = V::add(first_tap, V::lookup16(tap_offset32, tap));
               const typename V::F g = nq == V::kW ? V::load(gr + q) : V::load_n(gr + q, nq);
               V::scatter(plane, V::below(valid, k, static_cast<int32_t>(plane_size)), k, V::add(g, V::zero()));
             }
