@@ -163,6 +163,10 @@ inline bool has_empty_column_window(const Pool2dProblem& pb) {
     if (in_bounds_taps(q * pb.stride_w - pb.pad_w, pb.kernel_w, pb.dil_w, pb.W).empty()) return true;
   return false;
 }
+// No input element under two windows: each dilated window fits in one stride.
+inline bool windows_disjoint(const Pool2dProblem& pb) {
+  return pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
+}
 // The same along the rows: some output row whose window misses every input row.
 inline bool has_empty_row_window(const Pool2dProblem& pb) {
   for (int64_t p = 0; p < pb.P; ++p)
@@ -926,13 +930,11 @@ void bwd_nchw(const MaxPool2dBwdArgs& a) {
   // plane. In-process A/B against the scalar loop, arms in random order, Zen 5, 2 threads, 2x2/2:
   // 512 @ 28 (14 outputs a row) N=1 1.23-1.33x, N=8 1.24x, bfloat16 1.23x; @ 20 1.03-1.1x; but
   // @ 16 0.92x and @ 14 0.85x: rows of fewer than kScatterMinQ outputs stay scalar.
-  const bool disjoint =
-      pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
   const int64_t window_taps = pb.kernel_h * pb.kernel_w;
   bool scatter = false;
   alignas(64) int32_t tap_offset32[16] = {};
   if constexpr (V::kScatter && kTaps) {
-    scatter = disjoint && pb.Q >= kScatterMinQ && window_taps <= 16 && dys[3] == 1 && is[3] == 1 &&
+    scatter = windows_disjoint(pb) && pb.Q >= kScatterMinQ && window_taps <= 16 && dys[3] == 1 && is[3] == 1 &&
               plane_size <= uint64_t(std::numeric_limits<int32_t>::max()) && !has_empty_row_window(pb) &&
               !has_empty_column_window(pb);
     for (int64_t t = 0; t < window_taps && scatter; ++t) tap_offset32[t] = static_cast<int32_t>(tap_offset[t]);
@@ -1137,8 +1139,7 @@ constexpr int64_t kDisjoint2MinQTapsAvx512 = 17;
 inline bool is_disjoint2(const MaxPool2dBwdArgs& a) {
   const Pool2dProblem& pb = a.p;
   return pb.kernel_w == 2 && pb.stride_w == 2 && pb.dil_w == 1 && pb.pad_w == 0 && 2 * pb.Q <= pb.W &&
-         pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && a.dy.stride[3] == 1 && a.index_stride[3] == 1 &&
-         a.dx.stride[3] == 1;
+         windows_disjoint(pb) && a.dy.stride[3] == 1 && a.index_stride[3] == 1 && a.dx.stride[3] == 1;
 }
 
 // ---- entry points -----------------------------------------------------------------------------
@@ -1204,8 +1205,7 @@ bool max_pool2d_bwd_simd(const MaxPool2dBwdArgs& a) {
   // bwd_nhwc compares int32 plane indices.
   if (pb.C > 1 && dxs[1] == 1 && dys[1] == 1 && is[1] == 1 && pb.H * pb.W <= std::numeric_limits<int32_t>::max() &&
       !has_empty_column_window(pb)) {
-    // No input element under two windows: each dilated window fits in one stride.
-    const bool disjoint = pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
+    const bool disjoint = windows_disjoint(pb);
     if (a.taps) disjoint ? bwd_nhwc<V, true, T, uint8_t>(a) : bwd_nhwc<V, false, T, uint8_t>(a);
     else disjoint ? bwd_nhwc<V, true, T, int64_t>(a) : bwd_nhwc<V, false, T, int64_t>(a);
     return true;
