@@ -163,15 +163,15 @@ inline bool has_empty_column_window(const Pool2dProblem& pb) {
     if (in_bounds_taps(q * pb.stride_w - pb.pad_w, pb.kernel_w, pb.dil_w, pb.W).empty()) return true;
   return false;
 }
-// No input element under two windows: each dilated window fits in one stride.
-inline bool windows_disjoint(const Pool2dProblem& pb) {
-  return pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
-}
 // The same along the rows: some output row whose window misses every input row.
 inline bool has_empty_row_window(const Pool2dProblem& pb) {
   for (int64_t p = 0; p < pb.P; ++p)
     if (in_bounds_taps(p * pb.stride_h - pb.pad_h, pb.kernel_h, pb.dil_h, pb.H).empty()) return true;
   return false;
+}
+// No input element under two windows: each dilated window fits in one stride.
+inline bool windows_disjoint(const Pool2dProblem& pb) {
+  return pb.stride_h >= (pb.kernel_h - 1) * pb.dil_h + 1 && pb.stride_w >= (pb.kernel_w - 1) * pb.dil_w + 1;
 }
 
 // One output by the reference's scalar rule, for border windows and windows that miss the input.
