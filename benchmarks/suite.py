@@ -26,6 +26,7 @@ dy read and dx, dw, db written. How a kernel finds the argmax again in the max-p
 (indices or re-reading x) is its own cost, not counted.
 """
 import argparse
+import copy
 import datetime
 import functools
 import json
@@ -60,6 +61,12 @@ TOL_TF32 = 5e-3
 # 30% on a layer4 one (measured), so that check only catches gross errors; tests/ hold the real ones.
 TOL_MODEL = {torch.float64: 1e-8, torch.float32: 2e-3, torch.bfloat16: 0.2, torch.float16: 0.05}
 TOL_MODEL_TRAIN = {torch.float64: 1e-6, torch.float32: 0.1, torch.bfloat16: 0.5, torch.float16: 0.5}
+# Past those, a model case is checked against a float64 copy of the same model (same weights, same
+# input), as tests/ check every kernel: ours passes if its error is at most CALIBRATED_FACTOR times
+# torch's own, plus the op's TOL (or TOL_TF32). A bfloat16 resnet50 training step at batch 1 is that ill-conditioned:
+# conv1's weight gradient is 118% (NCHW) and 137% (channels_last) off float64 in torch itself,
+# 111% / 137% in ours (measured), past TOL_MODEL_TRAIN without anything being wrong.
+CALIBRATED_FACTOR = 2.0
 
 # Ceilings measured in shared/PERFORMANCE.md. CPU: the 2-core Zen 4 dev machine, 117 GFLOP/s fp32
 # FMA per core, 25 GB/s copy (2 threads). float64 (half) and bfloat16 (twice, AVX512-BF16 dot
@@ -186,21 +193,33 @@ def _build_model(shape, args, memory_format, direction, x, gen, seed):
     ref = ref.to(device=args.device, dtype=DTYPES[args.dtype], memory_format=memory_format)
     models = {F: ref, ours_F: cnnkernels.convert(ref, copy=True)}
     inputs = {"input": x}
+
+    def model_and_input(mod):
+        """mod: F, ours_F, or torch.float64: torch's model in float64, made at first use (only the
+        calibrated check asks for it), from ref's weights as rounded to the case's dtype, in
+        ref's mode (train or eval)."""
+        if mod is torch.float64:
+            if mod not in models:
+                models[mod] = copy.deepcopy(ref).to(torch.float64)
+            return models[mod], x.to(torch.float64)
+        return models[mod], x
+
     if direction == "fwd":
-        for m in models.values():
-            m.eval()
+        ref.eval()
+        models[ours_F].eval()
 
         def infer(mod):
+            m, xm = model_and_input(mod)
             with torch.no_grad():
-                return {"out": models[mod](x)}
+                return {"out": m(xm)}
         return infer, inputs
     labels = torch.randint(shape.params["classes"], (x.shape[0],), generator=gen, device=args.device)
 
     def train_step(mod):
-        m = models[mod].train()
-        m.zero_grad(set_to_none=True)
+        m, xm = model_and_input(mod)
+        m.train().zero_grad(set_to_none=True)
         torch.manual_seed(seed)  # the same dropout masks (mobilenet_v2) on both sides
-        out = m(x)
+        out = m(xm)
         F.cross_entropy(out, labels).backward()
         first_conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
         return {"out": out.detach(), "grad_first_conv": first_conv.weight.grad}
@@ -276,6 +295,18 @@ def _check(ours, ref, inputs, tol):
             o, r = o.detach().double(), r.detach().double()
             errors[name] = ((o - r).abs().max() / r.abs().max().clamp_min(1e-30)).item() if r.numel() else 0.0
     ok = all(e <= (0 if n == "indices" else tol) for n, e in errors.items())
+    return ok, errors
+
+
+def _check_calibrated(ours, ref, exact, tol):
+    """Per output, ours' and torch's errors against the float64 result (as _check measures them):
+    ok where ours' is at most CALIBRATED_FACTOR times torch's, plus tol."""
+    errors = {}
+    for name, e in exact.items():
+        o, r, x = ours[name].detach().double(), ref[name].detach().double(), e.detach().double()
+        scale = x.abs().max().clamp_min(1e-30)
+        errors[name] = {"ours": ((o - x).abs().max() / scale).item(), "torch": ((r - x).abs().max() / scale).item()}
+    ok = all(e["ours"] <= CALIBRATED_FACTOR * e["torch"] + tol for e in errors.values())
     return ok, errors
 
 
@@ -385,6 +416,7 @@ def _run_case(shape, args, layout, direction, ceilings):
     dtype = DTYPES[args.dtype]
     tol = TOL_TF32 if (args.device == "cuda" and dtype == torch.float32
                        and torch.backends.cudnn.allow_tf32) else TOL[dtype]
+    op_tol = tol  # the calibrated check's floor
     if shape.op == "model":
         tol = max(tol, (TOL_MODEL_TRAIN if direction == "fwdbwd" else TOL_MODEL)[dtype])
     rec = dict(id=f"{shape.name}/{layout}/{direction}", name=shape.name, family=shape.family,
@@ -420,6 +452,9 @@ def _run_case(shape, args, layout, direction, ceilings):
     try:
         ours, ours_first = first_call(ours_F)
         ok, errors = _check(ours, ref, inputs, tol)
+        if not ok and shape.op == "model":  # ill-conditioned, or wrong: ask float64
+            ok, calibrated = _check_calibrated(ours, ref, run(torch.float64), op_tol)
+            rec.update(float64_rel_err=calibrated)
         rec.update(status="ok" if ok else "MISMATCH", max_rel_err=errors, tol=tol)
     except Exception as e:
         rec.update(status="ERROR", error=f"ours: {_describe(e)}")

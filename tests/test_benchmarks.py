@@ -4,6 +4,7 @@ results."""
 import json
 
 import pytest
+import torch
 
 import benchmarks
 import cnnkernels
@@ -54,3 +55,18 @@ def test_versus_isa_times_a_third_side_and_summarises_the_ratio(capsys):
     assert result["isa_summary"]["vgg16 max_pool2d"]["nhwc fwd"] == pytest.approx(case["isa_ratio"])  # a geomean of one
     assert "scalar/ours" in capsys.readouterr().out
     assert cnnkernels._C.cpu_isa() == isa_before, "the suite restores the ISA"
+
+
+def test_model_check_falls_back_to_float64_calibration():
+    """A model case whose result is far from torch's passes only where torch is as far from the
+    float64 result (an ill-conditioned training step), not where ours alone is off."""
+    from benchmarks.suite import CALIBRATED_FACTOR, _check_calibrated
+
+    exact = {"out": torch.tensor([1.0, -2.0, 4.0], dtype=torch.float64)}
+    torch_off = {"out": torch.tensor([1.5, -2.0, 4.0])}  # torch: 12.5% of the scale off
+    ours_other_way = {"out": torch.tensor([0.5, -2.0, 4.0])}  # as far off, the other way: 25% from torch
+    ok, errors = _check_calibrated(ours_other_way, torch_off, exact, tol=0.01)
+    assert ok and errors["out"]["ours"] == pytest.approx(0.125) and errors["out"]["torch"] == pytest.approx(0.125)
+    ours_wrong = {"out": torch.tensor([1.0, -2.0, 4.0 + 4 * CALIBRATED_FACTOR * 0.125 + 0.1])}
+    ok, errors = _check_calibrated(ours_wrong, torch_off, exact, tol=0.01)
+    assert not ok, errors
