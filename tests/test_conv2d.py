@@ -312,6 +312,29 @@ def test_depthwise_small_nchw_planes_transposed(isa, dtype, c, h, w, stride):
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,h,w,r,stride,padding,dilation", [
+    (48, 7, 7, 3, (1, 1), (1, 1), (1, 1)),     # three vectors on AVX-512: a block of 2, then 1
+    (40, 14, 11, 3, (2, 2), (1, 1), (1, 1)),   # padded channels; stride 2, an odd width
+    (16, 9, 30, 3, (1, 2), (0, 2), (2, 2)),    # dilation: the edge columns check their taps
+    (32, 4, 3, 3, (1, 1), (2, 1), (1, 1)),     # rows and columns with no tap-complete interior
+    (24, 12, 10, 5, (1, 1), (2, 2), (1, 1)),   # 5 x 5: registers on AVX-512, per-row sums on AVX2
+    (64, 40, 40, 3, (1, 1), (1, 1), (1, 1)),   # chunks of 12 rows of 40 pixels, summed in order
+])
+def test_depthwise_wgrad_register_sums(isa, dtype, c, h, w, r, stride, padding, dilation):
+    """The channels-last depthwise weight gradient with its tap sums in registers (3 x 3 and 5 x 5
+    filters): blocks of one and two channel vectors, padded channels, strides, dilation, the columns
+    whose taps leave the input, chunks of rows, on channels-last and NCHW inputs (NCHW planes too
+    short for the planes kernel go through the channels-last copy)."""
+    for layout in ("channels_last", "contiguous"):
+        cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=r, groups=c, stride=stride, padding=padding,
+                   dilation=dilation, bias=False, x_layout=layout, w_layout="contiguous", g_layout=layout,
+                   seed=c * h + w)
+        with forced_isa(isa):
+            check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k,h,w,stride", [(3, 32, 30, 37, 2), (3, 20, 17, 26, 1), (5, 40, 9, 50, 2), (4, 8, 11, 9, 1)])
 def test_nchw_output_leaves_tiles_as_transposes(isa, dtype, c, k, h, w, stride):
     """The direct engine writes an NCHW output from its channels-last tiles: 8 x 8 transposes
@@ -502,6 +525,26 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
         theirs = F.conv2d(x, wt, b)
     assert y.is_contiguous()
     assert_calibrated(y, theirs, ref64, f"pointwise {c}->{k} @{h}x{w}", c)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("c,k,groups,h,r,stride", [
+    (3, 32, 1, 30, 3, 2),     # a MobileNet-like stem: 9 folded rows of 12, no padded lanes (AVX-512)
+    (3, 24, 1, 17, 3, 2),     # 24 of 32 lanes; dy copied pixel by pixel into slots of 32
+    (32, 16, 1, 14, 3, 1),    # AVX-512: 24 x 1 tiles, 96 folded rows in 4 blocks
+    (3, 8, 1, 23, 5, 1),      # 8 output channels (the engine's fewest), 15 folded rows
+    (20, 40, 2, 9, 3, 1),     # two groups of 20: 12 x 2 tiles, no folding, dy padded per group
+])
+def test_narrow_weight_grad_tiles(isa, dtype, layout, c, k, groups, h, r, stride):
+    """Weight gradients of 8-32 output channels per group, which AVX-512 runs on 24 x 1 and 12 x 2
+    tiles (AVX2 on its 6 x 2): every tap, stride, group and channel tail against PyTorch."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=h + 3, r=r, s=r, groups=groups, stride=(stride, stride),
+               padding=(r // 2, r // 2), dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous",
+               g_layout=layout, seed=c * k + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])

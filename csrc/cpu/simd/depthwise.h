@@ -774,7 +774,78 @@ inline bool depthwise_wgrad_planes(const Conv2dWgradArgs& a) {
   return true;
 }
 
-// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. A thread item is a fixed chunk
+// The channels-last weight gradient of an R x S filter with its R S NB tap sums in registers:
+// NB channel vectors of the output rows [r0, r1), partial sums to part[t Cp] (from channel v0 L).
+// Per output pixel: NB loads of dy, R S NB of x, R S NB FMAs. Columns [q_lo, q_hi) have every tap
+// in bounds; the others check each tap (cols). Sums run over the chunk in pixel order.
+template <int R, int S, int NB, typename T>
+void depthwise_wgrad_registers(const Conv2dProblem& p, const ChannelsLast<T>& x, const ChannelsLast<T>& dy,
+                               int64_t r0, int64_t r1, int64_t v0, const TapRange* cols, int64_t q_lo,
+                               int64_t q_hi, float* part, int64_t Cp) {
+  using V = VecF32;
+  using Vec = V::type;
+  constexpr int L = V::kLanes;
+  Vec acc[R * S][NB];
+  for (auto& tap : acc)
+    for (auto& b : tap) b = V::zero();
+  int64_t soff[S];
+  for (int s = 0; s < S; ++s) soff[s] = (s * p.dil_w - p.pad_w) * x.sw;
+  const int64_t xstep = p.stride_w * x.sw;
+  for (int64_t np = r0; np < r1; ++np) {
+    const int64_t n = np / p.P, pp = np % p.P;
+    const T* dyrow = dy.data + n * dy.sn + pp * dy.sh + v0 * L;
+    const T* xrow[R];
+    bool row_in[R];
+    for (int r = 0; r < R; ++r) {
+      const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+      row_in[r] = h >= 0 && h < p.H;
+      xrow[r] = x.data + n * x.sn + (row_in[r] ? h : 0) * x.sh + v0 * L;
+    }
+    auto pixel = [&]<bool kEdge>(int64_t q) {
+      Vec g[NB];
+      for (int b = 0; b < NB; ++b) g[b] = V::load(dyrow + q * dy.sw + b * L);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        if (!row_in[r]) continue;
+#pragma GCC unroll 8
+        for (int s = 0; s < S; ++s) {
+          if (kEdge && (q < cols[s].lo || q >= cols[s].hi)) continue;
+          const T* xp = xrow[r] + q * xstep + soff[s];
+#pragma GCC unroll 4
+          for (int b = 0; b < NB; ++b) acc[r * S + s][b] = V::fmadd(g[b], V::load(xp + b * L), acc[r * S + s][b]);
+        }
+      }
+    };
+    int64_t q = 0;
+    for (; q < std::min(q_lo, p.Q); ++q) pixel.template operator()<true>(q);
+    for (; q < q_hi; ++q) pixel.template operator()<false>(q);
+    for (; q < p.Q; ++q) pixel.template operator()<true>(q);
+  }
+  for (int t = 0; t < R * S; ++t)
+    for (int b = 0; b < NB; ++b) V::store(part + t * Cp + (v0 + b) * L, acc[t][b]);
+}
+
+// The filters whose tap sums fit in the registers (with a dy and an x vector each): 3 x 3 in 2
+// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 on AVX-512 (25).
+inline int depthwise_wgrad_register_block(const Conv2dProblem& p) {
+  constexpr bool kWide = VecF32::kLanes == 16;
+  if (p.R == 3 && p.S == 3) return kWide ? 2 : 1;
+  if (p.R == 5 && p.S == 5 && kWide) return 1;
+  return 0;
+}
+
+// Pixels per chunk of output rows in depthwise_wgrad's register path: the chunks' partial sums
+// are added up at the end, so short rows (7 x 7) go many to a chunk.
+constexpr int64_t kWgradChunkPixels = 512;
+
+// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. 3 x 3 and 5 x 5 filters
+// (depthwise_wgrad_register_block): an item is a chunk of output rows (about kWgradChunkPixels
+// pixels) and a block of channel vectors, its tap sums in registers
+// (depthwise_wgrad_registers). In-process A/B against the per-row sums below, 2 threads, N=8
+// channels_last, float32: 3 x 3 960 @7 5.2x, 576 @14 2.8x, 192 @28 2.9x, 144 @56 1.5x, 32 @112
+// 1.5x, stride 2 144 @56 2.2x, 96 @112 1.5x; 5 x 5 240 @28 2.8x; bfloat16 2.0-2.5x; AVX2 1.3-2.0x.
+// (Those sums, per row and tap through memory, loaded dy once per tap, and short rows spent more
+// on the chunks' partials than on the products.) Other filters: a thread item is a fixed chunk
 // of output rows: for each row and channel vector it sums the row's products per tap, adds them
 // to the chunk's partial totals, and the partials are added up in chunk order at the end, so the
 // result does not depend on the thread count. Items of one channel vector over every pixel (the
@@ -791,6 +862,49 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   ScratchOf<T> xs(0), dys(0);
   const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
   const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
+  T* dw = static_cast<T*>(a.dw.data);
+  const int64_t* ws = a.dw.stride;
+  if (const int NB = depthwise_wgrad_register_block(p); NB > 0) {
+    std::vector<TapRange> cols(p.S);
+    int64_t q_lo = 0, q_hi = p.Q;  // columns where every tap is in bounds
+    for (int64_t s = 0; s < p.S; ++s) {
+      cols[s] = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
+      q_lo = std::max(q_lo, cols[s].lo), q_hi = std::min(q_hi, cols[s].hi);
+    }
+    q_hi = std::max(q_hi, q_lo);
+    const int64_t rows = p.N * p.P, chunk_rows = std::max<int64_t>(1, kWgradChunkPixels / p.Q);
+    const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows, nblocks = (nv + NB - 1) / NB;
+    Scratch partial(nchunks * taps * Cp);
+    parallel_for(0, nchunks * nblocks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t chunk = item / nblocks, v0 = item % nblocks * NB;
+        const int64_t r0 = chunk * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+        float* part = partial.data() + chunk * taps * Cp;
+        const bool two = NB == 2 && v0 + 1 < nv;
+        if (p.R == 3 && two)
+          depthwise_wgrad_registers<3, 3, 2>(p, x, dy, r0, r1, v0, cols.data(), q_lo, q_hi, part, Cp);
+        else if (p.R == 3)
+          depthwise_wgrad_registers<3, 3, 1>(p, x, dy, r0, r1, v0, cols.data(), q_lo, q_hi, part, Cp);
+        else
+          depthwise_wgrad_registers<5, 5, 1>(p, x, dy, r0, r1, v0, cols.data(), q_lo, q_hi, part, Cp);
+      }
+    });
+    // The chunks' sums in chunk order, per channel vector (threads split the vectors), stored as dw.
+    parallel_for(0, nv, 1, [&](int64_t b, int64_t e) {
+      using V = VecF32;
+      alignas(64) float lanes[L];
+      for (int64_t v = b; v < e; ++v)
+        for (int64_t t = 0; t < taps; ++t) {
+          V::type sum = V::load(partial.data() + t * Cp + v * L);
+          for (int64_t chunk = 1; chunk < nchunks; ++chunk)
+            sum = V::add(sum, V::load(partial.data() + (chunk * taps + t) * Cp + v * L));
+          V::store(lanes, sum);
+          for (int64_t c = v * L; c < std::min(C, (v + 1) * L); ++c)
+            store_from(dw + c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3], lanes[c - v * L]);
+        }
+    });
+    return true;
+  }
   constexpr int64_t kChunkRows = 4;
   const int64_t rows = p.N * p.P, nchunks = (rows + kChunkRows - 1) / kChunkRows;
   Scratch partial(nchunks * taps * Cp);
@@ -834,8 +948,6 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
     const float* part = partial.data() + chunk * taps * Cp;
     for (int64_t i = 0; i < taps * Cp; ++i) total[i] += part[i];
   }
-  T* dw = static_cast<T*>(a.dw.data);
-  const int64_t* ws = a.dw.stride;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < taps; ++t) store_from(dw + c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3], total[t * Cp + c]);
   return true;
