@@ -126,6 +126,9 @@ inline void convert_n(const bf16* s, float* d, int64_t n) {
 // A pixel's n floats copied to d and its slots [n, slots) zeroed, in vector moves: per pixel, a
 // memcpy and a memset call cost more than the copy where pixels have few channels (the stem's 3;
 // a 24-channel dy in slots of 32 for the weight gradient: 40% of that layer's time).
+// Pixels of kSmallPixel or more channels keep memcpy (64-byte moves on AVX-512, 32 here; the
+// 256-channel pixels of 1x1/2 256 -> 512 @56 N=8 measured alike both ways).
+constexpr int64_t kSmallPixel = 32;
 inline void copy_pixel(const float* s, float* d, int64_t n, int64_t slots) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) store8(d + i, load8(s + i));
@@ -387,8 +390,10 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
           continue;
         }
         if constexpr (std::is_same_v<T, float> && std::is_same_v<D, float>) {
-          for (int64_t w = 0; w < W; ++w) copy_pixel(s + w * st[3], row + w * ps, C, ps);
-          continue;
+          if (C < kSmallPixel) {
+            for (int64_t w = 0; w < W; ++w) copy_pixel(s + w * st[3], row + w * ps, C, ps);
+            continue;
+          }
         }
         if (ps > C)
           for (int64_t w = 0; w < W; ++w) std::fill(row + w * ps + C, row + (w + 1) * ps, D{});
