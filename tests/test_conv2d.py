@@ -529,6 +529,27 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c,k,h,w,r,stride,padding,dilation", [
+    (64, 1, 9, 150, 3, (1, 1), (1, 1), (1, 1)),   # rows past a block: the last block ends at Q
+    (19, 3, 12, 40, 3, (2, 1), (1, 1), (1, 1)),   # row stride 2; channels past the last 8
+    (8, 7, 7, 61, 5, (1, 1), (2, 0), (1, 2)),     # the widest tile count; dilated columns
+    (3, 2, 30, 9, 3, (3, 1), (0, 2), (2, 1)),     # rows shorter than a vector; dilated rows
+    (5, 5, 4, 200, 1, (1, 1), (0, 0), (1, 1)),    # 1x1
+])
+def test_few_output_channels_forward(isa, dtype, layout, c, k, h, w, r, stride, padding, dilation):
+    """Forwards of 1-7 output channels at column stride 1 (conv2d_few_outputs.h: output columns
+    as vector lanes over zero-padded rows of every channel, channels_last rows transposed in):
+    blocks of columns with a shifted last one, strides, padding, dilation, every layout."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
+               seed=c * k + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("c,k,groups,h,r,stride", [
     (3, 32, 1, 30, 3, 2),     # a MobileNet-like stem: 9 folded rows of 12, no padded lanes (AVX-512)
