@@ -1,4 +1,5 @@
-"""The layers the suite races: ResNet-50, VGG-16 and MobileNetV2 convolutions and the max-pools of
+"""The layers the suite races: ResNet-50, VGG-16 and MobileNetV2 convolutions, two few-channel output
+heads, and the max-pools of
 ResNet-50 and VGG-16, at ImageNet resolution (224x224 input), and whole torchvision models. Names follow the PyTorch baselines in
 shared/anchors/ (r50_res2_3x3_64, ...) so a result can be read against them; the batch size is
 not part of a shape, it comes from the runner's --batch.
@@ -62,13 +63,23 @@ VGG16 = [
 ]
 
 # MobileNetV2, the 24-channel stage at 56x56: expand 1x1 24->144, depthwise 3x3 144 (stride 1, and
-# stride 2 where the next stage starts), project 1x1 144->24; plus the anchors' depthwise 384 @14/2.
+# stride 2 where the next stage starts), project 1x1 144->24; plus the anchors' depthwise 384 @14/2,
+# the stem (3x3/2 3->32, 32 output channels) and the last stage's depthwise 960 @7.
 MOBILENETV2 = [
+    conv("mbv2_stem_3x3s2_3to32", "mobilenetv2", 3, 32, 224, 3, stride=2),
     conv("mbv2_pw_1x1_24to144_56", "mobilenetv2", 24, 144, 56, 1),
     conv("mbv2_dw3x3_144_56", "mobilenetv2", 144, 144, 56, 3, groups=144),
     conv("mbv2_dw3x3s2_144_56", "mobilenetv2", 144, 144, 56, 3, stride=2, groups=144),
     conv("mbv2_pw_1x1_144to24_56", "mobilenetv2", 144, 24, 56, 1),
     conv("mbv2_dw3x3s2_384_14", "mobilenetv2", 384, 384, 14, 3, stride=2, groups=384),
+    conv("mbv2_dw3x3_960_7", "mobilenetv2", 960, 960, 7, 3, groups=960),
+]
+
+# Output heads of few channels: a segmentation or depth map (64 -> 1 @112) and an image decoder's
+# RGB (64 -> 3 @224), with bias.
+HEADS = [
+    conv("head_3x3_64to1_112", "heads", 64, 1, 112, 3, bias=True),
+    conv("head_3x3_64to3_224", "heads", 64, 3, 224, 3, bias=True),
 ]
 
 POOLS = [
@@ -86,7 +97,7 @@ MODELS = [
 ]
 
 SUITES = {
-    "layers": RESNET50 + VGG16 + MOBILENETV2,
+    "layers": RESNET50 + VGG16 + MOBILENETV2 + HEADS,
     "pool": POOLS,
     "models": MODELS,
 }

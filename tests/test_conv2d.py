@@ -537,10 +537,11 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (3, 2, 30, 9, 3, (3, 1), (0, 2), (2, 1)),     # rows shorter than a vector; dilated rows
     (5, 5, 4, 200, 1, (1, 1), (0, 0), (1, 1)),    # 1x1
 ])
-def test_few_output_channels_forward(isa, dtype, layout, c, k, h, w, r, stride, padding, dilation):
-    """Forwards of 1-7 output channels at column stride 1 (conv2d_few_outputs.h: output columns
-    as vector lanes over zero-padded rows of every channel, channels_last rows transposed in):
-    blocks of columns with a shifted last one, strides, padding, dilation, every layout."""
+def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding, dilation):
+    """Forwards of 1-7 output channels at column stride 1, and their weight gradients for 1- and
+    3-wide filters (conv2d_few_outputs.h: output columns as vector lanes over zero-padded rows of
+    every channel, channels_last rows transposed in): blocks of columns with a shifted last one,
+    the last vector's columns past Q, strides, padding, dilation, every layout."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * k + w)
