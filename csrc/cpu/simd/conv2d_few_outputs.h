@@ -174,63 +174,101 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
 // 1 x 1 and 3-wide filters: dw[k][c][r][s] = sum over (n, p, q) of dy[n][k][p][q] x[n][c][p sh + r
 // dh - pad_h][q + s dw - pad_w], output columns as vector lanes. x goes into the forward's padded
 // rows; dy into rows [n][p][k][Qv] (Qv: Q rounded up to whole vectors, zeros past Q). An item is
-// one filter row r and a block of CB input channels; its K CB S sums stay in registers over every
-// output pixel (per vector of columns: K loads of dy and CB S of x feed K CB S FMAs) and are added
-// across their lanes at the end. Items write disjoint elements of dw: the sums do not depend on
-// the thread count. These layers had run the reference loops: 2 threads, Zen 5, float32, N=1 64 -> 3
-// @224 channels_last 64 -> 2.6 ms (PyTorch 3.9), NCHW 24 -> 2.2 (3.6); N=8 64 -> 1 @112 4.2-4.5 ms
-// (PyTorch 5.9-7.5).
+// one filter row r and a block of CB input channels; its K CB S sums stay in registers over a
+// chunk of output rows (per vector of columns: K loads of dy and CB S of x feed K CB S FMAs), are
+// added to their split's totals, and the totals are added across splits and lanes at the end.
+// These layers had run the reference loops. 2 threads, Zen 5, float32: N=1 64 -> 3 @224
+// channels_last 64 -> 2.1 ms (PyTorch 3.9), NCHW 24 -> 2.2 (3.6); N=8 64 -> 1 @112 3.2 ms (PyTorch
+// 9.0), 64 -> 3 @224 20 ms (PyTorch 23). (Items over every output pixel, before the chunks, read x
+// from memory once per filter row: that N=8 64 -> 3 took 31 ms.)
 template <int K, int S>
 constexpr int few_outputs_wgrad_channels() {
   return std::clamp(24 / (K * S), 1, 8);
 }
+
+// Output rows per chunk: a chunk's x rows (kWgradChunkRows + R - 1 padded rows of every channel)
+// stay in the L2 while every item sweeps them.
+constexpr int64_t kWgradChunkRows = 8;
 
 template <typename T, int K, int S>
 void few_outputs_wgrad(const Conv2dProblem& p, const float* xp, int64_t Hp, int64_t Wp, const float* dyp, int64_t Qv,
                        T* dw, const int64_t ws[4]) {
   using V = VecF32;
   constexpr int L = V::kLanes, CB = few_outputs_wgrad_channels<K, S>();
-  const int64_t ncb = (p.C + CB - 1) / CB, xrow = p.C * Wp;
-  parallel_for(0, p.R * ncb, 1, [&](int64_t b, int64_t e) {
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
-      typename V::type acc[K][CB][S];
+  constexpr int64_t kSums = int64_t(K) * CB * S * L;  // an item's lanes
+  const int64_t ncb = (p.C + CB - 1) / CB, items = p.R * ncb, xrow = p.C * Wp, rows = p.N * p.P;
+  // Fixed splits of the output rows (their totals added in split order at the end), so that 2
+  // threads have work and the sums do not depend on the thread count.
+  const int64_t splits = std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16);
+  Scratch totals(splits * items * kSums);
+  if (rows == 0) std::fill(totals.data(), totals.data() + items * kSums, 0.0f);  // an empty batch: dw = 0
+  parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
+    for (int64_t split = b; split < e; ++split) {
+      const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
+      for (int64_t chunk = row0; chunk < row1; chunk += kWgradChunkRows) {
+        const int64_t chunk_end = std::min(row1, chunk + kWgradChunkRows);
+        for (int64_t item = 0; item < items; ++item) {
+          const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
+          typename V::type acc[K][CB][S];
 #pragma GCC unroll 8
-      for (int k = 0; k < K; ++k)
+          for (int k = 0; k < K; ++k)
 #pragma GCC unroll 8
-        for (int cb = 0; cb < CB; ++cb)
+            for (int cb = 0; cb < CB; ++cb)
 #pragma GCC unroll 4
-          for (int s = 0; s < S; ++s) acc[k][cb][s] = V::zero();
-      for (int64_t np = 0; np < p.N * p.P; ++np) {
-        const int64_t n = np / p.P, pp = np % p.P;
-        // Channels past C (the last block) read channel c0 again: their sums are not stored.
-        const float* xr = xp + (n * Hp + pp * p.stride_h + r * p.dil_h) * xrow;
-        const float* xc[CB];
+              for (int s = 0; s < S; ++s) acc[k][cb][s] = V::zero();
+          for (int64_t np = chunk; np < chunk_end; ++np) {
+            const int64_t n = np / p.P, pp = np % p.P;
+            // Channels past C (the last block) read channel c0 again: their sums are not stored.
+            const float* xr = xp + (n * Hp + pp * p.stride_h + r * p.dil_h) * xrow;
+            const float* xc[CB];
 #pragma GCC unroll 8
-        for (int cb = 0; cb < CB; ++cb) xc[cb] = xr + (c0 + (cb < cn ? cb : 0)) * Wp;
-        const float* dr = dyp + np * K * Qv;
-        for (int64_t q = 0; q < Qv; q += L) {
-          typename V::type g[K];
+            for (int cb = 0; cb < CB; ++cb) xc[cb] = xr + (c0 + (cb < cn ? cb : 0)) * Wp;
+            const float* dr = dyp + np * K * Qv;
+            for (int64_t q = 0; q < Qv; q += L) {
+              typename V::type g[K];
 #pragma GCC unroll 8
-          for (int k = 0; k < K; ++k) g[k] = V::load(dr + k * Qv + q);
+              for (int k = 0; k < K; ++k) g[k] = V::load(dr + k * Qv + q);
 #pragma GCC unroll 8
-          for (int cb = 0; cb < CB; ++cb)
+              for (int cb = 0; cb < CB; ++cb)
 #pragma GCC unroll 4
-            for (int s = 0; s < S; ++s) {
-              const typename V::type xv = V::load(xc[cb] + q + s * p.dil_w);
+                for (int s = 0; s < S; ++s) {
+                  const typename V::type xv = V::load(xc[cb] + q + s * p.dil_w);
 #pragma GCC unroll 8
-              for (int k = 0; k < K; ++k) acc[k][cb][s] = V::fmadd(g[k], xv, acc[k][cb][s]);
+                  for (int k = 0; k < K; ++k) acc[k][cb][s] = V::fmadd(g[k], xv, acc[k][cb][s]);
+                }
             }
+          }
+          float* t = totals.data() + (split * items + item) * kSums;
+          const bool first = chunk == row0;
+#pragma GCC unroll 8
+          for (int k = 0; k < K; ++k)
+#pragma GCC unroll 8
+            for (int cb = 0; cb < CB; ++cb)
+#pragma GCC unroll 4
+              for (int s = 0; s < S; ++s) {
+                float* at = t + ((k * CB + cb) * S + s) * L;
+                V::store(at, first ? acc[k][cb][s] : V::add(V::load(at), acc[k][cb][s]));
+              }
         }
       }
-      alignas(64) float lanes[L];
+    }
+  });
+  // The splits' totals in split order, then each sum's lanes, into dw.
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    alignas(64) float lanes[L];
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
       for (int k = 0; k < K; ++k)
         for (int64_t cb = 0; cb < cn; ++cb)
           for (int s = 0; s < S; ++s) {
-            V::store(lanes, acc[k][cb][s]);
-            float sum = 0.0f;
-            for (int l = 0; l < L; ++l) sum += lanes[l];
-            store_from(dw + k * ws[0] + (c0 + cb) * ws[1] + r * ws[2] + s * ws[3], sum);
+            const int64_t at = item * kSums + ((k * CB + cb) * S + s) * L;
+            typename V::type sum = V::load(totals.data() + at);
+            for (int64_t split = 1; split < splits; ++split)
+              sum = V::add(sum, V::load(totals.data() + split * items * kSums + at));
+            V::store(lanes, sum);
+            float total = 0.0f;
+            for (int l = 0; l < L; ++l) total += lanes[l];
+            store_from(dw + k * ws[0] + (c0 + cb) * ws[1] + r * ws[2] + s * ws[3], total);
           }
     }
   });
