@@ -461,12 +461,28 @@ def test_tuple_arguments_of_one_value():
     torch.testing.assert_close(CF.conv2d(x, w, None, (2,), [1], (1,)), F.conv2d(x, w, None, (2,), [1], (1,)))
 
 
-def test_empty_batch_gives_empty_output_and_zero_gradients():
-    x = torch.randn(0, 4, 8, 8, requires_grad=True)
-    w = torch.randn(6, 4, 3, 3, requires_grad=True)
-    b = torch.randn(6, requires_grad=True)
-    y = CF.conv2d(x, w, b, padding=1)
-    assert y.shape == F.conv2d(x, w, b, padding=1).shape == (0, 6, 8, 8)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("c,k,r,stride,groups", [
+    (4, 6, 3, 1, 1),      # few output channels
+    (32, 32, 3, 1, 32),   # depthwise 3x3, sums in registers
+    (16, 16, 5, 1, 16),   # depthwise 5x5
+    (16, 16, 3, 2, 16),   # depthwise, stride 2
+    (3, 32, 3, 2, 1),     # narrow weight-gradient tiles (a stem)
+    (8, 24, 3, 1, 1),     # 12 x 2 tiles
+    (64, 64, 3, 1, 1),    # Winograd / the wide tile
+    (64, 64, 1, 1, 1),    # 1x1
+])
+def test_empty_batch_gives_empty_output_and_zero_gradients(dtype, layout, c, k, r, stride, groups):
+    """N = 0 on every engine: an empty output, an empty input gradient, zero weight and bias gradients."""
+    x = torch.randn(0, c, 8, 8, dtype=dtype)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    w = torch.randn(k, c // groups, r, r, dtype=dtype, requires_grad=True)
+    b = torch.randn(k, dtype=dtype, requires_grad=True)
+    y = CF.conv2d(x, w, b, stride, r // 2, 1, groups)
+    assert y.shape == F.conv2d(x, w, b, stride, r // 2, 1, groups).shape
     y.sum().backward()
     assert x.grad.shape == x.shape
     assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))

@@ -124,7 +124,10 @@ at::Tensor conv2d_weight_grad(const at::Tensor& grad_output, const at::Tensor& i
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.sizes() == at::IntArrayRef({p.N, p.K, p.P, p.Q}), kOp,
               ": expected grad_output of size ", shape_str({p.N, p.K, p.P, p.Q}), ", got ", grad_output.sizes());
   at::Tensor dw = new_output(weight_size, input.options());
-  // Every element is written by the kernels, including the zeros of an empty batch.
+  // An empty batch sums nothing: zeros, here rather than in each engine (the CPU engines' running
+  // totals start from their first chunk of rows, and an empty batch has none). Otherwise every
+  // element is written by the kernels.
+  if (p.N == 0) return dw.zero_();
   Conv2dWgradArgs args{p, const_view(grad_output), const_view(input), mut_view(dw)};
   if (input.is_cuda()) {
 #ifdef CNNKERNELS_WITH_CUDA
@@ -144,6 +147,7 @@ at::Tensor conv2d_bias_grad(const at::Tensor& grad_output) {
   p.N = grad_output.size(0); p.K = grad_output.size(1); p.P = grad_output.size(2); p.Q = grad_output.size(3);
   p.dtype = kernel_dtype(grad_output, kOp, "grad_output");
   at::Tensor db = new_output({p.K}, grad_output.options());
+  if (p.N == 0) return db.zero_();  // as conv2d_weight_grad
   Conv2dBgradArgs args{p, const_view(grad_output), db.data_ptr()};
   if (grad_output.is_cuda()) {
 #ifdef CNNKERNELS_WITH_CUDA
