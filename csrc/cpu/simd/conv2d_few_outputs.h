@@ -35,6 +35,20 @@ constexpr int few_outputs_vectors() {
   return std::clamp(regs / (K + 1), 1, 8);
 }
 
+// body.template operator()<K>() for the run-time output channel count K (1 to kFewOutputsMax).
+template <typename Body>
+void with_few_outputs(int64_t K, const Body& body) {
+  switch (K) {
+    case 1: return body.template operator()<1>();
+    case 2: return body.template operator()<2>();
+    case 3: return body.template operator()<3>();
+    case 4: return body.template operator()<4>();
+    case 5: return body.template operator()<5>();
+    case 6: return body.template operator()<6>();
+    case 7: return body.template operator()<7>();
+  }
+}
+
 // x (N x C x H x W, strides xs) as zero-padded float rows [n][hp][c][Wp]: input row h = hp - pad_h,
 // column w at w + pad_w; zeros elsewhere. NCHW rows go as row copies, channels_last pixels through
 // 8 x 8 register transposes.
@@ -156,19 +170,11 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
           wt[((r * p.C + c) * p.S + s) * p.K + k] = load_acc(w + k * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]);
   const FloatBias<T> bias(a.bias, p.K);
   T* y = static_cast<T*>(a.y.data);
-  switch (p.K) {
-#define CNNKERNELS_FEW_OUTPUTS_CASE(K)                                                                  \
-  case K:                                                                                               \
-    few_outputs_conv<T, K>(p, xp.data(), Hp, Wp, wt.data(), bias.data(), y, a.y.stride);               \
-    break;
-    CNNKERNELS_FEW_OUTPUTS_CASE(1) CNNKERNELS_FEW_OUTPUTS_CASE(2) CNNKERNELS_FEW_OUTPUTS_CASE(3)
-    CNNKERNELS_FEW_OUTPUTS_CASE(4) CNNKERNELS_FEW_OUTPUTS_CASE(5) CNNKERNELS_FEW_OUTPUTS_CASE(6)
-    CNNKERNELS_FEW_OUTPUTS_CASE(7)
-#undef CNNKERNELS_FEW_OUTPUTS_CASE
-  }
+  with_few_outputs(p.K, [&]<int K>() {
+    few_outputs_conv<T, K>(p, xp.data(), Hp, Wp, wt.data(), bias.data(), y, a.y.stride);
+  });
   return true;
 }
-
 
 // The weight gradient of the same layers (1-7 output channels, one group, column stride 1) for
 // 1 x 1 and 3-wide filters: dw[k][c][r][s] = sum over (n, p, q) of dy[n][k][p][q] x[n][c][p sh + r
@@ -200,8 +206,7 @@ void few_outputs_wgrad(const Conv2dProblem& p, const float* xp, int64_t Hp, int6
   // Fixed splits of the output rows (their totals added in split order at the end), so that 2
   // threads have work and the sums do not depend on the thread count.
   const int64_t splits = std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16);
-  Scratch totals(splits * items * kSums);
-  if (rows == 0) std::fill(totals.data(), totals.data() + items * kSums, 0.0f);  // an empty batch: dw = 0
+  Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
   parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
     for (int64_t split = b; split < e; ++split) {
       const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
@@ -302,21 +307,12 @@ inline bool conv2d_wgrad_few_outputs(const Conv2dWgradArgs& a) {
     }
   });
   T* dw = static_cast<T*>(a.dw.data);
-  const auto run = [&]<int K>() {
+  with_few_outputs(p.K, [&]<int K>() {
     if (p.S == 1)
       few_outputs_wgrad<T, K, 1>(p, xp.data(), Hp, Wp, dyp.data(), Qv, dw, a.dw.stride);
     else
       few_outputs_wgrad<T, K, 3>(p, xp.data(), Hp, Wp, dyp.data(), Qv, dw, a.dw.stride);
-  };
-  switch (p.K) {
-    case 1: run.template operator()<1>(); break;
-    case 2: run.template operator()<2>(); break;
-    case 3: run.template operator()<3>(); break;
-    case 4: run.template operator()<4>(); break;
-    case 5: run.template operator()<5>(); break;
-    case 6: run.template operator()<6>(); break;
-    case 7: run.template operator()<7>(); break;
-  }
+  });
   return true;
 }
 

@@ -895,7 +895,7 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
       alignas(64) float lanes[L];
       for (int64_t v = b; v < e; ++v)
         for (int64_t t = 0; t < taps; ++t) {
-          V::type sum = nchunks > 0 ? V::load(partial.data() + t * Cp + v * L) : V::zero();  // N = 0: dw = 0
+          V::type sum = V::load(partial.data() + t * Cp + v * L);  // N > 0: the op fills an empty batch's dW
           for (int64_t chunk = 1; chunk < nchunks; ++chunk)
             sum = V::add(sum, V::load(partial.data() + (chunk * taps + t) * Cp + v * L));
           V::store(lanes, sum);
