@@ -63,9 +63,9 @@ TOL_MODEL = {torch.float64: 1e-8, torch.float32: 2e-3, torch.bfloat16: 0.2, torc
 TOL_MODEL_TRAIN = {torch.float64: 1e-6, torch.float32: 0.1, torch.bfloat16: 0.5, torch.float16: 0.5}
 # Past those, a model case is checked against a float64 copy of the same model (same weights, same
 # input), as tests/ check every kernel: ours passes if its error is at most CALIBRATED_FACTOR times
-# torch's own, plus the op's TOL (or TOL_TF32). A bfloat16 resnet50 training step at batch 1 is that ill-conditioned:
-# conv1's weight gradient is 118% (NCHW) and 137% (channels_last) off float64 in torch itself,
-# 111% / 137% in ours (measured), past TOL_MODEL_TRAIN without anything being wrong.
+# torch's own, plus the op's TOL (or TOL_TF32). A bfloat16 resnet50 training step at batch 1 is
+# that ill-conditioned: conv1's weight gradient is 118% (NCHW) and 137% (channels_last) off float64
+# in torch itself, 111% / 137% in ours (measured), past TOL_MODEL_TRAIN without anything wrong.
 CALIBRATED_FACTOR = 2.0
 
 # Ceilings measured in shared/PERFORMANCE.md. CPU: the 2-core Zen 4 dev machine, 117 GFLOP/s fp32

@@ -384,24 +384,23 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
             store_from(row + w * ps + (c / Cg) * gs + c % Cg, load_acc(s + c * st[1] + w * st[3]));
         continue;
       }
-      if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
-        if (st[3] == C && ps == C) {  // a dense row: one run
-          convert_n(s, row, W * C);
+      const bool dense_row = st[1] == 1 && st[3] == C && ps == C;
+      if constexpr (std::is_same_v<T, float> && std::is_same_v<D, float>) {
+        if (st[1] == 1 && !dense_row && C < kSmallPixel) {  // few channels per pixel, slots zeroed too
+          for (int64_t w = 0; w < W; ++w) copy_pixel(s + w * st[3], row + w * ps, C, ps);
           continue;
         }
-        if constexpr (std::is_same_v<T, float> && std::is_same_v<D, float>) {
-          if (C < kSmallPixel) {
-            for (int64_t w = 0; w < W; ++w) copy_pixel(s + w * st[3], row + w * ps, C, ps);
-            continue;
-          }
-        }
-        if (ps > C)
-          for (int64_t w = 0; w < W; ++w) std::fill(row + w * ps + C, row + (w + 1) * ps, D{});
-        for (int64_t w = 0; w < W; ++w) convert_n(s + w * st[3], row + w * ps, C);
-        continue;
       }
       if (ps > C)
         for (int64_t w = 0; w < W; ++w) std::fill(row + w * ps + C, row + (w + 1) * ps, D{});
+      if (st[1] == 1) {  // channels already innermost: copy pixel by pixel
+        if (dense_row) {  // one run
+          convert_n(s, row, W * C);
+          continue;
+        }
+        for (int64_t w = 0; w < W; ++w) convert_n(s + w * st[3], row + w * ps, C);
+        continue;
+      }
       // A (C x W) -> (W x C) transpose: 8 x 8 register blocks where the row is contiguous, or has
       // stride 2 (a downsampling 1x1's pixels: 16-element reads, the last block's shifted one
       // element left onto the odd ones, so that no read passes the row's last pixel).
