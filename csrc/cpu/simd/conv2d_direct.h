@@ -550,6 +550,55 @@ inline void pixel_offsets(const DirectConvPlan& d, const NhwcViewOf<E>& x, const
   }
 }
 
+// Stores an m-pixel tile (float, [mi][KB] with olen <= KB channels used) at yblk + y_off[mi] + o ys[1],
+// rounded to TOut. row_run: the m >= 2 pixels are consecutive output elements (NCHW: one plane row).
+template <int MR, int64_t KB, typename TOut>
+void store_tile(const float* tile, int m, int64_t olen, TOut* yblk, const int64_t* y_off, const int64_t ys[4],
+                bool row_run) {
+  // Scattered by output channel, then pixel: a tile's pixels are usually neighbours in one
+  // output row, so each channel's m stores fill one line. Pixel-major, every store went to
+  // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
+  // spent 40% of its time there (in-process A/B, Zen 4: 2.15 -> 1.28 ms; N=8 1.15x).
+  // A run of consecutive output elements leaves as 8 x 8 transposes (channels x pixels), from
+  // the float tile, rounded at the store: 8+ pixels with the last block overlapping its
+  // neighbour, fewer (6-pixel tiles) with partial stores. With scalar stores, the MobileNetV2
+  // stem's NCHW forward (32 channels, 12-pixel tiles) spent as long scattering as computing;
+  // for 6-pixel tiles (A/B, arms in random order, 2 threads): the ResNet stem N=1 1.50 -> 1.46
+  // ms float, 1.34 -> 1.25 bfloat16, N=8 bfloat16 10.2 -> 9.5; 3x3 64 @56 bfloat16 N=8 5.96 ->
+  // 5.76. (Partial stores through vmaskmovps lost 12% on Zen 4: see store_first.)
+  if (ys[1] != 1 && row_run) {
+    int64_t o = 0;
+    for (; o + 8 <= olen; o += 8) {
+      if (m < 8) {
+        transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], m);
+        continue;
+      }
+      for (int mi = 0; mi < m; mi += 8) {
+        const int b = std::min(mi, m - 8);
+        transpose8x8(tile + b * KB + o, KB, yblk + o * ys[1] + y_off[b], ys[1]);
+      }
+    }
+    for (; o < olen; ++o)
+      for (int mi = 0; mi < m; ++mi) store_from(yblk + o * ys[1] + y_off[mi], tile[mi * KB + o]);
+    return;
+  }
+  const auto scatter = [&](const auto* t) {
+    if (ys[1] == 1) {  // channels-last, a block short of KB channels (24 of 32): a run per pixel
+      for (int mi = 0; mi < m; ++mi) std::copy(t + mi * KB, t + mi * KB + olen, yblk + y_off[mi]);
+      return;
+    }
+    for (int64_t o = 0; o < olen; ++o)
+      for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = t[mi * KB + o];
+  };
+  if constexpr (std::is_same_v<TOut, float>) {
+    scatter(tile);
+  } else {  // round the tile with vectors (KB is a multiple of 8), then scatter the bits
+    TOut rounded[MR * KB];
+    for (int64_t i = 0; i < m * KB; i += 8) store8(rounded + i, load8(tile + i));
+    scatter(rounded);
+  }
+}
+
 // Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
 // offsets; wp from pack_weights with KB = tile_channels<NV, LastL>(); bias (may be null) has out_per_group * groups
 // floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
@@ -633,48 +682,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       }
       conv_tile_upto<M, MR, NV, LastL>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile,
                                        tile_off);
-      // Scattered by output channel, then pixel: a tile's pixels are usually neighbours in one
-      // output row, so each channel's m stores fill one line. Pixel-major, every store went to
-      // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
-      // spent 40% of its time there (in-process A/B, Zen 4: 2.15 -> 1.28 ms; N=8 1.15x).
-      // A run of consecutive output elements leaves as 8 x 8 transposes (channels x pixels), from
-      // the float tile, rounded at the store: 8+ pixels with the last block overlapping its
-      // neighbour, fewer (6-pixel tiles) with partial stores. With scalar stores, the MobileNetV2
-      // stem's NCHW forward (32 channels, 12-pixel tiles) spent as long scattering as computing;
-      // for 6-pixel tiles (A/B, arms in random order, 2 threads): the ResNet stem N=1 1.50 -> 1.46
-      // ms float, 1.34 -> 1.25 bfloat16, N=8 bfloat16 10.2 -> 9.5; 3x3 64 @56 bfloat16 N=8 5.96 ->
-      // 5.76. (Partial stores through vmaskmovps lost 12% on Zen 4: see store_first.)
-      if (ys[1] != 1 && row_run) {
-        int64_t o = 0;
-        for (; o + 8 <= olen; o += 8) {
-          if (m < 8) {
-            transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], m);
-            continue;
-          }
-          for (int mi = 0; mi < m; mi += 8) {
-            const int b = std::min(mi, m - 8);
-            transpose8x8(tile + b * KB + o, KB, yblk + o * ys[1] + y_off[b], ys[1]);
-          }
-        }
-        for (; o < olen; ++o)
-          for (int mi = 0; mi < m; ++mi) store_from(yblk + o * ys[1] + y_off[mi], tile[mi * KB + o]);
-        continue;
-      }
-      const auto scatter = [&](const auto* t) {
-        if (ys[1] == 1) {  // channels-last, a block short of KB channels (24 of 32): a run per pixel
-          for (int mi = 0; mi < m; ++mi) std::copy(t + mi * KB, t + mi * KB + olen, yblk + y_off[mi]);
-          return;
-        }
-        for (int64_t o = 0; o < olen; ++o)
-          for (int mi = 0; mi < m; ++mi) yblk[o * ys[1] + y_off[mi]] = t[mi * KB + o];
-      };
-      if constexpr (std::is_same_v<TOut, float>) {
-        scatter(tile);
-      } else {  // round the tile with vectors (KB is a multiple of 8), then scatter the bits
-        TOut rounded[MR * KB];
-        for (int64_t i = 0; i < m * KB; i += 8) store8(rounded + i, load8(tile + i));
-        scatter(rounded);
-      }
+      store_tile<MR, KB>(tile, m, olen, yblk, y_off, ys, row_run);
     }
   });
 }

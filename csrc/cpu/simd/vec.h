@@ -119,6 +119,10 @@ struct VecF32 {
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
   static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm512_mul_ps(a, b); }
+  // Lane l of the result is lane index[l] of v (any lane to any lane).
+  using index = __m512i;
+  static index load_index(const int32_t* p) { return _mm512_loadu_si512(p); }
+  static type permute(type v, index i) { return _mm512_permutexvar_ps(i, v); }
 };
 
 // The last, half vector of a tile of 8 + 16 n output channels (conv2d_direct.h's conv_tile): the
@@ -149,6 +153,9 @@ struct VecF32 {
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
   static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm256_mul_ps(a, b); }
+  using index = __m256i;
+  static index load_index(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static type permute(type v, index i) { return _mm256_permutevar8x32_ps(v, i); }
 };
 #else
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
