@@ -75,6 +75,16 @@ MOBILENETV2 = [
     conv("mbv2_dw3x3_960_7", "mobilenetv2", 960, 960, 7, 3, groups=960),
 ]
 
+# ResNeXt-50 32x4d (torchvision): its grouped 3x3 convolutions, 32 groups of 4, 8, 16 and 32
+# channels (the 1x1 layers are ResNet-50's kinds); the stride sits on the first 3x3 of stages 2-4.
+RESNEXT50 = [
+    conv("rx50_3x3g32_128_56", "resnext50", 128, 128, 56, 3, groups=32),
+    conv("rx50_3x3g32s2_256_56", "resnext50", 256, 256, 56, 3, stride=2, groups=32),
+    conv("rx50_3x3g32_256_28", "resnext50", 256, 256, 28, 3, groups=32),
+    conv("rx50_3x3g32_512_14", "resnext50", 512, 512, 14, 3, groups=32),
+    conv("rx50_3x3g32_1024_7", "resnext50", 1024, 1024, 7, 3, groups=32),
+]
+
 # Output heads of few channels: a segmentation or depth map (64 -> 1 @112) and an image decoder's
 # RGB (64 -> 3 @224), with bias.
 HEADS = [
@@ -94,10 +104,11 @@ MODELS = [
     model("resnet18", "resnet18"),
     model("resnet50", "resnet50"),
     model("mobilenet_v2", "mobilenetv2"),
+    model("resnext50_32x4d", "resnext50"),
 ]
 
 SUITES = {
-    "layers": RESNET50 + VGG16 + MOBILENETV2 + HEADS,
+    "layers": RESNET50 + VGG16 + MOBILENETV2 + RESNEXT50 + HEADS,
     "pool": POOLS,
     "models": MODELS,
 }

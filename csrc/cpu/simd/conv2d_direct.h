@@ -553,8 +553,8 @@ inline void pixel_offsets(const DirectConvPlan& d, const NhwcViewOf<E>& x, const
 // Stores an m-pixel tile (float, [mi][KB] with olen <= KB channels used) at yblk + y_off[mi] + o ys[1],
 // rounded to TOut. row_run: the m >= 2 pixels are consecutive output elements (NCHW: one plane row).
 template <int MR, int64_t KB, typename TOut>
-void store_tile(const float* tile, int m, int64_t olen, TOut* yblk, const int64_t* y_off, const int64_t ys[4],
-                bool row_run) {
+[[gnu::always_inline]] inline void store_tile(const float* tile, int m, int64_t olen, TOut* yblk, const int64_t* y_off, const int64_t ys[4],
+                                          bool row_run) {
   // Scattered by output channel, then pixel: a tile's pixels are usually neighbours in one
   // output row, so each channel's m stores fill one line. Pixel-major, every store went to
   // another channel's plane: the ResNet stem's NCHW forward at N=1 (64 planes, 6-pixel tiles)
