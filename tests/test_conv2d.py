@@ -572,6 +572,9 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
     (128, 128, 32, 9, 11, 3, 1, 1, 1),   # ResNeXt's 32 groups of 4: 4 (AVX2 2) groups per vector
     (64, 64, 16, 6, 9, 3, 1, 0, 1),      # no padding: a float32 channels_last x read in place
     (16, 32, 8, 7, 9, 3, 2, 1, 1),       # 2 -> 4 per group, stride 2 (dgrad: another engine)
+    (128, 128, 32, 9, 9, 3, 2, 1, 1),    # stride 2: the input gradient in 4 stride phases
+    (16, 16, 4, 7, 10, 4, 3, 3, 1),      # stride 3, an even filter, padding past a phase's taps
+    (32, 32, 8, 8, 9, 1, 2, 0, 1),       # 1 x 1 stride 2: phases without taps store zeros
     (6, 12, 6, 6, 7, 3, 1, 1, 2),        # a channel multiplier of 2, dilated; 12 of 16 lanes
     (18, 18, 9, 8, 8, 3, 1, 1, 1),       # 9 groups of 2: the last block's pixel slots padded
     (48, 48, 6, 7, 7, 3, 1, 1, 1),       # groups of 8 (AVX-512; AVX2 runs them on the direct engine)
@@ -580,8 +583,9 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
 ])
 def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
-    vector span several groups, each lane's inputs permuted in): forward, stride-1 input gradient
-    and weight gradient (tap chunks, fixed row splits) against PyTorch, every layout and tail."""
+    vector span several groups, each lane's inputs permuted in): forward, input gradient (one
+    forward per stride phase) and weight gradient (tap chunks, fixed row splits) against PyTorch,
+    every layout and tail."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(padding, padding), dilation=(dilation, dilation), bias=True, x_layout=layout,
                w_layout="contiguous", g_layout=layout, seed=c * k + h)

@@ -1,5 +1,5 @@
 // Grouped convolutions of few channels per group (ResNeXt's 32 groups of 4 channels, a channel
-// multiplier's 1 -> 2): forward, input gradient (stride 1) and weight gradient, for float32 and
+// multiplier's 1 -> 2): forward, input gradient and weight gradient, for float32 and
 // bfloat16 (computed in float32). Included inside the ISA namespace after conv2d_direct.h.
 //
 // The direct engine runs a group's output channels as the lanes of its vectors, and takes groups
@@ -143,81 +143,124 @@ std::vector<float> grouped_lanes_weights(int64_t K, int64_t taps, const Weight& 
   return wp;
 }
 
-// Runs y (N x Kout x P x Q, strides ys) = conv(x (N x Cin x H x W, strides xs), weight) with
-// groups, stride, padding and dilation as given: x packed channels-last and padded, then the tiles.
-template <typename T, int CG, typename Weight>
-void grouped_lanes_run(const T* x, const int64_t xs[4], int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Kout,
-                       int64_t groups, int64_t R, int64_t S, int64_t P, int64_t Q, int64_t stride_h, int64_t stride_w,
-                       int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, const Weight& weight,
-                       const float* bias, T* y, const int64_t ys[4]) {
+// The forward: x packed channels-last and padded (a float32 channels_last x without padding whose
+// pixels hold enough slots is read in place), then the tiles.
+template <typename T, int CG>
+void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
   constexpr int64_t L = VecF32::kLanes;
-  const int64_t Kg = Kout / groups;
-  const int64_t Hp = std::max(H + 2 * pad_h, (P - 1) * stride_h + (R - 1) * dil_h + 1);
-  const int64_t Wp = std::max(W + 2 * pad_w, (Q - 1) * stride_w + (S - 1) * dil_w + 1);
-  const int64_t ps = grouped_pixel_slots(Cin, Kout, CG, Kg);
+  const Conv2dProblem& p = a.p;
+  const int64_t Kg = p.K / p.groups;
+  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
+  const int64_t ps = grouped_pixel_slots(p.C, p.K, CG, Kg);
+  const T* x = static_cast<const T*>(a.x.data);
+  const int64_t* xs = a.x.stride;
   ScratchOf<float> packed{0};
   NhwcViewOf<float> xv;
   bool in_place = false;
-  if constexpr (std::is_same_v<T, float>) in_place = ps == Cin && xs[1] == 1 && pad_h == 0 && pad_w == 0;
+  if constexpr (std::is_same_v<T, float>) in_place = ps == p.C && xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0;
   if (in_place) {
     xv = {reinterpret_cast<const float*>(x), xs[0], xs[2], xs[3]};
   } else {
-    packed = pack_activations(x, xs, N, Cin, H, W, pad_h, pad_w, Hp, Wp, 1, 0, ps);
+    packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp, 1, 0, ps);
     xv = {packed.data(), Hp * Wp * ps, Wp * ps, ps};
   }
-  DirectConvPlan d{N, groups, CG, Kg, P, Q, stride_h * xv.sh, stride_w * xv.sw, {}};
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t s = 0; s < S; ++s) d.tap_offset.push_back(r * dil_h * xv.sh + s * dil_w * xv.sw);
-  const std::vector<float> wp = grouped_lanes_weights<CG>(Kout, R * S, weight);
-  std::vector<float> bias_blocks;
-  if (bias) {
-    bias_blocks.assign((Kout + L - 1) / L * L, 0.0f);
-    std::copy(bias, bias + Kout, bias_blocks.begin());
+  DirectConvPlan d{p.N, p.groups, CG, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+  const T* w = static_cast<const T*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  const std::vector<float> wp = grouped_lanes_weights<CG>(p.K, p.R * p.S, [&](int64_t k, int j, int64_t t) {
+    return load_acc(w + k * ws[0] + j * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
+  });
+  std::vector<float> bias;
+  if (a.bias) {
+    bias.assign((p.K + L - 1) / L * L, 0.0f);
+    for (int64_t k = 0; k < p.K; ++k) bias[k] = load_acc(static_cast<const T*>(a.bias) + k);
   }
-  grouped_lanes_conv<CG>(d, xv, wp.data(), bias ? bias_blocks.data() : nullptr, y, ys);
+  grouped_lanes_conv<CG>(d, xv, wp.data(), a.bias ? bias.data() : nullptr, static_cast<T*>(a.y.data), a.y.stride);
 }
 
 template <typename T>
 inline bool conv2d_fprop_grouped_lanes(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
-  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Cg, Kg)) return false;
-  const T* w = static_cast<const T*>(a.w.data);
-  const int64_t* ws = a.w.stride;
-  const FloatBias<T> bias(a.bias, p.K);
-  with_group_channels(Cg, [&]<int CG>() {
-    const auto weight = [&](int64_t k, int j, int64_t t) {
-      return load_acc(w + k * ws[0] + j * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
-    };
-    grouped_lanes_run<T, CG>(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.K, p.groups, p.R,
-                             p.S, p.P, p.Q, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, weight,
-                             bias.data(), static_cast<T*>(a.y.data), a.y.stride);
-  });
+  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, p.C / p.groups, p.K / p.groups)) return false;
+  with_group_channels(p.C / p.groups, [&]<int CG>() { grouped_lanes_fprop<T, CG>(a); });
   return true;
 }
 
-// The input gradient at stride 1 is a forward convolution of dy, padded by dil (R - 1) - pad, with
-// the filter flipped and each group's roles swapped (Kg inputs, Cg outputs): here where Kg <= Cg.
+// The taps of one stride phase of the input gradient along one dimension: input position
+// h = a + stride i (phase a) receives dy at i + off from filter tap r where a + pad - r dil =
+// stride off. Appends the (r, off) pairs.
+inline void dgrad_phase_taps(int64_t a, int64_t stride, int64_t pad, int64_t taps, int64_t dil,
+                             std::vector<std::pair<int64_t, int64_t>>& out) {
+  out.clear();
+  for (int64_t r = 0; r < taps; ++r) {
+    const int64_t d = a + pad - r * dil;
+    const int64_t off = d >= 0 ? d / stride : -((-d + stride - 1) / stride);
+    if (off * stride == d) out.emplace_back(r, off);
+  }
+}
+
+// The input gradient as forward convolutions of dy, one per stride phase (sh sw of them): dx at
+// rows a + sh i and columns b + sw j sums dy at (i + off_r, j + off_s) times w at the phase's taps,
+// each group's roles swapped (Kg inputs, Cg outputs): here where Kg <= Cg. dy goes once into a
+// channels-last buffer padded for every phase's offsets; a phase without taps stores zeros.
+template <typename T, int KG>
+void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups, sh = p.stride_h, sw = p.stride_w;
+  std::vector<std::pair<int64_t, int64_t>> rows, cols;
+  // dy's padding: the offsets every phase reaches past [0, P) and [0, Q).
+  int64_t top = 0, bottom = 0, left = 0, right = 0;
+  for (int64_t ph = 0; ph < std::min(sh, p.H); ++ph) {
+    dgrad_phase_taps(ph, sh, p.pad_h, p.R, p.dil_h, rows);
+    const int64_t I = (p.H - ph + sh - 1) / sh;
+    for (const auto& [r, off] : rows) top = std::max(top, -off), bottom = std::max(bottom, I - 1 + off - (p.P - 1));
+  }
+  for (int64_t ph = 0; ph < std::min(sw, p.W); ++ph) {
+    dgrad_phase_taps(ph, sw, p.pad_w, p.S, p.dil_w, cols);
+    const int64_t J = (p.W - ph + sw - 1) / sw;
+    for (const auto& [s, off] : cols) left = std::max(left, -off), right = std::max(right, J - 1 + off - (p.Q - 1));
+  }
+  const int64_t Hp = top + p.P + bottom, Wp = left + p.Q + right;
+  const int64_t ps = grouped_pixel_slots(p.K, p.C, KG, Cg);
+  const ScratchOf<float> dyp = pack_activations(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, top,
+                                                left, Hp, Wp, 1, 0, ps);
+  const NhwcViewOf<float> dv{dyp.data(), Hp * Wp * ps, Wp * ps, ps};
+  const T* w = static_cast<const T*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  T* dx = static_cast<T*>(a.dx.data);
+  const int64_t* xs = a.dx.stride;
+  const int64_t phase_strides[4] = {xs[0], xs[1], xs[2] * sh, xs[3] * sw};
+  for (int64_t pa = 0; pa < std::min(sh, p.H); ++pa) {
+    dgrad_phase_taps(pa, sh, p.pad_h, p.R, p.dil_h, rows);
+    for (int64_t pb = 0; pb < std::min(sw, p.W); ++pb) {
+      dgrad_phase_taps(pb, sw, p.pad_w, p.S, p.dil_w, cols);
+      DirectConvPlan d{p.N, p.groups, KG, Cg, (p.H - pa + sh - 1) / sh, (p.W - pb + sw - 1) / sw, dv.sh, dv.sw, {}};
+      std::vector<std::pair<int64_t, int64_t>> taps;  // filter (r, s) of each of the phase's taps
+      for (const auto& [r, ro] : rows)
+        for (const auto& [s, so] : cols) {
+          d.tap_offset.push_back((top + ro) * dv.sh + (left + so) * dv.sw);
+          taps.emplace_back(r, s);
+        }
+      // Output channel c (group c / Cg, its channel c % Cg) from input channel o of its group.
+      const std::vector<float> wp =
+          grouped_lanes_weights<KG>(p.C, int64_t(taps.size()), [&](int64_t c, int o, int64_t t) {
+            const int64_t k = c / Cg * KG + o;
+            return load_acc(w + k * ws[0] + c % Cg * ws[1] + taps[t].first * ws[2] + taps[t].second * ws[3]);
+          });
+      grouped_lanes_conv<KG>(d, dv, wp.data(), nullptr, dx + pa * xs[2] + pb * xs[3], phase_strides);
+    }
+  }
+}
+
 template <typename T>
 inline bool conv2d_dgrad_grouped_lanes(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  const int64_t pad_h = p.dil_h * (p.R - 1) - p.pad_h, pad_w = p.dil_w * (p.S - 1) - p.pad_w;
-  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Kg, Cg) || p.stride_h != 1 || p.stride_w != 1 ||
-      pad_h < 0 || pad_w < 0)
-    return false;
-  const T* w = static_cast<const T*>(a.w.data);
-  const int64_t* ws = a.w.stride;
-  with_group_channels(Kg, [&]<int KG>() {
-    // Output channel c (group c / Cg, its channel c % Cg) from input channel o of its group.
-    const auto weight = [&](int64_t c, int o, int64_t t) {
-      const int64_t k = c / Cg * Kg + o, r = p.R - 1 - t / p.S, s = p.S - 1 - t % p.S;
-      return load_acc(w + k * ws[0] + c % Cg * ws[1] + r * ws[2] + s * ws[3]);
-    };
-    grouped_lanes_run<T, KG>(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, p.C, p.groups, p.R,
-                             p.S, p.H, p.W, 1, 1, pad_h, pad_w, p.dil_h, p.dil_w, weight, nullptr,
-                             static_cast<T*>(a.dx.data), a.dx.stride);
-  });
+  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Kg, Cg)) return false;
+  with_group_channels(Kg, [&]<int KG>() { grouped_lanes_dgrad<T, KG>(a); });
   return true;
 }
 
