@@ -85,6 +85,17 @@ RESNEXT50 = [
     conv("rx50_3x3g32_1024_7", "resnext50", 1024, 1024, 7, 3, groups=32),
 ]
 
+# Depthwise filters larger than 3 x 3: ConvNeXt-T's 7 x 7 (with bias) at each stage's width, and
+# EfficientNet-B0's 5 x 5 (stage 3's stride 2 on the expanded 144 @56, stage 5's 480 @14).
+LARGE_DEPTHWISE = [
+    conv("convnext_dw7x7_96_56", "convnext_tiny", 96, 96, 56, 7, groups=96, bias=True),
+    conv("convnext_dw7x7_192_28", "convnext_tiny", 192, 192, 28, 7, groups=192, bias=True),
+    conv("convnext_dw7x7_384_14", "convnext_tiny", 384, 384, 14, 7, groups=384, bias=True),
+    conv("convnext_dw7x7_768_7", "convnext_tiny", 768, 768, 7, 7, groups=768, bias=True),
+    conv("effb0_dw5x5s2_144_56", "efficientnet_b0", 144, 144, 56, 5, stride=2, groups=144),
+    conv("effb0_dw5x5_480_14", "efficientnet_b0", 480, 480, 14, 5, groups=480),
+]
+
 # Output heads of few channels: a segmentation or depth map (64 -> 1 @112) and an image decoder's
 # RGB (64 -> 3 @224), with bias.
 HEADS = [
@@ -108,7 +119,7 @@ MODELS = [
 ]
 
 SUITES = {
-    "layers": RESNET50 + VGG16 + MOBILENETV2 + RESNEXT50 + HEADS,
+    "layers": RESNET50 + VGG16 + MOBILENETV2 + RESNEXT50 + LARGE_DEPTHWISE + HEADS,
     "pool": POOLS,
     "models": MODELS,
 }

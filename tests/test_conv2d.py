@@ -266,6 +266,27 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c,h,w,r,s,stride,padding,dilation", [
+    (20, 9, 31, 7, 7, 1, 3, 1),     # ConvNeXt's 7 x 7: padded channels, a shifted last pixel block
+    (16, 6, 5, 7, 7, 1, 3, 1),      # rows shorter than a block: its extra pixels not stored
+    (33, 11, 17, 5, 5, 2, 2, 1),    # EfficientNet's 5 x 5 stride 2 (the input gradient per pixel)
+    (8, 12, 23, 5, 5, 1, 4, 2),     # dilated, padding past the filter's reach
+    (24, 5, 40, 1, 11, 1, 5, 1),    # one filter row of 11 taps
+])
+def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
+    """Depthwise filters of more than 9 taps (depthwise_fprop_padded: zero-padded channels-last
+    floats, tiles of consecutive output pixels of one channel vector), whose stride-1 input
+    gradient is the same forward with the filter rotated; every layout, tail and dtype."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),
+               dilation=(dilation, dilation), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * w + r)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("w", [33, 80])
 @pytest.mark.parametrize("r,s,stride,padding,dilation,bias", [
     (3, 3, (1, 1), (1, 1), (1, 1), True),
