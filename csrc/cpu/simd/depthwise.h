@@ -454,8 +454,19 @@ void depthwise_fprop_padded(const Conv2dFpropArgs& a) {
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  const ScratchOf<float> xp = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W,
-                                               p.pad_h, p.pad_w, Hp, Wp, 1, 0, Cp);
+  // NCHW planes whose rows are not whole 8-column blocks go channels-last first through 8 x 8
+  // transposes over the flattened pixels: pack_activations transposes row by row, and 7- or
+  // 14-column rows left it all or half scalar moves (ConvNeXt 768 @7 NCHW N=1: 0.16 -> 0.10 ms).
+  const T* x = static_cast<const T*>(a.x.data);
+  const int64_t* xst = a.x.stride;
+  ScratchOf<T> xs(0);
+  int64_t pixel_st[4];
+  if (dense_planes(xst, p.W) && p.W % 8 != 0) {
+    const ChannelsLast<T> pixels = channels_last_input(x, xst, p.N, C, p.H, p.W, xs);
+    pixel_st[0] = pixels.sn, pixel_st[1] = 1, pixel_st[2] = pixels.sh, pixel_st[3] = pixels.sw;
+    x = pixels.data, xst = pixel_st;
+  }
+  const ScratchOf<float> xp = pack_activations(x, xst, p.N, C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp, 1, 0, Cp);
   ScratchOf<T> ys(0);
   T* y = static_cast<T*>(a.y.data);
   const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
