@@ -273,11 +273,14 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
     (33, 11, 17, 5, 5, 2, 2, 1),    # EfficientNet's 5 x 5 stride 2 (the input gradient per pixel)
     (8, 12, 23, 5, 5, 1, 4, 2),     # dilated, padding past the filter's reach
     (24, 5, 40, 1, 11, 1, 5, 1),    # one filter row of 11 taps
+    (200, 20, 9, 7, 7, 1, 3, 1),    # 3 bands of output rows x blocks of 3 channel vectors (AVX-512)
+    (40, 17, 61, 7, 7, 3, 3, 1),    # column stride 3: the run-time stride tile
 ])
 def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
-    """Depthwise filters of more than 9 taps (depthwise_fprop_padded: zero-padded channels-last
-    floats, tiles of consecutive output pixels of one channel vector), whose stride-1 input
-    gradient is the same forward with the filter rotated; every layout, tail and dtype."""
+    """Depthwise filters of more than 9 taps (depthwise_fprop_vector_rows: bands of output rows
+    times blocks of channel vectors, their input rows zero-padded into rows of channel vectors,
+    tiles of consecutive output pixels), whose stride-1 input gradient is the same forward with
+    the filter rotated; column strides 1, 2 and 3, every layout, tail and dtype."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),
                dilation=(dilation, dilation), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
                seed=c * w + r)

@@ -440,33 +440,37 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
 }
 
 // Filters of more than 9 taps (ConvNeXt's 7 x 7, EfficientNet's 5 x 5), whose tap weights do not
-// all fit in registers beside the accumulators (depthwise_row): x goes once into zero-padded
-// channels-last floats, so that every output pixel has every tap, and a register tile of QB
-// consecutive output pixels of one channel vector sums the taps in (r, s) order, each tap's weight
-// vector loaded once for the QB pixels. (The per-pixel path, two loads per FMA and the tap lists
-// rebuilt per pixel, had run these: ConvNeXt 96 @56 7 x 7 channels_last N=1 0.36x PyTorch.)
-constexpr int64_t kDepthwiseRowTaps = 9;  // the most depthwise_row_any holds in registers
-template <typename T>
-void depthwise_fprop_padded(const Conv2dFpropArgs& a) {
+// all fit in registers beside the accumulators (depthwise_row). An item is a band of output rows
+// of one image and a block of channel vectors: their input rows go into a per-thread buffer of
+// zero-padded rows of channel vectors, [row][v][wp][L] (every output pixel then has every tap, and
+// the pixels of a channel vector lie L floats apart), and a register tile of QB consecutive output
+// pixels of one channel vector sums the taps in (r, s) order, each tap's weight vector loaded once
+// for the QB pixels, every input load at a constant offset from one pointer (SW: the column
+// stride, 0 for a run-time one). (The per-pixel path, two loads per FMA and the tap lists rebuilt
+// per pixel, had run these: ConvNeXt 96 @56 7 x 7 channels_last N=1 0.36x PyTorch. Padding all of
+// x first cost more than PyTorch's whole forward at N=8: 5 x 5 /2 144 @56 1.26 ms against 0.37;
+// channels-last padded pixels instead of vector rows kept 14 pixel pointers, half of them in xmm
+// registers.)
+constexpr int64_t kDepthwiseRowTaps = 9;            // the most depthwise_row_any holds in registers
+constexpr int64_t kBandBytes = int64_t(384) << 10;  // an item's padded input rows, kept in the L2
+template <typename T, int SW>
+void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes, QB = L == 16 ? 14 : 6;
   const Conv2dProblem& p = a.p;
-  const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L;
-  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
-  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  // NCHW planes whose rows are not whole 8-column blocks go channels-last first through 8 x 8
-  // transposes over the flattened pixels: pack_activations transposes row by row, and 7- or
-  // 14-column rows left it all or half scalar moves (ConvNeXt 768 @7 NCHW N=1: 0.16 -> 0.10 ms).
-  const T* x = static_cast<const T*>(a.x.data);
-  const int64_t* xst = a.x.stride;
+  const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, sw = SW > 0 ? SW : p.stride_w;
+  // Columns for a whole tile past the last pixel too, so that a short row's tile reads zeros.
+  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (std::max<int64_t>(p.Q, QB) - 1) * sw + (p.S - 1) * p.dil_w + 1);
+  // Items: bands of up to 8 output rows times blocks of channel vectors whose input rows, (band
+  // - 1) stride_h + (R - 1) dil_h + 1 of them, fit kBandBytes; 4+ blocks per band where there are
+  // 4+ vectors, so that small images still split into enough items.
+  const int64_t reach = (p.R - 1) * p.dil_h + 1, band = std::min<int64_t>(p.P, 8), nbands = (p.P + band - 1) / band;
+  const int64_t band_rows = (band - 1) * p.stride_h + reach;
+  const int64_t vector_bytes = band_rows * Wp * L * int64_t(sizeof(float));
+  const int64_t nvb = std::clamp<int64_t>(kBandBytes / vector_bytes, 1, std::max<int64_t>(1, nv / 4));
+  const int64_t vblocks = (nv + nvb - 1) / nvb;
   ScratchOf<T> xs(0);
-  int64_t pixel_st[4];
-  if (dense_planes(xst, p.W) && p.W % 8 != 0) {
-    const ChannelsLast<T> pixels = channels_last_input(x, xst, p.N, C, p.H, p.W, xs);
-    pixel_st[0] = pixels.sn, pixel_st[1] = 1, pixel_st[2] = pixels.sh, pixel_st[3] = pixels.sw;
-    x = pixels.data, xst = pixel_st;
-  }
-  const ScratchOf<float> xp = pack_activations(x, xst, p.N, C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp, 1, 0, Cp);
+  const ChannelsLast<T> xc = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
   ScratchOf<T> ys(0);
   T* y = static_cast<T*>(a.y.data);
   const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
@@ -474,34 +478,56 @@ void depthwise_fprop_padded(const Conv2dFpropArgs& a) {
   std::vector<float> bias(Cp, 0.0f);
   if (a.bias)
     for (int64_t c = 0; c < C; ++c) bias[c] = load_acc(static_cast<const T*>(a.bias) + c);
-  const int64_t row = Wp * Cp, q_step = p.stride_w * Cp, s_step = p.dil_w * Cp, r_step = p.dil_h * row;
+  const int64_t s_step = p.dil_w * L, q_step = sw * L;
   const int64_t nqb = (p.Q + QB - 1) / QB;
-  parallel_for(0, p.N * p.P * nv, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, p.N * nbands * vblocks, 1, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
-      const int64_t np = item / nv, v = item % nv, n = np / p.P, pp = np % p.P;
-      const float* xrow = xp.data() + (n * Hp + pp * p.stride_h) * row + v * L;
-      T* yrow = out.view.data + n * out.view.sn + pp * out.view.sh + v * L;
-      const typename V::type init = V::load(bias.data() + v * L);
-      for (int64_t qb = 0; qb < nqb; ++qb) {
-        // The last block ends at Q where the row holds a whole block (pixels computed twice, to the
-        // same bits); on shorter rows its extra pixels read pixel q0 and are not stored.
-        const int64_t q0 = p.Q >= QB ? std::min(qb * QB, p.Q - QB) : 0, qn = std::min<int64_t>(QB, p.Q - q0);
-        const float* xq[QB];
+      const int64_t n = item / (nbands * vblocks), bi = item / vblocks % nbands, v0 = item % vblocks * nvb;
+      const int64_t p0 = bi * band, p1 = std::min(p.P, p0 + band), vn = std::min(nvb, nv - v0);
+      // The band's input rows h0 .. h0 + rows - 1 (padded coordinates: h + pad_h), vn vectors each.
+      const int64_t h0 = p0 * p.stride_h, rows = (p1 - 1 - p0) * p.stride_h + reach, row_floats = vn * Wp * L;
+      ScratchOf<float> xb(rows * row_floats);
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t h = h0 + i - p.pad_h;
+        float* d = xb.data() + i * row_floats;
+        if (h < 0 || h >= p.H) {
+          std::fill(d, d + row_floats, 0.0f);
+          continue;
+        }
+        const T* src = xc.data + n * xc.sn + h * xc.sh + v0 * L;
+        for (int64_t v = 0; v < vn; ++v, d += Wp * L) {
+          std::fill(d, d + p.pad_w * L, 0.0f);
+          std::fill(d + (p.pad_w + p.W) * L, d + Wp * L, 0.0f);
+          for (int64_t w = 0; w < p.W; ++w) V::store(d + (p.pad_w + w) * L, V::load(src + w * xc.sw + v * L));
+        }
+      }
+      const int64_t r_step = p.dil_h * row_floats;
+      for (int64_t v = v0; v < v0 + vn; ++v) {
+        const typename V::type init = V::load(bias.data() + v * L);
+        for (int64_t pp = p0; pp < p1; ++pp) {
+          const float* xrow = xb.data() + (pp - p0) * p.stride_h * row_floats + (v - v0) * Wp * L;
+          T* yrow = out.view.data + n * out.view.sn + pp * out.view.sh + v * L;
+          for (int64_t qb = 0; qb < nqb; ++qb) {
+            // The last block ends at Q where the row holds a whole block (pixels computed twice, to
+            // the same bits); on shorter rows its extra pixels read zero columns, not stored.
+            const int64_t q0 = p.Q >= QB ? std::min(qb * QB, p.Q - QB) : 0, qn = std::min<int64_t>(QB, p.Q - q0);
+            const float* x0 = xrow + q0 * q_step;
+            typename V::type acc[QB];
 #pragma GCC unroll 16
-        for (int i = 0; i < QB; ++i) xq[i] = xrow + (q0 + (i < qn ? i : 0)) * q_step;
-        typename V::type acc[QB];
+            for (int i = 0; i < QB; ++i) acc[i] = init;
+            for (int64_t r = 0; r < p.R; ++r)
+              for (int64_t s = 0; s < p.S; ++s) {
+                const typename V::type wv = V::load(wp.data() + (r * p.S + s) * Cp + v * L);
+                const float* xt = x0 + r * r_step + s * s_step;
 #pragma GCC unroll 16
-        for (int i = 0; i < QB; ++i) acc[i] = init;
-        for (int64_t r = 0; r < p.R; ++r)
-          for (int64_t s = 0; s < p.S; ++s) {
-            const typename V::type wv = V::load(wp.data() + (r * p.S + s) * Cp + v * L);
-            const int64_t off = r * r_step + s * s_step;
+                for (int i = 0; i < QB; ++i)
+                  acc[i] = V::fmadd(V::load(xt + i * (SW > 0 ? SW * L : q_step)), wv, acc[i]);
+              }
 #pragma GCC unroll 16
-            for (int i = 0; i < QB; ++i) acc[i] = V::fmadd(V::load(xq[i] + off), wv, acc[i]);
+            for (int i = 0; i < QB; ++i)
+              if (i < qn) V::store(yrow + (q0 + i) * out.view.sw, acc[i]);
           }
-#pragma GCC unroll 16
-        for (int i = 0; i < QB; ++i)
-          if (i < qn) V::store(yrow + (q0 + i) * out.view.sw, acc[i]);
+        }
       }
     }
   });
@@ -514,7 +540,9 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
   if (depthwise_fprop_planes<T>(a)) return true;
   if (p.R * p.S > kDepthwiseRowTaps) {
-    depthwise_fprop_padded<T>(a);
+    if (p.stride_w == 1) depthwise_fprop_vector_rows<T, 1>(a);
+    else if (p.stride_w == 2) depthwise_fprop_vector_rows<T, 2>(a);
+    else depthwise_fprop_vector_rows<T, 0>(a);
     return true;
   }
   using V = VecF32;
