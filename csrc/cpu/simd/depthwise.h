@@ -469,8 +469,13 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   const int64_t vector_bytes = band_rows * Wp * L * int64_t(sizeof(float));
   const int64_t nvb = std::clamp<int64_t>(kBandBytes / vector_bytes, 1, std::max<int64_t>(1, nv / 4));
   const int64_t vblocks = (nv + nvb - 1) / nvb;
+  // Dense NCHW planes are transposed straight into the items' rows; other layouts go channels-last
+  // first (in place where they already are).
+  const T* x = static_cast<const T*>(a.x.data);
+  const int64_t* xst = a.x.stride;
+  const bool planes = dense_planes(xst, p.W);
   ScratchOf<T> xs(0);
-  const ChannelsLast<T> xc = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
+  const ChannelsLast<T> xc = planes ? ChannelsLast<T>{} : channels_last_input(x, xst, p.N, C, p.H, p.W, xs);
   ScratchOf<T> ys(0);
   T* y = static_cast<T*>(a.y.data);
   const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
@@ -494,11 +499,23 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
           std::fill(d, d + row_floats, 0.0f);
           continue;
         }
-        const T* src = xc.data + n * xc.sn + h * xc.sh + v0 * L;
         for (int64_t v = 0; v < vn; ++v, d += Wp * L) {
           std::fill(d, d + p.pad_w * L, 0.0f);
           std::fill(d + (p.pad_w + p.W) * L, d + Wp * L, 0.0f);
-          for (int64_t w = 0; w < p.W; ++w) V::store(d + (p.pad_w + w) * L, V::load(src + w * xc.sw + v * L));
+          float* dv = d + p.pad_w * L;
+          if (!planes) {
+            const T* src = xc.data + n * xc.sn + h * xc.sh + (v0 + v) * L;
+            for (int64_t w = 0; w < p.W; ++w) V::store(dv + w * L, V::load(src + w * xc.sw));
+            continue;
+          }
+          // Channels c0 .. c0 + L - 1 of row h: 8 x 8 transposes (channels x columns), scalar
+          // tails, zeros past C.
+          const int64_t c0 = (v0 + v) * L, cn = std::min<int64_t>(L, C - c0), c8 = cn - cn % 8, w8 = p.W - p.W % 8;
+          const T* src = x + n * xst[0] + c0 * xst[1] + h * xst[2];
+          for (int64_t c = 0; c < c8; c += 8)
+            for (int64_t w = 0; w < w8; w += 8) transpose8x8(src + c * xst[1] + w, xst[1], dv + w * L + c, L);
+          for (int64_t w = 0; w < p.W; ++w)
+            for (int64_t c = (w < w8 ? c8 : 0); c < L; ++c) dv[w * L + c] = c < cn ? load_acc(src + c * xst[1] + w) : 0.0f;
         }
       }
       const int64_t r_step = p.dil_h * row_floats;
