@@ -309,7 +309,8 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
     That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
     10 MiB (stride 2: 56 or more past 8 MiB; smaller ones stay in the caches through the
     channels-last path): the rows are sized to pass 10 MiB. Stride 1 reads zero-padded row
-    copies, so there every column is a vector column."""
+    copies, so there every column is a vector column. (The 5 x 5 forwards run on vector rows,
+    depthwise_fprop_vector_rows; their input gradients and weight gradients on planes.)"""
     c = 32
     h = int(1.5 * (10 << 20) / (c * w * dtype.itemsize * (1 + 1 / (stride[0] * stride[1])))) + 1
     cfg = dict(n=1, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,
