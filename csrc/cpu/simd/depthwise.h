@@ -453,10 +453,10 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
 // registers.)
 constexpr int64_t kDepthwiseRowTaps = 9;            // the most depthwise_row_any holds in registers
 constexpr int64_t kBandBytes = int64_t(384) << 10;  // an item's padded input rows, kept in the L2
-template <typename T, int SW>
+template <typename T, int SW, int QB>
 void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   using V = VecF32;
-  constexpr int L = V::kLanes, QB = L == 16 ? 14 : 6;
+  constexpr int L = V::kLanes;
   const Conv2dProblem& p = a.p;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, sw = SW > 0 ? SW : p.stride_w;
   // Columns for a whole tile past the last pixel too, so that a short row's tile reads zeros.
@@ -559,9 +559,16 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   // to 5 x 5) EfficientNet's 5 x 5 ran 2.8x slower at N=8 (A/B, arms in random order: 144 @56 /2
   // 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
   if (p.R * p.S > kDepthwiseRowTaps) {
-    if (p.stride_w == 1) depthwise_fprop_vector_rows<T, 1>(a);
-    else if (p.stride_w == 2) depthwise_fprop_vector_rows<T, 2>(a);
-    else depthwise_fprop_vector_rows<T, 0>(a);
+    // Tiles of 14 pixels (AVX2: 6), or half that for rows that short: a 7-column row in a
+    // 14-pixel tile wasted half of the FMAs (ConvNeXt 768 @7 N=8 0.44-0.62x PyTorch).
+    constexpr int QB = VecF32::kLanes == 16 ? 14 : 6;
+    const auto run = [&]<int SW>() {
+      if (p.Q <= QB / 2) return depthwise_fprop_vector_rows<T, SW, QB / 2>(a);
+      depthwise_fprop_vector_rows<T, SW, QB>(a);
+    };
+    if (p.stride_w == 1) run.template operator()<1>();
+    else if (p.stride_w == 2) run.template operator()<2>();
+    else run.template operator()<0>();
     return true;
   }
   if (depthwise_fprop_planes<T>(a)) return true;
