@@ -550,6 +550,16 @@ inline void pixel_offsets(const DirectConvPlan& d, const NhwcViewOf<E>& x, const
   }
 }
 
+// body.template operator()<n>() for a run-time count 1 <= n <= Max (kernels templated on a small
+// channel count: few outputs, channels per group).
+template <int Max, typename Body>
+void with_small_count(int64_t n, const Body& body) {
+  if constexpr (Max > 1) {
+    if (n < Max) return with_small_count<Max - 1>(n, body);
+  }
+  body.template operator()<Max>();
+}
+
 // Stores an m-pixel tile (float, [mi][KB] with olen <= KB channels used) at yblk + y_off[mi] + o ys[1],
 // rounded to TOut. row_run: the m >= 2 pixels are consecutive output elements (NCHW: one plane row).
 template <int MR, int64_t KB, typename TOut>

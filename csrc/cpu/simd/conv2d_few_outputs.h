@@ -38,15 +38,7 @@ constexpr int few_outputs_vectors() {
 // body.template operator()<K>() for the run-time output channel count K (1 to kFewOutputsMax).
 template <typename Body>
 void with_few_outputs(int64_t K, const Body& body) {
-  switch (K) {
-    case 1: return body.template operator()<1>();
-    case 2: return body.template operator()<2>();
-    case 3: return body.template operator()<3>();
-    case 4: return body.template operator()<4>();
-    case 5: return body.template operator()<5>();
-    case 6: return body.template operator()<6>();
-    case 7: return body.template operator()<7>();
-  }
+  with_small_count<kFewOutputsMax>(K, body);
 }
 
 // x (N x C x H x W, strides xs) as zero-padded float rows [n][hp][c][Wp]: input row h = hp - pad_h,

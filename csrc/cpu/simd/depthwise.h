@@ -177,6 +177,15 @@ inline std::vector<float> pack_depthwise_weights(const T* w, const int64_t ws[4]
   return wp;
 }
 
+// The bias (C elements of storage type T, or null: zeros) as floats, zero-padded to whole vectors.
+template <typename T>
+inline std::vector<float> depthwise_bias(const void* bias, int64_t C) {
+  std::vector<float> b(padded_channels(C), 0.0f);
+  if (bias)
+    for (int64_t c = 0; c < C; ++c) b[c] = load_acc(static_cast<const T*>(bias) + c);
+  return b;
+}
+
 // out[q][c] = init[c] + sum over T taps of x[q step + tap_offset[t] + c] w[tap_w[t] + c], for q in
 // [q0, q1) and every channel vector: one channel vector at a time, its T weight vectors held in
 // registers across the row's pixels, so each multiply-add loads only its input. Pixel by pixel
@@ -480,9 +489,7 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   T* y = static_cast<T*>(a.y.data);
   const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
-  std::vector<float> bias(Cp, 0.0f);
-  if (a.bias)
-    for (int64_t c = 0; c < C; ++c) bias[c] = load_acc(static_cast<const T*>(a.bias) + c);
+  const std::vector<float> bias = depthwise_bias<T>(a.bias, C);
   const int64_t s_step = p.dil_w * L, q_step = sw * L;
   const int64_t nqb = (p.Q + QB - 1) / QB;
   parallel_for(0, p.N * nbands * vblocks, 1, [&](int64_t b, int64_t e) {
@@ -580,9 +587,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   T* y = static_cast<T*>(a.y.data);
   const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
-  std::vector<float> bias(Cp, 0.0f);
-  if (a.bias)
-    for (int64_t c = 0; c < C; ++c) bias[c] = load_acc(static_cast<const T*>(a.bias) + c);
+  const std::vector<float> bias = depthwise_bias<T>(a.bias, C);
   // Columns whose every tap s lands inside the input: there a row's taps are the same for all q.
   int64_t q_in_lo = 0, q_in_hi = p.Q;
   for (int64_t s = 0; s < p.S; ++s) {
