@@ -87,7 +87,7 @@ def parse_args(argv=None):
     p.add_argument("--memory-format", choices=["nchw", "nhwc", "both"], default="both")
     p.add_argument("--batch", type=int, help="N (default 1 on the CPU, 32 on CUDA)")
     p.add_argument("--suite", choices=list(SUITES), default="all",
-                   help="layers: the convolutions; pool: the max-pools; models: torchvision resnet18, resnet50 "
+                   help="layers: the convolutions; pool: the max-pools; models: torchvision resnet18, resnet50, "
                         "mobilenet_v2 and resnext50_32x4d converted vs original (inference and training step); all (default)")
     p.add_argument("--direction", choices=["fwd", "fwdbwd", "both"], default="both",
                    help="forward only, forward+backward, or both (default)")
