@@ -199,55 +199,48 @@ void few_outputs_wgrad(const Conv2dProblem& p, const float* xp, int64_t Hp, int6
   // threads have work and the sums do not depend on the thread count.
   const int64_t splits = std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16);
   Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
-  parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
-    for (int64_t split = b; split < e; ++split) {
-      const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
-      for (int64_t chunk = row0; chunk < row1; chunk += kWgradChunkRows) {
-        const int64_t chunk_end = std::min(row1, chunk + kWgradChunkRows);
-        for (int64_t item = 0; item < items; ++item) {
-          const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
-          typename V::type acc[K][CB][S];
+  for_row_chunks(rows, splits, kWgradChunkRows, [&](int64_t split, int64_t chunk, int64_t chunk_end, bool first) {
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
+      typename V::type acc[K][CB][S];
 #pragma GCC unroll 8
-          for (int k = 0; k < K; ++k)
+      for (int k = 0; k < K; ++k)
 #pragma GCC unroll 8
-            for (int cb = 0; cb < CB; ++cb)
+        for (int cb = 0; cb < CB; ++cb)
 #pragma GCC unroll 4
-              for (int s = 0; s < S; ++s) acc[k][cb][s] = V::zero();
-          for (int64_t np = chunk; np < chunk_end; ++np) {
-            const int64_t n = np / p.P, pp = np % p.P;
-            // Channels past C (the last block) read channel c0 again: their sums are not stored.
-            const float* xr = xp + (n * Hp + pp * p.stride_h + r * p.dil_h) * xrow;
-            const float* xc[CB];
+          for (int s = 0; s < S; ++s) acc[k][cb][s] = V::zero();
+      for (int64_t np = chunk; np < chunk_end; ++np) {
+        const int64_t n = np / p.P, pp = np % p.P;
+        // Channels past C (the last block) read channel c0 again: their sums are not stored.
+        const float* xr = xp + (n * Hp + pp * p.stride_h + r * p.dil_h) * xrow;
+        const float* xc[CB];
 #pragma GCC unroll 8
-            for (int cb = 0; cb < CB; ++cb) xc[cb] = xr + (c0 + (cb < cn ? cb : 0)) * Wp;
-            const float* dr = dyp + np * K * Qv;
-            for (int64_t q = 0; q < Qv; q += L) {
-              typename V::type g[K];
+        for (int cb = 0; cb < CB; ++cb) xc[cb] = xr + (c0 + (cb < cn ? cb : 0)) * Wp;
+        const float* dr = dyp + np * K * Qv;
+        for (int64_t q = 0; q < Qv; q += L) {
+          typename V::type g[K];
 #pragma GCC unroll 8
-              for (int k = 0; k < K; ++k) g[k] = V::load(dr + k * Qv + q);
+          for (int k = 0; k < K; ++k) g[k] = V::load(dr + k * Qv + q);
 #pragma GCC unroll 8
-              for (int cb = 0; cb < CB; ++cb)
+          for (int cb = 0; cb < CB; ++cb)
 #pragma GCC unroll 4
-                for (int s = 0; s < S; ++s) {
-                  const typename V::type xv = V::load(xc[cb] + q + s * p.dil_w);
+            for (int s = 0; s < S; ++s) {
+              const typename V::type xv = V::load(xc[cb] + q + s * p.dil_w);
 #pragma GCC unroll 8
-                  for (int k = 0; k < K; ++k) acc[k][cb][s] = V::fmadd(g[k], xv, acc[k][cb][s]);
-                }
+              for (int k = 0; k < K; ++k) acc[k][cb][s] = V::fmadd(g[k], xv, acc[k][cb][s]);
             }
-          }
-          float* t = totals.data() + (split * items + item) * kSums;
-          const bool first = chunk == row0;
-#pragma GCC unroll 8
-          for (int k = 0; k < K; ++k)
-#pragma GCC unroll 8
-            for (int cb = 0; cb < CB; ++cb)
-#pragma GCC unroll 4
-              for (int s = 0; s < S; ++s) {
-                float* at = t + ((k * CB + cb) * S + s) * L;
-                V::store(at, first ? acc[k][cb][s] : V::add(V::load(at), acc[k][cb][s]));
-              }
         }
       }
+      float* t = totals.data() + (split * items + item) * kSums;
+#pragma GCC unroll 8
+      for (int k = 0; k < K; ++k)
+#pragma GCC unroll 8
+        for (int cb = 0; cb < CB; ++cb)
+#pragma GCC unroll 4
+          for (int s = 0; s < S; ++s) {
+            float* at = t + ((k * CB + cb) * S + s) * L;
+            V::store(at, first ? acc[k][cb][s] : V::add(V::load(at), acc[k][cb][s]));
+          }
     }
   });
   // The splits' totals in split order, then each sum's lanes, into dw.

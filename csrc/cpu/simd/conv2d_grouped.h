@@ -292,49 +292,42 @@ void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
   const int64_t rows = p.N * p.P;
   const int64_t splits = std::clamp<int64_t>(rows / kGroupedChunkRows, 1, 32);
   Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
-  parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
-    for (int64_t split = b; split < e; ++split) {
-      const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
-      for (int64_t chunk = row0; chunk < row1; chunk += kGroupedChunkRows) {
-        const int64_t chunk_end = std::min(row1, chunk + kGroupedChunkRows);
-        for (int64_t item = 0; item < items; ++item) {
-          const int64_t kb = item / tap_chunks, t0 = item % tap_chunks * TS;
-          const int64_t tn = std::min<int64_t>(TS, RS - t0);
-          const float* xt[TS];
+  for_row_chunks(rows, splits, kGroupedChunkRows, [&](int64_t split, int64_t chunk, int64_t chunk_end, bool first) {
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t kb = item / tap_chunks, t0 = item % tap_chunks * TS;
+      const int64_t tn = std::min<int64_t>(TS, RS - t0);
+      const float* xt[TS];
 #pragma GCC unroll 9
-          for (int t = 0; t < TS; ++t) xt[t] = xp.data() + kb * block_inputs + tap_offset[t < tn ? t0 + t : t0];
-          typename V::type acc[TS][CG];
+      for (int t = 0; t < TS; ++t) xt[t] = xp.data() + kb * block_inputs + tap_offset[t < tn ? t0 + t : t0];
+      typename V::type acc[TS][CG];
 #pragma GCC unroll 9
-          for (int t = 0; t < TS; ++t)
+      for (int t = 0; t < TS; ++t)
 #pragma GCC unroll 8
-            for (int j = 0; j < CG; ++j) acc[t][j] = V::zero();
-          for (int64_t np = chunk; np < chunk_end; ++np) {
-            const int64_t n = np / p.P, pp = np % p.P;
-            const int64_t x_row = (n * Hp + pp * p.stride_h) * Wp * ps, x_step = p.stride_w * ps;
-            const float* dq = dyp.data() + np * p.Q * ks + kb * L;
-            for (int64_t q = 0; q < p.Q; ++q) {
-              const typename V::type g = V::load(dq + q * ks);
-              const int64_t at = x_row + q * x_step;
+        for (int j = 0; j < CG; ++j) acc[t][j] = V::zero();
+      for (int64_t np = chunk; np < chunk_end; ++np) {
+        const int64_t n = np / p.P, pp = np % p.P;
+        const int64_t x_row = (n * Hp + pp * p.stride_h) * Wp * ps, x_step = p.stride_w * ps;
+        const float* dq = dyp.data() + np * p.Q * ks + kb * L;
+        for (int64_t q = 0; q < p.Q; ++q) {
+          const typename V::type g = V::load(dq + q * ks);
+          const int64_t at = x_row + q * x_step;
 #pragma GCC unroll 9
-              for (int t = 0; t < TS; ++t) {
-                if (t >= tn) break;
-                const typename V::type xv = V::load(xt[t] + at);
+          for (int t = 0; t < TS; ++t) {
+            if (t >= tn) break;
+            const typename V::type xv = V::load(xt[t] + at);
 #pragma GCC unroll 8
-                for (int j = 0; j < CG; ++j) acc[t][j] = V::fmadd(V::permute(xv, index.lanes[j]), g, acc[t][j]);
-              }
-            }
+            for (int j = 0; j < CG; ++j) acc[t][j] = V::fmadd(V::permute(xv, index.lanes[j]), g, acc[t][j]);
           }
-          float* sums = totals.data() + (split * items + item) * kSums;
-          const bool first = chunk == row0;
-#pragma GCC unroll 9
-          for (int t = 0; t < TS; ++t)
-#pragma GCC unroll 8
-            for (int j = 0; j < CG; ++j) {
-              float* at = sums + (t * CG + j) * L;
-              V::store(at, first ? acc[t][j] : V::add(V::load(at), acc[t][j]));
-            }
         }
       }
+      float* sums = totals.data() + (split * items + item) * kSums;
+#pragma GCC unroll 9
+      for (int t = 0; t < TS; ++t)
+#pragma GCC unroll 8
+        for (int j = 0; j < CG; ++j) {
+          float* at = sums + (t * CG + j) * L;
+          V::store(at, first ? acc[t][j] : V::add(V::load(at), acc[t][j]));
+        }
     }
   });
   // The splits' totals in split order, into dw.
