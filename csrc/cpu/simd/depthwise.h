@@ -4,7 +4,8 @@
 // the ISA namespace after conv2d_direct.h (AVX2 and AVX-512 builds).
 //
 //   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
-//           per channel vector acc = bias + sum over taps x * w
+//           per channel vector acc = bias + sum over taps x * w; filters of 10+ taps on bands
+//           of zero-padded channel-vector rows (depthwise_fprop_vector_rows)
 //   dgrad   stride 1: fprop of dy with the rotated filter; else per input row (n, h): per pixel
 //           the taps whose output lands on the stride grid
 //   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order
@@ -613,7 +614,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
       const bool interior_done =
           q_in_lo < q_in_hi && depthwise_row_any(taps, x.data, p.stride_w * x.sw, row_tap.data(), wp.data(),
                                                  w_off.data(), bias.data(), nv, q_in_lo, q_in_hi, yrow, out.view.sw);
-      // Edge columns (and everything when the filter is larger than 3 x 3): per-pixel tap lists.
+      // Edge columns (and every column where no interior run exists): per-pixel tap lists.
       for (int64_t q = 0; q < p.Q; ++q) {
         if (interior_done && q >= q_in_lo && q < q_in_hi) continue;
         int64_t nt = 0;
