@@ -620,6 +620,34 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c,k,groups,h,w,r,stride,padding,dilation", [
+    (64, 64, 4, 9, 11, 3, 1, 1, 1),      # 16 per group (AVX-512): one bundle of 4 groups
+    (128, 128, 8, 7, 7, 3, 1, 1, 1),     # two bundles; 14-pixel tiles past row ends
+    (128, 64, 4, 9, 9, 3, 2, 1, 1),      # 32 -> 16 per group, stride 2: dgrad bundles 2 groups
+    (64, 128, 4, 6, 7, 3, 1, 1, 2),      # 16 -> 32 per group, dilated: dgrad bundles 4
+    (96, 96, 3, 10, 10, 3, 1, 2, 1),     # 3 groups of 32: no whole bundle, the 12 x 2 tiles
+    (256, 256, 8, 5, 13, 3, 1, 1, 1),    # ResNeXt's 32 per group (AVX-512: bundles of 2)
+    (48, 48, 6, 7, 7, 3, 1, 1, 1),       # 8 per group: AVX2 bundles of 2
+    (16, 16, 2, 7, 10, 2, 2, 0, 1),      # AVX2 8 per group, an even filter at stride 2
+    (32, 32, 4, 9, 9, 1, 1, 0, 1),       # 1 x 1, no padding: a float32 channels_last x read in place
+    (64, 64, 4, 8, 8, 5, 3, 2, 1),       # 5 x 5 stride 3: dgrad phases of few taps
+    (128, 128, 8, 3, 3, 3, 1, 1, 1),     # 9 pixels per image: short last tiles
+])
+def test_group_bundles(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
+    """Groups of one vector of outputs (two on AVX-512) and one or two vectors of inputs, run as
+    bundles of groups sharing a tile (conv2d_direct.h, with_group_bundle): forward and input
+    gradient against PyTorch (and the weight gradient), bundles of 2 and 4, both input widths,
+    group counts that leave no whole bundle."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
+               padding=(padding, padding), dilation=(dilation, dilation), bias=True, x_layout=layout,
+               w_layout="contiguous", g_layout=layout, seed=c * k + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("c,k,groups,h,r,stride", [
     (3, 32, 1, 30, 3, 2),     # a MobileNet-like stem: 9 folded rows of 12, no padded lanes (AVX-512)

@@ -191,8 +191,11 @@ inline uint32_t bf16_pair_bits(const bf16* at, int64_t c_stride, bool has_high) 
 // taken a quarter of a channels_last 1x1 forward at N=1 (A/B, arms in random order, 2 threads:
 // 1024 -> 256 @14 0.70 -> 0.64 ms, 256 -> 256 @14 0.273 -> 0.242, 1x1/2 256 -> 512 @28 0.43 ->
 // 0.36).
+// bundle > 1 (group bundles, with_group_bundle; one block per group): the blocks of `bundle`
+// consecutive groups go side by side, wp[g / bundle][tap][i][g % bundle][KB].
 template <class M, typename T>
-ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightSource<T>& src) {
+ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, const WeightSource<T>& src,
+                                         int64_t bundle = 1) {
   using E = typename M::Elem;
   static_assert(M::kChannels == 1 || std::is_same_v<T, bf16>, "channel pairs are packed from bfloat16 storage");
   constexpr int64_t kChunk = 8, kTileElems = 4096, kAhead = 4;  // a 16 KB tile
@@ -200,6 +203,10 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
   const int64_t block = taps * cin * KB, nchunks = (cin + kChunk - 1) / kChunk;
   const int64_t tap_run = std::max<int64_t>(1, kTileElems / (kChunk * KB));
   ScratchOf<E> wp(d.groups * nkb * block);
+  // Where row (tap t, packed element i) of block gk goes.
+  const auto dst_row = [&, bundle](int64_t gk, int64_t t, int64_t i) {
+    return wp.data() + (gk - gk % bundle) * block + ((t * cin + i) * bundle + gk % bundle) * KB;
+  };
   if (src.out_stride == 1) {  // out channels contiguous in the source (the 1x1 NCHW path's x; dgrad
                               // of channels-last weights): each (tap, i) row is one run to copy,
                               // or for bfloat16 pairs two runs to interleave (dgrad, KRSC, 3x3
@@ -211,7 +218,7 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
         const T* rows = src.base + g * src.group_stride + o0;
         for (int64_t t = 0; t < taps; ++t)
           for (int64_t i = i0; i < i0 + ilen; ++i) {
-            E* dst = wp.data() + gk * block + (t * cin + i) * KB;
+            E* dst = dst_row(gk, t, i);
             const T* run = rows + src.tap_offset[t] + M::kChannels * i * src.in_stride;
             if constexpr (M::kChannels == 1)
               convert_n(run, dst, olen);
@@ -339,11 +346,15 @@ ScratchOf<typename M::Elem> pack_weights(const DirectConvPlan& d, int64_t KB, co
           E* row = tile.data() + t * kChunk * KB;
           if (olen < KB)
             for (int64_t i = 0; i < ilen; ++i) std::fill(row + i * KB + olen, row + (i + 1) * KB, E(0));
-          E* dst = wp.data() + gk * block + ((t0 + t) * cin + i0) * KB;
-          if (stream)
-            stream_copy(dst, row, ilen * KB);
-          else
-            std::copy(row, row + ilen * KB, dst);
+          // ilen consecutive rows, or with bundles ilen rows bundle * KB apart
+          const int64_t run = bundle == 1 ? ilen * KB : KB;
+          for (int64_t i = 0; i < ilen; i += run / KB) {
+            E* dst = dst_row(gk, t0 + t, i0 + i);
+            if (stream)
+              stream_copy(dst, row + i * KB, run);
+            else
+              std::copy(row + i * KB, row + i * KB + run, dst);
+          }
         }
       }
     }
@@ -444,9 +455,12 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
 // a row, so small images fill whole tiles. bias and pixel_bias may be null.
 // LastL < lanes (AVX-512 only): the last vector holds LastL = 8 channels, as 256-bit operations
 // (HalfVector<8>, M::*_half), so KB = (NV - 1) lanes + 8 (tile_channels).
+// NG > 1 (group bundles, with_group_bundle): the NV vectors are NG groups of NV / NG vectors each,
+// group j's inputs GI elements after group 0's, so each pixel takes NG broadcasts per input
+// channel, at constant offsets from its one pointer.
 // Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
 // instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
-template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, typename TOut>
 [[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
                       const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
                       TOut* out, const int64_t* out_off, bool accumulate = false) {
@@ -455,6 +469,8 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
   constexpr int L = V::kLanes;
   constexpr int kHalf = LastL != L ? NV - 1 : -1;  // the index of the half vector, if any
   static_assert(LastL == L || 2 * LastL == L, "the last vector is whole or half");
+  static_assert(NV % NG == 0 && (NG == 1 || (LastL == L && GI > 0)), "bundles of whole vectors");
+  constexpr int GV = NV / NG;  // vectors per group
   const auto load = [](const auto* p, int v) {
     if constexpr (kHalf >= 0) {
       if (v == kHalf) return H::load(p);
@@ -485,10 +501,11 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
     for (int64_t c = 0; c < cin; ++c) {
       typename M::In wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = load_w(wt + c * w_step + v * L, v);
-      for (int m = 0; m < MR; ++m) {
-        const typename M::In xb = M::broadcast(xt[m] + c);
-        for (int v = 0; v < NV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
-      }
+      for (int m = 0; m < MR; ++m)
+        for (int j = 0; j < NG; ++j) {
+          const typename M::In xb = M::broadcast(xt[m] + c + j * GI);
+          for (int v = j * GV; v < (j + 1) * GV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
+        }
     }
   }
   // pixel_bias is added at the store (the 1x1 NCHW path's per-k bias), once per result.
@@ -515,17 +532,25 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
 // as well: out of line, GCC 12 kept the accumulators of conv_tile_upto<12, 1> in memory, one
 // store after every FMA (AVX2; the stem's dgrad at N=1: 13.9 -> 8.6 ms once inlined; 1x1 64->256
 // channels_last forward 1.6 -> 0.9 ms).
-template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, typename TOut>
 [[gnu::always_inline]] inline void conv_tile_upto(
     int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
     const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias, TOut* out,
     const int64_t* out_off, bool accumulate = false) {
   if constexpr (MR > 1) {
     if (m < MR)
-      return conv_tile_upto<M, MR - 1, NV, LastL>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias,
-                                                  out, out_off, accumulate);
+      return conv_tile_upto<M, MR - 1, NV, LastL, NG, GI>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias,
+                                                          pixel_bias, out, out_off, accumulate);
   }
-  conv_tile<M, MR, NV, LastL>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off, accumulate);
+  conv_tile<M, MR, NV, LastL, NG, GI>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off,
+                                      accumulate);
+}
+
+// The plan of d's groups taken NG at a time (direct_conv's group bundles).
+inline DirectConvPlan bundled(DirectConvPlan d, int64_t NG) {
+  d.groups /= NG;
+  d.out_per_group *= NG;
+  return d;
 }
 
 // Output channels of a tile of NV vectors, the last of LastL lanes.
@@ -594,7 +619,7 @@ template <int MR, int64_t KB, typename TOut>
     int64_t o = 0;
     for (; o + 8 <= olen; o += 8) {
       if (m < 8) {
-        transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], m);
+        transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], std::min(m, MR));  // (min: tells GCC the tile has the rows)
         continue;
       }
       for (int mi = 0; mi < m; mi += 8) {
@@ -630,7 +655,9 @@ template <int MR, int64_t KB, typename TOut>
 // output element is written. Work items are MR-pixel tiles of the flattened (n, p, q) pixels
 // times output-channel blocks. w_step > 0: the weights are not packed but read in place, one tap
 // and one group, input element i of block kb at wp + kb KB + i w_step (all KB lanes readable).
-template <class M, int MR, int NV, int LastL = VecF32::kLanes, typename TOut>
+// NG > 1: d's groups are bundles of NG groups of GI = in_per_group inputs and KB / NG outputs each
+// (with_group_bundle; wp from pack_weights with bundle = NG).
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, typename TOut>
 void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const typename M::Elem* wp,
                  const float* bias, const float* pixel_bias, TOut* y, const int64_t ys[4], int64_t w_step = 0) {
   constexpr int64_t KB = tile_channels<NV, LastL>();
@@ -679,7 +706,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
         offsets_of = i0;
       }
-      const typename M::Elem* xg = x.data + g * cin;
+      const typename M::Elem* xg = x.data + g * NG * cin;
       const typename M::Elem* wblk = wp + gk * (w_step > 0 ? KB : taps * cin * KB);
       const float* bblk = bias ? bias_blocks.data() + gk * KB : nullptr;
       const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
@@ -700,12 +727,12 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
               for (int64_t l = 0; l < cin; l += kInLineElems)
                 __builtin_prefetch(xg + x_off[mi] + kLoadAhead * d.pixel_step + l);
         }
-        conv_tile_upto<M, MR, NV, LastL>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, yblk,
-                                         y_off);
+        conv_tile_upto<M, MR, NV, LastL, NG, GI>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk,
+                                                 yblk, y_off);
         continue;
       }
-      conv_tile_upto<M, MR, NV, LastL>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk, tile,
-                                       tile_off);
+      conv_tile_upto<M, MR, NV, LastL, NG, GI>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk,
+                                               tile, tile_off);
       store_tile<MR, KB>(tile, m, olen, yblk, y_off, ys, row_run);
     }
   });
@@ -747,6 +774,36 @@ void with_tile(int64_t out_per_group, int64_t taps_x_in, const Body& body) {
   if (out_per_group > L && !big_weights) return body.template operator()<6, 2>();
   return body.template operator()<12, 1>();
 #endif
+}
+
+// Groups of one vector of output channels (two on AVX-512) and one or two vectors of inputs
+// (ResNeXt's 16 and 32 channels per group): NG consecutive groups share one MR x NV tile, group
+// j's outputs in vectors [j NV / NG, (j + 1) NV / NG), and body.template operator()<MR, NV, NG,
+// GI>() runs them (GI: inputs per group, the offset between the groups' broadcasts). Returns false
+// where it does not apply. Alone, such groups ran 14 x 1 and 12 x 2 tiles, whose 12-14 pixel
+// pointers GCC kept in xmm registers and on the stack: perf annotate showed vmovq / stack loads
+// beside every few FMAs, ~1 FMA per cycle (3x3 512 @14, 32 groups of 16, N=8 channels_last).
+template <class M, typename Body>
+bool with_group_bundle(int64_t groups, int64_t in_per_group, int64_t out_per_group, const Body& body) {
+  constexpr int L = VecF32::kLanes;
+  if constexpr (M::kChannels != 1) {
+    return false;
+  } else {
+#if defined(__AVX512F__)
+    constexpr int kNV = 4;
+#else
+    constexpr int kNV = 2;
+#endif
+    const auto with_inputs = [&]<int NV, int NG>() {
+      if (groups % NG != 0) return false;
+      if (in_per_group == L) return body.template operator()<6, NV, NG, L>(), true;
+      if (in_per_group == 2 * L) return body.template operator()<6, NV, NG, 2 * L>(), true;
+      return false;
+    };
+    if (out_per_group == L) return with_inputs.template operator()<kNV, kNV>();
+    if (out_per_group == 2 * L && kNV == 4) return with_inputs.template operator()<kNV, 2>();
+    return false;
+  }
 }
 
 // The narrowest tile whose one block holds `channels` output channels (at most a 4-vector
@@ -937,6 +994,12 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
       return true;
     }
   }
+  if (with_group_bundle<M>(p.groups, cin, Kg, [&]<int MR, int NV, int NG, int GI>() {
+        const auto wp = pack_weights<M>(d, NV / NG * VecF32::kLanes, weights, NG);
+        direct_conv<M, MR, NV, VecF32::kLanes, NG, GI>(bundled(d, NG), xv, wp.data(), bias.data(), nullptr,
+                                                       static_cast<T*>(a.y.data), a.y.stride);
+      }))
+    return true;
   with_tile<true>(Kg, p.R * p.S * cin, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
     const auto wp = pack_weights<M>(d, tile_channels<NV, LastL>(), weights);
     direct_conv<M, MR, NV, LastL>(run, xv, wp.data(), bias.data(), nullptr, static_cast<T*>(a.y.data), a.y.stride);
@@ -1456,6 +1519,11 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
           continue;
         }
       }
+      if (with_group_bundle<M>(p.groups, kin, Cg, [&]<int MR, int NV, int NG, int GI>() {
+            const auto wp = pack_weights<M>(d, NV / NG * VecF32::kLanes, weights, NG);
+            direct_conv<M, MR, NV, VecF32::kLanes, NG, GI>(bundled(d, NG), dyv, wp.data(), nullptr, nullptr, y, ys);
+          }))
+        continue;
       with_tile<true>(Cg, int64_t(weights.tap_offset.size()) * kin, [&]<int MR, int NV, int LastL = VecF32::kLanes>() {
         const auto wp = pack_weights<M>(d, tile_channels<NV, LastL>(), weights);
         direct_conv<M, MR, NV, LastL>(d, dyv, wp.data(), nullptr, nullptr, y, ys);  // no taps: writes zeros
