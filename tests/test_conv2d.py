@@ -275,6 +275,8 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
     (24, 5, 40, 1, 11, 1, 5, 1),    # one filter row of 11 taps
     (200, 20, 9, 7, 7, 1, 3, 1),    # 3 bands of output rows x blocks of 3 channel vectors (AVX-512)
     (40, 17, 61, 7, 7, 3, 3, 1),    # column stride 3: the run-time stride tile
+    (12, 10, 30, 3, 7, 1, 1, 1),    # 3 rows of 7 taps: the sliding rows (5 and 7 taps) with R != S
+    (12, 8, 13, 5, 5, 2, 1, 1),     # stride 2 sliding rows in a half-width tile (6 output columns)
 ])
 def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
     """Depthwise filters of more than 9 taps (depthwise_fprop_vector_rows: bands of output rows

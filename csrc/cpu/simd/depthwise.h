@@ -456,14 +456,41 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
 // the pixels of a channel vector lie L floats apart), and a register tile of QB consecutive output
 // pixels of one channel vector sums the taps in (r, s) order, each tap's weight vector loaded once
 // for the QB pixels, every input load at a constant offset from one pointer (SW: the column
-// stride, 0 for a run-time one). (The per-pixel path, two loads per FMA and the tap lists rebuilt
+// stride, 0 for a run-time one); rows of KS = 5 or 7 taps slide instead (depthwise_sliding_row:
+// one load per input vector, not per FMA). (The per-pixel path, two loads per FMA and the tap lists rebuilt
 // per pixel, had run these: ConvNeXt 96 @56 7 x 7 channels_last N=1 0.36x PyTorch. Padding all of
 // x first cost more than PyTorch's whole forward at N=8: 5 x 5 /2 144 @56 1.26 ms against 0.37;
 // channels-last padded pixels instead of vector rows kept 14 pixel pointers, half of them in xmm
 // registers.)
 constexpr int64_t kDepthwiseRowTaps = 9;            // the most depthwise_row_any holds in registers
 constexpr int64_t kBandBytes = int64_t(384) << 10;  // an item's padded input rows, kept in the L2
-template <typename T, int SW, int QB>
+
+// acc[i] += the taps of filter row r for output pixel i < QB of a vector-rows tile, KS taps of
+// column stride SW and no column dilation, as a sliding window: each of the row's (QB - 1) SW +
+// KS input vectors is loaded once and feeds every pixel it reaches, with the row's KS weight
+// vectors in registers. Per pixel the taps still add in s order (the general tile's order, the
+// same bits). The general tile loads an input vector per FMA.
+template <int QB, int KS, int SW>
+  requires(SW > 0)
+[[gnu::always_inline]] inline void depthwise_sliding_row(const float* xr, const float* wr, int64_t w_step,
+                                                         VecF32::type* acc) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  typename V::type wv[KS];
+#pragma GCC unroll 16
+  for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
+#pragma GCC unroll 64
+  for (int i = 0; i < (QB - 1) * SW + KS; ++i) {
+    const typename V::type xi = V::load(xr + i * L);
+#pragma GCC unroll 16
+    for (int s = 0; s < KS; ++s) {
+      const int q = (i - s) / SW;
+      if (i >= s && (i - s) % SW == 0 && q < QB) acc[q] = V::fmadd(xi, wv[s], acc[q]);
+    }
+  }
+}
+
+template <typename T, int SW, int QB, int KS = 0>
 void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes;
@@ -540,14 +567,19 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
             typename V::type acc[QB];
 #pragma GCC unroll 16
             for (int i = 0; i < QB; ++i) acc[i] = init;
-            for (int64_t r = 0; r < p.R; ++r)
-              for (int64_t s = 0; s < p.S; ++s) {
-                const typename V::type wv = V::load(wp.data() + (r * p.S + s) * Cp + v * L);
-                const float* xt = x0 + r * r_step + s * s_step;
+            if constexpr (KS > 0) {
+              for (int64_t r = 0; r < p.R; ++r)
+                depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step, wp.data() + r * KS * Cp + v * L, Cp, acc);
+            } else {
+              for (int64_t r = 0; r < p.R; ++r)
+                for (int64_t s = 0; s < p.S; ++s) {
+                  const typename V::type wv = V::load(wp.data() + (r * p.S + s) * Cp + v * L);
+                  const float* xt = x0 + r * r_step + s * s_step;
 #pragma GCC unroll 16
-                for (int i = 0; i < QB; ++i)
-                  acc[i] = V::fmadd(V::load(xt + i * (SW > 0 ? SW * L : q_step)), wv, acc[i]);
-              }
+                  for (int i = 0; i < QB; ++i)
+                    acc[i] = V::fmadd(V::load(xt + i * (SW > 0 ? SW * L : q_step)), wv, acc[i]);
+                }
+            }
 #pragma GCC unroll 16
             for (int i = 0; i < QB; ++i)
               if (i < qn) V::store(yrow + (q0 + i) * out.view.sw, acc[i]);
@@ -571,8 +603,18 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
     // 14-pixel tile wasted half of the FMAs (ConvNeXt 768 @7 N=8 0.44-0.62x PyTorch).
     constexpr int QB = VecF32::kLanes == 16 ? 14 : 6;
     const auto run = [&]<int SW>() {
-      if (p.Q <= QB / 2) return depthwise_fprop_vector_rows<T, SW, QB / 2>(a);
-      depthwise_fprop_vector_rows<T, SW, QB>(a);
+      // Rows of 5 and 7 taps slide (depthwise_sliding_row; A/B, arms in random order, 2 threads,
+      // N=8 channels_last: 7 x 7 96 @56 1.38x, 384 @14 1.29x, 768 @7 1.26x, NCHW 96 @56 1.24x;
+      // 5 x 5 480 @14 1.31x; stride 2 144 @56 1.02-1.08x, where copying x in takes half the time).
+      const auto with_width = [&]<int Q>() {
+        if constexpr (SW > 0) {
+          if (p.dil_w == 1 && p.S == 7) return depthwise_fprop_vector_rows<T, SW, Q, 7>(a);
+          if (p.dil_w == 1 && p.S == 5) return depthwise_fprop_vector_rows<T, SW, Q, 5>(a);
+        }
+        depthwise_fprop_vector_rows<T, SW, Q>(a);
+      };
+      if (p.Q <= QB / 2) return with_width.template operator()<QB / 2>();
+      with_width.template operator()<QB>();
     };
     if (p.stride_w == 1) run.template operator()<1>();
     else if (p.stride_w == 2) run.template operator()<2>();
