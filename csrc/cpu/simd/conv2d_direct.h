@@ -628,7 +628,8 @@ template <int MR, int64_t KB, typename TOut>
     int64_t o = 0;
     for (; o + 8 <= olen; o += 8) {
       if (m < 8) {
-        transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], std::min(m, MR));  // (min: tells GCC the tile has the rows)
+        // (min: m <= MR always; GCC, not knowing it, warned of reads past the tile)
+        transpose8x8(tile + o, KB, yblk + o * ys[1] + y_off[0], ys[1], std::min(m, MR));
         continue;
       }
       for (int mi = 0; mi < m; mi += 8) {
