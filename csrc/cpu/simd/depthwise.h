@@ -522,6 +522,8 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   T* y = static_cast<T*>(a.y.data);
   const int64_t* yst = a.y.stride;
   const bool planes_out = dense_planes(yst, p.Q);
+  int64_t columns[QB];  // a tile's output offsets along a plane row
+  for (int i = 0; i < QB; ++i) columns[i] = i;
   const OutputTarget<T> out =
       planes_out ? OutputTarget<T>{{y, 0, 0, 0}, true} : channels_last_output(y, yst, p.N, C, p.P, p.Q, ys);
   const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
@@ -596,18 +598,12 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
                     acc[i] = V::fmadd(V::load(xt + i * (SW > 0 ? SW * L : q_step)), wv, acc[i]);
                 }
             }
-            if (planes_out) {
+            if (planes_out) {  // the direct engine's store of a row run (conv2d_direct.h)
               float tile[QB * L];
 #pragma GCC unroll 16
               for (int i = 0; i < QB; ++i) V::store(tile + i * L, acc[i]);
-              const int64_t cn = std::min<int64_t>(L, C - v * L);
-              T* yp = y + n * yst[0] + v * L * yst[1] + pp * yst[2] + q0;
-              int64_t c = 0;
-              for (; c + 8 <= cn; c += 8)
-                for (int64_t i = 0; i < qn; i += 8)
-                  transpose8x8(tile + i * L + c, L, yp + c * yst[1] + i, yst[1], int(std::min<int64_t>(8, qn - i)));
-              for (; c < cn; ++c)
-                for (int64_t i = 0; i < qn; ++i) store_from(yp + c * yst[1] + i, tile[i * L + c]);
+              store_tile<QB, L>(tile, int(qn), std::min<int64_t>(L, C - v * L),
+                                y + n * yst[0] + v * L * yst[1] + pp * yst[2] + q0, columns, yst, true);
               continue;
             }
 #pragma GCC unroll 16
