@@ -5,7 +5,8 @@
 //
 //   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
 //           per channel vector acc = bias + sum over taps x * w; filters of 10+ taps on bands
-//           of zero-padded channel-vector rows (depthwise_fprop_vector_rows)
+//           of zero-padded channel-vector rows (depthwise_fprop_vector_rows), or at stride 1 on
+//           NCHW planes, register tiles of output rows (depthwise_fprop_plane_tiles)
 //   dgrad   stride 1: fprop of dy with the rotated filter; channels-last dx at larger strides:
 //           one such fprop per stride phase; else per input row (n, h): per pixel the taps whose
 //           output lands on the stride grid
@@ -617,14 +618,167 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
 }
 
+// Filters of KR = 5 or 7 rows, stride 1, on NCHW planes (ConvNeXt's 7 x 7, EfficientNet's 5 x 5
+// stride 1): output columns as the vector lanes, so x needs no transposes into vector rows (the
+// NCHW path of depthwise_fprop_vector_rows spent ~half of its time there at N=8). Each plane is
+// copied into zero-padded float rows (every tap of every output in bounds), then register tiles of
+// MR output rows x NV vectors of columns go over them filter column by filter column: the KR
+// weights of column s broadcast once into registers, each input vector of the tile's MR + KR - 1
+// rows loaded once and multiplied into every output row it reaches (per filter column KR
+// broadcasts and (MR + KR - 1) NV loads for MR KR NV FMAs). A row's last vector overlaps its
+// neighbour instead of leaving a tail, and the last row tile overlaps the one before: the
+// overlapped outputs are computed twice to the same bits (per output the taps add in (s, r) order
+// wherever its tile starts). Rows shorter than a vector stay on the vector rows.
+template <int KR, int MR, int NV>
+[[gnu::always_inline]] inline void depthwise_plane_tile(const float* xt, int64_t row_floats, const int64_t* col,
+                                                        const float* wk, int64_t S, int64_t s_step,
+                                                        VecF32::type (&acc)[MR][NV]) {
+  using V = VecF32;
+  for (int64_t s = 0; s < S; ++s, xt += s_step) {
+    typename V::type wv[KR];
+#pragma GCC unroll 8
+    for (int r = 0; r < KR; ++r) wv[r] = V::broadcast(wk + s * KR + r);
+    // One pointer per vector column, bumped row by row: offsets k row_floats + col[v] precomputed
+    // for all 13 rows took more registers than there are (spilled to the stack between FMAs).
+    const float* xv_ptr[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) xv_ptr[v] = xt + col[v];
+#pragma GCC unroll 32
+    for (int k = 0; k < MR + KR - 1; ++k) {
+      typename V::type xv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        xv[v] = V::load(xv_ptr[v]);
+        xv_ptr[v] += row_floats;
+      }
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m)
+        if (k - m >= 0 && k - m < KR)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(wv[k - m], xv[v], acc[m][v]);
+    }
+  }
+}
+
+template <typename T, int KR, int MR, int NV>
+void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const Conv2dProblem& p = a.p;
+  const int64_t *xs = a.x.stride, *ys = a.y.stride, *ws = a.w.stride;
+  const T* x = static_cast<const T*>(a.x.data);
+  const T* w = static_cast<const T*>(a.w.data);
+  const T* bias = static_cast<const T*>(a.bias);
+  T* y = static_cast<T*>(a.y.data);
+  // Vector column starts along a row: 0, L, 2 L, ..., the last at Q - L; tiles of NV of them, then
+  // single vectors. A row shorter than a vector is one vector, its first Q lanes stored.
+  const int64_t nvec = (p.Q + L - 1) / L, nvec_tiles = nvec / NV;
+  std::vector<int64_t> vec_col(nvec);
+  for (int64_t v = 0; v < nvec; ++v) vec_col[v] = std::min(v * L, std::max<int64_t>(p.Q - L, 0));
+  // Padded rows: P + KR - 1 of them (MR + KR - 1 at least), each holding Q + (S - 1) dil_w columns
+  // (W + 2 pad_w when the padding reaches no further than the filter), L + (S - 1) dil_w at least;
+  // input row h at pad_h + h, column c at pad_w + c.
+  const int64_t rows = std::max<int64_t>(p.P, MR) + KR - 1;
+  const int64_t row_floats = (std::max<int64_t>(p.Q, L) + (p.S - 1) * p.dil_w + L - 1) / L * L;
+  const int64_t nrt = (p.P + MR - 1) / MR;  // row tiles
+  const bool prefetch = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T)) > kPrefetchPlanesBytes;
+  // Weights as float, filter column by filter column: [c][s][r].
+  std::vector<float> wk(p.C * p.S * KR);
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t s = 0; s < p.S; ++s)
+      for (int64_t r = 0; r < KR; ++r) wk[(c * p.S + s) * KR + r] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
+  parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
+    ScratchOf<float> buf(rows * row_floats);
+    std::fill(buf.data(), buf.data() + rows * row_floats, 0.0f);  // the borders stay zero
+    for (int64_t nc = b; nc < e; ++nc) {
+      const int64_t n = nc / p.C, c = nc % p.C;
+      const float b0 = bias ? load_acc(bias + c) : 0.0f;
+      const T* xp = x + n * xs[0] + c * xs[1];
+      // The plane's rows in, by vectors, the last one overlapping its neighbour (the same values
+      // written twice; 14-column planes had spent a third of their time in per-row copy calls).
+      for (int64_t h = 0; h < p.H; ++h) {
+        const T* src = xp + h * xs[2];
+        float* dst = buf.data() + (p.pad_h + h) * row_floats + p.pad_w;
+        if (p.W < L) {
+          convert_n(src, dst, p.W);
+          continue;
+        }
+        for (int64_t j = 0; j < p.W; j += L) {
+          const int64_t at = std::min(j, p.W - L);
+          V::store(dst + at, V::load(src + at));
+        }
+      }
+      T* yp = y + n * ys[0] + c * ys[1];
+      const T* x_next = nc + 1 < e ? x + (nc + 1) / p.C * xs[0] + (nc + 1) % p.C * xs[1] : nullptr;
+      for (int64_t rt = 0; rt < nrt; ++rt) {
+        if (prefetch && x_next) prefetch_plane_slice(x_next, p.H, p.W, xs[2], rt, nrt);
+        const int64_t p0 = p.P >= MR ? std::min(rt * MR, p.P - MR) : 0;
+        const float* xt = buf.data() + p0 * row_floats;
+        const auto tile = [&]<int NVT>(const int64_t* col) {
+          // Every loop over the tile unrolled: one left rolled kept the accumulators in memory too.
+          typename V::type acc[MR][NVT];
+#pragma GCC unroll 16
+          for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+            for (int v = 0; v < NVT; ++v) acc[m][v] = V::broadcast(&b0);
+          depthwise_plane_tile<KR, MR, NVT>(xt, row_floats, col, wk.data() + c * p.S * KR, p.S, p.dil_w, acc);
+#pragma GCC unroll 16
+          for (int m = 0; m < MR; ++m)
+            if (p0 + m < p.P)
+#pragma GCC unroll 4
+              for (int v = 0; v < NVT; ++v) {
+                if (p.Q < L)
+                  V::store_first(yp + (p0 + m) * ys[2], acc[m][v], int(p.Q));
+                else
+                  V::store(yp + (p0 + m) * ys[2] + col[v], acc[m][v]);
+              }
+        };
+        int64_t v = 0;
+        for (; v < nvec_tiles * NV; v += NV) tile.template operator()<NV>(vec_col.data() + v);
+        for (; v < nvec; ++v) tile.template operator()<1>(vec_col.data() + v);
+      }
+    }
+  });
+}
+
+// depthwise_fprop_plane_tiles where it applies: dense NCHW planes, stride 1, 5 or 7 filter rows
+// without row dilation, rows more than half a vector long. The tile's shape keeps 8+ accumulators
+// independent (an accumulator takes R S dependent FMAs per tile, 4 cycles each, at 2 FMAs per
+// cycle): AVX-512 7 rows (ConvNeXt's and EfficientNet's planes are multiples of 7) x 2 vectors,
+// or 14 x 1 on rows of one vector; AVX2 (16 registers) 8 x 1, with KR weights and an input.
+template <typename T>
+inline bool depthwise_fprop_planes_large(const Conv2dFpropArgs& a) {
+  constexpr int L = VecF32::kLanes;
+  const Conv2dProblem& p = a.p;
+  const int64_t *xs = a.x.stride, *ys = a.y.stride;
+  if ((p.R != 5 && p.R != 7) || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || 2 * p.Q <= L ||
+      xs[3] != 1 || ys[3] != 1 || xs[1] == 1 || ys[1] == 1)
+    return false;
+  const auto run = [&]<int KR>() {
+    if constexpr (L == 16) {
+      if (p.Q <= L) return depthwise_fprop_plane_tiles<T, KR, 14, 1>(a);
+      depthwise_fprop_plane_tiles<T, KR, 7, 2>(a);
+    } else {
+      depthwise_fprop_plane_tiles<T, KR, 8, 1>(a);
+    }
+  };
+  if (p.R == 7) run.template operator()<7>();
+  else run.template operator()<5>();
+  return true;
+}
+
 template <typename T>
 inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
-  // Filters of 10+ taps on the vector rows, NCHW too: on planes (weights broadcast in registers, up
-  // to 5 x 5) EfficientNet's 5 x 5 ran 2.8x slower at N=8 (A/B, arms in random order: 144 @56 /2
-  // 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
+  // Filters of 10+ taps: stride 1 on NCHW planes in tiles of output rows (A/B against the vector
+  // rows, arms in random order, 2 threads, AVX-512: N=8 7 x 7 96 @56 1.07x, 192 @28 1.65x, 384 @14
+  // 1.56x, 5 x 5 480 @14 1.44x; N=1 1.2-1.9x; the stride-1 input gradients alike; AVX2 1.1-1.9x),
+  // the rest on the vector rows, NCHW too: on planes with one output row at a time (weights
+  // broadcast in registers, up to 5 x 5) EfficientNet's 5 x 5 stride 2 ran 2.8x slower at N=8
+  // (144 @56 /2 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
   if (p.R * p.S > kDepthwiseRowTaps) {
+    if (depthwise_fprop_planes_large<T>(a)) return true;
     // Tiles of 14 pixels (AVX2: 6), or half that for rows that short: a 7-column row in a
     // 14-pixel tile wasted half of the FMAs (ConvNeXt 768 @7 N=8 0.44-0.62x PyTorch).
     constexpr int QB = VecF32::kLanes == 16 ? 14 : 6;

@@ -115,6 +115,11 @@ struct VecF32 {
   static type load(const bf16* p) { return load16(p); }
   static void store(float* p, type v) { _mm512_storeu_ps(p, v); }
   static void store(bf16* p, type v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v)); }
+  // The first n (< 16) lanes only; the memory past them is not touched.
+  static void store_first(float* p, type v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
+  static void store_first(bf16* p, type v, int n) {
+    _mm256_mask_storeu_epi16(p, __mmask16((1u << n) - 1), bf16_bits16(v));
+  }
   static type fmadd(type a, type b, type c) { return _mm512_fmadd_ps(a, b, c); }
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
   static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
@@ -149,6 +154,8 @@ struct VecF32 {
   static type load(const bf16* p) { return load8(p); }
   static void store(float* p, type v) { _mm256_storeu_ps(p, v); }
   static void store(bf16* p, type v) { store8(p, v); }
+  static void store_first(float* p, type v, int n) { CNNKERNELS_KERNEL_NS::store_first(p, v, n); }
+  static void store_first(bf16* p, type v, int n) { CNNKERNELS_KERNEL_NS::store_first(p, v, n); }
   static type fmadd(type a, type b, type c) { return _mm256_fmadd_ps(a, b, c); }
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
   static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
