@@ -319,9 +319,11 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
     (2, 5, 12, 5, 3, (2, 1), (1, 1)),    # fewer output rows than a tile; 3 taps per filter row
     (3, 11, 20, 7, 9, (3, 4), (1, 2)),   # dilated columns, 9 taps per filter row
     (2, 8, 18, 5, 5, (5, 5), (1, 1)),    # padding past the filter's reach (the gradient elsewhere)
+    (6, 12, 28, 3, 3, (1, 1), (1, 1)),   # MobileNet's 3 x 3
+    (4, 7, 9, 3, 1, (1, 0), (1, 1)),     # 3 x 1, rows of 9 (AVX-512: the first 9 lanes)
 ])
 def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, padding, dilation):
-    """Stride-1 NCHW depthwise filters of 5 or 7 rows (depthwise_fprop_plane_tiles): each plane in
+    """Stride-1 NCHW depthwise filters of 3, 5 or 7 rows (depthwise_fprop_plane_tiles): each plane in
     zero-padded float rows, register tiles of output rows x vectors of columns, last vectors and
     row tiles overlapping their neighbours, rows shorter than a vector stored lane by lane; the
     stride-1 input gradient is the same forward with the filter rotated."""
@@ -352,8 +354,9 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
     That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
     10 MiB (stride 2: 56 or more past 8 MiB; smaller ones stay in the caches through the
     channels-last path): the rows are sized to pass 10 MiB. Stride 1 reads zero-padded row
-    copies, so there every column is a vector column. (The 5 x 5 forwards run on vector rows,
-    depthwise_fprop_vector_rows; their input gradients and weight gradients on planes.)"""
+    copies, so there every column is a vector column. (Stride-1 forwards of 3 or 5 filter rows run
+    on plane tiles, depthwise_fprop_plane_tiles, and so do their input gradients; the weight
+    gradients all on planes.)"""
     c = 32
     h = int(1.5 * (10 << 20) / (c * w * dtype.itemsize * (1 + 1 / (stride[0] * stride[1])))) + 1
     cfg = dict(n=1, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,

@@ -315,7 +315,8 @@ inline void prefetch_plane_slice(const T* plane, int64_t rows, int64_t cols, int
     for (int64_t l = 0; l < cols; l += kLine) __builtin_prefetch(plane + h * row_stride + l);
 }
 
-// fprop on NCHW planes (columns contiguous in x and y, channels not), column stride 1 or 2:
+// fprop on NCHW planes (columns contiguous in x and y, channels not), column stride 1 or 2 (stride
+// 1 with 3, 5 or 7 filter rows runs on tiles of output rows instead, depthwise_fprop_plane_tiles):
 // output columns are the vector lanes, one plane row at a time, with the plane's R x S weights
 // broadcast in registers. The channels-last path below would transpose the input in and the
 // output back out (at N=8, MobileNetV2 144 @ 56: 3.4 ms against PyTorch's 2.0 ms). With stride 2
@@ -618,17 +619,18 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
 }
 
-// Filters of KR = 5 or 7 rows, stride 1, on NCHW planes (ConvNeXt's 7 x 7, EfficientNet's 5 x 5
-// stride 1): output columns as the vector lanes, so x needs no transposes into vector rows (the
-// NCHW path of depthwise_fprop_vector_rows spent ~half of its time there at N=8). Each plane is
-// copied into zero-padded float rows (every tap of every output in bounds), then register tiles of
-// MR output rows x NV vectors of columns go over them filter column by filter column: the KR
-// weights of column s broadcast once into registers, each input vector of the tile's MR + KR - 1
-// rows loaded once and multiplied into every output row it reaches (per filter column KR
-// broadcasts and (MR + KR - 1) NV loads for MR KR NV FMAs). A row's last vector overlaps its
-// neighbour instead of leaving a tail, and the last row tile overlaps the one before: the
-// overlapped outputs are computed twice to the same bits (per output the taps add in (s, r) order
-// wherever its tile starts). Rows shorter than a vector stay on the vector rows.
+// Filters of KR = 3, 5 or 7 rows, stride 1, on NCHW planes (MobileNet's 3 x 3, ConvNeXt's 7 x 7,
+// EfficientNet's 5 x 5 stride 1): output columns as the vector lanes, so x needs no transposes
+// (into vector rows or channels-last pixels: ~half of the NCHW time at N=8). Each plane is copied
+// into zero-padded float rows (every tap of every output in bounds), then register tiles of MR
+// output rows x NV vectors of columns go over them filter column by filter column: the KR weights
+// of column s broadcast once into registers, each input vector of the tile's MR + KR - 1 rows
+// loaded once and multiplied into every output row it reaches (per filter column KR broadcasts
+// and (MR + KR - 1) NV loads for MR KR NV FMAs; the one-row planes kernel above loads an input
+// vector per tap). A row's last vector overlaps its neighbour instead of leaving a tail, and the
+// last row tile overlaps the one before: the overlapped outputs are computed twice to the same
+// bits (per output the taps add in (s, r) order wherever its tile starts). Rows shorter than a
+// vector store their first Q lanes; rows of half a vector or less stay on the other kernels.
 template <int KR, int MR, int NV>
 [[gnu::always_inline]] inline void depthwise_plane_tile(const float* xt, int64_t row_floats, const int64_t* col,
                                                         const float* wk, int64_t S, int64_t s_step,
@@ -741,17 +743,17 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   });
 }
 
-// depthwise_fprop_plane_tiles where it applies: dense NCHW planes, stride 1, 5 or 7 filter rows
+// depthwise_fprop_plane_tiles where it applies: dense NCHW planes, stride 1, 3, 5 or 7 filter rows
 // without row dilation, rows more than half a vector long. The tile's shape keeps 8+ accumulators
 // independent (an accumulator takes R S dependent FMAs per tile, 4 cycles each, at 2 FMAs per
 // cycle): AVX-512 7 rows (ConvNeXt's and EfficientNet's planes are multiples of 7) x 2 vectors,
 // or 14 x 1 on rows of one vector; AVX2 (16 registers) 8 x 1, with KR weights and an input.
 template <typename T>
-inline bool depthwise_fprop_planes_large(const Conv2dFpropArgs& a) {
+inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
   constexpr int L = VecF32::kLanes;
   const Conv2dProblem& p = a.p;
   const int64_t *xs = a.x.stride, *ys = a.y.stride;
-  if ((p.R != 5 && p.R != 7) || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || 2 * p.Q <= L ||
+  if ((p.R != 3 && p.R != 5 && p.R != 7) || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || 2 * p.Q <= L ||
       xs[3] != 1 || ys[3] != 1 || xs[1] == 1 || ys[1] == 1)
     return false;
   const auto run = [&]<int KR>() {
@@ -763,6 +765,7 @@ inline bool depthwise_fprop_planes_large(const Conv2dFpropArgs& a) {
     }
   };
   if (p.R == 7) run.template operator()<7>();
+  else if (p.R == 3) run.template operator()<3>();
   else run.template operator()<5>();
   return true;
 }
@@ -771,14 +774,16 @@ template <typename T>
 inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
-  // Filters of 10+ taps: stride 1 on NCHW planes in tiles of output rows (A/B against the vector
-  // rows, arms in random order, 2 threads, AVX-512: N=8 7 x 7 96 @56 1.07x, 192 @28 1.65x, 384 @14
-  // 1.56x, 5 x 5 480 @14 1.44x; N=1 1.2-1.9x; the stride-1 input gradients alike; AVX2 1.1-1.9x),
-  // the rest on the vector rows, NCHW too: on planes with one output row at a time (weights
-  // broadcast in registers, up to 5 x 5) EfficientNet's 5 x 5 stride 2 ran 2.8x slower at N=8
-  // (144 @56 /2 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
+  // Stride 1 on NCHW planes with 3, 5 or 7 filter rows: tiles of output rows (A/B, arms in random
+  // order, 2 threads, AVX-512; against the vector rows: N=8 7 x 7 96 @56 1.07x, 192 @28 1.65x, 384
+  // @14 1.56x, 5 x 5 480 @14 1.44x, N=1 1.2-1.9x; against the one-row planes or the channels-last
+  // transposes, 3 x 3: N=8 144 @56 1.9x, 32 @112 1.5x, 192 @28 1.8x, 576 @14 1.08x, N=1 1.1-1.6x;
+  // the stride-1 input gradients alike; AVX2 1.1-1.9x, level at 960 @7).
+  if (depthwise_fprop_on_plane_tiles<T>(a)) return true;
+  // Other filters of 10+ taps on the vector rows, NCHW too: on planes with one output row at a time
+  // (weights broadcast in registers, up to 5 x 5) EfficientNet's 5 x 5 stride 2 ran 2.8x slower at
+  // N=8 (144 @56 /2 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
   if (p.R * p.S > kDepthwiseRowTaps) {
-    if (depthwise_fprop_planes_large<T>(a)) return true;
     // Tiles of 14 pixels (AVX2: 6), or half that for rows that short: a 7-column row in a
     // 14-pixel tile wasted half of the FMAs (ConvNeXt 768 @7 N=8 0.44-0.62x PyTorch).
     constexpr int QB = VecF32::kLanes == 16 ? 14 : 6;
