@@ -312,23 +312,29 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("c,h,w,r,s,padding,dilation", [
-    (5, 20, 56, 7, 7, (3, 3), (1, 1)),   # ConvNeXt's 7 x 7: 2-vector tiles, the last vector overlapping
-    (3, 9, 40, 5, 5, (2, 2), (1, 1)),    # a 2-vector tile and a single vector; a shifted last row tile
-    (4, 16, 14, 7, 7, (3, 3), (1, 1)),   # rows of 14: the first lanes stored (AVX-512: 14-row tiles)
-    (2, 5, 12, 5, 3, (2, 1), (1, 1)),    # fewer output rows than a tile; 3 taps per filter row
-    (3, 11, 20, 7, 9, (3, 4), (1, 2)),   # dilated columns, 9 taps per filter row
-    (2, 8, 18, 5, 5, (5, 5), (1, 1)),    # padding past the filter's reach (the gradient elsewhere)
-    (6, 12, 28, 3, 3, (1, 1), (1, 1)),   # MobileNet's 3 x 3
-    (4, 7, 9, 3, 1, (1, 0), (1, 1)),     # 3 x 1, rows of 9 (AVX-512: the first 9 lanes)
+@pytest.mark.parametrize("c,h,w,r,s,stride,padding,dilation", [
+    (5, 20, 56, 7, 7, 1, (3, 3), (1, 1)),   # ConvNeXt's 7 x 7: 2-vector tiles, the last vector overlapping
+    (3, 9, 40, 5, 5, 1, (2, 2), (1, 1)),    # a 2-vector tile and a single vector; a shifted last row tile
+    (4, 16, 14, 7, 7, 1, (3, 3), (1, 1)),   # rows of 14: the first lanes stored (AVX-512: 14-row tiles)
+    (2, 5, 12, 5, 3, 1, (2, 1), (1, 1)),    # fewer output rows than a tile; 3 taps per filter row
+    (3, 11, 20, 7, 9, 1, (3, 4), (1, 2)),   # dilated columns, 9 taps per filter row
+    (2, 8, 18, 5, 5, 1, (5, 5), (1, 1)),    # padding past the filter's reach (the gradient elsewhere)
+    (6, 12, 28, 3, 3, 1, (1, 1), (1, 1)),   # MobileNet's 3 x 3
+    (4, 7, 9, 3, 1, 1, (1, 0), (1, 1)),     # 3 x 1, rows of 9 (AVX-512: the first 9 lanes)
+    (4, 13, 56, 3, 3, 2, (1, 1), (1, 1)),   # stride 2, odd padding: even columns into the odd half
+    (3, 11, 67, 5, 5, 2, (2, 2), (1, 1)),   # stride 2, an odd row: 32-column blocks, a scalar last one
+    (2, 9, 40, 7, 7, 2, (3, 3), (1, 2)),    # stride 2, dilated columns: every tap in one half
+    (2, 6, 36, 3, 5, 2, (0, 1), (1, 1)),    # stride 2, 17 output columns: two vectors overlapping
 ])
-def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, padding, dilation):
-    """Stride-1 NCHW depthwise filters of 3, 5 or 7 rows (depthwise_fprop_plane_tiles): each plane in
-    zero-padded float rows, register tiles of output rows x vectors of columns, last vectors and
-    row tiles overlapping their neighbours, rows shorter than a vector stored lane by lane; the
-    stride-1 input gradient is the same forward with the filter rotated."""
-    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(1, 1), padding=padding, dilation=dilation,
-               bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous", seed=c * w + r)
+def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, dilation):
+    """NCHW depthwise filters of 3, 5 or 7 rows, stride 1 or 2 (depthwise_fprop_plane_tiles): each
+    plane in zero-padded float rows (at stride 2 split into even and odd columns), register tiles
+    of output rows x vectors of columns, last vectors and row tiles overlapping their neighbours,
+    rows shorter than a vector stored lane by lane; the stride-1 input gradient is the same forward
+    with the filter rotated."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=padding,
+               dilation=dilation, bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
+               seed=c * w + r)
     with forced_isa(isa):
         check_against_torch(cfg, dtype)
 

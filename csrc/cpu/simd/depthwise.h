@@ -251,16 +251,36 @@ inline void depthwise_pixel(const E* a, const int64_t* a_off, const float* w, co
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
 
 // even[j] = x[2 j], odd[j] = x[2 j + 1] as floats, for the W elements of one input row (a
-// stride-2 row split into its column phases once, so every tap then loads whole vectors).
+// stride-2 row split into its column phases once, so every tap then loads whole vectors). Blocks
+// of 32 columns on AVX-512 (two-source permutes), else 16; the last block overlaps its neighbour
+// from an even column (the same values stored twice), leaving at most the last column of an odd
+// row to a scalar copy. (Scalar tails had taken a third of a 56-column stride-2 forward's time.)
 template <typename T>
 inline void deinterleave_row(const T* x, int64_t W, float* even, float* odd) {
   int64_t j = 0;
-  for (; 2 * j + 16 <= W; j += 8) {
+  const auto block16 = [&](int64_t j) {
     const __m256 a = load8(x + 2 * j), b = load8(x + 2 * j + 8);
     // shuffle_ps takes lanes (0, 2) or (1, 3) of a and b per 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6;
     // the 64-bit permute puts the halves' pairs in order.
     store8(even + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
     store8(odd + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));
+  };
+#if defined(__AVX512F__)
+  if (W >= 32) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    const auto block32 = [&](int64_t j) {
+      const __m512 a = VecF32::load(x + 2 * j), b = VecF32::load(x + 2 * j + 16);
+      _mm512_storeu_ps(even + j, _mm512_permutex2var_ps(a, ie, b));
+      _mm512_storeu_ps(odd + j, _mm512_permutex2var_ps(a, io, b));
+    };
+    for (; 2 * j + 32 <= W; j += 16) block32(j);
+    if (2 * j < W - 1) block32((W - 32) / 2), j = (W - 32) / 2 + 16;
+  }
+#endif
+  if (W >= 16) {
+    for (; 2 * j + 16 <= W; j += 8) block16(j);
+    if (2 * j < W - 1) block16((W - 16) / 2), j = (W - 16) / 2 + 8;
   }
   for (int64_t w = 2 * j; w < W; ++w) (w % 2 ? odd : even)[w / 2] = load_acc(x + w);
 }
@@ -619,24 +639,24 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
 }
 
-// Filters of KR = 3, 5 or 7 rows, stride 1, on NCHW planes (MobileNet's 3 x 3, ConvNeXt's 7 x 7,
-// EfficientNet's 5 x 5 stride 1): output columns as the vector lanes, so x needs no transposes
+// Filters of KR = 3, 5 or 7 rows, stride ST = 1 or 2, on NCHW planes (MobileNet's and
+// EfficientNet's, ConvNeXt's 7 x 7): output columns as the vector lanes, so x needs no transposes
 // (into vector rows or channels-last pixels: ~half of the NCHW time at N=8). Each plane is copied
-// into zero-padded float rows (every tap of every output in bounds), then register tiles of MR
-// output rows x NV vectors of columns go over them filter column by filter column: the KR weights
-// of column s broadcast once into registers, each input vector of the tile's MR + KR - 1 rows
-// loaded once and multiplied into every output row it reaches (per filter column KR broadcasts
-// and (MR + KR - 1) NV loads for MR KR NV FMAs; the one-row planes kernel above loads an input
-// vector per tap). A row's last vector overlaps its neighbour instead of leaving a tail, and the
+// into zero-padded float rows (every tap of every output in bounds; at stride 2 each row split
+// into its even and odd columns), then register tiles of MR output rows x NV vectors of columns go
+// over them filter column by filter column: the KR weights of column s broadcast once into
+// registers, each input vector of the tile's (MR - 1) ST + KR rows loaded once and multiplied into
+// every output row it reaches (at stride 1 per filter column KR broadcasts and (MR + KR - 1) NV
+// loads for MR KR NV FMAs; the one-row planes kernel above loads an input vector per tap). A row's last vector overlaps its neighbour instead of leaving a tail, and the
 // last row tile overlaps the one before: the overlapped outputs are computed twice to the same
 // bits (per output the taps add in (s, r) order wherever its tile starts). Rows shorter than a
 // vector store their first Q lanes; rows of half a vector or less stay on the other kernels.
-template <int KR, int MR, int NV>
+template <int KR, int ST, int MR, int NV>
 [[gnu::always_inline]] inline void depthwise_plane_tile(const float* xt, int64_t row_floats, const int64_t* col,
-                                                        const float* wk, int64_t S, int64_t s_step,
+                                                        const float* wk, int64_t S, const int64_t* s_off,
                                                         VecF32::type (&acc)[MR][NV]) {
   using V = VecF32;
-  for (int64_t s = 0; s < S; ++s, xt += s_step) {
+  for (int64_t s = 0; s < S; ++s) {
     typename V::type wv[KR];
 #pragma GCC unroll 8
     for (int r = 0; r < KR; ++r) wv[r] = V::broadcast(wk + s * KR + r);
@@ -644,9 +664,9 @@ template <int KR, int MR, int NV>
     // for all 13 rows took more registers than there are (spilled to the stack between FMAs).
     const float* xv_ptr[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) xv_ptr[v] = xt + col[v];
-#pragma GCC unroll 32
-    for (int k = 0; k < MR + KR - 1; ++k) {
+    for (int v = 0; v < NV; ++v) xv_ptr[v] = xt + s_off[s] + col[v];
+#pragma GCC unroll 64
+    for (int k = 0; k < (MR - 1) * ST + KR; ++k) {
       typename V::type xv[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
@@ -655,14 +675,14 @@ template <int KR, int MR, int NV>
       }
 #pragma GCC unroll 16
       for (int m = 0; m < MR; ++m)
-        if (k - m >= 0 && k - m < KR)
+        if (k - m * ST >= 0 && k - m * ST < KR)
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(wv[k - m], xv[v], acc[m][v]);
+          for (int v = 0; v < NV; ++v) acc[m][v] = V::fmadd(wv[k - m * ST], xv[v], acc[m][v]);
     }
   }
 }
 
-template <typename T, int KR, int MR, int NV>
+template <typename T, int KR, int ST, int MR, int NV>
 void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes;
@@ -677,11 +697,17 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   const int64_t nvec = (p.Q + L - 1) / L, nvec_tiles = nvec / NV;
   std::vector<int64_t> vec_col(nvec);
   for (int64_t v = 0; v < nvec; ++v) vec_col[v] = std::min(v * L, std::max<int64_t>(p.Q - L, 0));
-  // Padded rows: P + KR - 1 of them (MR + KR - 1 at least), each holding Q + (S - 1) dil_w columns
-  // (W + 2 pad_w when the padding reaches no further than the filter), L + (S - 1) dil_w at least;
-  // input row h at pad_h + h, column c at pad_w + c.
-  const int64_t rows = std::max<int64_t>(p.P, MR) + KR - 1;
-  const int64_t row_floats = (std::max<int64_t>(p.Q, L) + (p.S - 1) * p.dil_w + L - 1) / L * L;
+  // Padded rows, input row h at pad_h + h: the (P - 1) ST + KR that the outputs reach ((MR - 1)
+  // ST + KR at least) and every input row. Stride 1: padded column c' (input column c' - pad_w) at
+  // c'; each row holds Q + (S - 1) dil_w columns (L + (S - 1) dil_w at least). Stride 2: a row is
+  // its even padded columns, then its odd ones, half floats each (deinterleave_row): output column
+  // q's tap s reads padded column 2 q + s dil_w, element q + (s dil_w) / 2 of half (s dil_w) mod 2.
+  const int64_t rows = std::max((std::max<int64_t>(p.P, MR) - 1) * ST + KR, p.pad_h + p.H);
+  const int64_t reach_w = (p.S - 1) * p.dil_w, cols = std::max<int64_t>(p.Q, L);
+  const int64_t half = (std::max(cols + reach_w / 2 + 1, (p.pad_w + p.W) / 2 + 1) + L - 1) / L * L;
+  const int64_t row_floats = ST == 1 ? (cols + reach_w + L - 1) / L * L : 2 * half;
+  std::vector<int64_t> s_off(p.S);
+  for (int64_t s = 0; s < p.S; ++s) s_off[s] = ST == 1 ? s * p.dil_w : (s * p.dil_w) % 2 * half + s * p.dil_w / 2;
   const int64_t nrt = (p.P + MR - 1) / MR;  // row tiles
   const bool prefetch = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T)) > kPrefetchPlanesBytes;
   // Weights as float, filter column by filter column: [c][s][r].
@@ -700,7 +726,14 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
       // written twice; 14-column planes had spent a third of their time in per-row copy calls).
       for (int64_t h = 0; h < p.H; ++h) {
         const T* src = xp + h * xs[2];
-        float* dst = buf.data() + (p.pad_h + h) * row_floats + p.pad_w;
+        float* row = buf.data() + (p.pad_h + h) * row_floats;
+        if constexpr (ST == 2) {
+          // Input column 2 j lands on padded column 2 j + pad_w: the even half for even padding.
+          const int64_t odd_pad = p.pad_w % 2;
+          deinterleave_row(src, p.W, row + odd_pad * half + p.pad_w / 2, row + (1 - odd_pad) * half + (p.pad_w + 1) / 2);
+          continue;
+        }
+        float* dst = row + p.pad_w;
         if (p.W < L) {
           convert_n(src, dst, p.W);
           continue;
@@ -715,7 +748,7 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
       for (int64_t rt = 0; rt < nrt; ++rt) {
         if (prefetch && x_next) prefetch_plane_slice(x_next, p.H, p.W, xs[2], rt, nrt);
         const int64_t p0 = p.P >= MR ? std::min(rt * MR, p.P - MR) : 0;
-        const float* xt = buf.data() + p0 * row_floats;
+        const float* xt = buf.data() + p0 * ST * row_floats;
         const auto tile = [&]<int NVT>(const int64_t* col) {
           // Every loop over the tile unrolled: one left rolled kept the accumulators in memory too.
           typename V::type acc[MR][NVT];
@@ -723,7 +756,7 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
           for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
             for (int v = 0; v < NVT; ++v) acc[m][v] = V::broadcast(&b0);
-          depthwise_plane_tile<KR, MR, NVT>(xt, row_floats, col, wk.data() + c * p.S * KR, p.S, p.dil_w, acc);
+          depthwise_plane_tile<KR, ST, MR, NVT>(xt, row_floats, col, wk.data() + c * p.S * KR, p.S, s_off.data(), acc);
 #pragma GCC unroll 16
           for (int m = 0; m < MR; ++m)
             if (p0 + m < p.P)
@@ -743,8 +776,8 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   });
 }
 
-// depthwise_fprop_plane_tiles where it applies: dense NCHW planes, stride 1, 3, 5 or 7 filter rows
-// without row dilation, rows more than half a vector long. The tile's shape keeps 8+ accumulators
+// depthwise_fprop_plane_tiles where it applies: dense NCHW planes, stride 1 or 2, 3, 5 or 7 filter
+// rows without row dilation, output rows more than half a vector long. The tile's shape keeps 8+ accumulators
 // independent (an accumulator takes R S dependent FMAs per tile, 4 cycles each, at 2 FMAs per
 // cycle): AVX-512 7 rows (ConvNeXt's and EfficientNet's planes are multiples of 7) x 2 vectors,
 // or 14 x 1 on rows of one vector; AVX2 (16 registers) 8 x 1, with KR weights and an input.
@@ -753,20 +786,27 @@ inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
   constexpr int L = VecF32::kLanes;
   const Conv2dProblem& p = a.p;
   const int64_t *xs = a.x.stride, *ys = a.y.stride;
-  if ((p.R != 3 && p.R != 5 && p.R != 7) || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || 2 * p.Q <= L ||
+  // Stride 2 needs rows of whole vectors: on shorter ones (14 columns on AVX-512, 7 on AVX2) the
+  // channels-last transposes were level or faster (AVX2 576 @14 /2 N=8 0.16 against 0.35 ms).
+  const bool stride1 = p.stride_h == 1 && p.stride_w == 1, stride2 = p.stride_h == 2 && p.stride_w == 2;
+  if ((p.R != 3 && p.R != 5 && p.R != 7) || !(stride1 || (stride2 && p.Q >= L)) || p.dil_h != 1 || 2 * p.Q <= L ||
       xs[3] != 1 || ys[3] != 1 || xs[1] == 1 || ys[1] == 1)
     return false;
-  const auto run = [&]<int KR>() {
+  const auto run = [&]<int KR, int ST>() {
     if constexpr (L == 16) {
-      if (p.Q <= L) return depthwise_fprop_plane_tiles<T, KR, 14, 1>(a);
-      depthwise_fprop_plane_tiles<T, KR, 7, 2>(a);
+      if (p.Q <= L) return depthwise_fprop_plane_tiles<T, KR, ST, 14, 1>(a);
+      depthwise_fprop_plane_tiles<T, KR, ST, 7, 2>(a);
     } else {
-      depthwise_fprop_plane_tiles<T, KR, 8, 1>(a);
+      depthwise_fprop_plane_tiles<T, KR, ST, 8, 1>(a);
     }
   };
-  if (p.R == 7) run.template operator()<7>();
-  else if (p.R == 3) run.template operator()<3>();
-  else run.template operator()<5>();
+  const auto with_rows = [&]<int ST>() {
+    if (p.R == 7) run.template operator()<7, ST>();
+    else if (p.R == 3) run.template operator()<3, ST>();
+    else run.template operator()<5, ST>();
+  };
+  if (stride2) with_rows.template operator()<2>();
+  else with_rows.template operator()<1>();
   return true;
 }
 
@@ -774,11 +814,12 @@ template <typename T>
 inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
-  // Stride 1 on NCHW planes with 3, 5 or 7 filter rows: tiles of output rows (A/B, arms in random
-  // order, 2 threads, AVX-512; against the vector rows: N=8 7 x 7 96 @56 1.07x, 192 @28 1.65x, 384
-  // @14 1.56x, 5 x 5 480 @14 1.44x, N=1 1.2-1.9x; against the one-row planes or the channels-last
-  // transposes, 3 x 3: N=8 144 @56 1.9x, 32 @112 1.5x, 192 @28 1.8x, 576 @14 1.08x, N=1 1.1-1.6x;
-  // the stride-1 input gradients alike; AVX2 1.1-1.9x, level at 960 @7).
+  // Strides 1 and 2 on NCHW planes with 3, 5 or 7 filter rows: tiles of output rows (A/B, arms in
+  // random order, 2 threads, AVX-512; against the vector rows: N=8 7 x 7 96 @56 1.07x, 192 @28
+  // 1.65x, 384 @14 1.56x, 5 x 5 480 @14 1.44x, N=1 1.2-1.9x; against the one-row planes or the
+  // channels-last transposes, 3 x 3: N=8 144 @56 1.9x, 32 @112 1.5x, 192 @28 1.8x, 576 @14 1.08x,
+  // N=1 1.1-1.6x; stride 2, N=8: 3 x 3 144 @56 2.7x, 96 @112 1.5x, 5 x 5 144 @56 1.4x, N=1 1.3-2.2x;
+  // the stride-1 input gradients alike; AVX2 1.1-2x, level at 960 @7).
   if (depthwise_fprop_on_plane_tiles<T>(a)) return true;
   // Other filters of 10+ taps on the vector rows, NCHW too: on planes with one output row at a time
   // (weights broadcast in registers, up to 5 x 5) EfficientNet's 5 x 5 stride 2 ran 2.8x slower at
