@@ -331,7 +331,9 @@ def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, 
     plane in zero-padded float rows (at stride 2 split into even and odd columns), register tiles
     of output rows x vectors of columns, last vectors and row tiles overlapping their neighbours,
     rows shorter than a vector stored lane by lane; the stride-1 input gradient is the same forward
-    with the filter rotated."""
+    with the filter rotated, the stride-2 one (undilated) tiles of one dx row parity with both
+    column phases interleaved (depthwise_dgrad_planes_s2_tiles; an odd width's last pair half
+    stored)."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=padding,
                dilation=dilation, bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
                seed=c * w + r)

@@ -168,6 +168,19 @@ struct VecF32 {
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
 #endif
 
+// lo, hi = a0 b0 a1 b1 ... : the lanes of a and b alternating, the first and second halves.
+#if defined(__AVX512F__)
+inline void interleave_lanes(__m512 a, __m512 b, __m512& lo, __m512& hi) {
+  lo = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+  hi = _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+}
+#else
+inline void interleave_lanes(__m256 a, __m256 b, __m256& lo, __m256& hi) {
+  const __m256 l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b);  // per 128-bit half
+  lo = _mm256_permute2f128_ps(l, h, 0x20), hi = _mm256_permute2f128_ps(l, h, 0x31);
+}
+#endif
+
 // dst[j * dst_stride + i] = src[i * src_stride + kFirst + kStep j] for an 8 x 8 block (AVX, so
 // both ISA builds have it), converting between storage types on the way: unpack pairs, shuffle
 // quads, swap 128-bit halves. kStep 2 reads a row's even (kFirst 0) or odd (kFirst 1) elements,
