@@ -639,6 +639,19 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
 }
 
+// dst[0, n) = src[0, n) as float, by vectors, the last one overlapping its neighbour (the same
+// values written twice; 14-column planes had spent a third of their time in per-row copy calls).
+template <typename T>
+inline void row_to_floats(const T* src, int64_t n, float* dst) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  if (n < L) return convert_n(src, dst, n);
+  for (int64_t j = 0; j < n; j += L) {
+    const int64_t at = std::min(j, n - L);
+    V::store(dst + at, V::load(src + at));
+  }
+}
+
 // Filters of KR = 3, 5 or 7 rows, stride ST = 1 or 2, on NCHW planes (MobileNet's and
 // EfficientNet's, ConvNeXt's 7 x 7): output columns as the vector lanes, so x needs no transposes
 // (into vector rows or channels-last pixels: ~half of the NCHW time at N=8). Each plane is copied
@@ -722,8 +735,6 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
       const int64_t n = nc / p.C, c = nc % p.C;
       const float b0 = bias ? load_acc(bias + c) : 0.0f;
       const T* xp = x + n * xs[0] + c * xs[1];
-      // The plane's rows in, by vectors, the last one overlapping its neighbour (the same values
-      // written twice; 14-column planes had spent a third of their time in per-row copy calls).
       for (int64_t h = 0; h < p.H; ++h) {
         const T* src = xp + h * xs[2];
         float* row = buf.data() + (p.pad_h + h) * row_floats;
@@ -731,16 +742,8 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
           // Input column 2 j lands on padded column 2 j + pad_w: the even half for even padding.
           const int64_t odd_pad = p.pad_w % 2;
           deinterleave_row(src, p.W, row + odd_pad * half + p.pad_w / 2, row + (1 - odd_pad) * half + (p.pad_w + 1) / 2);
-          continue;
-        }
-        float* dst = row + p.pad_w;
-        if (p.W < L) {
-          convert_n(src, dst, p.W);
-          continue;
-        }
-        for (int64_t j = 0; j < p.W; j += L) {
-          const int64_t at = std::min(j, p.W - L);
-          V::store(dst + at, V::load(src + at));
+        } else {
+          row_to_floats(src, p.W, row + p.pad_w);
         }
       }
       T* yp = y + n * ys[0] + c * ys[1];
@@ -1072,16 +1075,7 @@ inline bool depthwise_dgrad_planes_s2_tiles(const Conv2dDgradArgs& a) {
         }
       const T* gp = dy + n * gs[0] + c * gs[1];
       for (int64_t i = 0; i < p.P; ++i) {
-        const T* src = gp + i * gs[2];
-        float* dst = buf.data() + (pad_top + i) * row_floats + pad_left;
-        if (p.Q < L) {
-          convert_n(src, dst, p.Q);
-          continue;
-        }
-        for (int64_t j = 0; j < p.Q; j += L) {
-          const int64_t at = std::min(j, p.Q - L);
-          V::store(dst + at, V::load(src + at));
-        }
+        row_to_floats(gp + i * gs[2], p.Q, buf.data() + (pad_top + i) * row_floats + pad_left);
       }
       T* xp = dx + n * xs[0] + c * xs[1];
       for (int ph = 0; ph < 2; ++ph) {
