@@ -5,11 +5,12 @@
 //
 //   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
 //           per channel vector acc = bias + sum over taps x * w; filters of 10+ taps on bands
-//           of zero-padded channel-vector rows (depthwise_fprop_vector_rows), or at stride 1 on
-//           NCHW planes, register tiles of output rows (depthwise_fprop_plane_tiles)
+//           of zero-padded channel-vector rows (depthwise_fprop_vector_rows); on NCHW planes at
+//           stride 1 or 2, register tiles of output rows (depthwise_fprop_plane_tiles)
 //   dgrad   stride 1: fprop of dy with the rotated filter; channels-last dx at larger strides:
-//           one such fprop per stride phase; else per input row (n, h): per pixel the taps whose
-//           output lands on the stride grid
+//           one such fprop per stride phase; NCHW dx at stride 2: plane tiles per dx row parity
+//           (depthwise_dgrad_planes_s2_tiles); else per input row (n, h): per pixel the taps
+//           whose output lands on the stride grid
 //   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order
 //
 // NCHW tensors with wide enough rows skip the transposes: their kernels take a plane's columns
@@ -660,10 +661,11 @@ inline void row_to_floats(const T* src, int64_t n, float* dst) {
 // over them filter column by filter column: the KR weights of column s broadcast once into
 // registers, each input vector of the tile's (MR - 1) ST + KR rows loaded once and multiplied into
 // every output row it reaches (at stride 1 per filter column KR broadcasts and (MR + KR - 1) NV
-// loads for MR KR NV FMAs; the one-row planes kernel above loads an input vector per tap). A row's last vector overlaps its neighbour instead of leaving a tail, and the
-// last row tile overlaps the one before: the overlapped outputs are computed twice to the same
-// bits (per output the taps add in (s, r) order wherever its tile starts). Rows shorter than a
-// vector store their first Q lanes; rows of half a vector or less stay on the other kernels.
+// loads for MR KR NV FMAs; the one-row planes kernel above loads an input vector per tap). A
+// row's last vector overlaps its neighbour instead of leaving a tail, and the last row tile
+// overlaps the one before: the overlapped outputs are computed twice to the same bits (per output
+// the taps add in (s, r) order wherever its tile starts). Rows shorter than a vector store their
+// first Q lanes; rows of half a vector or less stay on the other kernels.
 template <int KR, int ST, int MR, int NV>
 [[gnu::always_inline]] inline void depthwise_plane_tile(const float* xt, int64_t row_floats, const int64_t* col,
                                                         const float* wk, int64_t S, const int64_t* s_off,
@@ -741,7 +743,8 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
         if constexpr (ST == 2) {
           // Input column 2 j lands on padded column 2 j + pad_w: the even half for even padding.
           const int64_t odd_pad = p.pad_w % 2;
-          deinterleave_row(src, p.W, row + odd_pad * half + p.pad_w / 2, row + (1 - odd_pad) * half + (p.pad_w + 1) / 2);
+          deinterleave_row(src, p.W, row + odd_pad * half + p.pad_w / 2,
+                           row + (1 - odd_pad) * half + (p.pad_w + 1) / 2);
         } else {
           row_to_floats(src, p.W, row + p.pad_w);
         }
@@ -780,10 +783,11 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
 }
 
 // depthwise_fprop_plane_tiles where it applies: dense NCHW planes, stride 1 or 2, 3, 5 or 7 filter
-// rows without row dilation, output rows more than half a vector long. The tile's shape keeps 8+ accumulators
-// independent (an accumulator takes R S dependent FMAs per tile, 4 cycles each, at 2 FMAs per
-// cycle): AVX-512 7 rows (ConvNeXt's and EfficientNet's planes are multiples of 7) x 2 vectors,
-// or 14 x 1 on rows of one vector; AVX2 (16 registers) 8 x 1, with KR weights and an input.
+// rows without row dilation, output rows more than half a vector long. The tile's shape keeps 8+
+// accumulators independent (an accumulator takes R S dependent FMAs per tile, 4 cycles each, at 2
+// FMAs per cycle): AVX-512 7 rows (ConvNeXt's and EfficientNet's planes are multiples of 7) x 2
+// vectors, or 14 x 1 on rows of one vector; AVX2 (16 registers) 8 x 1, with KR weights and an
+// input.
 template <typename T>
 inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
   constexpr int L = VecF32::kLanes;
@@ -1074,9 +1078,8 @@ inline bool depthwise_dgrad_planes_s2_tiles(const Conv2dDgradArgs& a) {
               v[i * kr[ph] + t] = load_acc(w + c * ws[0] + (r_top[ph] - 2 * t) * ws[2] + taps_s[phase][i] * ws[3]);
         }
       const T* gp = dy + n * gs[0] + c * gs[1];
-      for (int64_t i = 0; i < p.P; ++i) {
+      for (int64_t i = 0; i < p.P; ++i)
         row_to_floats(gp + i * gs[2], p.Q, buf.data() + (pad_top + i) * row_floats + pad_left);
-      }
       T* xp = dx + n * xs[0] + c * xs[1];
       for (int ph = 0; ph < 2; ++ph) {
         const float* const wk_ph[2] = {wc[ph][0].data(), wc[ph][1].data()};
