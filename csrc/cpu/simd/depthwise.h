@@ -1060,29 +1060,34 @@ inline bool depthwise_dgrad_planes_s2_tiles(const Conv2dDgradArgs& a) {
     for (int64_t& o : offs[phase]) o += pad_left;
   std::vector<int64_t> pair_col((Wh + L - 1) / L);
   for (size_t b = 0; b < pair_col.size(); ++b) pair_col[b] = std::min<int64_t>(b * L, Wh - L);
+  // Weights as float per (row parity, column phase), channel by channel: [c][tap s][row t], row
+  // t = r_top - 2 t.
   const T* w = static_cast<const T*>(a.w.data);
+  std::vector<float> wk[2][2];
+  for (int ph = 0; ph < 2; ++ph)
+    for (int phase = 0; phase < 2; ++phase) {
+      const int64_t per_c = int64_t(taps_s[phase].size()) * kr[ph];
+      wk[ph][phase].resize(p.C * per_c);
+      for (int64_t c = 0; c < p.C; ++c)
+        for (size_t i = 0; i < taps_s[phase].size(); ++i)
+          for (int64_t t = 0; t < kr[ph]; ++t)
+            wk[ph][phase][c * per_c + i * kr[ph] + t] =
+                load_acc(w + c * ws[0] + (r_top[ph] - 2 * t) * ws[2] + taps_s[phase][i] * ws[3]);
+    }
   const T* dy = static_cast<const T*>(a.dy.data);
   T* dx = static_cast<T*>(a.dx.data);
   parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
     ScratchOf<float> buf(rows * row_floats);
     std::fill(buf.data(), buf.data() + rows * row_floats, 0.0f);  // the borders stay zero
-    std::vector<float> wc[2][2];  // weights per (row parity, column phase): [tap s][row t = r_top - 2 t]
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t n = nc / p.C, c = nc % p.C;
-      for (int ph = 0; ph < 2; ++ph)
-        for (int phase = 0; phase < 2; ++phase) {
-          std::vector<float>& v = wc[ph][phase];
-          v.resize(taps_s[phase].size() * kr[ph]);
-          for (size_t i = 0; i < taps_s[phase].size(); ++i)
-            for (int64_t t = 0; t < kr[ph]; ++t)
-              v[i * kr[ph] + t] = load_acc(w + c * ws[0] + (r_top[ph] - 2 * t) * ws[2] + taps_s[phase][i] * ws[3]);
-        }
       const T* gp = dy + n * gs[0] + c * gs[1];
       for (int64_t i = 0; i < p.P; ++i)
         row_to_floats(gp + i * gs[2], p.Q, buf.data() + (pad_top + i) * row_floats + pad_left);
       T* xp = dx + n * xs[0] + c * xs[1];
       for (int ph = 0; ph < 2; ++ph) {
-        const float* const wk_ph[2] = {wc[ph][0].data(), wc[ph][1].data()};
+        const float* const wk_ph[2] = {wk[ph][0].data() + c * int64_t(taps_s[0].size()) * kr[ph],
+                                       wk[ph][1].data() + c * int64_t(taps_s[1].size()) * kr[ph]};
         const int64_t* const s_off[2] = {offs[0].data(), offs[1].data()};
         const int64_t ns[2] = {int64_t(taps_s[0].size()), int64_t(taps_s[1].size())};
         const int64_t rows_out = (p.H - ph + 1) / 2, row0 = pad_top + base[ph];
