@@ -325,6 +325,7 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
     (3, 11, 67, 5, 5, 2, (2, 2), (1, 1)),   # stride 2, an odd row: 32-column blocks, a scalar last one
     (2, 9, 40, 7, 7, 2, (3, 3), (1, 2)),    # stride 2, dilated columns: every tap in one half
     (2, 6, 36, 3, 5, 2, (0, 1), (1, 1)),    # stride 2, 17 output columns: two vectors overlapping
+    (3, 10, 27, 5, 5, 2, (2, 2), (1, 1)),   # stride 2, 14 dx column pairs (AVX-512: part of a vector)
 ])
 def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, dilation):
     """NCHW depthwise filters of 3, 5 or 7 rows, stride 1 or 2 (depthwise_fprop_plane_tiles): each
@@ -333,7 +334,7 @@ def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, 
     rows shorter than a vector stored lane by lane; the stride-1 input gradient is the same forward
     with the filter rotated, the stride-2 one (undilated) tiles of one dx row parity with both
     column phases interleaved (depthwise_dgrad_planes_s2_tiles; an odd width's last pair half
-    stored)."""
+    stored, rows of under a vector of pairs partly stored)."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=padding,
                dilation=dilation, bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
                seed=c * w + r)

@@ -987,9 +987,9 @@ inline bool depthwise_dgrad_phases(const Conv2dDgradArgs& a) {
 // consecutive dx columns. dy is copied once per plane into zero-padded float rows (every tap of
 // every dx element in bounds). A/B against the one-row planes kernel below (a dy vector loaded
 // per tap) or the channels-last path (dy transposed in, dx out), 2 threads: N=8 3 x 3 144 @56
-// 2.3x, 5 x 5 7.4x, N=1 3 x 3 144 @56 2.1x, 96 @112 3.6x, 5 x 5 144 @56 2.5x; AVX2 1.8-6x (240
-// @28 too: 14 column pairs are whole vectors there). Rows of fewer pairs than a vector are left
-// to those paths.
+// 2.3x, 5 x 5 7.4x, N=1 3 x 3 144 @56 2.1x, 96 @112 3.6x, 5 x 5 144 @56 2.5x; AVX2 1.8-6x. Rows
+// of L / 2 to L pairs store part of their second vector (AVX-512, 28 columns: N=8 3 x 3 192 @28
+// 1.8x, 5 x 5 240 @28 2.1x, N=1 1.1-1.4x); shorter ones are left to those paths.
 template <int KR, int MR, typename T>
 void depthwise_dgrad_s2_parity_rows(const float* buf, int64_t row_floats, int64_t row0, int64_t rows_out, int ph,
                                     const float* const wk[2], const int64_t* const s_off[2], const int64_t ns[2],
@@ -1007,7 +1007,9 @@ void depthwise_dgrad_s2_parity_rows(const float* buf, int64_t row_floats, int64_
       for (int m = 0; m < MR; ++m) e[m][0] = o[m][0] = V::zero();
       depthwise_plane_tile<KR, 1, MR, 1>(xt, row_floats, &j, wk[0], ns[0], s_off[0], e);
       depthwise_plane_tile<KR, 1, MR, 1>(xt, row_floats, &j, wk[1], ns[1], s_off[1], o);
-      const bool last_odd = 2 * j + 2 * L > W;  // an odd W's last pair has no odd column
+      // The block's dx columns: 2 L, or fewer at an odd W's last pair (no odd column) and on rows
+      // of under L pairs (more than L / 2: the first L columns are whole).
+      const int64_t cols = std::min<int64_t>(2 * L, W - 2 * j);
 #pragma GCC unroll 16
       for (int m = 0; m < MR; ++m) {
         if (i0 + m >= rows_out) continue;
@@ -1015,10 +1017,10 @@ void depthwise_dgrad_s2_parity_rows(const float* buf, int64_t row_floats, int64_
         typename V::type lo, hi;
         interleave_lanes(e[m][0], o[m][0], lo, hi);
         V::store(d, lo);
-        if (last_odd)
-          V::store_first(d + L, hi, L - 1);
-        else
+        if (cols == 2 * L)
           V::store(d + L, hi);
+        else
+          V::store_first(d + L, hi, int(cols - L));
       }
     }
   }
@@ -1033,7 +1035,7 @@ inline bool depthwise_dgrad_planes_s2_tiles(const Conv2dDgradArgs& a) {
   const int64_t *gs = a.dy.stride, *xs = a.dx.stride, *ws = a.w.stride;
   const int64_t Wh = (p.W + 1) / 2;  // dx column pairs
   if (p.stride_h != 2 || p.stride_w != 2 || p.dil_h != 1 || p.dil_w != 1 || (p.R != 3 && p.R != 5 && p.R != 7) ||
-      Wh < L || gs[3] != 1 || xs[3] != 1 || gs[1] == 1 || xs[1] == 1)
+      2 * Wh <= L || gs[3] != 1 || xs[3] != 1 || gs[1] == 1 || xs[1] == 1)
     return false;
   // Per dx row parity ph: its taps r (descending, so dy row offsets ascend from base[ph]); per
   // column phase likewise, the dy column offset of each tap.
@@ -1055,11 +1057,11 @@ inline bool depthwise_dgrad_planes_s2_tiles(const Conv2dDgradArgs& a) {
   int64_t rows = pad_top + p.P;
   for (int ph = 0; ph < 2; ++ph)
     rows = std::max(rows, pad_top + base[ph] + std::max<int64_t>((p.H - ph + 1) / 2, MR) + kr[ph] - 1);
-  const int64_t row_floats = (std::max(pad_left + p.Q, pad_left + Wh + off_hi) + L - 1) / L * L;
+  const int64_t row_floats = (std::max(pad_left + p.Q, pad_left + std::max<int64_t>(Wh, L) + off_hi) + L - 1) / L * L;
   for (int phase = 0; phase < 2; ++phase)
     for (int64_t& o : offs[phase]) o += pad_left;
   std::vector<int64_t> pair_col((Wh + L - 1) / L);
-  for (size_t b = 0; b < pair_col.size(); ++b) pair_col[b] = std::min<int64_t>(b * L, Wh - L);
+  for (size_t b = 0; b < pair_col.size(); ++b) pair_col[b] = std::min<int64_t>(b * L, std::max<int64_t>(Wh - L, 0));
   // Weights as float per (row parity, column phase), channel by channel: [c][tap s][row t], row
   // t = r_top - 2 t.
   const T* w = static_cast<const T*>(a.w.data);
