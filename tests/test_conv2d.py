@@ -344,6 +344,60 @@ def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,h,w,r,s,stride,padding,dilation", [
+    (4, 12, 56, 3, 3, (1, 1), (1, 1), (1, 1)),  # MobileNet's 3 x 3: one group of 3 filter rows, a partial last vector
+    (3, 9, 30, 5, 5, (1, 1), (2, 2), (1, 1)),   # 5 filter rows in groups (3 + 2; AVX2 1 + 2 + 2)
+    (2, 10, 40, 7, 7, (1, 1), (3, 3), (1, 1)),  # 7 x 7: groups 3 + 2 + 2 (AVX2: a filter row at a time)
+    (3, 13, 56, 3, 3, (2, 2), (1, 1), (1, 1)),  # stride 2: filter rows {0, 2} share x rows, {1} alone
+    (2, 11, 61, 5, 5, (2, 2), (2, 2), (1, 1)),  # stride 2, an odd width: {0, 2, 4} and {1, 3}
+    (2, 14, 33, 3, 3, (1, 1), (2, 2), (2, 2)),  # dilated rows (no shared x rows): row tiles and their remainder
+    (2, 13, 40, 5, 3, (3, 1), (2, 1), (1, 1)),  # row stride 3: {0, 3}, {1, 4}, {2}
+    (2, 9, 36, 3, 1, (1, 2), (1, 0), (1, 1)),   # one filter column, column stride 2
+    (2, 8, 45, 2, 4, (2, 1), (0, 3), (1, 1)),   # an even filter, the padding at the filter's reach
+    (3, 6, 14, 7, 7, (1, 1), (3, 3), (1, 1)),   # rows of 14 (AVX-512: one vector, every lane masked by column)
+    (2, 5, 70, 3, 6, (1, 1), (4, 0), (1, 1)),   # padding rows past the reach: output rows with no filter row
+    (2, 2, 40, 5, 5, (1, 1), (2, 2), (1, 1)),   # fewer output rows than a group: every row at the edges
+])
+def test_depthwise_nchw_wgrad_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, dilation):
+    """NCHW depthwise weight gradient with output columns as the vector lanes
+    (depthwise_wgrad_plane_tiles): filter rows that read the same x rows in groups, each x vector
+    loaded once for their dy rows; the output rows the groups leave at the plane's edges, and
+    filter rows without a group, in tiles of output rows; lanes past the row or over the padding
+    masked out of the sums; sums over two images."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,
+               dilation=dilation, bias=False, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
+               seed=c * w + r * s)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("h,w,r,stride,padding", [(12, 40, 3, 1, 1), (11, 41, 5, 2, 2), (9, 30, 7, 1, 3)])
+def test_depthwise_nchw_wgrad_non_finite_like_summation(isa, special, h, w, r, stride, padding):
+    """The NCHW depthwise weight gradient adds only the products of taps inside the input: an inf
+    in dy at a border column, where a tap reads the padding, is not multiplied by a zero (a NaN);
+    nor is an x inf next to the end of a row by the lanes past it. The NaN and inf pattern is
+    the scalar reference's (summation over in-bounds taps)."""
+    gen = torch.Generator().manual_seed(h * w + r)
+    x = torch.randn(2, 3, h, w, generator=gen)
+    wt = torch.randn(3, 1, r, r, generator=gen)
+    g = torch.randn(2, 3, (h + 2 * padding - r) // stride + 1, (w + 2 * padding - r) // stride + 1, generator=gen)
+    g[0, 0, 2, 0] = g[0, 1, 3, -1] = g[1, 2, 0, 0] = special
+    x[1, 0, 4, -1] = x[1, 1, 0, 0] = special
+    args = ([stride, stride], [padding, padding], [1, 1], 3)
+    with forced_isa("scalar"):
+        ref = torch.ops.cnnkernels.conv2d_weight_grad(g, x, list(wt.shape), *args)
+    with forced_isa(isa):
+        ours = torch.ops.cnnkernels.conv2d_weight_grad(g, x, list(wt.shape), *args)
+    assert not ref.isfinite().all()
+    assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
+    assert torch.equal(ours.isinf() & (ours > 0), ref.isinf() & (ref > 0))
+    torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("w", [33, 80])
 @pytest.mark.parametrize("r,s,stride,padding,dilation,bias", [
     (3, 3, (1, 1), (1, 1), (1, 1), True),
@@ -359,13 +413,13 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
     """NCHW depthwise forward with output columns as vector lanes: widths around the vector widths
     (interior vectors, the overlapping last vector, scalar border columns), row strides, column
     strides 1 and 2 (rows split into even and odd columns; the stride-2 input gradient's phases
-    interleaved), dilation; the weight gradient on planes (rows of 28+ columns) likewise.
+    interleaved), dilation; the weight gradient on plane tiles likewise.
     That kernel takes rows of 96 or more columns, or of 28 or more once input and output pass
     10 MiB (stride 2: 56 or more past 8 MiB; smaller ones stay in the caches through the
     channels-last path): the rows are sized to pass 10 MiB. Stride 1 reads zero-padded row
     copies, so there every column is a vector column. (Stride-1 forwards of 3 or 5 filter rows run
     on plane tiles, depthwise_fprop_plane_tiles, and so do their input gradients; the weight
-    gradients all on planes.)"""
+    gradients on depthwise_wgrad_plane_tiles.)"""
     c = 32
     h = int(1.5 * (10 << 20) / (c * w * dtype.itemsize * (1 + 1 / (stride[0] * stride[1])))) + 1
     cfg = dict(n=1, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,

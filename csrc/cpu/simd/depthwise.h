@@ -653,6 +653,44 @@ inline void row_to_floats(const T* src, int64_t n, float* dst) {
   }
 }
 
+// One NCHW plane as zero-padded float rows, for the plane-tile kernels (depthwise_fprop_plane_tiles,
+// depthwise_wgrad_plane_tiles): input row h at row pad_h + h, at least min_rows rows and every
+// input row. Column stride 1: padded column c' (input column c' - pad_w) at c'; a row holds `cols`
+// output columns' reach, cols + (S - 1) dil_w. Column stride 2: a row is its even padded columns,
+// then its odd ones, `half` floats each (deinterleave_row): output column q's tap s reads padded
+// column 2 q + s dil_w, element q + (s dil_w) / 2 of half (s dil_w) mod 2. Either way output
+// column q's tap s is element q + s_off[s] of the row.
+struct PlaneTileRows {
+  const Conv2dProblem& p;
+  int st;
+  int64_t rows, half, row_floats;
+  std::vector<int64_t> s_off;
+  PlaneTileRows(const Conv2dProblem& p, int st, int64_t min_rows, int64_t cols) : p(p), st(st), s_off(p.S) {
+    constexpr int64_t L = VecF32::kLanes;
+    const int64_t reach_w = (p.S - 1) * p.dil_w;
+    rows = std::max(min_rows, p.pad_h + p.H);
+    half = (std::max(cols + reach_w / 2 + 1, (p.pad_w + p.W) / 2 + 1) + L - 1) / L * L;
+    row_floats = st == 1 ? (cols + reach_w + L - 1) / L * L : 2 * half;
+    for (int64_t s = 0; s < p.S; ++s) s_off[s] = st == 1 ? s * p.dil_w : (s * p.dil_w) % 2 * half + s * p.dil_w / 2;
+  }
+  int64_t floats() const { return rows * row_floats; }
+  // The plane's input rows (row_stride apart) into buf; the padding is left as it is.
+  template <typename T>
+  void fill(const T* plane, int64_t row_stride, float* buf) const {
+    for (int64_t h = 0; h < p.H; ++h) {
+      const T* src = plane + h * row_stride;
+      float* row = buf + (p.pad_h + h) * row_floats;
+      if (st == 2) {
+        // Input column 2 j lands on padded column 2 j + pad_w: the even half for even padding.
+        const int64_t odd_pad = p.pad_w % 2;
+        deinterleave_row(src, p.W, row + odd_pad * half + p.pad_w / 2, row + (1 - odd_pad) * half + (p.pad_w + 1) / 2);
+      } else {
+        row_to_floats(src, p.W, row + p.pad_w);
+      }
+    }
+  }
+};
+
 // Filters of KR = 3, 5 or 7 rows, stride ST = 1 or 2, on NCHW planes (MobileNet's and
 // EfficientNet's, ConvNeXt's 7 x 7): output columns as the vector lanes, so x needs no transposes
 // (into vector rows or channels-last pixels: ~half of the NCHW time at N=8). Each plane is copied
@@ -712,17 +750,11 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   const int64_t nvec = (p.Q + L - 1) / L, nvec_tiles = nvec / NV;
   std::vector<int64_t> vec_col(nvec);
   for (int64_t v = 0; v < nvec; ++v) vec_col[v] = std::min(v * L, std::max<int64_t>(p.Q - L, 0));
-  // Padded rows, input row h at pad_h + h: the (P - 1) ST + KR that the outputs reach ((MR - 1)
-  // ST + KR at least) and every input row. Stride 1: padded column c' (input column c' - pad_w) at
-  // c'; each row holds Q + (S - 1) dil_w columns (L + (S - 1) dil_w at least). Stride 2: a row is
-  // its even padded columns, then its odd ones, half floats each (deinterleave_row): output column
-  // q's tap s reads padded column 2 q + s dil_w, element q + (s dil_w) / 2 of half (s dil_w) mod 2.
-  const int64_t rows = std::max((std::max<int64_t>(p.P, MR) - 1) * ST + KR, p.pad_h + p.H);
-  const int64_t reach_w = (p.S - 1) * p.dil_w, cols = std::max<int64_t>(p.Q, L);
-  const int64_t half = (std::max(cols + reach_w / 2 + 1, (p.pad_w + p.W) / 2 + 1) + L - 1) / L * L;
-  const int64_t row_floats = ST == 1 ? (cols + reach_w + L - 1) / L * L : 2 * half;
-  std::vector<int64_t> s_off(p.S);
-  for (int64_t s = 0; s < p.S; ++s) s_off[s] = ST == 1 ? s * p.dil_w : (s * p.dil_w) % 2 * half + s * p.dil_w / 2;
+  // Rows reach (P - 1) ST + KR ((MR - 1) ST + KR at least); columns Q (a vector at least, the
+  // last vector overlapping its neighbour).
+  const PlaneTileRows rows(p, ST, (std::max<int64_t>(p.P, MR) - 1) * ST + KR, std::max<int64_t>(p.Q, L));
+  const int64_t row_floats = rows.row_floats;
+  const int64_t* s_off = rows.s_off.data();
   const int64_t nrt = (p.P + MR - 1) / MR;  // row tiles
   const bool prefetch = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T)) > kPrefetchPlanesBytes;
   // Weights as float, filter column by filter column: [c][s][r].
@@ -731,24 +763,12 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
     for (int64_t s = 0; s < p.S; ++s)
       for (int64_t r = 0; r < KR; ++r) wk[(c * p.S + s) * KR + r] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
   parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
-    ScratchOf<float> buf(rows * row_floats);
-    std::fill(buf.data(), buf.data() + rows * row_floats, 0.0f);  // the borders stay zero
+    ScratchOf<float> buf(rows.floats());
+    std::fill(buf.data(), buf.data() + rows.floats(), 0.0f);  // the borders stay zero
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t n = nc / p.C, c = nc % p.C;
       const float b0 = bias ? load_acc(bias + c) : 0.0f;
-      const T* xp = x + n * xs[0] + c * xs[1];
-      for (int64_t h = 0; h < p.H; ++h) {
-        const T* src = xp + h * xs[2];
-        float* row = buf.data() + (p.pad_h + h) * row_floats;
-        if constexpr (ST == 2) {
-          // Input column 2 j lands on padded column 2 j + pad_w: the even half for even padding.
-          const int64_t odd_pad = p.pad_w % 2;
-          deinterleave_row(src, p.W, row + odd_pad * half + p.pad_w / 2,
-                           row + (1 - odd_pad) * half + (p.pad_w + 1) / 2);
-        } else {
-          row_to_floats(src, p.W, row + p.pad_w);
-        }
-      }
+      rows.fill(x + n * xs[0] + c * xs[1], xs[2], buf.data());
       T* yp = y + n * ys[0] + c * ys[1];
       const T* x_next = nc + 1 < e ? x + (nc + 1) / p.C * xs[0] + (nc + 1) % p.C * xs[1] : nullptr;
       for (int64_t rt = 0; rt < nrt; ++rt) {
@@ -762,7 +782,7 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
           for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
             for (int v = 0; v < NVT; ++v) acc[m][v] = V::broadcast(&b0);
-          depthwise_plane_tile<KR, ST, MR, NVT>(xt, row_floats, col, wk.data() + c * p.S * KR, p.S, s_off.data(), acc);
+          depthwise_plane_tile<KR, ST, MR, NVT>(xt, row_floats, col, wk.data() + c * p.S * KR, p.S, s_off, acc);
 #pragma GCC unroll 16
           for (int m = 0; m < MR; ++m)
             if (p0 + m < p.P)
@@ -1248,119 +1268,314 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   return true;
 }
 
-// acc[t] += dy[q] x_t[q] for q in [q0, q1) (at least 8 columns), the NT taps of one output row,
-// x_t = tap_x[t], in 8-lane vectors: whole ones from q0, then one ending at q1 with dy's lanes
-// already counted zeroed. NT known at compile time keeps the sums in registers.
-template <int NT, typename E, typename T>
-[[gnu::always_inline]] inline void wgrad_row_taps(const T* dy, const E* const* tap_x, int64_t q0, int64_t q1,
-                                                  __m256* acc) {
-  alignas(32) static const int32_t kTailMask[16] = {0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1};
-  __m256 a[NT];
-  for (int t = 0; t < NT; ++t) a[t] = acc[t];
-  int64_t q = q0;
-  for (; q + 8 <= q1; q += 8) {
-    const __m256 g = load8(dy + q);
-    for (int t = 0; t < NT; ++t) a[t] = _mm256_fmadd_ps(g, load8(tap_x[t] + q), a[t]);
+// One step of wgrad_plane_rows: column vector j of MR dy rows (gm) against their x rows (xm),
+// every tap s of filter row r, only the lanes of mk[j S + s] when kMasked.
+template <bool kMasked, int MR, int S>
+[[gnu::always_inline]] inline void wgrad_plane_step(VecF32::type (&acc)[MR][S], const float* const (&gm)[MR],
+                                                    const float* const (&xm)[MR], const int64_t (&s_off)[S],
+                                                    int64_t j, const VecF32::mask* mk) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  typename V::mask k[S];
+  if constexpr (kMasked)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) k[s] = mk[j * S + s];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m) {
+    const typename V::type gv = V::load(gm[m] + j * L);
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) {
+      const typename V::type xv = V::load(xm[m] + s_off[s] + j * L);
+      if constexpr (kMasked)
+        acc[m][s] = V::fmadd_masked(gv, xv, acc[m][s], k[s]);
+      else
+        acc[m][s] = V::fmadd(gv, xv, acc[m][s]);
+    }
   }
-  if (const int64_t rem = q1 - q; rem > 0) {  // lanes l >= 8 - rem of the vector at q1 - 8 are new
-    const __m256 keep = _mm256_loadu_ps(reinterpret_cast<const float*>(kTailMask + rem));
-    const __m256 g = _mm256_and_ps(load8(dy + q1 - 8), keep);
-    for (int t = 0; t < NT; ++t) a[t] = _mm256_fmadd_ps(g, load8(tap_x[t] + q1 - 8), a[t]);
-  }
-  for (int t = 0; t < NT; ++t) acc[t] = a[t];
 }
 
-// wgrad on NCHW planes at column stride 1 or 2: a thread item is one channel, summed over every
-// image and output row in order, so the result does not depend on the thread count. Per row and
-// 8 output columns (8-lane __m256 in both ISA builds) one dy vector meets each in-bounds tap's x
-// vector (stride 2: from the row split into phases, as in the forward); border columns (some
-// tap outside x) are scalar, per tap. The channels-last path transposes x and dy in
-// first: N=8, MobileNetV2 144 @ 56, about 0.5-0.6x PyTorch.
-template <typename T>
-inline bool depthwise_wgrad_planes(const Conv2dWgradArgs& a) {
-  constexpr int64_t kMaxTaps = 25;
+// Filter row r's products over nrows output rows (a multiple of MR) of one plane: output row i's
+// dy at g + i g_row, the x row that filter row r gives it at xr + i x_row, output column q's tap s
+// at element q + s_off[s] of that; nvec vectors of L columns, those outside [j_lo, j_hi) only in
+// the lanes of their masks mk[j S + s] (output columns past Q, x columns outside the input).
+// The MR S sums stay in registers (MR rows in separate sums keep 8+ FMAs in flight) and are
+// added to sum[s L, (s + 1) L) at the end.
+template <int MR, int S>
+inline void wgrad_plane_rows(const float* g, int64_t g_row, const float* xr, int64_t x_row, int64_t nrows,
+                             const int64_t* s_off, int64_t nvec, int64_t j_lo, int64_t j_hi, const VecF32::mask* mk,
+                             float* sum) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  typename V::type acc[MR][S];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) acc[m][s] = V::zero();
+  int64_t so[S];
+#pragma GCC unroll 8
+  for (int s = 0; s < S; ++s) so[s] = s_off[s];
+  for (int64_t i = 0; i < nrows; i += MR) {
+    const float* gm[MR];
+    const float* xm[MR];
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) gm[m] = g + (i + m) * g_row, xm[m] = xr + (i + m) * x_row;
+    int64_t j = 0;
+    for (; j < j_lo; ++j) wgrad_plane_step<true>(acc, gm, xm, so, j, mk);
+    for (; j < j_hi; ++j) wgrad_plane_step<false>(acc, gm, xm, so, j, mk);
+    for (; j < nvec; ++j) wgrad_plane_step<true>(acc, gm, xm, so, j, mk);
+  }
+#pragma GCC unroll 8
+  for (int s = 0; s < S; ++s) {
+    typename V::type t = acc[0][s];
+#pragma GCC unroll 8
+    for (int m = 1; m < MR; ++m) t = V::add(t, acc[m][s]);
+    V::store(sum + s * L, V::add(V::load(sum + s * L), t));
+  }
+}
+
+// Filter rows r0 + i dr (i < KR, dr dil_h = stride_h) read the same x rows: output row k - i's tap
+// r0 + i dr reads x row (k - i) stride_h + (r0 + i dr) dil_h = k stride_h + r0 dil_h, output row
+// k's tap r0 row. So per x row k (at x + k x_row) and column vector j, each tap column's x vector
+// is loaded once for the KR dy rows k - i (at g + (k - i) g_row): KR S FMAs for S + KR loads (S
+// (KR + 1) one filter row at a time, and the x vectors at a column offset straddle two cache
+// lines). Rows k in [0, nk), where every i has its output row; the group's sums for tap
+// (r0 + i dr, s) are added to sum[i sum_step + s L, ...). Masks as in wgrad_plane_rows.
+template <int KR, int S>
+inline void wgrad_plane_xrows(const float* g, int64_t g_row, const float* x, int64_t x_row, int64_t nk,
+                              const int64_t* s_off, int64_t nvec, int64_t j_lo, int64_t j_hi, const VecF32::mask* mk,
+                              float* sum, int64_t sum_step) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  typename V::type acc[KR][S];
+#pragma GCC unroll 8
+  for (int i = 0; i < KR; ++i)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) acc[i][s] = V::zero();
+  int64_t so[S];
+#pragma GCC unroll 8
+  for (int s = 0; s < S; ++s) so[s] = s_off[s];
+  for (int64_t k = 0; k < nk; ++k) {
+    const float* gi[KR];
+#pragma GCC unroll 8
+    for (int i = 0; i < KR; ++i) gi[i] = g + (k - i) * g_row;
+    const float* xk = x + k * x_row;
+    const auto step = [&]<bool kMasked>(int64_t j) __attribute__((always_inline)) {
+      typename V::type gv[KR];
+#pragma GCC unroll 8
+      for (int i = 0; i < KR; ++i) gv[i] = V::load(gi[i] + j * L);
+#pragma GCC unroll 8
+      for (int s = 0; s < S; ++s) {
+        typename V::type xv = V::load(xk + so[s] + j * L);
+        asm("" : "+v"(xv));  // one load for the KR FMAs, not a memory operand in each
+        if constexpr (kMasked) {
+          const typename V::mask m = mk[j * S + s];
+#pragma GCC unroll 8
+          for (int i = 0; i < KR; ++i) acc[i][s] = V::fmadd_masked(gv[i], xv, acc[i][s], m);
+        } else {
+#pragma GCC unroll 8
+          for (int i = 0; i < KR; ++i) acc[i][s] = V::fmadd(gv[i], xv, acc[i][s]);
+        }
+      }
+    };
+    int64_t j = 0;
+    for (; j < j_lo; ++j) step.template operator()<true>(j);
+    for (; j < j_hi; ++j) step.template operator()<false>(j);
+    for (; j < nvec; ++j) step.template operator()<true>(j);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < KR; ++i)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) {
+      float* d = sum + i * sum_step + s * L;
+      V::store(d, V::add(V::load(d), acc[i][s]));
+    }
+}
+
+// Output rows per register tile of wgrad_plane_rows for filters S columns wide: MR S sums, 8 or
+// more for the FMA latency, within the vector registers (32 on AVX-512, 16 on AVX2, two taken by
+// the dy and x vectors) and the general ones (two pointers per row, S offsets).
+constexpr int wgrad_tile_rows(int S) {
+  constexpr bool kWide = VecF32::kLanes == 16;
+  return S == 1 ? 6 : S == 2 ? 5 : S == 3 ? 4 : S == 4 ? 3 : S <= 6 || kWide ? 2 : 1;
+}
+
+// The most filter rows per group of wgrad_plane_xrows: KR S sums, KR dy vectors and an x vector
+// within the vector registers (32 on AVX-512, 16 on AVX2), at most 5.
+constexpr int wgrad_group_rows(int S) { return std::min(5, (VecF32::kLanes == 16 ? 24 : 12) / S); }
+
+// A group of filter rows r0, r0 + dr, ..., r0 + (rows - 1) dr for wgrad_plane_xrows.
+struct WgradRowGroup {
+  int64_t r0, dr, rows;
+};
+
+// The filter rows in groups of at most max_rows sharing x rows (dr dil_h = stride_h): per residue
+// of r modulo dr, its rows in near-equal runs (5 rows -> 3 + 2: 10 sums for the FMA latency,
+// not 4 + 1). Without such a dr (stride_h not a multiple of dil_h), one group per filter row.
+inline std::vector<WgradRowGroup> wgrad_row_groups(const Conv2dProblem& p, int64_t max_rows) {
+  std::vector<WgradRowGroup> groups;
+  const int64_t dr = p.stride_h % p.dil_h == 0 ? p.stride_h / p.dil_h : 0;
+  if (dr == 0 || max_rows <= 1) {
+    for (int64_t r = 0; r < p.R; ++r) groups.push_back({r, 1, 1});
+    return groups;
+  }
+  for (int64_t first = 0; first < std::min(dr, p.R); ++first) {
+    const int64_t count = (p.R - first + dr - 1) / dr, ngroups = (count + max_rows - 1) / max_rows;
+    for (int64_t g = 0, done = 0; g < ngroups; ++g) {
+      const int64_t rows = (count - done) / (ngroups - g);
+      groups.push_back({first + done * dr, dr, rows});
+      done += rows;
+    }
+  }
+  return groups;
+}
+
+// wgrad on NCHW planes, column stride ST = 1 or 2, filters S <= 7 columns wide (any rows, row
+// stride and dilation): output columns are the vector lanes, as in depthwise_fprop_plane_tiles.
+// A thread item is one channel, summed over every image in order, so the result does not depend
+// on the thread count. Per image the x plane goes into zero-padded float rows (PlaneTileRows) and
+// dy into float rows of whole vectors. Filter rows that share x rows go in groups
+// (wgrad_row_groups) over the x rows where all of them have an output row (wgrad_plane_xrows);
+// the output rows left at the plane's top and bottom, and filter rows in groups of one, go a
+// filter row at a time in register tiles of output rows (wgrad_plane_rows). Lanes whose product
+// has no place in the sum (output columns past Q, x columns in the padding) are masked out of the
+// FMA, not multiplied by a zero: dy x 0 would turn an inf in dy into a NaN. The vector sums per
+// tap are added across their lanes at the end.
+template <typename T, int ST, int S>
+void depthwise_wgrad_plane_tiles(const Conv2dWgradArgs& a) {
+  using V = VecF32;
+  constexpr int L = V::kLanes, MR = wgrad_tile_rows(S);
   const Conv2dProblem& p = a.p;
   const int64_t *xs = a.x.stride, *gs = a.dy.stride, *ws = a.dw.stride;
-  if ((p.stride_w != 1 && p.stride_w != 2) || xs[3] != 1 || gs[3] != 1 || xs[1] == 1 || gs[1] == 1 ||
-      p.R * p.S > kMaxTaps || p.W < 28)
-    return false;
-  int64_t q_lo = 0, q_hi = p.Q;  // interior columns: every tap's x column in bounds
-  for (int64_t s = 0; s < p.S; ++s) {
-    const TapRange qr = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
-    q_lo = std::max(q_lo, qr.lo), q_hi = std::min(q_hi, qr.hi);
-  }
-  if (q_hi - q_lo < 8) return false;
   const T* x = static_cast<const T*>(a.x.data);
   const T* dy = static_cast<const T*>(a.dy.data);
   T* dw = static_cast<T*>(a.dw.data);
-  const bool split = p.stride_w == 2;
-  const int64_t taps = p.R * p.S;
+  const int64_t nvec = (p.Q + L - 1) / L, g_row = nvec * L;
+  const PlaneTileRows rows(p, ST, 0, g_row);
+  const int64_t* so = rows.s_off.data();
+  // Lane masks per vector and filter column; vectors [j_lo, j_hi) need none. (Raw bytes: a
+  // vector type as a template argument loses its alignment attribute.)
+  ScratchOf<uint8_t> mask_bytes(nvec * S * int64_t(sizeof(typename V::mask)));
+  typename V::mask* mk = reinterpret_cast<typename V::mask*>(mask_bytes.data());  // 64-byte aligned
+  int64_t q_lo = 0, q_hi = p.Q;
+  for (int64_t s = 0; s < S; ++s) {
+    const TapRange qr = valid_outputs(p.Q, p.W, ST, p.pad_w, p.dil_w, s);
+    for (int64_t j = 0; j < nvec; ++j) mk[j * S + s] = V::lanes_between(qr.lo - j * L, qr.hi - j * L);
+    q_lo = std::max(q_lo, qr.lo), q_hi = std::min(q_hi, qr.hi);
+  }
+  const int64_t j_lo = std::min(nvec, (q_lo + L - 1) / L), j_hi = std::max(j_lo, q_hi / L);
+  std::vector<TapRange> out_rows(p.R);  // per filter row, the output rows whose x row exists
+  for (int64_t r = 0; r < p.R; ++r) out_rows[r] = valid_outputs(p.P, p.H, p.stride_h, p.pad_h, p.dil_h, r);
+  const std::vector<WgradRowGroup> groups = wgrad_row_groups(p, wgrad_group_rows(S));
+  const int64_t x_row = p.stride_h * rows.row_floats;
   const bool prefetch = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T)) > kPrefetchPlanesBytes;
   parallel_for(0, p.C, 1, [&](int64_t b, int64_t e) {
-    __m256 acc[kMaxTaps];
-    float part[kMaxTaps];  // the scalar columns' sums
-    const T* tap_x[kMaxTaps];
-    const float* tap_f[kMaxTaps];
-    PhaseRows phases(split, p.H, p.W);
+    ScratchOf<float> xb(rows.floats()), gb(p.P * g_row), sum(p.R * S * L);
+    std::fill(xb.data(), xb.data() + rows.floats(), 0.0f);
+    std::fill(gb.data(), gb.data() + p.P * g_row, 0.0f);  // columns past Q: masked, but finite
+    // Filter row r's output rows [lo, hi), a filter row at a time.
+    const auto one_row = [&](int64_t r, int64_t lo, int64_t hi) {
+      if (lo >= hi) return;
+      const int64_t tiled = (hi - lo) / MR * MR;
+      const float* g0 = gb.data() + lo * g_row;
+      const float* x0 = xb.data() + (lo * p.stride_h + r * p.dil_h) * rows.row_floats;  // padded row
+      float* sr = sum.data() + r * S * L;
+      wgrad_plane_rows<MR, S>(g0, g_row, x0, x_row, tiled, so, nvec, j_lo, j_hi, mk, sr);
+      wgrad_plane_rows<1, S>(g0 + tiled * g_row, g_row, x0 + tiled * x_row, x_row, hi - lo - tiled, so, nvec, j_lo,
+                             j_hi, mk, sr);
+    };
     for (int64_t c = b; c < e; ++c) {
-      for (int64_t t = 0; t < taps; ++t) acc[t] = _mm256_setzero_ps(), part[t] = 0.0f;
+      std::fill(sum.data(), sum.data() + p.R * S * L, 0.0f);
       for (int64_t n = 0; n < p.N; ++n) {
-        const T* xp = x + n * xs[0] + c * xs[1];
+        rows.fill(x + n * xs[0] + c * xs[1], xs[2], xb.data());
         const T* gp = dy + n * gs[0] + c * gs[1];
-        if (split) phases.split(xp, xs[2]);
+        for (int64_t i = 0; i < p.P; ++i) row_to_floats(gp + i * gs[2], p.Q, gb.data() + i * g_row);
         const int64_t c1 = n + 1 < p.N ? c : c + 1, n1 = n + 1 < p.N ? n + 1 : 0;  // the next plane
-        for (int64_t pp = 0; pp < p.P; ++pp) {
+        for (size_t gi = 0; gi < groups.size(); ++gi) {
           if (prefetch && c1 < e) {
-            prefetch_plane_slice(x + n1 * xs[0] + c1 * xs[1], p.H, p.W, xs[2], pp, p.P);
-            prefetch_plane_slice(dy + n1 * gs[0] + c1 * gs[1], p.P, p.Q, gs[2], pp, p.P);
+            prefetch_plane_slice(x + n1 * xs[0] + c1 * xs[1], p.H, p.W, xs[2], gi, groups.size());
+            prefetch_plane_slice(dy + n1 * gs[0] + c1 * gs[1], p.P, p.Q, gs[2], gi, groups.size());
           }
-          const T* grow = gp + pp * gs[2];
-          int64_t rows_in = 0;
-          for (int64_t r = 0; r < p.R; ++r) {
-            const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
-            if (h < 0 || h >= p.H) continue;
-            ++rows_in;
-            for (int64_t s = 0; s < p.S; ++s) {
-              const int64_t off = s * p.dil_w - p.pad_w;  // x column of output column q: q stride + off
-              const int64_t t = r * p.S + s;
-              if (split)
-                tap_f[t] = phases.tap(h, off);
-              else
-                tap_x[t] = xp + h * xs[2] + off;
-              for (int64_t q = 0; q < p.Q; ++q) {  // scalar columns
-                if (q == q_lo) q = q_hi;
-                if (q >= p.Q) break;
-                const int64_t col = q * p.stride_w + off;
-                if (col >= 0 && col < p.W) part[t] += load_acc(grow + q) * load_acc(xp + h * xs[2] + col);
-              }
-            }
+          const WgradRowGroup& grp = groups[gi];
+          if (grp.rows == 1) {
+            one_row(grp.r0, out_rows[grp.r0].lo, out_rows[grp.r0].hi);
+            continue;
           }
-          // A 3 x 3 filter with all rows in bounds: one pass, nine independent sums (a pass per
-          // filter row had three, and waited on the FMA latency: 2x slower at 144 @ 56).
-          auto run = [&](const auto* const* src) {
-            if (taps == 9 && rows_in == 3) return wgrad_row_taps<9>(grow, src, q_lo, q_hi, acc);
-            for (int64_t r = 0; r < p.R; ++r) {
-              const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
-              if (h < 0 || h >= p.H) continue;
-              for (int64_t s = 0; s < p.S; ++s)
-                wgrad_row_taps<1>(grow, src + r * p.S + s, q_lo, q_hi, acc + r * p.S + s);
-            }
+          // Rows k (output rows of tap r0) where tap r0 + i dr has output row k - i, for every i.
+          int64_t k_lo = 0, k_hi = p.P;
+          for (int64_t i = 0; i < grp.rows; ++i) {
+            const TapRange o = out_rows[grp.r0 + i * grp.dr];
+            k_lo = std::max(k_lo, o.lo + i), k_hi = std::min(k_hi, o.hi + i);
+          }
+          k_hi = std::max(k_hi, k_lo);
+          const float* g0 = gb.data() + k_lo * g_row;
+          const float* x0 = xb.data() + (k_lo * p.stride_h + grp.r0 * p.dil_h) * rows.row_floats;
+          float* sr = sum.data() + grp.r0 * S * L;
+          const int64_t nk = k_hi - k_lo, step = grp.dr * S * L;
+          const auto xrows = [&]<int KR>() {
+            if constexpr (KR <= wgrad_group_rows(S))
+              wgrad_plane_xrows<KR, S>(g0, g_row, x0, x_row, nk, so, nvec, j_lo, j_hi, mk, sr, step);
           };
-          if (split)
-            run(tap_f);
-          else
-            run(tap_x);
+          switch (grp.rows) {
+            case 2: xrows.template operator()<2>(); break;
+            case 3: xrows.template operator()<3>(); break;
+            case 4: xrows.template operator()<4>(); break;
+            default: xrows.template operator()<5>(); break;
+          }
+          for (int64_t i = 0; i < grp.rows; ++i) {  // the rows the groups' pass left
+            const int64_t r = grp.r0 + i * grp.dr;
+            one_row(r, out_rows[r].lo, std::min(out_rows[r].hi, k_lo - i));
+            one_row(r, std::max(out_rows[r].lo, k_hi - i), out_rows[r].hi);
+          }
         }
       }
-      for (int64_t t = 0; t < taps; ++t) {
-        alignas(32) float lanes[8];
-        _mm256_store_ps(lanes, acc[t]);
-        float sum = 0.0f;
-        for (int l = 0; l < 8; ++l) sum += lanes[l];
-        store_from(dw + c * ws[0] + (t / p.S) * ws[2] + (t % p.S) * ws[3], sum + part[t]);
+      for (int64_t t = 0; t < p.R * S; ++t) {
+        float total = 0.0f;
+        for (int l = 0; l < L; ++l) total += sum.data()[t * L + l];
+        store_from(dw + c * ws[0] + (t / S) * ws[2] + (t % S) * ws[3], total);
       }
     }
   });
+}
+
+// The filters whose tap sums fit in the registers (with a dy and an x vector each): 3 x 3 in 2
+// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 on AVX-512 (25).
+inline int depthwise_wgrad_register_block(const Conv2dProblem& p) {
+  constexpr bool kWide = VecF32::kLanes == 16;
+  if (p.R == 3 && p.S == 3) return kWide ? 2 : 1;
+  if (p.R == 5 && p.S == 5 && kWide) return 1;
+  return 0;
+}
+
+// depthwise_wgrad_plane_tiles where it applies: dense NCHW planes, column stride 1 or 2, filters
+// up to 7 columns wide, output rows more than half a vector long, and for the filters with a
+// channels-last register kernel (depthwise_wgrad_register_block) rows of 28 columns or more.
+// In-process A/B against the channels-last path (transposes, then that kernel), 2 threads, N=8:
+// 3 x 3 384 @14 (one AVX-512 vector of 14 lanes, two AVX2 vectors) 1.3x slower on AVX-512, 1.2x
+// on AVX2; 5 x 5 480 @14 2.1x slower on AVX-512. Without the register kernel, 7 x 7 384 @14 1.4x
+// faster, AVX2 5 x 5 480 @14 1.5x.
+template <typename T>
+inline bool depthwise_wgrad_on_plane_tiles(const Conv2dWgradArgs& a) {
+  constexpr int L = VecF32::kLanes;
+  const Conv2dProblem& p = a.p;
+  const int64_t *xs = a.x.stride, *gs = a.dy.stride;
+  if ((p.stride_w != 1 && p.stride_w != 2) || p.S > 7 || 2 * p.Q <= L || xs[3] != 1 || gs[3] != 1 || xs[1] == 1 ||
+      gs[1] == 1 || (p.Q < 28 && depthwise_wgrad_register_block(p) > 0))
+    return false;
+  const auto run = [&]<int ST>() {
+    switch (p.S) {
+      case 1: return depthwise_wgrad_plane_tiles<T, ST, 1>(a);
+      case 2: return depthwise_wgrad_plane_tiles<T, ST, 2>(a);
+      case 3: return depthwise_wgrad_plane_tiles<T, ST, 3>(a);
+      case 4: return depthwise_wgrad_plane_tiles<T, ST, 4>(a);
+      case 5: return depthwise_wgrad_plane_tiles<T, ST, 5>(a);
+      case 6: return depthwise_wgrad_plane_tiles<T, ST, 6>(a);
+      default: return depthwise_wgrad_plane_tiles<T, ST, 7>(a);
+    }
+  };
+  if (p.stride_w == 2)
+    run.template operator()<2>();
+  else
+    run.template operator()<1>();
   return true;
 }
 
@@ -1415,15 +1630,6 @@ void depthwise_wgrad_registers(const Conv2dProblem& p, const ChannelsLast<T>& x,
     for (int b = 0; b < NB; ++b) V::store(part + t * Cp + (v0 + b) * L, acc[t][b]);
 }
 
-// The filters whose tap sums fit in the registers (with a dy and an x vector each): 3 x 3 in 2
-// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 on AVX-512 (25).
-inline int depthwise_wgrad_register_block(const Conv2dProblem& p) {
-  constexpr bool kWide = VecF32::kLanes == 16;
-  if (p.R == 3 && p.S == 3) return kWide ? 2 : 1;
-  if (p.R == 5 && p.S == 5 && kWide) return 1;
-  return 0;
-}
-
 // Pixels per chunk of output rows in depthwise_wgrad's register path: the chunks' partial sums
 // are added up at the end, so short rows (7 x 7) go many to a chunk.
 constexpr int64_t kWgradChunkPixels = 512;
@@ -1445,7 +1651,7 @@ template <typename T>
 inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || !is_depthwise(p)) return false;
-  if (depthwise_wgrad_planes<T>(a)) return true;
+  if (depthwise_wgrad_on_plane_tiles<T>(a)) return true;
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t C = p.C, Cp = padded_channels(C), nv = Cp / L, taps = p.R * p.S;

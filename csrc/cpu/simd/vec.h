@@ -6,6 +6,7 @@
 // narrowing rounds to nearest even exactly as bf16_from_float (../../common/dtype.h) does, NaN
 // kept quiet, so the SIMD and scalar paths store the same bits.
 #pragma once
+#include <algorithm>
 #include <immintrin.h>
 
 #include "../../common/dtype.h"
@@ -121,6 +122,14 @@ struct VecF32 {
     _mm256_mask_storeu_epi16(p, __mmask16((1u << n) - 1), bf16_bits16(v));
   }
   static type fmadd(type a, type b, type c) { return _mm512_fmadd_ps(a, b, c); }
+  // Lanes [lo, hi) of a vector (lo and hi clamped to [0, 16]), and a b + c in a mask's lanes with c
+  // kept in the others (nothing is added there: 0 x inf cannot make a NaN).
+  using mask = __mmask16;
+  static mask lanes_between(int64_t lo, int64_t hi) {
+    lo = std::clamp<int64_t>(lo, 0, 16), hi = std::clamp<int64_t>(hi, lo, 16);
+    return mask(((1u << hi) - 1) & ~((1u << lo) - 1));
+  }
+  static type fmadd_masked(type a, type b, type c, mask k) { return _mm512_mask3_fmadd_ps(a, b, c, k); }
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
   static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm512_mul_ps(a, b); }
@@ -157,6 +166,19 @@ struct VecF32 {
   static void store_first(float* p, type v, int n) { CNNKERNELS_KERNEL_NS::store_first(p, v, n); }
   static void store_first(bf16* p, type v, int n) { CNNKERNELS_KERNEL_NS::store_first(p, v, n); }
   static type fmadd(type a, type b, type c) { return _mm256_fmadd_ps(a, b, c); }
+  // As in the AVX-512 VecF32, with the mask as a vector of all-ones lanes: a and b are zeroed
+  // outside it, so c gains +0 there (0 x inf cannot make a NaN).
+  using mask = __m256;
+  static mask lanes_between(int64_t lo, int64_t hi) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    lo = std::clamp<int64_t>(lo, 0, 8), hi = std::clamp<int64_t>(hi, 0, 8);
+    const __m256i ge_lo = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(int(lo) - 1));
+    const __m256i lt_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(hi)), lane);
+    return _mm256_castsi256_ps(_mm256_and_si256(ge_lo, lt_hi));
+  }
+  static type fmadd_masked(type a, type b, type c, mask k) {
+    return _mm256_fmadd_ps(_mm256_and_ps(a, k), _mm256_and_ps(b, k), c);
+  }
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
   static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm256_mul_ps(a, b); }
