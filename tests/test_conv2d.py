@@ -372,6 +372,25 @@ def test_depthwise_nchw_wgrad_plane_tiles(isa, dtype, c, h, w, r, s, stride, pad
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("h,w,r,stride,padding", [(20, 40, 3, 1, 1), (15, 45, 5, 2, 2), (12, 33, 7, 1, 3)])
+def test_depthwise_nchw_wgrad_rows_apart(isa, h, w, r, stride, padding):
+    """float planes whose rows lie apart (views into wider tensors) are read where they are: the
+    weight gradient's plane tiles step by the row stride, border vectors under their masks."""
+    gen = torch.Generator().manual_seed(h * w + r)
+    x = torch.randn(2, 3, h + 3, w + 9, generator=gen)[:, :, 1:h + 1, 4:w + 4]
+    q = (w + 2 * padding - r) // stride + 1
+    p = (h + 2 * padding - r) // stride + 1
+    g = torch.randn(2, 3, p + 2, q + 5, generator=gen)[:, :, 2:, 3:3 + q]
+    args = ([stride, stride], [padding, padding], [1, 1], 3)
+    with forced_isa(isa):
+        ours = torch.ops.cnnkernels.conv2d_weight_grad(g, x, [3, 1, r, r], *args)
+    wt = torch.zeros(3, 1, r, r, dtype=torch.float64)
+    ref = torch.ops.aten.convolution_backward(g.double(), x.double(), wt, None, *args[:3], False, [0, 0], 3,
+                                              [False, True, False])[1]
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
 @pytest.mark.parametrize("h,w,r,stride,padding", [(12, 40, 3, 1, 1), (11, 41, 5, 2, 2), (9, 30, 7, 1, 3)])
 def test_depthwise_nchw_wgrad_non_finite_like_summation(isa, special, h, w, r, stride, padding):

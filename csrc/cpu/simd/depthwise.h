@@ -1269,23 +1269,26 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
 }
 
 // One step of wgrad_plane_rows: column vector j of MR dy rows (gm) against their x rows (xm),
-// every tap s of filter row r, only the lanes of mk[j S + s] when kMasked.
+// every tap s of filter row r; when kMasked, tap s only in the lanes of mk[j (S + 1) + s] and dy
+// loaded in those of mk[j (S + 1) + S] (masked loads: a border vector of a plane read in place
+// may reach past the tensor's ends).
 template <bool kMasked, int MR, int S>
 [[gnu::always_inline]] inline void wgrad_plane_step(VecF32::type (&acc)[MR][S], const float* const (&gm)[MR],
                                                     const float* const (&xm)[MR], const int64_t (&s_off)[S],
                                                     int64_t j, const VecF32::mask* mk) {
   using V = VecF32;
   constexpr int L = V::kLanes;
-  typename V::mask k[S];
+  typename V::mask k[S + 1];
   if constexpr (kMasked)
 #pragma GCC unroll 8
-    for (int s = 0; s < S; ++s) k[s] = mk[j * S + s];
+    for (int s = 0; s <= S; ++s) k[s] = mk[j * (S + 1) + s];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m) {
-    const typename V::type gv = V::load(gm[m] + j * L);
+    const typename V::type gv = kMasked ? V::load_masked(gm[m] + j * L, k[S]) : V::load(gm[m] + j * L);
 #pragma GCC unroll 8
     for (int s = 0; s < S; ++s) {
-      const typename V::type xv = V::load(xm[m] + s_off[s] + j * L);
+      const float* xp = xm[m] + s_off[s] + j * L;
+      const typename V::type xv = kMasked ? V::load_masked(xp, k[s]) : V::load(xp);
       if constexpr (kMasked)
         acc[m][s] = V::fmadd_masked(gv, xv, acc[m][s], k[s]);
       else
@@ -1297,7 +1300,7 @@ template <bool kMasked, int MR, int S>
 // Filter row r's products over nrows output rows (a multiple of MR) of one plane: output row i's
 // dy at g + i g_row, the x row that filter row r gives it at xr + i x_row, output column q's tap s
 // at element q + s_off[s] of that; nvec vectors of L columns, those outside [j_lo, j_hi) only in
-// the lanes of their masks mk[j S + s] (output columns past Q, x columns outside the input).
+// the lanes of their masks (output columns past Q, x columns outside the input).
 // The MR S sums stay in registers (MR rows in separate sums keep 8+ FMAs in flight) and are
 // added to sum[s L, (s + 1) L) at the end.
 template <int MR, int S>
@@ -1338,8 +1341,9 @@ inline void wgrad_plane_rows(const float* g, int64_t g_row, const float* xr, int
 // k's tap r0 row. So per x row k (at x + k x_row) and column vector j, each tap column's x vector
 // is loaded once for the KR dy rows k - i (at g + (k - i) g_row): KR S FMAs for S + KR loads (S
 // (KR + 1) one filter row at a time, and the x vectors at a column offset straddle two cache
-// lines). Rows k in [0, nk), where every i has its output row; the group's sums for tap
-// (r0 + i dr, s) are added to sum[i sum_step + s L, ...). Masks as in wgrad_plane_rows.
+// lines; the asm keeps GCC from folding the load into each FMA). Rows k in [0, nk), where every
+// i has its output row; the group's sums for tap (r0 + i dr, s) are added to
+// sum[i sum_step + s L, ...). Masks as in wgrad_plane_step.
 template <int KR, int S>
 inline void wgrad_plane_xrows(const float* g, int64_t g_row, const float* x, int64_t x_row, int64_t nk,
                               const int64_t* s_off, int64_t nvec, int64_t j_lo, int64_t j_hi, const VecF32::mask* mk,
@@ -1362,13 +1366,14 @@ inline void wgrad_plane_xrows(const float* g, int64_t g_row, const float* x, int
     const auto step = [&]<bool kMasked>(int64_t j) __attribute__((always_inline)) {
       typename V::type gv[KR];
 #pragma GCC unroll 8
-      for (int i = 0; i < KR; ++i) gv[i] = V::load(gi[i] + j * L);
+      for (int i = 0; i < KR; ++i)
+        gv[i] = kMasked ? V::load_masked(gi[i] + j * L, mk[j * (S + 1) + S]) : V::load(gi[i] + j * L);
 #pragma GCC unroll 8
       for (int s = 0; s < S; ++s) {
-        typename V::type xv = V::load(xk + so[s] + j * L);
+        const typename V::mask m = kMasked ? mk[j * (S + 1) + s] : typename V::mask();
+        typename V::type xv = kMasked ? V::load_masked(xk + so[s] + j * L, m) : V::load(xk + so[s] + j * L);
         asm("" : "+v"(xv));  // one load for the KR FMAs, not a memory operand in each
         if constexpr (kMasked) {
-          const typename V::mask m = mk[j * S + s];
 #pragma GCC unroll 8
           for (int i = 0; i < KR; ++i) acc[i][s] = V::fmadd_masked(gv[i], xv, acc[i][s], m);
         } else {
@@ -1432,8 +1437,11 @@ inline std::vector<WgradRowGroup> wgrad_row_groups(const Conv2dProblem& p, int64
 // wgrad on NCHW planes, column stride ST = 1 or 2, filters S <= 7 columns wide (any rows, row
 // stride and dilation): output columns are the vector lanes, as in depthwise_fprop_plane_tiles.
 // A thread item is one channel, summed over every image in order, so the result does not depend
-// on the thread count. Per image the x plane goes into zero-padded float rows (PlaneTileRows) and
-// dy into float rows of whole vectors. Filter rows that share x rows go in groups
+// on the thread count. float planes are read where they are (x at column stride 2 excepted);
+// bfloat16 ones, and x at column stride 2 (split into its column phases), are copied per image
+// into float rows (PlaneTileRows; dy into rows of whole vectors). In-process A/B, 2 threads,
+// reading in place against copying: N=8 3 x 3 144 @56 1.5x, 7 x 7 96 @56 1.4x, 5 x 5 240 @28
+// 1.1x; N=1 1.2-2x. Filter rows that share x rows go in groups
 // (wgrad_row_groups) over the x rows where all of them have an output row (wgrad_plane_xrows);
 // the output rows left at the plane's top and bottom, and filter rows in groups of one, go a
 // filter row at a time in register tiles of output rows (wgrad_plane_rows). Lanes whose product
@@ -1454,41 +1462,56 @@ void depthwise_wgrad_plane_tiles(const Conv2dWgradArgs& a) {
   const int64_t* so = rows.s_off.data();
   // Lane masks per vector and filter column; vectors [j_lo, j_hi) need none. (Raw bytes: a
   // vector type as a template argument loses its alignment attribute.)
-  ScratchOf<uint8_t> mask_bytes(nvec * S * int64_t(sizeof(typename V::mask)));
+  ScratchOf<uint8_t> mask_bytes(nvec * (S + 1) * int64_t(sizeof(typename V::mask)));
   typename V::mask* mk = reinterpret_cast<typename V::mask*>(mask_bytes.data());  // 64-byte aligned
   int64_t q_lo = 0, q_hi = p.Q;
   for (int64_t s = 0; s < S; ++s) {
     const TapRange qr = valid_outputs(p.Q, p.W, ST, p.pad_w, p.dil_w, s);
-    for (int64_t j = 0; j < nvec; ++j) mk[j * S + s] = V::lanes_between(qr.lo - j * L, qr.hi - j * L);
+    for (int64_t j = 0; j < nvec; ++j) mk[j * (S + 1) + s] = V::lanes_between(qr.lo - j * L, qr.hi - j * L);
     q_lo = std::max(q_lo, qr.lo), q_hi = std::min(q_hi, qr.hi);
   }
+  for (int64_t j = 0; j < nvec; ++j) mk[j * (S + 1) + S] = V::lanes_between(0, p.Q - j * L);  // dy's lanes
   const int64_t j_lo = std::min(nvec, (q_lo + L - 1) / L), j_hi = std::max(j_lo, q_hi / L);
   std::vector<TapRange> out_rows(p.R);  // per filter row, the output rows whose x row exists
   for (int64_t r = 0; r < p.R; ++r) out_rows[r] = valid_outputs(p.P, p.H, p.stride_h, p.pad_h, p.dil_h, r);
   const std::vector<WgradRowGroup> groups = wgrad_row_groups(p, wgrad_group_rows(S));
-  const int64_t x_row = p.stride_h * rows.row_floats;
+  // Interior vectors lie inside the rows; border ones are loaded under their masks.
+  const bool x_in_place = std::is_same_v<T, float> && ST == 1;
+  const bool g_in_place = std::is_same_v<T, float>;
+  const int64_t x_rowf = x_in_place ? xs[2] : rows.row_floats, gr = g_in_place ? gs[2] : g_row;
+  const int64_t x_row = p.stride_h * x_rowf;
   const bool prefetch = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T)) > kPrefetchPlanesBytes;
   parallel_for(0, p.C, 1, [&](int64_t b, int64_t e) {
-    ScratchOf<float> xb(rows.floats()), gb(p.P * g_row), sum(p.R * S * L);
-    std::fill(xb.data(), xb.data() + rows.floats(), 0.0f);
-    std::fill(gb.data(), gb.data() + p.P * g_row, 0.0f);  // columns past Q: masked, but finite
+    ScratchOf<float> xb(x_in_place ? 0 : rows.floats()), gb(g_in_place ? 0 : p.P * g_row), sum(p.R * S * L);
+    if (!x_in_place) std::fill(xb.data(), xb.data() + rows.floats(), 0.0f);
+    if (!g_in_place) std::fill(gb.data(), gb.data() + p.P * g_row, 0.0f);
+    const float* xrow0 = nullptr;  // the plane's padded row 0 (padded column 0)
+    const float* grow0 = nullptr;  // its dy row 0
     // Filter row r's output rows [lo, hi), a filter row at a time.
     const auto one_row = [&](int64_t r, int64_t lo, int64_t hi) {
       if (lo >= hi) return;
       const int64_t tiled = (hi - lo) / MR * MR;
-      const float* g0 = gb.data() + lo * g_row;
-      const float* x0 = xb.data() + (lo * p.stride_h + r * p.dil_h) * rows.row_floats;  // padded row
+      const float* g0 = grow0 + lo * gr;
+      const float* x0 = xrow0 + (lo * p.stride_h + r * p.dil_h) * x_rowf;  // padded row
       float* sr = sum.data() + r * S * L;
-      wgrad_plane_rows<MR, S>(g0, g_row, x0, x_row, tiled, so, nvec, j_lo, j_hi, mk, sr);
-      wgrad_plane_rows<1, S>(g0 + tiled * g_row, g_row, x0 + tiled * x_row, x_row, hi - lo - tiled, so, nvec, j_lo,
-                             j_hi, mk, sr);
+      wgrad_plane_rows<MR, S>(g0, gr, x0, x_row, tiled, so, nvec, j_lo, j_hi, mk, sr);
+      wgrad_plane_rows<1, S>(g0 + tiled * gr, gr, x0 + tiled * x_row, x_row, hi - lo - tiled, so, nvec, j_lo, j_hi,
+                             mk, sr);
     };
     for (int64_t c = b; c < e; ++c) {
       std::fill(sum.data(), sum.data() + p.R * S * L, 0.0f);
       for (int64_t n = 0; n < p.N; ++n) {
-        rows.fill(x + n * xs[0] + c * xs[1], xs[2], xb.data());
+        const T* xp = x + n * xs[0] + c * xs[1];
         const T* gp = dy + n * gs[0] + c * gs[1];
-        for (int64_t i = 0; i < p.P; ++i) row_to_floats(gp + i * gs[2], p.Q, gb.data() + i * g_row);
+        if constexpr (std::is_same_v<T, float>) {
+          if (x_in_place) xrow0 = xp - p.pad_h * xs[2] - p.pad_w;
+          if (g_in_place) grow0 = gp;
+        }
+        if (!x_in_place) rows.fill(xp, xs[2], xb.data()), xrow0 = xb.data();
+        if (!g_in_place) {
+          for (int64_t i = 0; i < p.P; ++i) row_to_floats(gp + i * gs[2], p.Q, gb.data() + i * g_row);
+          grow0 = gb.data();
+        }
         const int64_t c1 = n + 1 < p.N ? c : c + 1, n1 = n + 1 < p.N ? n + 1 : 0;  // the next plane
         for (size_t gi = 0; gi < groups.size(); ++gi) {
           if (prefetch && c1 < e) {
@@ -1507,13 +1530,13 @@ void depthwise_wgrad_plane_tiles(const Conv2dWgradArgs& a) {
             k_lo = std::max(k_lo, o.lo + i), k_hi = std::min(k_hi, o.hi + i);
           }
           k_hi = std::max(k_hi, k_lo);
-          const float* g0 = gb.data() + k_lo * g_row;
-          const float* x0 = xb.data() + (k_lo * p.stride_h + grp.r0 * p.dil_h) * rows.row_floats;
+          const float* g0 = grow0 + k_lo * gr;
+          const float* x0 = xrow0 + (k_lo * p.stride_h + grp.r0 * p.dil_h) * x_rowf;
           float* sr = sum.data() + grp.r0 * S * L;
           const int64_t nk = k_hi - k_lo, step = grp.dr * S * L;
           const auto xrows = [&]<int KR>() {
             if constexpr (KR <= wgrad_group_rows(S))
-              wgrad_plane_xrows<KR, S>(g0, g_row, x0, x_row, nk, so, nvec, j_lo, j_hi, mk, sr, step);
+              wgrad_plane_xrows<KR, S>(g0, gr, x0, x_row, nk, so, nvec, j_lo, j_hi, mk, sr, step);
           };
           switch (grp.rows) {
             case 2: xrows.template operator()<2>(); break;

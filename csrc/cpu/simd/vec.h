@@ -130,6 +130,8 @@ struct VecF32 {
     return mask(((1u << hi) - 1) & ~((1u << lo) - 1));
   }
   static type fmadd_masked(type a, type b, type c, mask k) { return _mm512_mask3_fmadd_ps(a, b, c, k); }
+  // The lanes of k from p, zero elsewhere; the others are not read (no fault past an allocation).
+  static type load_masked(const float* p, mask k) { return _mm512_maskz_loadu_ps(k, p); }
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
   static type sub(type a, type b) { return _mm512_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm512_mul_ps(a, b); }
@@ -179,6 +181,7 @@ struct VecF32 {
   static type fmadd_masked(type a, type b, type c, mask k) {
     return _mm256_fmadd_ps(_mm256_and_ps(a, k), _mm256_and_ps(b, k), c);
   }
+  static type load_masked(const float* p, mask k) { return _mm256_maskload_ps(p, _mm256_castps_si256(k)); }
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
   static type sub(type a, type b) { return _mm256_sub_ps(a, b); }
   static type mul(type a, type b) { return _mm256_mul_ps(a, b); }
