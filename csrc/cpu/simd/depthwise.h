@@ -11,10 +11,12 @@
 //           one such fprop per stride phase; NCHW dx at stride 2: plane tiles per dx row parity
 //           (depthwise_dgrad_planes_s2_tiles); else per input row (n, h): per pixel the taps
 //           whose output lands on the stride grid
-//   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order
+//   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order;
+//           on NCHW planes, per channel register tiles of filter rows that share x rows
+//           (depthwise_wgrad_plane_tiles)
 //
 // NCHW tensors with wide enough rows skip the transposes: their kernels take a plane's columns
-// as the vector lanes (depthwise_fprop_planes, depthwise_dgrad_planes_s2, depthwise_wgrad_planes;
+// as the vector lanes (depthwise_fprop_planes, depthwise_dgrad_planes_s2, the plane tiles;
 // column stride 1 or 2, a stride-2 row split into even and odd columns).
 //
 // Tensors whose channels are contiguous and a multiple of the vector width are used in place;
