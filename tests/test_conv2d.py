@@ -346,8 +346,8 @@ def test_depthwise_nchw_plane_tiles(isa, dtype, c, h, w, r, s, stride, padding, 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,h,w,r,s,stride,padding,dilation", [
     (4, 12, 56, 3, 3, (1, 1), (1, 1), (1, 1)),  # MobileNet's 3 x 3: one group of 3 filter rows, a partial last vector
-    (3, 9, 30, 5, 5, (1, 1), (2, 2), (1, 1)),   # 5 filter rows in groups (3 + 2; AVX2 1 + 2 + 2)
-    (2, 10, 40, 7, 7, (1, 1), (3, 3), (1, 1)),  # 7 x 7: groups 3 + 2 + 2 (AVX2: a filter row at a time)
+    (3, 9, 30, 5, 5, (1, 1), (2, 2), (1, 1)),   # 5 filter rows in groups (2 + 3; AVX2 1 + 2 + 2)
+    (2, 10, 40, 7, 7, (1, 1), (3, 3), (1, 1)),  # 7 x 7: groups 2 + 2 + 3 (AVX2: a filter row at a time)
     (3, 13, 56, 3, 3, (2, 2), (1, 1), (1, 1)),  # stride 2: filter rows {0, 2} share x rows, {1} alone
     (2, 11, 61, 5, 5, (2, 2), (2, 2), (1, 1)),  # stride 2, an odd width: {0, 2, 4} and {1, 3}
     (2, 14, 33, 3, 3, (1, 1), (2, 2), (2, 2)),  # dilated rows (no shared x rows): row tiles and their remainder

@@ -1423,7 +1423,7 @@ struct WgradRowGroup {
 };
 
 // The filter rows in groups of at most max_rows sharing x rows (dr dil_h = stride_h): per residue
-// of r modulo dr, its rows in near-equal runs (5 rows -> 3 + 2: 10 sums for the FMA latency,
+// of r modulo dr, its rows in near-equal runs (5 rows -> 2 + 3: 10 sums for the FMA latency,
 // not 4 + 1). Without such a dr (stride_h not a multiple of dil_h), one group per filter row.
 inline std::vector<WgradRowGroup> wgrad_row_groups(const Conv2dProblem& p, int64_t max_rows) {
   std::vector<WgradRowGroup> groups;

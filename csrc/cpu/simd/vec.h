@@ -89,7 +89,7 @@ inline __m512 load16(const bf16* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-inline __m256i bf16_bits16(__m512 v) {  // 16 packed bf16
+[[gnu::always_inline]] inline __m256i bf16_bits16(__m512 v) {  // 16 packed bf16
 #if defined(__AVX512BF16__)
   // vcvtneps2bf16 rounds the same way, NaN included, but flushes denormals to zero: it takes
   // every vector without one (bit for bit against the code below over 3.2e8 random floats with
@@ -115,10 +115,14 @@ struct VecF32 {
   static type load(const float* p) { return _mm512_loadu_ps(p); }
   static type load(const bf16* p) { return load16(p); }
   static void store(float* p, type v) { _mm512_storeu_ps(p, v); }
-  static void store(bf16* p, type v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v)); }
+  // The bfloat16 stores always inline: an out-of-line copy (GCC chose one for a large caller)
+  // draws GCC 12's -Wuninitialized on the intrinsics' undefined pass-through operands.
+  [[gnu::always_inline]] static void store(bf16* p, type v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v));
+  }
   // The first n (< 16) lanes only; the memory past them is not touched.
   static void store_first(float* p, type v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
-  static void store_first(bf16* p, type v, int n) {
+  [[gnu::always_inline]] static void store_first(bf16* p, type v, int n) {
     _mm256_mask_storeu_epi16(p, __mmask16((1u << n) - 1), bf16_bits16(v));
   }
   static type fmadd(type a, type b, type c) { return _mm512_fmadd_ps(a, b, c); }
@@ -147,12 +151,12 @@ struct VecF32 {
 template <>
 struct HalfVector<8> {
   using type = __m512;
-  static __m256 low(type v) { return _mm512_castps512_ps256(v); }
+  [[gnu::always_inline]] static __m256 low(type v) { return _mm512_castps512_ps256(v); }
   static type from_low(__m256 v) { return _mm512_castps256_ps512(v); }
   static type load(const float* p) { return from_low(_mm256_loadu_ps(p)); }
   static type load(const bf16* p) { return from_low(load8(p)); }
   static void store(float* p, type v) { _mm256_storeu_ps(p, low(v)); }
-  static void store(bf16* p, type v) { store8(p, low(v)); }
+  [[gnu::always_inline]] static void store(bf16* p, type v) { store8(p, low(v)); }
   static type fmadd(type a, type b, type c) { return from_low(_mm256_fmadd_ps(low(a), low(b), low(c))); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
