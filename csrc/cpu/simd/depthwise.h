@@ -1739,22 +1739,23 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
   std::vector<TapRange> cols(p.S);
   for (int64_t s = 0; s < p.S; ++s) cols[s] = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
   parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
-    std::vector<typename V::type> row_acc(taps), tot(taps);
+    Scratch row_acc(taps * L), tot(taps * L);  // per tap a vector of sums
     for (int64_t chunk = b; chunk < e; ++chunk) {
       const int64_t r0 = chunk * kChunkRows, r1 = std::min(rows, r0 + kChunkRows);
       for (int64_t v = 0; v < nv; ++v) {
-        std::fill(tot.begin(), tot.end(), V::zero());
+        std::fill(tot.data(), tot.data() + taps * L, 0.0f);
         for (int64_t np = r0; np < r1; ++np) {
           const int64_t n = np / p.P, pp = np % p.P;
           const T* dyv = dy.data + n * dy.sn + pp * dy.sh + v * L;
-          std::fill(row_acc.begin(), row_acc.end(), V::zero());
+          std::fill(row_acc.data(), row_acc.data() + taps * L, 0.0f);
           for (int64_t r = 0; r < p.R; ++r) {
             const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
             if (h < 0 || h >= p.H) continue;
             const T* xv = x.data + n * x.sn + h * x.sh + v * L;
             for (int64_t s = 0; s < p.S; ++s) {
               // Four independent sums: one chain waited out the FMA latency (4 cycles) per pixel.
-              typename V::type acc[4] = {row_acc[r * p.S + s], V::zero(), V::zero(), V::zero()};
+              float* sum = row_acc.data() + (r * p.S + s) * L;
+              typename V::type acc[4] = {V::load(sum), V::zero(), V::zero(), V::zero()};
               const T* xs0 = xv + (s * p.dil_w - p.pad_w) * x.sw;  // x at output column q: xs0 + q xstep
               const int64_t xstep = p.stride_w * x.sw;
               int64_t q = cols[s].lo;
@@ -1762,12 +1763,14 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
                 for (int j = 0; j < 4; ++j)
                   acc[j] = V::fmadd(V::load(dyv + (q + j) * dy.sw), V::load(xs0 + (q + j) * xstep), acc[j]);
               for (; q < cols[s].hi; ++q) acc[0] = V::fmadd(V::load(dyv + q * dy.sw), V::load(xs0 + q * xstep), acc[0]);
-              row_acc[r * p.S + s] = V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3]));
+              V::store(sum, V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])));
             }
           }
-          for (int64_t t = 0; t < taps; ++t) tot[t] = V::add(tot[t], row_acc[t]);
+          for (int64_t t = 0; t < taps; ++t)
+            V::store(tot.data() + t * L, V::add(V::load(tot.data() + t * L), V::load(row_acc.data() + t * L)));
         }
-        for (int64_t t = 0; t < taps; ++t) V::store(partial.data() + (chunk * taps + t) * Cp + v * L, tot[t]);
+        for (int64_t t = 0; t < taps; ++t)
+          V::store(partial.data() + (chunk * taps + t) * Cp + v * L, V::load(tot.data() + t * L));
       }
     }
   });
