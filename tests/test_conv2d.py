@@ -450,11 +450,35 @@ def test_depthwise_nchw_planes(isa, dtype, w, r, s, stride, padding, dilation, b
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("c,h,w,stride", [(21, 14, 14, 2), (40, 7, 7, 1), (17, 9, 13, 1), (8, 20, 19, 2)])
+@pytest.mark.parametrize("c,h,w,r,s,padding,dilation", [
+    (5, 7, 7, 3, 3, (1, 1), (1, 1)),   # MobileNet's last stage (AVX-512: 4 vectors, 2 planes a tile)
+    (4, 8, 8, 3, 3, (1, 1), (1, 1)),   # 64 outputs: the last vector whole (AVX-512)
+    (3, 5, 5, 3, 3, (1, 1), (1, 1)),   # 2 vectors, 4 planes a tile: a partial group of planes
+    (4, 6, 6, 1, 3, (0, 1), (1, 1)),   # 3 vectors, 3 planes a tile; one filter row
+    (3, 4, 4, 3, 3, (1, 1), (1, 1)),   # rows of 4: AVX2's flat planes (2 vectors), AVX-512's one
+    (3, 7, 7, 3, 3, (2, 2), (2, 2)),   # dilated taps: column masks two columns wide
+    (3, 5, 7, 3, 3, (2, 1), (1, 1)),   # more output rows than input rows (padding past the reach)
+    (3, 9, 1, 3, 1, (1, 0), (1, 1)),   # one column
+    (3, 6, 3, 2, 3, (1, 1), (1, 1)),   # an even filter row count: P = H + 1
+])
+def test_depthwise_nchw_flat_planes(isa, dtype, c, h, w, r, s, padding, dilation):
+    """Small NCHW planes (rows of half a vector or less) at stride 1 with filters of up to 9 taps
+    (depthwise_fprop_flat_planes): each plane's outputs as flat lanes over a zero-padded copy,
+    column padding masked out per vector and filter column, several planes a tile and the rest one
+    at a time; their stride-1 input gradients are the same forward with the filter rotated."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(1, 1), padding=padding, dilation=dilation,
+               bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous", seed=c * h + w + r)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,h,w,stride", [(21, 14, 14, 2), (40, 13, 13, 2), (17, 9, 13, 1), (8, 20, 19, 2)])
 def test_depthwise_small_nchw_planes_transposed(isa, dtype, c, h, w, stride):
     """Small dense NCHW planes reach the channels-last depthwise kernels through 8 x 8 transposes
     over each image's flattened pixels, in chunks of 64 pixels: channel counts with a tail past the
-    last 8, images whose pixel count leaves a tail in a chunk (196 = 3 x 64 + 4, 49, 117, 380), on
+    last 8, images whose pixel count leaves a tail in a chunk (196 = 3 x 64 + 4, 169, 117, 380), on
     the input, the output and the gradients."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=3, s=3, groups=c, stride=(stride, stride), padding=(1, 1),
                dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous",

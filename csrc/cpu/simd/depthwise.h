@@ -6,7 +6,8 @@
 //   fprop   one thread item per output row (n, p): per pixel the list of in-bounds taps, then
 //           per channel vector acc = bias + sum over taps x * w; filters of 10+ taps on bands
 //           of zero-padded channel-vector rows (depthwise_fprop_vector_rows); on NCHW planes at
-//           stride 1 or 2, register tiles of output rows (depthwise_fprop_plane_tiles)
+//           stride 1 or 2, register tiles of output rows (depthwise_fprop_plane_tiles); planes of
+//           rows half a vector or shorter at stride 1, as flat lanes (depthwise_fprop_flat_planes)
 //   dgrad   stride 1: fprop of dy with the rotated filter; channels-last dx at larger strides:
 //           one such fprop per stride phase; NCHW dx at stride 2: plane tiles per dx row parity
 //           (depthwise_dgrad_planes_s2_tiles); else per input row (n, h): per pixel the taps
@@ -562,6 +563,26 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
       // The band's input rows h0 .. h0 + rows - 1 (padded coordinates: h + pad_h), vn vectors each.
       const int64_t h0 = p0 * p.stride_h, rows = (p1 - 1 - p0) * p.stride_h + reach, row_floats = vn * Wp * L;
       ScratchOf<float> xb(rows * row_floats);
+      // Dense NCHW rows under 16 columns and not a multiple of 8: the band's input rows [h_lo,
+      // h_hi) are contiguous in each plane, so they are transposed as one run of pixels into
+      // flat[v][pixel][L] (8 x 8 blocks, one scalar tail per band), then copied into the rows by
+      // vectors. Per row, a 7-column row was all scalar tail (a third of the time of ConvNeXt's
+      // 768 @7). A/B, arms in random order, 2 threads, N=8: 7 x 7 768 @7 1.2-1.35x, 5 x 5 1152 @7
+      // 1.2-1.5x, stride 2 from 14 columns 672 @14 1.25x, 768 @14 1.2x; N=1 1.15-1.3x.
+      const int64_t h_lo = std::clamp<int64_t>(h0 - p.pad_h, 0, p.H);
+      const int64_t h_hi = std::clamp<int64_t>(h0 + rows - p.pad_h, h_lo, p.H), run = (h_hi - h_lo) * p.W;
+      const bool flat_rows = planes && p.W % 8 != 0 && p.W < 16;
+      ScratchOf<float> flat(flat_rows ? vn * run * L : 0);
+      if (flat_rows)
+        for (int64_t v = 0; v < vn; ++v) {
+          const int64_t c0 = (v0 + v) * L, cn = std::min<int64_t>(L, C - c0), c8 = cn - cn % 8, j8 = run - run % 8;
+          const T* src = x + n * xst[0] + c0 * xst[1] + h_lo * xst[2];
+          float* dst = flat.data() + v * run * L;
+          for (int64_t c = 0; c < c8; c += 8)
+            for (int64_t j = 0; j < j8; j += 8) transpose8x8(src + c * xst[1] + j, xst[1], dst + j * L + c, L);
+          for (int64_t j = 0; j < run; ++j)
+            for (int64_t c = (j < j8 ? c8 : 0); c < L; ++c) dst[j * L + c] = c < cn ? load_acc(src + c * xst[1] + j) : 0.0f;
+        }
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t h = h0 + i - p.pad_h;
         float* d = xb.data() + i * row_floats;
@@ -584,6 +605,11 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
               if (ahead) __builtin_prefetch(src + w * xc.sw + 2 * xc.sh);
               V::store(dv + w * L, V::load(src + w * xc.sw));
             }
+            continue;
+          }
+          if (flat_rows) {
+            const float* src = flat.data() + (v * run + (h - h_lo) * p.W) * L;
+            for (int64_t w = 0; w < p.W; ++w) V::store(dv + w * L, V::load(src + w * L));
             continue;
           }
           // Channels c0 .. c0 + L - 1 of row h: 8 x 8 transposes (channels x columns), scalar
@@ -846,6 +872,136 @@ inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
   return true;
 }
 
+// Planes whose rows are half a vector or shorter (AVX-512: the 7 x 7 planes of MobileNetV2's and
+// EfficientNet's last stages), where a vector per row would leave most lanes idle, at stride 1
+// with W == Q: the plane's P Q outputs are flat lanes, output o = p Q + q. The plane goes
+// into a zero-padded float buffer with the same row stride Q (input row h at row pad_h + h, pad_w
+// floats ahead), so tap (r, s) of every output o reads element o + r dil_h Q + s dil_w: one
+// constant offset per tap. The rows' padding is zeros in the buffer; the columns' padding, which
+// the flat offset wraps into the neighbouring row, is a lane mask per vector and filter column
+// (colmask[v S + s]) under which the FMA leaves the sum as it is. PL planes at once (PL NV sums,
+// 8+ for the FMA latency), their R x S weights broadcast tap by tap; taps add in (s, r) order.
+template <int NV, int PL>
+[[gnu::always_inline]] inline void depthwise_flat_tile(const float* const (&xb)[PL], const float* const (&wk)[PL],
+                                                       int64_t R, int64_t S, int64_t row_step, int64_t col_step,
+                                                       const uint32_t* colmask, VecF32::type (&acc)[PL][NV]) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  for (int64_t s = 0; s < S; ++s) {
+    typename V::mask k[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) k[v] = V::from_bits(colmask[v * S + s]);
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t at = r * row_step + s * col_step;
+      typename V::type wv[PL];
+#pragma GCC unroll 4
+      for (int i = 0; i < PL; ++i) wv[i] = V::broadcast(wk[i] + s * R + r);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int i = 0; i < PL; ++i) acc[i][v] = V::fmadd_masked(wv[i], V::load(xb[i] + at + v * L), acc[i][v], k[v]);
+    }
+  }
+}
+
+template <typename T, int NV, int PL>
+void depthwise_fprop_flat_planes(const Conv2dFpropArgs& a) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const Conv2dProblem& p = a.p;
+  const int64_t *xs = a.x.stride, *ys = a.y.stride, *ws = a.w.stride;
+  const T* x = static_cast<const T*>(a.x.data);
+  const T* w = static_cast<const T*>(a.w.data);
+  const T* bias = static_cast<const T*>(a.bias);
+  T* y = static_cast<T*>(a.y.data);
+  const int64_t row_step = p.dil_h * p.Q;
+  const int last = int(p.P * p.Q - (NV - 1) * L);  // outputs in the last vector
+  // The last vector's last tap reads element NV L - 1 + (R - 1) row_step + (S - 1) dil_w, and
+  // (S - 1) dil_w = 2 pad_w where W == Q.
+  const int64_t plane_floats = (NV * L + (p.R - 1) * row_step + 2 * p.pad_w + L - 1) / L * L;
+  const int64_t first = p.pad_w + p.pad_h * p.Q;  // where input element 0 goes
+  std::vector<uint32_t> colmask(NV * p.S);
+  for (int v = 0; v < NV; ++v)
+    for (int64_t s = 0; s < p.S; ++s) {
+      uint32_t bits = 0;
+      for (int i = 0; i < L; ++i) {
+        const int64_t col = (v * L + i) % p.Q + s * p.dil_w - p.pad_w;
+        if (col >= 0 && col < p.W) bits |= 1u << i;
+      }
+      colmask[v * p.S + s] = bits;
+    }
+  // Weights as float, filter column by filter column: [c][s][r].
+  std::vector<float> wk(p.C * p.S * p.R);
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t s = 0; s < p.S; ++s)
+      for (int64_t r = 0; r < p.R; ++r) wk[(c * p.S + s) * p.R + r] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
+  const int64_t planes = p.N * p.C, items = (planes + PL - 1) / PL;
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    ScratchOf<float> buf(PL * plane_floats);
+    std::fill(buf.data(), buf.data() + PL * plane_floats, 0.0f);  // the padding stays zero
+    // Planes [nc0, nc0 + PLT) in one tile.
+    const auto tile = [&]<int PLT>(int64_t nc0) {
+      const float* xb[PLT];
+      const float* wp[PLT];
+      typename V::type acc[PLT][NV];
+#pragma GCC unroll 4
+      for (int i = 0; i < PLT; ++i) {
+        const int64_t n = (nc0 + i) / p.C, c = (nc0 + i) % p.C;
+        float* plane = buf.data() + i * plane_floats;
+        row_to_floats(x + n * xs[0] + c * xs[1], p.H * p.W, plane + first);
+        xb[i] = plane;
+        wp[i] = wk.data() + c * p.S * p.R;
+        const float b0 = bias ? load_acc(bias + c) : 0.0f;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::broadcast(&b0);
+      }
+      depthwise_flat_tile<NV, PLT>(xb, wp, p.R, p.S, row_step, p.dil_w, colmask.data(), acc);
+#pragma GCC unroll 4
+      for (int i = 0; i < PLT; ++i) {
+        T* yp = y + (nc0 + i) / p.C * ys[0] + (nc0 + i) % p.C * ys[1];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV - 1; ++v) V::store(yp + v * L, acc[i][v]);
+        if (last == L)
+          V::store(yp + (NV - 1) * L, acc[i][NV - 1]);
+        else
+          V::store_first(yp + (NV - 1) * L, acc[i][NV - 1], last);
+      }
+    };
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t nc0 = it * PL;
+      if (nc0 + PL <= planes) {
+        tile.template operator()<PL>(nc0);
+      } else {
+        for (int64_t nc = nc0; nc < planes; ++nc) tile.template operator()<1>(nc);
+      }
+    }
+  });
+}
+
+// depthwise_fprop_flat_planes where it applies: dense NCHW planes of rows half a vector or
+// shorter (the plane tiles take longer ones) and 4 vectors or fewer, stride 1, W == Q, filters of
+// up to 9 taps. A/B against the channels-last transposes, arms in random order, 2 threads, AVX-512:
+// 3 x 3 960 @7 N=8 1.3x, 1152 @7 1.15x; N=1 1.4x. Larger filters stay on the vector rows, which
+// load an input vector per row of taps, not per tap, from aligned rows: here every load is
+// unaligned (two cache lines; a micro-benchmark ran such FMAs at ~1 per cycle, aligned 1.5): 7 x 7
+// 768 @7 N=8 1.2x slower, 5 x 5 1152 @7 level.
+template <typename T>
+inline bool depthwise_fprop_on_flat_planes(const Conv2dFpropArgs& a) {
+  constexpr int L = VecF32::kLanes;
+  const Conv2dProblem& p = a.p;
+  const int64_t nvec = (p.P * p.Q + L - 1) / L;
+  if (p.R * p.S > kDepthwiseRowTaps || p.stride_h != 1 || p.stride_w != 1 || p.W != p.Q || 2 * p.Q > L || nvec > 4 ||
+      !dense_planes(a.x.stride, p.W) || !dense_planes(a.y.stride, p.Q))
+    return false;
+  switch (nvec) {
+    case 1: depthwise_fprop_flat_planes<T, 1, 4>(a); break;
+    case 2: depthwise_fprop_flat_planes<T, 2, 4>(a); break;
+    case 3: depthwise_fprop_flat_planes<T, 3, 3>(a); break;
+    default: depthwise_fprop_flat_planes<T, 4, 2>(a); break;
+  }
+  return true;
+}
+
 template <typename T>
 inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
@@ -857,6 +1013,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   // N=1 1.1-1.6x; stride 2, N=8: 3 x 3 144 @56 2.7x, 96 @112 1.5x, 5 x 5 144 @56 1.4x, N=1 1.3-2.2x;
   // the stride-1 input gradients alike; AVX2 1.1-2x, level at 960 @7).
   if (depthwise_fprop_on_plane_tiles<T>(a)) return true;
+  if (depthwise_fprop_on_flat_planes<T>(a)) return true;
   // Other filters of 10+ taps on the vector rows, NCHW too: on planes with one output row at a time
   // (weights broadcast in registers, up to 5 x 5) EfficientNet's 5 x 5 stride 2 ran 2.8x slower at
   // N=8 (144 @56 /2 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).

@@ -134,6 +134,8 @@ struct VecF32 {
     return mask(((1u << hi) - 1) & ~((1u << lo) - 1));
   }
   static type fmadd_masked(type a, type b, type c, mask k) { return _mm512_mask3_fmadd_ps(a, b, c, k); }
+  // The lanes i whose bit i is set in `bits`.
+  static mask from_bits(uint32_t bits) { return mask(bits); }
   // The lanes of k from p, zero elsewhere; the others are not read (no fault past an allocation).
   static type load_masked(const float* p, mask k) { return _mm512_maskz_loadu_ps(k, p); }
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
@@ -184,6 +186,10 @@ struct VecF32 {
   }
   static type fmadd_masked(type a, type b, type c, mask k) {
     return _mm256_fmadd_ps(_mm256_and_ps(a, k), _mm256_and_ps(b, k), c);
+  }
+  static mask from_bits(uint32_t bits) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), bit), bit));
   }
   static type load_masked(const float* p, mask k) { return _mm256_maskload_ps(p, _mm256_castps_si256(k)); }
   static type add(type a, type b) { return _mm256_add_ps(a, b); }
