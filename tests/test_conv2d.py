@@ -496,14 +496,20 @@ def test_depthwise_small_nchw_planes_transposed(isa, dtype, c, h, w, stride):
     (32, 4, 3, 3, (1, 1), (2, 1), (1, 1)),     # rows and columns with no tap-complete interior
     (24, 12, 10, 5, (1, 1), (2, 2), (1, 1)),   # 5 x 5: registers on AVX-512, per-row sums on AVX2
     (64, 40, 40, 3, (1, 1), (1, 1), (1, 1)),   # chunks of 12 rows of 40 pixels, summed in order
+    (16, 9, 1, 5, (2, 2), (4, 4), (2, 2)),     # the first taps' outputs all padding: no tap-complete column
+    (40, 7, 7, 7, (1, 1), (3, 3), (1, 1)),     # ConvNeXt's 7 x 7: filter rows 2 + 2 + 3 (AVX2 2 + 2 + 2 + 1)
+    (17, 9, 20, (4, 7), (2, 1), (1, 3), (1, 1)),  # 4 x 7, row stride 2: filter rows 2 + 2
+    (16, 6, 3, 7, (1, 1), (6, 6), (2, 2)),     # 7 columns of dilation 2 over 3: as the 5 x 5 above
 ])
 def test_depthwise_wgrad_register_sums(isa, dtype, c, h, w, r, stride, padding, dilation):
-    """The channels-last depthwise weight gradient with its tap sums in registers (3 x 3 and 5 x 5
-    filters): blocks of one and two channel vectors, padded channels, strides, dilation, the columns
-    whose taps leave the input, chunks of rows, on channels-last and NCHW inputs (NCHW planes too
-    short for the planes kernel go through the channels-last copy)."""
+    """The channels-last depthwise weight gradient with its tap sums in registers (3 x 3, 5 x 5 and
+    7-column filters, the last in groups of filter rows): blocks of one and two channel vectors,
+    padded channels, strides, dilation, the columns whose taps leave the input, chunks of rows, on
+    channels-last and NCHW inputs (NCHW planes too short for the planes kernel go through the
+    channels-last copy)."""
+    r, s = r if isinstance(r, tuple) else (r, r)
     for layout in ("channels_last", "contiguous"):
-        cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=r, groups=c, stride=stride, padding=padding,
+        cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding,
                    dilation=dilation, bias=False, x_layout=layout, w_layout="contiguous", g_layout=layout,
                    seed=c * h + w)
         with forced_isa(isa):

@@ -1743,28 +1743,38 @@ void depthwise_wgrad_plane_tiles(const Conv2dWgradArgs& a) {
 }
 
 // The filters whose tap sums fit in the registers (with a dy and an x vector each): 3 x 3 in 2
-// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 on AVX-512 (25).
+// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 on AVX-512 (25); filters
+// 7 columns wide (ConvNeXt's 7 x 7) in 1, a group of filter rows per pass.
 inline int depthwise_wgrad_register_block(const Conv2dProblem& p) {
   constexpr bool kWide = VecF32::kLanes == 16;
   if (p.R == 3 && p.S == 3) return kWide ? 2 : 1;
   if (p.R == 5 && p.S == 5 && kWide) return 1;
+  if (p.S == 7) return 1;  // in groups of filter rows (depthwise_wgrad_row_group)
   return 0;
+}
+
+// Filter rows per pass of depthwise_wgrad_registers: all of a 3 x 3 or 5 x 5 filter; 7 columns
+// wide, 3 rows on AVX-512 (21 sums; 4 rows, 28, ran 6-10% slower), 2 on AVX2 (14 of 16 registers,
+// x read by the FMAs; 1 row a pass was 1.2-1.3x slower), each pass reading dy and x again.
+inline int64_t depthwise_wgrad_row_group(const Conv2dProblem& p) {
+  return p.S == 7 ? (VecF32::kLanes == 16 ? 3 : 2) : p.R;
 }
 
 // depthwise_wgrad_plane_tiles where it applies: dense NCHW planes, column stride 1 or 2, filters
 // up to 7 columns wide, output rows more than half a vector long, and for the filters with a
-// channels-last register kernel (depthwise_wgrad_register_block) rows of 28 columns or more.
-// In-process A/B against the channels-last path (transposes, then that kernel), 2 threads, N=8:
-// 3 x 3 384 @14 (one AVX-512 vector of 14 lanes, two AVX2 vectors) 1.3x slower on AVX-512, 1.2x
-// on AVX2; 5 x 5 480 @14 2.1x slower on AVX-512. Without the register kernel, 7 x 7 384 @14 1.4x
-// faster, AVX2 5 x 5 480 @14 1.5x.
+// channels-last register kernel (depthwise_wgrad_register_block) rows of 28 columns or more (56
+// for 7-column filters). In-process A/B against the channels-last path (transposes, then that
+// kernel), 2 threads, N=8: 3 x 3 384 @14 (one AVX-512 vector of 14 lanes, two AVX2 vectors) 1.3x
+// slower on AVX-512, 1.2x on AVX2; 5 x 5 480 @14 2.1x slower on AVX-512; 7 x 7 384 @14 1.55x
+// slower, 192 @28 1.1-1.2x (AVX2 level), 96 @56 1.15x (N=1) to 2.1x (N=8) faster. Against the
+// channels-last per-row sums, 7 x 7 384 @14 had been 1.4x faster, AVX2 5 x 5 480 @14 1.5x.
 template <typename T>
 inline bool depthwise_wgrad_on_plane_tiles(const Conv2dWgradArgs& a) {
   constexpr int L = VecF32::kLanes;
   const Conv2dProblem& p = a.p;
   const int64_t *xs = a.x.stride, *gs = a.dy.stride;
   if ((p.stride_w != 1 && p.stride_w != 2) || p.S > 7 || 2 * p.Q <= L || xs[3] != 1 || gs[3] != 1 || xs[1] == 1 ||
-      gs[1] == 1 || (p.Q < 28 && depthwise_wgrad_register_block(p) > 0))
+      gs[1] == 1 || (p.Q < (p.S == 7 ? 56 : 28) && depthwise_wgrad_register_block(p) > 0))
     return false;
   const auto run = [&]<int ST>() {
     switch (p.S) {
@@ -1790,7 +1800,7 @@ inline bool depthwise_wgrad_on_plane_tiles(const Conv2dWgradArgs& a) {
 // in bounds; the others check each tap (cols). Sums run over the chunk in pixel order.
 template <int R, int S, int NB, typename T>
 void depthwise_wgrad_registers(const Conv2dProblem& p, const ChannelsLast<T>& x, const ChannelsLast<T>& dy,
-                               int64_t r0, int64_t r1, int64_t v0, const TapRange* cols, int64_t q_lo,
+                               int64_t r0, int64_t r1, int64_t v0, int64_t f0, const TapRange* cols, int64_t q_lo,
                                int64_t q_hi, float* part, int64_t Cp) {
   using V = VecF32;
   using Vec = V::type;
@@ -1807,7 +1817,7 @@ void depthwise_wgrad_registers(const Conv2dProblem& p, const ChannelsLast<T>& x,
     const T* xrow[R];
     bool row_in[R];
     for (int r = 0; r < R; ++r) {
-      const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+      const int64_t h = pp * p.stride_h - p.pad_h + (f0 + r) * p.dil_h;
       row_in[r] = h >= 0 && h < p.H;
       xrow[r] = x.data + n * x.sn + (row_in[r] ? h : 0) * x.sh + v0 * L;
     }
@@ -1832,19 +1842,21 @@ void depthwise_wgrad_registers(const Conv2dProblem& p, const ChannelsLast<T>& x,
     for (; q < p.Q; ++q) pixel.template operator()<true>(q);
   }
   for (int t = 0; t < R * S; ++t)
-    for (int b = 0; b < NB; ++b) V::store(part + t * Cp + (v0 + b) * L, acc[t][b]);
+    for (int b = 0; b < NB; ++b) V::store(part + (f0 * S + t) * Cp + (v0 + b) * L, acc[t][b]);
 }
 
 // Pixels per chunk of output rows in depthwise_wgrad's register path: the chunks' partial sums
 // are added up at the end, so short rows (7 x 7) go many to a chunk.
 constexpr int64_t kWgradChunkPixels = 512;
 
-// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. 3 x 3 and 5 x 5 filters
-// (depthwise_wgrad_register_block): an item is a chunk of output rows (about kWgradChunkPixels
-// pixels) and a block of channel vectors, its tap sums in registers
-// (depthwise_wgrad_registers). In-process A/B against the per-row sums below, 2 threads, N=8
-// channels_last, float32: 3 x 3 960 @7 5.2x, 576 @14 2.8x, 192 @28 2.9x, 144 @56 1.5x, 32 @112
-// 1.5x, stride 2 144 @56 2.2x, 96 @112 1.5x; 5 x 5 240 @28 2.8x; bfloat16 2.0-2.5x; AVX2 1.3-2.0x.
+// dw[c, r, s] = sum over (n, p, q) of dy[n, p, q, c] x[n, h, w, c]. 3 x 3, 5 x 5 and 7-column
+// filters (depthwise_wgrad_register_block): an item is a chunk of output rows (about
+// kWgradChunkPixels pixels), a block of channel vectors and a group of filter rows, its tap sums
+// in registers (depthwise_wgrad_registers). In-process A/B against the per-row sums below, 2
+// threads, N=8 channels_last, float32: 3 x 3 960 @7 5.2x, 576 @14 2.8x, 192 @28 2.9x, 144 @56
+// 1.5x, 32 @112 1.5x, stride 2 144 @56 2.2x, 96 @112 1.5x; 5 x 5 240 @28 2.8x; bfloat16 2.0-2.5x;
+// AVX2 1.3-2.0x; 7 x 7 768 @7 4.1x (N=1 2.6x), 384 @14 2.5x, 192 @28 2.6x, 96 @56 1.55x, AVX2
+// 768 @7 3.2x, 384 @14 2.3x, 192 @28 1.6x (1 filter row a pass; 2 rows, now, 1.2-1.3x faster).
 // (Those sums, per row and tap through memory, loaded dy once per tap, and short rows spent more
 // on the chunks' partials than on the products.) Other filters: a thread item is a fixed chunk
 // of output rows: for each row and channel vector it sums the row's products per tap, adds them
@@ -1872,22 +1884,34 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
       cols[s] = valid_outputs(p.Q, p.W, p.stride_w, p.pad_w, p.dil_w, s);
       q_lo = std::max(q_lo, cols[s].lo), q_hi = std::min(q_hi, cols[s].hi);
     }
-    q_hi = std::max(q_hi, q_lo);
+    // (A tap's range starts past Q where padding covers every output of it: 7 columns of
+    // dilation 2 over one padded column read dy past its rows without the clamp.)
+    q_lo = std::min(q_lo, p.Q), q_hi = std::max(q_hi, q_lo);
     const int64_t rows = p.N * p.P, chunk_rows = std::max<int64_t>(1, kWgradChunkPixels / p.Q);
     const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows, nblocks = (nv + NB - 1) / NB;
+    // The filter rows in ngroups near-equal groups of at most depthwise_wgrad_row_group rows
+    // (7 rows on AVX-512: 2 + 2 + 3), one group per item.
+    const int64_t ngroups = (p.R + depthwise_wgrad_row_group(p) - 1) / depthwise_wgrad_row_group(p);
     Scratch partial(nchunks * taps * Cp);
-    parallel_for(0, nchunks * nblocks, 1, [&](int64_t b, int64_t e) {
+    parallel_for(0, nchunks * nblocks * ngroups, 1, [&](int64_t b, int64_t e) {
       for (int64_t item = b; item < e; ++item) {
-        const int64_t chunk = item / nblocks, v0 = item % nblocks * NB;
+        const int64_t chunk = item / (nblocks * ngroups), v0 = item / ngroups % nblocks * NB, g = item % ngroups;
         const int64_t r0 = chunk * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+        const int64_t f0 = g * p.R / ngroups, fn = (g + 1) * p.R / ngroups - f0;  // filter rows [f0, f0 + fn)
         float* part = partial.data() + chunk * taps * Cp;
         const bool two = NB == 2 && v0 + 1 < nv;
-        if (p.R == 3 && two)
-          depthwise_wgrad_registers<3, 3, 2>(p, x, dy, r0, r1, v0, cols.data(), q_lo, q_hi, part, Cp);
-        else if (p.R == 3)
-          depthwise_wgrad_registers<3, 3, 1>(p, x, dy, r0, r1, v0, cols.data(), q_lo, q_hi, part, Cp);
-        else
-          depthwise_wgrad_registers<5, 5, 1>(p, x, dy, r0, r1, v0, cols.data(), q_lo, q_hi, part, Cp);
+        const TapRange* cs = cols.data();
+        if (p.S == 7) {
+          if (fn == 3) depthwise_wgrad_registers<3, 7, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
+          else if (fn == 2) depthwise_wgrad_registers<2, 7, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
+          else depthwise_wgrad_registers<1, 7, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
+        } else if (p.R == 3 && two) {
+          depthwise_wgrad_registers<3, 3, 2>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
+        } else if (p.R == 3) {
+          depthwise_wgrad_registers<3, 3, 1>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
+        } else {
+          depthwise_wgrad_registers<5, 5, 1>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
+        }
       }
     });
     // The chunks' sums in chunk order, per channel vector (threads split the vectors), stored as dw.
