@@ -1856,7 +1856,7 @@ constexpr int64_t kWgradChunkPixels = 512;
 // threads, N=8 channels_last, float32: 3 x 3 960 @7 5.2x, 576 @14 2.8x, 192 @28 2.9x, 144 @56
 // 1.5x, 32 @112 1.5x, stride 2 144 @56 2.2x, 96 @112 1.5x; 5 x 5 240 @28 2.8x; bfloat16 2.0-2.5x;
 // AVX2 1.3-2.0x; 7 x 7 768 @7 4.1x (N=1 2.6x), 384 @14 2.5x, 192 @28 2.6x, 96 @56 1.55x, AVX2
-// 768 @7 3.2x, 384 @14 2.3x, 192 @28 1.6x (1 filter row a pass; 2 rows, now, 1.2-1.3x faster).
+// 768 @7 2.5x, 384 @14 2.0x, 192 @28 1.6x (1 filter row a pass; 2 rows, now, 1.2-1.3x faster).
 // (Those sums, per row and tap through memory, loaded dy once per tap, and short rows spent more
 // on the chunks' partials than on the products.) Other filters: a thread item is a fixed chunk
 // of output rows: for each row and channel vector it sums the row's products per tap, adds them
