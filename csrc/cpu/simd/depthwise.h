@@ -786,6 +786,17 @@ template <int KR, int ST, int MR, int NV>
   }
 }
 
+// The depthwise weights (C, 1, R, S) as float, filter column by filter column: wk[(c S + s) R + r]
+// (the plane tiles and flat planes broadcast a column's taps together).
+template <typename T>
+inline std::vector<float> weights_by_filter_column(const T* w, const int64_t ws[4], const Conv2dProblem& p) {
+  std::vector<float> wk(p.C * p.S * p.R);
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t s = 0; s < p.S; ++s)
+      for (int64_t r = 0; r < p.R; ++r) wk[(c * p.S + s) * p.R + r] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
+  return wk;
+}
+
 template <typename T, int KR, int ST, int MR, int NV>
 void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   using V = VecF32;
@@ -808,11 +819,7 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
   const int64_t* s_off = rows.s_off.data();
   const int64_t nrt = (p.P + MR - 1) / MR;  // row tiles
   const bool prefetch = p.N * p.C * (p.H * p.W + p.P * p.Q) * int64_t(sizeof(T)) > kPrefetchPlanesBytes;
-  // Weights as float, filter column by filter column: [c][s][r].
-  std::vector<float> wk(p.C * p.S * KR);
-  for (int64_t c = 0; c < p.C; ++c)
-    for (int64_t s = 0; s < p.S; ++s)
-      for (int64_t r = 0; r < KR; ++r) wk[(c * p.S + s) * KR + r] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
+  const std::vector<float> wk = weights_by_filter_column(w, ws, p);
   parallel_for(0, p.N * p.C, 1, [&](int64_t b, int64_t e) {
     ScratchOf<float> buf(rows.floats());
     std::fill(buf.data(), buf.data() + rows.floats(), 0.0f);  // the borders stay zero
@@ -946,11 +953,7 @@ void depthwise_fprop_flat_planes(const Conv2dFpropArgs& a) {
       }
       colmask[v * p.S + s] = bits;
     }
-  // Weights as float, filter column by filter column: [c][s][r].
-  std::vector<float> wk(p.C * p.S * p.R);
-  for (int64_t c = 0; c < p.C; ++c)
-    for (int64_t s = 0; s < p.S; ++s)
-      for (int64_t r = 0; r < p.R; ++r) wk[(c * p.S + s) * p.R + r] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
+  const std::vector<float> wk = weights_by_filter_column(w, ws, p);
   const int64_t planes = p.N * p.C, items = (planes + PL - 1) / PL;
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
     ScratchOf<float> buf(PL * plane_floats);
