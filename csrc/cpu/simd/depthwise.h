@@ -520,6 +520,19 @@ template <int QB, int KS, int SW>
   }
 }
 
+// Pixels [0, n) of a run along dense NCHW planes (channel c's at src + c cs), channels c < cn, as
+// vectors of L channels: dst[j L + c], zeros for c >= cn. 8 x 8 transposes (channels x pixels),
+// scalar tails.
+template <typename T>
+inline void pixel_run_to_vectors(const T* src, int64_t cs, int64_t cn, int64_t n, float* dst) {
+  constexpr int L = VecF32::kLanes;
+  const int64_t c8 = cn - cn % 8, j8 = n - n % 8;
+  for (int64_t c = 0; c < c8; c += 8)
+    for (int64_t j = 0; j < j8; j += 8) transpose8x8(src + c * cs + j, cs, dst + j * L + c, L);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = (j < j8 ? c8 : 0); c < L; ++c) dst[j * L + c] = c < cn ? load_acc(src + c * cs + j) : 0.0f;
+}
+
 template <typename T, int SW, int QB, int KS = 0>
 void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   using V = VecF32;
@@ -578,13 +591,9 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
       ScratchOf<float> flat(flat_rows ? vn * run * L : 0);
       if (flat_rows)
         for (int64_t v = 0; v < vn; ++v) {
-          const int64_t c0 = (v0 + v) * L, cn = std::min<int64_t>(L, C - c0), c8 = cn - cn % 8, j8 = run - run % 8;
-          const T* src = x + n * xst[0] + c0 * xst[1] + h_lo * xst[2];
-          float* dst = flat.data() + v * run * L;
-          for (int64_t c = 0; c < c8; c += 8)
-            for (int64_t j = 0; j < j8; j += 8) transpose8x8(src + c * xst[1] + j, xst[1], dst + j * L + c, L);
-          for (int64_t j = 0; j < run; ++j)
-            for (int64_t c = (j < j8 ? c8 : 0); c < L; ++c) dst[j * L + c] = c < cn ? load_acc(src + c * xst[1] + j) : 0.0f;
+          const int64_t c0 = (v0 + v) * L;
+          pixel_run_to_vectors(x + n * xst[0] + c0 * xst[1] + h_lo * xst[2], xst[1], std::min<int64_t>(L, C - c0), run,
+                               flat.data() + v * run * L);
         }
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t h = h0 + i - p.pad_h;
@@ -614,14 +623,9 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
             for (int64_t w = 0; w < p.W; ++w) V::store(dv + w * L, V::load(src + w * L));
             continue;
           }
-          // Channels c0 .. c0 + L - 1 of row h: 8 x 8 transposes (channels x columns), scalar
-          // tails, zeros past C.
-          const int64_t c0 = (v0 + v) * L, cn = std::min<int64_t>(L, C - c0), c8 = cn - cn % 8, w8 = p.W - p.W % 8;
-          const T* src = x + n * xst[0] + c0 * xst[1] + h * xst[2];
-          for (int64_t c = 0; c < c8; c += 8)
-            for (int64_t w = 0; w < w8; w += 8) transpose8x8(src + c * xst[1] + w, xst[1], dv + w * L + c, L);
-          for (int64_t w = 0; w < p.W; ++w)
-            for (int64_t c = (w < w8 ? c8 : 0); c < L; ++c) dv[w * L + c] = c < cn ? load_acc(src + c * xst[1] + w) : 0.0f;
+          // Channels c0 .. c0 + L - 1 of row h.
+          const int64_t c0 = (v0 + v) * L;
+          pixel_run_to_vectors(x + n * xst[0] + c0 * xst[1] + h * xst[2], xst[1], std::min<int64_t>(L, C - c0), p.W, dv);
         }
       }
       const int64_t r_step = p.dil_h * row_floats;
