@@ -508,6 +508,7 @@ def _meta(args):
         meta.update(device_name=_cpu_model(), cpu_count=os.cpu_count(),
                     cnnkernels_bf16_dot=cnnkernels._C.bf16_dot() if cnnkernels._C.host_has_avx512_bf16() else None,
                     bf16_dot_rate_ratio=cnnkernels._C.bf16_dot_rate_ratio(),
+                    zmm_fma_rate_ratio=cnnkernels._C.zmm_fma_rate_ratio(),
                     amx_bf16=cnnkernels._C.host_can_run_amx_bf16())
     try:
         repo = Path(__file__).resolve().parent.parent

@@ -24,6 +24,8 @@ def show_config(file=None):
         f"  CPU ISAs on this host: {', '.join(_C.host_isas())}"
         f"{' (+avx512_bf16)' if _C.host_has_avx512_bf16() else ''}; in use: {_C.cpu_isa()}"
         " (CNNKERNELS_CPU_ISA=scalar|avx2|avx512 caps it)",
+        *([f"  512-bit FMAs measured {_C.zmm_fma_rate_ratio():.2f}x the 256-bit multiply-add rate"]
+          if "avx512" in _C.host_isas() else []),
         *([f"  bfloat16 convolutions on AVX-512: engine mode {_C.bf16_dot()} (vdpbf16ps measured "
            f"{_C.bf16_dot_rate_ratio():.2f}x the FMA multiply-add rate; AMX-BF16 tiles "
            f"{'usable' if _C.host_can_run_amx_bf16() else 'not usable'}; CNNKERNELS_BF16_DOT=auto|on|off|amx)"]

@@ -1013,6 +1013,26 @@ def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, pa
     assert_calibrated(dw[2], theirs[2], ref64[2], f"winograd grad_weight {what}", y[2].numel() // k)
 
 
+@pytest.mark.parametrize("weight_layout", ["contiguous", "channels_last"])
+def test_few_tile_forward_of_wide_channels_last_weights(weight_layout):
+    """res5's 3x3 512 -> 512 @7 at N=1 (16 tiles): with channels-last weights, where 512-bit FMAs
+    run at full rate (zmm_fma_rate_ratio() >= 1.5: measured once, 0 without AVX-512), the forward
+    runs direct summation, which reads those weights in place; KCRS weights and split-FMA hosts
+    keep Winograd. Either engine matches torch."""
+    ratio = _C.zmm_fma_rate_ratio()
+    assert (ratio > 0) == ("avx512" in _C.host_isas()), ratio
+    assert ratio == 0 or 0.5 < ratio < 3, ratio
+    gen = torch.Generator().manual_seed(512)
+    x = make_tensor((1, 512, 7, 7), torch.float32, "channels_last", gen)
+    wt = make_tensor((512, 512, 3, 3), torch.float32, weight_layout, gen)
+    b = make_tensor((512,), torch.float32, "contiguous", gen)
+    y = CF.conv2d(x, wt, b, 1, 1)
+    with torch_without_onednn():
+        theirs = F.conv2d(x, wt, b, 1, 1)
+        ref64 = F.conv2d(x.double(), wt.double(), b.double(), 1, 1)
+    assert_calibrated(y, theirs, ref64, f"512 @7 {weight_layout} weights", 9 * 512)
+
+
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
 def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):

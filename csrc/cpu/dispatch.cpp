@@ -94,6 +94,11 @@ double bf16_dot_rate_ratio() {
   return ratio;
 }
 
+double zmm_fma_rate_ratio() {
+  static const double ratio = host_supports(CpuIsa::avx512) ? measure_zmm_fma_rate_ratio() : 0.0;
+  return ratio;
+}
+
 CpuIsa active_cpu_isa() { return static_cast<CpuIsa>(active_isa_slot().load()); }
 
 void set_active_cpu_isa(CpuIsa isa) {

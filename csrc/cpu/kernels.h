@@ -70,6 +70,11 @@ double bf16_dot_rate_ratio();
 // The measurement (conv2d_bf16dot_avx512.cpp, built with -mavx512bf16): call only where the host
 // has AVX512-BF16.
 double measure_bf16_dot_rate_ratio();
+// 512-bit FMA multiply-adds per second over 256-bit ones (one thread), measured once on first use;
+// 0 where the host has no AVX-512. Winograd's rule for few tiles reads it (conv2d_winograd.h).
+double zmm_fma_rate_ratio();
+// The measurement (conv2d_bf16dot_avx512.cpp): call only where the host has AVX-512.
+double measure_zmm_fma_rate_ratio();
 // Whether this process can run AMX-BF16 tiles (CPUID, and the OS's permission, asked once).
 bool host_can_run_amx_bf16();
 

@@ -69,6 +69,8 @@ PYBIND11_MODULE(_C, m) {
         "whether this process can run AMX-BF16 tiles (CPUID and the OS's permission)");
   m.def("bf16_dot_rate_ratio", &bf16_dot_rate_ratio,
         "vdpbf16ps multiply-adds per second over FMA multiply-adds per second, measured once (0: no AVX512-BF16)");
+  m.def("zmm_fma_rate_ratio", &zmm_fma_rate_ratio,
+        "512-bit over 256-bit FMA multiply-adds per second, measured once (0: no AVX-512)");
   m.def("set_poison_outputs", &set_poison_outputs,
         "tests: fill every op output with NaN (int64: INT64_MIN) before the kernel writes it, and every "
         "CPU kernel scratch block with NaN bytes");

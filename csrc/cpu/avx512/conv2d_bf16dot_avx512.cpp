@@ -446,29 +446,41 @@ bool host_can_run_amx_bf16() { return avx512bf16::amx_usable(); }
 
 namespace {
 
-// Seconds for `iters` rounds of 12 independent vdpbf16ps (kDot) or vfmadd231ps chains: enough
-// chains to cover either instruction's latency on every core seen, so the rate is the throughput.
-// The empty asm keeps the accumulators in registers and the loop from being folded.
-template <bool kDot>
-[[gnu::noinline]] double time_chains(int64_t iters) {
-  __m512 a0 = _mm512_set1_ps(1), a1 = _mm512_set1_ps(2), a2 = _mm512_set1_ps(3), a3 = _mm512_set1_ps(4);
-  __m512 a4 = _mm512_set1_ps(5), a5 = _mm512_set1_ps(6), a6 = _mm512_set1_ps(7), a7 = _mm512_set1_ps(8);
-  __m512 a8 = _mm512_set1_ps(9), a9 = _mm512_set1_ps(10), a10 = _mm512_set1_ps(11), a11 = _mm512_set1_ps(12);
-  const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
-  const __m512bh bb = (__m512bh)_mm512_set1_epi32(0x3f7f3f7f), cb = (__m512bh)_mm512_set1_epi32(0x3a833a83);
+// Seconds for `iters` rounds of 12 independent chains x = step(x) of one instruction (vdpbf16ps
+// zmm, vfmadd231ps zmm or ymm): enough chains to cover each instruction's latency on every core
+// seen, so the rate is the throughput. The empty asm keeps the accumulators in registers and the
+// loop from being folded (and the chains, which start equal, from being merged).
+template <typename Vec, typename Step>
+[[gnu::noinline]] double time_chains(int64_t iters, Vec seed, Step step) {
+  Vec a0 = seed, a1 = seed, a2 = seed, a3 = seed, a4 = seed, a5 = seed;
+  Vec a6 = seed, a7 = seed, a8 = seed, a9 = seed, a10 = seed, a11 = seed;
+#define CNNK_CHAINS_OPAQUE                                                                                      \
+  asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8), \
+               "+v"(a9), "+v"(a10), "+v"(a11))
+  CNNK_CHAINS_OPAQUE;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t k = 0; k < iters; ++k) {
-#define CNNK_STEP(x) x = kDot ? _mm512_dpbf16_ps(x, bb, cb) : _mm512_fmadd_ps(x, b, c);
-    CNNK_STEP(a0) CNNK_STEP(a1) CNNK_STEP(a2) CNNK_STEP(a3) CNNK_STEP(a4) CNNK_STEP(a5)
-    CNNK_STEP(a6) CNNK_STEP(a7) CNNK_STEP(a8) CNNK_STEP(a9) CNNK_STEP(a10) CNNK_STEP(a11)
-#undef CNNK_STEP
-    asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8),
-                 "+v"(a9), "+v"(a10), "+v"(a11));
+    a0 = step(a0), a1 = step(a1), a2 = step(a2), a3 = step(a3), a4 = step(a4), a5 = step(a5);
+    a6 = step(a6), a7 = step(a7), a8 = step(a8), a9 = step(a9), a10 = step(a10), a11 = step(a11);
+    CNNK_CHAINS_OPAQUE;
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  asm volatile("" ::"v"(a0), "v"(a1), "v"(a2), "v"(a3), "v"(a4), "v"(a5), "v"(a6), "v"(a7), "v"(a8), "v"(a9),
-               "v"(a10), "v"(a11));
+  CNNK_CHAINS_OPAQUE;
+#undef CNNK_CHAINS_OPAQUE
   return s;
+}
+
+double time_dot_chains(int64_t iters) {
+  const __m512bh b = (__m512bh)_mm512_set1_epi32(0x3f7f3f7f), c = (__m512bh)_mm512_set1_epi32(0x3a833a83);
+  return time_chains(iters, _mm512_set1_ps(1), [=](__m512 x) { return _mm512_dpbf16_ps(x, b, c); });
+}
+double time_fma512_chains(int64_t iters) {
+  const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+  return time_chains(iters, _mm512_set1_ps(1), [=](__m512 x) { return _mm512_fmadd_ps(x, b, c); });
+}
+double time_fma256_chains(int64_t iters) {
+  const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+  return time_chains(iters, _mm256_set1_ps(1), [=](__m256 x) { return _mm256_fmadd_ps(x, b, c); });
 }
 
 }  // namespace
@@ -481,16 +493,29 @@ double measure_bf16_dot_rate_ratio() {
   constexpr int64_t kIters = 4096;
   double dot = 1e30, fma = 1e30;
   for (int run = 0; run < 5; ++run) {
-    dot = std::min(dot, time_chains<true>(kIters));
-    fma = std::min(fma, time_chains<false>(kIters));
+    dot = std::min(dot, time_dot_chains(kIters));
+    fma = std::min(fma, time_fma512_chains(kIters));
   }
   return (32.0 / dot) / (16.0 / fma);
+}
+
+// Multiply-adds per second of 512-bit FMAs over 256-bit ones, the same way: 2 where the core has
+// full-width 512-bit FMA pipes (an Intel Xeon with AMX, Zen 5), 1 where it splits them (Zen 4).
+double measure_zmm_fma_rate_ratio() {
+  constexpr int64_t kIters = 4096;
+  double zmm = 1e30, ymm = 1e30;
+  for (int run = 0; run < 5; ++run) {
+    zmm = std::min(zmm, time_fma512_chains(kIters));
+    ymm = std::min(ymm, time_fma256_chains(kIters));
+  }
+  return (16.0 / zmm) / (8.0 / ymm);
 }
 
 }  // namespace cnnkernels
 #else
 namespace cnnkernels {
 double measure_bf16_dot_rate_ratio() { return 0.0; }  // no AVX512-BF16 off x86
+double measure_zmm_fma_rate_ratio() { return 0.0; }
 bool host_can_run_amx_bf16() { return false; }
 }  // namespace cnnkernels
 #endif

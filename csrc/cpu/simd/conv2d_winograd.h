@@ -25,6 +25,7 @@
 #pragma once
 #include <atomic>
 
+#include "../kernels.h"
 #include "conv2d_direct.h"
 #include "conv2d_wgrad.h"
 
@@ -603,13 +604,27 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
   return finite;
 }
 
+// Below 24 tiles, a forward of 512+ out channels whose weights are channels-last (KRSC: each out
+// channel's in channels contiguous per tap) runs faster on the direct engine where 512-bit FMAs
+// run at twice the 256-bit rate: direct reads those weights in place, while Winograd transforms
+// all of them every call, and its KRSC reads (one short run per tap and row) cost it 1.4x what
+// KCRS ones do at 9.4 MB (page walks: 64 rows x 9 taps per step). In-process A/B, 2 threads, N=1,
+// channels-last input and weights, Xeon with AMX, direct's speedup: 512 @7 (16 tiles) 1.47, 512 @6
+// 1.16, 256 -> 1024 @7 1.37, 1024 @7 1.67; but 384 @7 0.64, 512 -> 256 @7 0.71, 1024 -> 256 @7 0.76,
+// 256 @7 0.59. Zen 5 512 @7: 1.08. On Zen 4 (split 512-bit FMAs) Winograd won 512 @7.
+inline bool direct_reads_weights_faster(const Conv2dProblem& p, const ConstView4& w) {
+  const int64_t tiles = p.N * ((p.P + 1) / 2) * ((p.Q + 1) / 2);
+  return VecF32::kLanes == 16 && tiles < 24 && w.stride[1] == 1 && p.K >= 512 && p.C >= 256 &&
+         zmm_fma_rate_ratio() >= 1.5;
+}
+
 template <typename T>
 inline bool conv2d_fprop_winograd(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
-    if (!winograd_applies(p, p.C, p.K, p.P, p.Q)) return false;
+    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || direct_reads_weights_faster(p, a.w)) return false;
     const WeightSource<float> f = filter_3x3(a.w, /*transposed=*/false, p.C);
     if (!winograd_conv_of(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, f,
                           p.K, p.P, p.Q, static_cast<const float*>(a.bias), static_cast<float*>(a.y.data), a.y.stride))
