@@ -71,17 +71,23 @@ struct FilterReader {
 // one thread: each transforms the blocks it multiplies (winograd_conv).
 // Steps of kBlock out channels and kChunk in channels: the step's filters are first transposed
 // into an L1 tile [i][tap][kBlock], so that the transform runs on whole vectors of out channels.
-// kBlock does not shrink with AVX2's KB = 16, so the prefetches below run as far ahead of the rows
-// read; each vector of L lanes lands in one block of KB (L divides KB and kBlock).
+// kBlock (64; 16 for KRSC weights, below) does not shrink with AVX2's KB = 16, so the prefetches
+// below run as far ahead of the rows read; each vector of L lanes lands in one block of KB (L
+// divides KB and kBlock).
 template <typename T>
 void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t KB, int64_t kb0, int64_t kb1,
                                int64_t i0, int64_t i1, float* u, int64_t xi_step) {
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes;
-  constexpr int64_t kChunk = FilterReader<T>::kChunk, kLine = FilterReader<T>::kLine, kBlock = 64;
+  constexpr int64_t kChunk = FilterReader<T>::kChunk, kLine = FilterReader<T>::kLine;
   const int64_t kAhead = 8;
   const WeightSource<T>& src = rd.src;
+  // KRSC weights (in channels contiguous, out channels far apart): 16 out channels a step. A
+  // step reads a short run per tap and row, 64 rows x 9 taps spanned more pages than the data TLB
+  // holds, and every step walked them again: A/B, 2 threads, Xeon with AMX, channels-last 256 @14
+  // N=1 0.53 -> 0.49 ms (the KCRS weights' time), 512 @7 N=2 1.73 -> 1.56, 1024 @7 N=2 8.3 -> 7.0.
+  const int64_t kBlock = src.in_stride == 1 && src.out_stride != 1 ? 16 : 64;
   std::vector<float> tile(9 * kChunk * kBlock);
   const float half_value = 0.5f;
   const Vec half = V::broadcast(&half_value);
@@ -604,17 +610,18 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
   return finite;
 }
 
-// Below 24 tiles, a forward of 512+ out channels whose weights are channels-last (KRSC: each out
+// With 16-23 tiles, a forward of 512+ out channels whose weights are channels-last (KRSC: each out
 // channel's in channels contiguous per tap) runs faster on the direct engine where 512-bit FMAs
 // run at twice the 256-bit rate: direct reads those weights in place, while Winograd transforms
-// all of them every call, and its KRSC reads (one short run per tap and row) cost it 1.4x what
-// KCRS ones do at 9.4 MB (page walks: 64 rows x 9 taps per step). In-process A/B, 2 threads, N=1,
-// channels-last input and weights, Xeon with AMX, direct's speedup: 512 @7 (16 tiles) 1.47, 512 @6
-// 1.16, 256 -> 1024 @7 1.37, 1024 @7 1.67; but 384 @7 0.64, 512 -> 256 @7 0.71, 1024 -> 256 @7 0.76,
-// 256 @7 0.59. Zen 5 512 @7: 1.08. On Zen 4 (split 512-bit FMAs) Winograd won 512 @7.
+// all of them every call, and its KRSC reads (one short run per tap and row) cost it more than
+// KCRS ones (winograd_transform_filter). In-process A/B, 2 threads, N=1, channels-last input and
+// weights, Xeon with AMX, direct's speedup: 512 @7 (16 tiles) 1.15, 1024 @7 1.2, 256 -> 1024 @7
+// 1.16; but 512 @6 (9 tiles) 0.92, and before the transform's KRSC fix 384 @7 0.64, 512 -> 256 @7
+// 0.71, 1024 -> 256 @7 0.76, 256 @7 0.59. Zen 5 512 @7: 1.08. On Zen 4 (split 512-bit FMAs)
+// Winograd won 512 @7.
 inline bool direct_reads_weights_faster(const Conv2dProblem& p, const ConstView4& w) {
   const int64_t tiles = p.N * ((p.P + 1) / 2) * ((p.Q + 1) / 2);
-  return VecF32::kLanes == 16 && tiles < 24 && w.stride[1] == 1 && p.K >= 512 && p.C >= 256 &&
+  return VecF32::kLanes == 16 && tiles >= 16 && tiles < 24 && w.stride[1] == 1 && p.K >= 512 && p.C >= 256 &&
          zmm_fma_rate_ratio() >= 1.5;
 }
 
