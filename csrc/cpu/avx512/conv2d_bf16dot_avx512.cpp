@@ -483,33 +483,28 @@ double time_fma256_chains(int64_t iters) {
   return time_chains(iters, _mm256_set1_ps(1), [=](__m256 x) { return _mm256_fmadd_ps(x, b, c); });
 }
 
+// Multiply-adds per second of chains a (a_per_step per instruction) over chains b: best of 5
+// alternating runs of ~10-50 us each (the first runs also bring the clock up).
+double rate_ratio(double (*time_a)(int64_t), double a_per_step, double (*time_b)(int64_t), double b_per_step) {
+  constexpr int64_t kIters = 4096;
+  double a = 1e30, b = 1e30;
+  for (int run = 0; run < 5; ++run) {
+    a = std::min(a, time_a(kIters));
+    b = std::min(b, time_b(kIters));
+  }
+  return (a_per_step / a) / (b_per_step / b);
+}
+
 }  // namespace
 
-// A vdpbf16ps does 32 multiply-adds, a 512-bit FMA 16. Best of 5 alternating runs of ~10-50 us
-// each (the first runs also bring the clock up). An Intel Xeon with AMX measured 0.50 (one
+// A vdpbf16ps does 32 multiply-adds, a 512-bit FMA 16. An Intel Xeon with AMX measured 0.50 (one
 // vdpbf16ps per two cycles against two FMAs per cycle); on Zen 4 the dot engine ran compute-bound
 // layers 1.85x faster than the float engine (benchmarks/NOTES.md, 2026-11-25).
-double measure_bf16_dot_rate_ratio() {
-  constexpr int64_t kIters = 4096;
-  double dot = 1e30, fma = 1e30;
-  for (int run = 0; run < 5; ++run) {
-    dot = std::min(dot, time_dot_chains(kIters));
-    fma = std::min(fma, time_fma512_chains(kIters));
-  }
-  return (32.0 / dot) / (16.0 / fma);
-}
+double measure_bf16_dot_rate_ratio() { return rate_ratio(time_dot_chains, 32, time_fma512_chains, 16); }
 
-// Multiply-adds per second of 512-bit FMAs over 256-bit ones, the same way: 2 where the core has
-// full-width 512-bit FMA pipes (an Intel Xeon with AMX, Zen 5), 1 where it splits them (Zen 4).
-double measure_zmm_fma_rate_ratio() {
-  constexpr int64_t kIters = 4096;
-  double zmm = 1e30, ymm = 1e30;
-  for (int run = 0; run < 5; ++run) {
-    zmm = std::min(zmm, time_fma512_chains(kIters));
-    ymm = std::min(ymm, time_fma256_chains(kIters));
-  }
-  return (16.0 / zmm) / (8.0 / ymm);
-}
+// 512-bit FMAs over 256-bit ones: 2 where the core has full-width 512-bit FMA pipes (an Intel Xeon
+// with AMX, Zen 5), 1 where it splits them (Zen 4).
+double measure_zmm_fma_rate_ratio() { return rate_ratio(time_fma512_chains, 16, time_fma256_chains, 8); }
 
 }  // namespace cnnkernels
 #else
