@@ -547,6 +547,9 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   return finite.load();
 }
 
+// 2x2 output tiles over N images of P x Q outputs (half tiles at odd edges).
+inline int64_t winograd_tile_count(int64_t N, int64_t P, int64_t Q) { return N * ((P + 1) / 2) * ((Q + 1) / 2); }
+
 // Whether Winograd takes a stride-1 3x3 convolution of `in` -> `out` channels (one group, no
 // dilation) with N x P x Q outputs. in must fill whole vectors (16 floats on both ISAs, so they
 // take the same cases). Below 24 tiles only wide layers gain (the streamed filter keeps U out of
@@ -555,7 +558,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
 // 1.5; but 64 @8 (16) 1.0, 32 @8 (16) 0.72, 512 @4 (4 tiles) 0.87. From 24 tiles: 256 @10 (25)
 // 1.28, 64 @10 (25) 1.07.
 inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, int64_t P, int64_t Q) {
-  const int64_t tiles = p.N * ((P + 1) / 2) * ((Q + 1) / 2);
+  const int64_t tiles = winograd_tile_count(p.N, P, Q);
   return p.dtype == DType::f32 && p.groups == 1 && p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 &&
          p.dil_h == 1 && p.dil_w == 1 && in % 16 == 0 && in >= 32 && out >= 32 &&
          (tiles >= 24 || (tiles >= 9 && in >= 128 && out >= 128));
@@ -620,7 +623,7 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
 // 0.71, 1024 -> 256 @7 0.76, 256 @7 0.59. Zen 5 512 @7: 1.08. On Zen 4 (split 512-bit FMAs)
 // Winograd won 512 @7.
 inline bool direct_reads_weights_faster(const Conv2dProblem& p, const ConstView4& w) {
-  const int64_t tiles = p.N * ((p.P + 1) / 2) * ((p.Q + 1) / 2);
+  const int64_t tiles = winograd_tile_count(p.N, p.P, p.Q);
   return VecF32::kLanes == 16 && tiles >= 16 && tiles < 24 && w.stride[1] == 1 && p.K >= 512 && p.C >= 256 &&
          zmm_fma_rate_ratio() >= 1.5;
 }
