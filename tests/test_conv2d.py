@@ -780,12 +780,12 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("c,k,groups,h,w,r,stride,padding,dilation", [
-    (64, 64, 4, 9, 11, 3, 1, 1, 1),      # 16 per group (AVX-512): one bundle of 4 groups
-    (128, 128, 8, 7, 7, 3, 1, 1, 1),     # two bundles; 14-pixel tiles past row ends
+    (64, 64, 4, 9, 11, 3, 1, 1, 1),      # 16 per group: AVX2 bundles of 2 (AVX-512: row tiles)
+    (128, 128, 8, 7, 7, 3, 1, 1, 1),     # AVX2 bundles of 2 groups of 16; 6-pixel tiles past row ends
     (128, 64, 4, 9, 9, 3, 2, 1, 1),      # 32 -> 16 per group, stride 2: dgrad bundles 2 groups
     (64, 128, 4, 6, 7, 3, 1, 1, 2),      # 16 -> 32 per group, dilated: dgrad bundles 4
     (96, 96, 3, 10, 10, 3, 1, 2, 1),     # 3 groups of 32: no whole bundle, the 12 x 2 tiles
-    (256, 256, 8, 5, 13, 3, 1, 1, 1),    # ResNeXt's 32 per group (AVX-512: bundles of 2)
+    (256, 256, 8, 5, 13, 3, 1, 1, 1),    # ResNeXt's 32 per group (AVX2: one group a tile)
     (48, 48, 6, 7, 7, 3, 1, 1, 1),       # 8 per group: AVX2 bundles of 2
     (16, 16, 2, 7, 10, 2, 2, 0, 1),      # AVX2 8 per group, an even filter at stride 2
     (32, 32, 4, 9, 9, 1, 1, 0, 1),       # 1 x 1, no padding: a float32 channels_last x read in place
@@ -794,13 +794,37 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
 ])
 def test_group_bundles(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Groups of one vector of outputs (two on AVX-512) and one or two vectors of inputs, run as
-    bundles of groups sharing a tile (conv2d_direct.h, with_group_bundle): forward and input
+    bundles of groups sharing a tile (conv2d_direct.h, with_group_bundle; AVX-512 only where the
+    row tiles do not apply: strided or dilated rows, rows of < 7 pixels): forward and input
     gradient against PyTorch (and the weight gradient), bundles of 2 and 4, both input widths,
     group counts that leave no whole bundle."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(padding, padding), dilation=(dilation, dilation), bias=True, x_layout=layout,
                w_layout="contiguous", g_layout=layout, seed=c * k + h)
     with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c,k,groups,h,w,stride,padding,dilation", [
+    (64, 64, 4, 9, 11, (1, 1), (1, 1), (1, 1)),   # 16 per group, rows of 11: 7-pixel tiles, the last overlapping
+    (64, 64, 4, 6, 16, (1, 1), (1, 1), (1, 1)),   # rows of 16: 14-pixel tiles overlapping by 12
+    (128, 128, 4, 7, 7, (1, 1), (1, 1), (1, 1)),  # 32 per group: 7 x 2-vector tiles, rows of 7
+    (32, 64, 4, 8, 15, (2, 1), (1, 1), (1, 1)),   # 8 -> 16 per group, row stride 2 (dgrad: 2 phases)
+    (64, 128, 2, 9, 10, (1, 1), (2, 0), (2, 1)),  # dilated rows, no column padding; dgrad: 32 per group (the forward's 64: other tiles)
+    (24, 16, 1, 7, 20, (1, 1), (1, 1), (1, 1)),   # one group of 16 outputs; dgrad: 24 outputs (not rows)
+    (96, 32, 1, 5, 9, (1, 1), (0, 1), (1, 1)),    # one group of 32 outputs, no row padding
+])
+def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dilation):
+    """3-wide filters over groups of 16 or 32 output channels (AVX-512, conv2d_direct.h,
+    run_row_reuse: each input broadcast serves three pixels of a row tile): forward and input
+    gradient against PyTorch, with the row-stride, row-dilation, padding and tile-overlap cases, and
+    bfloat16 storage through the float engine (forced_bf16_dot("off"))."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * k + w)
+    with forced_isa("avx512"), forced_bf16_dot("off"):
         check_against_torch(cfg, dtype)
 
 
