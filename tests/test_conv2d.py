@@ -805,6 +805,26 @@ def test_group_bundles(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,w", [
+    (160, 64, 20, 20),   # 2 chunks of 80 inputs, 134 6-pixel tiles with a short last one
+    (200, 64, 16, 25),   # chunks of 112 and 88
+    (272, 32, 30, 28),   # 12 x 2 tiles: chunks of 144 and 128
+    (64, 200, 20, 20),   # the forward has several blocks (not chunked); the input gradient's one is
+])
+def test_pointwise_input_chunks(isa, c, k, h, w):
+    """1x1 layers of one block of outputs whose weights outgrow L1 (AVX-512; conv2d_direct.h,
+    direct_conv: panels of tiles run the weights a chunk of inputs at a time, accumulating in the
+    output; AVX2's 16-lane blocks stay whole): forward, input gradient and weight gradient of
+    channels_last float32 against PyTorch, with bias, chunks that do not divide the inputs, short
+    last tiles."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0),
+               dilation=(1, 1), bias=True, x_layout="channels_last", w_layout="contiguous",
+               g_layout="channels_last", seed=c * k + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("c,k,groups,h,w,stride,padding,dilation", [
