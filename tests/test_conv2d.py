@@ -761,14 +761,17 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
     (6, 12, 6, 6, 7, 3, 1, 1, 2),        # a channel multiplier of 2, dilated; 12 of 16 lanes
     (18, 18, 9, 8, 8, 3, 1, 1, 1),       # 9 groups of 2: the last block's pixel slots padded
     (48, 48, 6, 7, 7, 3, 1, 1, 1),       # groups of 8 (AVX-512; AVX2 runs them on the direct engine)
+    (64, 64, 8, 5, 28, 3, 1, 1, 1),      # AVX-512 row tiles: two of 14 pixels a row
+    (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (channels_last)
     (20, 40, 5, 7, 7, 5, 2, 2, 1),       # 4 -> 8, 5 x 5, stride 2
     (24, 24, 3, 5, 13, 1, 1, 0, 1),      # 1 x 1 groups of 8
 ])
 def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
-    vector span several groups, each lane's inputs permuted in): forward, input gradient (one
-    forward per stride phase) and weight gradient (tap chunks, fixed row splits) against PyTorch,
-    every layout and tail."""
+    vector span several groups, each lane's inputs permuted in; on AVX-512, 3-wide filters at
+    column stride 1 on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
+    per stride phase) and weight gradient (tap chunks, fixed row splits) against PyTorch, every
+    layout and tail."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(padding, padding), dilation=(dilation, dilation), bias=True, x_layout=layout,
                w_layout="contiguous", g_layout=layout, seed=c * k + h)

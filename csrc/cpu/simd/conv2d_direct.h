@@ -861,23 +861,21 @@ bool with_group_bundle(int64_t groups, int64_t in_per_group, int64_t out_per_gro
 // input column j serves output pixels j, j - 1 and j - 2 through the taps s = 0, 1, 2: a tile of
 // MR consecutive output pixels of one row takes MR + 2 broadcasts per (kernel row, input channel)
 // and 3 MR NV FMAs (MR = 14, NV = 1: 19 loads per 42 FMAs, ~97% of the peak in the same loop).
-// Applies to plans whose taps are rows of 3 columns one pixel apart (stride and dilation 1 along
-// the row), read in packed-weight order (r, s).
-inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) {
-#if defined(__AVX512F__)
-  constexpr int64_t L = VecF32::kLanes;
+// Whether d's taps are rows of 3 columns one pixel apart (stride and dilation 1 along the row),
+// read in packed-weight order (r, s), over output rows of 7+ pixels: the row tiles' plans.
+inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw) {
   const int64_t taps = int64_t(d.tap_offset.size());
-  if ((d.out_per_group != L && d.out_per_group != 2 * L) || d.pixel_step != x_sw || d.Q < 7 || taps == 0 ||
-      taps % 3 != 0)
-    return false;
+  if (d.pixel_step != x_sw || d.Q < 7 || taps == 0 || taps % 3 != 0) return false;
   for (int64_t t = 0; t < taps; t += 3)
     if (d.tap_offset[t + 1] != d.tap_offset[t] + x_sw || d.tap_offset[t + 2] != d.tap_offset[t] + 2 * x_sw)
       return false;
   return true;
-#else
-  (void)d, (void)x_sw;
-  return false;
-#endif
+}
+
+// Applies to three_tap_rows plans of 16 or 32 outputs a group on AVX-512.
+inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) {
+  constexpr int64_t L = VecF32::kLanes;
+  return L == 16 && (d.out_per_group == L || d.out_per_group == 2 * L) && three_tap_rows(d, x_sw);
 }
 
 // acc[m][v] = bias + sum over kernel rows r, input channels c and taps s of x(row r, column m + s,
