@@ -861,6 +861,8 @@ bool with_group_bundle(int64_t groups, int64_t in_per_group, int64_t out_per_gro
 // input column j serves output pixels j, j - 1 and j - 2 through the taps s = 0, 1, 2: a tile of
 // MR consecutive output pixels of one row takes MR + 2 broadcasts per (kernel row, input channel)
 // and 3 MR NV FMAs (MR = 14, NV = 1: 19 loads per 42 FMAs, ~97% of the peak in the same loop).
+// conv2d_grouped.h's grouped_lanes_row_conv runs the same rows for 2-8 outputs a group.
+
 // Whether d's taps are rows of 3 columns one pixel apart (stride and dilation 1 along the row),
 // read in packed-weight order (r, s), over output rows of 7+ pixels: the row tiles' plans.
 inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw) {
