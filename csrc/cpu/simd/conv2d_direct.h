@@ -714,6 +714,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
     const int64_t nchunks = (weight_bytes + kChunkBytes - 1) / kChunkBytes;
     const int64_t chunk = ((cin + nchunks - 1) / nchunks + 15) / 16 * 16;
     const int64_t npanels = (ntiles + kPanel - 1) / kPanel;
+    const float* bblk = bias ? bias_blocks.data() : nullptr;
     parallel_for(0, npanels, 1, [&](int64_t b, int64_t e) {
       int64_t x_off[kPanel][MR], y_off[kPanel][MR];
       int ms[kPanel];
@@ -724,7 +725,6 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
           ms[t] = int(std::min<int64_t>(MR, pixels - i0));
           pixel_offsets(d, x, ys, i0, ms[t], x_off[t], y_off[t]);
         }
-        const float* bblk = bias ? bias_blocks.data() : nullptr;
         for (int64_t c0 = 0; c0 < cin; c0 += chunk) {
           const int64_t len = std::min(chunk, cin - c0);
           for (int64_t t = 0; t < nt; ++t)
@@ -963,7 +963,7 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, const f
 template <class M, typename T, typename TOut>
 bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const WeightSource<T>& weights,
                    const float* bias, TOut* y, const int64_t ys[4]) {
-  if constexpr (M::kChannels != 1) {
+  if constexpr (M::kChannels != 1 || VecF32::kLanes != 16) {  // (AVX2 builds do not instantiate them)
     return false;
   } else {
     if (!row_reuse_applies(d, x.sw)) return false;

@@ -62,6 +62,26 @@ constexpr int grouped_tile_pixels() {
   return CG <= 2 ? 8 : 4;
 }
 
+// Stores a block's MR accumulators, m of them real (pixel mi at yb + y_off[mi], olen of the L
+// lanes): from the registers for a whole block of channels-last outputs, else through `tile` and
+// store_tile (row_run: the pixels are consecutive output elements).
+template <int MR, typename TOut>
+[[gnu::always_inline]] inline void store_lane_tile(const typename VecF32::type* acc, int m, int64_t olen, TOut* yb,
+                                                   const int64_t* y_off, const int64_t ys[4], bool row_run,
+                                                   float* tile) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  if (ys[1] == 1 && olen == L) {
+#pragma GCC unroll 32
+    for (int mi = 0; mi < MR; ++mi)
+      if (mi < m) V::store(yb + y_off[mi], acc[mi]);
+    return;
+  }
+#pragma GCC unroll 32
+  for (int mi = 0; mi < MR; ++mi) V::store(tile + mi * L, acc[mi]);
+  store_tile<MR, L>(tile, m, olen, yb, y_off, ys, row_run);
+}
+
 // y = conv(x) over the plan d (d.in_per_group = CG, d.out_per_group = Kg; one tap list for all
 // groups), x a channels-last view whose pixels hold grouped_pixel_slots channels, wp[kb][t][j][L]
 // (lane l = output channel kb L + l, zero past the last), bias_blocks (or null) [kb][L]. Work items
@@ -107,16 +127,7 @@ void grouped_lanes_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, con
           for (int j = 0; j < CG; ++j) acc[mi] = V::fmadd(V::permute(xv, index.lanes[j]), wv[j], acc[mi]);
         }
       }
-      TOut* yb = y + kb * L * ys[1];
-      if (ys[1] == 1 && olen == L) {
-#pragma GCC unroll 24
-        for (int mi = 0; mi < MR; ++mi)
-          if (mi < m) V::store(yb + y_off[mi], acc[mi]);
-        continue;
-      }
-#pragma GCC unroll 24
-      for (int mi = 0; mi < MR; ++mi) V::store(tile + mi * L, acc[mi]);
-      store_tile<MR, L>(tile, m, olen, yb, y_off, ys, row_run);
+      store_lane_tile<MR>(acc, m, olen, y + kb * L * ys[1], y_off, ys, row_run, tile);
     }
   });
 }
@@ -165,15 +176,8 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
           }
         }
       }
-      TOut* yb = y + n * ys[0] + p * ys[2] + q0 * ys[3] + kb * L * ys[1];
-      if (ys[1] == 1 && olen == L) {
-#pragma GCC unroll 32
-        for (int m = 0; m < MR; ++m) V::store(yb + m * ys[3], acc[m]);
-        continue;
-      }
-#pragma GCC unroll 32
-      for (int m = 0; m < MR; ++m) V::store(tile + m * L, acc[m]);
-      store_tile<MR, L>(tile, MR, olen, yb, y_off, ys, ys[3] == 1);
+      store_lane_tile<MR>(acc, MR, olen, y + n * ys[0] + p * ys[2] + q0 * ys[3] + kb * L * ys[1], y_off, ys,
+                          ys[3] == 1, tile);
     }
   });
 }
@@ -186,12 +190,14 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
 template <int CG, typename TOut>
 void grouped_lanes_run(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
                        const float* bias_blocks, TOut* y, const int64_t ys[4]) {
-  if (VecF32::kLanes == 16 && (CG > 4 || ys[1] == 1) && three_tap_rows(d, x.sw)) {
-    if (d.Q >= 14)
-      grouped_lanes_row_conv<CG, 14>(d, x, wp, bias_blocks, y, ys);
-    else
-      grouped_lanes_row_conv<CG, 7>(d, x, wp, bias_blocks, y, ys);
-    return;
+  if constexpr (VecF32::kLanes == 16) {  // (AVX2 builds do not instantiate the row tiles)
+    if ((CG > 4 || ys[1] == 1) && three_tap_rows(d, x.sw)) {
+      if (d.Q >= 14)
+        grouped_lanes_row_conv<CG, 14>(d, x, wp, bias_blocks, y, ys);
+      else
+        grouped_lanes_row_conv<CG, 7>(d, x, wp, bias_blocks, y, ys);
+      return;
+    }
   }
   grouped_lanes_conv<CG>(d, x, wp, bias_blocks, y, ys);
 }
