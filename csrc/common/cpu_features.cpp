@@ -1,5 +1,7 @@
 #include "cpu_features.h"
 
+#include <unistd.h>
+
 namespace cnnkernels {
 
 const char* isa_name(CpuIsa isa) {
@@ -49,6 +51,19 @@ CpuIsa best_host_isa() {
   if (host_supports(CpuIsa::avx512)) return CpuIsa::avx512;
   if (host_supports(CpuIsa::avx2)) return CpuIsa::avx2;
   return CpuIsa::scalar;
+}
+
+int64_t host_last_level_cache_bytes() {
+  static const int64_t bytes = [] {
+#if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)  // glibc
+    for (int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+      const long b = sysconf(name);
+      if (b > 0) return int64_t(b);
+    }
+#endif
+    return int64_t(32) << 20;
+  }();
+  return bytes;
 }
 
 }  // namespace cnnkernels

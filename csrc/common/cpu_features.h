@@ -2,6 +2,7 @@
 // choice (tests and benchmarks force each path); a forced ISA the host lacks falls back to the
 // best one it has, with a warning on stderr.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace cnnkernels {
@@ -15,5 +16,9 @@ bool parse_isa(const std::string& name, CpuIsa* out);
 bool host_supports(CpuIsa isa);
 bool host_has_avx512_bf16();
 CpuIsa best_host_isa();
+
+// The last-level cache (L3, else L2) in bytes as the OS reports it, read once; 32 MB if unknown.
+// Kernels size their prefetching by it: what overflows a 32 MB Zen L3 stays in a Xeon's 480 MB.
+int64_t host_last_level_cache_bytes();
 
 }  // namespace cnnkernels

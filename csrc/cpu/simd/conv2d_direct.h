@@ -36,6 +36,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../../common/cpu_features.h"
 #include "../../common/parallel.h"
 #include "../../common/scratch.h"
 #include "vec.h"
@@ -683,18 +684,22 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
   const bool direct_store = ys[1] == 1;  // output channels contiguous: store tiles in place
   constexpr int64_t kStoreAhead = 2 * MR, kLineElems = 64 / int64_t(sizeof(TOut));
   const int64_t pixels = d.N * d.P * d.Q, ntiles = (pixels + MR - 1) / MR, nblocks = d.groups * nkb;
-  // A 1x1 layer over dense input pixels whose input and output together outgrow what the caches
-  // keep for us (12 MB) also asks for the input lines of the pixels kLoadAhead on: the hardware
-  // prefetchers left the tiles waiting on them (in-process A/B, arms in random order, Zen 5, 2
-  // threads, channels_last N=8: float32 64 -> 256 @ 56 1.24x, 256 -> 64 1.29x, 512 -> 128 @ 28
-  // 1.10x, their training steps 1.15-1.17x; 12, 24 or 48 pixels ahead alike). bfloat16 (half the
-  // bytes) varied from 0.9x to 1.27x between runs, 1.08x in the median. Below 12 MB (256 -> 64 at
-  // N=1 and 2, 1024 -> 256 @ 14 N=8) and on strided input (1x1/2) it lost 3-14%.
+  // A layer whose input and output together outgrow what the caches keep for us (3/8 of the
+  // last-level cache: 12 MB of a Zen 4/5's 32 MB) streams them from DRAM: its tiles then ask for
+  // the lines they will store (below), and a 1x1 layer over dense input pixels also for the input
+  // lines of the pixels kLoadAhead on, which the hardware prefetchers left the tiles waiting on
+  // (in-process A/B, arms in random order, Zen 5, 2 threads, channels_last N=8: float32 64 -> 256
+  // @ 56 1.24x, 256 -> 64 1.29x, 512 -> 128 @ 28 1.10x; 12, 24 or 48 pixels ahead alike;
+  // bfloat16, half the bytes, 0.9x to 1.27x between runs, 1.08x in the median). Below 12 MB there
+  // (256 -> 64 at N=1 and 2, 1024 -> 256 @ 14 N=8) and on strided input (1x1/2) it lost 3-14%.
+  // Where the data stays in cache both cost issue slots and fill buffers: a Xeon with a 480 MB L3
+  // ran without them 1.04-1.09x faster on 1x1 64 -> 256 @56 at N=1 and N=8, 1.08x on 512 -> 128
+  // @28 N=8, 1.12x on 24 -> 144 @56 N=8 (A/B as above).
   constexpr int64_t kLoadAhead = 4 * MR, kInLineElems = 64 / int64_t(sizeof(typename M::Elem));
-  constexpr int64_t kStreamedBytes = int64_t(12) << 20;
   const int64_t footprint = d.N * x.sn * int64_t(sizeof(typename M::Elem)) +
                             pixels * d.groups * d.out_per_group * int64_t(sizeof(TOut));
-  const bool prefetch_input = taps == 1 && d.pixel_step == x.sw && footprint >= kStreamedBytes;
+  const bool streamed = footprint >= host_last_level_cache_bytes() * 3 / 8;
+  const bool prefetch_input = streamed && taps == 1 && d.pixel_step == x.sw;
   // Which operand to keep in cache across consecutive items: when all the packed weights fit in
   // L2, walk every block of a pixel tile before the next tile (the activations, often much larger,
   // are then read once); otherwise a block's weights serve all the tiles in turn.
@@ -758,13 +763,12 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
       TOut* yblk = y + (g * d.out_per_group + o0) * ys[1];
       if (direct_store && olen == KB) {
-        // Ask now for the lines this block's tile kStoreAhead pixels on will store: the stores'
-        // read-for-ownership misses otherwise stall the tiles once the output outgrows the caches
-        // (A/B, arms in random order, channels_last, N=8: 1x1 64 -> 256 @56 6.26 -> 5.58 ms, 24 ->
-        // 144 @56 1.65 -> 1.36; 2, 4 or 8 tiles ahead alike; no change where the output stays in
-        // cache). The lines are those of the pixels kStoreAhead on along a dense row; elsewhere
-        // they are wasted.
-        if (i0 + kStoreAhead + MR <= pixels) {
+        // Streamed: ask now for the lines this block's tile kStoreAhead pixels on will store: the
+        // stores' read-for-ownership misses otherwise stall the tiles once the output outgrows the
+        // caches (A/B, arms in random order, channels_last, N=8, Zen: 1x1 64 -> 256 @56 6.26 ->
+        // 5.58 ms, 24 -> 144 @56 1.65 -> 1.36; 2, 4 or 8 tiles ahead alike). The lines are those
+        // of the pixels kStoreAhead on along a dense row; elsewhere they are wasted.
+        if (streamed && i0 + kStoreAhead + MR <= pixels) {
           for (int mi = 0; mi < m; ++mi)
             for (int64_t l = 0; l < KB; l += kLineElems)
               __builtin_prefetch(yblk + y_off[mi] + kStoreAhead * ys[3] + l, 1);
