@@ -837,12 +837,14 @@ def test_pointwise_input_chunks(isa, c, k, h, w):
     (32, 64, 4, 8, 15, (2, 1), (1, 1), (1, 1)),   # 8 -> 16 per group, row stride 2 (dgrad: 2 phases)
     (64, 64, 4, 8, 12, (1, 1), (1, 0), (1, 1)),   # no column padding: the edge columns hold data
     (64, 128, 2, 9, 10, (1, 1), (2, 0), (2, 1)),  # dilated rows, no column padding; dgrad: 32 per group (the forward's 64: other tiles)
+    (36, 48, 3, 5, 9, (1, 1), (1, 1), (1, 1)),    # 3 groups of 12 -> 16: group blocks with channel tails
     (24, 16, 1, 7, 20, (1, 1), (1, 1), (1, 1)),   # one group of 16 outputs; dgrad: 24 outputs (not rows)
     (96, 32, 1, 5, 9, (1, 1), (0, 1), (1, 1)),    # one group of 32 outputs, no row padding
 ])
 def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dilation):
     """3-wide filters over groups of 16 or 32 output channels (AVX-512, conv2d_direct.h,
-    run_row_reuse: each input broadcast serves three pixels of a row tile; conv2d_wgrad.h,
+    run_row_reuse: each input broadcast serves three pixels of a row tile; grouped forwards read
+    x as group blocks, pack_group_blocks; conv2d_wgrad.h,
     wgrad_row_tile: three taps): forward, input gradient and (8+ input channels per group, 16 or
     fewer outputs) weight gradient against PyTorch, with the row-stride, row-dilation, padding and
     tile-overlap cases, and bfloat16 storage through the float engine (forced_bf16_dot("off"))."""

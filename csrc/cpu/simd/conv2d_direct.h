@@ -448,6 +448,66 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
   return dst;
 }
 
+// x (storage type T, strides st in (n, c, h, w) order, groups x cin channels) as zero-padded
+// float group blocks [n][g][Hp][Wp][cin], group_block_floats apart: each group's image alone, at
+// rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W). The row tiles (row_reuse_conv) then
+// find a pixel cin floats from the next, a constant they are compiled for, where a channels-last
+// copy put them C apart.
+// Blocks one line more than their Hp Wp cin floats apart: 512 @14's 16 KB blocks put the same
+// pixel of every group in one L1 set, which the copy (a pixel's runs to each group) thrashed: it
+// ran 2x slower than the memcpy of a channels-last copy until the extra line.
+inline int64_t group_block_floats(int64_t Hp, int64_t Wp, int64_t cin) { return Hp * Wp * cin + 16; }
+
+template <typename T>
+ScratchOf<float> pack_group_blocks(const T* src, const int64_t st[4], int64_t N, int64_t groups, int64_t cin,
+                                   int64_t H, int64_t W, int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
+  const int64_t row_floats = Wp * cin, block_floats = group_block_floats(Hp, Wp, cin);
+  ScratchOf<float> dst(N * groups * block_floats);
+  // Each thread packs a range of groups, as row_reuse_conv then runs them, so that the blocks
+  // are in its own L2; within it a channels-last pixel's runs of those groups are read in order.
+  parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t hp = 0; hp < Hp; ++hp) {
+        const int64_t h = hp - pad_h;
+        float* out0 = dst.data() + n * groups * block_floats + hp * row_floats;  // group 0's row
+        for (int64_t g = g0; g < g1; ++g) {
+          float* out = out0 + g * block_floats;
+          if (h < 0 || h >= H) {
+            std::fill(out, out + row_floats, 0.0f);
+            continue;
+          }
+          std::fill(out, out + pad_w * cin, 0.0f);
+          std::fill(out + (pad_w + W) * cin, out + row_floats, 0.0f);
+        }
+        if (h < 0 || h >= H) continue;
+        const T* s = src + n * st[0] + h * st[2];
+        float* row0 = out0 + pad_w * cin;
+        if (st[1] == 1) {  // channels-last: runs of cin per pixel and group
+          const int64_t c8 = cin - cin % 8;
+          for (int64_t w = 0; w < W; ++w)
+            for (int64_t g = g0; g < g1; ++g) {
+              const T* sp = s + w * st[3] + g * cin;
+              float* dp = row0 + g * block_floats + w * cin;
+              for (int64_t c = 0; c < c8; c += 8) store8(dp + c, load8(sp + c));
+              for (int64_t c = c8; c < cin; ++c) dp[c] = load_acc(sp + c);
+            }
+          continue;
+        }
+        // (cin x W) -> (W x cin) per group: 8 x 8 register transposes where the row is contiguous
+        const int64_t c8 = st[3] == 1 ? cin - cin % 8 : 0, w8 = st[3] == 1 ? W - W % 8 : 0;
+        for (int64_t g = g0; g < g1; ++g) {
+          const T* sg = s + g * cin * st[1];
+          float* row = row0 + g * block_floats;
+          for (int64_t c = 0; c < c8; c += 8)
+            for (int64_t w = 0; w < w8; w += 8) transpose8x8(sg + c * st[1] + w, st[1], row + w * cin + c, cin);
+          for (int64_t c = 0; c < cin; ++c)
+            for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * cin + c] = load_acc(sg + c * st[1] + w * st[3]);
+        }
+      }
+  });
+  return dst;
+}
+
 // acc[m][v] = bias(vector v) + x(pixel m, channel c) * w(c, vector v) summed over every tap and
 // input channel, plus pixel_bias[m]; the tile is stored at out + out_off[m] (rounded to TOut).
 // With `accumulate`, acc starts from the tile already at out instead of the bias (Winograd's
@@ -886,11 +946,14 @@ inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) {
 
 // acc[m][v] = bias + sum over kernel rows r, input channels c and taps s of x(row r, column m + s,
 // c) w(r, s, c, vector v), for the MR pixels of one output row; x + row_offset[r] is kernel row
-// r's first column, ps the pixel step; w packed [r][s][c][NV L]. Stored at out + m out_step.
-template <int MR, int NV, typename TOut>
-[[gnu::always_inline]] inline void conv_row_tile(const float* x, const int64_t* row_offset, int64_t rows, int64_t ps,
+// r's first column, ps the pixel step (PS > 0: that constant, so that the MR + 2 broadcasts take
+// one pointer; a run-time step took one each, spilled to xmm: 74% of the FMA peak against 85% on
+// 512 @14 g32 at one thread); w packed [r][s][c][NV L]. Stored at out + m out_step.
+template <int MR, int NV, int PS = 0, typename TOut>
+[[gnu::always_inline]] inline void conv_row_tile(const float* x, const int64_t* row_offset, int64_t rows, int64_t ps_rt,
                                                  const float* w, int64_t cin, const float* bias, TOut* out,
                                                  int64_t out_step) {
+  const int64_t ps = PS > 0 ? PS : ps_rt;
   using V = VecF32;
   constexpr int L = V::kLanes, KB = NV * L;
   typename V::type acc[MR][NV];
@@ -924,22 +987,28 @@ template <int MR, int NV, typename TOut>
     for (int v = 0; v < NV; ++v) V::store(out + m * out_step + v * L, acc[m][v]);
 }
 
-// Runs a plan that row_reuse_applies to with conv_row_tile<MR, NV> (NV L = out_per_group): wp
-// from pack_weights with KB = NV L, bias (may be null) out_per_group * groups floats, y (storage
-// TOut, strides ys). A row's last tile overlaps its neighbour where MR does not divide Q (the
-// shared pixels are computed twice, alike). Work items are (row tile, group).
-template <int MR, int NV, typename TOut>
-void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp, const float* bias, TOut* y,
-                    const int64_t ys[4]) {
+// Runs a plan that row_reuse_applies to with conv_row_tile<MR, NV, PS> (NV L = out_per_group):
+// group g's inputs at x + g group_step, wp from pack_weights with KB = NV L, bias (may be null)
+// out_per_group * groups floats, y (storage TOut, strides ys). A row's last tile overlaps its
+// neighbour where MR does not divide Q (the shared pixels are computed twice, alike). Work items
+// are (row tile, group).
+template <int MR, int NV, int PS, typename TOut>
+void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t group_step, const float* wp,
+                    const float* bias, TOut* y, const int64_t ys[4]) {
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t cin = d.in_per_group, taps = int64_t(d.tap_offset.size()), rows = taps / 3, G = d.groups;
   std::vector<int64_t> row_offset(rows);
   for (int64_t r = 0; r < rows; ++r) row_offset[r] = d.tap_offset[3 * r];
   const int64_t segments = (d.Q + MR - 1) / MR, ntiles = d.N * d.P * segments;
   const bool direct_store = ys[1] == 1;
-  // As in direct_conv: where all the packed weights fit in L2, every group of a row tile runs
-  // before the next tile; otherwise a group's weights serve all its tiles in turn.
-  const bool groups_inner = G * taps * cin * KB * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+  // As in direct_conv over a channels-last x: where all the packed weights fit in L2, every
+  // group of a row tile runs before the next tile; otherwise a group's weights serve all its
+  // tiles in turn. Over group blocks, always the latter: each thread then runs the range of
+  // groups whose blocks (pack_group_blocks) and weights (pack_weights) it packed, from its own L2
+  // (A/B, arms in random order, Xeon, 2 threads: 512 @14 g32 N=1 1.38-1.40x against groups
+  // inner, N=8 1.05-1.14x; 1024 @7 1.00-1.04x).
+  const bool groups_inner =
+      group_step == cin && G * taps * cin * KB * int64_t(sizeof(float)) <= (int64_t(512) << 10);
   parallel_for(0, ntiles * G, 4, [&](int64_t b, int64_t e) {
     float tile[MR * KB];
     int64_t y_off[MR];
@@ -948,33 +1017,37 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, const f
       const int64_t g = groups_inner ? item % G : item / ntiles, t = groups_inner ? item / G : item % ntiles;
       const int64_t np = t / segments;
       const int64_t q0 = std::min((t % segments) * MR, d.Q - MR), p = np % d.P, n = np / d.P;
-      const float* xt = x.data + n * x.sn + p * d.row_step + q0 * d.pixel_step + g * cin;
+      const float* xt = x.data + n * x.sn + p * d.row_step + q0 * d.pixel_step + g * group_step;
       const float* wg = wp + g * taps * cin * KB;
       const float* bg = bias ? bias + g * KB : nullptr;
       TOut* yt = y + n * ys[0] + p * ys[2] + q0 * ys[3] + g * KB * ys[1];
       if (direct_store) {
-        conv_row_tile<MR, NV>(xt, row_offset.data(), rows, d.pixel_step, wg, cin, bg, yt, ys[3]);
+        conv_row_tile<MR, NV, PS>(xt, row_offset.data(), rows, d.pixel_step, wg, cin, bg, yt, ys[3]);
         continue;
       }
-      conv_row_tile<MR, NV>(xt, row_offset.data(), rows, d.pixel_step, wg, cin, bg, tile, KB);
+      conv_row_tile<MR, NV, PS>(xt, row_offset.data(), rows, d.pixel_step, wg, cin, bg, tile, KB);
       store_tile<MR, KB>(tile, MR, d.out_per_group, yt, y_off, ys, ys[3] == 1);
     }
   });
 }
 
 // Runs d with row_reuse_conv where row_reuse_applies (returns false otherwise): 14-pixel tiles
-// for one vector per group on rows of 14+ pixels, else 7.
+// for one vector per group on rows of 14+ pixels, else 7. Group g's inputs start g group_step
+// elements after group 0's (-1: d.in_per_group, a channels-last x). Pixels NV L elements apart
+// (group blocks of as many inputs as outputs) take tiles compiled for that step.
 template <class M, typename T, typename TOut>
 bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const WeightSource<T>& weights,
-                   const float* bias, TOut* y, const int64_t ys[4]) {
+                   const float* bias, TOut* y, const int64_t ys[4], int64_t group_step = -1) {
   if constexpr (M::kChannels != 1 || VecF32::kLanes != 16) {  // (AVX2 builds do not instantiate them)
     return false;
   } else {
     if (!row_reuse_applies(d, x.sw)) return false;
     constexpr int64_t L = VecF32::kLanes;
+    const int64_t gs = group_step >= 0 ? group_step : d.in_per_group;
     const auto run = [&]<int MR, int NV>() {
       const auto wp = pack_weights<M>(d, NV * L, weights);
-      row_reuse_conv<MR, NV>(d, x, wp.data(), bias, y, ys);
+      if (d.pixel_step == NV * L) row_reuse_conv<MR, NV, NV * L>(d, x, gs, wp.data(), bias, y, ys);
+      else row_reuse_conv<MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys);
     };
     if (d.out_per_group == 2 * L) run.template operator()<7, 2>();
     else if (d.Q >= 14) run.template operator()<14, 1>();
@@ -1144,16 +1217,37 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // Rows and columns the windows reach, in padded coordinates.
   const int64_t Hp = std::max(H + 2 * p.pad_h, (p.P - 1) * stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(W + 2 * p.pad_w, (p.Q - 1) * stride_w + (p.S - 1) * p.dil_w + 1);
+  // The plan over activations laid out as xv (cin packed elements per pixel and group).
+  const auto plan_for = [&](const NhwcViewOf<typename M::Elem>& xv, int64_t cin) {
+    DirectConvPlan d{p.N, p.groups, cin, Kg, p.P, p.Q, stride_h * xv.sh, stride_w * xv.sw, {}};
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+    return d;
+  };
+  WeightSource<T> weights{w, Kg * ws[0], ws[0], ws[1], Cg, {}};
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) weights.tap_offset.push_back(r * ws[2] + s * ws[3]);
+  const FloatBias<T> bias(a.bias, p.K);
+  // Grouped, the row tiles read their activations as group blocks (pack_group_blocks) where the
+  // other tiles read a channels-last copy (in-process A/B, arms in random order, Xeon, against the
+  // row tiles over that copy: 512 @14 g32 N=1 1.12x at one thread and 1.40x at two, both
+  // layouts; N=8 1.04-1.14x; 1024 @7 1.02-1.13x). One group keeps the channels-last copy, whose
+  // rows go as single runs: blocks of 16 channels, a run per pixel, cost 16 -> 16 @112 7%.
+  if constexpr (M::kChannels == 1 && VecF32::kLanes == 16) {
+    const int64_t block = group_block_floats(Hp, Wp, Cg);
+    const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Cg, Cg};
+    if (p.groups > 1 && row_reuse_applies(plan_for(blocks, Cg), blocks.sw)) {
+      const ScratchOf<float> xb = pack_group_blocks(x, xs, p.N, p.groups, Cg, H, W, p.pad_h, p.pad_w, Hp, Wp);
+      const NhwcViewOf<float> xv{xb.data(), blocks.sn, blocks.sh, blocks.sw};
+      return run_row_reuse<M>(plan_for(xv, Cg), xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride,
+                              block);
+    }
+  }
   const PackedActivations<M> xp =
       pack_activations_for<M>(x, xs, p.N, p.C, H, W, p.groups, p.pad_h, p.pad_w, Hp, Wp, true);
   const auto& xv = xp.view;
   const int64_t cin = xp.per_group;
-  DirectConvPlan d{p.N, p.groups, cin, Kg, p.P, p.Q, stride_h * xv.sh, stride_w * xv.sw, {}};
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
-  WeightSource<T> weights{w, Kg * ws[0], ws[0], ws[1], Cg, {}};
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) weights.tap_offset.push_back(r * ws[2] + s * ws[3]);
+  const DirectConvPlan d = plan_for(xv, cin);
   // With pixels cin elements apart (one group) and no column dilation, a row's S taps read S cin
   // consecutive elements, in the packed weights' own order: the engine runs them as one tap of
   // S cin inputs. The stem (3 channels, 7 x 7) then loops over 7 taps of 21, not 49 taps of 3.
@@ -1163,7 +1257,6 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     run.tap_offset.clear();
     for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
   }
-  const FloatBias<T> bias(a.bias, p.K);
   if constexpr (M::kTiles) {
     if (M::tiles_apply(run, a.y.stride)) {
       const auto wp = pack_weights<M>(d, M::kTileChannels, weights);
