@@ -138,24 +138,30 @@ void grouped_lanes_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, con
 // grouped_lanes_conv's tiles take a permute per FMA, and the two share a port: half the FMA rate
 // at most. Per (kernel row, group input channel j): three weight vectors, then MR + 2 columns of a
 // load and a permute each. A row's last tile overlaps its neighbour where MR does not divide Q.
-template <int CG, int MR, typename TOut>
+// Block kb's inputs start kb block_step elements after block 0's (-1: its block_inputs channels
+// in a channels-last x). Over blocks (pack_group_blocks, block_step >= 0) the work items run
+// block by block, each thread over the blocks it packed, and PS > 0 compiles in the pixel step.
+template <int CG, int MR, int PS = 0, typename TOut>
 void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
-                            const float* bias_blocks, TOut* y, const int64_t ys[4]) {
+                            const float* bias_blocks, TOut* y, const int64_t ys[4], int64_t block_step = -1) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   const int64_t Kg = d.out_per_group, K = d.groups * Kg, nkb = (K + L - 1) / L;
   const int64_t taps = int64_t(d.tap_offset.size()), rows = taps / 3, block_inputs = L / Kg * CG;
   const int64_t segments = (d.Q + MR - 1) / MR, ntiles = d.N * d.P * segments;
+  const int64_t ps = PS > 0 ? PS : d.pixel_step, kb_step = block_step >= 0 ? block_step : block_inputs;
+  const bool blocks_outer = block_step >= 0;
   const GroupLaneIndex<CG> index(Kg);
   parallel_for(0, ntiles * nkb, 4, [&](int64_t b, int64_t e) {
     alignas(64) float tile[MR * L];
     int64_t y_off[MR];
     for (int m = 0; m < MR; ++m) y_off[m] = m * ys[3];
     for (int64_t item = b; item < e; ++item) {
-      const int64_t kb = item % nkb, t = item / nkb, np = t / segments;
+      const int64_t kb = blocks_outer ? item / ntiles : item % nkb, t = blocks_outer ? item % ntiles : item / nkb;
+      const int64_t np = t / segments;
       const int64_t q0 = std::min((t % segments) * MR, d.Q - MR), p = np % d.P, n = np / d.P;
       const int64_t olen = std::min<int64_t>(L, K - kb * L);
-      const float* xb = x.data + n * x.sn + p * d.row_step + q0 * d.pixel_step + kb * block_inputs;
+      const float* xb = x.data + n * x.sn + p * d.row_step + q0 * ps + kb * kb_step;
       const float* wb = wp + kb * taps * CG * L;
       typename V::type acc[MR];
       const typename V::type bias = bias_blocks ? V::load(bias_blocks + kb * L) : V::zero();
@@ -169,7 +175,7 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
                                  w2 = V::load(wr + (2 * CG + j) * L);
 #pragma GCC unroll 32
           for (int i = 0; i < MR + 2; ++i) {
-            const typename V::type v = V::permute(V::load(xr + i * d.pixel_step), index.lanes[j]);
+            const typename V::type v = V::permute(V::load(xr + i * ps), index.lanes[j]);
             if (i < MR) acc[i] = V::fmadd(v, w0, acc[i]);
             if (i >= 1 && i - 1 < MR) acc[i - 1] = V::fmadd(v, w1, acc[i - 1]);
             if (i >= 2) acc[i - 2] = V::fmadd(v, w2, acc[i - 2]);
@@ -229,17 +235,12 @@ void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
   const int64_t* xs = a.x.stride;
   ScratchOf<float> packed{0};
   NhwcViewOf<float> xv;
-  bool in_place = false;
-  if constexpr (std::is_same_v<T, float>) in_place = ps == p.C && xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0;
-  if (in_place) {
-    xv = {reinterpret_cast<const float*>(x), xs[0], xs[2], xs[3]};
-  } else {
-    packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp, 1, 0, ps);
-    xv = {packed.data(), Hp * Wp * ps, Wp * ps, ps};
-  }
-  DirectConvPlan d{p.N, p.groups, CG, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+  const auto plan_for = [&](const NhwcViewOf<float>& xv) {
+    DirectConvPlan d{p.N, p.groups, CG, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+    return d;
+  };
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
   const std::vector<float> wp = grouped_lanes_weights<CG>(p.K, p.R * p.S, [&](int64_t k, int j, int64_t t) {
@@ -250,7 +251,36 @@ void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
     bias.assign((p.K + L - 1) / L * L, 0.0f);
     for (int64_t k = 0; k < p.K; ++k) bias[k] = load_acc(static_cast<const T*>(a.bias) + k);
   }
-  grouped_lanes_run<CG>(d, xv, wp.data(), a.bias ? bias.data() : nullptr, static_cast<T*>(a.y.data), a.y.stride);
+  const float* bias_blocks = a.bias ? bias.data() : nullptr;
+  // Where the row tiles apply to blocks of whole vectors (CG = Kg) of an NCHW x, they read it as
+  // blocks of the L channels of L / Kg groups (pack_group_blocks), as the direct engine's row
+  // tiles do (in-process A/B, arms in random order, Xeon: 256 @28 g32 NCHW N=1 and 8 1.28-1.44x,
+  // 128 @56 1.00x). A channels_last x keeps its channels-last copy: one memcpy a row, where the
+  // blocks' runs of 64 bytes cost more than the tiles gained at two threads (256 @28 0.97x, 128
+  // @56 0.75x; one thread 1.08-1.19x).
+  if constexpr (L == 16) {
+    const int64_t nkb = p.C / L, block = group_block_floats(Hp, Wp, L);
+    const NhwcViewOf<float> blocks{nullptr, nkb * block, Wp * L, L};
+    if (xs[1] != 1 && CG == Kg && p.C % L == 0 && (CG > 4 || a.y.stride[1] == 1) &&
+        three_tap_rows(plan_for(blocks), blocks.sw)) {
+      packed = pack_group_blocks(x, xs, p.N, nkb, L, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+      xv = {packed.data(), blocks.sn, blocks.sh, blocks.sw};
+      const DirectConvPlan d = plan_for(xv);
+      T* y = static_cast<T*>(a.y.data);
+      if (d.Q >= 14) grouped_lanes_row_conv<CG, 14, L>(d, xv, wp.data(), bias_blocks, y, a.y.stride, block);
+      else grouped_lanes_row_conv<CG, 7, L>(d, xv, wp.data(), bias_blocks, y, a.y.stride, block);
+      return;
+    }
+  }
+  bool in_place = false;
+  if constexpr (std::is_same_v<T, float>) in_place = ps == p.C && xs[1] == 1 && p.pad_h == 0 && p.pad_w == 0;
+  if (in_place) {
+    xv = {reinterpret_cast<const float*>(x), xs[0], xs[2], xs[3]};
+  } else {
+    packed = pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp, 1, 0, ps);
+    xv = {packed.data(), Hp * Wp * ps, Wp * ps, ps};
+  }
+  grouped_lanes_run<CG>(plan_for(xv), xv, wp.data(), bias_blocks, static_cast<T*>(a.y.data), a.y.stride);
 }
 
 template <typename T>
