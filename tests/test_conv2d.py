@@ -762,6 +762,8 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
     (18, 18, 9, 8, 8, 3, 1, 1, 1),       # 9 groups of 2: the last block's pixel slots padded
     (48, 48, 6, 7, 7, 3, 1, 1, 1),       # groups of 8 (AVX-512; AVX2 runs them on the direct engine)
     (64, 64, 8, 5, 28, 3, 1, 1, 1),      # AVX-512 row tiles: two of 14 pixels a row
+    (64, 64, 8, 6, 29, 3, 2, 1, 1),      # stride 2 row tiles (8 a group): 14 pixels, the last overlapping
+    (64, 64, 8, 5, 17, 3, 2, 0, 1),      # stride 2 rows of 8 (7-pixel tiles), no padding: edges hold data
     (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (channels_last)
     (20, 40, 5, 7, 7, 5, 2, 2, 1),       # 4 -> 8, 5 x 5, stride 2
     (24, 24, 3, 5, 13, 1, 1, 0, 1),      # 1 x 1 groups of 8
@@ -769,7 +771,7 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
 def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
     vector span several groups, each lane's inputs permuted in; on AVX-512, 3-wide filters at
-    column stride 1 on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
+    column stride 1 or 2 on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
     per stride phase) and weight gradient (tap chunks, fixed row splits) against PyTorch, every
     layout and tail."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),

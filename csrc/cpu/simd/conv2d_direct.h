@@ -927,11 +927,11 @@ bool with_group_bundle(int64_t groups, int64_t in_per_group, int64_t out_per_gro
 // and 3 MR NV FMAs (MR = 14, NV = 1: 19 loads per 42 FMAs, ~97% of the peak in the same loop).
 // conv2d_grouped.h's grouped_lanes_row_conv runs the same rows for 2-8 outputs a group.
 
-// Whether d's taps are rows of 3 columns one pixel apart (stride and dilation 1 along the row),
-// read in packed-weight order (r, s), over output rows of 7+ pixels: the row tiles' plans.
-inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw) {
+// Whether d's taps are rows of 3 columns one pixel apart (dilation 1 and stride col_stride along
+// the row), read in packed-weight order (r, s), over output rows of 7+ pixels: the row tiles' plans.
+inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw, int64_t col_stride = 1) {
   const int64_t taps = int64_t(d.tap_offset.size());
-  if (d.pixel_step != x_sw || d.Q < 7 || taps == 0 || taps % 3 != 0) return false;
+  if (d.pixel_step != col_stride * x_sw || d.Q < 7 || taps == 0 || taps % 3 != 0) return false;
   for (int64_t t = 0; t < taps; t += 3)
     if (d.tap_offset[t + 1] != d.tap_offset[t] + x_sw || d.tap_offset[t + 2] != d.tap_offset[t] + 2 * x_sw)
       return false;
