@@ -202,24 +202,20 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
 // stride 2 (8 a group: 256 @56 -> 28) 1.02-1.12x, both layouts, N=1 and 8; its kernel ran 10%
 // faster, at ~30% of the FMA peak (a permute per 1.5 FMAs, both on port 5), with a quarter of the
 // layer's time in the padding copy.
+// block_step >= 0: x is group blocks (grouped_lanes_fprop) of a plan the stride-1 row tiles take.
 template <int CG, typename TOut>
 void grouped_lanes_run(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
-                       const float* bias_blocks, TOut* y, const int64_t ys[4]) {
+                       const float* bias_blocks, TOut* y, const int64_t ys[4], int64_t block_step = -1) {
   if constexpr (VecF32::kLanes == 16) {  // (AVX2 builds do not instantiate the row tiles)
-    if ((CG > 4 || ys[1] == 1) && three_tap_rows(d, x.sw)) {
+    const auto row_tiles = [&]<int PS, int SW>() {
       if (d.Q >= 14)
-        grouped_lanes_row_conv<CG, 14>(d, x, wp, bias_blocks, y, ys);
+        grouped_lanes_row_conv<CG, 14, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step);
       else
-        grouped_lanes_row_conv<CG, 7>(d, x, wp, bias_blocks, y, ys);
-      return;
-    }
-    if (CG > 4 && three_tap_rows(d, x.sw, 2)) {
-      if (d.Q >= 14)
-        grouped_lanes_row_conv<CG, 14, 0, 2>(d, x, wp, bias_blocks, y, ys);
-      else
-        grouped_lanes_row_conv<CG, 7, 0, 2>(d, x, wp, bias_blocks, y, ys);
-      return;
-    }
+        grouped_lanes_row_conv<CG, 7, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step);
+    };
+    if (block_step >= 0) return row_tiles.template operator()<VecF32::kLanes, 1>();
+    if ((CG > 4 || ys[1] == 1) && three_tap_rows(d, x.sw)) return row_tiles.template operator()<0, 1>();
+    if (CG > 4 && three_tap_rows(d, x.sw, 2)) return row_tiles.template operator()<0, 2>();
   }
   grouped_lanes_conv<CG>(d, x, wp, bias_blocks, y, ys);
 }
@@ -281,10 +277,7 @@ void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
         three_tap_rows(plan_for(blocks), blocks.sw)) {
       packed = pack_group_blocks(x, xs, p.N, nkb, L, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
       xv = {packed.data(), blocks.sn, blocks.sh, blocks.sw};
-      const DirectConvPlan d = plan_for(xv);
-      T* y = static_cast<T*>(a.y.data);
-      if (d.Q >= 14) grouped_lanes_row_conv<CG, 14, L>(d, xv, wp.data(), bias_blocks, y, a.y.stride, block);
-      else grouped_lanes_row_conv<CG, 7, L>(d, xv, wp.data(), bias_blocks, y, a.y.stride, block);
+      grouped_lanes_run<CG>(plan_for(xv), xv, wp.data(), bias_blocks, static_cast<T*>(a.y.data), a.y.stride, block);
       return;
     }
   }
