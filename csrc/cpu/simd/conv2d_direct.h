@@ -1235,12 +1235,12 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // rows go as single runs: blocks of 16 channels, a run per pixel, cost 16 -> 16 @112 7%.
   if constexpr (M::kChannels == 1 && VecF32::kLanes == 16) {
     const int64_t block = group_block_floats(Hp, Wp, Cg);
-    const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Cg, Cg};
-    if (p.groups > 1 && row_reuse_applies(plan_for(blocks, Cg), blocks.sw)) {
+    const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Cg, Cg};  // (a plan needs the strides only)
+    const DirectConvPlan d = plan_for(blocks, Cg);
+    if (p.groups > 1 && row_reuse_applies(d, blocks.sw)) {
       const ScratchOf<float> xb = pack_group_blocks(x, xs, p.N, p.groups, Cg, H, W, p.pad_h, p.pad_w, Hp, Wp);
       const NhwcViewOf<float> xv{xb.data(), blocks.sn, blocks.sh, blocks.sw};
-      return run_row_reuse<M>(plan_for(xv, Cg), xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride,
-                              block);
+      return run_row_reuse<M>(d, xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride, block);
     }
   }
   const PackedActivations<M> xp =
@@ -1788,17 +1788,18 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   // thread 1.01-1.10x).
   if constexpr (M::kChannels == 1 && VecF32::kLanes == 16) {
     const int64_t block = group_block_floats(Hp, Wp, Kg);
-    const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Kg, Kg};
+    const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Kg, Kg};  // (a plan needs the strides only)
     WeightSource<T> weights;
-    if (p.groups > 1 && rows.size() == 1 && cols.size() == 1 && rows[0].count > 0 && cols[0].count > 0 &&
-        row_reuse_applies(phase_plan(rows[0], cols[0], blocks, Kg, &weights), blocks.sw)) {
-      const ScratchOf<float> dyb = pack_group_blocks(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.groups,
-                                                     Kg, p.P, p.Q, pad_h, pad_w, Hp, Wp);
-      const NhwcViewOf<float> dyv{dyb.data(), blocks.sn, blocks.sh, blocks.sw};
-      const DirectConvPlan d = phase_plan(rows[0], cols[0], dyv, Kg, &weights);
-      const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
-      return run_row_reuse<M>(d, dyv, weights, static_cast<const float*>(nullptr),
-                              dx + rows[0].first * xs[2] + cols[0].first * xs[3], ys, block);
+    if (p.groups > 1 && rows.size() == 1 && cols.size() == 1 && rows[0].count > 0 && cols[0].count > 0) {
+      const DirectConvPlan d = phase_plan(rows[0], cols[0], blocks, Kg, &weights);
+      if (row_reuse_applies(d, blocks.sw)) {
+        const ScratchOf<float> dyb = pack_group_blocks(static_cast<const T*>(a.dy.data), a.dy.stride, p.N,
+                                                       p.groups, Kg, p.P, p.Q, pad_h, pad_w, Hp, Wp);
+        const NhwcViewOf<float> dyv{dyb.data(), blocks.sn, blocks.sh, blocks.sw};
+        const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
+        return run_row_reuse<M>(d, dyv, weights, static_cast<const float*>(nullptr),
+                                dx + rows[0].first * xs[2] + cols[0].first * xs[3], ys, block);
+      }
     }
   }
   const PackedActivations<M> dyp = pack_activations_for<M>(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K,
