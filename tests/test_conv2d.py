@@ -877,6 +877,49 @@ def test_narrow_weight_grad_tiles(isa, dtype, layout, c, k, groups, h, r, stride
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype,isa,bf16_dot", [
+    (torch.float32, "avx2", None), (torch.float32, "avx512", None), (torch.bfloat16, "avx2", None),
+    (torch.bfloat16, "avx512", "off"), (torch.bfloat16, "avx512", "on")], ids=lambda v: str(v).replace("torch.", ""))
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,w,r,s,stride,padding,dilation,groups", [
+    (1, 200, 150, 5, 6, 3, 3, 1, 1, 1, 1),    # res5-like, few pixels; 8 channels in the last slab
+    (2, 152, 200, 9, 9, 3, 3, 2, 1, 1, 1),    # stride 2, 2 images: several chunks of rows per slab
+    (1, 64, 200, 10, 10, 5, 5, 1, 4, 2, 1),   # 5x5 dilated by 2
+    (1, 440, 200, 6, 7, 1, 3, 1, (0, 1), 1, 1),  # a 1 x 3 filter
+    (1, 256, 256, 7, 7, 3, 3, 1, 1, 1, 2),    # two groups of 128
+    (1, 184, 176, 7, 7, 3, 3, 1, 1, 1, 1),    # an odd output width (7): the dot engine's tail column
+])
+def test_weight_grad_slabs(dtype, isa, bf16_dot, layout, n, c, k, h, w, r, s, stride, padding, dilation, groups):
+    """Weight gradients with 1+ MB of running totals and few pixels per slab run by slabs (each
+    slab's totals in a buffer of its own, transposed into dw when complete): against PyTorch, and
+    the same bits on 1 thread and on 2 (where the totals path may take over). AVX-512 bfloat16 runs
+    the float engine (x and dy widened) and the vdpbf16ps one (pixel pairs)."""
+    gen = torch.Generator().manual_seed(c * k + h)
+    x = make_tensor((n, c, h, w), dtype, layout, gen)
+    pad = _pair(padding)
+    p = (h + 2 * pad[0] - dilation * (r - 1) - 1) // stride + 1
+    q = (w + 2 * pad[1] - dilation * (s - 1) - 1) // stride + 1
+    g = make_tensor((n, k, p, q), dtype, layout, gen)
+    args = ([k, c // groups, r, s], [stride, stride], list(pad), [dilation, dilation], groups)
+    threads = torch.get_num_threads()
+    try:
+        with forced_isa(isa), (forced_bf16_dot(bf16_dot) if bf16_dot else contextlib.nullcontext()):
+            torch.set_num_threads(1)
+            one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+            torch.set_num_threads(2)
+            two = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    finally:
+        torch.set_num_threads(threads)
+    wt = torch.zeros(*args[0], dtype=dtype)
+    with torch_without_onednn():
+        theirs = torch.ops.aten.convolution_backward(g, x, wt, None, *args[1:4], False, [0, 0], groups,
+                                                     [False, True, False])[1]
+        ref64 = torch.ops.aten.convolution_backward(g.double(), x.double(), wt.double(), None, *args[1:4], False,
+                                                    [0, 0], groups, [False, True, False])[1]
+    assert torch.equal(one, two)
+    assert_calibrated(two, theirs, ref64, f"slab wgrad {c}->{k} {r}x{s} @{h}x{w} s{stride} {layout}", n * p * q)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -158,13 +158,26 @@ template <int MC>
     }
 }
 
+// dst[k dst_k_step + j] = src[j][k] for j < jn, k < kn, rounded to T: per block of 8 k, 8 x 8
+// register transposes turn 8 source rows' 8 floats into 32 contiguous bytes of 8 dst rows.
+template <typename T>
+inline void store_transposed_rows(const float* const* src, int64_t jn, int64_t kn, T* dst, int64_t dst_k_step) {
+  const int64_t j8 = jn - jn % 8, k8 = kn - kn % 8;
+  for (int64_t k0 = 0; k0 < k8; k0 += 8) {
+    for (int64_t j = 0; j < j8; j += 8) transpose8x8_rows(src + j, k0, dst + k0 * dst_k_step + j, dst_k_step);
+    for (int64_t j = j8; j < jn; ++j)
+      for (int64_t k = k0; k < k0 + 8; ++k) store_from(dst + k * dst_k_step + j, src[j][k]);
+  }
+  for (int64_t k = k8; k < kn; ++k)
+    for (int64_t j = 0; j < jn; ++j) store_from(dst + k * dst_k_step + j, src[j][k]);
+}
+
 // dw[g Kg + k][c][r][s] (strides ws) = total[g][r S + s][c][k] (rows of Kpad), rounded once to T.
 // With each dw row contiguous (KCRS or KRSC weights), element j of row k reads total row
 // src_row[j] (= tap * Cg + c), column k: a transpose of a row-permuted matrix. Work items are
-// (group, 16 consecutive j); per block of 8 k, two 8x8 register transposes turn the 16 source
-// rows' 8 floats (16 streams, advancing together) into 64 contiguous bytes of 8 dw rows. The
-// serial loop with k innermost it replaced took 6-9 ms per res5 weight gradient at batch 1 on
-// Zen 3, more than the products.
+// (group, 16 consecutive j): 16 source streams advancing together. The serial loop with k
+// innermost it replaced took 6-9 ms per res5 weight gradient at batch 1 on Zen 3, more than the
+// products.
 template <typename T>
 void store_weight_grad(const Conv2dProblem& p, const float* total, int64_t Kpad, T* dw, const int64_t ws[4]) {
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, taps = p.R * p.S, row = Cg * taps;
@@ -181,22 +194,14 @@ void store_weight_grad(const Conv2dProblem& p, const float* total, int64_t Kpad,
   std::vector<int64_t> src_row(row);
   for (int64_t j = 0; j < row; ++j) src_row[j] = rows == WeightRows::kKCRS ? (j % taps) * Cg + j / taps : j;  // krsc: j = t Cg + c
   constexpr int64_t kRun = 16;
-  const int64_t nruns = (row + kRun - 1) / kRun, k8 = Kg - Kg % 8;
+  const int64_t nruns = (row + kRun - 1) / kRun;
   parallel_for(0, p.groups * nruns, 1, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
       const int64_t g = item / nruns, j0 = item % nruns * kRun, jn = std::min(row, j0 + kRun) - j0;
       const float* tg = total + g * taps * Cg * Kpad;
-      T* dg = dw + g * Kg * ws[0];
       const float* src[kRun];
       for (int64_t j = 0; j < jn; ++j) src[j] = tg + src_row[j0 + j] * Kpad;
-      const int64_t j8 = jn - jn % 8;
-      for (int64_t k0 = 0; k0 < k8; k0 += 8) {
-        for (int64_t j = 0; j < j8; j += 8) transpose8x8_rows(src + j, k0, dg + k0 * ws[0] + j0 + j, ws[0]);
-        for (int64_t j = j8; j < jn; ++j)
-          for (int64_t k = k0; k < k0 + 8; ++k) store_from(dg + k * ws[0] + j0 + j, src[j][k]);
-      }
-      for (int64_t k = k8; k < Kg; ++k)
-        for (int64_t j = 0; j < jn; ++j) store_from(dg + k * ws[0] + j0 + j, src[j][k]);
+      store_transposed_rows(src, jn, Kg, dw + g * Kg * ws[0] + j0, ws[0]);
     }
   });
 }
@@ -209,6 +214,9 @@ constexpr int kWgradTileVectors = 4;
 #else
 constexpr int kWgradTileVectors = 2;
 #endif
+
+// The size of `total` from which conv2d_wgrad_direct_tiles sums by slabs.
+constexpr int64_t kWgradSlabMinBytes = int64_t(1) << 20;
 
 // Elements per pixel for n channels in the wgrad scratch layouts: a tile reads one line per pixel
 // for 49-196 pixels in a row, and with a pixel stride of a multiple of 1 KB those lines share 4
@@ -312,8 +320,6 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
         interleave_pairs(dysrc + (np * p.Q + p.Q - 1) * G * Kpad, nullptr, dylast.data() + np * G * Kpad, G * Kpad);
     }
   }
-  // Running totals per (g, tap, c, Kpad); the first chunk of rows stores them (the pad lanes too).
-  Scratch total(G * taps * Cg * Kpad);
   const int64_t rows = p.N * p.P;
   // >= ~128 packed elements per tile visit (pixels; pixel pairs for the dot policy: measured on
   // Zen 4 N=8 ResNet-50 3x3 layers, 128 pairs ran 1.5-2x faster than 64)
@@ -331,37 +337,93 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   const bool by_rows = fold || row_tiles;
   const int64_t tile_taps = by_rows ? p.R : taps, tile_S = by_rows ? 1 : p.S, tile_C = by_rows ? p.S * Cg : Cg;
   const int64_t tile_cb = row_tiles ? Cg / kRowChannels : fold ? (tile_C + MC - 1) / MC : ncb;
+  // x's offset of each output row (n, p), and of its row in the odd tail's x.
+  std::vector<int64_t> row_offset(rows), last_offset(odd ? rows : 0);
+  for (int64_t j = 0; j < rows; ++j) {
+    const int64_t n = j / p.P, pp = j % p.P;
+    row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * xpx;
+    if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
+  }
+  // One wgrad_tile: group g, output block kb, tap (r, s), channels c0 .. c0 + m (folded: s = 0 and
+  // c0 counts S Cg channels) over output rows r0 .. r0 + nrows, into tot (channel rows
+  // tot_row_step apart).
+  const auto sum_tile = [&](int64_t g, int64_t kb, int64_t r, int64_t s, int64_t c0, int m, int64_t r0,
+                            int64_t nrows, float* tot, int64_t tot_row_step) {
+    const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
+    const E* dy0 = dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB;
+    WgradTail<E> tail;
+    if (odd)
+      tail = {xlast.data() + (r * p.dil_h * last_W + s * p.dil_w) * p.C + g * Cg + c0, last_offset.data() + r0,
+              dylast.data() + (r0 * G + g) * Kpad + kb * KB};
+    wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data() + r0, nrows, Qe, M::kChannels * p.stride_w * xpx, dy0, dpx,
+                               tail, tot, tot_row_step, r0 == 0);
+  };
+
+  // Slabs: each thread owns whole slabs (group, output block, kSlabChannels input channels, every
+  // tap), sums a slab's tiles into a buffer of its own that stays in L1 / L2 across the chunks of
+  // rows, and transposes it into dw as soon as it is complete. Through `total`, each chunk
+  // re-reads and re-writes the totals and store_weight_grad reads them once more: from the L3
+  // where they outgrow the L2 (res5's 9.4 MB at N=1: 36% of the time in that last read). Slabs
+  // instead re-read x (a line or two per pixel) and dy for every slab. The fewer bytes moved wins,
+  // past 1 MB of totals (A/B, Xeon, 2 threads, slabs against totals: 512 @7 N=1 1.21-1.25x, 512
+  // @14 /2 N=1 1.21x, N=8 1.14x; 256 @28 /2 N=8, bytes alike, 0.97x; 256 @14 N=1 1.00x).
+  constexpr int64_t kSlabChannels = 4 * MC;
+  const int64_t nslab_c = (Cg + kSlabChannels - 1) / kSlabChannels, slabs = G * nkb * nslab_c;
+  const int64_t total_bytes = G * taps * Cg * Kpad * int64_t(sizeof(float));
+  const int64_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+  const int64_t slab_bytes =
+      slabs * (p.N * Hp * Wp * (kSlabChannels * int64_t(sizeof(E)) + 64) + rows * Qe * KB * int64_t(sizeof(E)));
+  // (dw as the op makes it, KCRS: a slab's rows are runs of cn taps elements. Slabs do not fold
+  // taps into channels: with 24+ channels the tiles are full without.)
+  const bool by_slabs = !row_tiles && weight_rows(a.dw.stride, Cg, p.R, p.S) == WeightRows::kKCRS &&
+                        total_bytes >= kWgradSlabMinBytes &&
+                        slab_bytes < 2 * (chunks + 1) * total_bytes && slabs >= 4 * parallel_threads();
+  if (by_slabs) {
+    T* dw = static_cast<T*>(a.dw.data);
+    const int64_t* ws = a.dw.stride;
+    parallel_for(0, slabs, 1, [&](int64_t b, int64_t e) {
+      ScratchOf<float> slab_total(taps * kSlabChannels * KB);  // [t][c][KB]
+      std::vector<const float*> src(taps * kSlabChannels);
+      for (int64_t slab = b; slab < e; ++slab) {
+        const int64_t sc = slab % nslab_c, kb = slab / nslab_c % nkb, g = slab / (nslab_c * nkb);
+        const int64_t c0 = sc * kSlabChannels, cn = std::min(kSlabChannels, Cg - c0), kn = std::min(KB, Kg - kb * KB);
+        for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
+          const int64_t nrows = std::min(rows, r0 + rows_per_chunk) - r0;
+          for (int64_t t = 0; t < taps; ++t)
+            for (int64_t c = 0; c < cn; c += MC)
+              sum_tile(g, kb, t / p.S, t % p.S, c0 + c, int(std::min<int64_t>(MC, cn - c)), r0, nrows,
+                       slab_total.data() + (t * kSlabChannels + c) * KB, KB);
+        }
+        // dw rows g Kg + kb KB + [0, kn), from column c0 taps: (c, t) at c taps + t.
+        for (int64_t j = 0; j < cn * taps; ++j)
+          src[j] = slab_total.data() + ((j % taps) * kSlabChannels + j / taps) * KB;
+        store_transposed_rows(src.data(), cn * taps, kn, dw + (g * Kg + kb * KB) * ws[0] + c0 * taps, ws[0]);
+      }
+    });
+    return;
+  }
+
+  // Running totals per (g, tap, c, Kpad); the first chunk of rows stores them (the pad lanes too).
+  Scratch total(G * taps * Cg * Kpad);
   const int64_t tiles = G * nkb * tile_taps * tile_cb;
   parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
-    std::vector<int64_t> row_offset(rows_per_chunk), last_offset(odd ? rows_per_chunk : 0);
     for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
       const int64_t nrows = std::min(rows, r0 + rows_per_chunk) - r0;
-      for (int64_t j = 0; j < nrows; ++j) {
-        const int64_t n = (r0 + j) / p.P, pp = (r0 + j) % p.P;
-        row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * xpx;
-        if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
-      }
       for (int64_t tile = b; tile < e; ++tile) {
         const int64_t cb = tile % tile_cb, t = (tile / tile_cb) % tile_taps;
         const int64_t kb = (tile / (tile_cb * tile_taps)) % nkb, g = tile / (tile_cb * tile_taps * nkb);
-        const int64_t r = t / tile_S, s = t % tile_S, c0 = cb * (row_tiles ? kRowChannels : MC);
-        const int m = int(std::min<int64_t>(MC, tile_C - c0));
+        const int64_t c0 = cb * (row_tiles ? kRowChannels : MC);
         float* tot = total.data() + ((g * tile_taps + t) * tile_C + c0) * Kpad + kb * KB;
-        const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
-        const E* dy0 = dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB;
         if constexpr (kRowTileShape) {
           if (row_tiles) {
-            wgrad_row_tile<kRowChannels>(x0, row_offset.data(), nrows, p.Q, xpx, dy0, dpx, tot, Kpad, Cg * Kpad,
+            const E* x0 = xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
+            wgrad_row_tile<kRowChannels>(x0, row_offset.data() + r0, nrows, p.Q, xpx,
+                                         dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB, dpx, tot, Kpad, Cg * Kpad,
                                          r0 == 0);
             continue;
           }
         }
-        WgradTail<E> tail;
-        if (odd)
-          tail = {xlast.data() + (r * p.dil_h * last_W + s * p.dil_w) * p.C + g * Cg + c0, last_offset.data(),
-                  dylast.data() + (r0 * G + g) * Kpad + kb * KB};
-        wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data(), nrows, Qe, M::kChannels * p.stride_w * xpx, dy0, dpx,
-                                   tail, tot, Kpad, r0 == 0);
+        sum_tile(g, kb, t / tile_S, t % tile_S, c0, int(std::min<int64_t>(MC, tile_C - c0)), r0, nrows, tot, Kpad);
       }
     }
   });
