@@ -1070,6 +1070,7 @@ def test_dgrad_reads_channels_last_grad_in_place(dtype, isa, c, k, h, r, stride,
     (1, 96, 176, 20, 18, 0),    # row blocks 80 + 96, column blocks 64 + 32 (a partial vector block)
     (1, 144, 128, 6, 6, 1),     # 9 tiles, wide: the filter streamed in chunks of 64 + 64 + 16 in channels
     (1, 256, 288, 18, 18, 1),   # 81 tiles < 288 out, V over 1 MiB: each thread's out blocks' U whole
+    (1, 512, 64, 14, 14, 1),    # 512 in: the weight gradient walks its tiles in chunks of 64 (49 here)
 ])
 @pytest.mark.parametrize("bias", [False, True])
 def test_winograd_3x3(isa, layout, weight_layout, grad_layout, n, c, k, h, w, padding, bias):

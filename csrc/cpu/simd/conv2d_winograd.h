@@ -427,10 +427,11 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
 // Work: M is cut into super-blocks of kWgradRows out channels k x kWgradCols in channels c (M's
 // share, 16 x 96 x 64 floats, stays in the L2) and the tiles into S fixed splits (more splits
 // where there are few super-blocks, so 2 threads have work); an item is (super-block, split). It
-// walks its tiles in chunks of kWgradChunk, transforms the chunk's V for its c and Dy for its k
-// (Dy transposed to [xi][k][tile] through 8x8 blocks: the register tile broadcasts Dy along the
-// tiles and loads V as vectors), and accumulates its M share with conv_tile. The splits' partial
-// sums are added in split order: the result does not depend on the thread count.
+// walks its tiles in chunks of kWgradChunk (twice that with 512+ c), transforms the chunk's V for
+// its c and Dy for its k (Dy transposed to [xi][k][tile] through 8x8 blocks: the register tile
+// broadcasts Dy along the tiles and loads V as vectors), and accumulates its M share with
+// conv_tile. The splits' partial sums are added in split order: the result does not depend on the
+// thread count.
 constexpr int64_t kWgradRows = 96, kWgradCols = 64, kWgradChunk = 32;
 
 // dY's transform, A = [1 0; 1 1; 1 -1; 0 -1]: Dy = A dY A^T from the 2x2 (y00 y01; y10 y11).
@@ -459,7 +460,13 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes;
-  constexpr int64_t KB = NV * L, TC = kWgradChunk;
+  constexpr int64_t KB = NV * L;
+  // With 512+ in channels, chunks of 64 tiles: half the trips of M's share through the register
+  // tiles (A/B, Xeon, 2 threads, against 32: 512 @28 N=1 1.13x, 512 @7 N=8 1.07x, 512 @14 N=2
+  // 1.04x, 1024 @7 N=4 1.05x; chunks of 128: 1.02-1.17x, less even). Fewer in channels measured level (0.99-1.00x
+  // at 64-256 @56-14), so they keep 32. Not measured on Zen, whose 1 MB L2 the chunk's V and Dy
+  // and M's share then fill.
+  const int64_t TC = C >= 512 ? 2 * kWgradChunk : kWgradChunk;
   static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
   const int64_t TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
   const int64_t nkr = (K + kWgradRows - 1) / kWgradRows, ncc = (C + kWgradCols - 1) / kWgradCols, Cp = ncc * kWgradCols;
