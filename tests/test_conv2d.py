@@ -877,6 +877,27 @@ def test_narrow_weight_grad_tiles(isa, dtype, layout, c, k, groups, h, r, stride
         check_against_torch(cfg, dtype)
 
 
+def check_weight_grad_on_one_and_two_threads(g, x, args, what, terms):
+    """conv2d_weight_grad(g, x, *args) gives the same bits on 1 thread and on 2, within
+    assert_calibrated of PyTorch's (non-oneDNN) result."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+        torch.set_num_threads(2)
+        two = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    finally:
+        torch.set_num_threads(threads)
+    wt = torch.zeros(*args[0], dtype=x.dtype)
+    with torch_without_onednn():
+        theirs = torch.ops.aten.convolution_backward(g, x, wt, None, *args[1:4], False, [0, 0], args[4],
+                                                     [False, True, False])[1]
+        ref64 = torch.ops.aten.convolution_backward(g.double(), x.double(), wt.double(), None, *args[1:4], False,
+                                                    [0, 0], args[4], [False, True, False])[1]
+    assert torch.equal(one, two)
+    assert_calibrated(two, theirs, ref64, what, terms)
+
+
 @pytest.mark.parametrize("dtype,isa,bf16_dot", [
     (torch.float32, "avx2", None), (torch.float32, "avx512", None), (torch.bfloat16, "avx2", None),
     (torch.bfloat16, "avx512", "off"), (torch.bfloat16, "avx512", "on")], ids=lambda v: str(v).replace("torch.", ""))
@@ -901,23 +922,9 @@ def test_weight_grad_slabs(dtype, isa, bf16_dot, layout, n, c, k, h, w, r, s, st
     q = (w + 2 * pad[1] - dilation * (s - 1) - 1) // stride + 1
     g = make_tensor((n, k, p, q), dtype, layout, gen)
     args = ([k, c // groups, r, s], [stride, stride], list(pad), [dilation, dilation], groups)
-    threads = torch.get_num_threads()
-    try:
-        with forced_isa(isa), (forced_bf16_dot(bf16_dot) if bf16_dot else contextlib.nullcontext()):
-            torch.set_num_threads(1)
-            one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-            torch.set_num_threads(2)
-            two = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-    finally:
-        torch.set_num_threads(threads)
-    wt = torch.zeros(*args[0], dtype=dtype)
-    with torch_without_onednn():
-        theirs = torch.ops.aten.convolution_backward(g, x, wt, None, *args[1:4], False, [0, 0], groups,
-                                                     [False, True, False])[1]
-        ref64 = torch.ops.aten.convolution_backward(g.double(), x.double(), wt.double(), None, *args[1:4], False,
-                                                    [0, 0], groups, [False, True, False])[1]
-    assert torch.equal(one, two)
-    assert_calibrated(two, theirs, ref64, f"slab wgrad {c}->{k} {r}x{s} @{h}x{w} s{stride} {layout}", n * p * q)
+    with forced_isa(isa), (forced_bf16_dot(bf16_dot) if bf16_dot else contextlib.nullcontext()):
+        check_weight_grad_on_one_and_two_threads(g, x, args, f"slab wgrad {c}->{k} {r}x{s} @{h}x{w} s{stride} {layout}",
+                                                 n * p * q)
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
@@ -944,23 +951,8 @@ def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     p = (h - 1) // stride + 1
     g = make_tensor((n, k, p, p), dtype, layout, gen)
     args = ([k, c, 1, 1], [stride, stride], [0, 0], [1, 1], 1)
-    threads = torch.get_num_threads()
-    try:
-        with forced_isa(isa):
-            torch.set_num_threads(1)
-            one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-            torch.set_num_threads(2)
-            two = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-    finally:
-        torch.set_num_threads(threads)
-    w = torch.zeros(k, c, 1, 1, dtype=dtype)
-    with torch_without_onednn():
-        theirs = torch.ops.aten.convolution_backward(g, x, w, None, *args[1:4], False, [0, 0], 1,
-                                                     [False, True, False])[1]
-        ref64 = torch.ops.aten.convolution_backward(g.double(), x.double(), w.double(), None, *args[1:4], False,
-                                                    [0, 0], 1, [False, True, False])[1]
-    assert torch.equal(one, two)
-    assert_calibrated(two, theirs, ref64, f"1x1 wgrad {c}->{k} @{h} s{stride} {layout}", n * p * p)
+    with forced_isa(isa):
+        check_weight_grad_on_one_and_two_threads(g, x, args, f"1x1 wgrad {c}->{k} @{h} s{stride} {layout}", n * p * p)
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
