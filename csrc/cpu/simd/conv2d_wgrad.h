@@ -366,7 +366,8 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // where they outgrow the L2 (res5's 9.4 MB at N=1: 36% of the time in that last read). Slabs
   // instead re-read x (a line or two per pixel) and dy for every slab. The fewer bytes moved wins,
   // past 1 MB of totals (A/B, Xeon, 2 threads, slabs against totals: 512 @7 N=1 1.21-1.25x, 512
-  // @14 /2 N=1 1.21x, N=8 1.14x; 256 @28 /2 N=8, bytes alike, 0.97x; 256 @14 N=1 1.00x).
+  // @14 /2 N=1 1.21-1.27x, N=8 1.08-1.14x, 256 @28 /2 N=1 1.16x; bfloat16 without AMX 1.22-1.45x;
+  // 256 @28 /2 N=8, bytes alike, 0.97-1.00x; 256 @14 N=1, in cache, 1.00x).
   constexpr int64_t kSlabChannels = 4 * MC;
   const int64_t nslab_c = (Cg + kSlabChannels - 1) / kSlabChannels, slabs = G * nkb * nslab_c;
   const int64_t total_bytes = G * taps * Cg * Kpad * int64_t(sizeof(float));

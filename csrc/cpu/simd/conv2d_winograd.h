@@ -226,13 +226,14 @@ constexpr int64_t kPlanePad = 16;
 // split them in halves: 49 tiles in blocks of 12, 12, 12, 12 and 1 left one thread with 40% more
 // work). Each item re-reads its out block's U (16 in KB floats, from the L3): more tiles per item,
 // less U traffic per multiply. With 512+ in channels that traffic decides, so blocks of in / 8
-// tiles (up to 16 MR) where the 16 items allow: a multiply-add per U element per tile, and U's
-// 2 MB (512 in) streamed at 24 tiles an item held the multiplies to half the FMA rate (V's planes
-// are used one at a time: one plane and U's slice stay within the L2). A/B, Xeon, 2 threads,
+// tiles (up to 16 MR) where the 16 items allow: each U element fetched serves one multiply-add per
+// tile of the block, and U's 2 MB (512 in) fetched for 24 tiles an item held the multiplies to
+// half the FMA rate (V's planes are used one at a time: one plane and U's slice stay within the
+// L2, whatever V's whole size). A/B, Xeon, 2 threads,
 // forward / input gradient: 512 @28 N=1 1.16-1.22x, 512 @7 N=8 1.21-1.26x, N=4 1.07-1.10x, 512
 // @14 N=2 1.20-1.23x, 1024 @7 N=4 1.62-1.88x, N=8 1.48-1.70x; N=2 0.97-1.00x. With 256 in (in / 8
 // = 32, under the 48 of the L2 bound) nothing changes; there larger blocks gained 1-3.5% (256 @14
-// N=8) and lost 2-4% with 64-128 in.
+// N=8) and lost 1-11% with 64-128 in.
 template <int MR>
 int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
   const int64_t fit = (int64_t(768) << 10) / (16 * in * int64_t(sizeof(float)));
@@ -463,9 +464,9 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   constexpr int64_t KB = NV * L;
   // With 512+ in channels, chunks of 64 tiles: half the trips of M's share through the register
   // tiles (A/B, Xeon, 2 threads, against 32: 512 @28 N=1 1.13x, 512 @7 N=8 1.07x, 512 @14 N=2
-  // 1.04x, 1024 @7 N=4 1.05x; chunks of 128: 1.02-1.17x, less even). Fewer in channels measured level (0.99-1.00x
-  // at 64-256 @56-14), so they keep 32. Not measured on Zen, whose 1 MB L2 the chunk's V and Dy
-  // and M's share then fill.
+  // 1.04x, 1024 @7 N=4 1.05x; chunks of 128: 1.02-1.17x, less even). With fewer in channels 64
+  // measured level (0.99-1.00x at 64-256 @56-14), so they keep 32. Not measured on Zen, whose 1 MB
+  // L2 the chunk's V and Dy and M's share then fill.
   const int64_t TC = C >= 512 ? 2 * kWgradChunk : kWgradChunk;
   static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
   const int64_t TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
