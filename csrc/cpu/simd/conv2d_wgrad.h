@@ -384,7 +384,10 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     const int64_t* ws = a.dw.stride;
     parallel_for(0, slabs, 1, [&](int64_t b, int64_t e) {
       ScratchOf<float> slab_total(taps * kSlabChannels * KB);  // [t][c][KB]
+      // Its rows in dw's order within a row: (c, t) at c taps + t.
       std::vector<const float*> src(taps * kSlabChannels);
+      for (int64_t j = 0; j < taps * kSlabChannels; ++j)
+        src[j] = slab_total.data() + ((j % taps) * kSlabChannels + j / taps) * KB;
       for (int64_t slab = b; slab < e; ++slab) {
         const int64_t sc = slab % nslab_c, kb = slab / nslab_c % nkb, g = slab / (nslab_c * nkb);
         const int64_t c0 = sc * kSlabChannels, cn = std::min(kSlabChannels, Cg - c0), kn = std::min(KB, Kg - kb * KB);
@@ -395,9 +398,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
               sum_tile(g, kb, t / p.S, t % p.S, c0 + c, int(std::min<int64_t>(MC, cn - c)), r0, nrows,
                        slab_total.data() + (t * kSlabChannels + c) * KB, KB);
         }
-        // dw rows g Kg + kb KB + [0, kn), from column c0 taps: (c, t) at c taps + t.
-        for (int64_t j = 0; j < cn * taps; ++j)
-          src[j] = slab_total.data() + ((j % taps) * kSlabChannels + j / taps) * KB;
+        // dw rows g Kg + kb KB + [0, kn), columns from c0 taps.
         store_transposed_rows(src.data(), cn * taps, kn, dw + (g * Kg + kb * KB) * ws[0] + c0 * taps, ws[0]);
       }
     });
