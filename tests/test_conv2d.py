@@ -1123,6 +1123,31 @@ def test_few_tile_forward_of_wide_channels_last_weights(weight_layout):
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_winograd_wide_tile_blocks(isa, layout):
+    """512 in channels: the forward's tile blocks grow to in / 8 tiles where there are items
+    enough (144 tiles x 256 out here: blocks of 36 on AVX-512, 48 on AVX2, against 24), and the
+    input gradient (256 in) keeps the L2-sized ones."""
+    gen = torch.Generator().manual_seed(512)
+    x = make_tensor((1, 512, 24, 24), torch.float32, layout, gen)
+    w = make_tensor((256, 512, 3, 3), torch.float32, "contiguous", gen) * 0.05
+    g = make_tensor((1, 256, 24, 24), torch.float32, layout, gen)
+    args = ([1, 1], [1, 1], [1, 1], 1)
+    with forced_isa(isa):
+        y = torch.ops.cnnkernels.conv2d(x, w, None, *args)
+        dx = torch.ops.cnnkernels.conv2d_input_grad(g, w, list(x.shape), *args, layout == "channels_last")
+    with torch_without_onednn():
+        theirs = F.conv2d(x, w, None, 1, 1)
+        ref64 = F.conv2d(x.double(), w.double(), None, 1, 1)
+        dx_theirs = torch.ops.aten.convolution_backward(g, x, w, None, *args[:3], False, [0, 0], 1,
+                                                        [True, False, False])[0]
+        dx64 = torch.ops.aten.convolution_backward(g.double(), x.double(), w.double(), None, *args[:3], False,
+                                                   [0, 0], 1, [True, False, False])[0]
+    assert_calibrated(y, theirs, ref64, "wide tile blocks fwd", 512 * 9)
+    assert_calibrated(dx, dx_theirs, dx64, "wide tile blocks dgrad", 256 * 9)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
 def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
     """inf - inf inside a Winograd transform gives NaN where summation gives +-inf: a non-finite
