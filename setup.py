@@ -4,7 +4,8 @@
     pip wheel --no-build-isolation -w dist .
 
 Environment: TORCH_CUDA_ARCH_LIST (default "8.0;9.0"), CNNKERNELS_CUDA=AUTO|ON|OFF (OFF forces a
-CPU-only build), CUDA_HOME (the toolkit; found by itself in the usual places), MAX_JOBS.
+CPU-only build), CNNKERNELS_CPU_SIMD=OFF (no AVX2/AVX-512 kernel tables: a quick build for GPU
+checks), CUDA_HOME (the toolkit; found by itself in the usual places), MAX_JOBS.
 """
 import hashlib
 import os
@@ -50,6 +51,7 @@ class CMakeBuild(build_ext):
             f"-DPython3_EXECUTABLE={sys.executable}",
             f"-DCNNKERNELS_VERSION={VERSION}",
             f"-DCNNKERNELS_CUDA={os.environ.get('CNNKERNELS_CUDA', 'AUTO')}",
+            f"-DCNNKERNELS_CPU_SIMD={os.environ.get('CNNKERNELS_CPU_SIMD', 'ON')}",
             "-DCMAKE_BUILD_TYPE=Release",
         ]
         if shutil.which("ninja") or _ninja_from_pip():

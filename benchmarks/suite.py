@@ -74,9 +74,10 @@ CALIBRATED_FACTOR = 2.0
 CPU_FP32_GFLOPS_PER_CORE = 117.0
 CPU_FLOP_SCALE = {torch.float32: 1.0, torch.float64: 0.5, torch.bfloat16: 2.0, torch.float16: 1.0}
 CPU_COPY_GBPS = 25.0
-# H100 80GB HBM3 (GEMM TFLOP/s, copy TB/s); no measured figure for float64.
-H100_TFLOPS = {torch.float32: 52.0, "tf32": 382.0, torch.bfloat16: 680.0, torch.float16: 651.0}
-H100_COPY_TBPS = 3.0
+# Hopper (H100 / H200: the same SMs and clocks) GEMM TFLOP/s from shared/PERFORMANCE.md; no
+# measured figure for float64. The copy rate is measured at the start of each GPU run (the H200's
+# HBM3e is ~1.4x the H100's), see _device_copy_rate.
+HOPPER_TFLOPS = {torch.float32: 52.0, "tf32": 382.0, torch.bfloat16: 680.0, torch.float16: 651.0}
 
 
 def parse_args(argv=None):
@@ -272,11 +273,26 @@ def _ceilings(args):
     if args.device == "cpu":
         cores = min(args.threads, os.cpu_count() or args.threads)
         return CPU_FP32_GFLOPS_PER_CORE * cores * CPU_FLOP_SCALE[dtype] * 1e9, CPU_COPY_GBPS * 1e9
-    if "H100" not in torch.cuda.get_device_name():
-        return None, None
     key = "tf32" if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else dtype
-    tflops = H100_TFLOPS.get(key)
-    return (tflops * 1e12 if tflops else None), H100_COPY_TBPS * 1e12
+    hopper = any(name in torch.cuda.get_device_name() for name in ("H100", "H200"))
+    tflops = HOPPER_TFLOPS.get(key) if hopper else None
+    return (tflops * 1e12 if tflops else None), _device_copy_rate()
+
+
+@functools.lru_cache(maxsize=None)
+def _device_copy_rate():
+    """Bytes read + written per second by a 1 GiB device-to-device copy, best of 10."""
+    src = torch.empty(2 ** 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    best = math.inf
+    for _ in range(12):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return 2 * src.numel() / best
 
 
 # ---- checking and timing ---------------------------------------------------------------------------
@@ -520,7 +536,8 @@ def _meta(args):
     except (OSError, subprocess.SubprocessError):
         meta["git"] = None
     flop_s, bw = _ceilings(args)
-    meta["ceilings"] = dict(flops_per_s=flop_s, bytes_per_s=bw, source="shared/PERFORMANCE.md")
+    meta["ceilings"] = dict(flops_per_s=flop_s, bytes_per_s=bw, source="shared/PERFORMANCE.md" +
+                            ("; copy rate measured in this run" if args.device == "cuda" else ""))
     return meta
 
 

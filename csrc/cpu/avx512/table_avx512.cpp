@@ -1,6 +1,6 @@
 // The avx512 kernel table (this folder is built with -mavx512f -mavx512bw -mavx512vl -mavx512dq; see ../simd/kernel_table.inc).
 #include "../kernels.h"
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(CNNKERNELS_NO_SIMD_TABLES)  // (CMake CNNKERNELS_CPU_SIMD=OFF)
 // GCC 12 flags the _mm512_undefined_* pass-through operands inside the widening and narrowing
 // intrinsics (vec.h's bfloat16 conversions) as maybe-uninitialized (GCC bug 105593): a false
 // positive, silenced here as in max_pool2d_avx512.cpp.
