@@ -1,5 +1,7 @@
 """CUDA kernels against PyTorch (cuDNN) on the GPU: every op, dtype and layout, gradcheck, opcheck,
 NaN/tie rules, streams, and a max-pool over more than 2^31 elements. Skipped without a GPU."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,7 +37,7 @@ def conv_all(fn, x, w, b, args, g):
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d_cuda_matches_torch(dtype, layout, case):
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case
-    gen = torch.Generator(device="cuda").manual_seed(0)
+    gen = torch.Generator().manual_seed(0)  # make_tensor draws on the CPU
     x = make_tensor((n, c, h, w), dtype, layout, gen, "cuda")
     wt = make_tensor((k, c // groups, r, s), dtype, layout, gen, "cuda")
     b = make_tensor((k,), dtype, "contiguous", gen, "cuda")
@@ -55,7 +57,7 @@ def test_conv2d_cuda_matches_torch(dtype, layout, case):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("args", [(3, 2, 1, 1, False), ((2, 3), (1, 2), (1, 1), (2, 1), True), (2, 2, 0, 1, False)])
 def test_max_pool2d_cuda_matches_torch(dtype, layout, args):
-    gen = torch.Generator(device="cuda").manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
     x = make_tensor((2, 5, 17, 16), dtype, layout, gen, "cuda")
     with torch.no_grad():
         x[..., ::5, ::3] = float("nan")
@@ -134,20 +136,23 @@ def test_max_pool2d_over_2_pow_31_elements():
 
 
 def test_convert_a_cuda_model_keeps_device_and_matches():
+    """A training step of a converted resnet18 on the GPU. Its conv1 weight gradient is ill-
+    conditioned (batch norm's backward cancels most of it: cuDNN's own float32 result is percent-
+    level off float64), so each gradient is held to 2x cuDNN's error against a float64 copy."""
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     ref = torchvision.models.resnet18(num_classes=10).cuda().to(memory_format=torch.channels_last)
+    ref64 = copy.deepcopy(ref).double()
     model = cnnkernels.convert(ref, copy=True)
     assert all(p.is_cuda for p in model.parameters())
     x = torch.randn(2, 3, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
     torch.backends.cudnn.allow_tf32 = False
     try:
-        y, y_ref = model(x), ref(x)
-        torch.testing.assert_close(y, y_ref, rtol=1e-3, atol=1e-3)
-        y.sum().backward()
-        y_ref.sum().backward()
-        for (n, p), p_ref in zip(model.named_parameters(), ref.parameters()):
-            err = (p.grad - p_ref.grad).abs().max() / p_ref.grad.abs().max().clamp_min(1e-6)
-            assert err <= 5e-3, n
+        outs = [m(x.to(dtype)) for m, dtype in ((model, torch.float32), (ref, torch.float32), (ref64, torch.float64))]
+        assert_calibrated(*outs, "output", terms=512 * 9)
+        for y in outs:
+            y.sum().backward()
+        for (name, p), p_ref, p64 in zip(model.named_parameters(), ref.parameters(), ref64.parameters()):
+            assert_calibrated(p.grad, p_ref.grad, p64.grad, name, terms=2 * 32 * 32)
     finally:
         torch.backends.cudnn.allow_tf32 = True
