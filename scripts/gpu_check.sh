@@ -9,6 +9,7 @@
 #                                                     # SIMD tables (device time is short)
 #   STEP_TIMEOUT=240 ...                              # seconds any one step may run (default 600)
 #   SANITIZERS="memcheck" BENCHES="pool" ...         # a subset of the sanitizer tools / benchmarks
+#   BENCH_FILTER=dw ...                               # only the layers whose name holds "dw"
 #   PACK=1 ...                                        # at exit, fold the logs into $OUT/logs.tgz
 #                                                     # (the device tool returns at most 8 files)
 #
@@ -60,12 +61,13 @@ for tool in ${SANITIZERS-memcheck racecheck initcheck}; do
 done
 
 quick=(); [ -n "${QUICK:-}" ] && quick=(--quick)
+layers=(--suite layers); [ -n "${BENCH_FILTER:-}" ] && layers+=(--filter "$BENCH_FILTER")
 for bench in ${BENCHES-layers-bf16 layers-f32 pool}; do
   case $bench in
     layers-bf16) step "bench bf16 nhwc N=32" bench-layers-bf16.log "$PY" -m benchmarks --device cuda --dtype bfloat16 \
-      --memory-format nhwc --batch 32 --suite layers --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-layers-bf16-n32.json" ;;
+      --memory-format nhwc --batch 32 "${layers[@]}" --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-layers-bf16-n32.json" ;;
     layers-f32) step "bench f32 both N=32" bench-layers-f32.log "$PY" -m benchmarks --device cuda --dtype float32 \
-      --batch 32 --suite layers --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-layers-f32-n32.json" ;;
+      --batch 32 "${layers[@]}" --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-layers-f32-n32.json" ;;
     pool) step "bench pool N=32" bench-pool.log "$PY" -m benchmarks --device cuda --suite pool --batch 32 \
       --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-pool-n32.json" ;;
     *) echo "unknown benchmark $bench" >&2 ;;

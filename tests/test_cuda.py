@@ -18,6 +18,9 @@ CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
     (2, 8, 16, 14, 13, 3, 3, 1, 1, 1, 1),
     (3, 6, 9, 11, 12, 3, 2, (2, 1), (1, 0), (1, 2), 3),
     (2, 16, 16, 10, 10, 3, 3, 2, 1, 1, 16),  # depthwise
+    (2, 24, 24, 12, 11, 3, 3, 1, 2, 2, 24),  # depthwise, dilated
+    (1, 6, 6, 9, 9, 5, 5, 1, 2, 1, 6),  # depthwise 5x5, channels in no whole 16-byte vector
+    (2, 32, 32, 40, 40, 3, 3, 1, 1, 1, 32),  # depthwise: its weight gradient sums 3 pixel slices
     (1, 3, 8, 23, 21, 7, 7, 2, 3, 1, 1),  # stem-like
     (2, 32, 8, 7, 7, 1, 1, 1, 0, 1, 1),  # pointwise
 ]
@@ -56,9 +59,10 @@ def test_conv2d_cuda_matches_torch(dtype, layout, case):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("args", [(3, 2, 1, 1, False), ((2, 3), (1, 2), (1, 1), (2, 1), True), (2, 2, 0, 1, False)])
-def test_max_pool2d_cuda_matches_torch(dtype, layout, args):
+@pytest.mark.parametrize("channels", [5, 16])  # 16: whole 16-byte vectors of channels_last channels
+def test_max_pool2d_cuda_matches_torch(dtype, layout, args, channels):
     gen = torch.Generator().manual_seed(1)
-    x = make_tensor((2, 5, 17, 16), dtype, layout, gen, "cuda")
+    x = make_tensor((2, channels, 17, 16), dtype, layout, gen, "cuda")
     with torch.no_grad():
         x[..., ::5, ::3] = float("nan")
         x[..., 1::4, ::2] = float("-inf")

@@ -20,6 +20,8 @@ inline const char* dtype_name(DType t) {
   return "?";
 }
 
+inline int dtype_size(DType t) { return t == DType::f64 ? 8 : t == DType::f32 ? 4 : 2; }
+
 // bfloat16 storage: the top 16 bits of an IEEE float. Rounding to nearest even, NaN kept quiet.
 struct bf16 {
   uint16_t bits;

@@ -1,5 +1,6 @@
-// Reference-grade conv2d kernels for every dtype, stride layout, group count and geometry: exact
-// (no TF32), deterministic, no atomics. The tensor-core kernels are tested against these.
+// The conv2d entry points, and the reference-grade kernels for every dtype, stride layout, group
+// count and geometry: exact (no TF32), deterministic, no atomics. Dense depthwise layers run the
+// kernels of conv2d_depthwise.cu; the rest run these:
 //
 //   conv2d_fprop_any__sm80_direct  one thread per y element: bias + sum over (c, r, s) of x w
 //   conv2d_dgrad_any__sm80_gather  one thread per dx element: gathers the dy taps that reach it
@@ -8,9 +9,11 @@
 //
 // Elementwise kernels walk their output in (n, c, h, w) order with w fastest: coalesced for NCHW,
 // correct (if slower) for any other strides.
+#include "conv2d_depthwise.cuh"
 #include "cuda_dtype.cuh"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
+#include "cuda_reduce.cuh"
 
 namespace cnnkernels {
 namespace cuda {
@@ -84,22 +87,6 @@ __global__ void conv2d_dgrad_any__sm80_gather(Conv2dDgradArgs a) {
   }
 }
 
-// Sum of v over the block in a fixed tree order, so the result is bit-reproducible. Every thread of
-// the block must call it; launched with exactly kReduceThreads threads.
-template <typename A>
-__device__ A block_sum(A v) {
-  __shared__ A smem[kReduceThreads];
-  smem[threadIdx.x] = v;
-  __syncthreads();
-  for (int half = kReduceThreads / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) smem[threadIdx.x] += smem[threadIdx.x + half];
-    __syncthreads();
-  }
-  const A total = smem[0];
-  __syncthreads();  // the next call overwrites smem
-  return total;
-}
-
 template <typename T, typename A>
 __global__ void __launch_bounds__(kReduceThreads) conv2d_wgrad_any__sm80_block(Conv2dWgradArgs a) {
   const Conv2dProblem& pb = a.p;
@@ -156,6 +143,7 @@ cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool /*allow_tf32*/, cudaS
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.K * p.P * p.Q;
   if (total == 0) return cudaSuccess;
+  if (const DepthwiseResult dw = depthwise_fprop(args, stream); dw.ran) return dw.err;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     conv2d_fprop_any__sm80_direct<T, typename AccOf<T>::type>
@@ -169,6 +157,7 @@ cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaS
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return cudaSuccess;
+  if (const DepthwiseResult dw = depthwise_dgrad(args, stream); dw.ran) return dw.err;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     conv2d_dgrad_any__sm80_gather<T, typename AccOf<T>::type>
@@ -177,12 +166,18 @@ cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaS
   });
 }
 
+size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
+  return bad_geometry(args.p) ? 0 : depthwise_wgrad_workspace_bytes(args);
+}
+
 // N == 0 still launches: every dw element is written, as zero.
-cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, cudaStream_t stream) {
+cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.K * (p.C / p.groups) * p.R * p.S;
   if (total == 0) return cudaSuccess;
+  if (const DepthwiseResult dw = depthwise_wgrad(args, workspace, workspace_bytes, stream); dw.ran) return dw.err;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     conv2d_wgrad_any__sm80_block<T, typename AccOf<T>::type>

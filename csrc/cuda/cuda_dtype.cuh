@@ -26,6 +26,20 @@ __device__ __forceinline__ void store(double* p, double v) { *p = v; }
 __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
+// The same on values already in registers (vector loads deliver T, not pointers).
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// VEC elements of T as one aligned access (16 bytes for VEC = 16 / sizeof(T)).
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) VecOf {
+  T v[VEC];
+};
+// Elements per 16-byte access.
+template <typename T> constexpr int kVec16 = 16 / int(sizeof(T));
+
 template <typename T> struct TypeTag { using type = T; };
 
 // Calls f(TypeTag<T>{}) for the storage type named by t; f returns a cudaError_t.

@@ -5,6 +5,8 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+
 #include "../common/conv_params.h"
 #include "../common/pool_params.h"
 
@@ -15,7 +17,11 @@ namespace cuda {
 // allow_tf32: the caller's torch.backends.cudnn.allow_tf32 (may be ignored by exact kernels).
 cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream);
 cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream);
-cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, cudaStream_t stream);
+// The weight gradient may need a device workspace of conv2d_wgrad_workspace_bytes(args) bytes
+// (bounded: partial sums, never an im2col); the caller allocates it on `stream`'s allocator.
+size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args);
+cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream);
 cudaError_t conv2d_bgrad(const Conv2dBgradArgs& args, cudaStream_t stream);
 
 cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream);

@@ -1,14 +1,25 @@
-// Reference-grade max_pool2d kernels for every dtype and stride layout, following PyTorch's CUDA
-// rules (first maximum wins, last NaN wins, implicit -inf padding). Deterministic, no atomics.
+// max_pool2d kernels for every dtype and stride layout, following PyTorch's CUDA rules (first
+// maximum wins, last NaN wins, implicit -inf padding). Deterministic, no atomics.
 //
-//   max_pool2d_fwd_any__sm80_direct  one thread per y element: scans its window in row-major order;
-//                                    records the winner as an int64 index or a uint8 tap number
-//   max_pool2d_bwd_any__sm80_gather  one thread per dx element: sums the dy of every window whose
-//                                    index (or tap, turned into its index) names it, in increasing
-//                                    (p, q) order
+//   max_pool2d_fwd_any__sm80_direct  reference, any strides: one thread per y element scans its
+//                                    window in row-major order; records the winner as an int64
+//                                    index or a uint8 tap number
+//   max_pool2d_bwd_any__sm80_gather  reference, any strides: one thread per dx element sums the dy
+//                                    of every window whose index (or tap, turned into its index)
+//                                    names it, in increasing (p, q) order
+//   max_pool2d_{fwd,bwd}_nchw__sm80_dense  dense NCHW: the same per element, with 32-bit index
+//                                    math where the tensors allow it and no stride arithmetic
+//   max_pool2d_{fwd,bwd}_nhwc__sm80_vec    dense channels_last: one thread per 16 bytes of
+//                                    channels (8 bf16 / 4 f32 / 2 f64), vector loads and stores
+//
+// The dense kernels run the reference's comparisons and sums in the same order: bit-identical.
 #include "cuda_dtype.cuh"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
+#include "cuda_layout.cuh"
+
+#include <cstdint>
+#include <initializer_list>
 
 namespace cnnkernels {
 namespace cuda {
@@ -86,6 +97,256 @@ __global__ void max_pool2d_bwd_any__sm80_gather(MaxPool2dBwdArgs a) {
   }
 }
 
+// ---- dense NCHW / NHWC ---------------------------------------------------------------------------
+// I: the index type, uint32_t where every tensor has at most 2^31 elements (then i plus the grid's
+// threads cannot wrap), else int64_t. Window geometry fits int: it is bounded by H and W.
+
+// Tap (i, j) of the first in-bounds element of a window at (h0, w0), as the reference records
+// it when no element beats -inf.
+__device__ __forceinline__ int first_tap_number(const Pool2dProblem& pb, int h0, int w0) {
+  const int i = (int(first_tap(h0, pb.dil_h)) - h0) / int(pb.dil_h);
+  const int j = (int(first_tap(w0, pb.dil_w)) - w0) / int(pb.dil_w);
+  return i * int(pb.kernel_w) + j;
+}
+
+// The tap number of window (p, q) that lands on pixel (h, w), or -1 when none does (outside the
+// window or between dilated taps). Taps map to distinct pixels, so comparing tap numbers is the
+// reference's index comparison.
+__device__ __forceinline__ int tap_landing_on(const Pool2dProblem& pb, int p, int q, int h, int w) {
+  const int dh = h - (p * int(pb.stride_h) - int(pb.pad_h)), dw = w - (q * int(pb.stride_w) - int(pb.pad_w));
+  if (dh < 0 || dw < 0 || dh % int(pb.dil_h) || dw % int(pb.dil_w)) return -1;
+  const int i = dh / int(pb.dil_h), j = dw / int(pb.dil_w);
+  if (i >= pb.kernel_h || j >= pb.kernel_w) return -1;
+  return i * int(pb.kernel_w) + j;
+}
+
+// The windows that can hold pixel (h, w): rows p_lo..p_hi, columns q_lo..q_hi (see the reference).
+struct WindowRange {
+  int p_lo, p_hi, q_lo, q_hi;
+};
+__device__ __forceinline__ WindowRange windows_over(const Pool2dProblem& pb, int h, int w) {
+  const int lo_h = h + int(pb.pad_h) - (int(pb.kernel_h) - 1) * int(pb.dil_h);
+  const int lo_w = w + int(pb.pad_w) - (int(pb.kernel_w) - 1) * int(pb.dil_w);
+  WindowRange r;
+  r.p_lo = lo_h <= 0 ? 0 : (lo_h + int(pb.stride_h) - 1) / int(pb.stride_h);
+  r.q_lo = lo_w <= 0 ? 0 : (lo_w + int(pb.stride_w) - 1) / int(pb.stride_w);
+  r.p_hi = min((h + int(pb.pad_h)) / int(pb.stride_h), int(pb.P) - 1);
+  r.q_hi = min((w + int(pb.pad_w)) / int(pb.stride_w), int(pb.Q) - 1);
+  return r;
+}
+
+template <typename T, typename A, typename I>
+__global__ void max_pool2d_fwd_nchw__sm80_dense(MaxPool2dFwdArgs a) {
+  const Pool2dProblem& pb = a.p;
+  const T* __restrict__ x = static_cast<const T*>(a.x.data);
+  T* __restrict__ y = static_cast<T*>(a.y.data);
+  const I P = I(pb.P), Q = I(pb.Q), HW = I(pb.H * pb.W);
+  const int H = int(pb.H), W = int(pb.W), KH = int(pb.kernel_h), KW = int(pb.kernel_w);
+  const I total = I(pb.N * pb.C) * P * Q;
+  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += I(gridDim.x) * blockDim.x) {
+    const I q = i % Q, pl = i / Q;
+    const I p = pl % P, plane = pl / P;
+    const T* xp = x + plane * HW;
+    const int h0 = int(p) * int(pb.stride_h) - int(pb.pad_h), w0 = int(q) * int(pb.stride_w) - int(pb.pad_w);
+    int best_tap = first_tap_number(pb, h0, w0);
+    A best = A(-INFINITY);
+    for (int kh = 0; kh < KH; ++kh) {
+      const int h = h0 + kh * int(pb.dil_h);
+      if (h < 0 || h >= H) continue;
+      for (int kw = 0; kw < KW; ++kw) {
+        const int w = w0 + kw * int(pb.dil_w);
+        if (w < 0 || w >= W) continue;
+        const A v = load(xp + (I(h) * I(W) + I(w)));
+        if (v > best || isnan(v)) {
+          best = v;
+          best_tap = kh * KW + kw;
+        }
+      }
+    }
+    store(y + i, best);
+    if (a.taps) a.taps[i] = uint8_t(best_tap);
+    if (a.indices) a.indices[i] = int64_t(h0 + best_tap / KW * int(pb.dil_h)) * W + w0 + best_tap % KW * int(pb.dil_w);
+  }
+}
+
+template <typename T, typename A, typename I>
+__global__ void max_pool2d_bwd_nchw__sm80_dense(MaxPool2dBwdArgs a) {
+  const Pool2dProblem& pb = a.p;
+  const T* __restrict__ dy = static_cast<const T*>(a.dy.data);
+  T* __restrict__ dx = static_cast<T*>(a.dx.data);
+  const I H = I(pb.H), W = I(pb.W), PQ = I(pb.P * pb.Q);
+  const int Q = int(pb.Q);
+  const I total = I(pb.N * pb.C) * H * W;
+  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += I(gridDim.x) * blockDim.x) {
+    const I w = i % W, hp = i / W;
+    const I h = hp % H, plane = hp / H;
+    const WindowRange r = windows_over(pb, int(h), int(w));
+    const I base = plane * PQ;
+    const int64_t self = int64_t(h) * int64_t(W) + int64_t(w);
+    A acc = A(0);
+    for (int p = r.p_lo; p <= r.p_hi; ++p)
+      for (int q = r.q_lo; q <= r.q_hi; ++q) {
+        const I at = base + I(p * Q + q);
+        const bool won = a.taps ? int(a.taps[at]) == tap_landing_on(pb, p, q, int(h), int(w)) : a.indices[at] == self;
+        if (won) acc += load(dy + at);
+      }
+    store(dx + i, acc);
+  }
+}
+
+// VEC channels per thread; C % VEC == 0 and 16-byte aligned tensors (VEC bytes for the taps).
+template <int VEC> struct alignas(VEC) TapsOf { uint8_t b[VEC]; };
+
+template <typename T, typename A, typename I, int VEC>
+__global__ void max_pool2d_fwd_nhwc__sm80_vec(MaxPool2dFwdArgs a) {
+  const Pool2dProblem& pb = a.p;
+  const T* __restrict__ x = static_cast<const T*>(a.x.data);
+  T* __restrict__ y = static_cast<T*>(a.y.data);
+  const I CV = I(pb.C / VEC), C = I(pb.C), P = I(pb.P), Q = I(pb.Q);
+  const int H = int(pb.H), W = int(pb.W), KH = int(pb.kernel_h), KW = int(pb.kernel_w);
+  const I total = I(pb.N) * P * Q * CV;
+  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += I(gridDim.x) * blockDim.x) {
+    const I cv = i % CV, pix = i / CV;
+    const I q = pix % Q, np = pix / Q;
+    const I p = np % P, n = np / P;
+    const T* xn = x + n * I(H) * I(W) * C + cv * VEC;
+    const int h0 = int(p) * int(pb.stride_h) - int(pb.pad_h), w0 = int(q) * int(pb.stride_w) - int(pb.pad_w);
+    const int first = first_tap_number(pb, h0, w0);
+    A best[VEC];
+    int best_tap[VEC];
+#pragma unroll
+    for (int l = 0; l < VEC; ++l) best[l] = A(-INFINITY), best_tap[l] = first;
+    for (int kh = 0; kh < KH; ++kh) {
+      const int h = h0 + kh * int(pb.dil_h);
+      if (h < 0 || h >= H) continue;
+      for (int kw = 0; kw < KW; ++kw) {
+        const int w = w0 + kw * int(pb.dil_w);
+        if (w < 0 || w >= W) continue;
+        const VecOf<T, VEC> v = *reinterpret_cast<const VecOf<T, VEC>*>(xn + (I(h) * I(W) + I(w)) * C);
+#pragma unroll
+        for (int l = 0; l < VEC; ++l) {
+          const A f = to_acc(v.v[l]);
+          if (f > best[l] || isnan(f)) best[l] = f, best_tap[l] = kh * KW + kw;
+        }
+      }
+    }
+    const I at = pix * C + cv * VEC;
+    VecOf<T, VEC> out;
+#pragma unroll
+    for (int l = 0; l < VEC; ++l) store(&out.v[l], best[l]);
+    *reinterpret_cast<VecOf<T, VEC>*>(y + at) = out;
+    if (a.taps) {
+      TapsOf<VEC> t;
+#pragma unroll
+      for (int l = 0; l < VEC; ++l) t.b[l] = uint8_t(best_tap[l]);
+      *reinterpret_cast<TapsOf<VEC>*>(a.taps + at) = t;
+    }
+    if (a.indices) {
+#pragma unroll
+      for (int l = 0; l < VEC; ++l)
+        a.indices[at + l] = int64_t(h0 + best_tap[l] / KW * int(pb.dil_h)) * W + w0 + best_tap[l] % KW * int(pb.dil_w);
+    }
+  }
+}
+
+template <typename T, typename A, typename I, int VEC>
+__global__ void max_pool2d_bwd_nhwc__sm80_vec(MaxPool2dBwdArgs a) {
+  const Pool2dProblem& pb = a.p;
+  const T* __restrict__ dy = static_cast<const T*>(a.dy.data);
+  T* __restrict__ dx = static_cast<T*>(a.dx.data);
+  const I CV = I(pb.C / VEC), C = I(pb.C), H = I(pb.H), W = I(pb.W);
+  const int Q = int(pb.Q);
+  const I total = I(pb.N) * H * W * CV;
+  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += I(gridDim.x) * blockDim.x) {
+    const I cv = i % CV, pix = i / CV;
+    const I w = pix % W, nh = pix / W;
+    const I h = nh % H, n = nh / H;
+    const WindowRange r = windows_over(pb, int(h), int(w));
+    const I base = n * I(pb.P) * I(Q) * C + cv * VEC;  // dy / winners of window (0, 0)
+    const int64_t self = int64_t(h) * int64_t(W) + int64_t(w);
+    A acc[VEC];
+#pragma unroll
+    for (int l = 0; l < VEC; ++l) acc[l] = A(0);
+    for (int p = r.p_lo; p <= r.p_hi; ++p)
+      for (int q = r.q_lo; q <= r.q_hi; ++q) {
+        const I at = base + I(p * Q + q) * C;
+        bool won[VEC];
+        if (a.taps) {
+          const int tap = tap_landing_on(pb, p, q, int(h), int(w));
+          if (tap < 0) continue;
+          const TapsOf<VEC> t = *reinterpret_cast<const TapsOf<VEC>*>(a.taps + at);
+#pragma unroll
+          for (int l = 0; l < VEC; ++l) won[l] = int(t.b[l]) == tap;
+        } else {
+#pragma unroll
+          for (int l = 0; l < VEC; ++l) won[l] = a.indices[at + l] == self;
+        }
+        const VecOf<T, VEC> g = *reinterpret_cast<const VecOf<T, VEC>*>(dy + at);
+#pragma unroll
+        for (int l = 0; l < VEC; ++l)
+          if (won[l]) acc[l] += to_acc(g.v[l]);
+      }
+    VecOf<T, VEC> out;
+#pragma unroll
+    for (int l = 0; l < VEC; ++l) store(&out.v[l], acc[l]);
+    *reinterpret_cast<VecOf<T, VEC>*>(dx + pix * C + cv * VEC) = out;
+  }
+}
+
+// The dense layout every tensor of a pooling call shares (activations N x C x H x W, outputs and
+// winners N x C x P x Q), or none.
+Dense dense_layout(const Pool2dProblem& p, const int64_t* in_st, const int64_t* out_st, const int64_t* win_st) {
+  for (Dense d : {Dense::nchw, Dense::nhwc})
+    if (strides_are(d, in_st, p.N, p.C, p.H, p.W) && strides_are(d, out_st, p.N, p.C, p.P, p.Q) &&
+        (!win_st || strides_are(d, win_st, p.N, p.C, p.P, p.Q)))
+      return d;
+  return Dense::none;
+}
+
+bool fits_uint32_index(const Pool2dProblem& p) {
+  return cuda::fits_uint32_index(p.N * p.C * p.H * p.W) && cuda::fits_uint32_index(p.N * p.C * p.P * p.Q);
+}
+
+// Whether 16-byte vectors of channels apply: C a multiple of VEC, vector-aligned base pointers
+// (every vector then starts at a multiple of VEC elements).
+template <typename T>
+bool vectors_fit(const Pool2dProblem& p, std::initializer_list<const void*> tensors, const void* taps) {
+  constexpr int VEC = kVec16<T>;
+  if (p.C % VEC) return false;
+  for (const void* t : tensors)
+    if (!aligned(t, 16)) return false;
+  return !taps || aligned(taps, VEC);
+}
+
+// Picks the kernel and the index type; `launch` gets the kernel pointer as a template lambda.
+template <typename T, typename A, typename I>
+cudaError_t launch_fwd(const MaxPool2dFwdArgs& args, Dense layout, int64_t total_nchw, cudaStream_t stream) {
+  if (layout == Dense::nhwc && vectors_fit<T>(args.p, {args.x.data, args.y.data}, args.taps)) {
+    constexpr int VEC = kVec16<T>;
+    max_pool2d_fwd_nhwc__sm80_vec<T, A, I, VEC>
+        <<<grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream>>>(args);
+  } else if (layout == Dense::nhwc) {
+    max_pool2d_fwd_nhwc__sm80_vec<T, A, I, 1><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+  } else {
+    max_pool2d_fwd_nchw__sm80_dense<T, A, I><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+  }
+  return cudaGetLastError();
+}
+
+template <typename T, typename A, typename I>
+cudaError_t launch_bwd(const MaxPool2dBwdArgs& args, Dense layout, int64_t total_nchw, cudaStream_t stream) {
+  if (layout == Dense::nhwc && vectors_fit<T>(args.p, {args.dy.data, args.dx.data}, args.taps)) {
+    constexpr int VEC = kVec16<T>;
+    max_pool2d_bwd_nhwc__sm80_vec<T, A, I, VEC>
+        <<<grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream>>>(args);
+  } else if (layout == Dense::nhwc) {
+    max_pool2d_bwd_nhwc__sm80_vec<T, A, I, 1><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+  } else {
+    max_pool2d_bwd_nchw__sm80_dense<T, A, I><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+  }
+  return cudaGetLastError();
+}
+
 bool bad_geometry(const Pool2dProblem& p) {
   return p.kernel_h <= 0 || p.kernel_w <= 0 || p.stride_h <= 0 || p.stride_w <= 0 ||
          p.dil_h <= 0 || p.dil_w <= 0 || p.pad_h < 0 || p.pad_w < 0;
@@ -98,10 +359,15 @@ cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream) {
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.C * p.P * p.Q;
   if (total == 0) return cudaSuccess;
+  const bool winners = args.indices || args.taps;
+  const Dense layout = dense_layout(p, args.x.stride, args.y.stride, winners ? args.index_stride : nullptr);
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    max_pool2d_fwd_any__sm80_direct<T, typename AccOf<T>::type>
-        <<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
+    using A = typename AccOf<T>::type;
+    if (layout != Dense::none)
+      return fits_uint32_index(p) ? launch_fwd<T, A, uint32_t>(args, layout, total, stream)
+                                  : launch_fwd<T, A, int64_t>(args, layout, total, stream);
+    max_pool2d_fwd_any__sm80_direct<T, A><<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
     return cudaGetLastError();
   });
 }
@@ -111,10 +377,14 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream) {
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return cudaSuccess;
+  const Dense layout = dense_layout(p, args.dx.stride, args.dy.stride, args.index_stride);
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    max_pool2d_bwd_any__sm80_gather<T, typename AccOf<T>::type>
-        <<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
+    using A = typename AccOf<T>::type;
+    if (layout != Dense::none)
+      return fits_uint32_index(p) ? launch_bwd<T, A, uint32_t>(args, layout, total, stream)
+                                  : launch_bwd<T, A, int64_t>(args, layout, total, stream);
+    max_pool2d_bwd_any__sm80_gather<T, A><<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
     return cudaGetLastError();
   });
 }

@@ -1,0 +1,30 @@
+// Host-side checks the CUDA entry points use to pick a dense fast path over the any-strides
+// reference kernels: which dense layout a set of strides describes, alignment, index width.
+#pragma once
+#include <cstdint>
+
+namespace cnnkernels {
+namespace cuda {
+
+enum class Dense { none, nchw, nhwc };
+
+// Whether strides (n, c, h, w) of an N x C x H x W tensor address it densely in `layout`; a size-1
+// dimension's stride is never used, so it may be anything.
+inline bool strides_are(Dense layout, const int64_t* st, int64_t N, int64_t C, int64_t H, int64_t W) {
+  if (layout == Dense::none) return false;
+  const int64_t sizes[4] = {N, C, H, W};
+  const int64_t want[2][4] = {{C * H * W, H * W, W, 1}, {H * W * C, 1, W * C, C}};
+  const int64_t* w = want[layout == Dense::nhwc];
+  for (int d = 0; d < 4; ++d)
+    if (sizes[d] > 1 && st[d] != w[d]) return false;
+  return true;
+}
+
+inline bool aligned(const void* ptr, int bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+// uint32_t index math is safe when no tensor has more than 2^31 elements: a grid-stride index
+// then stays below 2^31 + the grid's threads (< 2^29) < 2^32.
+inline bool fits_uint32_index(int64_t elements) { return elements <= (int64_t(1) << 31); }
+
+}  // namespace cuda
+}  // namespace cnnkernels
