@@ -146,9 +146,8 @@ cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool /*allow_tf32*/, cudaS
   if (const DepthwiseResult dw = depthwise_fprop(args, stream); dw.ran) return dw.err;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv2d_fprop_any__sm80_direct<T, typename AccOf<T>::type>
-        <<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
-    return cudaGetLastError();
+    CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_fprop_any__sm80_direct<T, typename AccOf<T>::type>)(args);
+    return last_launch_error();
   });
 }
 
@@ -160,9 +159,8 @@ cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaS
   if (const DepthwiseResult dw = depthwise_dgrad(args, stream); dw.ran) return dw.err;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv2d_dgrad_any__sm80_gather<T, typename AccOf<T>::type>
-        <<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
-    return cudaGetLastError();
+    CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_dgrad_any__sm80_gather<T, typename AccOf<T>::type>)(args);
+    return last_launch_error();
   });
 }
 
@@ -180,9 +178,8 @@ cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, void*
   if (const DepthwiseResult dw = depthwise_wgrad(args, workspace, workspace_bytes, stream); dw.ran) return dw.err;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv2d_wgrad_any__sm80_block<T, typename AccOf<T>::type>
-        <<<grid_for(total, 1), kReduceThreads, 0, stream>>>(args);
-    return cudaGetLastError();
+    CNNK_LAUNCH(grid_for(total, 1), kReduceThreads, 0, stream, conv2d_wgrad_any__sm80_block<T, typename AccOf<T>::type>)(args);
+    return last_launch_error();
   });
 }
 
@@ -192,9 +189,8 @@ cudaError_t conv2d_bgrad(const Conv2dBgradArgs& args, cudaStream_t stream) {
   if (p.K == 0) return cudaSuccess;
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv2d_bgrad_any__sm80_block<T, typename AccOf<T>::type>
-        <<<grid_for(p.K, 1), kReduceThreads, 0, stream>>>(args);
-    return cudaGetLastError();
+    CNNK_LAUNCH(grid_for(p.K, 1), kReduceThreads, 0, stream, conv2d_bgrad_any__sm80_block<T, typename AccOf<T>::type>)(args);
+    return last_launch_error();
   });
 }
 

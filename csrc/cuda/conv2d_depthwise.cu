@@ -359,18 +359,18 @@ DepthwiseResult depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
     const bool narrow = index_fits(p);
     if (layout == Dense::nhwc && vectors_fit(p, VEC, {a.x.data, a.y.data})) {
       const unsigned grid = grid_for(total / VEC, kThreads);
-      if (narrow) conv2d_fprop_dw_nhwc__sm80_vec<T, A, uint32_t, VEC><<<grid, kThreads, 0, stream>>>(a, t);
-      else conv2d_fprop_dw_nhwc__sm80_vec<T, A, int64_t, VEC><<<grid, kThreads, 0, stream>>>(a, t);
+      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, uint32_t, VEC>)(a, t);
+      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, int64_t, VEC>)(a, t);
     } else if (layout == Dense::nhwc) {
       const unsigned grid = grid_for(total, kThreads);
-      if (narrow) conv2d_fprop_dw_nhwc__sm80_vec<T, A, uint32_t, 1><<<grid, kThreads, 0, stream>>>(a, t);
-      else conv2d_fprop_dw_nhwc__sm80_vec<T, A, int64_t, 1><<<grid, kThreads, 0, stream>>>(a, t);
+      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, uint32_t, 1>)(a, t);
+      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, int64_t, 1>)(a, t);
     } else {
       const unsigned grid = grid_for(total, kThreads);
-      if (narrow) conv2d_fprop_dw_nchw__sm80_dense<T, A, uint32_t><<<grid, kThreads, 0, stream>>>(a, t);
-      else conv2d_fprop_dw_nchw__sm80_dense<T, A, int64_t><<<grid, kThreads, 0, stream>>>(a, t);
+      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nchw__sm80_dense<T, A, uint32_t>)(a, t);
+      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nchw__sm80_dense<T, A, int64_t>)(a, t);
     }
-    return cudaGetLastError();
+    return last_launch_error();
   });
   return {true, err};
 }
@@ -389,18 +389,18 @@ DepthwiseResult depthwise_dgrad(const Conv2dDgradArgs& a, cudaStream_t stream) {
     const bool narrow = index_fits(p);
     if (layout == Dense::nhwc && vectors_fit(p, VEC, {a.dx.data, a.dy.data})) {
       const unsigned grid = grid_for(total / VEC, kThreads);
-      if (narrow) conv2d_dgrad_dw_nhwc__sm80_vec<T, A, uint32_t, VEC><<<grid, kThreads, 0, stream>>>(a, t);
-      else conv2d_dgrad_dw_nhwc__sm80_vec<T, A, int64_t, VEC><<<grid, kThreads, 0, stream>>>(a, t);
+      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, uint32_t, VEC>)(a, t);
+      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, int64_t, VEC>)(a, t);
     } else if (layout == Dense::nhwc) {
       const unsigned grid = grid_for(total, kThreads);
-      if (narrow) conv2d_dgrad_dw_nhwc__sm80_vec<T, A, uint32_t, 1><<<grid, kThreads, 0, stream>>>(a, t);
-      else conv2d_dgrad_dw_nhwc__sm80_vec<T, A, int64_t, 1><<<grid, kThreads, 0, stream>>>(a, t);
+      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, uint32_t, 1>)(a, t);
+      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, int64_t, 1>)(a, t);
     } else {
       const unsigned grid = grid_for(total, kThreads);
-      if (narrow) conv2d_dgrad_dw_nchw__sm80_dense<T, A, uint32_t><<<grid, kThreads, 0, stream>>>(a, t);
-      else conv2d_dgrad_dw_nchw__sm80_dense<T, A, int64_t><<<grid, kThreads, 0, stream>>>(a, t);
+      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nchw__sm80_dense<T, A, uint32_t>)(a, t);
+      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nchw__sm80_dense<T, A, int64_t>)(a, t);
     }
-    return cudaGetLastError();
+    return last_launch_error();
   });
   return {true, err};
 }
@@ -424,14 +424,13 @@ DepthwiseResult depthwise_wgrad(const Conv2dWgradArgs& a, void* workspace, size_
     constexpr int VEC = kVec16<T>;
     A* partial = static_cast<A*>(workspace);
     if (plan.layout == Dense::nchw)
-      conv2d_wgrad_dw3x3_nchw__sm80_split<T, A><<<grid, kReduceThreads, 0, stream>>>(a, t, partial);
+      CNNK_LAUNCH(grid, kReduceThreads, 0, stream, conv2d_wgrad_dw3x3_nchw__sm80_split<T, A>)(a, t, partial);
     else if (plan.vec == VEC)
-      conv2d_wgrad_dw3x3_nhwc__sm80_split<T, A, VEC><<<grid, kReduceThreads, 0, stream>>>(a, t, partial);
+      CNNK_LAUNCH(grid, kReduceThreads, 0, stream, conv2d_wgrad_dw3x3_nhwc__sm80_split<T, A, VEC>)(a, t, partial);
     else
-      conv2d_wgrad_dw3x3_nhwc__sm80_split<T, A, 1><<<grid, kReduceThreads, 0, stream>>>(a, t, partial);
-    conv2d_wgrad_dw_finish__sm80<T, A>
-        <<<grid_for(p.C * kDwTaps, kThreads), kThreads, 0, stream>>>(a, partial, plan.slices);
-    return cudaGetLastError();
+      CNNK_LAUNCH(grid, kReduceThreads, 0, stream, conv2d_wgrad_dw3x3_nhwc__sm80_split<T, A, 1>)(a, t, partial);
+    CNNK_LAUNCH(grid_for(p.C * kDwTaps, kThreads), kThreads, 0, stream, conv2d_wgrad_dw_finish__sm80<T, A>)(a, partial, plan.slices);
+    return last_launch_error();
   });
   return {true, err};
 }

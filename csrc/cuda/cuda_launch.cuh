@@ -1,8 +1,19 @@
 // Launch geometry shared by the CUDA kernels: grid-stride loops over int64 work counts with a
 // bounded grid, so tensors of more than 2^31 elements need no special path.
 #pragma once
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <cstdint>
+
+// CNNK_LAUNCH(grid, block, shared_bytes, stream, kernel)(args...) launches kernel<<<...>>>(args...).
+// Built for the CPU (tests/cuda_emu, CNNKERNELS_CUDA_HOST_EMULATION), the same line runs the
+// kernel's blocks and threads there, so the CUDA kernels' logic is tested on machines without a GPU.
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+#define CNNK_LAUNCH(grid, block, shared_bytes, stream, ...) ::cnnk_emu::launch(grid, block, __VA_ARGS__)
+#else
+#define CNNK_LAUNCH(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
+#endif
 
 namespace cnnkernels {
 namespace cuda {
@@ -20,6 +31,15 @@ __device__ __forceinline__ int64_t global_thread() {
   return int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 __device__ __forceinline__ int64_t grid_threads() { return int64_t(gridDim.x) * blockDim.x; }
+
+// The error of the launches just made (none, when emulated on the CPU).
+inline cudaError_t last_launch_error() {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  return cudaSuccess;
+#else
+  return cudaGetLastError();
+#endif
+}
 
 }  // namespace cuda
 }  // namespace cnnkernels

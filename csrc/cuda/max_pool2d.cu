@@ -323,28 +323,26 @@ template <typename T, typename A, typename I>
 cudaError_t launch_fwd(const MaxPool2dFwdArgs& args, Dense layout, int64_t total_nchw, cudaStream_t stream) {
   if (layout == Dense::nhwc && vectors_fit<T>(args.p, {args.x.data, args.y.data}, args.taps)) {
     constexpr int VEC = kVec16<T>;
-    max_pool2d_fwd_nhwc__sm80_vec<T, A, I, VEC>
-        <<<grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream>>>(args);
+    CNNK_LAUNCH(grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream, max_pool2d_fwd_nhwc__sm80_vec<T, A, I, VEC>)(args);
   } else if (layout == Dense::nhwc) {
-    max_pool2d_fwd_nhwc__sm80_vec<T, A, I, 1><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_fwd_nhwc__sm80_vec<T, A, I, 1>)(args);
   } else {
-    max_pool2d_fwd_nchw__sm80_dense<T, A, I><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_fwd_nchw__sm80_dense<T, A, I>)(args);
   }
-  return cudaGetLastError();
+  return last_launch_error();
 }
 
 template <typename T, typename A, typename I>
 cudaError_t launch_bwd(const MaxPool2dBwdArgs& args, Dense layout, int64_t total_nchw, cudaStream_t stream) {
   if (layout == Dense::nhwc && vectors_fit<T>(args.p, {args.dy.data, args.dx.data}, args.taps)) {
     constexpr int VEC = kVec16<T>;
-    max_pool2d_bwd_nhwc__sm80_vec<T, A, I, VEC>
-        <<<grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream>>>(args);
+    CNNK_LAUNCH(grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream, max_pool2d_bwd_nhwc__sm80_vec<T, A, I, VEC>)(args);
   } else if (layout == Dense::nhwc) {
-    max_pool2d_bwd_nhwc__sm80_vec<T, A, I, 1><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_bwd_nhwc__sm80_vec<T, A, I, 1>)(args);
   } else {
-    max_pool2d_bwd_nchw__sm80_dense<T, A, I><<<grid_for(total_nchw, kThreads), kThreads, 0, stream>>>(args);
+    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_bwd_nchw__sm80_dense<T, A, I>)(args);
   }
-  return cudaGetLastError();
+  return last_launch_error();
 }
 
 bool bad_geometry(const Pool2dProblem& p) {
@@ -367,8 +365,8 @@ cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream) {
     if (layout != Dense::none)
       return fits_uint32_index(p) ? launch_fwd<T, A, uint32_t>(args, layout, total, stream)
                                   : launch_fwd<T, A, int64_t>(args, layout, total, stream);
-    max_pool2d_fwd_any__sm80_direct<T, A><<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
-    return cudaGetLastError();
+    CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_any__sm80_direct<T, A>)(args);
+    return last_launch_error();
   });
 }
 
@@ -384,8 +382,8 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream) {
     if (layout != Dense::none)
       return fits_uint32_index(p) ? launch_bwd<T, A, uint32_t>(args, layout, total, stream)
                                   : launch_bwd<T, A, int64_t>(args, layout, total, stream);
-    max_pool2d_bwd_any__sm80_gather<T, A><<<grid_for(total, kThreads), kThreads, 0, stream>>>(args);
-    return cudaGetLastError();
+    CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_any__sm80_gather<T, A>)(args);
+    return last_launch_error();
   });
 }
 

@@ -1,0 +1,115 @@
+// Runs csrc/cuda's kernels on the CPU, so that their index math, layouts, tap rules and fixed-order
+// reductions are tested on machines without a GPU (tests/test_cuda_emulated.py). A kernel file is
+// compiled as C++ after this header: CNNK_LAUNCH (cuda_launch.cuh) then runs the grid one block at
+// a time, each block's threads as fibers (ucontext) that switch at __syncthreads(), so shared
+// memory (a static per kernel, one block at a time) and barriers behave as on the GPU.
+//
+// What this cannot show: anything the hardware adds (the memory model across blocks, misaligned
+// vector accesses faulting, launch limits, speed). Those need scripts/gpu_check.sh on a GPU.
+#pragma once
+
+#define CNNKERNELS_CUDA_HOST_EMULATION 1
+#define __shared__ static  // one block runs at a time: a static is that block's shared memory
+#define __launch_bounds__(...)
+
+#include <cuda_runtime_api.h>  // dim3, uint3, cudaError_t, cudaStream_t (no runtime calls)
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <tuple>
+#include <vector>
+
+using std::isnan;
+using std::max;
+using std::min;
+
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+namespace cnnk_emu {
+
+constexpr size_t kFiberStack = 256 * 1024;
+
+struct Block {
+  std::vector<ucontext_t> fibers;
+  std::vector<std::vector<char>> stacks;
+  std::vector<char> done;
+  ucontext_t scheduler;
+  unsigned current = 0;
+  std::function<void()> body;  // one thread's run of the kernel
+};
+inline Block& block() {
+  static Block b;
+  return b;
+}
+
+inline void fiber_main() {
+  Block& b = block();
+  b.body();
+  b.done[b.current] = 1;  // returning resumes the scheduler (uc_link)
+}
+
+// __syncthreads(): back to the scheduler, which runs every other thread of the block up to its
+// own barrier (or its end) before resuming this one.
+inline void sync_threads() {
+  Block& b = block();
+  swapcontext(&b.fibers[b.current], &b.scheduler);
+}
+
+inline void run_block(unsigned threads) {
+  Block& b = block();
+  if (b.fibers.size() < threads) {
+    b.fibers.resize(threads);
+    b.stacks.resize(threads);
+    for (auto& s : b.stacks) s.resize(kFiberStack);
+  }
+  b.done.assign(threads, 0);
+  for (unsigned t = 0; t < threads; ++t) {
+    getcontext(&b.fibers[t]);
+    b.fibers[t].uc_stack.ss_sp = b.stacks[t].data();
+    b.fibers[t].uc_stack.ss_size = kFiberStack;
+    b.fibers[t].uc_link = &b.scheduler;
+    makecontext(&b.fibers[t], fiber_main, 0);
+  }
+  for (bool running = true; running;) {  // one pass per barrier phase
+    running = false;
+    for (unsigned t = 0; t < threads; ++t) {
+      if (b.done[t]) continue;
+      b.current = t;
+      threadIdx = {t, 0, 0};
+      swapcontext(&b.scheduler, &b.fibers[t]);
+      running = true;
+    }
+  }
+}
+
+template <class... Params>
+struct Launch {
+  dim3 grid, threads;
+  void (*kernel)(Params...);
+  template <class... Args>
+  void operator()(Args&&... args) const {
+    gridDim = grid;
+    blockDim = threads;
+    const auto params = std::make_tuple(Params(args)...);
+    block().body = [&] { std::apply(kernel, params); };
+    for (unsigned z = 0; z < grid.z; ++z)
+      for (unsigned y = 0; y < grid.y; ++y)
+        for (unsigned x = 0; x < grid.x; ++x) {
+          blockIdx = {x, y, z};
+          run_block(threads.x * threads.y * threads.z);
+        }
+  }
+};
+
+template <class... Params>
+Launch<Params...> launch(dim3 grid, dim3 threads, void (*kernel)(Params...)) {
+  return {grid, threads, kernel};
+}
+
+}  // namespace cnnk_emu
+
+#define __syncthreads() ::cnnk_emu::sync_threads()

@@ -1,0 +1,161 @@
+"""csrc/cuda's kernels run on the CPU (tests/cuda_emu/emulation.h: blocks in turn, each block's
+threads as fibers meeting at __syncthreads), against PyTorch on the CPU: every dtype, NCHW,
+channels_last and strided layouts, so the dense fast paths and the any-strides reference kernels
+are both checked, with poisoned outputs. This tests the kernels' logic (index math, tap rules,
+fixed-order sums) wherever the CUDA toolkit's headers are, GPU or not; what only the hardware
+shows (alignment faults, the memory model, speed) is tests/test_cuda.py's, on a GPU."""
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import assert_calibrated, make_tensor
+
+HERE = Path(__file__).resolve().parent / "cuda_emu"
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+LAYOUTS = ["contiguous", "channels_last", "strided"]
+
+
+def _cuda_include():
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    for root in (CUDA_HOME, os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if root and (Path(root) / "include" / "cuda_runtime_api.h").exists():
+            return str(Path(root) / "include")
+    return None
+
+
+@pytest.fixture(scope="module")
+def emu():
+    include = _cuda_include()
+    if include is None:
+        pytest.skip("no CUDA toolkit headers (cuda_runtime_api.h) to build the emulated kernels with")
+    from torch.utils.cpp_extension import load
+
+    sources = [HERE / "bindings.cpp"] + sorted(HERE.glob("emu_*.cpp"))
+    # load() rebuilds when its sources or flags change, and the kernels come in through #include:
+    # a digest of every file they are made of goes into the flags.
+    digest = hashlib.sha1()
+    for f in sorted([*HERE.glob("*"), *(HERE.parent.parent / "csrc").glob("**/*")]):
+        if f.is_file():
+            digest.update(f.read_bytes())
+    return load(name="cnnkernels_cuda_emu", sources=[str(s) for s in sources], extra_include_paths=[include],
+                extra_cflags=["-O2", "-std=c++20", f"-DCNNKERNELS_EMU_SOURCES={digest.hexdigest()[:16]}"],
+                verbose=False)
+
+
+def empty_like_layout(shape, dtype, layout, poison):
+    """An output of `shape` in `layout`, every element `poison`: an element a kernel leaves
+    unwritten shows."""
+    if layout == "strided":
+        return torch.full((*shape[:-1], 2 * shape[-1]), poison, dtype=dtype)[..., ::2]
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    return torch.full(shape, poison, dtype=dtype).contiguous(memory_format=fmt)
+
+
+# ---- max_pool2d -------------------------------------------------------------------------------
+
+POOL_ARGS = [  # kernel, stride, padding, dilation, ceil_mode
+    ((3, 3), (2, 2), (1, 1), (1, 1), False),
+    ((2, 3), (1, 2), (1, 1), (2, 1), True),
+    ((2, 2), (2, 2), (0, 0), (1, 1), False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("args", POOL_ARGS)
+@pytest.mark.parametrize("channels", [5, 16])  # 16: whole 16-byte vectors of channels_last channels
+def test_max_pool2d_emulated(emu, dtype, layout, args, channels):
+    kernel, stride, padding, dilation, ceil_mode = args
+    gen = torch.Generator().manual_seed(3)
+    x = make_tensor((2, channels, 17, 16), dtype, layout, gen)
+    x[..., ::5, ::3] = float("nan")
+    x[..., 1::4, ::2] = float("-inf")
+    x[:, :2] = x[:, :2].round()  # ties
+    y_ref, i_ref = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+    shape = tuple(y_ref.shape)
+    a = (list(kernel), list(stride), list(padding), list(dilation))
+
+    # Forward without winners, with int64 indices, with uint8 taps: the same values.
+    y_plain = empty_like_layout(shape, dtype, layout, 1e4)
+    emu.max_pool2d_fwd(x, y_plain, None, *a)
+    y, idx = empty_like_layout(shape, dtype, layout, 1e4), empty_like_layout(shape, torch.int64, layout, -7)
+    emu.max_pool2d_fwd(x, y, idx, *a)
+    y_t, taps = empty_like_layout(shape, dtype, layout, 1e4), empty_like_layout(shape, torch.uint8, layout, 255)
+    emu.max_pool2d_fwd(x, y_t, taps, *a)
+    for got in (y_plain, y, y_t):
+        torch.testing.assert_close(got, y_ref, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(idx, i_ref)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a
+    p = torch.arange(shape[2]).view(1, 1, -1, 1)
+    q = torch.arange(shape[3]).view(1, 1, 1, -1)
+    t = taps.long()
+    assert torch.equal((p * sh - ph + t // kw * dh) * x.shape[3] + (q * sw - pw + t % kw * dw), i_ref)
+
+    # Backward from indices and from taps: the float64 scatter-sum (the kernels sum the up to
+    # kernel-size windows' dy in the accumulator type, so a last-place difference).
+    g = make_tensor(shape, dtype, layout, gen)
+    expect = torch.zeros(x.shape[0], x.shape[1], x.shape[2] * x.shape[3], dtype=torch.float64)
+    expect.scatter_add_(2, i_ref.flatten(2), g.double().flatten(2))
+    expect = expect.view(x.shape).to(dtype)
+    for winners in (idx, taps):
+        dx = empty_like_layout(tuple(x.shape), dtype, layout, 1e4)
+        emu.max_pool2d_bwd(g, winners, dx, *a)
+        eps = torch.finfo(dtype).eps
+        torch.testing.assert_close(dx, expect, rtol=2 * eps, atol=2 * eps * g.abs().max().item())
+
+
+# ---- conv2d -----------------------------------------------------------------------------------
+
+CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
+    (2, 8, 16, 9, 8, 3, 3, 1, 1, 1, 1),  # dense: the reference kernels
+    (2, 6, 9, 11, 12, 3, 2, (2, 1), (1, 0), (1, 2), 3),  # grouped
+    (2, 16, 16, 10, 10, 3, 3, 2, 1, 1, 16),  # depthwise
+    (2, 24, 24, 12, 11, 3, 3, 1, 2, 2, 24),  # depthwise, dilated
+    (1, 6, 6, 9, 9, 5, 5, 1, 2, 1, 6),  # depthwise 5x5, channels in no whole 16-byte vector
+    (2, 32, 32, 40, 40, 3, 3, 1, 1, 1, 32),  # depthwise: its weight gradient sums 3 pixel slices
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_emulated(emu, dtype, layout, case):
+    n, c, k, h, w, r, s, stride, padding, dilation, groups = case
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
+    st, pd, dl = pair(stride), pair(padding), pair(dilation)
+    gen = torch.Generator().manual_seed(4)
+    x = make_tensor((n, c, h, w), dtype, layout, gen)
+    wt = make_tensor((k, c // groups, r, s), dtype, layout, gen)
+    b = make_tensor((k,), dtype, "contiguous", gen)
+    args = (st, pd, dl, groups)
+    y_shape = tuple(F.conv2d(x.double(), wt.double(), None, *args).shape)
+    g = make_tensor(y_shape, dtype, layout, gen)
+
+    def torch_all(x, wt, b, g):
+        return (F.conv2d(x, wt, b, *args), torch.nn.grad.conv2d_input(x.shape, wt, g, *args),
+                torch.nn.grad.conv2d_weight(x, wt.shape, g, *args), g.sum((0, 2, 3)))
+
+    theirs = torch_all(x, wt, b, g)
+    ref = torch_all(x.double(), wt.double(), b.double(), g.double())
+
+    y = empty_like_layout(y_shape, dtype, layout, float("nan"))
+    emu.conv2d_fprop(x, wt, b, y, *args)
+    dx = empty_like_layout(tuple(x.shape), dtype, layout, float("nan"))
+    emu.conv2d_dgrad(g, wt, dx, *args)
+    dw = empty_like_layout(tuple(wt.shape), dtype, layout, float("nan"))
+    workspace = emu.conv2d_wgrad(g, x, dw, *args)
+    db = torch.full((k,), float("nan"), dtype=dtype)
+    emu.conv2d_bgrad(g, db)
+    depthwise_3x3 = groups == c == k and r == s == 3 and layout != "strided"
+    assert (workspace > 0) == depthwise_3x3, "the depthwise 3x3 weight gradient and only it takes a workspace"
+
+    n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
+    terms = (c // groups * r * s, k // groups * r * s, n_pixels, n_pixels)
+    for name, o, t, r64, n_terms in zip(("output", "grad_input", "grad_weight", "grad_bias"), (y, dx, dw, db),
+                                        theirs, ref, terms):
+        assert_calibrated(o, t, r64, f"{name} {case} {dtype} {layout}", n_terms)
