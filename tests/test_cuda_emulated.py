@@ -4,6 +4,7 @@ channels_last and strided layouts, so the dense fast paths and the any-strides r
 are both checked, with poisoned outputs. This tests the kernels' logic (index math, tap rules,
 fixed-order sums) wherever the CUDA toolkit's headers are, GPU or not; what only the hardware
 shows (alignment faults, the memory model, speed) is tests/test_cuda.py's, on a GPU."""
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -43,8 +44,19 @@ def emu():
         if f.is_file():
             digest.update(f.read_bytes())
     return load(name="cnnkernels_cuda_emu", sources=[str(s) for s in sources], extra_include_paths=[include],
-                extra_cflags=["-O2", "-std=c++20", f"-DCNNKERNELS_EMU_SOURCES={digest.hexdigest()[:16]}"],
+                extra_cflags=["-O2", "-std=c++20", "-U_FORTIFY_SOURCE", f"-DCNNKERNELS_EMU_SOURCES={digest.hexdigest()[:16]}"],
                 verbose=False)
+
+
+@contextlib.contextmanager
+def kernel_choice(emu, kernels):
+    """The entry points' own choice of kernels ("fast"), or the any-strides reference kernels for
+    everything ("reference")."""
+    emu.set_reference_kernels_only(kernels == "reference")
+    try:
+        yield
+    finally:
+        emu.set_reference_kernels_only(False)
 
 
 def empty_like_layout(shape, dtype, layout, poison):
@@ -69,7 +81,13 @@ POOL_ARGS = [  # kernel, stride, padding, dilation, ceil_mode
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("args", POOL_ARGS)
 @pytest.mark.parametrize("channels", [5, 16])  # 16: whole 16-byte vectors of channels_last channels
-def test_max_pool2d_emulated(emu, dtype, layout, args, channels):
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_max_pool2d_emulated(emu, kernels, dtype, layout, args, channels):
+    with kernel_choice(emu, kernels):
+        check_max_pool2d(emu, dtype, layout, args, channels)
+
+
+def check_max_pool2d(emu, dtype, layout, args, channels):
     kernel, stride, padding, dilation, ceil_mode = args
     gen = torch.Generator().manual_seed(3)
     x = make_tensor((2, channels, 17, 16), dtype, layout, gen)
@@ -111,8 +129,12 @@ def test_max_pool2d_emulated(emu, dtype, layout, args, channels):
 
 # ---- conv2d -----------------------------------------------------------------------------------
 
+# GEMM tiles both ways (fprop 5 x 2 of 64 x 64), the weight gradient in 2 slices.
+BIG_GEMM = (2, 64, 80, 12, 12, 3, 3, 1, 1, 1, 1)
 CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
-    (2, 8, 16, 9, 8, 3, 3, 1, 1, 1, 1),  # dense: the reference kernels
+    (2, 8, 16, 9, 8, 3, 3, 1, 1, 1, 1),  # dense: the implicit GEMM
+    BIG_GEMM,
+    (2, 12, 8, 13, 11, 1, 1, 2, 0, 1, 1),  # 1x1 stride 2
     (2, 6, 9, 11, 12, 3, 2, (2, 1), (1, 0), (1, 2), 3),  # grouped
     (2, 16, 16, 10, 10, 3, 3, 2, 1, 1, 16),  # depthwise
     (2, 24, 24, 12, 11, 3, 3, 1, 2, 2, 24),  # depthwise, dilated
@@ -121,10 +143,20 @@ CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
 ]
 
 
+# The reference kernels on every case but the largest (its weight gradient is 46080 blocks of 256
+# emulated threads: seconds per run).
+CONV_RUNS = [("fast", case) for case in CONV_CASES] + [("reference", case) for case in CONV_CASES if case != BIG_GEMM]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_emulated(emu, dtype, layout, case):
+@pytest.mark.parametrize("kernels,case", CONV_RUNS)
+def test_conv2d_emulated(emu, kernels, dtype, layout, case):
+    with kernel_choice(emu, kernels):
+        check_conv2d(emu, kernels, dtype, layout, case)
+
+
+def check_conv2d(emu, kernels, dtype, layout, case):
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case
     pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
     st, pd, dl = pair(stride), pair(padding), pair(dilation)
@@ -151,8 +183,10 @@ def test_conv2d_emulated(emu, dtype, layout, case):
     workspace = emu.conv2d_wgrad(g, x, dw, *args)
     db = torch.full((k,), float("nan"), dtype=dtype)
     emu.conv2d_bgrad(g, db)
-    depthwise_3x3 = groups == c == k and r == s == 3 and layout != "strided"
-    assert (workspace > 0) == depthwise_3x3, "the depthwise 3x3 weight gradient and only it takes a workspace"
+    if kernels == "reference":
+        assert workspace == 0
+    elif groups == c == k and r == s == 3 and layout != "strided":
+        assert workspace > 0, "the depthwise 3x3 weight gradient sums pixel slices in a workspace"
 
     n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
     terms = (c // groups * r * s, k // groups * r * s, n_pixels, n_pixels)

@@ -1,6 +1,7 @@
-// The conv2d entry points, and the reference-grade kernels for every dtype, stride layout, group
-// count and geometry: exact (no TF32), deterministic, no atomics. Dense depthwise layers run the
-// kernels of conv2d_depthwise.cu; the rest run these:
+// The conv2d entry points, and the reference kernels for every dtype, stride layout, group count
+// and geometry: exact (no TF32), deterministic, no atomics. Dense depthwise layers run the kernels
+// of conv2d_depthwise.cu, the rest the implicit GEMM of conv2d_gemm.cu; these run everything only
+// under set_reference_kernels_only (and the bias gradient always):
 //
 //   conv2d_fprop_any__sm80_direct  one thread per y element: bias + sum over (c, r, s) of x w
 //   conv2d_dgrad_any__sm80_gather  one thread per dx element: gathers the dy taps that reach it
@@ -10,6 +11,7 @@
 // Elementwise kernels walk their output in (n, c, h, w) order with w fastest: coalesced for NCHW,
 // correct (if slower) for any other strides.
 #include "conv2d_depthwise.cuh"
+#include "conv2d_gemm.cuh"
 #include "cuda_dtype.cuh"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
@@ -143,7 +145,10 @@ cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool /*allow_tf32*/, cudaS
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.K * p.P * p.Q;
   if (total == 0) return cudaSuccess;
-  if (const DepthwiseResult dw = depthwise_fprop(args, stream); dw.ran) return dw.err;
+  if (!reference_kernels_only()) {
+    if (const Launched dw = depthwise_fprop(args, stream); dw.ran) return dw.err;
+    if (const Launched gm = gemm_fprop(args, stream); gm.ran) return gm.err;
+  }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_fprop_any__sm80_direct<T, typename AccOf<T>::type>)(args);
@@ -156,7 +161,10 @@ cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaS
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return cudaSuccess;
-  if (const DepthwiseResult dw = depthwise_dgrad(args, stream); dw.ran) return dw.err;
+  if (!reference_kernels_only()) {
+    if (const Launched dw = depthwise_dgrad(args, stream); dw.ran) return dw.err;
+    if (const Launched gm = gemm_dgrad(args, stream); gm.ran) return gm.err;
+  }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_dgrad_any__sm80_gather<T, typename AccOf<T>::type>)(args);
@@ -164,8 +172,11 @@ cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaS
   });
 }
 
+// The workspace of the kernel conv2d_wgrad will run: depthwise, else the implicit GEMM.
 size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
-  return bad_geometry(args.p) ? 0 : depthwise_wgrad_workspace_bytes(args);
+  if (bad_geometry(args.p) || reference_kernels_only()) return 0;
+  const size_t depthwise = depthwise_wgrad_workspace_bytes(args);
+  return depthwise ? depthwise : gemm_wgrad_workspace_bytes(args);
 }
 
 // N == 0 still launches: every dw element is written, as zero.
@@ -175,7 +186,10 @@ cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, void*
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.K * (p.C / p.groups) * p.R * p.S;
   if (total == 0) return cudaSuccess;
-  if (const DepthwiseResult dw = depthwise_wgrad(args, workspace, workspace_bytes, stream); dw.ran) return dw.err;
+  if (!reference_kernels_only()) {
+    if (const Launched dw = depthwise_wgrad(args, workspace, workspace_bytes, stream); dw.ran) return dw.err;
+    if (const Launched gm = gemm_wgrad(args, workspace, workspace_bytes, stream); gm.ran) return gm.err;
+  }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     CNNK_LAUNCH(grid_for(total, 1), kReduceThreads, 0, stream, conv2d_wgrad_any__sm80_block<T, typename AccOf<T>::type>)(args);

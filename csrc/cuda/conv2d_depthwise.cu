@@ -345,7 +345,7 @@ bool plan_wgrad(const Conv2dWgradArgs& a, WgradPlan* plan) {
 
 }  // namespace
 
-DepthwiseResult depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
+Launched depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
   const Conv2dProblem& p = a.p;
   if (!is_depthwise(p)) return {false, cudaSuccess};
   const Dense layout = shared_layout(p, a.x.stride, a.y.stride);
@@ -375,7 +375,7 @@ DepthwiseResult depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
   return {true, err};
 }
 
-DepthwiseResult depthwise_dgrad(const Conv2dDgradArgs& a, cudaStream_t stream) {
+Launched depthwise_dgrad(const Conv2dDgradArgs& a, cudaStream_t stream) {
   const Conv2dProblem& p = a.p;
   if (!is_depthwise(p)) return {false, cudaSuccess};
   const Dense layout = shared_layout(p, a.dx.stride, a.dy.stride);
@@ -410,7 +410,7 @@ size_t depthwise_wgrad_workspace_bytes(const Conv2dWgradArgs& a) {
   return plan_wgrad(a, &plan) ? plan.workspace_bytes : 0;
 }
 
-DepthwiseResult depthwise_wgrad(const Conv2dWgradArgs& a, void* workspace, size_t workspace_bytes,
+Launched depthwise_wgrad(const Conv2dWgradArgs& a, void* workspace, size_t workspace_bytes,
                                 cudaStream_t stream) {
   WgradPlan plan;
   if (!plan_wgrad(a, &plan) || workspace == nullptr || workspace_bytes < plan.workspace_bytes)

@@ -6,21 +6,17 @@
 #include <cstddef>
 
 #include "../common/conv_params.h"
+#include "cuda_launch.cuh"  // Launched
 
 namespace cnnkernels {
 namespace cuda {
 
-struct DepthwiseResult {
-  bool ran;         // false: the layer is not one these kernels take; nothing was launched
-  cudaError_t err;  // the launches' error where ran
-};
-
-DepthwiseResult depthwise_fprop(const Conv2dFpropArgs& args, cudaStream_t stream);
-DepthwiseResult depthwise_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream);
+Launched depthwise_fprop(const Conv2dFpropArgs& args, cudaStream_t stream);
+Launched depthwise_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream);
 // The weight gradient (3x3 filters) sums pixel slices into a workspace of
 // depthwise_wgrad_workspace_bytes(args) bytes (0: the kernels do not take this layer).
 size_t depthwise_wgrad_workspace_bytes(const Conv2dWgradArgs& args);
-DepthwiseResult depthwise_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspace_bytes,
+Launched depthwise_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspace_bytes,
                                 cudaStream_t stream);
 
 }  // namespace cuda

@@ -27,6 +27,12 @@ cudaError_t conv2d_bgrad(const Conv2dBgradArgs& args, cudaStream_t stream);
 cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream);
 cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream);
 
+// Every entry point runs the fastest kernels that take its problem (dense-layout, depthwise and
+// implicit-GEMM kernels), unless this switch is on: then the any-strides reference kernels run
+// everything, so that tests on a GPU can check the fast kernels against them. Process-wide.
+void set_reference_kernels_only(bool on);
+bool reference_kernels_only();
+
 // The compute capabilities this library was compiled for, e.g. "80,90" (from the build).
 const char* compiled_architectures();
 

@@ -32,6 +32,12 @@ __device__ __forceinline__ int64_t global_thread() {
 }
 __device__ __forceinline__ int64_t grid_threads() { return int64_t(gridDim.x) * blockDim.x; }
 
+// What an entry point that may not take a problem reports: whether it launched, and the error.
+struct Launched {
+  bool ran;         // false: not a problem these kernels take; nothing was launched
+  cudaError_t err;  // the launches' error where ran
+};
+
 // The error of the launches just made (none, when emulated on the CPU).
 inline cudaError_t last_launch_error() {
 #ifdef CNNKERNELS_CUDA_HOST_EMULATION

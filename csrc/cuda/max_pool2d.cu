@@ -362,7 +362,7 @@ cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream) {
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    if (layout != Dense::none)
+    if (layout != Dense::none && !reference_kernels_only())
       return fits_uint32_index(p) ? launch_fwd<T, A, uint32_t>(args, layout, total, stream)
                                   : launch_fwd<T, A, int64_t>(args, layout, total, stream);
     CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_any__sm80_direct<T, A>)(args);
@@ -379,7 +379,7 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream) {
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    if (layout != Dense::none)
+    if (layout != Dense::none && !reference_kernels_only())
       return fits_uint32_index(p) ? launch_bwd<T, A, uint32_t>(args, layout, total, stream)
                                   : launch_bwd<T, A, int64_t>(args, layout, total, stream);
     CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_any__sm80_gather<T, A>)(args);

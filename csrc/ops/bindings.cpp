@@ -41,6 +41,11 @@ PYBIND11_MODULE(_C, m) {
     return std::string();
 #endif
   }, "the compute capabilities the CUDA kernels were compiled for, e.g. '80,90'");
+#ifdef CNNKERNELS_WITH_CUDA
+  m.def("set_cuda_reference_kernels", &cuda_backend::set_reference_kernels_only,
+        "run the any-strides CUDA reference kernels for everything (True) or the fast ones (False)");
+  m.def("cuda_reference_kernels", &cuda_backend::reference_kernels_only);
+#endif
   m.def("host_isas", [] {
     std::vector<std::string> out;
     for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512})

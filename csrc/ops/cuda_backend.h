@@ -17,6 +17,8 @@ void conv2d_bgrad(const Conv2dBgradArgs& args, const at::Tensor& on);
 void max_pool2d_fwd(const MaxPool2dFwdArgs& args, const at::Tensor& on);
 void max_pool2d_bwd(const MaxPool2dBwdArgs& args, const at::Tensor& on);
 std::string compiled_architectures();
+void set_reference_kernels_only(bool on);  // cuda_kernels.h
+bool reference_kernels_only();
 
 }  // namespace cuda_backend
 }  // namespace cnnkernels

@@ -2,7 +2,8 @@
 // reductions are tested on machines without a GPU (tests/test_cuda_emulated.py). A kernel file is
 // compiled as C++ after this header: CNNK_LAUNCH (cuda_launch.cuh) then runs the grid one block at
 // a time, each block's threads as fibers (ucontext) that switch at __syncthreads(), so shared
-// memory (a static per kernel, one block at a time) and barriers behave as on the GPU.
+// memory (a static per kernel, one block at a time) and barriers behave as on the GPU. Build with
+// -U_FORTIFY_SOURCE (see Block).
 //
 // What this cannot show: anything the hardware adds (the memory model across blocks, misaligned
 // vector accesses faulting, launch limits, speed). Those need scripts/gpu_check.sh on a GPU.
@@ -13,6 +14,7 @@
 #define __launch_bounds__(...)
 
 #include <cuda_runtime_api.h>  // dim3, uint3, cudaError_t, cudaStream_t (no runtime calls)
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -33,55 +35,66 @@ namespace cnnk_emu {
 
 constexpr size_t kFiberStack = 256 * 1024;
 
+// Threads switch with _setjmp / _longjmp (no signal-mask system call, unlike swapcontext); a
+// fiber's first entry onto its own stack is a setcontext. Built without _FORTIFY_SOURCE, whose
+// longjmp check refuses jumps between stacks.
+struct Resume {
+  jmp_buf at;
+};
 struct Block {
-  std::vector<ucontext_t> fibers;
+  std::vector<ucontext_t> entry;  // each fiber's start, on its own stack
   std::vector<std::vector<char>> stacks;
-  std::vector<char> done;
-  ucontext_t scheduler;
+  std::vector<Resume> resume;    // where each started fiber continues
+  std::vector<char> started, done;
+  jmp_buf scheduler;
   unsigned current = 0;
-  std::function<void()> body;  // one thread's run of the kernel
+  std::function<void()> body;     // one thread's run of the kernel
 };
 inline Block& block() {
   static Block b;
   return b;
 }
 
-inline void fiber_main() {
+[[noreturn]] inline void fiber_main() {
   Block& b = block();
   b.body();
-  b.done[b.current] = 1;  // returning resumes the scheduler (uc_link)
+  b.done[b.current] = 1;
+  _longjmp(b.scheduler, 1);
 }
 
 // __syncthreads(): back to the scheduler, which runs every other thread of the block up to its
 // own barrier (or its end) before resuming this one.
 inline void sync_threads() {
   Block& b = block();
-  swapcontext(&b.fibers[b.current], &b.scheduler);
+  if (!_setjmp(b.resume[b.current].at)) _longjmp(b.scheduler, 1);
 }
 
 inline void run_block(unsigned threads) {
   Block& b = block();
-  if (b.fibers.size() < threads) {
-    b.fibers.resize(threads);
+  if (b.entry.size() < threads) {
+    b.entry.resize(threads);
+    b.resume.resize(threads);
     b.stacks.resize(threads);
     for (auto& s : b.stacks) s.resize(kFiberStack);
+    for (auto& e : b.entry) getcontext(&e);
   }
+  b.started.assign(threads, 0);
   b.done.assign(threads, 0);
-  for (unsigned t = 0; t < threads; ++t) {
-    getcontext(&b.fibers[t]);
-    b.fibers[t].uc_stack.ss_sp = b.stacks[t].data();
-    b.fibers[t].uc_stack.ss_size = kFiberStack;
-    b.fibers[t].uc_link = &b.scheduler;
-    makecontext(&b.fibers[t], fiber_main, 0);
-  }
   for (bool running = true; running;) {  // one pass per barrier phase
     running = false;
     for (unsigned t = 0; t < threads; ++t) {
       if (b.done[t]) continue;
+      running = true;
       b.current = t;
       threadIdx = {t, 0, 0};
-      swapcontext(&b.scheduler, &b.fibers[t]);
-      running = true;
+      if (_setjmp(b.scheduler)) continue;  // the fiber reached a barrier or its end
+      if (b.started[t]) _longjmp(b.resume[t].at, 1);
+      b.started[t] = 1;
+      b.entry[t].uc_stack.ss_sp = b.stacks[t].data();
+      b.entry[t].uc_stack.ss_size = kFiberStack;
+      b.entry[t].uc_link = nullptr;
+      makecontext(&b.entry[t], fiber_main, 0);
+      setcontext(&b.entry[t]);
     }
   }
 }

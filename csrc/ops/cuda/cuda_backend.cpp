@@ -47,6 +47,8 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& a, const at::Tensor& on) {
   on_device(on, [&](cudaStream_t s) { return cuda::max_pool2d_bwd(a, s); });
 }
 std::string compiled_architectures() { return cuda::compiled_architectures(); }
+void set_reference_kernels_only(bool on) { cuda::set_reference_kernels_only(on); }
+bool reference_kernels_only() { return cuda::reference_kernels_only(); }
 
 }  // namespace cuda_backend
 }  // namespace cnnkernels

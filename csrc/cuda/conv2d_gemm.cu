@@ -1,0 +1,276 @@
+// Dense and grouped conv2d as implicit GEMM on the CUDA cores, for every dtype and stride layout:
+// no im2col buffer, the operands are gathered from the tensors tile by tile. Exact arithmetic in
+// the accumulator type (float for f32 / f16 / bf16, double for f64): the path for float32 without
+// TF32 and for float64, and for now the 16-bit types' too (no tensor cores yet).
+//
+//   fprop: rows m = (n, p, q) pixels, columns the group's K/G filters, reduction (r, s, c) over
+//          the group's C/G channels (c fastest: channels_last reads run along memory)
+//   dgrad: rows m = (n, h, w) input pixels, columns the group's C/G channels, reduction (r, s, k)
+//          over the taps and filters whose outputs read pixel (h, w) (a gather: no atomics)
+//   wgrad: rows the group's K/G filters, columns (c, r, s), reduction over the N P Q pixels,
+//          split into slices whose partial sums go to a workspace and are added in slice order
+//
+//   conv2d_gemm__sm80_tiled       one block per 64 x 64 output tile (and group, slice): 256 threads
+//                                 stage 16-deep slices of both operands in shared memory and each
+//                                 accumulate a 4 x 4 block of the tile
+//   conv2d_gemm_finish__sm80      wgrad's slices summed in order into dw
+#include "conv2d_gemm.cuh"
+#include "cuda_dtype.cuh"
+#include "cuda_launch.cuh"
+
+#include <algorithm>
+
+namespace cnnkernels {
+namespace cuda {
+namespace {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
+constexpr int kGemmThreads = 256;  // 16 x 16 threads, 4 x 4 outputs each
+constexpr int kPad = 4;            // shared rows of 68: keeps 16-byte alignment, staggers banks
+
+__device__ __forceinline__ int64_t at4(const int64_t* st, int64_t a, int64_t b, int64_t c, int64_t d) {
+  return a * st[0] + b * st[1] + c * st[2] + d * st[3];
+}
+
+// The operands and the output of each GEMM, addressed by (group, row or reduction, column).
+template <typename T, typename A>
+struct FpropGemm {
+  Conv2dFpropArgs a;
+  int64_t rows, cols, depth;  // M = N P Q, N = K / G, K = R S C / G
+  int64_t Cg, Kg;
+  __device__ A lhs(int64_t g, int64_t m, int64_t kk) const {  // x at pixel m, tap and channel kk
+    const Conv2dProblem& p = a.p;
+    const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
+    const int64_t c = kk % Cg, rs = kk / Cg, s = rs % p.S, r = rs / p.S;
+    const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h, w = q * p.stride_w - p.pad_w + s * p.dil_w;
+    if (h < 0 || h >= p.H || w < 0 || w >= p.W) return A(0);
+    return load(static_cast<const T*>(a.x.data) + at4(a.x.stride, n, g * Cg + c, h, w));
+  }
+  __device__ A rhs(int64_t g, int64_t kk, int64_t k) const {  // w of filter k at tap and channel kk
+    const int64_t c = kk % Cg, rs = kk / Cg;
+    return load(static_cast<const T*>(a.w.data) + at4(a.w.stride, g * Kg + k, c, rs / a.p.S, rs % a.p.S));
+  }
+  __device__ void put(int64_t /*slice*/, int64_t g, int64_t m, int64_t k, A v) const {
+    const Conv2dProblem& p = a.p;
+    const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
+    if (a.bias) v += load(static_cast<const T*>(a.bias) + g * Kg + k);
+    store(static_cast<T*>(a.y.data) + at4(a.y.stride, n, g * Kg + k, pp, q), v);
+  }
+};
+
+template <typename T, typename A>
+struct DgradGemm {
+  Conv2dDgradArgs a;
+  int64_t rows, cols, depth;  // M = N H W, N = C / G, K = R S K / G
+  int64_t Cg, Kg;
+  // dy[n, k, p, q] where output (p, q) reads pixel m through tap (r, s), else 0.
+  __device__ A lhs(int64_t g, int64_t m, int64_t kk) const {
+    const Conv2dProblem& p = a.p;
+    const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
+    const int64_t k = kk % Kg, rs = kk / Kg, s = rs % p.S, r = rs / p.S;
+    const int64_t hp = h + p.pad_h - r * p.dil_h, wp = w + p.pad_w - s * p.dil_w;
+    if (hp < 0 || wp < 0 || hp % p.stride_h || wp % p.stride_w) return A(0);
+    const int64_t pp = hp / p.stride_h, q = wp / p.stride_w;
+    if (pp >= p.P || q >= p.Q) return A(0);
+    return load(static_cast<const T*>(a.dy.data) + at4(a.dy.stride, n, g * Kg + k, pp, q));
+  }
+  __device__ A rhs(int64_t g, int64_t kk, int64_t c) const {
+    const int64_t k = kk % Kg, rs = kk / Kg;
+    return load(static_cast<const T*>(a.w.data) + at4(a.w.stride, g * Kg + k, c, rs / a.p.S, rs % a.p.S));
+  }
+  __device__ void put(int64_t /*slice*/, int64_t g, int64_t m, int64_t c, A v) const {
+    const Conv2dProblem& p = a.p;
+    const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
+    store(static_cast<T*>(a.dx.data) + at4(a.dx.stride, n, g * Cg + c, h, w), v);
+  }
+};
+
+template <typename T, typename A>
+struct WgradGemm {
+  Conv2dWgradArgs a;
+  int64_t rows, cols, depth;  // M = K / G, N = C / G R S, K = N P Q
+  int64_t Cg, Kg;
+  A* partial;  // [slice][group][row][col] where the reduction is split, else nullptr
+  __device__ A lhs(int64_t g, int64_t k, int64_t j) const {  // dy of filter k at pixel j
+    const Conv2dProblem& p = a.p;
+    const int64_t q = j % p.Q, np = j / p.Q, pp = np % p.P, n = np / p.P;
+    return load(static_cast<const T*>(a.dy.data) + at4(a.dy.stride, n, g * Kg + k, pp, q));
+  }
+  __device__ A rhs(int64_t g, int64_t j, int64_t crs) const {  // x under tap (r, s) of pixel j
+    const Conv2dProblem& p = a.p;
+    const int64_t q = j % p.Q, np = j / p.Q, pp = np % p.P, n = np / p.P;
+    const int64_t s = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
+    const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h, w = q * p.stride_w - p.pad_w + s * p.dil_w;
+    if (h < 0 || h >= p.H || w < 0 || w >= p.W) return A(0);
+    return load(static_cast<const T*>(a.x.data) + at4(a.x.stride, n, g * Cg + c, h, w));
+  }
+  __device__ void put(int64_t slice, int64_t g, int64_t k, int64_t crs, A v) const {
+    if (partial) {
+      partial[((slice * a.p.groups + g) * rows + k) * cols + crs] = v;
+      return;
+    }
+    const Conv2dProblem& p = a.p;
+    const int64_t s = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
+    store(static_cast<T*>(a.dw.data) + at4(a.dw.stride, g * Kg + k, c, r, s), v);
+  }
+};
+
+// blockIdx: x the row tile, y the column tile, z = group * slices + slice. A slice covers
+// reduction steps [slice * per_slice, (slice + 1) * per_slice) (kTileK-deep steps).
+template <typename A, class Gemm>
+__global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_tiled(Gemm gm, int slices, int64_t per_slice) {
+  __shared__ A lhs_tile[kTileK][kTileM + kPad];
+  __shared__ A rhs_tile[kTileK][kTileN + kPad];
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
+  const int64_t g = blockIdx.z / slices, slice = blockIdx.z % slices;
+  const int64_t steps = (gm.depth + kTileK - 1) / kTileK;
+  const int64_t first = std::min(steps, slice * per_slice), last = std::min(steps, first + per_slice);
+  A acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = A(0);
+  for (int64_t step = first; step < last; ++step) {
+    const int64_t k0 = step * kTileK;
+    // 16 x 64 elements of each operand, 4 per thread; rows (and columns) fastest.
+#pragma unroll
+    for (int e = threadIdx.x; e < kTileK * kTileM; e += kGemmThreads) {
+      const int kk = e / kTileM, mm = e % kTileM;
+      const int64_t m = m0 + mm, k = k0 + kk;
+      lhs_tile[kk][mm] = m < gm.rows && k < gm.depth ? gm.lhs(g, m, k) : A(0);
+    }
+#pragma unroll
+    for (int e = threadIdx.x; e < kTileK * kTileN; e += kGemmThreads) {
+      const int kk = e / kTileN, nn = e % kTileN;
+      const int64_t n = n0 + nn, k = k0 + kk;
+      rhs_tile[kk][nn] = n < gm.cols && k < gm.depth ? gm.rhs(g, k, n) : A(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTileK; ++kk) {
+      A l[4], r[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) l[i] = lhs_tile[kk][ty + 16 * i], r[i] = rhs_tile[kk][tx + 16 * i];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] += l[i] * r[j];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+      if (m >= gm.rows || n >= gm.cols) continue;
+      gm.put(slice, g, m, n, acc[i][j]);
+    }
+}
+
+// dw = the slices' partial sums added in slice order (bit-reproducible).
+template <typename T, typename A>
+__global__ void conv2d_gemm_finish__sm80(WgradGemm<T, A> gm, int slices) {
+  const Conv2dProblem& p = gm.a.p;
+  const int64_t per_slice = p.groups * gm.rows * gm.cols;
+  for (int64_t i = global_thread(); i < per_slice; i += grid_threads()) {
+    A sum = A(0);
+    for (int s = 0; s < slices; ++s) sum += gm.partial[s * per_slice + i];
+    const int64_t crs = i % gm.cols, gk = i / gm.cols;  // gk = g * rows + k: the filter index
+    const int64_t s_ = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
+    store(static_cast<T*>(gm.a.dw.data) + at4(gm.a.dw.stride, gk, c, r, s_), sum);
+  }
+}
+
+dim3 tiles(int64_t rows, int64_t cols, int64_t z) {
+  return dim3(unsigned((rows + kTileM - 1) / kTileM), unsigned((cols + kTileN - 1) / kTileN), unsigned(z));
+}
+
+// grid.x takes 2^31 - 1 tiles, y and z 65535.
+bool grid_fits(int64_t rows, int64_t cols, int64_t z) {
+  return (rows + kTileM - 1) / kTileM < (int64_t(1) << 31) && (cols + kTileN - 1) / kTileN <= 65535 && z <= 65535;
+}
+
+// The weight gradient's slices: enough blocks for ~4 per SM on 132 SMs, each slice at least 8
+// reduction steps (128 pixels).
+struct WgradSplit {
+  int slices;
+  int64_t per_slice;  // reduction steps per slice
+};
+WgradSplit wgrad_split(const Conv2dProblem& p) {
+  const int64_t rows = p.K / p.groups, cols = p.C / p.groups * p.R * p.S;
+  const int64_t steps = (p.N * p.P * p.Q + kTileK - 1) / kTileK;
+  const int64_t blocks = ((rows + kTileM - 1) / kTileM) * ((cols + kTileN - 1) / kTileN) * p.groups;
+  const int64_t want = std::min((528 + blocks - 1) / blocks, std::max<int64_t>(1, steps / 8));
+  const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(want, 65535 / p.groups));
+  const int64_t per_slice = std::max<int64_t>(1, (steps + slices - 1) / slices);
+  return {int(std::max<int64_t>(1, (steps + per_slice - 1) / per_slice)), per_slice};  // no empty slice
+}
+
+}  // namespace
+
+Launched gemm_fprop(const Conv2dFpropArgs& args, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  const int64_t rows = p.N * p.P * p.Q, cols = Kg, depth = Cg * p.R * p.S;
+  if (!grid_fits(rows, cols, p.groups)) return {false, cudaSuccess};
+  const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = typename AccOf<T>::type;
+    const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
+    const int64_t steps = (depth + kTileK - 1) / kTileK;
+    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, conv2d_gemm__sm80_tiled<A, FpropGemm<T, A>>)(gm, 1, steps);
+    return last_launch_error();
+  });
+  return {true, err};
+}
+
+Launched gemm_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  const int64_t rows = p.N * p.H * p.W, cols = Cg, depth = Kg * p.R * p.S;
+  if (!grid_fits(rows, cols, p.groups)) return {false, cudaSuccess};
+  const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = typename AccOf<T>::type;
+    const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
+    const int64_t steps = (depth + kTileK - 1) / kTileK;
+    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, conv2d_gemm__sm80_tiled<A, DgradGemm<T, A>>)(gm, 1, steps);
+    return last_launch_error();
+  });
+  return {true, err};
+}
+
+size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
+  const Conv2dProblem& p = args.p;
+  const WgradSplit split = wgrad_split(p);
+  if (split.slices <= 1) return 0;
+  const size_t acc = p.dtype == DType::f64 ? 8 : 4;
+  return size_t(split.slices) * size_t(p.K) * size_t(p.C / p.groups * p.R * p.S) * acc;
+}
+
+Launched gemm_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  const Conv2dProblem& p = args.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  const int64_t rows = Kg, cols = Cg * p.R * p.S, depth = p.N * p.P * p.Q;
+  WgradSplit split = wgrad_split(p);
+  const size_t need = gemm_wgrad_workspace_bytes(args);
+  if (need > 0 && (workspace == nullptr || workspace_bytes < need)) split = {1, (depth + kTileK - 1) / kTileK};
+  if (!grid_fits(rows, cols, int64_t(p.groups) * split.slices)) return {false, cudaSuccess};
+  const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = typename AccOf<T>::type;
+    A* partial = split.slices > 1 ? static_cast<A*>(workspace) : nullptr;
+    const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial};
+    CNNK_LAUNCH(tiles(rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
+                conv2d_gemm__sm80_tiled<A, WgradGemm<T, A>>)(gm, split.slices, split.per_slice);
+    if (partial)
+      CNNK_LAUNCH(grid_for(p.K * cols, kThreads), kThreads, 0, stream, conv2d_gemm_finish__sm80<T, A>)(gm, split.slices);
+    return last_launch_error();
+  });
+  return {true, err};
+}
+
+}  // namespace cuda
+}  // namespace cnnkernels
