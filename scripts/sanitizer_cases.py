@@ -14,6 +14,7 @@ CONV = [  # (n, c, k, h, w, r, stride, padding, dilation, groups)
     (1, 6, 9, 11, 12, 3, 2, 1, 2, 3),
     (2, 16, 16, 8, 8, 3, 2, 1, 1, 16),
     (2, 32, 32, 40, 40, 3, 1, 1, 1, 32),  # depthwise weight gradient over 3 pixel slices
+    (2, 64, 80, 12, 12, 3, 1, 1, 1, 1),  # implicit GEMM: 5 x 2 tiles, the weight gradient in 2 slices
 ]
 POOL = [(2, 5, 9, 11, 3, 2, 1, True), (1, 4, 8, 8, 2, 2, 0, False), (2, 16, 9, 8, 3, 2, 1, False)]  # (n, c, h, w, k, stride, pad, ceil)
 TOL = {torch.float32: 1e-3, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 8e-2}

@@ -92,6 +92,44 @@ def test_max_pool2d_cuda_matches_torch(dtype, layout, args, channels):
     assert torch.equal(dx_t, torch.ops.cnnkernels.max_pool2d_backward(g, i, list(x.shape), *a[:4]))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_fast_kernels_against_the_reference_kernels(dtype, layout):
+    """The dense max-pool kernels give the reference kernels' bits; the depthwise and implicit-GEMM
+    convolutions are as close to float64 as the reference kernels are (2x)."""
+    gen = torch.Generator().manual_seed(5)
+    x = make_tensor((2, 16, 17, 16), dtype, layout, gen, "cuda")
+    wt = make_tensor((24, 16, 3, 3), dtype, layout, gen, "cuda")
+    wd = make_tensor((16, 1, 3, 3), dtype, layout, gen, "cuda")
+    b = make_tensor((24,), dtype, "contiguous", gen, "cuda")
+    runs = {}
+    for reference in (False, True):
+        cnnkernels._C.set_cuda_reference_kernels(reference)
+        try:
+            pool = CF.max_pool2d(x, 3, 2, 1, return_indices=True)
+            xa = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+            (pool_dx,) = torch.autograd.grad(CF.max_pool2d(xa, 3, 2, 1), xa, torch.ones_like(pool[0]))
+            g = torch.ones(2, 24, 17, 16, device="cuda", dtype=dtype)
+            gd = torch.ones(2, 16, 17, 16, device="cuda", dtype=dtype)
+            runs[reference] = (pool, pool_dx, conv_all(CF.conv2d, x, wt, b, (1, 1, 1, 1), g),
+                               conv_all(lambda *a: CF.conv2d(*a[:2], None, *a[3:]), x, wd, b[:16], (1, 1, 1, 16), gd))
+        finally:
+            cnnkernels._C.set_cuda_reference_kernels(False)
+    (fast_pool, fast_dx, fast_dense, fast_dw), (ref_pool, ref_dx, ref_dense, ref_dw) = runs[False], runs[True]
+    torch.testing.assert_close(fast_pool[0], ref_pool[0], rtol=0, atol=0)
+    assert torch.equal(fast_pool[1], ref_pool[1])
+    torch.testing.assert_close(fast_dx, ref_dx, rtol=0, atol=0)
+    g64 = torch.ones(2, 24, 17, 16, device="cuda", dtype=torch.float64)
+    dense64 = conv_all(F.conv2d, x.double(), wt.double(), b.double(), (1, 1, 1, 1), g64)
+    for name, o, t, r64 in zip(("output", "grad_input", "grad_weight", "grad_bias"), fast_dense, ref_dense, dense64):
+        assert_calibrated(o, t, r64, f"dense {name} {dtype} {layout}", 16 * 9 * 2 * 17 * 16)
+    gd64 = torch.ones(2, 16, 17, 16, device="cuda", dtype=torch.float64)
+    dw64 = conv_all(lambda *a: F.conv2d(*a[:2], None, *a[3:]), x.double(), wd.double(), b[:16].double(),
+                    (1, 1, 1, 16), gd64)
+    for name, o, t, r64 in zip(("output", "grad_input", "grad_weight"), fast_dw[:3], ref_dw[:3], dw64[:3]):
+        assert_calibrated(o, t, r64, f"depthwise {name} {dtype} {layout}", 9 * 2 * 17 * 16)
+
+
 def test_gradcheck_float64_cuda():
     x = torch.randn(2, 4, 6, 5, dtype=torch.float64, device="cuda", requires_grad=True)
     w = torch.randn(4, 2, 3, 2, dtype=torch.float64, device="cuda", requires_grad=True)
