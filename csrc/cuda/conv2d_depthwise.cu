@@ -355,21 +355,15 @@ Launched depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    constexpr int VEC = kVec16<T>;
-    const bool narrow = index_fits(p);
-    if (layout == Dense::nhwc && vectors_fit(p, VEC, {a.x.data, a.y.data})) {
-      const unsigned grid = grid_for(total / VEC, kThreads);
-      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, uint32_t, VEC>)(a, t);
-      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, int64_t, VEC>)(a, t);
-    } else if (layout == Dense::nhwc) {
-      const unsigned grid = grid_for(total, kThreads);
-      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, uint32_t, 1>)(a, t);
-      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, int64_t, 1>)(a, t);
-    } else {
-      const unsigned grid = grid_for(total, kThreads);
-      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nchw__sm80_dense<T, A, uint32_t>)(a, t);
-      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_fprop_dw_nchw__sm80_dense<T, A, int64_t>)(a, t);
-    }
+    const bool vectors = layout == Dense::nhwc && vectors_fit(p, kVec16<T>, {a.x.data, a.y.data});
+    launch_dense<kVec16<T>>(layout, vectors, index_fits(p), [&](auto index, auto vec) {
+      using I = decltype(index);
+      constexpr int V = decltype(vec)::value;
+      if constexpr (V == 0)
+        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_fprop_dw_nchw__sm80_dense<T, A, I>)(a, t);
+      else
+        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, I, V>)(a, t);
+    });
     return last_launch_error();
   });
   return {true, err};
@@ -385,21 +379,15 @@ Launched depthwise_dgrad(const Conv2dDgradArgs& a, cudaStream_t stream) {
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    constexpr int VEC = kVec16<T>;
-    const bool narrow = index_fits(p);
-    if (layout == Dense::nhwc && vectors_fit(p, VEC, {a.dx.data, a.dy.data})) {
-      const unsigned grid = grid_for(total / VEC, kThreads);
-      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, uint32_t, VEC>)(a, t);
-      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, int64_t, VEC>)(a, t);
-    } else if (layout == Dense::nhwc) {
-      const unsigned grid = grid_for(total, kThreads);
-      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, uint32_t, 1>)(a, t);
-      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, int64_t, 1>)(a, t);
-    } else {
-      const unsigned grid = grid_for(total, kThreads);
-      if (narrow) CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nchw__sm80_dense<T, A, uint32_t>)(a, t);
-      else CNNK_LAUNCH(grid, kThreads, 0, stream, conv2d_dgrad_dw_nchw__sm80_dense<T, A, int64_t>)(a, t);
-    }
+    const bool vectors = layout == Dense::nhwc && vectors_fit(p, kVec16<T>, {a.dx.data, a.dy.data});
+    launch_dense<kVec16<T>>(layout, vectors, index_fits(p), [&](auto index, auto vec) {
+      using I = decltype(index);
+      constexpr int V = decltype(vec)::value;
+      if constexpr (V == 0)
+        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_dgrad_dw_nchw__sm80_dense<T, A, I>)(a, t);
+      else
+        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, I, V>)(a, t);
+    });
     return last_launch_error();
   });
   return {true, err};

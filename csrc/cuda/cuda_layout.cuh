@@ -2,6 +2,7 @@
 // reference kernels: which dense layout a set of strides describes, alignment, index width.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 namespace cnnkernels {
 namespace cuda {
@@ -25,6 +26,20 @@ inline bool aligned(const void* ptr, int bytes) { return reinterpret_cast<uintpt
 // uint32_t index math is safe when no tensor has more than 2^31 elements: a grid-stride index
 // then stays below 2^31 + the grid's threads (< 2^29) < 2^32.
 inline bool fits_uint32_index(int64_t elements) { return elements <= (int64_t(1) << 31); }
+
+// The variant of a dense-layout kernel family to launch: calls launch(I{}, std::integral_constant<
+// int, V>{}) with V = 0 for NCHW, and for channels_last V = vec (channels per 16-byte vector) where
+// `vectors` (whole aligned vectors fit), else 1; I = uint32_t where `narrow`, else int64_t.
+template <int vec, class Launch>
+void launch_dense(Dense layout, bool vectors, bool narrow, Launch&& launch) {
+  const auto with_index = [&](auto v) {
+    if (narrow) launch(uint32_t{}, v);
+    else launch(int64_t{}, v);
+  };
+  if (layout == Dense::nchw) with_index(std::integral_constant<int, 0>{});
+  else if (vectors) with_index(std::integral_constant<int, vec>{});
+  else with_index(std::integral_constant<int, 1>{});
+}
 
 }  // namespace cuda
 }  // namespace cnnkernels

@@ -318,33 +318,6 @@ bool vectors_fit(const Pool2dProblem& p, std::initializer_list<const void*> tens
   return !taps || aligned(taps, VEC);
 }
 
-// Picks the kernel and the index type; `launch` gets the kernel pointer as a template lambda.
-template <typename T, typename A, typename I>
-cudaError_t launch_fwd(const MaxPool2dFwdArgs& args, Dense layout, int64_t total_nchw, cudaStream_t stream) {
-  if (layout == Dense::nhwc && vectors_fit<T>(args.p, {args.x.data, args.y.data}, args.taps)) {
-    constexpr int VEC = kVec16<T>;
-    CNNK_LAUNCH(grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream, max_pool2d_fwd_nhwc__sm80_vec<T, A, I, VEC>)(args);
-  } else if (layout == Dense::nhwc) {
-    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_fwd_nhwc__sm80_vec<T, A, I, 1>)(args);
-  } else {
-    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_fwd_nchw__sm80_dense<T, A, I>)(args);
-  }
-  return last_launch_error();
-}
-
-template <typename T, typename A, typename I>
-cudaError_t launch_bwd(const MaxPool2dBwdArgs& args, Dense layout, int64_t total_nchw, cudaStream_t stream) {
-  if (layout == Dense::nhwc && vectors_fit<T>(args.p, {args.dy.data, args.dx.data}, args.taps)) {
-    constexpr int VEC = kVec16<T>;
-    CNNK_LAUNCH(grid_for(total_nchw / VEC, kThreads), kThreads, 0, stream, max_pool2d_bwd_nhwc__sm80_vec<T, A, I, VEC>)(args);
-  } else if (layout == Dense::nhwc) {
-    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_bwd_nhwc__sm80_vec<T, A, I, 1>)(args);
-  } else {
-    CNNK_LAUNCH(grid_for(total_nchw, kThreads), kThreads, 0, stream, max_pool2d_bwd_nchw__sm80_dense<T, A, I>)(args);
-  }
-  return last_launch_error();
-}
-
 bool bad_geometry(const Pool2dProblem& p) {
   return p.kernel_h <= 0 || p.kernel_w <= 0 || p.stride_h <= 0 || p.stride_w <= 0 ||
          p.dil_h <= 0 || p.dil_w <= 0 || p.pad_h < 0 || p.pad_w < 0;
@@ -362,10 +335,19 @@ cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream) {
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    if (layout != Dense::none && !reference_kernels_only())
-      return fits_uint32_index(p) ? launch_fwd<T, A, uint32_t>(args, layout, total, stream)
-                                  : launch_fwd<T, A, int64_t>(args, layout, total, stream);
-    CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_any__sm80_direct<T, A>)(args);
+    if (layout == Dense::none || reference_kernels_only()) {
+      CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_any__sm80_direct<T, A>)(args);
+      return last_launch_error();
+    }
+    const bool vectors = layout == Dense::nhwc && vectors_fit<T>(p, {args.x.data, args.y.data}, args.taps);
+    launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), [&](auto index, auto vec) {
+      using I = decltype(index);
+      constexpr int V = decltype(vec)::value;
+      if constexpr (V == 0)
+        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_nchw__sm80_dense<T, A, I>)(args);
+      else
+        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, max_pool2d_fwd_nhwc__sm80_vec<T, A, I, V>)(args);
+    });
     return last_launch_error();
   });
 }
@@ -379,10 +361,19 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream) {
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    if (layout != Dense::none && !reference_kernels_only())
-      return fits_uint32_index(p) ? launch_bwd<T, A, uint32_t>(args, layout, total, stream)
-                                  : launch_bwd<T, A, int64_t>(args, layout, total, stream);
-    CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_any__sm80_gather<T, A>)(args);
+    if (layout == Dense::none || reference_kernels_only()) {
+      CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_any__sm80_gather<T, A>)(args);
+      return last_launch_error();
+    }
+    const bool vectors = layout == Dense::nhwc && vectors_fit<T>(p, {args.dy.data, args.dx.data}, args.taps);
+    launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), [&](auto index, auto vec) {
+      using I = decltype(index);
+      constexpr int V = decltype(vec)::value;
+      if constexpr (V == 0)
+        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_nchw__sm80_dense<T, A, I>)(args);
+      else
+        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, max_pool2d_bwd_nhwc__sm80_vec<T, A, I, V>)(args);
+    });
     return last_launch_error();
   });
 }
