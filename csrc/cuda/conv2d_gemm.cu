@@ -1,7 +1,7 @@
-// Dense and grouped conv2d as implicit GEMM on the CUDA cores, for every dtype and stride layout:
-// no im2col buffer, the operands are gathered from the tensors tile by tile. Exact arithmetic in
-// the accumulator type (float for f32 / f16 / bf16, double for f64): the path for float32 without
-// TF32 and for float64, and for now the 16-bit types' too (no tensor cores yet).
+// Dense and grouped conv2d as implicit GEMM, for every dtype and stride layout: no im2col buffer,
+// the operands are gathered from the tensors tile by tile. float32 and float64 run on the CUDA
+// cores, exact in their own type (the path for float32 without TF32); bfloat16 and float16 on the
+// tensor cores (mma.sync m16n8k16, float accumulation).
 //
 //   fprop: rows m = (n, p, q) pixels, columns the group's K/G filters, reduction (r, s, c) over
 //          the group's C/G channels (c fastest: channels_last reads run along memory)
@@ -13,12 +13,17 @@
 //   conv2d_gemm__sm80_tiled       one block per 64 x 64 output tile (and group, slice): 256 threads
 //                                 stage 16-deep slices of both operands in shared memory and each
 //                                 accumulate a 4 x 4 block of the tile
+//   conv2d_gemm__sm80_mma         the same tiles for bf16 / f16: 8 warps of 32 x 16 outputs, each
+//                                 k16 step 2 x 2 mma.sync m16n8k16 on fragments read from shared
+//                                 tiles stored k-fastest (no ldmatrix or cp.async pipeline yet)
 //   conv2d_gemm_finish__sm80      wgrad's slices summed in order into dw
 #include "conv2d_gemm.cuh"
 #include "cuda_dtype.cuh"
 #include "cuda_launch.cuh"
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 
 namespace cnnkernels {
 namespace cuda {
@@ -169,6 +174,102 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_tiled(Gemm gm,
     }
 }
 
+// ---- tensor cores: bf16 / f16 ---------------------------------------------------------------------
+// mma.sync.m16n8k16 fragments (PTX ISA, per lane: group = lane / 4, pair = lane % 4): A 16 x 16
+// row-major in four 32-bit registers of two elements, {(group, 2 pair + 0..1), (group + 8, same),
+// (group, 2 pair + 8..9), (group + 8, same)}; B 16 x 8 in two, {(k = 2 pair + 0..1, n = group),
+// (k + 8, n)}; C / D 16 x 8 floats {(group, 2 pair + 0..1), (group + 8, same)}. The lower element
+// sits in the lower 16 bits, as two adjacent elements in memory load.
+constexpr int kMmaSkew = 8;  // row padding in elements: rows of 48 bytes spread the banks
+
+template <typename T>
+__device__ __forceinline__ uint16_t bits_of(float v) {
+  T t;
+  store(&t, v);
+  uint16_t u;
+  memcpy(&u, &t, 2);
+  return u;
+}
+
+template <typename T>
+__device__ __forceinline__ void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  ::cnnk_emu::mma_m16n8k16(std::is_same_v<T, __nv_bfloat16>, d, a, b);
+#else
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// Warps: 2 along m (32 rows each) x 4 along n (16 columns each); per warp and k16 step, 2 x 2 mma.
+template <typename T, class Gemm>
+__global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, int slices, int64_t per_slice) {
+  __shared__ __align__(16) uint16_t lhs_tile[kTileM][kTileK + kMmaSkew];  // [m][k]
+  __shared__ __align__(16) uint16_t rhs_tile[kTileN][kTileK + kMmaSkew];  // [n][k]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, pair = lane % 4;
+  const int wm = (warp / 4) * 32, wn = (warp % 4) * 16;
+  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
+  const int64_t g = blockIdx.z / slices, slice = blockIdx.z % slices;
+  const int64_t steps = (gm.depth + kTileK - 1) / kTileK;
+  const int64_t first = std::min(steps, slice * per_slice), last = std::min(steps, first + per_slice);
+  float acc[2][2][4] = {};
+  const auto word = [](const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); };
+  for (int64_t step = first; step < last; ++step) {
+    const int64_t k0 = step * kTileK;
+    // k fastest: channels_last operands run along memory.
+    for (int e = threadIdx.x; e < kTileK * kTileM; e += kGemmThreads) {
+      const int mm = e / kTileK, kk = e % kTileK;
+      const int64_t m = m0 + mm, k = k0 + kk;
+      lhs_tile[mm][kk] = bits_of<T>(m < gm.rows && k < gm.depth ? gm.lhs(g, m, k) : 0.f);
+    }
+    for (int e = threadIdx.x; e < kTileK * kTileN; e += kGemmThreads) {
+      const int nn = e / kTileK, kk = e % kTileK;
+      const int64_t n = n0 + nn, k = k0 + kk;
+      rhs_tile[nn][kk] = bits_of<T>(n < gm.cols && k < gm.depth ? gm.rhs(g, k, n) : 0.f);
+    }
+    __syncthreads();
+    uint32_t a[2][4], b[2][2];
+    for (int mi = 0; mi < 2; ++mi) {
+      const uint16_t* r0 = lhs_tile[wm + mi * 16 + group];
+      const uint16_t* r1 = lhs_tile[wm + mi * 16 + group + 8];
+      a[mi][0] = word(r0 + 2 * pair), a[mi][1] = word(r1 + 2 * pair);
+      a[mi][2] = word(r0 + 2 * pair + 8), a[mi][3] = word(r1 + 2 * pair + 8);
+    }
+    for (int ni = 0; ni < 2; ++ni) {
+      const uint16_t* col = rhs_tile[wn + ni * 8 + group];
+      b[ni][0] = word(col + 2 * pair), b[ni][1] = word(col + 2 * pair + 8);
+    }
+    for (int mi = 0; mi < 2; ++mi)
+      for (int ni = 0; ni < 2; ++ni) mma_m16n8k16<T>(acc[mi][ni], a[mi], b[ni]);
+    __syncthreads();
+  }
+  for (int mi = 0; mi < 2; ++mi)
+    for (int ni = 0; ni < 2; ++ni)
+      for (int v = 0; v < 4; ++v) {
+        const int64_t m = m0 + wm + mi * 16 + group + (v / 2) * 8, n = n0 + wn + ni * 8 + 2 * pair + v % 2;
+        if (m < gm.rows && n < gm.cols) gm.put(slice, g, m, n, acc[mi][ni][v]);
+      }
+}
+
+// The tiled kernel for the storage type: tensor cores for the 16-bit types.
+template <typename T, typename A, class Gemm>
+constexpr auto gemm_kernel() {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>)
+    return conv2d_gemm__sm80_mma<T, Gemm>;
+  else
+    return conv2d_gemm__sm80_tiled<A, Gemm>;
+}
+
 // dw = the slices' partial sums added in slice order (bit-reproducible).
 template <typename T, typename A>
 __global__ void conv2d_gemm_finish__sm80(WgradGemm<T, A> gm, int slices) {
@@ -220,7 +321,7 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, cudaStream_t stream) {
     using A = typename AccOf<T>::type;
     const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, conv2d_gemm__sm80_tiled<A, FpropGemm<T, A>>)(gm, 1, steps);
+    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, FpropGemm<T, A>>())(gm, 1, steps);
     return last_launch_error();
   });
   return {true, err};
@@ -236,7 +337,7 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream) {
     using A = typename AccOf<T>::type;
     const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, conv2d_gemm__sm80_tiled<A, DgradGemm<T, A>>)(gm, 1, steps);
+    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, DgradGemm<T, A>>())(gm, 1, steps);
     return last_launch_error();
   });
   return {true, err};
@@ -264,7 +365,7 @@ Launched gemm_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspa
     A* partial = split.slices > 1 ? static_cast<A*>(workspace) : nullptr;
     const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial};
     CNNK_LAUNCH(tiles(rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
-                conv2d_gemm__sm80_tiled<A, WgradGemm<T, A>>)(gm, split.slices, split.per_slice);
+                gemm_kernel<T, A, WgradGemm<T, A>>())(gm, split.slices, split.per_slice);
     if (partial)
       CNNK_LAUNCH(grid_for(p.K * cols, kThreads), kThreads, 0, stream, conv2d_gemm_finish__sm80<T, A>)(gm, split.slices);
     return last_launch_error();

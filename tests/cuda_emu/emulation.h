@@ -13,6 +13,8 @@
 #define __shared__ static  // one block runs at a time: a static is that block's shared memory
 #define __launch_bounds__(...)
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>  // dim3, uint3, cudaError_t, cudaStream_t (no runtime calls)
 #include <setjmp.h>
 #include <ucontext.h>
@@ -121,6 +123,45 @@ struct Launch {
 template <class... Params>
 Launch<Params...> launch(dim3 grid, dim3 threads, void (*kernel)(Params...)) {
   return {grid, threads, kernel};
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}: d += a b for the warp, from each lane's
+// fragments (the PTX ISA's layout, as conv2d_gemm.cu describes it). A warp-wide exchange: every
+// thread of the block must call it together, as the GEMM kernel does.
+struct WarpFragments {
+  uint32_t a[32][4], b[32][2];
+};
+inline float half_bits_to_float(bool bf16, uint16_t bits) {
+  if (bf16) {
+    __nv_bfloat16_raw r;
+    r.x = bits;
+    return __bfloat162float(__nv_bfloat16(r));
+  }
+  __half_raw r;
+  r.x = bits;
+  return __half2float(__half(r));
+}
+inline void mma_m16n8k16(bool bf16, float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  static std::vector<WarpFragments> warps;
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warps.size() <= warp) warps.resize(warp + 1);
+  for (int i = 0; i < 4; ++i) warps[warp].a[lane][i] = a[i];
+  for (int i = 0; i < 2; ++i) warps[warp].b[lane][i] = b[i];
+  sync_threads();
+  const WarpFragments& f = warps[warp];
+  const auto element = [&](uint32_t word, int k) { return half_bits_to_float(bf16, uint16_t(word >> (16 * (k % 2)))); };
+  const unsigned group = lane / 4, pair = lane % 4;
+  for (int v = 0; v < 4; ++v) {
+    const unsigned row = group + (v / 2) * 8, col = 2 * pair + v % 2;
+    float dot = 0;
+    for (int k = 0; k < 16; ++k) {
+      const float x = element(f.a[(row % 8) * 4 + (k % 8) / 2][(k >= 8 ? 2 : 0) + (row >= 8 ? 1 : 0)], k);
+      const float y = element(f.b[col * 4 + (k % 8) / 2][k >= 8 ? 1 : 0], k);
+      dot += x * y;
+    }
+    d[v] += dot;
+  }
+  sync_threads();  // every lane has read the fragments before any writes its next ones
 }
 
 }  // namespace cnnk_emu
