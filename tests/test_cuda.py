@@ -26,6 +26,16 @@ CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
 ]
 
 
+@pytest.fixture(autouse=True)
+def exact_float32():
+    """float32 compared exactly on both sides: TF32 (torch's default for cuDNN) off, as our GEMM
+    follows the same flag; test_conv2d_tf32_cuda covers TF32."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
+
+
 def conv_all(fn, x, w, b, args, g):
     x = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
     w = w.detach().clone(memory_format=torch.preserve_format).requires_grad_()
@@ -128,6 +138,33 @@ def test_fast_kernels_against_the_reference_kernels(dtype, layout):
                     (1, 1, 1, 16), gd64)
     for name, o, t, r64 in zip(("output", "grad_input", "grad_weight"), fast_dw[:3], ref_dw[:3], dw64[:3]):
         assert_calibrated(o, t, r64, f"depthwise {name} {dtype} {layout}", 9 * 2 * 17 * 16)
+
+
+def round_to_tf32(t):
+    """float32 -> TF32 (10 mantissa bits, nearest, ties away from zero), as cvt.rna.tf32.f32."""
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(t.shape)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_tf32_cuda(layout):
+    """With allow_tf32 our GEMM rounds its operands to TF32 and sums in float: it matches an exact
+    float32 convolution of the rounded operands."""
+    gen = torch.Generator().manual_seed(7)
+    x = make_tensor((2, 24, 13, 12), torch.float32, layout, gen, "cuda")
+    wt = make_tensor((40, 24, 3, 3), torch.float32, layout, gen, "cuda")
+    b = make_tensor((40,), torch.float32, "contiguous", gen, "cuda")
+    g = make_tensor((2, 40, 13, 12), torch.float32, layout, gen, "cuda")
+    args = (1, 1, 1, 1)
+    torch.backends.cudnn.allow_tf32 = True
+    ours = conv_all(CF.conv2d, x, wt, b, args, g)
+    torch.backends.cudnn.allow_tf32 = False
+    xr, wr, gr = round_to_tf32(x), round_to_tf32(wt), round_to_tf32(g)
+    theirs = conv_all(F.conv2d, xr, wr, b, args, gr)
+    ref = conv_all(F.conv2d, xr.double(), wr.double(), b.double(), args, gr.double())
+    for name, o, t, r64, n in zip(("output", "grad_input", "grad_weight"), ours, theirs, ref, (216, 360, 312)):
+        assert_calibrated(o, t, r64, f"tf32 {name} {layout}", n)
+    assert not torch.equal(ours[0], conv_all(CF.conv2d, x, wt, b, args, g)[0])  # exact now: differs
 
 
 def test_gradcheck_float64_cuda():

@@ -156,6 +156,17 @@ def test_conv2d_emulated(emu, kernels, dtype, layout, case):
         check_conv2d(emu, kernels, dtype, layout, case)
 
 
+def run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32):
+    """The emulated forward, input gradient and weight gradient into poisoned outputs."""
+    y = empty_like_layout(y_shape, x.dtype, layout, float("nan"))
+    emu.conv2d_fprop(x, wt, b, y, *args, tf32)
+    dx = empty_like_layout(tuple(x.shape), x.dtype, layout, float("nan"))
+    emu.conv2d_dgrad(g, wt, dx, *args, tf32)
+    dw = empty_like_layout(tuple(wt.shape), x.dtype, layout, float("nan"))
+    workspace = emu.conv2d_wgrad(g, x, dw, *args, tf32)
+    return y, dx, dw, workspace
+
+
 def check_conv2d(emu, kernels, dtype, layout, case):
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case
     pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
@@ -175,12 +186,7 @@ def check_conv2d(emu, kernels, dtype, layout, case):
     theirs = torch_all(x, wt, b, g)
     ref = torch_all(x.double(), wt.double(), b.double(), g.double())
 
-    y = empty_like_layout(y_shape, dtype, layout, float("nan"))
-    emu.conv2d_fprop(x, wt, b, y, *args)
-    dx = empty_like_layout(tuple(x.shape), dtype, layout, float("nan"))
-    emu.conv2d_dgrad(g, wt, dx, *args)
-    dw = empty_like_layout(tuple(wt.shape), dtype, layout, float("nan"))
-    workspace = emu.conv2d_wgrad(g, x, dw, *args)
+    y, dx, dw, workspace = run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32=False)
     db = torch.full((k,), float("nan"), dtype=dtype)
     emu.conv2d_bgrad(g, db)
     if kernels == "reference":
@@ -193,3 +199,42 @@ def check_conv2d(emu, kernels, dtype, layout, case):
     for name, o, t, r64, n_terms in zip(("output", "grad_input", "grad_weight", "grad_bias"), (y, dx, dw, db),
                                         theirs, ref, terms):
         assert_calibrated(o, t, r64, f"{name} {case} {dtype} {layout}", n_terms)
+
+
+def round_to_tf32(t):
+    """float32 -> TF32 (10 mantissa bits, nearest, ties away from zero), as cvt.rna.tf32.f32."""
+    bits = t.contiguous().view(torch.int32)
+    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    return rounded.view(t.shape)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] != c[1]])  # the GEMM's layers
+def test_conv2d_tf32_emulated(emu, layout, case):
+    """float32 with allow_tf32: the GEMM rounds its operands to TF32 and sums in float, so it
+    matches a float32 convolution of the rounded operands, not of the originals."""
+    n, c, k, h, w, r, s, stride, padding, dilation, groups = case
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
+    args = (pair(stride), pair(padding), pair(dilation), groups)
+    gen = torch.Generator().manual_seed(6)
+    x = make_tensor((n, c, h, w), torch.float32, layout, gen)
+    wt = make_tensor((k, c // groups, r, s), torch.float32, layout, gen)
+    b = make_tensor((k,), torch.float32, "contiguous", gen)
+    y_shape = tuple(F.conv2d(x, wt, None, *args).shape)
+    g = make_tensor(y_shape, torch.float32, layout, gen)
+    y, dx, dw, _ = run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32=True)
+    xr, wr, gr = round_to_tf32(x), round_to_tf32(wt), round_to_tf32(g)
+
+    def torch_all(x, wt, b, g):
+        return (F.conv2d(x, wt, b, *args), torch.nn.grad.conv2d_input(x.shape, wt, g, *args),
+                torch.nn.grad.conv2d_weight(x, wt.shape, g, *args))
+
+    theirs = torch_all(xr, wr, b, gr)
+    ref = torch_all(xr.double(), wr.double(), b.double(), gr.double())
+    n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
+    terms = (c // groups * r * s, k // groups * r * s, n_pixels)
+    for name, o, t, r64, n_terms in zip(("output", "grad_input", "grad_weight"), (y, dx, dw), theirs, ref, terms):
+        assert_calibrated(o, t, r64, f"tf32 {name} {case} {layout}", n_terms)
+    # and TF32 did change the result: the exact GEMM differs
+    y_exact, *_ = run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32=False)
+    assert not torch.equal(y, y_exact)

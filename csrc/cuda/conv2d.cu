@@ -140,14 +140,14 @@ bool bad_geometry(const Conv2dProblem& p) {
 
 }  // namespace
 
-cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool /*allow_tf32*/, cudaStream_t stream) {
+cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.K * p.P * p.Q;
   if (total == 0) return cudaSuccess;
   if (!reference_kernels_only()) {
     if (const Launched dw = depthwise_fprop(args, stream); dw.ran) return dw.err;
-    if (const Launched gm = gemm_fprop(args, stream); gm.ran) return gm.err;
+    if (const Launched gm = gemm_fprop(args, allow_tf32, stream); gm.ran) return gm.err;
   }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -156,14 +156,14 @@ cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool /*allow_tf32*/, cudaS
   });
 }
 
-cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool /*allow_tf32*/, cudaStream_t stream) {
+cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return cudaSuccess;
   if (!reference_kernels_only()) {
     if (const Launched dw = depthwise_dgrad(args, stream); dw.ran) return dw.err;
-    if (const Launched gm = gemm_dgrad(args, stream); gm.ran) return gm.err;
+    if (const Launched gm = gemm_dgrad(args, allow_tf32, stream); gm.ran) return gm.err;
   }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -180,7 +180,7 @@ size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
 }
 
 // N == 0 still launches: every dw element is written, as zero.
-cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, void* workspace, size_t workspace_bytes,
+cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                          cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   if (bad_geometry(p)) return cudaErrorInvalidValue;
@@ -188,7 +188,7 @@ cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool /*allow_tf32*/, void*
   if (total == 0) return cudaSuccess;
   if (!reference_kernels_only()) {
     if (const Launched dw = depthwise_wgrad(args, workspace, workspace_bytes, stream); dw.ran) return dw.err;
-    if (const Launched gm = gemm_wgrad(args, workspace, workspace_bytes, stream); gm.ran) return gm.err;
+    if (const Launched gm = gemm_wgrad(args, allow_tf32, workspace, workspace_bytes, stream); gm.ran) return gm.err;
   }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -1,7 +1,8 @@
 // Dense and grouped conv2d as implicit GEMM, for every dtype and stride layout: no im2col buffer,
-// the operands are gathered from the tensors tile by tile. float32 and float64 run on the CUDA
-// cores, exact in their own type (the path for float32 without TF32); bfloat16 and float16 on the
-// tensor cores (mma.sync m16n8k16, float accumulation).
+// the operands are gathered from the tensors tile by tile. bfloat16 and float16 run on the tensor
+// cores (mma.sync m16n8k16, float accumulation), float32 too where TF32 is allowed (m16n8k8 on
+// operands rounded to TF32, as cuDNN does under torch.backends.cudnn.allow_tf32); float32 without
+// TF32 and float64 on the CUDA cores, exact in their own type.
 //
 //   fprop: rows m = (n, p, q) pixels, columns the group's K/G filters, reduction (r, s, c) over
 //          the group's C/G channels (c fastest: channels_last reads run along memory)
@@ -13,9 +14,10 @@
 //   conv2d_gemm__sm80_tiled       one block per 64 x 64 output tile (and group, slice): 256 threads
 //                                 stage 16-deep slices of both operands in shared memory and each
 //                                 accumulate a 4 x 4 block of the tile
-//   conv2d_gemm__sm80_mma         the same tiles for bf16 / f16: 8 warps of 32 x 16 outputs, each
-//                                 k16 step 2 x 2 mma.sync m16n8k16 on fragments read from shared
-//                                 tiles stored k-fastest (no ldmatrix or cp.async pipeline yet)
+//   conv2d_gemm__sm80_mma         the same tiles for bf16 / f16 / TF32: 8 warps of 32 x 16 outputs,
+//                                 each k16 step 2 x 2 mma.sync m16n8k16 (TF32: twice m16n8k8) on
+//                                 fragments read from shared tiles stored k-fastest (no ldmatrix or
+//                                 cp.async pipeline yet)
 //   conv2d_gemm_finish__sm80      wgrad's slices summed in order into dw
 #include "conv2d_gemm.cuh"
 #include "cuda_dtype.cuh"
@@ -174,48 +176,109 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_tiled(Gemm gm,
     }
 }
 
-// ---- tensor cores: bf16 / f16 ---------------------------------------------------------------------
-// mma.sync.m16n8k16 fragments (PTX ISA, per lane: group = lane / 4, pair = lane % 4): A 16 x 16
-// row-major in four 32-bit registers of two elements, {(group, 2 pair + 0..1), (group + 8, same),
-// (group, 2 pair + 8..9), (group + 8, same)}; B 16 x 8 in two, {(k = 2 pair + 0..1, n = group),
-// (k + 8, n)}; C / D 16 x 8 floats {(group, 2 pair + 0..1), (group + 8, same)}. The lower element
-// sits in the lower 16 bits, as two adjacent elements in memory load.
-constexpr int kMmaSkew = 8;  // row padding in elements: rows of 48 bytes spread the banks
+// ---- tensor cores: bf16 / f16, and float32 as TF32 ---------------------------------------------
+// mma.sync fragments (PTX ISA, per lane: group = lane / 4, pair = lane % 4). m16n8k16 (bf16, f16):
+// A 16 x 16 row-major in four 32-bit registers of two elements, {(group, 2 pair + 0..1), (group + 8,
+// same), (group, 2 pair + 8..9), (group + 8, same)}; B 16 x 8 in two, {(k = 2 pair + 0..1, n =
+// group), (k + 8, n)}; the lower element in the lower 16 bits, as two adjacent elements in memory
+// load. m16n8k8 (tf32, one element per register): A {(group, pair), (group + 8, pair), (group,
+// pair + 4), (group + 8, pair + 4)}; B {(k = pair, n = group), (pair + 4, group)}. C / D 16 x 8
+// floats for both: {(group, 2 pair + 0..1), (group + 8, same)}.
+constexpr int kMmaSkew = 8;  // row padding in elements: spreads a fragment load over the banks
 
+// Shared-tile storage per element type: 16-bit patterns, or TF32 patterns in 32 bits.
 template <typename T>
-__device__ __forceinline__ uint16_t bits_of(float v) {
-  T t;
-  store(&t, v);
-  uint16_t u;
-  memcpy(&u, &t, 2);
+using MmaBits = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint16_t>;
+
+// float -> TF32, round to nearest with ties away from zero (cvt.rna.tf32.f32).
+__device__ __forceinline__ uint32_t tf32_bits(float v) {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  return ::cnnk_emu::round_to_tf32(v);
+#else
+  uint32_t u;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(u) : "f"(v));
   return u;
+#endif
 }
 
 template <typename T>
-__device__ __forceinline__ void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+__device__ __forceinline__ MmaBits<T> mma_bits(float v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return tf32_bits(v);
+  } else {
+    T t;
+    store(&t, v);
+    uint16_t u;
+    memcpy(&u, &t, 2);
+    return u;
+  }
+}
+
+// d += a b over one k16 step of the warp's fragments.
+template <typename T>
+__device__ __forceinline__ void mma_k16(float d[4], const uint32_t a[2][4], const uint32_t b[2][2]) {
 #ifdef CNNKERNELS_CUDA_HOST_EMULATION
-  ::cnnk_emu::mma_m16n8k16(std::is_same_v<T, __nv_bfloat16>, d, a, b);
+  if constexpr (std::is_same_v<T, float>) {
+    ::cnnk_emu::mma_m16n8k8_tf32(d, a[0], b[0]);
+    ::cnnk_emu::mma_m16n8k8_tf32(d, a[1], b[1]);
+  } else {
+    ::cnnk_emu::mma_m16n8k16(std::is_same_v<T, __nv_bfloat16>, d, a[0], b[0]);
+  }
 #else
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int h = 0; h < 2; ++h)
+      asm volatile(
+          "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[h][0]), "r"(a[h][1]), "r"(a[h][2]), "r"(a[h][3]), "r"(b[h][0]), "r"(b[h][1]));
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  else
+        : "r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]), "r"(b[0][0]), "r"(b[0][1]));
+  } else {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+        : "r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]), "r"(b[0][0]), "r"(b[0][1]));
+  }
 #endif
 }
 
-// Warps: 2 along m (32 rows each) x 4 along n (16 columns each); per warp and k16 step, 2 x 2 mma.
+// The fragments of one k16 step: for 16-bit types one m16n8k16 set ([0]); for TF32 two m16n8k8
+// sets, k 0-7 ([0]) and 8-15 ([1]). rows: the two A rows (group, group + 8); col: B's column.
+template <typename T, typename S>
+__device__ __forceinline__ void load_a(uint32_t a[2][4], const S* r0, const S* r1, int pair) {
+  if constexpr (std::is_same_v<T, float>) {
+    for (int h = 0; h < 2; ++h)
+      a[h][0] = r0[8 * h + pair], a[h][1] = r1[8 * h + pair], a[h][2] = r0[8 * h + pair + 4],
+      a[h][3] = r1[8 * h + pair + 4];
+  } else {
+    const auto word = [](const S* p) { return *reinterpret_cast<const uint32_t*>(p); };
+    a[0][0] = word(r0 + 2 * pair), a[0][1] = word(r1 + 2 * pair);
+    a[0][2] = word(r0 + 2 * pair + 8), a[0][3] = word(r1 + 2 * pair + 8);
+  }
+}
+template <typename T, typename S>
+__device__ __forceinline__ void load_b(uint32_t b[2][2], const S* col, int pair) {
+  if constexpr (std::is_same_v<T, float>) {
+    for (int h = 0; h < 2; ++h) b[h][0] = col[8 * h + pair], b[h][1] = col[8 * h + pair + 4];
+  } else {
+    const auto word = [](const S* p) { return *reinterpret_cast<const uint32_t*>(p); };
+    b[0][0] = word(col + 2 * pair), b[0][1] = word(col + 2 * pair + 8);
+  }
+}
+
+// Warps: 2 along m (32 rows each) x 4 along n (16 columns each); per warp and k16 step, 2 x 2
+// fragments' products.
 template <typename T, class Gemm>
 __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, int slices, int64_t per_slice) {
-  __shared__ __align__(16) uint16_t lhs_tile[kTileM][kTileK + kMmaSkew];  // [m][k]
-  __shared__ __align__(16) uint16_t rhs_tile[kTileN][kTileK + kMmaSkew];  // [n][k]
+  using S = MmaBits<T>;
+  __shared__ __align__(16) S lhs_tile[kTileM][kTileK + kMmaSkew];  // [m][k]
+  __shared__ __align__(16) S rhs_tile[kTileN][kTileK + kMmaSkew];  // [n][k]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, pair = lane % 4;
   const int wm = (warp / 4) * 32, wn = (warp % 4) * 16;
   const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
@@ -223,34 +286,26 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, i
   const int64_t steps = (gm.depth + kTileK - 1) / kTileK;
   const int64_t first = std::min(steps, slice * per_slice), last = std::min(steps, first + per_slice);
   float acc[2][2][4] = {};
-  const auto word = [](const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); };
   for (int64_t step = first; step < last; ++step) {
     const int64_t k0 = step * kTileK;
     // k fastest: channels_last operands run along memory.
     for (int e = threadIdx.x; e < kTileK * kTileM; e += kGemmThreads) {
       const int mm = e / kTileK, kk = e % kTileK;
       const int64_t m = m0 + mm, k = k0 + kk;
-      lhs_tile[mm][kk] = bits_of<T>(m < gm.rows && k < gm.depth ? gm.lhs(g, m, k) : 0.f);
+      lhs_tile[mm][kk] = mma_bits<T>(m < gm.rows && k < gm.depth ? gm.lhs(g, m, k) : 0.f);
     }
     for (int e = threadIdx.x; e < kTileK * kTileN; e += kGemmThreads) {
       const int nn = e / kTileK, kk = e % kTileK;
       const int64_t n = n0 + nn, k = k0 + kk;
-      rhs_tile[nn][kk] = bits_of<T>(n < gm.cols && k < gm.depth ? gm.rhs(g, k, n) : 0.f);
+      rhs_tile[nn][kk] = mma_bits<T>(n < gm.cols && k < gm.depth ? gm.rhs(g, k, n) : 0.f);
     }
     __syncthreads();
-    uint32_t a[2][4], b[2][2];
-    for (int mi = 0; mi < 2; ++mi) {
-      const uint16_t* r0 = lhs_tile[wm + mi * 16 + group];
-      const uint16_t* r1 = lhs_tile[wm + mi * 16 + group + 8];
-      a[mi][0] = word(r0 + 2 * pair), a[mi][1] = word(r1 + 2 * pair);
-      a[mi][2] = word(r0 + 2 * pair + 8), a[mi][3] = word(r1 + 2 * pair + 8);
-    }
-    for (int ni = 0; ni < 2; ++ni) {
-      const uint16_t* col = rhs_tile[wn + ni * 8 + group];
-      b[ni][0] = word(col + 2 * pair), b[ni][1] = word(col + 2 * pair + 8);
-    }
+    uint32_t a[2][2][4], b[2][2][2];
     for (int mi = 0; mi < 2; ++mi)
-      for (int ni = 0; ni < 2; ++ni) mma_m16n8k16<T>(acc[mi][ni], a[mi], b[ni]);
+      load_a<T>(a[mi], lhs_tile[wm + mi * 16 + group], lhs_tile[wm + mi * 16 + group + 8], pair);
+    for (int ni = 0; ni < 2; ++ni) load_b<T>(b[ni], rhs_tile[wn + ni * 8 + group], pair);
+    for (int mi = 0; mi < 2; ++mi)
+      for (int ni = 0; ni < 2; ++ni) mma_k16<T>(acc[mi][ni], a[mi], b[ni]);
     __syncthreads();
   }
   for (int mi = 0; mi < 2; ++mi)
@@ -261,11 +316,14 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, i
       }
 }
 
-// The tiled kernel for the storage type: tensor cores for the 16-bit types.
+// The tiled kernel for the storage type: tensor cores for the 16-bit types, and for float32 where
+// TF32 is allowed.
 template <typename T, typename A, class Gemm>
-constexpr auto gemm_kernel() {
+auto gemm_kernel(bool allow_tf32) {
   if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>)
     return conv2d_gemm__sm80_mma<T, Gemm>;
+  else if constexpr (std::is_same_v<T, float>)
+    return allow_tf32 ? conv2d_gemm__sm80_mma<T, Gemm> : conv2d_gemm__sm80_tiled<A, Gemm>;
   else
     return conv2d_gemm__sm80_tiled<A, Gemm>;
 }
@@ -311,7 +369,7 @@ WgradSplit wgrad_split(const Conv2dProblem& p) {
 
 }  // namespace
 
-Launched gemm_fprop(const Conv2dFpropArgs& args, cudaStream_t stream) {
+Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = p.N * p.P * p.Q, cols = Kg, depth = Cg * p.R * p.S;
@@ -321,13 +379,13 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, cudaStream_t stream) {
     using A = typename AccOf<T>::type;
     const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, FpropGemm<T, A>>())(gm, 1, steps);
+    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, FpropGemm<T, A>>(allow_tf32))(gm, 1, steps);
     return last_launch_error();
   });
   return {true, err};
 }
 
-Launched gemm_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream) {
+Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = p.N * p.H * p.W, cols = Cg, depth = Kg * p.R * p.S;
@@ -337,7 +395,7 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream) {
     using A = typename AccOf<T>::type;
     const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, DgradGemm<T, A>>())(gm, 1, steps);
+    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, DgradGemm<T, A>>(allow_tf32))(gm, 1, steps);
     return last_launch_error();
   });
   return {true, err};
@@ -351,7 +409,8 @@ size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
   return size_t(split.slices) * size_t(p.K) * size_t(p.C / p.groups * p.R * p.S) * acc;
 }
 
-Launched gemm_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = Kg, cols = Cg * p.R * p.S, depth = p.N * p.P * p.Q;
@@ -365,7 +424,7 @@ Launched gemm_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspa
     A* partial = split.slices > 1 ? static_cast<A*>(workspace) : nullptr;
     const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial};
     CNNK_LAUNCH(tiles(rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
-                gemm_kernel<T, A, WgradGemm<T, A>>())(gm, split.slices, split.per_slice);
+                gemm_kernel<T, A, WgradGemm<T, A>>(allow_tf32))(gm, split.slices, split.per_slice);
     if (partial)
       CNNK_LAUNCH(grid_for(p.K * cols, kThreads), kThreads, 0, stream, conv2d_gemm_finish__sm80<T, A>)(gm, split.slices);
     return last_launch_error();

@@ -11,13 +11,15 @@
 namespace cnnkernels {
 namespace cuda {
 
-Launched gemm_fprop(const Conv2dFpropArgs& args, cudaStream_t stream);
-Launched gemm_dgrad(const Conv2dDgradArgs& args, cudaStream_t stream);
+// allow_tf32: float32 on the tensor cores as TF32 (else exact on the CUDA cores).
+Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream);
+Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream);
 // The weight gradient splits long reductions (N P Q pixels) into slices summed through a workspace
 // of gemm_wgrad_workspace_bytes(args) bytes (0: one slice, no workspace); with less workspace than
 // that it runs one slice.
 size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args);
-Launched gemm_wgrad(const Conv2dWgradArgs& args, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace cnnkernels

@@ -14,7 +14,8 @@ namespace cnnkernels {
 namespace cuda {
 
 // All four dtypes (f32, f64, f16, bf16; f32 accumulation for the 16-bit types).
-// allow_tf32: the caller's torch.backends.cudnn.allow_tf32 (may be ignored by exact kernels).
+// allow_tf32: the caller's torch.backends.cudnn.allow_tf32. Where true, float32 layers of the
+// implicit GEMM run on the tensor cores as TF32; the depthwise and reference kernels stay exact.
 cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream);
 cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream);
 // The weight gradient may need a device workspace of conv2d_wgrad_workspace_bytes(args) bytes

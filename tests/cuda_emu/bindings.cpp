@@ -1,6 +1,6 @@
 // Python bindings of the CPU-emulated CUDA entry points (emulation.h): each takes CPU tensors laid
 // out as a GPU call would have them (outputs preallocated, any strides) and runs csrc/cuda's
-// dispatch and kernels on them.
+// dispatch and kernels on them. tf32: torch.backends.cudnn.allow_tf32 as the op layer passes it.
 #include <torch/extension.h>
 
 #include "../../csrc/cuda/cuda_kernels.h"
@@ -35,23 +35,24 @@ Conv2dProblem conv_problem(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 
 void conv2d_fprop(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias, at::Tensor y,
-                  std::vector<int64_t> st, std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups) {
+                  std::vector<int64_t> st, std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups,
+                  bool tf32) {
   Conv2dFpropArgs a{conv_problem(x, w, y, st, pd, dl, groups), cview(x), cview(w),
                     bias ? bias->data_ptr() : nullptr, view(y)};
-  check(cuda::conv2d_fprop(a, false, nullptr));
+  check(cuda::conv2d_fprop(a, tf32, nullptr));
 }
 void conv2d_dgrad(const at::Tensor& dy, const at::Tensor& w, at::Tensor dx, std::vector<int64_t> st,
-                  std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups) {
+                  std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups, bool tf32) {
   Conv2dDgradArgs a{conv_problem(dx, w, dy, st, pd, dl, groups), cview(dy), cview(w), view(dx)};
-  check(cuda::conv2d_dgrad(a, false, nullptr));
+  check(cuda::conv2d_dgrad(a, tf32, nullptr));
 }
 // Returns the workspace size the entry point asked for.
 int64_t conv2d_wgrad(const at::Tensor& dy, const at::Tensor& x, at::Tensor dw, std::vector<int64_t> st,
-                     std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups) {
+                     std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups, bool tf32) {
   Conv2dWgradArgs a{conv_problem(x, dw, dy, st, pd, dl, groups), cview(dy), cview(x), view(dw)};
   const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a);
   at::Tensor ws = at::full({int64_t(bytes)}, 0xff, x.options().dtype(at::kByte));  // poisoned
-  check(cuda::conv2d_wgrad(a, false, bytes ? ws.data_ptr() : nullptr, bytes, nullptr));
+  check(cuda::conv2d_wgrad(a, tf32, bytes ? ws.data_ptr() : nullptr, bytes, nullptr));
   return int64_t(bytes);
 }
 void conv2d_bgrad(const at::Tensor& dy, at::Tensor db) {

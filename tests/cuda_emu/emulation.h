@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <tuple>
 #include <vector>
@@ -162,6 +163,43 @@ inline void mma_m16n8k16(bool bf16, float d[4], const uint32_t a[4], const uint3
     d[v] += dot;
   }
   sync_threads();  // every lane has read the fragments before any writes its next ones
+}
+
+// cvt.rna.tf32.f32: 10 mantissa bits, round to nearest with ties away from zero; the pattern
+// keeps 32 bits with the low 13 zero. Infinities and NaN pass through.
+inline uint32_t round_to_tf32(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;
+  return (u + 0x1000u) & 0xffffe000u;
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, as mma_m16n8k16 (one element per register).
+inline void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  static std::vector<WarpFragments> warps;
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warps.size() <= warp) warps.resize(warp + 1);
+  for (int i = 0; i < 4; ++i) warps[warp].a[lane][i] = a[i];
+  for (int i = 0; i < 2; ++i) warps[warp].b[lane][i] = b[i];
+  sync_threads();
+  const WarpFragments& f = warps[warp];
+  const auto element = [](uint32_t word) {
+    float x;
+    std::memcpy(&x, &word, 4);
+    return x;
+  };
+  const unsigned group = lane / 4, pair = lane % 4;
+  for (int v = 0; v < 4; ++v) {
+    const unsigned row = group + (v / 2) * 8, col = 2 * pair + v % 2;
+    float dot = 0;
+    for (int k = 0; k < 8; ++k) {
+      const float x = element(f.a[(row % 8) * 4 + k % 4][(k >= 4 ? 2 : 0) + (row >= 8 ? 1 : 0)]);
+      const float y = element(f.b[col * 4 + k % 4][k >= 4 ? 1 : 0]);
+      dot += x * y;
+    }
+    d[v] += dot;
+  }
+  sync_threads();
 }
 
 }  // namespace cnnk_emu
