@@ -18,11 +18,12 @@ CONV = [  # (n, c, k, h, w, r, stride, padding, dilation, groups)
 ]
 POOL = [(2, 5, 9, 11, 3, 2, 1, True), (1, 4, 8, 8, 2, 2, 0, False), (2, 16, 9, 8, 3, 2, 1, False)]  # (n, c, h, w, k, stride, pad, ceil)
 TOL = {torch.float32: 1e-3, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 8e-2}
+TOL_TF32 = 1e-2  # two TF32 results (10-bit mantissa operands), relative to the largest element
 
 
-def close(a, b, dtype, what):
+def close(a, b, dtype, what, tol=None):
     err = ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-6)).item()
-    if not err <= TOL[dtype]:
+    if not err <= (TOL[dtype] if tol is None else tol):
         print(f"MISMATCH {what}: relative error {err:.3g}", file=sys.stderr)
         return False
     return True
@@ -56,6 +57,19 @@ def main():
                     res.append((y, xs.grad))
                 for name, a, ref in zip(("y", "dx"), *res):
                     ok &= close(a, ref, dtype, f"max_pool2d {name} {dtype} {mf}")
+    # float32 as TF32 on the tensor cores (the GEMM's other kernel), against cuDNN's TF32.
+    torch.backends.cudnn.allow_tf32 = True
+    n, c, k, h, w, r, stride, padding, dilation, groups = CONV[-1]
+    x = torch.randn(n, c, h, w, device="cuda").contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(k, c // groups, r, r, device="cuda")
+    res = []
+    for fn in (CF.conv2d, F.conv2d):
+        xs, ws = x.detach().clone().requires_grad_(), wt.detach().clone().requires_grad_()
+        y = fn(xs, ws, None, stride, padding, dilation, groups)
+        y.backward(torch.ones_like(y))
+        res.append((y, xs.grad, ws.grad))
+    for name, a, ref in zip(("y", "dx", "dw"), *res):
+        ok &= close(a, ref, torch.float32, f"conv2d tf32 {name}", TOL_TF32)
     torch.cuda.synchronize()
     print("sanitizer cases:", "all match PyTorch" if ok else "MISMATCHES (above)")
     return 0 if ok else 1
