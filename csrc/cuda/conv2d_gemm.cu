@@ -18,10 +18,16 @@
 //                                 each k16 step 2 x 2 mma.sync m16n8k16 (TF32: twice m16n8k8) on
 //                                 fragments read from shared tiles stored k-fastest (no ldmatrix or
 //                                 cp.async pipeline yet)
+//   conv2d_fprop_nhwc__sm80_mma_pipelined  the forward of bf16 / f16 channels_last layers whose
+//                                 group channels come in whole 16-byte chunks (C/G % 8 == 0,
+//                                 channels_last weights): operands copied straight into shared
+//                                 memory by cp.async (zero-fill for padding) through a 3-stage
+//                                 pipeline, fragments by ldmatrix, then the same mma.sync
 //   conv2d_gemm_finish__sm80      wgrad's slices summed in order into dw
 #include "conv2d_gemm.cuh"
 #include "cuda_dtype.cuh"
 #include "cuda_launch.cuh"
+#include "cuda_layout.cuh"
 
 #include <algorithm>
 #include <cstring>
@@ -316,6 +322,128 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, i
       }
 }
 
+// ---- the channels_last forward through a cp.async pipeline -------------------------------------
+constexpr int kStages = 3;
+
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  ::cnnk_emu::cp_async(smem, gmem, 16, src_bytes);
+#else
+  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  ::cnnk_emu::cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  ::cnnk_emu::cp_async_wait(kPending);
+#else
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+#endif
+}
+// ldmatrix.x4: lane l names row l % 8 of 8 x 8 matrix l / 8 (8 contiguous 16-bit elements);
+// register i receives matrix i's elements (l / 4, 2 (l % 4) + 0..1), an mma fragment's layout.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  ::cnnk_emu::ldmatrix_x4(r, row);
+#else
+  const unsigned addr = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#endif
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kGemmThreads)
+    conv2d_fprop_nhwc__sm80_mma_pipelined(FpropGemm<T, float> gm) {
+  __shared__ __align__(16) uint16_t lhs_tile[kStages][kTileM][kTileK + kMmaSkew];  // [m][k]
+  __shared__ __align__(16) uint16_t rhs_tile[kStages][kTileN][kTileK + kMmaSkew];  // [n][k]
+  const Conv2dProblem& p = gm.a.p;
+  const T* x = static_cast<const T*>(gm.a.x.data);
+  const T* w = static_cast<const T*>(gm.a.w.data);
+  const int64_t* ws = gm.a.w.stride;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, pair = lane % 4;
+  const int wm = (warp / 4) * 32, wn = (warp % 4) * 16;
+  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN, g = blockIdx.z;
+  const int64_t steps = (gm.depth + kTileK - 1) / kTileK;
+  // Each thread copies one 16-byte chunk per stage: threads 0-127 the 64 x 16 input tile (row
+  // t / 2, channels 8 (t % 2) onwards), threads 128-255 the weight tile. Its row's pixel (or
+  // filter) is fixed for the whole loop.
+  const bool is_lhs = threadIdx.x < 128;
+  const int row = (threadIdx.x % 128) / 2, half = threadIdx.x % 2;
+  const int64_t m = m0 + row, n = n0 + row;
+  const bool row_ok = is_lhs ? m < gm.rows : n < gm.cols;
+  int64_t img = 0, h_base = 0, w_base = 0;
+  if (is_lhs && row_ok) {
+    const int64_t q = m % p.Q, np = m / p.Q;
+    img = np / p.P;
+    h_base = (np % p.P) * p.stride_h - p.pad_h, w_base = q * p.stride_w - p.pad_w;
+  }
+  const auto load_stage = [&](int64_t step, int stage) {
+    const int64_t k = step * kTileK + 8 * half;  // 8 channels of one tap: Cg % 8 == 0
+    const int64_t c = k % gm.Cg, rs = k / gm.Cg, r = rs / p.S, s_ = rs % p.S;
+    const T* src = x;
+    int bytes = 0;
+    if (row_ok && k < gm.depth) {
+      if (is_lhs) {
+        const int64_t h = h_base + r * p.dil_h, ww = w_base + s_ * p.dil_w;
+        if (h >= 0 && h < p.H && ww >= 0 && ww < p.W)
+          src = x + ((img * p.H + h) * p.W + ww) * p.C + g * gm.Cg + c, bytes = 16;
+      } else {
+        src = w + (g * gm.Kg + n) * ws[0] + r * ws[2] + s_ * ws[3] + c, bytes = 16;
+      }
+    }
+    uint16_t* dst = is_lhs ? &lhs_tile[stage][row][8 * half] : &rhs_tile[stage][row][8 * half];
+    cp_async_16(dst, src, bytes);  // bytes 0: sixteen zero bytes (padding, past the edge)
+  };
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < steps) load_stage(st, st);
+    cp_async_commit();  // one group per stage, empty or not: wait counts stay uniform
+  }
+  float acc[2][2][4] = {};
+  for (int64_t step = 0; step < steps; ++step) {
+    cp_async_wait<kStages - 2>();  // this thread's copies for `step` have landed
+    __syncthreads();               // everyone's have; and stage (step - 1) % 3 is free
+    const int stage = int(step % kStages);
+    uint32_t a[2][2][4], b[2][2][2];
+    for (int mi = 0; mi < 2; ++mi)
+      ldmatrix_x4(a[mi][0], &lhs_tile[stage][wm + mi * 16 + lane % 16][(lane / 16) * 8]);
+    uint32_t bq[4];
+    ldmatrix_x4(bq, &rhs_tile[stage][wn + (lane / 16) * 8 + lane % 8][((lane / 8) % 2) * 8]);
+    b[0][0][0] = bq[0], b[0][0][1] = bq[1], b[1][0][0] = bq[2], b[1][0][1] = bq[3];
+    for (int mi = 0; mi < 2; ++mi)
+      for (int ni = 0; ni < 2; ++ni) mma_k16<T>(acc[mi][ni], a[mi], b[ni]);
+    const int64_t next = step + kStages - 1;
+    if (next < steps) load_stage(next, int(next % kStages));
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+  for (int mi = 0; mi < 2; ++mi)
+    for (int ni = 0; ni < 2; ++ni)
+      for (int v = 0; v < 4; ++v) {
+        const int64_t mm = m0 + wm + mi * 16 + group + (v / 2) * 8, nn = n0 + wn + ni * 8 + 2 * pair + v % 2;
+        if (mm < gm.rows && nn < gm.cols) gm.put(0, g, mm, nn, acc[mi][ni][v]);
+      }
+}
+
+// Whether the pipelined forward takes the layer: 16-bit channels_last activations and weights,
+// whole 16-byte chunks of each group's channels.
+bool pipelined_fprop_fits(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != DType::bf16 && p.dtype != DType::f16) return false;
+  const int64_t Cg = p.C / p.groups;
+  return Cg % 8 == 0 && strides_are(Dense::nhwc, a.x.stride, p.N, p.C, p.H, p.W) &&
+         strides_are(Dense::nhwc, a.w.stride, p.K, Cg, p.R, p.S) && aligned(a.x.data, 16) && aligned(a.w.data, 16);
+}
+
 // The tiled kernel for the storage type: tensor cores for the 16-bit types, and for float32 where
 // TF32 is allowed.
 template <typename T, typename A, class Gemm>
@@ -379,6 +507,12 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t s
     using A = typename AccOf<T>::type;
     const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
+    if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>) {
+      if (pipelined_fprop_fits(args)) {
+        CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, conv2d_fprop_nhwc__sm80_mma_pipelined<T>)(gm);
+        return last_launch_error();
+      }
+    }
     CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, FpropGemm<T, A>>(allow_tf32))(gm, 1, steps);
     return last_launch_error();
   });

@@ -20,6 +20,7 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -198,6 +199,60 @@ inline void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2
       dot += x * y;
     }
     d[v] += dot;
+  }
+  sync_threads();
+}
+
+// cp.async: a thread's copies land only when it waits for their group (cp.async.wait_group), as
+// on the GPU nothing guarantees them earlier; a kernel that reads shared memory before waiting
+// reads stale bytes here too. src_bytes < bytes: the rest is zero-filled.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes;
+};
+struct AsyncCopies {
+  uint3 block = {~0u, ~0u, ~0u};  // the block these groups belong to (a new block starts empty)
+  std::vector<AsyncCopy> open;
+  std::vector<std::vector<AsyncCopy>> committed;  // oldest first
+};
+inline AsyncCopies& async_copies() {
+  static std::vector<AsyncCopies> per_thread;
+  if (per_thread.size() <= threadIdx.x) per_thread.resize(threadIdx.x + 1);
+  AsyncCopies& c = per_thread[threadIdx.x];
+  if (c.block.x != blockIdx.x || c.block.y != blockIdx.y || c.block.z != blockIdx.z) c = AsyncCopies{blockIdx};
+  return c;
+}
+inline void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  async_copies().open.push_back({dst, src, bytes, src_bytes});
+}
+inline void cp_async_commit() {
+  AsyncCopies& c = async_copies();
+  c.committed.push_back(std::move(c.open));
+  c.open.clear();
+}
+inline void cp_async_wait(int pending) {
+  AsyncCopies& c = async_copies();
+  while (int(c.committed.size()) > pending) {
+    for (const AsyncCopy& k : c.committed.front()) {
+      std::memcpy(k.dst, k.src, k.src_bytes);
+      std::memset(static_cast<char*>(k.dst) + k.src_bytes, 0, k.bytes - k.src_bytes);
+    }
+    c.committed.erase(c.committed.begin());
+  }
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane l names row l % 8 of matrix l / 8; register i
+// gets matrix i's elements (l / 4, 2 (l % 4) + 0..1). A warp-wide exchange, like the mma.
+inline void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
+  static std::vector<std::array<const uint16_t*, 32>> warps;
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warps.size() <= warp) warps.resize(warp + 1);
+  warps[warp][lane] = row;
+  sync_threads();
+  for (int i = 0; i < 4; ++i) {
+    const uint16_t* src = warps[warp][i * 8 + lane / 4] + 2 * (lane % 4);
+    r[i] = uint32_t(src[0]) | uint32_t(src[1]) << 16;
   }
   sync_threads();
 }
