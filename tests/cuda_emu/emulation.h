@@ -143,14 +143,19 @@ inline float half_bits_to_float(bool bf16, uint16_t bits) {
   r.x = bits;
   return __half2float(__half(r));
 }
-inline void mma_m16n8k16(bool bf16, float d[4], const uint32_t a[4], const uint32_t b[2]) {
+// Deposits this lane's fragments and waits until every lane of the block has: the warp's view.
+inline const WarpFragments& exchange_fragments(const uint32_t a[4], const uint32_t b[2]) {
   static std::vector<WarpFragments> warps;
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (warps.size() <= warp) warps.resize(warp + 1);
   for (int i = 0; i < 4; ++i) warps[warp].a[lane][i] = a[i];
   for (int i = 0; i < 2; ++i) warps[warp].b[lane][i] = b[i];
   sync_threads();
-  const WarpFragments& f = warps[warp];
+  return warps[warp];
+}
+inline void mma_m16n8k16(bool bf16, float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  const WarpFragments& f = exchange_fragments(a, b);
+  const unsigned lane = threadIdx.x % 32;
   const auto element = [&](uint32_t word, int k) { return half_bits_to_float(bf16, uint16_t(word >> (16 * (k % 2)))); };
   const unsigned group = lane / 4, pair = lane % 4;
   for (int v = 0; v < 4; ++v) {
@@ -177,13 +182,8 @@ inline uint32_t round_to_tf32(float v) {
 
 // mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, as mma_m16n8k16 (one element per register).
 inline void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-  static std::vector<WarpFragments> warps;
-  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (warps.size() <= warp) warps.resize(warp + 1);
-  for (int i = 0; i < 4; ++i) warps[warp].a[lane][i] = a[i];
-  for (int i = 0; i < 2; ++i) warps[warp].b[lane][i] = b[i];
-  sync_threads();
-  const WarpFragments& f = warps[warp];
+  const WarpFragments& f = exchange_fragments(a, b);
+  const unsigned lane = threadIdx.x % 32;
   const auto element = [](uint32_t word) {
     float x;
     std::memcpy(&x, &word, 4);
