@@ -15,16 +15,12 @@
 #include "cuda_dtype.cuh"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
+#include "cuda_layout.cuh"
 #include "cuda_reduce.cuh"
 
 namespace cnnkernels {
 namespace cuda {
 namespace {
-
-__device__ __forceinline__ int64_t offset(const int64_t* st, int64_t a, int64_t b, int64_t c,
-                                          int64_t d) {
-  return a * st[0] + b * st[1] + c * st[2] + d * st[3];
-}
 
 template <typename T, typename A>
 __global__ void conv2d_fprop_any__sm80_direct(Conv2dFpropArgs a) {
@@ -47,11 +43,11 @@ __global__ void conv2d_fprop_any__sm80_direct(Conv2dFpropArgs a) {
         const int64_t ww = q * pb.stride_w - pb.pad_w + s * pb.dil_w;
         if (ww < 0 || ww >= pb.W) continue;
         for (int64_t c = 0; c < Cg; ++c)
-          acc += load(x + offset(a.x.stride, n, c0 + c, h, ww)) *
-                 load(w + offset(a.w.stride, k, c, r, s));
+          acc += load(x + offset4(a.x.stride, n, c0 + c, h, ww)) *
+                 load(w + offset4(a.w.stride, k, c, r, s));
       }
     }
-    store(y + offset(a.y.stride, n, k, p, q), acc);
+    store(y + offset4(a.y.stride, n, k, p, q), acc);
   }
 }
 
@@ -81,11 +77,11 @@ __global__ void conv2d_dgrad_any__sm80_gather(Conv2dDgradArgs a) {
         if (wp % pb.stride_w != 0 || wp / pb.stride_w >= pb.Q) continue;
         const int64_t q = wp / pb.stride_w;
         for (int64_t k = g * Kg; k < (g + 1) * Kg; ++k)
-          acc += load(dy + offset(a.dy.stride, n, k, p, q)) *
-                 load(w + offset(a.w.stride, k, cw, r, s));
+          acc += load(dy + offset4(a.dy.stride, n, k, p, q)) *
+                 load(w + offset4(a.w.stride, k, cw, r, s));
       }
     }
-    store(dx + offset(a.dx.stride, n, c, h, wx), acc);
+    store(dx + offset4(a.dx.stride, n, c, h, wx), acc);
   }
 }
 
@@ -108,10 +104,10 @@ __global__ void __launch_bounds__(kReduceThreads) conv2d_wgrad_any__sm80_block(C
       const int64_t h = p * pb.stride_h - pb.pad_h + r * pb.dil_h;
       const int64_t ww = q * pb.stride_w - pb.pad_w + s * pb.dil_w;
       if (h < 0 || h >= pb.H || ww < 0 || ww >= pb.W) continue;
-      acc += load(dy + offset(a.dy.stride, n, k, p, q)) * load(x + offset(a.x.stride, n, cx, h, ww));
+      acc += load(dy + offset4(a.dy.stride, n, k, p, q)) * load(x + offset4(a.x.stride, n, cx, h, ww));
     }
     acc = block_sum(acc);
-    if (threadIdx.x == 0) store(dw + offset(a.dw.stride, k, c, r, s), acc);
+    if (threadIdx.x == 0) store(dw + offset4(a.dw.stride, k, c, r, s), acc);
   }
 }
 
@@ -125,7 +121,7 @@ __global__ void __launch_bounds__(kReduceThreads) conv2d_bgrad_any__sm80_block(C
     A acc = A(0);
     for (int64_t j = threadIdx.x; j < npq; j += kReduceThreads) {
       const int64_t q = j % pb.Q, p = (j / pb.Q) % pb.P, n = j / (pb.Q * pb.P);
-      acc += load(dy + offset(a.dy.stride, n, k, p, q));
+      acc += load(dy + offset4(a.dy.stride, n, k, p, q));
     }
     acc = block_sum(acc);
     if (threadIdx.x == 0) store(db + k, acc);

@@ -298,13 +298,6 @@ __global__ void conv2d_wgrad_dw_finish__sm80(Conv2dWgradArgs a, const A* partial
 
 bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.C > 1; }
 
-bool vectors_fit(const Conv2dProblem& p, int vec, std::initializer_list<const void*> tensors) {
-  if (p.C % vec) return false;
-  for (const void* t : tensors)
-    if (!aligned(t, 16)) return false;
-  return true;
-}
-
 bool index_fits(const Conv2dProblem& p) {
   return fits_uint32_index(p.N * p.C * p.H * p.W) && fits_uint32_index(p.N * p.K * p.P * p.Q);
 }
@@ -334,7 +327,7 @@ bool plan_wgrad(const Conv2dWgradArgs& a, WgradPlan* plan) {
   plan->layout = shared_layout(p, a.x.stride, a.dy.stride);
   if (plan->layout == Dense::none) return false;
   const int vec16 = 16 / int(dtype_size(p.dtype));
-  plan->vec = plan->layout == Dense::nhwc && vectors_fit(p, vec16, {a.x.data, a.dy.data}) ? vec16 : 1;
+  plan->vec = plan->layout == Dense::nhwc && vectors_fit(p.C, vec16, {a.x.data, a.dy.data}) ? vec16 : 1;
   plan->groups = plan->layout == Dense::nchw ? p.C : (p.C / plan->vec + kVecsPerBlock - 1) / kVecsPerBlock;
   const int64_t want = (528 + plan->groups - 1) / plan->groups;
   const int64_t most = std::max<int64_t>(1, p.N * p.P * p.Q / 1024);
@@ -355,7 +348,7 @@ Launched depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    const bool vectors = layout == Dense::nhwc && vectors_fit(p, kVec16<T>, {a.x.data, a.y.data});
+    const bool vectors = layout == Dense::nhwc && vectors_fit(p.C, kVec16<T>, {a.x.data, a.y.data});
     launch_dense<kVec16<T>>(layout, vectors, index_fits(p), [&](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
@@ -379,7 +372,7 @@ Launched depthwise_dgrad(const Conv2dDgradArgs& a, cudaStream_t stream) {
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    const bool vectors = layout == Dense::nhwc && vectors_fit(p, kVec16<T>, {a.dx.data, a.dy.data});
+    const bool vectors = layout == Dense::nhwc && vectors_fit(p.C, kVec16<T>, {a.dx.data, a.dy.data});
     launch_dense<kVec16<T>>(layout, vectors, index_fits(p), [&](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;

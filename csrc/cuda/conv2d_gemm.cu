@@ -41,10 +41,6 @@ constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
 constexpr int kGemmThreads = 256;  // 16 x 16 threads, 4 x 4 outputs each
 constexpr int kPad = 4;            // shared rows of 68: keeps 16-byte alignment, staggers banks
 
-__device__ __forceinline__ int64_t at4(const int64_t* st, int64_t a, int64_t b, int64_t c, int64_t d) {
-  return a * st[0] + b * st[1] + c * st[2] + d * st[3];
-}
-
 // The operands and the output of each GEMM, addressed by (group, row or reduction, column).
 template <typename T, typename A>
 struct FpropGemm {
@@ -57,17 +53,17 @@ struct FpropGemm {
     const int64_t c = kk % Cg, rs = kk / Cg, s = rs % p.S, r = rs / p.S;
     const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h, w = q * p.stride_w - p.pad_w + s * p.dil_w;
     if (h < 0 || h >= p.H || w < 0 || w >= p.W) return A(0);
-    return load(static_cast<const T*>(a.x.data) + at4(a.x.stride, n, g * Cg + c, h, w));
+    return load(static_cast<const T*>(a.x.data) + offset4(a.x.stride, n, g * Cg + c, h, w));
   }
   __device__ A rhs(int64_t g, int64_t kk, int64_t k) const {  // w of filter k at tap and channel kk
     const int64_t c = kk % Cg, rs = kk / Cg;
-    return load(static_cast<const T*>(a.w.data) + at4(a.w.stride, g * Kg + k, c, rs / a.p.S, rs % a.p.S));
+    return load(static_cast<const T*>(a.w.data) + offset4(a.w.stride, g * Kg + k, c, rs / a.p.S, rs % a.p.S));
   }
   __device__ void put(int64_t /*slice*/, int64_t g, int64_t m, int64_t k, A v) const {
     const Conv2dProblem& p = a.p;
     const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
     if (a.bias) v += load(static_cast<const T*>(a.bias) + g * Kg + k);
-    store(static_cast<T*>(a.y.data) + at4(a.y.stride, n, g * Kg + k, pp, q), v);
+    store(static_cast<T*>(a.y.data) + offset4(a.y.stride, n, g * Kg + k, pp, q), v);
   }
 };
 
@@ -85,16 +81,16 @@ struct DgradGemm {
     if (hp < 0 || wp < 0 || hp % p.stride_h || wp % p.stride_w) return A(0);
     const int64_t pp = hp / p.stride_h, q = wp / p.stride_w;
     if (pp >= p.P || q >= p.Q) return A(0);
-    return load(static_cast<const T*>(a.dy.data) + at4(a.dy.stride, n, g * Kg + k, pp, q));
+    return load(static_cast<const T*>(a.dy.data) + offset4(a.dy.stride, n, g * Kg + k, pp, q));
   }
   __device__ A rhs(int64_t g, int64_t kk, int64_t c) const {
     const int64_t k = kk % Kg, rs = kk / Kg;
-    return load(static_cast<const T*>(a.w.data) + at4(a.w.stride, g * Kg + k, c, rs / a.p.S, rs % a.p.S));
+    return load(static_cast<const T*>(a.w.data) + offset4(a.w.stride, g * Kg + k, c, rs / a.p.S, rs % a.p.S));
   }
   __device__ void put(int64_t /*slice*/, int64_t g, int64_t m, int64_t c, A v) const {
     const Conv2dProblem& p = a.p;
     const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
-    store(static_cast<T*>(a.dx.data) + at4(a.dx.stride, n, g * Cg + c, h, w), v);
+    store(static_cast<T*>(a.dx.data) + offset4(a.dx.stride, n, g * Cg + c, h, w), v);
   }
 };
 
@@ -107,7 +103,7 @@ struct WgradGemm {
   __device__ A lhs(int64_t g, int64_t k, int64_t j) const {  // dy of filter k at pixel j
     const Conv2dProblem& p = a.p;
     const int64_t q = j % p.Q, np = j / p.Q, pp = np % p.P, n = np / p.P;
-    return load(static_cast<const T*>(a.dy.data) + at4(a.dy.stride, n, g * Kg + k, pp, q));
+    return load(static_cast<const T*>(a.dy.data) + offset4(a.dy.stride, n, g * Kg + k, pp, q));
   }
   __device__ A rhs(int64_t g, int64_t j, int64_t crs) const {  // x under tap (r, s) of pixel j
     const Conv2dProblem& p = a.p;
@@ -115,7 +111,7 @@ struct WgradGemm {
     const int64_t s = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
     const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h, w = q * p.stride_w - p.pad_w + s * p.dil_w;
     if (h < 0 || h >= p.H || w < 0 || w >= p.W) return A(0);
-    return load(static_cast<const T*>(a.x.data) + at4(a.x.stride, n, g * Cg + c, h, w));
+    return load(static_cast<const T*>(a.x.data) + offset4(a.x.stride, n, g * Cg + c, h, w));
   }
   __device__ void put(int64_t slice, int64_t g, int64_t k, int64_t crs, A v) const {
     if (partial) {
@@ -124,7 +120,7 @@ struct WgradGemm {
     }
     const Conv2dProblem& p = a.p;
     const int64_t s = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
-    store(static_cast<T*>(a.dw.data) + at4(a.dw.stride, g * Kg + k, c, r, s), v);
+    store(static_cast<T*>(a.dw.data) + offset4(a.dw.stride, g * Kg + k, c, r, s), v);
   }
 };
 
@@ -466,7 +462,7 @@ __global__ void conv2d_gemm_finish__sm80(WgradGemm<T, A> gm, int slices) {
     for (int s = 0; s < slices; ++s) sum += gm.partial[s * per_slice + i];
     const int64_t crs = i % gm.cols, gk = i / gm.cols;  // gk = g * rows + k: the filter index
     const int64_t s_ = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
-    store(static_cast<T*>(gm.a.dw.data) + at4(gm.a.dw.stride, gk, c, r, s_), sum);
+    store(static_cast<T*>(gm.a.dw.data) + offset4(gm.a.dw.stride, gk, c, r, s_), sum);
   }
 }
 

@@ -1,11 +1,18 @@
-// Host-side checks the CUDA entry points use to pick a dense fast path over the any-strides
-// reference kernels: which dense layout a set of strides describes, alignment, index width.
+// Strided addressing for the CUDA kernels, and the host-side checks the entry points use to pick a
+// dense fast path over the any-strides reference kernels: which dense layout a set of strides
+// describes, alignment, index width.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 namespace cnnkernels {
 namespace cuda {
+
+// Element (a, b, c, d) of a 4-D view with strides st (n, c, h, w or k, c, r, s order).
+__host__ __device__ __forceinline__ int64_t offset4(const int64_t* st, int64_t a, int64_t b, int64_t c, int64_t d) {
+  return a * st[0] + b * st[1] + c * st[2] + d * st[3];
+}
 
 enum class Dense { none, nchw, nhwc };
 
@@ -22,6 +29,15 @@ inline bool strides_are(Dense layout, const int64_t* st, int64_t N, int64_t C, i
 }
 
 inline bool aligned(const void* ptr, int bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+// Whether channels_last threads can own 16-byte vectors of `vec` channels: C a multiple of vec and
+// every tensor's base 16-byte aligned (each vector then starts at a multiple of vec elements).
+inline bool vectors_fit(int64_t C, int vec, std::initializer_list<const void*> tensors) {
+  if (C % vec) return false;
+  for (const void* t : tensors)
+    if (!aligned(t, 16)) return false;
+  return true;
+}
 
 // uint32_t index math is safe when no tensor has more than 2^31 elements: a grid-stride index
 // then stays below 2^31 + the grid's threads (< 2^29) < 2^32.

@@ -25,11 +25,6 @@ namespace cnnkernels {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ int64_t offset(const int64_t* st, int64_t a, int64_t b, int64_t c,
-                                          int64_t d) {
-  return a * st[0] + b * st[1] + c * st[2] + d * st[3];
-}
-
 // First tap of a window at or after 0: start + ceil(-start / dil) dil for a start in the padding.
 __device__ __forceinline__ int64_t first_tap(int64_t start, int64_t dil) {
   return start >= 0 ? start : start + (-start + dil - 1) / dil * dil;
@@ -55,15 +50,15 @@ __global__ void max_pool2d_fwd_any__sm80_direct(MaxPool2dFwdArgs a) {
       for (int64_t kw = 0; kw < pb.kernel_w; ++kw) {
         const int64_t w = w0 + kw * pb.dil_w;
         if (w < 0 || w >= pb.W) continue;
-        const A v = load(x + offset(a.x.stride, n, c, h, w));
+        const A v = load(x + offset4(a.x.stride, n, c, h, w));
         if (v > best || isnan(v)) {
           best = v;
           best_kh = kh, best_kw = kw;
         }
       }
     }
-    store(y + offset(a.y.stride, n, c, p, q), best);
-    store_winner(a, offset(a.index_stride, n, c, p, q), h0, w0, best_kh, best_kw);
+    store(y + offset4(a.y.stride, n, c, p, q), best);
+    store_winner(a, offset4(a.index_stride, n, c, p, q), h0, w0, best_kh, best_kw);
   }
 }
 
@@ -91,9 +86,9 @@ __global__ void max_pool2d_bwd_any__sm80_gather(MaxPool2dBwdArgs a) {
     A acc = A(0);
     for (int64_t p = p_lo; p <= p_hi; ++p)
       for (int64_t q = q_lo; q <= q_hi; ++q)
-        if (winner_index(a, offset(a.index_stride, n, c, p, q), p, q) == self)
-          acc += load(dy + offset(a.dy.stride, n, c, p, q));
-    store(dx + offset(a.dx.stride, n, c, h, w), acc);
+        if (winner_index(a, offset4(a.index_stride, n, c, p, q), p, q) == self)
+          acc += load(dy + offset4(a.dy.stride, n, c, p, q));
+    store(dx + offset4(a.dx.stride, n, c, h, w), acc);
   }
 }
 
@@ -307,15 +302,10 @@ bool fits_uint32_index(const Pool2dProblem& p) {
   return cuda::fits_uint32_index(p.N * p.C * p.H * p.W) && cuda::fits_uint32_index(p.N * p.C * p.P * p.Q);
 }
 
-// Whether 16-byte vectors of channels apply: C a multiple of VEC, vector-aligned base pointers
-// (every vector then starts at a multiple of VEC elements).
+// Whether 16-byte vectors of channels apply (cuda_layout.cuh), with the taps' VEC-byte words aligned.
 template <typename T>
-bool vectors_fit(const Pool2dProblem& p, std::initializer_list<const void*> tensors, const void* taps) {
-  constexpr int VEC = kVec16<T>;
-  if (p.C % VEC) return false;
-  for (const void* t : tensors)
-    if (!aligned(t, 16)) return false;
-  return !taps || aligned(taps, VEC);
+bool vectors_and_taps_fit(const Pool2dProblem& p, std::initializer_list<const void*> tensors, const void* taps) {
+  return vectors_fit(p.C, kVec16<T>, tensors) && (!taps || aligned(taps, kVec16<T>));
 }
 
 bool bad_geometry(const Pool2dProblem& p) {
@@ -339,7 +329,7 @@ cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream) {
       CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_any__sm80_direct<T, A>)(args);
       return last_launch_error();
     }
-    const bool vectors = layout == Dense::nhwc && vectors_fit<T>(p, {args.x.data, args.y.data}, args.taps);
+    const bool vectors = layout == Dense::nhwc && vectors_and_taps_fit<T>(p, {args.x.data, args.y.data}, args.taps);
     launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), [&](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
@@ -365,7 +355,7 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream) {
       CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_any__sm80_gather<T, A>)(args);
       return last_launch_error();
     }
-    const bool vectors = layout == Dense::nhwc && vectors_fit<T>(p, {args.dy.data, args.dx.data}, args.taps);
+    const bool vectors = layout == Dense::nhwc && vectors_and_taps_fit<T>(p, {args.dy.data, args.dx.data}, args.taps);
     launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), [&](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
