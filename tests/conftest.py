@@ -102,6 +102,12 @@ def assert_calibrated(ours, theirs, ref64, what="", terms=1):
     assert err <= 2 * torch_err + floor, f"{what}: error {err:.3g} vs PyTorch's {torch_err:.3g} (floor {floor:.3g})"
 
 
+def round_to_tf32(t):
+    """float32 -> TF32 (10 mantissa bits, nearest, ties away from zero), as cvt.rna.tf32.f32."""
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(t.shape)
+
+
 def make_tensor(shape, dtype, layout, gen, device="cpu"):
     """A random tensor in one of the layouts the ops must accept: 'contiguous', 'channels_last'
     or 'strided' (every other element of a wider tensor, so no dense stride pattern)."""

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import cnnkernels
 import cnnkernels.functional as CF
-from conftest import assert_calibrated, make_tensor
+from conftest import assert_calibrated, make_tensor, round_to_tf32
 
 pytestmark = pytest.mark.cuda
 
@@ -138,12 +138,6 @@ def test_fast_kernels_against_the_reference_kernels(dtype, layout):
                     (1, 1, 1, 16), gd64)
     for name, o, t, r64 in zip(("output", "grad_input", "grad_weight"), fast_dw[:3], ref_dw[:3], dw64[:3]):
         assert_calibrated(o, t, r64, f"depthwise {name} {dtype} {layout}", 9 * 2 * 17 * 16)
-
-
-def round_to_tf32(t):
-    """float32 -> TF32 (10 mantissa bits, nearest, ties away from zero), as cvt.rna.tf32.f32."""
-    bits = t.contiguous().view(torch.int32)
-    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(t.shape)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_calibrated, make_tensor
+from conftest import assert_calibrated, make_tensor, round_to_tf32
 
 HERE = Path(__file__).resolve().parent / "cuda_emu"
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -169,8 +169,7 @@ def run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32):
 
 def check_conv2d(emu, kernels, dtype, layout, case):
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case
-    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
-    st, pd, dl = pair(stride), pair(padding), pair(dilation)
+    st, pd, dl = list(F._pair(stride)), list(F._pair(padding)), list(F._pair(dilation))
     gen = torch.Generator().manual_seed(4)
     x = make_tensor((n, c, h, w), dtype, layout, gen)
     wt = make_tensor((k, c // groups, r, s), dtype, layout, gen)
@@ -201,21 +200,13 @@ def check_conv2d(emu, kernels, dtype, layout, case):
         assert_calibrated(o, t, r64, f"{name} {case} {dtype} {layout}", n_terms)
 
 
-def round_to_tf32(t):
-    """float32 -> TF32 (10 mantissa bits, nearest, ties away from zero), as cvt.rna.tf32.f32."""
-    bits = t.contiguous().view(torch.int32)
-    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
-    return rounded.view(t.shape)
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] != c[1]])  # the GEMM's layers
 def test_conv2d_tf32_emulated(emu, layout, case):
     """float32 with allow_tf32: the GEMM rounds its operands to TF32 and sums in float, so it
     matches a float32 convolution of the rounded operands, not of the originals."""
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case
-    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
-    args = (pair(stride), pair(padding), pair(dilation), groups)
+    args = (list(F._pair(stride)), list(F._pair(padding)), list(F._pair(dilation)), groups)
     gen = torch.Generator().manual_seed(6)
     x = make_tensor((n, c, h, w), torch.float32, layout, gen)
     wt = make_tensor((k, c // groups, r, s), torch.float32, layout, gen)
