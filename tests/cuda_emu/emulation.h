@@ -1,12 +1,16 @@
 // Runs csrc/cuda's kernels on the CPU, so that their index math, layouts, tap rules and fixed-order
 // reductions are tested on machines without a GPU (tests/test_cuda_emulated.py). A kernel file is
 // compiled as C++ after this header: CNNK_LAUNCH (cuda_launch.cuh) then runs the grid one block at
-// a time, each block's threads as fibers (ucontext) that switch at __syncthreads(), so shared
-// memory (a static per kernel, one block at a time) and barriers behave as on the GPU. Build with
-// -U_FORTIFY_SOURCE (see Block).
+// a time, each block's threads as fibers that switch at __syncthreads(), so shared memory (a static
+// per kernel, one block at a time) and barriers behave as on the GPU. Warp-wide instructions
+// (mma.sync, ldmatrix) are exchanges between the lanes, computed from the PTX ISA's fragment
+// layouts; cp.async copies land when their thread waits for them. Build with -U_FORTIFY_SOURCE
+// (see Block).
 //
 // What this cannot show: anything the hardware adds (the memory model across blocks, misaligned
-// vector accesses faulting, launch limits, speed). Those need scripts/gpu_check.sh on a GPU.
+// vector accesses faulting, launch limits, the tensor cores' own rounding, speed), and a missing
+// __syncthreads right before a warp-wide instruction (those synchronise the whole block here).
+// Those need scripts/gpu_check.sh on a GPU.
 #pragma once
 
 #define CNNKERNELS_CUDA_HOST_EMULATION 1
