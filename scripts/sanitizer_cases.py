@@ -1,12 +1,14 @@
 """Every CUDA op once, on small inputs, for compute-sanitizer (memcheck / racecheck / initcheck):
 conv2d fprop / dgrad / wgrad / bgrad and max_pool2d forward / backward, each dtype, NCHW and
-channels_last, a strided / dilated / grouped case and a depthwise one. Exits non-zero when a
-result disagrees with PyTorch, so a kernel that reads garbage is caught twice."""
+channels_last, a strided / dilated / grouped case, a depthwise one and the tensor-core pipeline's
+large tiles. Exits non-zero when a result disagrees with PyTorch, so a kernel that reads garbage is
+caught twice."""
 import sys
 
 import torch
 import torch.nn.functional as F
 
+import cnnkernels
 import cnnkernels.functional as CF
 
 CONV = [  # (n, c, k, h, w, r, stride, padding, dilation, groups)
@@ -29,24 +31,31 @@ def close(a, b, dtype, what, tol=None):
     return True
 
 
+def conv_case(dtype, mf, case, what=""):
+    n, c, k, h, w, r, stride, padding, dilation, groups = case
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=mf)
+    wt = torch.randn(k, c // groups, r, r, device="cuda", dtype=dtype).contiguous(memory_format=mf)
+    b = torch.randn(k, device="cuda", dtype=dtype)
+    args = (stride, padding, dilation, groups)
+    res = []
+    for fn in (CF.conv2d, F.conv2d):
+        xs, ws, bs = (t.detach().clone().requires_grad_() for t in (x, wt, b))
+        y = fn(xs, ws, bs, *args)
+        y.backward(torch.ones_like(y))
+        res.append((y, xs.grad, ws.grad, bs.grad))
+    ok = True
+    for name, a, ref in zip(("y", "dx", "dw", "db"), *res):
+        ok &= close(a, ref, dtype, f"conv2d {name} {dtype} {mf} {case} {what}")
+    return ok
+
+
 def main():
     torch.backends.cudnn.allow_tf32 = False
     ok = True
     for dtype in TOL:
         for mf in (torch.contiguous_format, torch.channels_last):
-            for n, c, k, h, w, r, stride, padding, dilation, groups in CONV:
-                x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=mf)
-                wt = torch.randn(k, c // groups, r, r, device="cuda", dtype=dtype).contiguous(memory_format=mf)
-                b = torch.randn(k, device="cuda", dtype=dtype)
-                args = (stride, padding, dilation, groups)
-                res = []
-                for fn in (CF.conv2d, F.conv2d):
-                    xs, ws, bs = (t.detach().clone().requires_grad_() for t in (x, wt, b))
-                    y = fn(xs, ws, bs, *args)
-                    y.backward(torch.ones_like(y))
-                    res.append((y, xs.grad, ws.grad, bs.grad))
-                for name, a, ref in zip(("y", "dx", "dw", "db"), *res):
-                    ok &= close(a, ref, dtype, f"conv2d {name} {dtype} {mf} {(n, c, k, h, w, r) + args}")
+            for case in CONV:
+                ok &= conv_case(dtype, mf, case)
             for n, c, h, w, kernel, stride, padding, ceil in POOL:
                 x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=mf)
                 res = []
@@ -57,6 +66,11 @@ def main():
                     res.append((y, xs.grad))
                 for name, a, ref in zip(("y", "dx"), *res):
                     ok &= close(a, ref, dtype, f"max_pool2d {name} {dtype} {mf}")
+    # The bf16 / f16 channels_last pipeline with its large tiles forced (the cases above take the small).
+    cnnkernels._C.set_cuda_gemm_tiles("large")
+    for case in (CONV[0], CONV[-1], (2, 16, 24, 9, 10, 3, 2, 1, 1, 1)):
+        ok &= conv_case(torch.bfloat16, torch.channels_last, case, "large tiles")
+    cnnkernels._C.set_cuda_gemm_tiles("auto")
     # float32 as TF32 on the tensor cores (the GEMM's other kernel), against cuDNN's TF32.
     torch.backends.cudnn.allow_tf32 = True
     n, c, k, h, w, r, stride, padding, dilation, groups = CONV[-1]

@@ -49,6 +49,32 @@ def conv_all(fn, x, w, b, args, g):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d_cuda_matches_torch(dtype, layout, case):
+    check_conv2d_cuda(dtype, layout, case)
+
+
+# Whole 16-byte chunks of C/G and K/G: bf16 / f16 channels_last runs these on the cp.async pipeline.
+PIPELINE_CASES = [
+    (2, 64, 80, 12, 12, 3, 3, 1, 1, 1, 1),
+    (2, 16, 24, 9, 10, 3, 3, 2, 1, 1, 1),  # stride 2: dgrad zeroes the taps no output reaches
+    (2, 32, 64, 7, 6, 3, 1, 1, (1, 0), (2, 1), 2),  # grouped, dilated
+    (1, 16, 16, 7, 7, 1, 1, 2, 0, 1, 1),  # 1x1 stride 2
+    (8, 256, 128, 14, 14, 1, 1, 1, 0, 1, 1),  # 1x1, several 128 x 128 tiles
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("tiles", ["small", "large"])
+@pytest.mark.parametrize("case", PIPELINE_CASES)
+def test_conv2d_pipeline_tiles_cuda(dtype, tiles, case):
+    """Both block tiles of the tensor-core pipeline (64 x 64 x 32 and 128 x 128 x 16), forced."""
+    cnnkernels._C.set_cuda_gemm_tiles(tiles)
+    try:
+        check_conv2d_cuda(dtype, "channels_last", case)
+    finally:
+        cnnkernels._C.set_cuda_gemm_tiles("auto")
+
+
+def check_conv2d_cuda(dtype, layout, case):
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case
     gen = torch.Generator().manual_seed(0)  # make_tensor draws on the CPU
     x = make_tensor((n, c, h, w), dtype, layout, gen, "cuda")

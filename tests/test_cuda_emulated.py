@@ -48,15 +48,21 @@ def emu():
                 verbose=False)
 
 
+GEMM_TILES = {"small": 1, "large": 2}  # cuda::GemmTiles
+
+
 @contextlib.contextmanager
 def kernel_choice(emu, kernels):
-    """The entry points' own choice of kernels ("fast"), or the any-strides reference kernels for
-    everything ("reference")."""
+    """The entry points' own choice of kernels ("fast"), the any-strides reference kernels for
+    everything ("reference"), or the fast kernels with the tensor-core pipeline's tiles forced
+    ("small", "large")."""
     emu.set_reference_kernels_only(kernels == "reference")
+    emu.set_gemm_tiles(GEMM_TILES.get(kernels, 0))
     try:
         yield
     finally:
         emu.set_reference_kernels_only(False)
+        emu.set_gemm_tiles(0)
 
 
 def empty_like_layout(shape, dtype, layout, poison):
@@ -140,6 +146,10 @@ CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
     (2, 24, 24, 12, 11, 3, 3, 1, 2, 2, 24),  # depthwise, dilated
     (1, 6, 6, 9, 9, 5, 5, 1, 2, 1, 6),  # depthwise 5x5, channels in no whole 16-byte vector
     (2, 32, 32, 40, 40, 3, 3, 1, 1, 1, 32),  # depthwise: its weight gradient sums 3 pixel slices
+    # whole 16-byte chunks of C/G and K/G: the tensor-core pipeline's layers in bf16 / f16 channels_last
+    (2, 16, 24, 9, 10, 3, 3, 2, 1, 1, 1),  # stride 2: dgrad zeroes the taps no output reaches
+    (2, 32, 64, 7, 6, 3, 1, 1, (1, 0), (2, 1), 2),  # grouped, dilated, 3 x 1
+    (1, 16, 16, 7, 7, 1, 1, 2, 0, 1, 1),  # 1x1 stride 2: dx pixels no tap reads
 ]
 
 
@@ -154,6 +164,23 @@ CONV_RUNS = [("fast", case) for case in CONV_CASES] + [("reference", case) for c
 def test_conv2d_emulated(emu, kernels, dtype, layout, case):
     with kernel_choice(emu, kernels):
         check_conv2d(emu, kernels, dtype, layout, case)
+
+
+def pipeline_takes(case):
+    """Whether the bf16 / f16 channels_last GEMMs of `case` run on the cp.async pipeline."""
+    n, c, k, h, w, r, s, stride, padding, dilation, groups = case
+    return groups != c and (c // groups) % 8 == 0 and (k // groups) % 8 == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("tiles", ["small", "large"])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if pipeline_takes(c)])
+def test_conv2d_pipeline_tiles_emulated(emu, tiles, dtype, case):
+    """Both block tiles of the pipeline (64 x 64 x 32, 128 x 128 x 16) on each of its layers: its
+    chunks along the reduction (ldmatrix) and along the rows (ldmatrix.trans), zero-filled taps
+    and edges, the weight gradient's slices."""
+    with kernel_choice(emu, tiles):
+        check_conv2d(emu, tiles, dtype, "channels_last", case)
 
 
 def run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32):

@@ -16,16 +16,17 @@
 //                                 accumulate a 4 x 4 block of the tile
 //   conv2d_gemm__sm80_mma         the same tiles for bf16 / f16 / TF32: 8 warps of 32 x 16 outputs,
 //                                 each k16 step 2 x 2 mma.sync m16n8k16 (TF32: twice m16n8k8) on
-//                                 fragments read from shared tiles stored k-fastest (no ldmatrix or
-//                                 cp.async pipeline yet)
-//   conv2d_fprop_nhwc__sm80_mma_pipelined  the forward of bf16 / f16 channels_last layers whose
-//                                 group channels come in whole 16-byte chunks (C/G % 8 == 0,
+//                                 fragments read from shared tiles stored k-fastest
+//   conv2d_gemm__sm80_mma_pipelined  all three GEMMs of bf16 / f16 channels_last layers whose
+//                                 operands come in whole 16-byte chunks (C/G and K/G % 8 == 0,
 //                                 channels_last weights): operands copied straight into shared
 //                                 memory by cp.async (zero-fill for padding) through a 3-stage
-//                                 pipeline, fragments by ldmatrix, then the same mma.sync
+//                                 pipeline, fragments by ldmatrix (.trans where a chunk runs along
+//                                 the tile's rows), 64 x 64 x 32 or 128 x 128 x 16 tiles
 //   conv2d_gemm_finish__sm80      wgrad's slices summed in order into dw
 #include "conv2d_gemm.cuh"
 #include "cuda_dtype.cuh"
+#include "cuda_kernels.h"  // gemm_tiles
 #include "cuda_launch.cuh"
 #include "cuda_layout.cuh"
 
@@ -99,7 +100,16 @@ struct WgradGemm {
   Conv2dWgradArgs a;
   int64_t rows, cols, depth;  // M = K / G, N = C / G R S, K = N P Q
   int64_t Cg, Kg;
-  A* partial;  // [slice][group][row][col] where the reduction is split, else nullptr
+  A* partial;     // [slice][group][row][col] where the reduction is split, else nullptr
+  bool cols_rsc;  // columns (r, s, c), c fastest (the pipeline's order); else (c, r, s)
+  __device__ void tap(int64_t col, int64_t& c, int64_t& r, int64_t& s) const {
+    const Conv2dProblem& p = a.p;
+    if (cols_rsc) {
+      c = col % Cg, s = (col / Cg) % p.S, r = col / Cg / p.S;
+    } else {
+      s = col % p.S, r = (col / p.S) % p.R, c = col / p.S / p.R;
+    }
+  }
   __device__ A lhs(int64_t g, int64_t k, int64_t j) const {  // dy of filter k at pixel j
     const Conv2dProblem& p = a.p;
     const int64_t q = j % p.Q, np = j / p.Q, pp = np % p.P, n = np / p.P;
@@ -118,8 +128,8 @@ struct WgradGemm {
       partial[((slice * a.p.groups + g) * rows + k) * cols + crs] = v;
       return;
     }
-    const Conv2dProblem& p = a.p;
-    const int64_t s = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
+    int64_t c, r, s;
+    tap(crs, c, r, s);
     store(static_cast<T*>(a.dw.data) + offset4(a.dw.stride, g * Kg + k, c, r, s), v);
   }
 };
@@ -318,8 +328,14 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, i
       }
 }
 
-// ---- the channels_last forward through a cp.async pipeline -------------------------------------
-constexpr int kStages = 3;
+// ---- channels_last layers through a cp.async pipeline ------------------------------------------
+// bf16 / f16 layers whose operands come in whole 16-byte chunks (8 elements contiguous in memory):
+// channels_last activations and weights, C/G (and for dgrad / wgrad K/G) a multiple of 8. Each
+// thread copies one 16-byte chunk of each operand per stage straight into shared memory with
+// cp.async (zero-filled for padding, edges and tails), kStages deep; fragments come from ldmatrix.
+// A chunk's 8 elements run along the reduction (fprop's x and w, dgrad's dy) or along the tile's
+// rows / columns (dgrad's w along c, wgrad's dy along k and x along c); the shared tile keeps the
+// chunk's order and ldmatrix.trans turns the second kind into fragments.
 
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
 #ifdef CNNKERNELS_CUDA_HOST_EMULATION
@@ -346,6 +362,7 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 // ldmatrix.x4: lane l names row l % 8 of 8 x 8 matrix l / 8 (8 contiguous 16-bit elements);
 // register i receives matrix i's elements (l / 4, 2 (l % 4) + 0..1), an mma fragment's layout.
+// With .trans, register i receives (2 (l % 4) + 0..1, l / 4): the transposed matrix's.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
 #ifdef CNNKERNELS_CUDA_HOST_EMULATION
   ::cnnk_emu::ldmatrix_x4(r, row);
@@ -356,88 +373,269 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const uint16_t* row) 
                : "r"(addr));
 #endif
 }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
+#ifdef CNNKERNELS_CUDA_HOST_EMULATION
+  ::cnnk_emu::ldmatrix_x4_trans(r, row);
+#else
+  const unsigned addr = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#endif
+}
 
-template <typename T>
-__global__ void __launch_bounds__(kGemmThreads)
-    conv2d_fprop_nhwc__sm80_mma_pipelined(FpropGemm<T, float> gm) {
-  __shared__ __align__(16) uint16_t lhs_tile[kStages][kTileM][kTileK + kMmaSkew];  // [m][k]
-  __shared__ __align__(16) uint16_t rhs_tile[kStages][kTileN][kTileK + kMmaSkew];  // [n][k]
-  const Conv2dProblem& p = gm.a.p;
-  const T* x = static_cast<const T*>(gm.a.x.data);
-  const T* w = static_cast<const T*>(gm.a.w.data);
-  const int64_t* ws = gm.a.w.stride;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, pair = lane % 4;
-  const int wm = (warp / 4) * 32, wn = (warp % 4) * 16;
-  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN, g = blockIdx.z;
-  const int64_t steps = (gm.depth + kTileK - 1) / kTileK;
-  // Each thread copies one 16-byte chunk per stage: threads 0-127 the 64 x 16 input tile (row
-  // t / 2, channels 8 (t % 2) onwards), threads 128-255 the weight tile. Its row's pixel (or
-  // filter) is fixed for the whole loop.
-  const bool is_lhs = threadIdx.x < 128;
-  const int row = (threadIdx.x % 128) / 2, half = threadIdx.x % 2;
-  const int64_t m = m0 + row, n = n0 + row;
-  const bool row_ok = is_lhs ? m < gm.rows : n < gm.cols;
-  int64_t img = 0, h_base = 0, w_base = 0;
-  if (is_lhs && row_ok) {
-    const int64_t q = m % p.Q, np = m / p.Q;
-    img = np / p.P;
-    h_base = (np % p.P) * p.stride_h - p.pad_h, w_base = q * p.stride_w - p.pad_w;
+// Block tiles of the pipeline: kM x kN outputs, kK reduction elements per stage, 8 warps as 2 (m)
+// x 4 (n). Every thread copies exactly one chunk of each operand per stage.
+template <int M, int N, int K, int Stages>
+struct PipeTiles {
+  static constexpr int kM = M, kN = N, kK = K, kStages = Stages, kThreads = 256;
+  static constexpr int kWarpM = M / 2, kWarpN = N / 4;            // one warp's outputs
+  static constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 8;  // its m16 x n8 fragments
+  static_assert(M * K / 8 == kThreads && N * K / 8 == kThreads, "one chunk per thread and operand");
+  static_assert(K % 16 == 0 && kFragsN % 2 == 0, "k16 steps; B fragments in pairs (ldmatrix.x4)");
+};
+using SmallPipeTiles = PipeTiles<64, 64, 32, 3>;   // warp 32 x 16; 27-30 KB shared
+using LargePipeTiles = PipeTiles<128, 128, 16, 3>;  // warp 64 x 32; 26-36 KB shared
+
+// One operand's stage in shared memory, kRows (m or n) x kK, in the order of its chunks:
+// reduction-fastest [row][k] (ldmatrix) or rows-fastest [k][row] (ldmatrix.trans). Rows are padded
+// by kMmaSkew elements so that the 8 rows of an ldmatrix hit distinct banks.
+template <bool kRowsFastest, int kRows, int kK>
+struct StageTile {
+  static constexpr int kPitch = kRowsFastest ? kRows + kMmaSkew : kK + kMmaSkew;
+  static constexpr int kElems = (kRowsFastest ? kK : kRows) * kPitch;
+  __device__ static int at(int row, int k) { return kRowsFastest ? k * kPitch + row : row * kPitch + k; }
+  // Chunk e's first element (8 elements along k, or along the rows).
+  __device__ static void chunk(int e, int& row, int& k) {
+    if (kRowsFastest)
+      k = e / (kRows / 8), row = 8 * (e % (kRows / 8));
+    else
+      row = e / (kK / 8), k = 8 * (e % (kK / 8));
   }
+  // A's fragment for rows [r0, r0 + 16) x k [k0, k0 + 16): registers {rows 0-7, k 0-7}, {8-15,
+  // 0-7}, {0-7, 8-15}, {8-15, 8-15}.
+  __device__ static void load_a(uint32_t a[4], const uint16_t* tile, int r0, int k0, int lane) {
+    if (kRowsFastest)
+      ldmatrix_x4_trans(a, tile + at(r0 + ((lane / 8) % 2) * 8, k0 + (lane / 16) * 8 + lane % 8));
+    else
+      ldmatrix_x4(a, tile + at(r0 + lane % 16, k0 + (lane / 16) * 8));
+  }
+  // B's fragments for columns [n0, n0 + 8) and [n0 + 8, n0 + 16): {k 0-7, 8-15} of each.
+  __device__ static void load_b(uint32_t b0[2], uint32_t b1[2], const uint16_t* tile, int n0, int k0, int lane) {
+    uint32_t q[4];
+    if (kRowsFastest)
+      ldmatrix_x4_trans(q, tile + at(n0 + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8 + lane % 8));
+    else
+      ldmatrix_x4(q, tile + at(n0 + (lane / 16) * 8 + lane % 8, k0 + ((lane / 8) % 2) * 8));
+    b0[0] = q[0], b0[1] = q[1], b1[0] = q[2], b1[1] = q[3];
+  }
+};
+
+// Where each GEMM's chunks come from. lhs_chunk / rhs_chunk: a thread's fixed part of the address
+// (its chunk's row m or column n); lhs_src / rhs_src: the chunk at reduction index kk, or nullptr
+// for sixteen zero bytes. Activations are dense channels_last, weights dense K R S C.
+
+// fprop: rows m = (n, p, q), columns k, reduction (r, s, c): both chunks along c.
+template <typename T>
+struct FpropPipe {
+  static constexpr bool kLhsRowsFastest = false, kRhsRowsFastest = false;
+  FpropGemm<T, float> gm;
+  struct Lhs { const T* image; int64_t h0, w0; bool ok; };
+  struct Rhs { const T* filter; bool ok; };
+  __device__ Lhs lhs_chunk(int64_t g, int64_t m) const {
+    const Conv2dProblem& p = gm.a.p;
+    if (m >= gm.rows) return {nullptr, 0, 0, false};
+    const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
+    return {static_cast<const T*>(gm.a.x.data) + n * p.H * p.W * p.C + g * gm.Cg,
+            pp * p.stride_h - p.pad_h, q * p.stride_w - p.pad_w, true};
+  }
+  __device__ const T* lhs_src(const Lhs& l, int64_t kk) const {
+    const Conv2dProblem& p = gm.a.p;
+    if (!l.ok || kk >= gm.depth) return nullptr;
+    const int64_t c = kk % gm.Cg, rs = kk / gm.Cg;
+    const int64_t h = l.h0 + (rs / p.S) * p.dil_h, w = l.w0 + (rs % p.S) * p.dil_w;
+    if (h < 0 || h >= p.H || w < 0 || w >= p.W) return nullptr;
+    return l.image + (h * p.W + w) * p.C + c;
+  }
+  __device__ Rhs rhs_chunk(int64_t g, int64_t k) const {
+    return {static_cast<const T*>(gm.a.w.data) + (g * gm.Kg + k) * gm.a.w.stride[0], k < gm.cols};
+  }
+  __device__ const T* rhs_src(const Rhs& r, int64_t kk) const {
+    if (!r.ok || kk >= gm.depth) return nullptr;
+    const int64_t c = kk % gm.Cg, rs = kk / gm.Cg;
+    return r.filter + (rs / gm.a.p.S) * gm.a.w.stride[2] + (rs % gm.a.p.S) * gm.a.w.stride[3] + c;
+  }
+  __device__ void put(int64_t slice, int64_t g, int64_t m, int64_t n, float v) const { gm.put(slice, g, m, n, v); }
+  __device__ const void* any() const { return gm.a.x.data; }
+};
+
+// dgrad: rows m = (n, h, w), columns c, reduction (r, s, k): dy's chunks along k, w's along c.
+// Strided layers zero the taps no output reaches (whole chunks: one tap each).
+template <typename T>
+struct DgradPipe {
+  static constexpr bool kLhsRowsFastest = false, kRhsRowsFastest = true;
+  DgradGemm<T, float> gm;
+  struct Lhs { const T* image; int64_t hp0, wp0; bool ok; };
+  struct Rhs { const T* column; bool ok; };
+  __device__ Lhs lhs_chunk(int64_t g, int64_t m) const {
+    const Conv2dProblem& p = gm.a.p;
+    if (m >= gm.rows) return {nullptr, 0, 0, false};
+    const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
+    return {static_cast<const T*>(gm.a.dy.data) + n * p.P * p.Q * p.K + g * gm.Kg, h + p.pad_h, w + p.pad_w, true};
+  }
+  __device__ const T* lhs_src(const Lhs& l, int64_t kk) const {
+    const Conv2dProblem& p = gm.a.p;
+    if (!l.ok || kk >= gm.depth) return nullptr;
+    const int64_t k = kk % gm.Kg, rs = kk / gm.Kg;
+    const int64_t hp = l.hp0 - (rs / p.S) * p.dil_h, wp = l.wp0 - (rs % p.S) * p.dil_w;
+    if (hp < 0 || wp < 0 || hp % p.stride_h || wp % p.stride_w) return nullptr;
+    const int64_t pp = hp / p.stride_h, q = wp / p.stride_w;
+    if (pp >= p.P || q >= p.Q) return nullptr;
+    return l.image + (pp * p.Q + q) * p.K + k;
+  }
+  __device__ Rhs rhs_chunk(int64_t g, int64_t c) const {
+    return {static_cast<const T*>(gm.a.w.data) + g * gm.Kg * gm.a.w.stride[0] + c, c < gm.cols};
+  }
+  __device__ const T* rhs_src(const Rhs& r, int64_t kk) const {
+    if (!r.ok || kk >= gm.depth) return nullptr;
+    const int64_t k = kk % gm.Kg, rs = kk / gm.Kg;
+    const int64_t* ws = gm.a.w.stride;
+    return r.column + k * ws[0] + (rs / gm.a.p.S) * ws[2] + (rs % gm.a.p.S) * ws[3];
+  }
+  __device__ void put(int64_t slice, int64_t g, int64_t m, int64_t n, float v) const { gm.put(slice, g, m, n, v); }
+  __device__ const void* any() const { return gm.a.dy.data; }
+};
+
+// wgrad: rows k, columns (r, s, c) (gm.cols_rsc), reduction over the N P Q pixels j: dy's chunks
+// along k, x's along c.
+template <typename T>
+struct WgradPipe {
+  static constexpr bool kLhsRowsFastest = true, kRhsRowsFastest = true;
+  WgradGemm<T, float> gm;
+  struct Lhs { const T* column; bool ok; };
+  struct Rhs { const T* channel; int64_t dh, dw; bool ok; };
+  __device__ Lhs lhs_chunk(int64_t g, int64_t k) const {
+    return {static_cast<const T*>(gm.a.dy.data) + g * gm.Kg + k, k < gm.rows};
+  }
+  __device__ const T* lhs_src(const Lhs& l, int64_t j) const {
+    if (!l.ok || j >= gm.depth) return nullptr;
+    return l.column + j * gm.a.p.K;
+  }
+  __device__ Rhs rhs_chunk(int64_t g, int64_t col) const {
+    const Conv2dProblem& p = gm.a.p;
+    if (col >= gm.cols) return {nullptr, 0, 0, false};
+    const int64_t c = col % gm.Cg, rs = col / gm.Cg;
+    return {static_cast<const T*>(gm.a.x.data) + g * gm.Cg + c, (rs / p.S) * p.dil_h - p.pad_h,
+            (rs % p.S) * p.dil_w - p.pad_w, true};
+  }
+  __device__ const T* rhs_src(const Rhs& r, int64_t j) const {
+    const Conv2dProblem& p = gm.a.p;
+    if (!r.ok || j >= gm.depth) return nullptr;
+    const int64_t q = j % p.Q, np = j / p.Q, pp = np % p.P, n = np / p.P;
+    const int64_t h = pp * p.stride_h + r.dh, w = q * p.stride_w + r.dw;
+    if (h < 0 || h >= p.H || w < 0 || w >= p.W) return nullptr;
+    return r.channel + ((n * p.H + h) * p.W + w) * p.C;
+  }
+  __device__ void put(int64_t slice, int64_t g, int64_t k, int64_t col, float v) const { gm.put(slice, g, k, col, v); }
+  __device__ const void* any() const { return gm.a.x.data; }
+};
+
+// blockIdx as conv2d_gemm__sm80_tiled's; per_slice counts Tiles::kK-deep steps.
+template <typename T, class Tiles, class Pipe>
+__global__ void __launch_bounds__(Tiles::kThreads)
+    conv2d_gemm__sm80_mma_pipelined(Pipe pipe, int slices, int64_t per_slice) {
+  constexpr int kK = Tiles::kK, kStages = Tiles::kStages;
+  using LhsTile = StageTile<Pipe::kLhsRowsFastest, Tiles::kM, kK>;
+  using RhsTile = StageTile<Pipe::kRhsRowsFastest, Tiles::kN, kK>;
+  __shared__ __align__(16) uint16_t lhs_tile[kStages][LhsTile::kElems];
+  __shared__ __align__(16) uint16_t rhs_tile[kStages][RhsTile::kElems];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, pair = lane % 4;
+  const int wm = (warp / 4) * Tiles::kWarpM, wn = (warp % 4) * Tiles::kWarpN;
+  const int64_t m0 = int64_t(blockIdx.x) * Tiles::kM, n0 = int64_t(blockIdx.y) * Tiles::kN;
+  const int64_t g = blockIdx.z / slices, slice = blockIdx.z % slices;
+  const int64_t steps = (pipe.gm.depth + kK - 1) / kK;
+  const int64_t first = std::min(steps, slice * per_slice), last = std::min(steps, first + per_slice);
+  int lrow, lk, rrow, rk;
+  LhsTile::chunk(threadIdx.x, lrow, lk);
+  RhsTile::chunk(threadIdx.x, rrow, rk);
+  const auto lhs = pipe.lhs_chunk(g, m0 + lrow);
+  const auto rhs = pipe.rhs_chunk(g, n0 + rrow);
   const auto load_stage = [&](int64_t step, int stage) {
-    const int64_t k = step * kTileK + 8 * half;  // 8 channels of one tap: Cg % 8 == 0
-    const int64_t c = k % gm.Cg, rs = k / gm.Cg, r = rs / p.S, s_ = rs % p.S;
-    const T* src = x;
-    int bytes = 0;
-    if (row_ok && k < gm.depth) {
-      if (is_lhs) {
-        const int64_t h = h_base + r * p.dil_h, ww = w_base + s_ * p.dil_w;
-        if (h >= 0 && h < p.H && ww >= 0 && ww < p.W)
-          src = x + ((img * p.H + h) * p.W + ww) * p.C + g * gm.Cg + c, bytes = 16;
-      } else {
-        src = w + (g * gm.Kg + n) * ws[0] + r * ws[2] + s_ * ws[3] + c, bytes = 16;
-      }
-    }
-    uint16_t* dst = is_lhs ? &lhs_tile[stage][row][8 * half] : &rhs_tile[stage][row][8 * half];
-    cp_async_16(dst, src, bytes);  // bytes 0: sixteen zero bytes (padding, past the edge)
+    const void* a = pipe.lhs_src(lhs, step * kK + lk);
+    const void* b = pipe.rhs_src(rhs, step * kK + rk);
+    // a null source: sixteen zero bytes (padding, edges, tails), read from nowhere
+    cp_async_16(&lhs_tile[stage][LhsTile::at(lrow, lk)], a ? a : pipe.any(), a ? 16 : 0);
+    cp_async_16(&rhs_tile[stage][RhsTile::at(rrow, rk)], b ? b : pipe.any(), b ? 16 : 0);
   };
   for (int st = 0; st < kStages - 1; ++st) {
-    if (st < steps) load_stage(st, st);
+    if (first + st < last) load_stage(first + st, st);
     cp_async_commit();  // one group per stage, empty or not: wait counts stay uniform
   }
-  float acc[2][2][4] = {};
-  for (int64_t step = 0; step < steps; ++step) {
+  float acc[Tiles::kFragsM][Tiles::kFragsN][4] = {};
+  for (int64_t step = first; step < last; ++step) {
     cp_async_wait<kStages - 2>();  // this thread's copies for `step` have landed
-    __syncthreads();               // everyone's have; and stage (step - 1) % 3 is free
-    const int stage = int(step % kStages);
-    uint32_t a[2][2][4], b[2][2][2];
-    for (int mi = 0; mi < 2; ++mi)
-      ldmatrix_x4(a[mi][0], &lhs_tile[stage][wm + mi * 16 + lane % 16][(lane / 16) * 8]);
-    uint32_t bq[4];
-    ldmatrix_x4(bq, &rhs_tile[stage][wn + (lane / 16) * 8 + lane % 8][((lane / 8) % 2) * 8]);
-    b[0][0][0] = bq[0], b[0][0][1] = bq[1], b[1][0][0] = bq[2], b[1][0][1] = bq[3];
-    for (int mi = 0; mi < 2; ++mi)
-      for (int ni = 0; ni < 2; ++ni) mma_k16<T>(acc[mi][ni], a[mi], b[ni]);
+    __syncthreads();               // everyone's have; and the stage of step - 1 is free
+    const int stage = int((step - first) % kStages);
+    #pragma unroll
+    for (int k16 = 0; k16 < kK; k16 += 16) {
+      uint32_t a[Tiles::kFragsM][2][4], b[Tiles::kFragsN][2][2];
+      #pragma unroll
+      for (int mi = 0; mi < Tiles::kFragsM; ++mi) LhsTile::load_a(a[mi][0], lhs_tile[stage], wm + mi * 16, k16, lane);
+      #pragma unroll
+      for (int ni = 0; ni < Tiles::kFragsN; ni += 2)
+        RhsTile::load_b(b[ni][0], b[ni + 1][0], rhs_tile[stage], wn + ni * 8, k16, lane);
+      #pragma unroll
+      for (int mi = 0; mi < Tiles::kFragsM; ++mi)
+        #pragma unroll
+        for (int ni = 0; ni < Tiles::kFragsN; ++ni) mma_k16<T>(acc[mi][ni], a[mi], b[ni]);
+    }
     const int64_t next = step + kStages - 1;
-    if (next < steps) load_stage(next, int(next % kStages));
+    if (next < last) load_stage(next, int((next - first) % kStages));
     cp_async_commit();
   }
   cp_async_wait<0>();
-  for (int mi = 0; mi < 2; ++mi)
-    for (int ni = 0; ni < 2; ++ni)
+  #pragma unroll
+  for (int mi = 0; mi < Tiles::kFragsM; ++mi)
+    #pragma unroll
+    for (int ni = 0; ni < Tiles::kFragsN; ++ni)
+      #pragma unroll
       for (int v = 0; v < 4; ++v) {
-        const int64_t mm = m0 + wm + mi * 16 + group + (v / 2) * 8, nn = n0 + wn + ni * 8 + 2 * pair + v % 2;
-        if (mm < gm.rows && nn < gm.cols) gm.put(0, g, mm, nn, acc[mi][ni][v]);
+        const int64_t m = m0 + wm + mi * 16 + group + (v / 2) * 8, n = n0 + wn + ni * 8 + 2 * pair + v % 2;
+        if (m < pipe.gm.rows && n < pipe.gm.cols) pipe.put(slice, g, m, n, acc[mi][ni][v]);
       }
 }
 
-// Whether the pipelined forward takes the layer: 16-bit channels_last activations and weights,
-// whole 16-byte chunks of each group's channels.
-bool pipelined_fprop_fits(const Conv2dFpropArgs& a) {
-  const Conv2dProblem& p = a.p;
+// Whether the pipeline takes a layer: 16-bit types, the operands it copies dense channels_last
+// (weights K R S C) and 16-byte aligned, whole 16-byte chunks of each group's channels (C/G) and,
+// where a chunk runs along them, filters (K/G).
+bool pipeline_fits(const Conv2dProblem& p, const ConstView4& act, const ConstView4& second, bool second_is_weight,
+                   bool filters_in_chunks) {
   if (p.dtype != DType::bf16 && p.dtype != DType::f16) return false;
-  const int64_t Cg = p.C / p.groups;
-  return Cg % 8 == 0 && strides_are(Dense::nhwc, a.x.stride, p.N, p.C, p.H, p.W) &&
-         strides_are(Dense::nhwc, a.w.stride, p.K, Cg, p.R, p.S) && aligned(a.x.data, 16) && aligned(a.w.data, 16);
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  if (Cg % 8 != 0 || (filters_in_chunks && Kg % 8 != 0)) return false;
+  const bool second_dense = second_is_weight ? strides_are(Dense::nhwc, second.stride, p.K, Cg, p.R, p.S)
+                                             : strides_are(Dense::nhwc, second.stride, p.N, p.C, p.H, p.W);
+  return second_dense && aligned(act.data, 16) && aligned(second.data, 16);
+}
+bool pipeline_fits(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  return strides_are(Dense::nhwc, a.x.stride, p.N, p.C, p.H, p.W) && pipeline_fits(p, a.x, a.w, true, false);
+}
+bool pipeline_fits(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) && pipeline_fits(p, a.dy, a.w, true, true);
+}
+bool pipeline_fits(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) && pipeline_fits(p, a.dy, a.x, false, true);
+}
+
+// fprop / dgrad: large tiles where the layer has the columns to fill them and enough tiles for ~2
+// waves on 132 SMs (a first guess, to be tuned on the GPU); set_gemm_tiles overrides.
+bool large_pipe_tiles(int64_t rows, int64_t cols, int64_t groups) {
+  if (gemm_tiles() != GemmTiles::automatic) return gemm_tiles() == GemmTiles::large;
+  const int64_t blocks = ((rows + 127) / 128) * ((cols + 127) / 128) * groups;
+  return cols >= 128 && blocks >= 264;
 }
 
 // The tiled kernel for the storage type: tensor cores for the 16-bit types, and for float32 where
@@ -455,41 +653,81 @@ auto gemm_kernel(bool allow_tf32) {
 // dw = the slices' partial sums added in slice order (bit-reproducible).
 template <typename T, typename A>
 __global__ void conv2d_gemm_finish__sm80(WgradGemm<T, A> gm, int slices) {
-  const Conv2dProblem& p = gm.a.p;
-  const int64_t per_slice = p.groups * gm.rows * gm.cols;
+  const int64_t per_slice = gm.a.p.groups * gm.rows * gm.cols;
   for (int64_t i = global_thread(); i < per_slice; i += grid_threads()) {
     A sum = A(0);
     for (int s = 0; s < slices; ++s) sum += gm.partial[s * per_slice + i];
-    const int64_t crs = i % gm.cols, gk = i / gm.cols;  // gk = g * rows + k: the filter index
-    const int64_t s_ = crs % p.S, cr = crs / p.S, r = cr % p.R, c = cr / p.R;
-    store(static_cast<T*>(gm.a.dw.data) + offset4(gm.a.dw.stride, gk, c, r, s_), sum);
+    int64_t c, r, s_;
+    gm.tap(i % gm.cols, c, r, s_);  // i / cols = g * rows + k: the filter index
+    store(static_cast<T*>(gm.a.dw.data) + offset4(gm.a.dw.stride, i / gm.cols, c, r, s_), sum);
   }
 }
 
-dim3 tiles(int64_t rows, int64_t cols, int64_t z) {
-  return dim3(unsigned((rows + kTileM - 1) / kTileM), unsigned((cols + kTileN - 1) / kTileN), unsigned(z));
+// A block's output tile and reduction step: the tiled and simple mma kernels' 64 x 64 x 16, or a
+// pipeline's.
+struct TileShape {
+  int m, n, k;
+  bool pipelined;
+};
+constexpr TileShape kSimpleTiles{kTileM, kTileN, kTileK, false};
+template <class Tiles>
+constexpr TileShape shape_of() {
+  return {Tiles::kM, Tiles::kN, Tiles::kK, true};
+}
+
+dim3 tiles(TileShape t, int64_t rows, int64_t cols, int64_t z) {
+  return dim3(unsigned((rows + t.m - 1) / t.m), unsigned((cols + t.n - 1) / t.n), unsigned(z));
 }
 
 // grid.x takes 2^31 - 1 tiles, y and z 65535.
-bool grid_fits(int64_t rows, int64_t cols, int64_t z) {
-  return (rows + kTileM - 1) / kTileM < (int64_t(1) << 31) && (cols + kTileN - 1) / kTileN <= 65535 && z <= 65535;
+bool grid_fits(TileShape t, int64_t rows, int64_t cols, int64_t z) {
+  return (rows + t.m - 1) / t.m < (int64_t(1) << 31) && (cols + t.n - 1) / t.n <= 65535 && z <= 65535;
 }
 
-// The weight gradient's slices: enough blocks for ~4 per SM on 132 SMs, each slice at least 8
-// reduction steps (128 pixels).
+// The weight gradient's slices: enough blocks for ~4 per SM on 132 SMs, each slice at least 128
+// pixels.
 struct WgradSplit {
   int slices;
-  int64_t per_slice;  // reduction steps per slice
+  int64_t per_slice;  // reduction steps (t.k pixels each) per slice
 };
-WgradSplit wgrad_split(const Conv2dProblem& p) {
+WgradSplit wgrad_split(const Conv2dProblem& p, TileShape t) {
   const int64_t rows = p.K / p.groups, cols = p.C / p.groups * p.R * p.S;
-  const int64_t steps = (p.N * p.P * p.Q + kTileK - 1) / kTileK;
-  const int64_t blocks = ((rows + kTileM - 1) / kTileM) * ((cols + kTileN - 1) / kTileN) * p.groups;
-  const int64_t want = std::min((528 + blocks - 1) / blocks, std::max<int64_t>(1, steps / 8));
+  const int64_t steps = (p.N * p.P * p.Q + t.k - 1) / t.k;
+  const int64_t blocks = ((rows + t.m - 1) / t.m) * ((cols + t.n - 1) / t.n) * p.groups;
+  const int64_t want = std::min((528 + blocks - 1) / blocks, std::max<int64_t>(1, steps * t.k / 128));
   const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(want, 65535 / p.groups));
   const int64_t per_slice = std::max<int64_t>(1, (steps + slices - 1) / slices);
   return {int(std::max<int64_t>(1, (steps + per_slice - 1) / per_slice)), per_slice};  // no empty slice
 }
+
+// The weight gradient's kernel shape: the pipeline's tiles where it fits, else the simple ones.
+TileShape wgrad_tiles(const Conv2dWgradArgs& a) {
+  if (!pipeline_fits(a)) return kSimpleTiles;
+  const Conv2dProblem& p = a.p;
+  const int64_t rows = p.K / p.groups, cols = p.C / p.groups * p.R * p.S;
+  // split-K supplies the blocks: large tiles wherever they are filled
+  bool large = rows >= 128 && cols >= 128;
+  if (gemm_tiles() != GemmTiles::automatic) large = gemm_tiles() == GemmTiles::large;
+  return large ? shape_of<LargePipeTiles>() : shape_of<SmallPipeTiles>();
+}
+
+// Launches Pipe's GEMM on the pipeline with small or large tiles.
+template <typename T, class Pipe>
+cudaError_t launch_pipeline(const Pipe& pipe, bool large, int64_t groups, int slices, int64_t per_slice,
+                            cudaStream_t stream) {
+  const int64_t z = groups * slices;
+  if (large) {
+    CNNK_LAUNCH(tiles(shape_of<LargePipeTiles>(), pipe.gm.rows, pipe.gm.cols, z), LargePipeTiles::kThreads, 0, stream,
+                conv2d_gemm__sm80_mma_pipelined<T, LargePipeTiles, Pipe>)(pipe, slices, per_slice);
+  } else {
+    CNNK_LAUNCH(tiles(shape_of<SmallPipeTiles>(), pipe.gm.rows, pipe.gm.cols, z), SmallPipeTiles::kThreads, 0, stream,
+                conv2d_gemm__sm80_mma_pipelined<T, SmallPipeTiles, Pipe>)(pipe, slices, per_slice);
+  }
+  return last_launch_error();
+}
+
+template <typename T>
+constexpr bool kSixteenBit = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
 
 }  // namespace
 
@@ -497,19 +735,19 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t s
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = p.N * p.P * p.Q, cols = Kg, depth = Cg * p.R * p.S;
-  if (!grid_fits(rows, cols, p.groups)) return {false, cudaSuccess};
+  if (!grid_fits(kSimpleTiles, rows, cols, p.groups)) return {false, cudaSuccess};
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
-    const int64_t steps = (depth + kTileK - 1) / kTileK;
-    if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>) {
-      if (pipelined_fprop_fits(args)) {
-        CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, conv2d_fprop_nhwc__sm80_mma_pipelined<T>)(gm);
-        return last_launch_error();
-      }
+    if constexpr (kSixteenBit<T>) {
+      if (pipeline_fits(args))
+        return launch_pipeline<T>(FpropPipe<T>{gm}, large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX,
+                                  stream);
     }
-    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, FpropGemm<T, A>>(allow_tf32))(gm, 1, steps);
+    const int64_t steps = (depth + kTileK - 1) / kTileK;
+    CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
+                gemm_kernel<T, A, FpropGemm<T, A>>(allow_tf32))(gm, 1, steps);
     return last_launch_error();
   });
   return {true, err};
@@ -519,13 +757,19 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = p.N * p.H * p.W, cols = Cg, depth = Kg * p.R * p.S;
-  if (!grid_fits(rows, cols, p.groups)) return {false, cudaSuccess};
+  if (!grid_fits(kSimpleTiles, rows, cols, p.groups)) return {false, cudaSuccess};
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
+    if constexpr (kSixteenBit<T>) {
+      if (pipeline_fits(args))
+        return launch_pipeline<T>(DgradPipe<T>{gm}, large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX,
+                                  stream);
+    }
     const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(rows, cols, p.groups), kGemmThreads, 0, stream, gemm_kernel<T, A, DgradGemm<T, A>>(allow_tf32))(gm, 1, steps);
+    CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
+                gemm_kernel<T, A, DgradGemm<T, A>>(allow_tf32))(gm, 1, steps);
     return last_launch_error();
   });
   return {true, err};
@@ -533,7 +777,7 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
 
 size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
   const Conv2dProblem& p = args.p;
-  const WgradSplit split = wgrad_split(p);
+  const WgradSplit split = wgrad_split(p, wgrad_tiles(args));
   if (split.slices <= 1) return 0;
   const size_t acc = p.dtype == DType::f64 ? 8 : 4;
   return size_t(split.slices) * size_t(p.K) * size_t(p.C / p.groups * p.R * p.S) * acc;
@@ -544,20 +788,31 @@ Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspac
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = Kg, cols = Cg * p.R * p.S, depth = p.N * p.P * p.Q;
-  WgradSplit split = wgrad_split(p);
+  const TileShape shape = wgrad_tiles(args);
+  WgradSplit split = wgrad_split(p, shape);
   const size_t need = gemm_wgrad_workspace_bytes(args);
-  if (need > 0 && (workspace == nullptr || workspace_bytes < need)) split = {1, (depth + kTileK - 1) / kTileK};
-  if (!grid_fits(rows, cols, int64_t(p.groups) * split.slices)) return {false, cudaSuccess};
+  if (need > 0 && (workspace == nullptr || workspace_bytes < need)) split = {1, (depth + shape.k - 1) / shape.k};
+  if (!grid_fits(shape, rows, cols, int64_t(p.groups) * split.slices)) return {false, cudaSuccess};
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     A* partial = split.slices > 1 ? static_cast<A*>(workspace) : nullptr;
-    const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial};
-    CNNK_LAUNCH(tiles(rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
-                gemm_kernel<T, A, WgradGemm<T, A>>(allow_tf32))(gm, split.slices, split.per_slice);
-    if (partial)
+    const bool pipelined = shape.pipelined;
+    const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial, pipelined};
+    cudaError_t e = cudaSuccess;
+    if constexpr (kSixteenBit<T>) {
+      if (pipelined)
+        e = launch_pipeline<T>(WgradPipe<T>{gm}, shape.m == LargePipeTiles::kM, p.groups, split.slices,
+                               split.per_slice, stream);
+    }
+    if (!pipelined) {
+      CNNK_LAUNCH(tiles(shape, rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
+                  gemm_kernel<T, A, WgradGemm<T, A>>(allow_tf32))(gm, split.slices, split.per_slice);
+      e = last_launch_error();
+    }
+    if (e == cudaSuccess && partial)
       CNNK_LAUNCH(grid_for(p.K * cols, kThreads), kThreads, 0, stream, conv2d_gemm_finish__sm80<T, A>)(gm, split.slices);
-    return last_launch_error();
+    return e == cudaSuccess ? last_launch_error() : e;
   });
   return {true, err};
 }

@@ -34,6 +34,12 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream);
 void set_reference_kernels_only(bool on);
 bool reference_kernels_only();
 
+// The tensor-core GEMM pipeline's block tiles: chosen per layer (automatic), or forced to 64 x 64
+// (small) or 128 x 128 (large) for tests and tuning runs. Process-wide.
+enum class GemmTiles { automatic = 0, small = 1, large = 2 };
+void set_gemm_tiles(GemmTiles tiles);
+GemmTiles gemm_tiles();
+
 // The compute capabilities this library was compiled for, e.g. "80,90" (from the build).
 const char* compiled_architectures();
 

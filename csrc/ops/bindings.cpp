@@ -45,6 +45,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_cuda_reference_kernels", &cuda_backend::set_reference_kernels_only,
         "run the any-strides CUDA reference kernels for everything (True) or the fast ones (False)");
   m.def("cuda_reference_kernels", &cuda_backend::reference_kernels_only);
+  m.def("set_cuda_gemm_tiles", [](const std::string& tiles) {
+    const int code = tiles == "auto" ? 0 : tiles == "small" ? 1 : tiles == "large" ? 2 : -1;
+    TORCH_CHECK(code >= 0, "set_cuda_gemm_tiles: tiles must be 'auto', 'small' or 'large', got '", tiles, "'");
+    cuda_backend::set_gemm_tiles(code);
+  }, "the tensor-core GEMM pipeline's block tiles: 'auto' (per layer), 'small' (64 x 64) or 'large' (128 x 128)");
 #endif
   m.def("host_isas", [] {
     std::vector<std::string> out;

@@ -19,6 +19,7 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& args, const at::Tensor& on);
 std::string compiled_architectures();
 void set_reference_kernels_only(bool on);  // cuda_kernels.h
 bool reference_kernels_only();
+void set_gemm_tiles(int tiles);  // cuda::GemmTiles: 0 automatic, 1 small, 2 large
 
 }  // namespace cuda_backend
 }  // namespace cnnkernels

@@ -100,4 +100,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("max_pool2d_fwd", &max_pool2d_fwd);
   m.def("max_pool2d_bwd", &max_pool2d_bwd);
   m.def("set_reference_kernels_only", &cuda::set_reference_kernels_only);
+  m.def("set_gemm_tiles", [](int tiles) { cuda::set_gemm_tiles(cuda::GemmTiles(tiles)); });
 }

@@ -260,6 +260,20 @@ inline void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
   }
   sync_threads();
 }
+// ldmatrix...x4.trans: register i gets matrix i's elements (2 (l % 4) + 0..1, l / 4).
+inline void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
+  static std::vector<std::array<const uint16_t*, 32>> warps;
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warps.size() <= warp) warps.resize(warp + 1);
+  warps[warp][lane] = row;
+  sync_threads();
+  for (int i = 0; i < 4; ++i) {
+    const uint16_t lo = warps[warp][i * 8 + 2 * (lane % 4)][lane / 4];
+    const uint16_t hi = warps[warp][i * 8 + 2 * (lane % 4) + 1][lane / 4];
+    r[i] = uint32_t(lo) | uint32_t(hi) << 16;
+  }
+  sync_threads();
+}
 
 }  // namespace cnnk_emu
 

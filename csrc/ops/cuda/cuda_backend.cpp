@@ -49,6 +49,7 @@ void max_pool2d_bwd(const MaxPool2dBwdArgs& a, const at::Tensor& on) {
 std::string compiled_architectures() { return cuda::compiled_architectures(); }
 void set_reference_kernels_only(bool on) { cuda::set_reference_kernels_only(on); }
 bool reference_kernels_only() { return cuda::reference_kernels_only(); }
+void set_gemm_tiles(int tiles) { cuda::set_gemm_tiles(cuda::GemmTiles(tiles)); }
 
 }  // namespace cuda_backend
 }  // namespace cnnkernels
