@@ -100,6 +100,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="short timing runs, for smoke tests")
     p.add_argument("--no-tf32", action="store_true",
                    help="CUDA float32: disable TF32 in PyTorch (cuDNN and matmul)")
+    p.add_argument("--cuda-gemm-tiles", choices=["auto", "small", "large"], default="auto",
+                   help="CUDA: our tensor-core pipeline's block tiles, per layer (auto) or forced to 64 x 64 "
+                        "(small) or 128 x 128 (large), for tuning runs")
     p.add_argument("--plot", metavar="PATH",
                    help="PNG chart of the speedups (needs matplotlib; default: next to the JSON results)")
     p.add_argument("--no-plot", action="store_true", help="write no PNG")
@@ -115,6 +118,8 @@ def parse_args(argv=None):
         return args
     if args.device == "cuda" and not cuda:
         p.error("--device cuda: no CUDA device available")
+    if args.cuda_gemm_tiles != "auto" and args.device != "cuda":
+        p.error("--cuda-gemm-tiles: CUDA only")
     if args.versus_isa and (args.device != "cpu" or args.versus_isa not in cnnkernels._C.host_isas()):
         p.error(f"--versus-isa {args.versus_isa}: this host runs {', '.join(cnnkernels._C.host_isas())} (CPU only)")
     if args.batch is None:
@@ -519,6 +524,7 @@ def _meta(args):
     if args.device == "cuda":
         meta.update(device_name=torch.cuda.get_device_name(), cudnn=torch.backends.cudnn.version(),
                     cuda=torch.version.cuda, tf32=torch.backends.cudnn.allow_tf32,
+                    cuda_gemm_tiles=args.cuda_gemm_tiles,
                     cudnn_benchmark=torch.backends.cudnn.benchmark)
     else:
         meta.update(device_name=_cpu_model(), cpu_count=os.cpu_count(),
@@ -752,6 +758,7 @@ def run(argv=None):
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True  # race PyTorch at its best
+        cnnkernels._C.set_cuda_gemm_tiles(args.cuda_gemm_tiles)
         if args.no_tf32:
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False

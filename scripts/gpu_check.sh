@@ -10,6 +10,8 @@
 #   STEP_TIMEOUT=240 ...                              # seconds any one step may run (default 600)
 #   SANITIZERS="memcheck" BENCHES="pool" ...         # a subset of the sanitizer tools / benchmarks
 #   BENCH_FILTER=dw ...                               # only the layers whose name holds "dw"
+#   GEMM_TILES="small large" ...                      # layers-bf16 once per forced pipeline tile
+#                                                     # (default: auto, the per-layer choice)
 #   PACK=1 ...                                        # at exit, fold the logs into $OUT/logs.tgz
 #                                                     # (the device tool returns at most 8 files)
 #
@@ -64,8 +66,13 @@ quick=(); [ -n "${QUICK:-}" ] && quick=(--quick)
 layers=(--suite layers); [ -n "${BENCH_FILTER:-}" ] && layers+=(--filter "$BENCH_FILTER")
 for bench in ${BENCHES-layers-bf16 layers-f32 pool}; do
   case $bench in
-    layers-bf16) step "bench bf16 nhwc N=32" bench-layers-bf16.log "$PY" -m benchmarks --device cuda --dtype bfloat16 \
-      --memory-format nhwc --batch 32 "${layers[@]}" --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-layers-bf16-n32.json" ;;
+    layers-bf16)
+      for tiles in ${GEMM_TILES:-auto}; do
+        sfx=""; [ "$tiles" != auto ] && sfx="-$tiles"
+        step "bench bf16 nhwc N=32 tiles $tiles" "bench-layers-bf16$sfx.log" "$PY" -m benchmarks --device cuda \
+          --dtype bfloat16 --memory-format nhwc --batch 32 --cuda-gemm-tiles "$tiles" "${layers[@]}" --no-progress \
+          --no-plot "${quick[@]}" --out "$OUT/cuda-layers-bf16-n32$sfx.json"
+      done ;;
     layers-f32) step "bench f32 both N=32" bench-layers-f32.log "$PY" -m benchmarks --device cuda --dtype float32 \
       --batch 32 "${layers[@]}" --no-progress --no-plot "${quick[@]}" --out "$OUT/cuda-layers-f32-n32.json" ;;
     pool) step "bench pool N=32" bench-pool.log "$PY" -m benchmarks --device cuda --suite pool --batch 32 \
