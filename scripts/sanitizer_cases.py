@@ -72,18 +72,22 @@ def main():
         ok &= conv_case(torch.bfloat16, torch.channels_last, case, "large tiles")
     cnnkernels._C.set_cuda_gemm_tiles("auto")
     # float32 as TF32 on the tensor cores (the GEMM's other kernel), against cuDNN's TF32.
+    # channels_last weights: the pipeline, small and large tiles; KCRS weights: the simple kernel.
     torch.backends.cudnn.allow_tf32 = True
     n, c, k, h, w, r, stride, padding, dilation, groups = CONV[-1]
     x = torch.randn(n, c, h, w, device="cuda").contiguous(memory_format=torch.channels_last)
-    wt = torch.randn(k, c // groups, r, r, device="cuda")
-    res = []
-    for fn in (CF.conv2d, F.conv2d):
-        xs, ws = x.detach().clone().requires_grad_(), wt.detach().clone().requires_grad_()
-        y = fn(xs, ws, None, stride, padding, dilation, groups)
-        y.backward(torch.ones_like(y))
-        res.append((y, xs.grad, ws.grad))
-    for name, a, ref in zip(("y", "dx", "dw"), *res):
-        ok &= close(a, ref, torch.float32, f"conv2d tf32 {name}", TOL_TF32)
+    for tiles, wmf in (("auto", torch.channels_last), ("large", torch.channels_last), ("auto", torch.contiguous_format)):
+        cnnkernels._C.set_cuda_gemm_tiles(tiles)
+        wt = torch.randn(k, c // groups, r, r, device="cuda").contiguous(memory_format=wmf)
+        res = []
+        for fn in (CF.conv2d, F.conv2d):
+            xs, ws = x.detach().clone().requires_grad_(), wt.detach().clone().requires_grad_()
+            y = fn(xs, ws, None, stride, padding, dilation, groups)
+            y.backward(torch.ones_like(y))
+            res.append((y, xs.grad, ws.grad))
+        for name, a, ref in zip(("y", "dx", "dw"), *res):
+            ok &= close(a, ref, torch.float32, f"conv2d tf32 {name} tiles {tiles} weights {wmf}", TOL_TF32)
+    cnnkernels._C.set_cuda_gemm_tiles("auto")
     torch.cuda.synchronize()
     print("sanitizer cases:", "all match PyTorch" if ok else "MISMATCHES (above)")
     return 0 if ok else 1

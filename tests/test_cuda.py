@@ -167,9 +167,18 @@ def test_fast_kernels_against_the_reference_kernels(dtype, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_conv2d_tf32_cuda(layout):
+@pytest.mark.parametrize("tiles", ["auto", "large"])  # channels_last: the pipeline's TF32 tiles
+def test_conv2d_tf32_cuda(layout, tiles):
     """With allow_tf32 our GEMM rounds its operands to TF32 and sums in float: it matches an exact
     float32 convolution of the rounded operands."""
+    cnnkernels._C.set_cuda_gemm_tiles(tiles)
+    try:
+        check_conv2d_tf32_cuda(layout)
+    finally:
+        cnnkernels._C.set_cuda_gemm_tiles("auto")
+
+
+def check_conv2d_tf32_cuda(layout):
     gen = torch.Generator().manual_seed(7)
     x = make_tensor((2, 24, 13, 12), torch.float32, layout, gen, "cuda")
     wt = make_tensor((40, 24, 3, 3), torch.float32, layout, gen, "cuda")

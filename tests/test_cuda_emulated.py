@@ -172,15 +172,19 @@ def pipeline_takes(case):
     return groups != c and (c // groups) % 8 == 0 and (k // groups) % 8 == 0
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "tf32"])
 @pytest.mark.parametrize("tiles", ["small", "large"])
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if pipeline_takes(c)])
 def test_conv2d_pipeline_tiles_emulated(emu, tiles, dtype, case):
-    """Both block tiles of the pipeline (64 x 64 x 32, 128 x 128 x 16) on each of its layers: its
-    chunks along the reduction (ldmatrix) and along the rows (ldmatrix.trans), zero-filled taps
-    and edges, the weight gradient's slices."""
+    """Both block tiles of the pipeline (16-bit 64 x 64 x 32 and 128 x 128 x 16, TF32 64 x 64 x 16
+    and 128 x 128 x 16) on each of its layers: chunks along the reduction (ldmatrix) and along the
+    rows (ldmatrix.trans; TF32: 32-bit loads), zero-filled taps and edges, the weight gradient's
+    slices."""
     with kernel_choice(emu, tiles):
-        check_conv2d(emu, tiles, dtype, "channels_last", case)
+        if dtype == "tf32":
+            check_conv2d_tf32(emu, "channels_last", case)
+        else:
+            check_conv2d(emu, tiles, dtype, "channels_last", case)
 
 
 def run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32):
@@ -230,6 +234,10 @@ def check_conv2d(emu, kernels, dtype, layout, case):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] != c[1]])  # the GEMM's layers
 def test_conv2d_tf32_emulated(emu, layout, case):
+    check_conv2d_tf32(emu, layout, case)
+
+
+def check_conv2d_tf32(emu, layout, case):
     """float32 with allow_tf32: the GEMM rounds its operands to TF32 and sums in float, so it
     matches a float32 convolution of the rounded operands, not of the originals."""
     n, c, k, h, w, r, s, stride, padding, dilation, groups = case

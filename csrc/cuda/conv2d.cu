@@ -169,10 +169,10 @@ cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStrea
 }
 
 // The workspace of the kernel conv2d_wgrad will run: depthwise, else the implicit GEMM.
-size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
+size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32) {
   if (bad_geometry(args.p) || reference_kernels_only()) return 0;
   const size_t depthwise = depthwise_wgrad_workspace_bytes(args);
-  return depthwise ? depthwise : gemm_wgrad_workspace_bytes(args);
+  return depthwise ? depthwise : gemm_wgrad_workspace_bytes(args, allow_tf32);
 }
 
 // N == 0 still launches: every dw element is written, as zero.

@@ -17,12 +17,13 @@
 //   conv2d_gemm__sm80_mma         the same tiles for bf16 / f16 / TF32: 8 warps of 32 x 16 outputs,
 //                                 each k16 step 2 x 2 mma.sync m16n8k16 (TF32: twice m16n8k8) on
 //                                 fragments read from shared tiles stored k-fastest
-//   conv2d_gemm__sm80_mma_pipelined  all three GEMMs of bf16 / f16 channels_last layers whose
-//                                 operands come in whole 16-byte chunks (C/G and K/G % 8 == 0,
-//                                 channels_last weights): operands copied straight into shared
-//                                 memory by cp.async (zero-fill for padding) through a 3-stage
-//                                 pipeline, fragments by ldmatrix (.trans where a chunk runs along
-//                                 the tile's rows), 64 x 64 x 32 or 128 x 128 x 16 tiles
+//   conv2d_gemm__sm80_mma_pipelined  all three GEMMs of bf16 / f16 (and TF32) channels_last
+//                                 layers whose operands come in whole 16-byte chunks (C/G and K/G
+//                                 % 8 == 0, TF32 % 4, channels_last weights): operands copied
+//                                 straight into shared memory by cp.async (zero-fill for padding)
+//                                 through a 2-3 stage pipeline, fragments by ldmatrix (.trans where
+//                                 a 16-bit chunk runs along the tile's rows), 64 x 64 or 128 x 128
+//                                 tiles
 //   conv2d_gemm_finish__sm80      wgrad's slices summed in order into dw
 #include "conv2d_gemm.cuh"
 #include "cuda_dtype.cuh"
@@ -329,10 +330,11 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, i
 }
 
 // ---- channels_last layers through a cp.async pipeline ------------------------------------------
-// bf16 / f16 layers whose operands come in whole 16-byte chunks (8 elements contiguous in memory):
-// channels_last activations and weights, C/G (and for dgrad / wgrad K/G) a multiple of 8. Each
-// thread copies one 16-byte chunk of each operand per stage straight into shared memory with
-// cp.async (zero-filled for padding, edges and tails), kStages deep; fragments come from ldmatrix.
+// bf16 / f16 (and float32 as TF32) layers whose operands come in whole 16-byte chunks (8 or 4
+// elements contiguous in memory): channels_last activations and weights, C/G (and for dgrad / wgrad
+// K/G) a multiple of 8 (TF32: 4). Each thread copies one or two 16-byte chunks of each operand per
+// stage straight into shared memory with cp.async (zero-filled for padding, edges and tails),
+// kStages deep; fragments come from ldmatrix.
 // A chunk's 8 elements run along the reduction (fprop's x and w, dgrad's dy) or along the tile's
 // rows / columns (dgrad's w along c, wgrad's dy along k and x along c); the shared tile keeps the
 // chunk's order and ldmatrix.trans turns the second kind into fragments.
@@ -384,50 +386,104 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const uint16_t*
 #endif
 }
 
-// Block tiles of the pipeline: kM x kN outputs, kK reduction elements per stage, 8 warps as 2 (m)
-// x 4 (n). Every thread copies exactly one chunk of each operand per stage.
-template <int M, int N, int K, int Stages>
+// Block tiles of the pipeline for shared elements S (16-bit patterns, or float32 bits for TF32):
+// kM x kN outputs, kK reduction elements per stage, 8 warps as 2 (m) x 4 (n). A 16-byte chunk holds
+// kVec elements; each thread copies kChunks (1 or 2) chunks of each operand per stage.
+template <typename S, int M, int N, int K, int Stages>
 struct PipeTiles {
+  using Elem = S;
   static constexpr int kM = M, kN = N, kK = K, kStages = Stages, kThreads = 256;
+  static constexpr int kVec = 16 / int(sizeof(S));
+  static constexpr int kChunks = M * K / kVec / kThreads;
   static constexpr int kWarpM = M / 2, kWarpN = N / 4;            // one warp's outputs
   static constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 8;  // its m16 x n8 fragments
-  static_assert(M * K / 8 == kThreads && N * K / 8 == kThreads, "one chunk per thread and operand");
+  static_assert(M == N && kChunks >= 1 && kChunks * kVec * kThreads == M * K, "whole chunks per thread");
   static_assert(K % 16 == 0 && kFragsN % 2 == 0, "k16 steps; B fragments in pairs (ldmatrix.x4)");
 };
-using SmallPipeTiles = PipeTiles<64, 64, 32, 3>;   // warp 32 x 16; 27-30 KB shared
-using LargePipeTiles = PipeTiles<128, 128, 16, 3>;  // warp 64 x 32; 26-36 KB shared
+// 16-bit: 27-30 KB of shared memory (small), 26-36 KB (large); TF32: 30 KB, 40 KB (two stages: three
+// would pass the 48 KB of static shared memory).
+template <typename T>
+using SmallPipeTiles = std::conditional_t<std::is_same_v<T, float>, PipeTiles<uint32_t, 64, 64, 16, 3>,
+                                          PipeTiles<uint16_t, 64, 64, 32, 3>>;  // warp 32 x 16
+template <typename T>
+using LargePipeTiles = std::conditional_t<std::is_same_v<T, float>, PipeTiles<uint32_t, 128, 128, 16, 2>,
+                                          PipeTiles<uint16_t, 128, 128, 16, 3>>;  // warp 64 x 32
 
-// One operand's stage in shared memory, kRows (m or n) x kK, in the order of its chunks:
-// reduction-fastest [row][k] (ldmatrix) or rows-fastest [k][row] (ldmatrix.trans). Rows are padded
-// by kMmaSkew elements so that the 8 rows of an ldmatrix hit distinct banks.
-template <bool kRowsFastest, int kRows, int kK>
+// A TF32 operand register: the float32 bits rounded as cvt.rna.tf32.f32 does.
+__device__ __forceinline__ uint32_t tf32_round_bits(uint32_t u) {
+  float v;
+  memcpy(&v, &u, 4);
+  return tf32_bits(v);
+}
+
+// One operand's stage in shared memory, kRows (m or n) x kK elements S, in the order of its chunks:
+// reduction-fastest [row][k] (ldmatrix) or rows-fastest [k][row] (ldmatrix.trans for 16-bit
+// elements; 32-bit loads for TF32, which ldmatrix cannot transpose). The padding of each row puts
+// the 8 rows an ldmatrix (or the 4 k x 8 rows of a TF32 fragment) reads in distinct banks.
+template <typename S, bool kRowsFastest, int kRows, int kK>
 struct StageTile {
-  static constexpr int kPitch = kRowsFastest ? kRows + kMmaSkew : kK + kMmaSkew;
+  static constexpr int kVec = 16 / int(sizeof(S));
+  static constexpr int kPitch = kRowsFastest ? kRows + 8 : kK + kVec;
   static constexpr int kElems = (kRowsFastest ? kK : kRows) * kPitch;
+  static constexpr bool kTf32 = sizeof(S) == 4;
   __device__ static int at(int row, int k) { return kRowsFastest ? k * kPitch + row : row * kPitch + k; }
-  // Chunk e's first element (8 elements along k, or along the rows).
+  // Chunk e's first element (kVec elements along k, or along the rows).
   __device__ static void chunk(int e, int& row, int& k) {
     if (kRowsFastest)
-      k = e / (kRows / 8), row = 8 * (e % (kRows / 8));
+      k = e / (kRows / kVec), row = kVec * (e % (kRows / kVec));
     else
-      row = e / (kK / 8), k = 8 * (e % (kK / 8));
+      row = e / (kK / kVec), k = kVec * (e % (kK / kVec));
   }
-  // A's fragment for rows [r0, r0 + 16) x k [k0, k0 + 16): registers {rows 0-7, k 0-7}, {8-15,
-  // 0-7}, {0-7, 8-15}, {8-15, 8-15}.
-  __device__ static void load_a(uint32_t a[4], const uint16_t* tile, int r0, int k0, int lane) {
-    if (kRowsFastest)
-      ldmatrix_x4_trans(a, tile + at(r0 + ((lane / 8) % 2) * 8, k0 + (lane / 16) * 8 + lane % 8));
-    else
-      ldmatrix_x4(a, tile + at(r0 + lane % 16, k0 + (lane / 16) * 8));
+  __device__ static const uint16_t* bytes(const S* tile, int row, int k) {
+    return reinterpret_cast<const uint16_t*>(tile + at(row, k));
   }
-  // B's fragments for columns [n0, n0 + 8) and [n0 + 8, n0 + 16): {k 0-7, 8-15} of each.
-  __device__ static void load_b(uint32_t b0[2], uint32_t b1[2], const uint16_t* tile, int n0, int k0, int lane) {
-    uint32_t q[4];
-    if (kRowsFastest)
-      ldmatrix_x4_trans(q, tile + at(n0 + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8 + lane % 8));
-    else
-      ldmatrix_x4(q, tile + at(n0 + (lane / 16) * 8 + lane % 8, k0 + ((lane / 8) % 2) * 8));
-    b0[0] = q[0], b0[1] = q[1], b1[0] = q[2], b1[1] = q[3];
+  // A's fragments for rows [r0, r0 + 16) x k [k0, k0 + 16), in mma_k16's layout: 16-bit, a[0] =
+  // {rows 0-7, k 0-7}, {8-15, 0-7}, {0-7, 8-15}, {8-15, 8-15}; TF32, a[h] the same for k 8h + 0-3
+  // and 8h + 4-7 (16 bytes each, so the same ldmatrix).
+  __device__ static void load_a(uint32_t a[2][4], const S* tile, int r0, int k0, int lane) {
+    const int group = lane / 4, pair = lane % 4;
+    if constexpr (!kTf32) {
+      if (kRowsFastest)
+        ldmatrix_x4_trans(a[0], bytes(tile, r0 + ((lane / 8) % 2) * 8, k0 + (lane / 16) * 8 + lane % 8));
+      else
+        ldmatrix_x4(a[0], bytes(tile, r0 + lane % 16, k0 + (lane / 16) * 8));
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (kRowsFastest) {
+          const int k = k0 + 8 * h + pair;
+          a[h][0] = tile[at(r0 + group, k)], a[h][1] = tile[at(r0 + group + 8, k)];
+          a[h][2] = tile[at(r0 + group, k + 4)], a[h][3] = tile[at(r0 + group + 8, k + 4)];
+        } else {
+          ldmatrix_x4(a[h], bytes(tile, r0 + lane % 16, k0 + 8 * h + (lane / 16) * 4));
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) a[h][i] = tf32_round_bits(a[h][i]);
+      }
+    }
+  }
+  // B's fragments for columns [n0, n0 + 8) (b0) and [n0 + 8, n0 + 16) (b1): 16-bit, [0] = {k 0-7,
+  // 8-15}; TF32, [h] = {k 8h + 0-3, 8h + 4-7}.
+  __device__ static void load_b(uint32_t b0[2][2], uint32_t b1[2][2], const S* tile, int n0, int k0, int lane) {
+    const int group = lane / 4, pair = lane % 4;
+#pragma unroll
+    for (int h = 0; h < (kTf32 ? 2 : 1); ++h) {
+      uint32_t q[4];
+      if (kTf32 && kRowsFastest) {
+        const int k = k0 + 8 * h + pair;
+        q[0] = tile[at(n0 + group, k)], q[1] = tile[at(n0 + group, k + 4)];
+        q[2] = tile[at(n0 + 8 + group, k)], q[3] = tile[at(n0 + 8 + group, k + 4)];
+      } else if (kRowsFastest) {
+        ldmatrix_x4_trans(q, bytes(tile, n0 + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8 + lane % 8));
+      } else {
+        ldmatrix_x4(q, bytes(tile, n0 + (lane / 16) * 8 + lane % 8, k0 + 8 * h + ((lane / 8) % 2) * kVec));
+      }
+      if constexpr (kTf32) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) q[i] = tf32_round_bits(q[i]);
+      }
+      b0[h][0] = q[0], b0[h][1] = q[1], b1[h][0] = q[2], b1[h][1] = q[3];
+    }
   }
 };
 
@@ -544,28 +600,38 @@ struct WgradPipe {
 template <typename T, class Tiles, class Pipe>
 __global__ void __launch_bounds__(Tiles::kThreads)
     conv2d_gemm__sm80_mma_pipelined(Pipe pipe, int slices, int64_t per_slice) {
-  constexpr int kK = Tiles::kK, kStages = Tiles::kStages;
-  using LhsTile = StageTile<Pipe::kLhsRowsFastest, Tiles::kM, kK>;
-  using RhsTile = StageTile<Pipe::kRhsRowsFastest, Tiles::kN, kK>;
-  __shared__ __align__(16) uint16_t lhs_tile[kStages][LhsTile::kElems];
-  __shared__ __align__(16) uint16_t rhs_tile[kStages][RhsTile::kElems];
+  using S = typename Tiles::Elem;
+  constexpr int kK = Tiles::kK, kStages = Tiles::kStages, kChunks = Tiles::kChunks;
+  using LhsTile = StageTile<S, Pipe::kLhsRowsFastest, Tiles::kM, kK>;
+  using RhsTile = StageTile<S, Pipe::kRhsRowsFastest, Tiles::kN, kK>;
+  __shared__ __align__(16) S lhs_tile[kStages][LhsTile::kElems];
+  __shared__ __align__(16) S rhs_tile[kStages][RhsTile::kElems];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, pair = lane % 4;
   const int wm = (warp / 4) * Tiles::kWarpM, wn = (warp % 4) * Tiles::kWarpN;
   const int64_t m0 = int64_t(blockIdx.x) * Tiles::kM, n0 = int64_t(blockIdx.y) * Tiles::kN;
   const int64_t g = blockIdx.z / slices, slice = blockIdx.z % slices;
   const int64_t steps = (pipe.gm.depth + kK - 1) / kK;
   const int64_t first = std::min(steps, slice * per_slice), last = std::min(steps, first + per_slice);
-  int lrow, lk, rrow, rk;
-  LhsTile::chunk(threadIdx.x, lrow, lk);
-  RhsTile::chunk(threadIdx.x, rrow, rk);
-  const auto lhs = pipe.lhs_chunk(g, m0 + lrow);
-  const auto rhs = pipe.rhs_chunk(g, n0 + rrow);
+  // This thread's chunks: chunk e = threadIdx.x + i kThreads, at fixed (row, k-in-stage).
+  int lrow[kChunks], lk[kChunks], rrow[kChunks], rk[kChunks];
+  typename Pipe::Lhs lhs[kChunks];
+  typename Pipe::Rhs rhs[kChunks];
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    LhsTile::chunk(threadIdx.x + i * Tiles::kThreads, lrow[i], lk[i]);
+    RhsTile::chunk(threadIdx.x + i * Tiles::kThreads, rrow[i], rk[i]);
+    lhs[i] = pipe.lhs_chunk(g, m0 + lrow[i]);
+    rhs[i] = pipe.rhs_chunk(g, n0 + rrow[i]);
+  }
   const auto load_stage = [&](int64_t step, int stage) {
-    const void* a = pipe.lhs_src(lhs, step * kK + lk);
-    const void* b = pipe.rhs_src(rhs, step * kK + rk);
-    // a null source: sixteen zero bytes (padding, edges, tails), read from nowhere
-    cp_async_16(&lhs_tile[stage][LhsTile::at(lrow, lk)], a ? a : pipe.any(), a ? 16 : 0);
-    cp_async_16(&rhs_tile[stage][RhsTile::at(rrow, rk)], b ? b : pipe.any(), b ? 16 : 0);
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const void* a = pipe.lhs_src(lhs[i], step * kK + lk[i]);
+      const void* b = pipe.rhs_src(rhs[i], step * kK + rk[i]);
+      // a null source: sixteen zero bytes (padding, edges, tails), read from nowhere
+      cp_async_16(&lhs_tile[stage][LhsTile::at(lrow[i], lk[i])], a ? a : pipe.any(), a ? 16 : 0);
+      cp_async_16(&rhs_tile[stage][RhsTile::at(rrow[i], rk[i])], b ? b : pipe.any(), b ? 16 : 0);
+    }
   };
   for (int st = 0; st < kStages - 1; ++st) {
     if (first + st < last) load_stage(first + st, st);
@@ -574,60 +640,67 @@ __global__ void __launch_bounds__(Tiles::kThreads)
   float acc[Tiles::kFragsM][Tiles::kFragsN][4] = {};
   for (int64_t step = first; step < last; ++step) {
     cp_async_wait<kStages - 2>();  // this thread's copies for `step` have landed
-    __syncthreads();               // everyone's have; and the stage of step - 1 is free
+    __syncthreads();               // everyone's have; and the stage of step - 1 is free again
+    const int64_t next = step + kStages - 1;
+    if (next < last) load_stage(next, int((next - first) % kStages));  // into step - 1's stage
+    cp_async_commit();
     const int stage = int((step - first) % kStages);
-    #pragma unroll
+#pragma unroll
     for (int k16 = 0; k16 < kK; k16 += 16) {
       uint32_t a[Tiles::kFragsM][2][4], b[Tiles::kFragsN][2][2];
-      #pragma unroll
-      for (int mi = 0; mi < Tiles::kFragsM; ++mi) LhsTile::load_a(a[mi][0], lhs_tile[stage], wm + mi * 16, k16, lane);
-      #pragma unroll
+#pragma unroll
+      for (int mi = 0; mi < Tiles::kFragsM; ++mi) LhsTile::load_a(a[mi], lhs_tile[stage], wm + mi * 16, k16, lane);
+#pragma unroll
       for (int ni = 0; ni < Tiles::kFragsN; ni += 2)
-        RhsTile::load_b(b[ni][0], b[ni + 1][0], rhs_tile[stage], wn + ni * 8, k16, lane);
-      #pragma unroll
+        RhsTile::load_b(b[ni], b[ni + 1], rhs_tile[stage], wn + ni * 8, k16, lane);
+#pragma unroll
       for (int mi = 0; mi < Tiles::kFragsM; ++mi)
-        #pragma unroll
+#pragma unroll
         for (int ni = 0; ni < Tiles::kFragsN; ++ni) mma_k16<T>(acc[mi][ni], a[mi], b[ni]);
     }
-    const int64_t next = step + kStages - 1;
-    if (next < last) load_stage(next, int((next - first) % kStages));
-    cp_async_commit();
   }
   cp_async_wait<0>();
-  #pragma unroll
+#pragma unroll
   for (int mi = 0; mi < Tiles::kFragsM; ++mi)
-    #pragma unroll
+#pragma unroll
     for (int ni = 0; ni < Tiles::kFragsN; ++ni)
-      #pragma unroll
+#pragma unroll
       for (int v = 0; v < 4; ++v) {
         const int64_t m = m0 + wm + mi * 16 + group + (v / 2) * 8, n = n0 + wn + ni * 8 + 2 * pair + v % 2;
         if (m < pipe.gm.rows && n < pipe.gm.cols) pipe.put(slice, g, m, n, acc[mi][ni][v]);
       }
 }
 
-// Whether the pipeline takes a layer: 16-bit types, the operands it copies dense channels_last
-// (weights K R S C) and 16-byte aligned, whole 16-byte chunks of each group's channels (C/G) and,
-// where a chunk runs along them, filters (K/G).
-bool pipeline_fits(const Conv2dProblem& p, const ConstView4& act, const ConstView4& second, bool second_is_weight,
-                   bool filters_in_chunks) {
-  if (p.dtype != DType::bf16 && p.dtype != DType::f16) return false;
+// Whether the pipeline takes a layer: 16-bit types, or float32 as TF32; the operands it copies dense
+// channels_last (weights K R S C) and 16-byte aligned, whole 16-byte chunks of each group's
+// channels (C/G) and, where a chunk runs along them, filters (K/G).
+bool pipeline_fits(const Conv2dProblem& p, bool allow_tf32, const ConstView4& act, const ConstView4& second,
+                   bool second_is_weight, bool filters_in_chunks) {
+  int64_t vec = 8;
+  if (p.dtype == DType::f32 && allow_tf32)
+    vec = 4;
+  else if (p.dtype != DType::bf16 && p.dtype != DType::f16)
+    return false;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (Cg % 8 != 0 || (filters_in_chunks && Kg % 8 != 0)) return false;
+  if (Cg % vec != 0 || (filters_in_chunks && Kg % vec != 0)) return false;
   const bool second_dense = second_is_weight ? strides_are(Dense::nhwc, second.stride, p.K, Cg, p.R, p.S)
                                              : strides_are(Dense::nhwc, second.stride, p.N, p.C, p.H, p.W);
   return second_dense && aligned(act.data, 16) && aligned(second.data, 16);
 }
-bool pipeline_fits(const Conv2dFpropArgs& a) {
+bool pipeline_fits(const Conv2dFpropArgs& a, bool allow_tf32) {
   const Conv2dProblem& p = a.p;
-  return strides_are(Dense::nhwc, a.x.stride, p.N, p.C, p.H, p.W) && pipeline_fits(p, a.x, a.w, true, false);
+  return strides_are(Dense::nhwc, a.x.stride, p.N, p.C, p.H, p.W) &&
+         pipeline_fits(p, allow_tf32, a.x, a.w, true, false);
 }
-bool pipeline_fits(const Conv2dDgradArgs& a) {
+bool pipeline_fits(const Conv2dDgradArgs& a, bool allow_tf32) {
   const Conv2dProblem& p = a.p;
-  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) && pipeline_fits(p, a.dy, a.w, true, true);
+  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) &&
+         pipeline_fits(p, allow_tf32, a.dy, a.w, true, true);
 }
-bool pipeline_fits(const Conv2dWgradArgs& a) {
+bool pipeline_fits(const Conv2dWgradArgs& a, bool allow_tf32) {
   const Conv2dProblem& p = a.p;
-  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) && pipeline_fits(p, a.dy, a.x, false, true);
+  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) &&
+         pipeline_fits(p, allow_tf32, a.dy, a.x, false, true);
 }
 
 // fprop / dgrad: large tiles where the layer has the columns to fill them and enough tiles for ~2
@@ -700,34 +773,49 @@ WgradSplit wgrad_split(const Conv2dProblem& p, TileShape t) {
   return {int(std::max<int64_t>(1, (steps + per_slice - 1) / per_slice)), per_slice};  // no empty slice
 }
 
+// The pipeline's tiles for the storage type T.
+template <typename T>
+TileShape pipe_shape(bool large) {
+  return large ? shape_of<LargePipeTiles<T>>() : shape_of<SmallPipeTiles<T>>();
+}
+TileShape pipe_shape(DType dtype, bool large) {
+  switch (dtype) {
+    case DType::f32: return pipe_shape<float>(large);
+    default: return pipe_shape<__half>(large);  // bf16 and f16 alike
+  }
+}
+
 // The weight gradient's kernel shape: the pipeline's tiles where it fits, else the simple ones.
-TileShape wgrad_tiles(const Conv2dWgradArgs& a) {
-  if (!pipeline_fits(a)) return kSimpleTiles;
+TileShape wgrad_tiles(const Conv2dWgradArgs& a, bool allow_tf32) {
+  if (!pipeline_fits(a, allow_tf32)) return kSimpleTiles;
   const Conv2dProblem& p = a.p;
   const int64_t rows = p.K / p.groups, cols = p.C / p.groups * p.R * p.S;
   // split-K supplies the blocks: large tiles wherever they are filled
   bool large = rows >= 128 && cols >= 128;
   if (gemm_tiles() != GemmTiles::automatic) large = gemm_tiles() == GemmTiles::large;
-  return large ? shape_of<LargePipeTiles>() : shape_of<SmallPipeTiles>();
+  return pipe_shape(p.dtype, large);
 }
 
 // Launches Pipe's GEMM on the pipeline with small or large tiles.
 template <typename T, class Pipe>
 cudaError_t launch_pipeline(const Pipe& pipe, bool large, int64_t groups, int slices, int64_t per_slice,
                             cudaStream_t stream) {
+  using Small = SmallPipeTiles<T>;
+  using Large = LargePipeTiles<T>;
   const int64_t z = groups * slices;
   if (large) {
-    CNNK_LAUNCH(tiles(shape_of<LargePipeTiles>(), pipe.gm.rows, pipe.gm.cols, z), LargePipeTiles::kThreads, 0, stream,
-                conv2d_gemm__sm80_mma_pipelined<T, LargePipeTiles, Pipe>)(pipe, slices, per_slice);
+    CNNK_LAUNCH(tiles(shape_of<Large>(), pipe.gm.rows, pipe.gm.cols, z), Large::kThreads, 0, stream,
+                conv2d_gemm__sm80_mma_pipelined<T, Large, Pipe>)(pipe, slices, per_slice);
   } else {
-    CNNK_LAUNCH(tiles(shape_of<SmallPipeTiles>(), pipe.gm.rows, pipe.gm.cols, z), SmallPipeTiles::kThreads, 0, stream,
-                conv2d_gemm__sm80_mma_pipelined<T, SmallPipeTiles, Pipe>)(pipe, slices, per_slice);
+    CNNK_LAUNCH(tiles(shape_of<Small>(), pipe.gm.rows, pipe.gm.cols, z), Small::kThreads, 0, stream,
+                conv2d_gemm__sm80_mma_pipelined<T, Small, Pipe>)(pipe, slices, per_slice);
   }
   return last_launch_error();
 }
 
+// The storage types the pipeline runs: bf16 and f16, and float32 as TF32.
 template <typename T>
-constexpr bool kSixteenBit = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
+constexpr bool kPipelined = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half> || std::is_same_v<T, float>;
 
 }  // namespace
 
@@ -740,8 +828,8 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t s
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
-    if constexpr (kSixteenBit<T>) {
-      if (pipeline_fits(args))
+    if constexpr (kPipelined<T>) {
+      if (pipeline_fits(args, allow_tf32))
         return launch_pipeline<T>(FpropPipe<T>{gm}, large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX,
                                   stream);
     }
@@ -762,8 +850,8 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
-    if constexpr (kSixteenBit<T>) {
-      if (pipeline_fits(args))
+    if constexpr (kPipelined<T>) {
+      if (pipeline_fits(args, allow_tf32))
         return launch_pipeline<T>(DgradPipe<T>{gm}, large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX,
                                   stream);
     }
@@ -775,9 +863,9 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
   return {true, err};
 }
 
-size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args) {
+size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32) {
   const Conv2dProblem& p = args.p;
-  const WgradSplit split = wgrad_split(p, wgrad_tiles(args));
+  const WgradSplit split = wgrad_split(p, wgrad_tiles(args, allow_tf32));
   if (split.slices <= 1) return 0;
   const size_t acc = p.dtype == DType::f64 ? 8 : 4;
   return size_t(split.slices) * size_t(p.K) * size_t(p.C / p.groups * p.R * p.S) * acc;
@@ -788,24 +876,26 @@ Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspac
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = Kg, cols = Cg * p.R * p.S, depth = p.N * p.P * p.Q;
-  const TileShape shape = wgrad_tiles(args);
+  const TileShape shape = wgrad_tiles(args, allow_tf32);
   WgradSplit split = wgrad_split(p, shape);
-  const size_t need = gemm_wgrad_workspace_bytes(args);
+  const size_t need = gemm_wgrad_workspace_bytes(args, allow_tf32);
   if (need > 0 && (workspace == nullptr || workspace_bytes < need)) split = {1, (depth + shape.k - 1) / shape.k};
   if (!grid_fits(shape, rows, cols, int64_t(p.groups) * split.slices)) return {false, cudaSuccess};
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     A* partial = split.slices > 1 ? static_cast<A*>(workspace) : nullptr;
-    const bool pipelined = shape.pipelined;
-    const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial, pipelined};
+    const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial, shape.pipelined};
     cudaError_t e = cudaSuccess;
-    if constexpr (kSixteenBit<T>) {
-      if (pipelined)
-        e = launch_pipeline<T>(WgradPipe<T>{gm}, shape.m == LargePipeTiles::kM, p.groups, split.slices,
+    bool ran = false;
+    if constexpr (kPipelined<T>) {
+      if (shape.pipelined) {
+        e = launch_pipeline<T>(WgradPipe<T>{gm}, shape.m == LargePipeTiles<T>::kM, p.groups, split.slices,
                                split.per_slice, stream);
+        ran = true;
+      }
     }
-    if (!pipelined) {
+    if (!ran) {
       CNNK_LAUNCH(tiles(shape, rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
                   gemm_kernel<T, A, WgradGemm<T, A>>(allow_tf32))(gm, split.slices, split.per_slice);
       e = last_launch_error();

@@ -17,7 +17,7 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
 // The weight gradient splits long reductions (N P Q pixels) into slices summed through a workspace
 // of gemm_wgrad_workspace_bytes(args) bytes (0: one slice, no workspace); with less workspace than
 // that it runs one slice.
-size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args);
+size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32);
 Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream);
 

@@ -18,9 +18,9 @@ namespace cuda {
 // implicit GEMM run on the tensor cores as TF32; the depthwise and reference kernels stay exact.
 cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream);
 cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream);
-// The weight gradient may need a device workspace of conv2d_wgrad_workspace_bytes(args) bytes
-// (bounded: partial sums, never an im2col); the caller allocates it on `stream`'s allocator.
-size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args);
+// The weight gradient may need a device workspace of conv2d_wgrad_workspace_bytes(args, allow_tf32)
+// bytes (bounded: partial sums, never an im2col); the caller allocates it on `stream`'s allocator.
+size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32);
 cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                          cudaStream_t stream);
 cudaError_t conv2d_bgrad(const Conv2dBgradArgs& args, cudaStream_t stream);

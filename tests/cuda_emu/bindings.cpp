@@ -50,7 +50,7 @@ void conv2d_dgrad(const at::Tensor& dy, const at::Tensor& w, at::Tensor dx, std:
 int64_t conv2d_wgrad(const at::Tensor& dy, const at::Tensor& x, at::Tensor dw, std::vector<int64_t> st,
                      std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups, bool tf32) {
   Conv2dWgradArgs a{conv_problem(x, dw, dy, st, pd, dl, groups), cview(dy), cview(x), view(dw)};
-  const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a);
+  const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a, tf32);
   at::Tensor ws = at::full({int64_t(bytes)}, 0xff, x.options().dtype(at::kByte));  // poisoned
   check(cuda::conv2d_wgrad(a, tf32, bytes ? ws.data_ptr() : nullptr, bytes, nullptr));
   return int64_t(bytes);

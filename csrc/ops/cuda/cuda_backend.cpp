@@ -31,11 +31,12 @@ void conv2d_dgrad(const Conv2dDgradArgs& a, const at::Tensor& on) {
 void conv2d_wgrad(const Conv2dWgradArgs& a, const at::Tensor& on) {
   const c10::cuda::CUDAGuard guard(on.device());
   // From torch's caching allocator on the current stream: no synchronisation, reused across calls.
-  const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a);
+  const bool tf32 = allow_tf32();
+  const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a, tf32);
   const at::Tensor workspace =
       bytes ? at::empty({int64_t(bytes)}, on.options().dtype(at::kByte)) : at::Tensor();
   void* ws = bytes ? workspace.data_ptr() : nullptr;
-  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_wgrad(a, allow_tf32(), ws, bytes, s); });
+  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_wgrad(a, tf32, ws, bytes, s); });
 }
 void conv2d_bgrad(const Conv2dBgradArgs& a, const at::Tensor& on) {
   on_device(on, [&](cudaStream_t s) { return cuda::conv2d_bgrad(a, s); });
