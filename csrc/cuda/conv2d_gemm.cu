@@ -487,41 +487,108 @@ struct StageTile {
   }
 };
 
-// Where each GEMM's chunks come from. lhs_chunk / rhs_chunk: a thread's fixed part of the address
-// (its chunk's row m or column n); lhs_src / rhs_src: the chunk at reduction index kk, or nullptr
-// for sixteen zero bytes. Activations are dense channels_last, weights dense K R S C.
+// Where each GEMM's chunks come from. A thread's chunk keeps its fixed part (its row m or column
+// n) and counters for its reduction index kk, which only grows, by Tiles::kK per stage: start(kk)
+// once, then src() (the chunk's address, or nullptr for sixteen zero bytes) and advance(kK) per
+// stage. Counters instead of divisions: 64-bit division is a long instruction sequence on the GPU,
+// and every chunk of every stage needs the decomposition. Activations are dense channels_last,
+// weights dense K R S C; sizes other than whole-tensor offsets fit in 32 bits (pipeline_fits).
+//
+// The epilogue splits each output offset into a row part and a column part (out_row, out_col),
+// each computed once per row / column a thread holds, and stores through store().
+
+// kk = ((r S) + s) per + i, i < per (the group's channels or filters): counted, not divided.
+struct TapCount {
+  int i, s, r;
+  __device__ void start(int64_t kk, int per, int S) {
+    i = int(kk % per);
+    const int64_t rs = kk / per;
+    s = int(rs % S), r = int(rs / S);
+  }
+  __device__ void advance(int by, int per, int S) {
+    i += by;
+    while (i >= per) {
+      i -= per;
+      if (++s == S) s = 0, ++r;
+    }
+  }
+};
+
+// j = (n P + p) Q + q over the output pixels, counted.
+struct PixelCount {
+  int q, p;
+  int64_t n;
+  __device__ void start(int64_t j, int P, int Q) {
+    q = int(j % Q);
+    const int64_t np = j / Q;
+    p = int(np % P), n = np / P;
+  }
+  __device__ void advance(int by, int P, int Q) {
+    q += by;
+    while (q >= Q) {
+      q -= Q;
+      if (++p == P) p = 0, ++n;
+    }
+  }
+};
 
 // fprop: rows m = (n, p, q), columns k, reduction (r, s, c): both chunks along c.
 template <typename T>
 struct FpropPipe {
   static constexpr bool kLhsRowsFastest = false, kRhsRowsFastest = false;
   FpropGemm<T, float> gm;
-  struct Lhs { const T* image; int64_t h0, w0; bool ok; };
-  struct Rhs { const T* filter; bool ok; };
-  __device__ Lhs lhs_chunk(int64_t g, int64_t m) const {
+  struct Lhs {
+    const T* image;  // x of pixel m's image, group g's channels
+    int h0, w0;      // the window's corner
+    bool ok;
+    TapCount t;
+  };
+  struct Rhs {
+    const T* filter;
+    bool ok;
+    TapCount t;
+  };
+  __device__ Lhs lhs_chunk(int64_t g, int64_t m, int64_t kk) const {
     const Conv2dProblem& p = gm.a.p;
-    if (m >= gm.rows) return {nullptr, 0, 0, false};
-    const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
-    return {static_cast<const T*>(gm.a.x.data) + n * p.H * p.W * p.C + g * gm.Cg,
-            pp * p.stride_h - p.pad_h, q * p.stride_w - p.pad_w, true};
+    Lhs l{nullptr, 0, 0, m < gm.rows, {}};
+    if (l.ok) {
+      const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
+      l.image = static_cast<const T*>(gm.a.x.data) + n * p.H * p.W * p.C + g * gm.Cg;
+      l.h0 = int(pp * p.stride_h - p.pad_h), l.w0 = int(q * p.stride_w - p.pad_w);
+    }
+    l.t.start(kk, int(gm.Cg), int(p.S));
+    return l;
   }
-  __device__ const T* lhs_src(const Lhs& l, int64_t kk) const {
+  __device__ const T* lhs_src(const Lhs& l) const {
     const Conv2dProblem& p = gm.a.p;
-    if (!l.ok || kk >= gm.depth) return nullptr;
-    const int64_t c = kk % gm.Cg, rs = kk / gm.Cg;
-    const int64_t h = l.h0 + (rs / p.S) * p.dil_h, w = l.w0 + (rs % p.S) * p.dil_w;
+    if (!l.ok || l.t.r >= p.R) return nullptr;
+    const int h = l.h0 + l.t.r * int(p.dil_h), w = l.w0 + l.t.s * int(p.dil_w);
     if (h < 0 || h >= p.H || w < 0 || w >= p.W) return nullptr;
-    return l.image + (h * p.W + w) * p.C + c;
+    return l.image + (int64_t(h) * p.W + w) * p.C + l.t.i;
   }
-  __device__ Rhs rhs_chunk(int64_t g, int64_t k) const {
-    return {static_cast<const T*>(gm.a.w.data) + (g * gm.Kg + k) * gm.a.w.stride[0], k < gm.cols};
+  __device__ void lhs_advance(Lhs& l, int by) const { l.t.advance(by, int(gm.Cg), int(gm.a.p.S)); }
+  __device__ Rhs rhs_chunk(int64_t g, int64_t k, int64_t kk) const {
+    Rhs r{static_cast<const T*>(gm.a.w.data) + (g * gm.Kg + k) * gm.a.w.stride[0], k < gm.cols, {}};
+    r.t.start(kk, int(gm.Cg), int(gm.a.p.S));
+    return r;
   }
-  __device__ const T* rhs_src(const Rhs& r, int64_t kk) const {
-    if (!r.ok || kk >= gm.depth) return nullptr;
-    const int64_t c = kk % gm.Cg, rs = kk / gm.Cg;
-    return r.filter + (rs / gm.a.p.S) * gm.a.w.stride[2] + (rs % gm.a.p.S) * gm.a.w.stride[3] + c;
+  __device__ const T* rhs_src(const Rhs& r) const {
+    if (!r.ok || r.t.r >= gm.a.p.R) return nullptr;
+    return r.filter + r.t.r * gm.a.w.stride[2] + r.t.s * gm.a.w.stride[3] + r.t.i;
   }
-  __device__ void put(int64_t slice, int64_t g, int64_t m, int64_t n, float v) const { gm.put(slice, g, m, n, v); }
+  __device__ void rhs_advance(Rhs& r, int by) const { r.t.advance(by, int(gm.Cg), int(gm.a.p.S)); }
+  // y[n, g Kg + k, p, q] (+ bias[g Kg + k])
+  __device__ int64_t out_row(int64_t /*slice*/, int64_t g, int64_t m) const {
+    const Conv2dProblem& p = gm.a.p;
+    const int64_t q = m % p.Q, np = m / p.Q, pp = np % p.P, n = np / p.P;
+    const int64_t* ys = gm.a.y.stride;
+    return n * ys[0] + g * gm.Kg * ys[1] + pp * ys[2] + q * ys[3];
+  }
+  __device__ int64_t out_col(int64_t /*g*/, int64_t k) const { return k * gm.a.y.stride[1]; }
+  __device__ float col_bias(int64_t g, int64_t k) const {
+    return gm.a.bias ? float(load(static_cast<const T*>(gm.a.bias) + g * gm.Kg + k)) : 0.f;
+  }
+  __device__ void store(int64_t off, float v) const { ::cnnkernels::cuda::store(static_cast<T*>(gm.a.y.data) + off, v); }
   __device__ const void* any() const { return gm.a.x.data; }
 };
 
@@ -531,34 +598,66 @@ template <typename T>
 struct DgradPipe {
   static constexpr bool kLhsRowsFastest = false, kRhsRowsFastest = true;
   DgradGemm<T, float> gm;
-  struct Lhs { const T* image; int64_t hp0, wp0; bool ok; };
-  struct Rhs { const T* column; bool ok; };
-  __device__ Lhs lhs_chunk(int64_t g, int64_t m) const {
+  struct Lhs {
+    const T* image;  // dy of pixel m's image, group g's filters
+    int hp0, wp0;    // h + pad_h, w + pad_w
+    bool ok;
+    TapCount t;
+  };
+  struct Rhs {
+    const T* column;  // w at channel c of group g's filter 0
+    bool ok;
+    TapCount t;
+  };
+  __device__ Lhs lhs_chunk(int64_t g, int64_t m, int64_t kk) const {
     const Conv2dProblem& p = gm.a.p;
-    if (m >= gm.rows) return {nullptr, 0, 0, false};
-    const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
-    return {static_cast<const T*>(gm.a.dy.data) + n * p.P * p.Q * p.K + g * gm.Kg, h + p.pad_h, w + p.pad_w, true};
+    Lhs l{nullptr, 0, 0, m < gm.rows, {}};
+    if (l.ok) {
+      const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
+      l.image = static_cast<const T*>(gm.a.dy.data) + n * p.P * p.Q * p.K + g * gm.Kg;
+      l.hp0 = int(h + p.pad_h), l.wp0 = int(w + p.pad_w);
+    }
+    l.t.start(kk, int(gm.Kg), int(p.S));
+    return l;
   }
-  __device__ const T* lhs_src(const Lhs& l, int64_t kk) const {
+  __device__ const T* lhs_src(const Lhs& l) const {
     const Conv2dProblem& p = gm.a.p;
-    if (!l.ok || kk >= gm.depth) return nullptr;
-    const int64_t k = kk % gm.Kg, rs = kk / gm.Kg;
-    const int64_t hp = l.hp0 - (rs / p.S) * p.dil_h, wp = l.wp0 - (rs % p.S) * p.dil_w;
-    if (hp < 0 || wp < 0 || hp % p.stride_h || wp % p.stride_w) return nullptr;
-    const int64_t pp = hp / p.stride_h, q = wp / p.stride_w;
-    if (pp >= p.P || q >= p.Q) return nullptr;
-    return l.image + (pp * p.Q + q) * p.K + k;
+    if (!l.ok || l.t.r >= p.R) return nullptr;
+    int hp = l.hp0 - l.t.r * int(p.dil_h), wp = l.wp0 - l.t.s * int(p.dil_w);
+    if (hp < 0 || wp < 0) return nullptr;
+    if (p.stride_h != 1) {
+      if (hp % int(p.stride_h)) return nullptr;
+      hp /= int(p.stride_h);
+    }
+    if (p.stride_w != 1) {
+      if (wp % int(p.stride_w)) return nullptr;
+      wp /= int(p.stride_w);
+    }
+    if (hp >= p.P || wp >= p.Q) return nullptr;
+    return l.image + (int64_t(hp) * p.Q + wp) * p.K + l.t.i;
   }
-  __device__ Rhs rhs_chunk(int64_t g, int64_t c) const {
-    return {static_cast<const T*>(gm.a.w.data) + g * gm.Kg * gm.a.w.stride[0] + c, c < gm.cols};
+  __device__ void lhs_advance(Lhs& l, int by) const { l.t.advance(by, int(gm.Kg), int(gm.a.p.S)); }
+  __device__ Rhs rhs_chunk(int64_t g, int64_t c, int64_t kk) const {
+    Rhs r{static_cast<const T*>(gm.a.w.data) + g * gm.Kg * gm.a.w.stride[0] + c, c < gm.cols, {}};
+    r.t.start(kk, int(gm.Kg), int(gm.a.p.S));
+    return r;
   }
-  __device__ const T* rhs_src(const Rhs& r, int64_t kk) const {
-    if (!r.ok || kk >= gm.depth) return nullptr;
-    const int64_t k = kk % gm.Kg, rs = kk / gm.Kg;
+  __device__ const T* rhs_src(const Rhs& r) const {
+    if (!r.ok || r.t.r >= gm.a.p.R) return nullptr;
     const int64_t* ws = gm.a.w.stride;
-    return r.column + k * ws[0] + (rs / gm.a.p.S) * ws[2] + (rs % gm.a.p.S) * ws[3];
+    return r.column + r.t.i * ws[0] + r.t.r * ws[2] + r.t.s * ws[3];
   }
-  __device__ void put(int64_t slice, int64_t g, int64_t m, int64_t n, float v) const { gm.put(slice, g, m, n, v); }
+  __device__ void rhs_advance(Rhs& r, int by) const { r.t.advance(by, int(gm.Kg), int(gm.a.p.S)); }
+  // dx[n, g Cg + c, h, w]
+  __device__ int64_t out_row(int64_t /*slice*/, int64_t g, int64_t m) const {
+    const Conv2dProblem& p = gm.a.p;
+    const int64_t w = m % p.W, nh = m / p.W, h = nh % p.H, n = nh / p.H;
+    const int64_t* xs = gm.a.dx.stride;
+    return n * xs[0] + g * gm.Cg * xs[1] + h * xs[2] + w * xs[3];
+  }
+  __device__ int64_t out_col(int64_t /*g*/, int64_t c) const { return c * gm.a.dx.stride[1]; }
+  __device__ float col_bias(int64_t, int64_t) const { return 0.f; }
+  __device__ void store(int64_t off, float v) const { ::cnnkernels::cuda::store(static_cast<T*>(gm.a.dx.data) + off, v); }
   __device__ const void* any() const { return gm.a.dy.data; }
 };
 
@@ -568,31 +667,59 @@ template <typename T>
 struct WgradPipe {
   static constexpr bool kLhsRowsFastest = true, kRhsRowsFastest = true;
   WgradGemm<T, float> gm;
-  struct Lhs { const T* column; bool ok; };
-  struct Rhs { const T* channel; int64_t dh, dw; bool ok; };
-  __device__ Lhs lhs_chunk(int64_t g, int64_t k) const {
-    return {static_cast<const T*>(gm.a.dy.data) + g * gm.Kg + k, k < gm.rows};
+  struct Lhs {
+    const T* at;  // dy at pixel j, filter k of group g
+    int64_t j;
+    bool ok;
+  };
+  struct Rhs {
+    const T* channel;  // x's channel c of group g, image 0, pixel (0, 0)
+    int dh, dw;        // tap offsets r dil_h - pad_h, s dil_w - pad_w
+    bool ok;
+    PixelCount j;
+  };
+  __device__ Lhs lhs_chunk(int64_t g, int64_t k, int64_t j) const {
+    return {static_cast<const T*>(gm.a.dy.data) + g * gm.Kg + k + j * gm.a.p.K, j, k < gm.rows};
   }
-  __device__ const T* lhs_src(const Lhs& l, int64_t j) const {
-    if (!l.ok || j >= gm.depth) return nullptr;
-    return l.column + j * gm.a.p.K;
-  }
-  __device__ Rhs rhs_chunk(int64_t g, int64_t col) const {
+  __device__ const T* lhs_src(const Lhs& l) const { return l.ok && l.j < gm.depth ? l.at : nullptr; }
+  __device__ void lhs_advance(Lhs& l, int by) const { l.j += by, l.at += int64_t(by) * gm.a.p.K; }
+  __device__ Rhs rhs_chunk(int64_t g, int64_t col, int64_t j) const {
     const Conv2dProblem& p = gm.a.p;
-    if (col >= gm.cols) return {nullptr, 0, 0, false};
-    const int64_t c = col % gm.Cg, rs = col / gm.Cg;
-    return {static_cast<const T*>(gm.a.x.data) + g * gm.Cg + c, (rs / p.S) * p.dil_h - p.pad_h,
-            (rs % p.S) * p.dil_w - p.pad_w, true};
+    Rhs r{nullptr, 0, 0, col < gm.cols, {}};
+    if (r.ok) {
+      const int64_t c = col % gm.Cg, rs = col / gm.Cg;
+      r.channel = static_cast<const T*>(gm.a.x.data) + g * gm.Cg + c;
+      r.dh = int((rs / p.S) * p.dil_h - p.pad_h), r.dw = int((rs % p.S) * p.dil_w - p.pad_w);
+    }
+    r.j.start(j, int(p.P), int(p.Q));
+    return r;
   }
-  __device__ const T* rhs_src(const Rhs& r, int64_t j) const {
+  __device__ const T* rhs_src(const Rhs& r) const {
     const Conv2dProblem& p = gm.a.p;
-    if (!r.ok || j >= gm.depth) return nullptr;
-    const int64_t q = j % p.Q, np = j / p.Q, pp = np % p.P, n = np / p.P;
-    const int64_t h = pp * p.stride_h + r.dh, w = q * p.stride_w + r.dw;
+    if (!r.ok || r.j.n >= p.N) return nullptr;
+    const int h = r.j.p * int(p.stride_h) + r.dh, w = r.j.q * int(p.stride_w) + r.dw;
     if (h < 0 || h >= p.H || w < 0 || w >= p.W) return nullptr;
-    return r.channel + ((n * p.H + h) * p.W + w) * p.C;
+    return r.channel + ((r.j.n * p.H + h) * p.W + w) * p.C;
   }
-  __device__ void put(int64_t slice, int64_t g, int64_t k, int64_t col, float v) const { gm.put(slice, g, k, col, v); }
+  __device__ void rhs_advance(Rhs& r, int by) const { r.j.advance(by, int(gm.a.p.P), int(gm.a.p.Q)); }
+  // partial[slice][g][k][col], or dw[g Kg + k, c, r, s]
+  __device__ int64_t out_row(int64_t slice, int64_t g, int64_t k) const {
+    if (gm.partial) return ((slice * gm.a.p.groups + g) * gm.rows + k) * gm.cols;
+    return (g * gm.Kg + k) * gm.a.dw.stride[0];
+  }
+  __device__ int64_t out_col(int64_t /*g*/, int64_t col) const {
+    if (gm.partial) return col;
+    int64_t c, r, s;
+    gm.tap(col, c, r, s);
+    return c * gm.a.dw.stride[1] + r * gm.a.dw.stride[2] + s * gm.a.dw.stride[3];
+  }
+  __device__ float col_bias(int64_t, int64_t) const { return 0.f; }
+  __device__ void store(int64_t off, float v) const {
+    if (gm.partial)
+      gm.partial[off] = v;
+    else
+      ::cnnkernels::cuda::store(static_cast<T*>(gm.a.dw.data) + off, v);
+  }
   __device__ const void* any() const { return gm.a.x.data; }
 };
 
@@ -612,7 +739,8 @@ __global__ void __launch_bounds__(Tiles::kThreads)
   const int64_t g = blockIdx.z / slices, slice = blockIdx.z % slices;
   const int64_t steps = (pipe.gm.depth + kK - 1) / kK;
   const int64_t first = std::min(steps, slice * per_slice), last = std::min(steps, first + per_slice);
-  // This thread's chunks: chunk e = threadIdx.x + i kThreads, at fixed (row, k-in-stage).
+  // This thread's chunks: chunk e = threadIdx.x + i kThreads, at a fixed (row, k-in-stage) of
+  // every stage; their counters start at stage `first`.
   int lrow[kChunks], lk[kChunks], rrow[kChunks], rk[kChunks];
   typename Pipe::Lhs lhs[kChunks];
   typename Pipe::Rhs rhs[kChunks];
@@ -620,21 +748,24 @@ __global__ void __launch_bounds__(Tiles::kThreads)
   for (int i = 0; i < kChunks; ++i) {
     LhsTile::chunk(threadIdx.x + i * Tiles::kThreads, lrow[i], lk[i]);
     RhsTile::chunk(threadIdx.x + i * Tiles::kThreads, rrow[i], rk[i]);
-    lhs[i] = pipe.lhs_chunk(g, m0 + lrow[i]);
-    rhs[i] = pipe.rhs_chunk(g, n0 + rrow[i]);
+    lhs[i] = pipe.lhs_chunk(g, m0 + lrow[i], first * kK + lk[i]);
+    rhs[i] = pipe.rhs_chunk(g, n0 + rrow[i], first * kK + rk[i]);
   }
-  const auto load_stage = [&](int64_t step, int stage) {
+  // The stages are loaded in order, each once: the counters step with them.
+  const auto load_stage = [&](int stage) {
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
-      const void* a = pipe.lhs_src(lhs[i], step * kK + lk[i]);
-      const void* b = pipe.rhs_src(rhs[i], step * kK + rk[i]);
+      const void* a = pipe.lhs_src(lhs[i]);
+      const void* b = pipe.rhs_src(rhs[i]);
       // a null source: sixteen zero bytes (padding, edges, tails), read from nowhere
       cp_async_16(&lhs_tile[stage][LhsTile::at(lrow[i], lk[i])], a ? a : pipe.any(), a ? 16 : 0);
       cp_async_16(&rhs_tile[stage][RhsTile::at(rrow[i], rk[i])], b ? b : pipe.any(), b ? 16 : 0);
+      pipe.lhs_advance(lhs[i], kK);
+      pipe.rhs_advance(rhs[i], kK);
     }
   };
   for (int st = 0; st < kStages - 1; ++st) {
-    if (first + st < last) load_stage(first + st, st);
+    if (first + st < last) load_stage(st);
     cp_async_commit();  // one group per stage, empty or not: wait counts stay uniform
   }
   float acc[Tiles::kFragsM][Tiles::kFragsN][4] = {};
@@ -642,7 +773,7 @@ __global__ void __launch_bounds__(Tiles::kThreads)
     cp_async_wait<kStages - 2>();  // this thread's copies for `step` have landed
     __syncthreads();               // everyone's have; and the stage of step - 1 is free again
     const int64_t next = step + kStages - 1;
-    if (next < last) load_stage(next, int((next - first) % kStages));  // into step - 1's stage
+    if (next < last) load_stage(int((next - first) % kStages));  // into step - 1's stage
     cp_async_commit();
     const int stage = int((step - first) % kStages);
 #pragma unroll
@@ -660,15 +791,33 @@ __global__ void __launch_bounds__(Tiles::kThreads)
     }
   }
   cp_async_wait<0>();
+  // Accumulator v of fragment (mi, ni) is row wm + 16 mi + group + 8 (v / 2), column wn + 8 ni +
+  // 2 pair + v % 2: each row and column's offset part once.
+  int64_t col_off[Tiles::kFragsN][2];
+  float col_bias[Tiles::kFragsN][2];
+  bool col_ok[Tiles::kFragsN][2];
+#pragma unroll
+  for (int ni = 0; ni < Tiles::kFragsN; ++ni)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t n = n0 + wn + ni * 8 + 2 * pair + e;
+      col_ok[ni][e] = n < pipe.gm.cols;
+      col_off[ni][e] = col_ok[ni][e] ? pipe.out_col(g, n) : 0;
+      col_bias[ni][e] = col_ok[ni][e] ? pipe.col_bias(g, n) : 0.f;
+    }
 #pragma unroll
   for (int mi = 0; mi < Tiles::kFragsM; ++mi)
 #pragma unroll
-    for (int ni = 0; ni < Tiles::kFragsN; ++ni)
+    for (int h = 0; h < 2; ++h) {
+      const int64_t m = m0 + wm + mi * 16 + group + 8 * h;
+      if (m >= pipe.gm.rows) continue;
+      const int64_t row = pipe.out_row(slice, g, m);
 #pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        const int64_t m = m0 + wm + mi * 16 + group + (v / 2) * 8, n = n0 + wn + ni * 8 + 2 * pair + v % 2;
-        if (m < pipe.gm.rows && n < pipe.gm.cols) pipe.put(slice, g, m, n, acc[mi][ni][v]);
-      }
+      for (int ni = 0; ni < Tiles::kFragsN; ++ni)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (col_ok[ni][e]) pipe.store(row + col_off[ni][e], acc[mi][ni][2 * h + e] + col_bias[ni][e]);
+    }
 }
 
 // Whether the pipeline takes a layer: 16-bit types, or float32 as TF32; the operands it copies dense
