@@ -174,28 +174,30 @@ def pipeline_takes(case):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "tf32"])
 @pytest.mark.parametrize("tiles", ["small", "large"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])  # contiguous: copied to channels_last
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if pipeline_takes(c)])
-def test_conv2d_pipeline_tiles_emulated(emu, tiles, dtype, case):
+def test_conv2d_pipeline_tiles_emulated(emu, tiles, dtype, layout, case):
     """Both block tiles of the pipeline (16-bit 64 x 64 x 32 and 128 x 128 x 16, TF32 64 x 64 x 16
     and 128 x 128 x 16) on each of its layers: chunks along the reduction (ldmatrix) and along the
     rows (ldmatrix.trans; TF32: 32-bit loads), zero-filled taps and edges, the weight gradient's
     slices."""
     with kernel_choice(emu, tiles):
         if dtype == "tf32":
-            check_conv2d_tf32(emu, "channels_last", case)
+            check_conv2d_tf32(emu, layout, case)
         else:
-            check_conv2d(emu, tiles, dtype, "channels_last", case)
+            check_conv2d(emu, tiles, dtype, layout, case)
 
 
 def run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32):
-    """The emulated forward, input gradient and weight gradient into poisoned outputs."""
+    """The emulated forward, input gradient and weight gradient into poisoned outputs, and the
+    workspace bytes each asked for."""
     y = empty_like_layout(y_shape, x.dtype, layout, float("nan"))
-    emu.conv2d_fprop(x, wt, b, y, *args, tf32)
+    ws_y = emu.conv2d_fprop(x, wt, b, y, *args, tf32)
     dx = empty_like_layout(tuple(x.shape), x.dtype, layout, float("nan"))
-    emu.conv2d_dgrad(g, wt, dx, *args, tf32)
+    ws_dx = emu.conv2d_dgrad(g, wt, dx, *args, tf32)
     dw = empty_like_layout(tuple(wt.shape), x.dtype, layout, float("nan"))
-    workspace = emu.conv2d_wgrad(g, x, dw, *args, tf32)
-    return y, dx, dw, workspace
+    ws_dw = emu.conv2d_wgrad(g, x, dw, *args, tf32)
+    return y, dx, dw, (ws_y, ws_dx, ws_dw)
 
 
 def check_conv2d(emu, kernels, dtype, layout, case):
@@ -220,9 +222,14 @@ def check_conv2d(emu, kernels, dtype, layout, case):
     db = torch.full((k,), float("nan"), dtype=dtype)
     emu.conv2d_bgrad(g, db)
     if kernels == "reference":
-        assert workspace == 0
+        assert workspace == (0, 0, 0)
     elif groups == c == k and r == s == 3 and layout != "strided":
-        assert workspace > 0, "the depthwise 3x3 weight gradient sums pixel slices in a workspace"
+        assert workspace[2] > 0, "the depthwise 3x3 weight gradient sums pixel slices in a workspace"
+    elif dtype in (torch.float16, torch.bfloat16) and pipeline_takes(case):
+        # the pipeline reads channels_last operands: other layouts are copied first
+        copies = layout != "channels_last"
+        assert (workspace[0] > 0, workspace[1] > 0) == (copies, copies), workspace
+        assert workspace[2] > 0 or not copies, workspace
 
     n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
     terms = (c // groups * r * s, k // groups * r * s, n_pixels, n_pixels)

@@ -136,14 +136,22 @@ bool bad_geometry(const Conv2dProblem& p) {
 
 }  // namespace
 
-cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream) {
+// The workspace of the kernel conv2d_fprop will run: the implicit GEMM's copies (none for the
+// depthwise layers: one channel a group is no 16-byte chunk).
+size_t conv2d_fprop_workspace_bytes(const Conv2dFpropArgs& args, bool allow_tf32) {
+  if (bad_geometry(args.p) || reference_kernels_only()) return 0;
+  return gemm_fprop_workspace_bytes(args, allow_tf32);
+}
+
+cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.K * p.P * p.Q;
   if (total == 0) return cudaSuccess;
   if (!reference_kernels_only()) {
     if (const Launched dw = depthwise_fprop(args, stream); dw.ran) return dw.err;
-    if (const Launched gm = gemm_fprop(args, allow_tf32, stream); gm.ran) return gm.err;
+    if (const Launched gm = gemm_fprop(args, allow_tf32, workspace, workspace_bytes, stream); gm.ran) return gm.err;
   }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -152,14 +160,20 @@ cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStrea
   });
 }
 
-cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream) {
+size_t conv2d_dgrad_workspace_bytes(const Conv2dDgradArgs& args, bool allow_tf32) {
+  if (bad_geometry(args.p) || reference_kernels_only()) return 0;
+  return gemm_dgrad_workspace_bytes(args, allow_tf32);
+}
+
+cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   if (bad_geometry(p)) return cudaErrorInvalidValue;
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return cudaSuccess;
   if (!reference_kernels_only()) {
     if (const Launched dw = depthwise_dgrad(args, stream); dw.ran) return dw.err;
-    if (const Launched gm = gemm_dgrad(args, allow_tf32, stream); gm.ran) return gm.err;
+    if (const Launched gm = gemm_dgrad(args, allow_tf32, workspace, workspace_bytes, stream); gm.ran) return gm.err;
   }
   return dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -492,7 +492,7 @@ struct StageTile {
 // once, then src() (the chunk's address, or nullptr for sixteen zero bytes) and advance(kK) per
 // stage. Counters instead of divisions: 64-bit division is a long instruction sequence on the GPU,
 // and every chunk of every stage needs the decomposition. Activations are dense channels_last,
-// weights dense K R S C; sizes other than whole-tensor offsets fit in 32 bits (pipeline_fits).
+// weights dense K R S C; sizes other than whole-tensor offsets fit in 32 bits (pipeline_types_fit).
 //
 // The epilogue splits each output offset into a row part and a column part (out_row, out_col),
 // each computed once per row / column a thread holds, and stores through store().
@@ -820,36 +820,107 @@ __global__ void __launch_bounds__(Tiles::kThreads)
     }
 }
 
-// Whether the pipeline takes a layer: 16-bit types, or float32 as TF32; the operands it copies dense
-// channels_last (weights K R S C) and 16-byte aligned, whole 16-byte chunks of each group's
-// channels (C/G) and, where a chunk runs along them, filters (K/G).
-bool pipeline_fits(const Conv2dProblem& p, bool allow_tf32, const ConstView4& act, const ConstView4& second,
-                   bool second_is_weight, bool filters_in_chunks) {
+// ---- channels_last inside: operands copied for the pipeline ------------------------------------
+// An operand the pipeline reads (activations N C H W, weights K C/G R S) that is not dense
+// channels_last and 16-byte aligned is first copied into the workspace as such: a 32 x 32 tile of
+// (channels, pixels) through shared memory, read along the source's pixels and written along the
+// copy's channels. blockIdx: x the pixel tile, y the channel tile, z the image.
+constexpr int kCopyTile = 32;
+template <typename T>
+__global__ void __launch_bounds__(256) to_channels_last__sm80(ConstView4 src, T* dst, int C, int H, int W) {
+  __shared__ T tile[kCopyTile][kCopyTile + 1];
+  const int tx = threadIdx.x % kCopyTile, ty = threadIdx.x / kCopyTile;  // 32 x 8 threads
+  const int64_t n = blockIdx.z, pix0 = int64_t(blockIdx.x) * kCopyTile, c0 = int64_t(blockIdx.y) * kCopyTile;
+  const int64_t pixels = int64_t(H) * W;
+  const T* s = static_cast<const T*>(src.data);
+  for (int i = ty; i < kCopyTile; i += 8) {
+    const int64_t c = c0 + i, pix = pix0 + tx;
+    if (c < C && pix < pixels)
+      tile[i][tx] = s[offset4(src.stride, n, c, pix / W, pix % W)];
+  }
+  __syncthreads();
+  for (int i = ty; i < kCopyTile; i += 8) {
+    const int64_t pix = pix0 + i, c = c0 + tx;
+    if (c < C && pix < pixels) dst[(n * pixels + pix) * C + c] = tile[tx][i];
+  }
+}
+
+// Whether a view is what the pipeline reads: dense channels_last, 16-byte aligned.
+bool channels_last_ready(const ConstView4& v, int64_t N, int64_t C, int64_t H, int64_t W) {
+  return strides_are(Dense::nhwc, v.stride, N, C, H, W) && aligned(v.data, 16);
+}
+
+// The operands a GEMM copies: bytes of workspace each takes (0: read in place), 256-byte aligned.
+struct OperandCopy {
+  const ConstView4* view;
+  int64_t N, C, H, W;
+  size_t bytes(size_t elem) const {
+    return channels_last_ready(*view, N, C, H, W) ? 0 : (size_t(N * C * H * W) * elem + 255) / 256 * 256;
+  }
+};
+
+// Copies the operands that need it into `workspace` (in order) and points their views at the
+// copies. False (nothing launched) where a copy's grid does not fit.
+template <typename T, size_t kCount>
+bool copy_to_channels_last(OperandCopy (&ops)[kCount], ConstView4 (&out)[kCount], char* workspace,
+                           cudaStream_t stream) {
+  for (size_t i = 0; i < kCount; ++i) {
+    const OperandCopy& o = ops[i];
+    if ((o.H * o.W + kCopyTile - 1) / kCopyTile >= (int64_t(1) << 31) || (o.C + kCopyTile - 1) / kCopyTile > 65535 ||
+        o.N > 65535)
+      return false;
+  }
+  for (size_t i = 0; i < kCount; ++i) {
+    const OperandCopy& o = ops[i];
+    out[i] = *o.view;
+    const size_t bytes = o.bytes(sizeof(T));
+    if (bytes == 0) continue;
+    T* dst = reinterpret_cast<T*>(workspace);
+    const dim3 grid(unsigned((o.H * o.W + kCopyTile - 1) / kCopyTile), unsigned((o.C + kCopyTile - 1) / kCopyTile),
+                    unsigned(o.N));
+    CNNK_LAUNCH(grid, 256, 0, stream, to_channels_last__sm80<T>)(*o.view, dst, int(o.C), int(o.H), int(o.W));
+    out[i] = {dst, {o.H * o.W * o.C, 1, o.W * o.C, o.C}};
+    workspace += bytes;
+  }
+  return true;
+}
+
+// Whether the pipeline takes a layer's types: 16-bit, or float32 as TF32; whole 16-byte chunks of
+// each group's channels (C/G) and, where a chunk runs along them, filters (K/G); sizes whose
+// per-image offsets fit the pipeline's 32-bit counters. Its operands it reads as dense
+// channels_last, copied first where they are not (the copies' bytes: pipeline_copies).
+bool pipeline_types_fit(const Conv2dProblem& p, bool allow_tf32, bool filters_in_chunks) {
   int64_t vec = 8;
   if (p.dtype == DType::f32 && allow_tf32)
     vec = 4;
   else if (p.dtype != DType::bf16 && p.dtype != DType::f16)
     return false;
-  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (Cg % vec != 0 || (filters_in_chunks && Kg % vec != 0)) return false;
-  const bool second_dense = second_is_weight ? strides_are(Dense::nhwc, second.stride, p.K, Cg, p.R, p.S)
-                                             : strides_are(Dense::nhwc, second.stride, p.N, p.C, p.H, p.W);
-  return second_dense && aligned(act.data, 16) && aligned(second.data, 16);
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, lim = int64_t(1) << 30;
+  return Cg % vec == 0 && (!filters_in_chunks || Kg % vec == 0) && p.H * p.W < lim && p.P * p.Q < lim &&
+         p.H + p.pad_h + p.R * p.dil_h < lim && p.W + p.pad_w + p.S * p.dil_w < lim && p.C < lim && p.K < lim;
 }
-bool pipeline_fits(const Conv2dFpropArgs& a, bool allow_tf32) {
-  const Conv2dProblem& p = a.p;
-  return strides_are(Dense::nhwc, a.x.stride, p.N, p.C, p.H, p.W) &&
-         pipeline_fits(p, allow_tf32, a.x, a.w, true, false);
-}
-bool pipeline_fits(const Conv2dDgradArgs& a, bool allow_tf32) {
-  const Conv2dProblem& p = a.p;
-  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) &&
-         pipeline_fits(p, allow_tf32, a.dy, a.w, true, true);
-}
-bool pipeline_fits(const Conv2dWgradArgs& a, bool allow_tf32) {
-  const Conv2dProblem& p = a.p;
-  return strides_are(Dense::nhwc, a.dy.stride, p.N, p.K, p.P, p.Q) &&
-         pipeline_fits(p, allow_tf32, a.dy, a.x, false, true);
+// The operands each GEMM reads through the pipeline.
+struct FpropCopies {
+  OperandCopy ops[2];
+  explicit FpropCopies(const Conv2dFpropArgs& a)
+      : ops{{&a.x, a.p.N, a.p.C, a.p.H, a.p.W}, {&a.w, a.p.K, a.p.C / a.p.groups, a.p.R, a.p.S}} {}
+};
+struct DgradCopies {
+  OperandCopy ops[2];
+  explicit DgradCopies(const Conv2dDgradArgs& a)
+      : ops{{&a.dy, a.p.N, a.p.K, a.p.P, a.p.Q}, {&a.w, a.p.K, a.p.C / a.p.groups, a.p.R, a.p.S}} {}
+};
+struct WgradCopies {
+  OperandCopy ops[2];
+  explicit WgradCopies(const Conv2dWgradArgs& a)
+      : ops{{&a.dy, a.p.N, a.p.K, a.p.P, a.p.Q}, {&a.x, a.p.N, a.p.C, a.p.H, a.p.W}} {}
+};
+template <class Copies>
+size_t copies_bytes(const Copies& c, DType dtype) {
+  const size_t elem = dtype == DType::f32 ? 4 : 2;
+  size_t total = 0;
+  for (const OperandCopy& o : c.ops) total += o.bytes(elem);
+  return total;
 }
 
 // fprop / dgrad: large tiles where the layer has the columns to fill them and enough tiles for ~2
@@ -934,15 +1005,29 @@ TileShape pipe_shape(DType dtype, bool large) {
   }
 }
 
-// The weight gradient's kernel shape: the pipeline's tiles where it fits, else the simple ones.
-TileShape wgrad_tiles(const Conv2dWgradArgs& a, bool allow_tf32) {
-  if (!pipeline_fits(a, allow_tf32)) return kSimpleTiles;
+// The weight gradient's kernel, slices and workspace ([copies][partial sums]): the pipeline where
+// the types fit it, else the simple tiles.
+struct WgradPlan {
+  TileShape shape;
+  WgradSplit split;
+  size_t copies, partial;  // workspace bytes
+};
+WgradPlan wgrad_plan(const Conv2dWgradArgs& a, bool allow_tf32) {
   const Conv2dProblem& p = a.p;
-  const int64_t rows = p.K / p.groups, cols = p.C / p.groups * p.R * p.S;
-  // split-K supplies the blocks: large tiles wherever they are filled
-  bool large = rows >= 128 && cols >= 128;
-  if (gemm_tiles() != GemmTiles::automatic) large = gemm_tiles() == GemmTiles::large;
-  return pipe_shape(p.dtype, large);
+  WgradPlan plan{kSimpleTiles, {}, 0, 0};
+  if (pipeline_types_fit(p, allow_tf32, true)) {
+    const int64_t rows = p.K / p.groups, cols = p.C / p.groups * p.R * p.S;
+    // split-K supplies the blocks: large tiles wherever they are filled
+    bool large = rows >= 128 && cols >= 128;
+    if (gemm_tiles() != GemmTiles::automatic) large = gemm_tiles() == GemmTiles::large;
+    plan.shape = pipe_shape(p.dtype, large);
+    plan.copies = copies_bytes(WgradCopies(a), p.dtype);
+  }
+  plan.split = wgrad_split(p, plan.shape);
+  if (plan.split.slices > 1)
+    plan.partial = size_t(plan.split.slices) * size_t(p.K) * size_t(p.C / p.groups * p.R * p.S) *
+                   (p.dtype == DType::f64 ? 8 : 4);
+  return plan;
 }
 
 // Launches Pipe's GEMM on the pipeline with small or large tiles.
@@ -968,7 +1053,12 @@ constexpr bool kPipelined = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T
 
 }  // namespace
 
-Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream) {
+size_t gemm_fprop_workspace_bytes(const Conv2dFpropArgs& args, bool allow_tf32) {
+  return pipeline_types_fit(args.p, allow_tf32, false) ? copies_bytes(FpropCopies(args), args.p.dtype) : 0;
+}
+
+Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = p.N * p.P * p.Q, cols = Kg, depth = Cg * p.R * p.S;
@@ -976,12 +1066,20 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t s
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     if constexpr (kPipelined<T>) {
-      if (pipeline_fits(args, allow_tf32))
-        return launch_pipeline<T>(FpropPipe<T>{gm}, large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX,
-                                  stream);
+      const size_t need = gemm_fprop_workspace_bytes(args, allow_tf32);
+      if (pipeline_types_fit(p, allow_tf32, false) && (need == 0 || (workspace && workspace_bytes >= need))) {
+        FpropCopies copies(args);
+        ConstView4 v[2];
+        if (copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
+          Conv2dFpropArgs a = args;
+          a.x = v[0], a.w = v[1];
+          return launch_pipeline<T>(FpropPipe<T>{{a, rows, cols, depth, Cg, Kg}}, large_pipe_tiles(rows, cols, p.groups),
+                                    p.groups, 1, INT64_MAX, stream);
+        }
+      }
     }
+    const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
     CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
                 gemm_kernel<T, A, FpropGemm<T, A>>(allow_tf32))(gm, 1, steps);
@@ -990,7 +1088,12 @@ Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t s
   return {true, err};
 }
 
-Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream) {
+size_t gemm_dgrad_workspace_bytes(const Conv2dDgradArgs& args, bool allow_tf32) {
+  return pipeline_types_fit(args.p, allow_tf32, true) ? copies_bytes(DgradCopies(args), args.p.dtype) : 0;
+}
+
+Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = p.N * p.H * p.W, cols = Cg, depth = Kg * p.R * p.S;
@@ -998,12 +1101,20 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     if constexpr (kPipelined<T>) {
-      if (pipeline_fits(args, allow_tf32))
-        return launch_pipeline<T>(DgradPipe<T>{gm}, large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX,
-                                  stream);
+      const size_t need = gemm_dgrad_workspace_bytes(args, allow_tf32);
+      if (pipeline_types_fit(p, allow_tf32, true) && (need == 0 || (workspace && workspace_bytes >= need))) {
+        DgradCopies copies(args);
+        ConstView4 v[2];
+        if (copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
+          Conv2dDgradArgs a = args;
+          a.dy = v[0], a.w = v[1];
+          return launch_pipeline<T>(DgradPipe<T>{{a, rows, cols, depth, Cg, Kg}}, large_pipe_tiles(rows, cols, p.groups),
+                                    p.groups, 1, INT64_MAX, stream);
+        }
+      }
     }
+    const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     const int64_t steps = (depth + kTileK - 1) / kTileK;
     CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
                 gemm_kernel<T, A, DgradGemm<T, A>>(allow_tf32))(gm, 1, steps);
@@ -1013,11 +1124,8 @@ Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t s
 }
 
 size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32) {
-  const Conv2dProblem& p = args.p;
-  const WgradSplit split = wgrad_split(p, wgrad_tiles(args, allow_tf32));
-  if (split.slices <= 1) return 0;
-  const size_t acc = p.dtype == DType::f64 ? 8 : 4;
-  return size_t(split.slices) * size_t(p.K) * size_t(p.C / p.groups * p.R * p.S) * acc;
+  const WgradPlan plan = wgrad_plan(args, allow_tf32);
+  return plan.copies + plan.partial;
 }
 
 Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
@@ -1025,32 +1133,43 @@ Launched gemm_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspac
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   const int64_t rows = Kg, cols = Cg * p.R * p.S, depth = p.N * p.P * p.Q;
-  const TileShape shape = wgrad_tiles(args, allow_tf32);
-  WgradSplit split = wgrad_split(p, shape);
-  const size_t need = gemm_wgrad_workspace_bytes(args, allow_tf32);
-  if (need > 0 && (workspace == nullptr || workspace_bytes < need)) split = {1, (depth + shape.k - 1) / shape.k};
-  if (!grid_fits(shape, rows, cols, int64_t(p.groups) * split.slices)) return {false, cudaSuccess};
+  WgradPlan plan = wgrad_plan(args, allow_tf32);
+  const size_t have = workspace ? workspace_bytes : 0;
+  if (have < plan.copies + plan.partial) {  // less than asked for: one slice, and the copies if they fit
+    plan.partial = 0;
+    if (have < plan.copies) plan.shape = kSimpleTiles, plan.copies = 0;
+    plan.split = {1, (depth + plan.shape.k - 1) / plan.shape.k};
+  }
+  if (!grid_fits(plan.shape, rows, cols, int64_t(p.groups) * plan.split.slices)) return {false, cudaSuccess};
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
-    A* partial = split.slices > 1 ? static_cast<A*>(workspace) : nullptr;
-    const WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial, shape.pipelined};
+    A* partial = plan.partial ? reinterpret_cast<A*>(static_cast<char*>(workspace) + plan.copies) : nullptr;
+    WgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg, partial, plan.shape.pipelined};
     cudaError_t e = cudaSuccess;
     bool ran = false;
     if constexpr (kPipelined<T>) {
-      if (shape.pipelined) {
-        e = launch_pipeline<T>(WgradPipe<T>{gm}, shape.m == LargePipeTiles<T>::kM, p.groups, split.slices,
-                               split.per_slice, stream);
+      WgradCopies copies(args);
+      ConstView4 v[2];
+      if (plan.shape.pipelined && copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
+        gm.a.dy = v[0], gm.a.x = v[1];
+        e = launch_pipeline<T>(WgradPipe<T>{gm}, plan.shape.m == LargePipeTiles<T>::kM, p.groups, plan.split.slices,
+                               plan.split.per_slice, stream);
         ran = true;
       }
     }
     if (!ran) {
-      CNNK_LAUNCH(tiles(shape, rows, cols, int64_t(p.groups) * split.slices), kGemmThreads, 0, stream,
-                  gemm_kernel<T, A, WgradGemm<T, A>>(allow_tf32))(gm, split.slices, split.per_slice);
+      if (plan.shape.pipelined) {  // the copies' grids did not fit: the simple tiles, one slice
+        gm.partial = nullptr, gm.cols_rsc = false;
+        plan.split = {1, (depth + kTileK - 1) / kTileK};
+      }
+      CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, int64_t(p.groups) * plan.split.slices), kGemmThreads, 0, stream,
+                  gemm_kernel<T, A, WgradGemm<T, A>>(allow_tf32))(gm, plan.split.slices, plan.split.per_slice);
       e = last_launch_error();
     }
-    if (e == cudaSuccess && partial)
-      CNNK_LAUNCH(grid_for(p.K * cols, kThreads), kThreads, 0, stream, conv2d_gemm_finish__sm80<T, A>)(gm, split.slices);
+    if (e == cudaSuccess && gm.partial)
+      CNNK_LAUNCH(grid_for(p.K * cols, kThreads), kThreads, 0, stream, conv2d_gemm_finish__sm80<T, A>)(gm,
+                                                                                                     plan.split.slices);
     return e == cudaSuccess ? last_launch_error() : e;
   });
   return {true, err};

@@ -16,10 +16,15 @@ namespace cuda {
 // All four dtypes (f32, f64, f16, bf16; f32 accumulation for the 16-bit types).
 // allow_tf32: the caller's torch.backends.cudnn.allow_tf32. Where true, float32 layers of the
 // implicit GEMM run on the tensor cores as TF32; the depthwise and reference kernels stay exact.
-cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, cudaStream_t stream);
-cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, cudaStream_t stream);
-// The weight gradient may need a device workspace of conv2d_wgrad_workspace_bytes(args, allow_tf32)
-// bytes (bounded: partial sums, never an im2col); the caller allocates it on `stream`'s allocator.
+// Each may need a device workspace of conv2d_*_workspace_bytes(args, allow_tf32) bytes (bounded:
+// channels_last copies of the operands, the weight gradient's partial sums; never an im2col); the
+// caller allocates it on `stream`'s allocator. With less, a slower kernel runs.
+size_t conv2d_fprop_workspace_bytes(const Conv2dFpropArgs& args, bool allow_tf32);
+cudaError_t conv2d_fprop(const Conv2dFpropArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream);
+size_t conv2d_dgrad_workspace_bytes(const Conv2dDgradArgs& args, bool allow_tf32);
+cudaError_t conv2d_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream);
 size_t conv2d_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32);
 cudaError_t conv2d_wgrad(const Conv2dWgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                          cudaStream_t stream);

@@ -34,24 +34,33 @@ Conv2dProblem conv_problem(const at::Tensor& x, const at::Tensor& w, const at::T
   return p;
 }
 
-void conv2d_fprop(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias, at::Tensor y,
-                  std::vector<int64_t> st, std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups,
-                  bool tf32) {
+// Each conv entry point runs with the workspace it asks for (poisoned) and returns its size.
+at::Tensor poisoned_workspace(size_t bytes, const at::Tensor& like) {
+  return at::full({int64_t(bytes)}, 0xff, like.options().dtype(at::kByte));
+}
+int64_t conv2d_fprop(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias, at::Tensor y,
+                     std::vector<int64_t> st, std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups,
+                     bool tf32) {
   Conv2dFpropArgs a{conv_problem(x, w, y, st, pd, dl, groups), cview(x), cview(w),
                     bias ? bias->data_ptr() : nullptr, view(y)};
-  check(cuda::conv2d_fprop(a, tf32, nullptr));
+  const size_t bytes = cuda::conv2d_fprop_workspace_bytes(a, tf32);
+  at::Tensor ws = poisoned_workspace(bytes, x);
+  check(cuda::conv2d_fprop(a, tf32, bytes ? ws.data_ptr() : nullptr, bytes, nullptr));
+  return int64_t(bytes);
 }
-void conv2d_dgrad(const at::Tensor& dy, const at::Tensor& w, at::Tensor dx, std::vector<int64_t> st,
-                  std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups, bool tf32) {
+int64_t conv2d_dgrad(const at::Tensor& dy, const at::Tensor& w, at::Tensor dx, std::vector<int64_t> st,
+                     std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups, bool tf32) {
   Conv2dDgradArgs a{conv_problem(dx, w, dy, st, pd, dl, groups), cview(dy), cview(w), view(dx)};
-  check(cuda::conv2d_dgrad(a, tf32, nullptr));
+  const size_t bytes = cuda::conv2d_dgrad_workspace_bytes(a, tf32);
+  at::Tensor ws = poisoned_workspace(bytes, dy);
+  check(cuda::conv2d_dgrad(a, tf32, bytes ? ws.data_ptr() : nullptr, bytes, nullptr));
+  return int64_t(bytes);
 }
-// Returns the workspace size the entry point asked for.
 int64_t conv2d_wgrad(const at::Tensor& dy, const at::Tensor& x, at::Tensor dw, std::vector<int64_t> st,
                      std::vector<int64_t> pd, std::vector<int64_t> dl, int64_t groups, bool tf32) {
   Conv2dWgradArgs a{conv_problem(x, dw, dy, st, pd, dl, groups), cview(dy), cview(x), view(dw)};
   const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a, tf32);
-  at::Tensor ws = at::full({int64_t(bytes)}, 0xff, x.options().dtype(at::kByte));  // poisoned
+  at::Tensor ws = poisoned_workspace(bytes, x);
   check(cuda::conv2d_wgrad(a, tf32, bytes ? ws.data_ptr() : nullptr, bytes, nullptr));
   return int64_t(bytes);
 }

@@ -22,21 +22,29 @@ void on_device(const at::Tensor& on, Launch launch) {
 
 }  // namespace
 
+// Runs launch(workspace, bytes) with the workspace `bytes_for(allow_tf32)` asks for, from torch's
+// caching allocator on the current stream: no synchronisation, reused across calls.
+template <class Bytes, class Launch>
+void with_workspace(const at::Tensor& on, const Bytes& bytes_for, const Launch& launch) {
+  const c10::cuda::CUDAGuard guard(on.device());
+  const bool tf32 = allow_tf32();
+  const size_t bytes = bytes_for(tf32);
+  const at::Tensor workspace = bytes ? at::empty({int64_t(bytes)}, on.options().dtype(at::kByte)) : at::Tensor();
+  void* ws = bytes ? workspace.data_ptr() : nullptr;
+  on_device(on, [&](cudaStream_t s) { return launch(tf32, ws, bytes, s); });
+}
+
 void conv2d_fprop(const Conv2dFpropArgs& a, const at::Tensor& on) {
-  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_fprop(a, allow_tf32(), s); });
+  with_workspace(on, [&](bool tf32) { return cuda::conv2d_fprop_workspace_bytes(a, tf32); },
+                 [&](bool tf32, void* ws, size_t bytes, cudaStream_t s) { return cuda::conv2d_fprop(a, tf32, ws, bytes, s); });
 }
 void conv2d_dgrad(const Conv2dDgradArgs& a, const at::Tensor& on) {
-  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_dgrad(a, allow_tf32(), s); });
+  with_workspace(on, [&](bool tf32) { return cuda::conv2d_dgrad_workspace_bytes(a, tf32); },
+                 [&](bool tf32, void* ws, size_t bytes, cudaStream_t s) { return cuda::conv2d_dgrad(a, tf32, ws, bytes, s); });
 }
 void conv2d_wgrad(const Conv2dWgradArgs& a, const at::Tensor& on) {
-  const c10::cuda::CUDAGuard guard(on.device());
-  // From torch's caching allocator on the current stream: no synchronisation, reused across calls.
-  const bool tf32 = allow_tf32();
-  const size_t bytes = cuda::conv2d_wgrad_workspace_bytes(a, tf32);
-  const at::Tensor workspace =
-      bytes ? at::empty({int64_t(bytes)}, on.options().dtype(at::kByte)) : at::Tensor();
-  void* ws = bytes ? workspace.data_ptr() : nullptr;
-  on_device(on, [&](cudaStream_t s) { return cuda::conv2d_wgrad(a, tf32, ws, bytes, s); });
+  with_workspace(on, [&](bool tf32) { return cuda::conv2d_wgrad_workspace_bytes(a, tf32); },
+                 [&](bool tf32, void* ws, size_t bytes, cudaStream_t s) { return cuda::conv2d_wgrad(a, tf32, ws, bytes, s); });
 }
 void conv2d_bgrad(const Conv2dBgradArgs& a, const at::Tensor& on) {
   on_device(on, [&](cudaStream_t s) { return cuda::conv2d_bgrad(a, s); });
