@@ -103,7 +103,7 @@ struct WgradGemm {
   int64_t Cg, Kg;
   A* partial;     // [slice][group][row][col] where the reduction is split, else nullptr
   bool cols_rsc;  // columns (r, s, c), c fastest (the pipeline's order); else (c, r, s)
-  __device__ void tap(int64_t col, int64_t& c, int64_t& r, int64_t& s) const {
+  __device__ __forceinline__ void tap(int64_t col, int64_t& c, int64_t& r, int64_t& s) const {
     const Conv2dProblem& p = a.p;
     if (cols_rsc) {
       c = col % Cg, s = (col / Cg) % p.S, r = col / Cg / p.S;
@@ -321,8 +321,11 @@ __global__ void __launch_bounds__(kGemmThreads) conv2d_gemm__sm80_mma(Gemm gm, i
       for (int ni = 0; ni < 2; ++ni) mma_k16<T>(acc[mi][ni], a[mi], b[ni]);
     __syncthreads();
   }
+#pragma unroll
   for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
     for (int ni = 0; ni < 2; ++ni)
+#pragma unroll
       for (int v = 0; v < 4; ++v) {
         const int64_t m = m0 + wm + mi * 16 + group + (v / 2) * 8, n = n0 + wn + ni * 8 + 2 * pair + v % 2;
         if (m < gm.rows && n < gm.cols) gm.put(slice, g, m, n, acc[mi][ni][v]);
@@ -497,6 +500,19 @@ struct StageTile {
 // The epilogue splits each output offset into a row part and a column part (out_row, out_col),
 // each computed once per row / column a thread holds, and stores through store().
 
+// Two adjacent outputs as one access where their address allows (an accumulator pair's columns are
+// adjacent channels in a channels_last output).
+template <typename T>
+__device__ __forceinline__ void store_pair(T* p, float v0, float v1) {
+  if (reinterpret_cast<uintptr_t>(p) % (2 * sizeof(T)) == 0) {
+    VecOf<T, 2> v;
+    store(&v.v[0], v0), store(&v.v[1], v1);
+    *reinterpret_cast<VecOf<T, 2>*>(p) = v;
+  } else {
+    store(p, v0), store(p + 1, v1);
+  }
+}
+
 // kk = ((r S) + s) per + i, i < per (the group's channels or filters): counted, not divided.
 struct TapCount {
   int i, s, r;
@@ -589,6 +605,7 @@ struct FpropPipe {
     return gm.a.bias ? float(load(static_cast<const T*>(gm.a.bias) + g * gm.Kg + k)) : 0.f;
   }
   __device__ void store(int64_t off, float v) const { ::cnnkernels::cuda::store(static_cast<T*>(gm.a.y.data) + off, v); }
+  __device__ void store2(int64_t off, float v0, float v1) const { store_pair(static_cast<T*>(gm.a.y.data) + off, v0, v1); }
   __device__ const void* any() const { return gm.a.x.data; }
 };
 
@@ -658,6 +675,7 @@ struct DgradPipe {
   __device__ int64_t out_col(int64_t /*g*/, int64_t c) const { return c * gm.a.dx.stride[1]; }
   __device__ float col_bias(int64_t, int64_t) const { return 0.f; }
   __device__ void store(int64_t off, float v) const { ::cnnkernels::cuda::store(static_cast<T*>(gm.a.dx.data) + off, v); }
+  __device__ void store2(int64_t off, float v0, float v1) const { store_pair(static_cast<T*>(gm.a.dx.data) + off, v0, v1); }
   __device__ const void* any() const { return gm.a.dy.data; }
 };
 
@@ -719,6 +737,12 @@ struct WgradPipe {
       gm.partial[off] = v;
     else
       ::cnnkernels::cuda::store(static_cast<T*>(gm.a.dw.data) + off, v);
+  }
+  __device__ void store2(int64_t off, float v0, float v1) const {
+    if (gm.partial)
+      store_pair(gm.partial + off, v0, v1);
+    else
+      store_pair(static_cast<T*>(gm.a.dw.data) + off, v0, v1);
   }
   __device__ const void* any() const { return gm.a.x.data; }
 };
@@ -813,10 +837,15 @@ __global__ void __launch_bounds__(Tiles::kThreads)
       if (m >= pipe.gm.rows) continue;
       const int64_t row = pipe.out_row(slice, g, m);
 #pragma unroll
-      for (int ni = 0; ni < Tiles::kFragsN; ++ni)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          if (col_ok[ni][e]) pipe.store(row + col_off[ni][e], acc[mi][ni][2 * h + e] + col_bias[ni][e]);
+      for (int ni = 0; ni < Tiles::kFragsN; ++ni) {
+        const float v0 = acc[mi][ni][2 * h] + col_bias[ni][0], v1 = acc[mi][ni][2 * h + 1] + col_bias[ni][1];
+        if (col_ok[ni][1] && col_off[ni][1] == col_off[ni][0] + 1) {
+          pipe.store2(row + col_off[ni][0], v0, v1);
+        } else {
+          if (col_ok[ni][0]) pipe.store(row + col_off[ni][0], v0);
+          if (col_ok[ni][1]) pipe.store(row + col_off[ni][1], v1);
+        }
+      }
     }
 }
 
