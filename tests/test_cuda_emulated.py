@@ -3,7 +3,8 @@ threads as fibers meeting at __syncthreads), against PyTorch on the CPU: every d
 channels_last and strided layouts, so the dense fast paths and the any-strides reference kernels
 are both checked, with poisoned outputs. This tests the kernels' logic (index math, tap rules,
 fixed-order sums) wherever the CUDA toolkit's headers are, GPU or not; what only the hardware
-shows (alignment faults, the memory model, speed) is tests/test_cuda.py's, on a GPU."""
+shows (the memory model, speed) is tests/test_cuda.py's, on a GPU. Misaligned accesses are
+reported as the GPU would fault (emulation.h, -fsanitize=alignment)."""
 import contextlib
 import hashlib
 import os
@@ -37,6 +38,10 @@ def emu():
     from torch.utils.cpp_extension import load
 
     sources = [HERE / "bindings.cpp"] + sorted(HERE.glob("emu_*.cpp"))
+    # A misaligned typed vector access (VecOf; a GPU would fault) ends this process with status 1
+    # (-fsanitize=alignment below), its report on stderr, which pytest's capture hides: run with -s,
+    # or start Python with UBSAN_OPTIONS=log_path=<file> (.ci/run does). Misaligned cp.async and
+    # ldmatrix addresses fail the launch instead (emulation.h's require_aligned).
     # load() rebuilds when its sources or flags change, and the kernels come in through #include:
     # a digest of every file they are made of goes into the flags.
     digest = hashlib.sha1()
@@ -44,7 +49,11 @@ def emu():
         if f.is_file():
             digest.update(f.read_bytes())
     return load(name="cnnkernels_cuda_emu", sources=[str(s) for s in sources], extra_include_paths=[include],
-                extra_cflags=["-O2", "-std=c++20", "-U_FORTIFY_SOURCE", f"-DCNNKERNELS_EMU_SOURCES={digest.hexdigest()[:16]}"],
+                # -fsanitize=alignment: a misaligned vector access (VecOf) stops the run, as it
+                # would fault on the GPU
+                extra_cflags=["-O2", "-std=c++20", "-U_FORTIFY_SOURCE", "-fsanitize=alignment",
+                              "-fno-sanitize-recover=alignment", f"-DCNNKERNELS_EMU_SOURCES={digest.hexdigest()[:16]}"],
+                extra_ldflags=["-fsanitize=alignment"],
                 verbose=False)
 
 
@@ -271,3 +280,47 @@ def check_conv2d_tf32(emu, layout, case):
     # and TF32 did change the result: the exact GEMM differs
     y_exact, *_ = run_conv(emu, x, wt, b, g, y_shape, layout, args, tf32=False)
     assert not torch.equal(y, y_exact)
+
+
+# ---- alignment -------------------------------------------------------------------------------
+
+def misaligned_channels_last(t):
+    """t's values in a dense channels_last tensor whose data starts one element past a 16-byte
+    boundary: the vector and cp.async paths must not take it (a GPU would fault; the emulation
+    reports the access, see emulation.h's require_aligned and the build's -fsanitize=alignment)."""
+    n, c, h, w = t.shape
+    base = torch.empty(n * c * h * w + 1, dtype=t.dtype)
+    out = base[1:].view(n, h, w, c).permute(0, 3, 1, 2)
+    out.copy_(t)
+    return out
+
+
+@pytest.mark.parametrize("dtype,tf32", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)])
+def test_misaligned_tensors_emulated(emu, dtype, tf32):
+    """Dense channels_last tensors off the 16-byte grid: every entry point still answers (through
+    a copy or a kernel without vectors), and no emulated access was misaligned."""
+    gen = torch.Generator().manual_seed(9)
+    case = (2, 16, 24, 9, 10, 3, 3, 1, 1, 1, 1)
+    n, c, k, h, w, r, s, stride, padding, dilation, groups = case
+    args = ([stride] * 2, [padding] * 2, [dilation] * 2, groups)
+    x = misaligned_channels_last(make_tensor((n, c, h, w), dtype, "contiguous", gen))
+    wt = misaligned_channels_last(make_tensor((k, c, r, s), dtype, "contiguous", gen))
+    y_shape = tuple(F.conv2d(x.double(), wt.double(), None, *args).shape)
+    g = misaligned_channels_last(make_tensor(y_shape, dtype, "contiguous", gen))
+    y, dx, dw, _ = run_conv(emu, x, wt, None, g, y_shape, "channels_last", args, tf32)
+    if tf32:
+        x, wt, g = round_to_tf32(x), round_to_tf32(wt), round_to_tf32(g)
+    theirs = (F.conv2d(x, wt, None, *args), torch.nn.grad.conv2d_input(x.shape, wt, g, *args),
+              torch.nn.grad.conv2d_weight(x, wt.shape, g, *args))
+    ref = (F.conv2d(x.double(), wt.double(), None, *args),
+           torch.nn.grad.conv2d_input(x.shape, wt.double(), g.double(), *args),
+           torch.nn.grad.conv2d_weight(x.double(), wt.shape, g.double(), *args))
+    n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
+    for name, o, t, r64, terms in zip(("output", "grad_input", "grad_weight"), (y, dx, dw), theirs, ref,
+                                      (c * r * s, k * r * s, n_pixels)):
+        assert_calibrated(o, t, r64, f"misaligned {name} {dtype} tf32={tf32}", terms)
+    # max-pool: the channels_last vector kernels
+    xp = misaligned_channels_last(make_tensor((2, 16, 9, 8), dtype, "contiguous", gen))
+    yp = empty_like_layout((2, 16, 4, 4), dtype, "channels_last", float("nan"))
+    emu.max_pool2d_fwd(xp, yp, None, [2, 2], [2, 2], [0, 0], [1, 1])
+    torch.testing.assert_close(yp, F.max_pool2d(xp, 2, 2), rtol=0, atol=0)

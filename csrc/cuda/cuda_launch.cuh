@@ -38,10 +38,10 @@ struct Launched {
   cudaError_t err;  // the launches' error where ran
 };
 
-// The error of the launches just made (none, when emulated on the CPU).
+// The error of the launches just made (emulated on the CPU: a misaligned access it caught).
 inline cudaError_t last_launch_error() {
 #ifdef CNNKERNELS_CUDA_HOST_EMULATION
-  return cudaSuccess;
+  return ::cnnk_emu::take_fault();
 #else
   return cudaGetLastError();
 #endif

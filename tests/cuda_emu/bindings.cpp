@@ -5,6 +5,8 @@
 
 #include "../../csrc/cuda/cuda_kernels.h"
 
+std::string cnnk_emu_fault_text();  // emu_build_info.cpp
+
 namespace {
 using namespace cnnkernels;
 
@@ -21,7 +23,9 @@ ConstView4 cview(const at::Tensor& t) {
   return {t.data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
 }
 View4 view(at::Tensor& t) { return {t.data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}}; }
-void check(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "emulated launch failed: ", int(err)); }
+void check(cudaError_t err) {
+  TORCH_CHECK(err == cudaSuccess, "emulated launch failed: error ", int(err), " (", cnnk_emu_fault_text(), ")");
+}
 
 // x-like N C H W, weight K C/G R S, y-like N K P Q.
 Conv2dProblem conv_problem(const at::Tensor& x, const at::Tensor& w, const at::Tensor& y, std::vector<int64_t> st,

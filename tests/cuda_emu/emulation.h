@@ -4,13 +4,14 @@
 // a time, each block's threads as fibers that switch at __syncthreads(), so shared memory (a static
 // per kernel, one block at a time) and barriers behave as on the GPU. Warp-wide instructions
 // (mma.sync, ldmatrix) are exchanges between the lanes, computed from the PTX ISA's fragment
-// layouts; cp.async copies land when their thread waits for them. Build with -U_FORTIFY_SOURCE
-// (see Block).
+// layouts; cp.async copies land when their thread waits for them. Misaligned cp.async / ldmatrix
+// addresses fail the launch (require_aligned); typed vector accesses are checked by building with
+// -fsanitize=alignment. Build with -U_FORTIFY_SOURCE (see Block).
 //
-// What this cannot show: anything the hardware adds (the memory model across blocks, misaligned
-// vector accesses faulting, launch limits, the tensor cores' own rounding, speed), and a missing
-// __syncthreads right before a warp-wide instruction (those synchronise the whole block here).
-// Those need scripts/gpu_check.sh on a GPU.
+// What this cannot show: anything else the hardware adds (the memory model across blocks, launch
+// limits, the tensor cores' own rounding, speed), and a missing __syncthreads right before a
+// warp-wide instruction (those synchronise the whole block here). Those need scripts/gpu_check.sh
+// on a GPU.
 #pragma once
 
 #define CNNKERNELS_CUDA_HOST_EMULATION 1
@@ -27,8 +28,10 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -227,7 +230,35 @@ inline AsyncCopies& async_copies() {
   if (c.block.x != blockIdx.x || c.block.y != blockIdx.y || c.block.z != blockIdx.z) c = AsyncCopies{blockIdx};
   return c;
 }
+// The GPU faults on a misaligned access: here the first one is recorded and the launch reports
+// cudaErrorMisalignedAddress through last_launch_error(), as the GPU's next call would (the CPU
+// goes on; no exception can unwind out of a fiber). Typed vector accesses (VecOf) are checked by
+// the build's -fsanitize=alignment instead.
+struct Fault {
+  cudaError_t err = cudaSuccess;
+  std::string what;
+};
+inline Fault& fault() {
+  static Fault f;
+  return f;
+}
+inline void require_aligned(const void* p, int bytes, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes && fault().err == cudaSuccess) {
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "%s: address %p is not %d-byte aligned", what, p, bytes);
+    fault() = {cudaErrorMisalignedAddress, msg};
+  }
+}
+// The recorded fault, cleared (cuda_launch.cuh's last_launch_error); its text in fault_text().
+inline cudaError_t take_fault() {
+  const cudaError_t err = fault().err;
+  fault().err = cudaSuccess;
+  return err;
+}
+inline std::string fault_text() { return fault().what; }
 inline void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  require_aligned(dst, bytes, "cp.async destination");
+  require_aligned(src, bytes, "cp.async source");
   async_copies().open.push_back({dst, src, bytes, src_bytes});
 }
 inline void cp_async_commit() {
@@ -252,6 +283,7 @@ inline void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
   static std::vector<std::array<const uint16_t*, 32>> warps;
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (warps.size() <= warp) warps.resize(warp + 1);
+  require_aligned(row, 16, "ldmatrix row");
   warps[warp][lane] = row;
   sync_threads();
   for (int i = 0; i < 4; ++i) {
@@ -265,6 +297,7 @@ inline void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
   static std::vector<std::array<const uint16_t*, 32>> warps;
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (warps.size() <= warp) warps.resize(warp + 1);
+  require_aligned(row, 16, "ldmatrix row");
   warps[warp][lane] = row;
   sync_threads();
   for (int i = 0; i < 4; ++i) {
