@@ -1080,6 +1080,42 @@ cudaError_t launch_pipeline(const Pipe& pipe, bool large, int64_t groups, int sl
 template <typename T>
 constexpr bool kPipelined = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half> || std::is_same_v<T, float>;
 
+// fprop and dgrad (rows x cols outputs, depth-long reductions): the pipeline where the types fit
+// it and the workspace holds the operands' channels_last copies (retarget points the arguments at
+// them), else the simple tiles.
+template <template <typename, typename> class Gemm, template <typename> class Pipe, class Copies, class Args,
+          class Retarget>
+Launched pipeline_or_tiles(const Args& args, int64_t rows, int64_t cols, int64_t depth, bool filters_in_chunks,
+                           bool allow_tf32, void* workspace, size_t workspace_bytes, cudaStream_t stream,
+                           const Retarget& retarget) {
+  const Conv2dProblem& p = args.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  if (!grid_fits(kSimpleTiles, rows, cols, p.groups)) return {false, cudaSuccess};
+  const bool pipeline = pipeline_types_fit(p, allow_tf32, filters_in_chunks);
+  const size_t need = pipeline ? copies_bytes(Copies(args), p.dtype) : 0;
+  const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = typename AccOf<T>::type;
+    if constexpr (kPipelined<T>) {
+      if (pipeline && (need == 0 || (workspace && workspace_bytes >= need))) {
+        Copies copies(args);
+        ConstView4 v[2];
+        if (copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
+          Args a = args;
+          retarget(a, v);
+          return launch_pipeline<T>(Pipe<T>{{a, rows, cols, depth, Cg, Kg}}, large_pipe_tiles(rows, cols, p.groups),
+                                    p.groups, 1, INT64_MAX, stream);
+        }
+      }
+    }
+    const Gemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
+    CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
+                gemm_kernel<T, A, Gemm<T, A>>(allow_tf32))(gm, 1, (depth + kTileK - 1) / kTileK);
+    return last_launch_error();
+  });
+  return {true, err};
+}
+
 }  // namespace
 
 size_t gemm_fprop_workspace_bytes(const Conv2dFpropArgs& args, bool allow_tf32) {
@@ -1089,32 +1125,9 @@ size_t gemm_fprop_workspace_bytes(const Conv2dFpropArgs& args, bool allow_tf32) 
 Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
-  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  const int64_t rows = p.N * p.P * p.Q, cols = Kg, depth = Cg * p.R * p.S;
-  if (!grid_fits(kSimpleTiles, rows, cols, p.groups)) return {false, cudaSuccess};
-  const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    using A = typename AccOf<T>::type;
-    if constexpr (kPipelined<T>) {
-      const size_t need = gemm_fprop_workspace_bytes(args, allow_tf32);
-      if (pipeline_types_fit(p, allow_tf32, false) && (need == 0 || (workspace && workspace_bytes >= need))) {
-        FpropCopies copies(args);
-        ConstView4 v[2];
-        if (copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
-          Conv2dFpropArgs a = args;
-          a.x = v[0], a.w = v[1];
-          return launch_pipeline<T>(FpropPipe<T>{{a, rows, cols, depth, Cg, Kg}}, large_pipe_tiles(rows, cols, p.groups),
-                                    p.groups, 1, INT64_MAX, stream);
-        }
-      }
-    }
-    const FpropGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
-    const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
-                gemm_kernel<T, A, FpropGemm<T, A>>(allow_tf32))(gm, 1, steps);
-    return last_launch_error();
-  });
-  return {true, err};
+  return pipeline_or_tiles<FpropGemm, FpropPipe, FpropCopies>(
+      args, p.N * p.P * p.Q, p.K / p.groups, p.C / p.groups * p.R * p.S, false, allow_tf32, workspace,
+      workspace_bytes, stream, [](Conv2dFpropArgs& a, const ConstView4(&v)[2]) { a.x = v[0], a.w = v[1]; });
 }
 
 size_t gemm_dgrad_workspace_bytes(const Conv2dDgradArgs& args, bool allow_tf32) {
@@ -1124,32 +1137,9 @@ size_t gemm_dgrad_workspace_bytes(const Conv2dDgradArgs& args, bool allow_tf32) 
 Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
-  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  const int64_t rows = p.N * p.H * p.W, cols = Cg, depth = Kg * p.R * p.S;
-  if (!grid_fits(kSimpleTiles, rows, cols, p.groups)) return {false, cudaSuccess};
-  const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    using A = typename AccOf<T>::type;
-    if constexpr (kPipelined<T>) {
-      const size_t need = gemm_dgrad_workspace_bytes(args, allow_tf32);
-      if (pipeline_types_fit(p, allow_tf32, true) && (need == 0 || (workspace && workspace_bytes >= need))) {
-        DgradCopies copies(args);
-        ConstView4 v[2];
-        if (copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
-          Conv2dDgradArgs a = args;
-          a.dy = v[0], a.w = v[1];
-          return launch_pipeline<T>(DgradPipe<T>{{a, rows, cols, depth, Cg, Kg}}, large_pipe_tiles(rows, cols, p.groups),
-                                    p.groups, 1, INT64_MAX, stream);
-        }
-      }
-    }
-    const DgradGemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
-    const int64_t steps = (depth + kTileK - 1) / kTileK;
-    CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
-                gemm_kernel<T, A, DgradGemm<T, A>>(allow_tf32))(gm, 1, steps);
-    return last_launch_error();
-  });
-  return {true, err};
+  return pipeline_or_tiles<DgradGemm, DgradPipe, DgradCopies>(
+      args, p.N * p.H * p.W, p.C / p.groups, p.K / p.groups * p.R * p.S, true, allow_tf32, workspace,
+      workspace_bytes, stream, [](Conv2dDgradArgs& a, const ConstView4(&v)[2]) { a.dy = v[0], a.w = v[1]; });
 }
 
 size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32) {

@@ -278,35 +278,27 @@ inline void cp_async_wait(int pending) {
 }
 
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane l names row l % 8 of matrix l / 8; register i
-// gets matrix i's elements (l / 4, 2 (l % 4) + 0..1). A warp-wide exchange, like the mma.
-inline void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
+// gets two 16-bit elements of matrix i, element(rows, i, lane, 0..1) (the lower in the lower half).
+// A warp-wide exchange, like the mma.
+template <bool kTrans>
+inline void ldmatrix_exchange(uint32_t r[4], const uint16_t* row) {
   static std::vector<std::array<const uint16_t*, 32>> warps;
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (warps.size() <= warp) warps.resize(warp + 1);
   require_aligned(row, 16, "ldmatrix row");
   warps[warp][lane] = row;
   sync_threads();
+  const auto& rows = warps[warp];
   for (int i = 0; i < 4; ++i) {
-    const uint16_t* src = warps[warp][i * 8 + lane / 4] + 2 * (lane % 4);
-    r[i] = uint32_t(src[0]) | uint32_t(src[1]) << 16;
+    uint16_t e[2];
+    for (int j = 0; j < 2; ++j)  // plain: (l / 4, 2 (l % 4) + j); .trans: (2 (l % 4) + j, l / 4)
+      e[j] = kTrans ? rows[i * 8 + 2 * (lane % 4) + j][lane / 4] : rows[i * 8 + lane / 4][2 * (lane % 4) + j];
+    r[i] = uint32_t(e[0]) | uint32_t(e[1]) << 16;
   }
   sync_threads();
 }
-// ldmatrix...x4.trans: register i gets matrix i's elements (2 (l % 4) + 0..1, l / 4).
-inline void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
-  static std::vector<std::array<const uint16_t*, 32>> warps;
-  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (warps.size() <= warp) warps.resize(warp + 1);
-  require_aligned(row, 16, "ldmatrix row");
-  warps[warp][lane] = row;
-  sync_threads();
-  for (int i = 0; i < 4; ++i) {
-    const uint16_t lo = warps[warp][i * 8 + 2 * (lane % 4)][lane / 4];
-    const uint16_t hi = warps[warp][i * 8 + 2 * (lane % 4) + 1][lane / 4];
-    r[i] = uint32_t(lo) | uint32_t(hi) << 16;
-  }
-  sync_threads();
-}
+inline void ldmatrix_x4(uint32_t r[4], const uint16_t* row) { ldmatrix_exchange<false>(r, row); }
+inline void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) { ldmatrix_exchange<true>(r, row); }
 
 }  // namespace cnnk_emu
 
