@@ -895,8 +895,8 @@ bool copy_to_channels_last(OperandCopy (&ops)[kCount], ConstView4 (&out)[kCount]
                            cudaStream_t stream) {
   for (size_t i = 0; i < kCount; ++i) {
     const OperandCopy& o = ops[i];
-    if ((o.H * o.W + kCopyTile - 1) / kCopyTile >= (int64_t(1) << 31) || (o.C + kCopyTile - 1) / kCopyTile > 65535 ||
-        o.N > 65535)
+    if (o.bytes(sizeof(T)) && ((o.H * o.W + kCopyTile - 1) / kCopyTile >= (int64_t(1) << 31) ||
+                               (o.C + kCopyTile - 1) / kCopyTile > 65535 || o.N > 65535))
       return false;
   }
   for (size_t i = 0; i < kCount; ++i) {
