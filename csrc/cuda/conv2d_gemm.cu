@@ -367,25 +367,21 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 // ldmatrix.x4: lane l names row l % 8 of 8 x 8 matrix l / 8 (8 contiguous 16-bit elements);
 // register i receives matrix i's elements (l / 4, 2 (l % 4) + 0..1), an mma fragment's layout.
-// With .trans, register i receives (2 (l % 4) + 0..1, l / 4): the transposed matrix's.
+// With .trans (kTrans), register i receives (2 (l % 4) + 0..1, l / 4): the transposed matrix's.
+template <bool kTrans>
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const uint16_t* row) {
 #ifdef CNNKERNELS_CUDA_HOST_EMULATION
-  ::cnnk_emu::ldmatrix_x4(r, row);
+  ::cnnk_emu::ldmatrix_exchange<kTrans>(r, row);
 #else
   const unsigned addr = unsigned(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-#endif
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
-#ifdef CNNKERNELS_CUDA_HOST_EMULATION
-  ::cnnk_emu::ldmatrix_x4_trans(r, row);
-#else
-  const unsigned addr = unsigned(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
+  if constexpr (kTrans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
 #endif
 }
 
@@ -447,9 +443,9 @@ struct StageTile {
     const int group = lane / 4, pair = lane % 4;
     if constexpr (!kTf32) {
       if (kRowsFastest)
-        ldmatrix_x4_trans(a[0], bytes(tile, r0 + ((lane / 8) % 2) * 8, k0 + (lane / 16) * 8 + lane % 8));
+        ldmatrix_x4<true>(a[0], bytes(tile, r0 + ((lane / 8) % 2) * 8, k0 + (lane / 16) * 8 + lane % 8));
       else
-        ldmatrix_x4(a[0], bytes(tile, r0 + lane % 16, k0 + (lane / 16) * 8));
+        ldmatrix_x4<false>(a[0], bytes(tile, r0 + lane % 16, k0 + (lane / 16) * 8));
     } else {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -458,7 +454,7 @@ struct StageTile {
           a[h][0] = tile[at(r0 + group, k)], a[h][1] = tile[at(r0 + group + 8, k)];
           a[h][2] = tile[at(r0 + group, k + 4)], a[h][3] = tile[at(r0 + group + 8, k + 4)];
         } else {
-          ldmatrix_x4(a[h], bytes(tile, r0 + lane % 16, k0 + 8 * h + (lane / 16) * 4));
+          ldmatrix_x4<false>(a[h], bytes(tile, r0 + lane % 16, k0 + 8 * h + (lane / 16) * 4));
         }
 #pragma unroll
         for (int i = 0; i < 4; ++i) a[h][i] = tf32_round_bits(a[h][i]);
@@ -477,9 +473,9 @@ struct StageTile {
         q[0] = tile[at(n0 + group, k)], q[1] = tile[at(n0 + group, k + 4)];
         q[2] = tile[at(n0 + 8 + group, k)], q[3] = tile[at(n0 + 8 + group, k + 4)];
       } else if (kRowsFastest) {
-        ldmatrix_x4_trans(q, bytes(tile, n0 + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8 + lane % 8));
+        ldmatrix_x4<true>(q, bytes(tile, n0 + (lane / 16) * 8, k0 + ((lane / 8) % 2) * 8 + lane % 8));
       } else {
-        ldmatrix_x4(q, bytes(tile, n0 + (lane / 16) * 8 + lane % 8, k0 + 8 * h + ((lane / 8) % 2) * kVec));
+        ldmatrix_x4<false>(q, bytes(tile, n0 + (lane / 16) * 8 + lane % 8, k0 + 8 * h + ((lane / 8) % 2) * kVec));
       }
       if constexpr (kTf32) {
 #pragma unroll

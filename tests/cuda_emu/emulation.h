@@ -297,8 +297,6 @@ inline void ldmatrix_exchange(uint32_t r[4], const uint16_t* row) {
   }
   sync_threads();
 }
-inline void ldmatrix_x4(uint32_t r[4], const uint16_t* row) { ldmatrix_exchange<false>(r, row); }
-inline void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) { ldmatrix_exchange<true>(r, row); }
 
 }  // namespace cnnk_emu
 
