@@ -159,6 +159,7 @@ CONV_CASES = [  # (n, c, k, h, w, r, s, stride, padding, dilation, groups)
     (2, 16, 24, 9, 10, 3, 3, 2, 1, 1, 1),  # stride 2: dgrad zeroes the taps no output reaches
     (2, 32, 64, 7, 6, 3, 1, 1, (1, 0), (2, 1), 2),  # grouped, dilated, 3 x 1
     (1, 16, 16, 7, 7, 1, 1, 2, 0, 1, 1),  # 1x1 stride 2: dx pixels no tap reads
+    (1, 3, 16, 15, 14, 7, 7, 2, 3, 1, 1),  # stem-like: the forward pads its 3 channels to one chunk
 ]
 
 
@@ -239,6 +240,8 @@ def check_conv2d(emu, kernels, dtype, layout, case):
         copies = layout != "channels_last"
         assert (workspace[0] > 0, workspace[1] > 0) == (copies, copies), workspace
         assert workspace[2] > 0 or not copies, workspace
+    elif dtype in (torch.float16, torch.bfloat16) and groups == 1 and c < 8:
+        assert workspace[0] > 0, "the forward copies x and w with their channels padded to 8"
 
     n_pixels = y_shape[0] * y_shape[2] * y_shape[3]
     terms = (c // groups * r * s, k // groups * r * s, n_pixels, n_pixels)

@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
 namespace cnnkernels {
@@ -849,24 +850,28 @@ __global__ void __launch_bounds__(Tiles::kThreads)
 // An operand the pipeline reads (activations N C H W, weights K C/G R S) that is not dense
 // channels_last and 16-byte aligned is first copied into the workspace as such: a 32 x 32 tile of
 // (channels, pixels) through shared memory, read along the source's pixels and written along the
-// copy's channels. blockIdx: x the pixel tile, y the channel tile, z the image.
+// copy's channels. The copy may hold more channels than the source (Cpad: the stem's 3 made one
+// 16-byte chunk), zeros past C. blockIdx: x the pixel tile, y the channel tile, z the image.
 constexpr int kCopyTile = 32;
 template <typename T>
-__global__ void __launch_bounds__(256) to_channels_last__sm80(ConstView4 src, T* dst, int C, int H, int W) {
+__global__ void __launch_bounds__(256)
+    to_channels_last__sm80(ConstView4 src, T* dst, int C, int Cpad, int H, int W) {
   __shared__ T tile[kCopyTile][kCopyTile + 1];
   const int tx = threadIdx.x % kCopyTile, ty = threadIdx.x / kCopyTile;  // 32 x 8 threads
   const int64_t n = blockIdx.z, pix0 = int64_t(blockIdx.x) * kCopyTile, c0 = int64_t(blockIdx.y) * kCopyTile;
   const int64_t pixels = int64_t(H) * W;
   const T* s = static_cast<const T*>(src.data);
+  T zero;
+  memset(&zero, 0, sizeof zero);  // +0.0 in every type
   for (int i = ty; i < kCopyTile; i += 8) {
     const int64_t c = c0 + i, pix = pix0 + tx;
-    if (c < C && pix < pixels)
-      tile[i][tx] = s[offset4(src.stride, n, c, pix / W, pix % W)];
+    if (c < Cpad && pix < pixels)
+      tile[i][tx] = c < C ? s[offset4(src.stride, n, c, pix / W, pix % W)] : zero;
   }
   __syncthreads();
   for (int i = ty; i < kCopyTile; i += 8) {
     const int64_t pix = pix0 + i, c = c0 + tx;
-    if (c < C && pix < pixels) dst[(n * pixels + pix) * C + c] = tile[tx][i];
+    if (c < Cpad && pix < pixels) dst[(n * pixels + pix) * Cpad + c] = tile[tx][i];
   }
 }
 
@@ -879,8 +884,9 @@ bool channels_last_ready(const ConstView4& v, int64_t N, int64_t C, int64_t H, i
 struct OperandCopy {
   const ConstView4* view;
   int64_t N, C, H, W;
+  int64_t Cpad;  // the copy's channels (>= C)
   size_t bytes(size_t elem) const {
-    return channels_last_ready(*view, N, C, H, W) ? 0 : (size_t(N * C * H * W) * elem + 255) / 256 * 256;
+    return Cpad == C && channels_last_ready(*view, N, C, H, W) ? 0 : (size_t(N * Cpad * H * W) * elem + 255) / 256 * 256;
   }
 };
 
@@ -892,7 +898,7 @@ bool copy_to_channels_last(OperandCopy (&ops)[kCount], ConstView4 (&out)[kCount]
   for (size_t i = 0; i < kCount; ++i) {
     const OperandCopy& o = ops[i];
     if (o.bytes(sizeof(T)) && ((o.H * o.W + kCopyTile - 1) / kCopyTile >= (int64_t(1) << 31) ||
-                               (o.C + kCopyTile - 1) / kCopyTile > 65535 || o.N > 65535))
+                               (o.Cpad + kCopyTile - 1) / kCopyTile > 65535 || o.N > 65535))
       return false;
   }
   for (size_t i = 0; i < kCount; ++i) {
@@ -901,10 +907,11 @@ bool copy_to_channels_last(OperandCopy (&ops)[kCount], ConstView4 (&out)[kCount]
     const size_t bytes = o.bytes(sizeof(T));
     if (bytes == 0) continue;
     T* dst = reinterpret_cast<T*>(workspace);
-    const dim3 grid(unsigned((o.H * o.W + kCopyTile - 1) / kCopyTile), unsigned((o.C + kCopyTile - 1) / kCopyTile),
-                    unsigned(o.N));
-    CNNK_LAUNCH(grid, 256, 0, stream, to_channels_last__sm80<T>)(*o.view, dst, int(o.C), int(o.H), int(o.W));
-    out[i] = {dst, {o.H * o.W * o.C, 1, o.W * o.C, o.C}};
+    const dim3 grid(unsigned((o.H * o.W + kCopyTile - 1) / kCopyTile),
+                    unsigned((o.Cpad + kCopyTile - 1) / kCopyTile), unsigned(o.N));
+    CNNK_LAUNCH(grid, 256, 0, stream, to_channels_last__sm80<T>)(*o.view, dst, int(o.C), int(o.Cpad), int(o.H),
+                                                                 int(o.W));
+    out[i] = {dst, {o.H * o.W * o.Cpad, 1, o.W * o.Cpad, o.Cpad}};
     workspace += bytes;
   }
   return true;
@@ -914,31 +921,41 @@ bool copy_to_channels_last(OperandCopy (&ops)[kCount], ConstView4 (&out)[kCount]
 // each group's channels (C/G) and, where a chunk runs along them, filters (K/G); sizes whose
 // per-image offsets fit the pipeline's 32-bit counters. Its operands it reads as dense
 // channels_last, copied first where they are not (the copies' bytes: pipeline_copies).
+// Elements per 16-byte chunk for the pipeline's types (0: not a pipeline type).
+int64_t pipeline_vec(const Conv2dProblem& p, bool allow_tf32) {
+  if (p.dtype == DType::f32) return allow_tf32 ? 4 : 0;
+  return p.dtype == DType::bf16 || p.dtype == DType::f16 ? 8 : 0;
+}
+// The forward's channels in its copies: an ungrouped layer of fewer channels than a chunk (the
+// stem's 3) is padded with zero channels to one chunk, as cuDNN pads it; else C.
+int64_t fprop_channels(const Conv2dProblem& p, bool allow_tf32) {
+  const int64_t vec = pipeline_vec(p, allow_tf32);
+  return p.groups == 1 && vec && p.C < vec ? vec : p.C;
+}
 bool pipeline_types_fit(const Conv2dProblem& p, bool allow_tf32, bool filters_in_chunks) {
-  int64_t vec = 8;
-  if (p.dtype == DType::f32 && allow_tf32)
-    vec = 4;
-  else if (p.dtype != DType::bf16 && p.dtype != DType::f16)
-    return false;
+  const int64_t vec = pipeline_vec(p, allow_tf32);
+  if (!vec) return false;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, lim = int64_t(1) << 30;
   return Cg % vec == 0 && (!filters_in_chunks || Kg % vec == 0) && p.H * p.W < lim && p.P * p.Q < lim &&
          p.H + p.pad_h + p.R * p.dil_h < lim && p.W + p.pad_w + p.S * p.dil_w < lim && p.C < lim && p.K < lim;
 }
 // The operands each GEMM reads through the pipeline.
+// (The forward's channels: fprop_channels, the same for x and w since it pads ungrouped layers only.)
 struct FpropCopies {
   OperandCopy ops[2];
-  explicit FpropCopies(const Conv2dFpropArgs& a)
-      : ops{{&a.x, a.p.N, a.p.C, a.p.H, a.p.W}, {&a.w, a.p.K, a.p.C / a.p.groups, a.p.R, a.p.S}} {}
+  FpropCopies(const Conv2dFpropArgs& a, int64_t C)
+      : ops{{&a.x, a.p.N, a.p.C, a.p.H, a.p.W, C}, {&a.w, a.p.K, a.p.C / a.p.groups, a.p.R, a.p.S, C / a.p.groups}} {}
 };
 struct DgradCopies {
   OperandCopy ops[2];
-  explicit DgradCopies(const Conv2dDgradArgs& a)
-      : ops{{&a.dy, a.p.N, a.p.K, a.p.P, a.p.Q}, {&a.w, a.p.K, a.p.C / a.p.groups, a.p.R, a.p.S}} {}
+  DgradCopies(const Conv2dDgradArgs& a, int64_t /*C*/)
+      : ops{{&a.dy, a.p.N, a.p.K, a.p.P, a.p.Q, a.p.K},
+            {&a.w, a.p.K, a.p.C / a.p.groups, a.p.R, a.p.S, a.p.C / a.p.groups}} {}
 };
 struct WgradCopies {
   OperandCopy ops[2];
   explicit WgradCopies(const Conv2dWgradArgs& a)
-      : ops{{&a.dy, a.p.N, a.p.K, a.p.P, a.p.Q}, {&a.x, a.p.N, a.p.C, a.p.H, a.p.W}} {}
+      : ops{{&a.dy, a.p.N, a.p.K, a.p.P, a.p.Q, a.p.K}, {&a.x, a.p.N, a.p.C, a.p.H, a.p.W, a.p.C}} {}
 };
 template <class Copies>
 size_t copies_bytes(const Copies& c, DType dtype) {
@@ -1076,34 +1093,45 @@ cudaError_t launch_pipeline(const Pipe& pipe, bool large, int64_t groups, int sl
 template <typename T>
 constexpr bool kPipelined = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half> || std::is_same_v<T, float>;
 
-// fprop and dgrad (rows x cols outputs, depth-long reductions): the pipeline where the types fit
-// it and the workspace holds the operands' channels_last copies (retarget points the arguments at
-// them), else the simple tiles.
+// The bytes of the channels_last copies fprop / dgrad make for the pipeline, whose problem has C
+// channels (the forward may pad them), or nullopt where the pipeline does not take the layer.
+template <class Copies, class Args>
+std::optional<size_t> pipeline_copies(const Args& args, int64_t C, bool filters_in_chunks, bool allow_tf32) {
+  Conv2dProblem pp = args.p;
+  pp.C = C;
+  if (!pipeline_types_fit(pp, allow_tf32, filters_in_chunks)) return std::nullopt;
+  return copies_bytes(Copies(args, C), pp.dtype);
+}
+
+// fprop and dgrad (rows x cols outputs, reductions of depth_of(problem)): the pipeline, on a problem
+// of C channels, where it takes the layer and the workspace holds the operands' channels_last copies
+// (retarget points the arguments at them), else the simple tiles.
 template <template <typename, typename> class Gemm, template <typename> class Pipe, class Copies, class Args,
-          class Retarget>
-Launched pipeline_or_tiles(const Args& args, int64_t rows, int64_t cols, int64_t depth, bool filters_in_chunks,
-                           bool allow_tf32, void* workspace, size_t workspace_bytes, cudaStream_t stream,
-                           const Retarget& retarget) {
+          class DepthOf, class Retarget>
+Launched pipeline_or_tiles(const Args& args, int64_t C, int64_t rows, int64_t cols, const DepthOf& depth_of,
+                           bool filters_in_chunks, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                           cudaStream_t stream, const Retarget& retarget) {
   const Conv2dProblem& p = args.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   if (!grid_fits(kSimpleTiles, rows, cols, p.groups)) return {false, cudaSuccess};
-  const bool pipeline = pipeline_types_fit(p, allow_tf32, filters_in_chunks);
-  const size_t need = pipeline ? copies_bytes(Copies(args), p.dtype) : 0;
+  const std::optional<size_t> need = pipeline_copies<Copies>(args, C, filters_in_chunks, allow_tf32);
   const cudaError_t err = dispatch(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     if constexpr (kPipelined<T>) {
-      if (pipeline && (need == 0 || (workspace && workspace_bytes >= need))) {
-        Copies copies(args);
+      if (need && (*need == 0 || (workspace && workspace_bytes >= *need))) {
+        Copies copies(args, C);
         ConstView4 v[2];
         if (copy_to_channels_last<T>(copies.ops, v, static_cast<char*>(workspace), stream)) {
           Args a = args;
           retarget(a, v);
-          return launch_pipeline<T>(Pipe<T>{{a, rows, cols, depth, Cg, Kg}}, large_pipe_tiles(rows, cols, p.groups),
-                                    p.groups, 1, INT64_MAX, stream);
+          a.p.C = C;
+          return launch_pipeline<T>(Pipe<T>{{a, rows, cols, depth_of(a.p), C / p.groups, Kg}},
+                                    large_pipe_tiles(rows, cols, p.groups), p.groups, 1, INT64_MAX, stream);
         }
       }
     }
+    const int64_t depth = depth_of(p);
     const Gemm<T, A> gm{args, rows, cols, depth, Cg, Kg};
     CNNK_LAUNCH(tiles(kSimpleTiles, rows, cols, p.groups), kGemmThreads, 0, stream,
                 gemm_kernel<T, A, Gemm<T, A>>(allow_tf32))(gm, 1, (depth + kTileK - 1) / kTileK);
@@ -1115,27 +1143,29 @@ Launched pipeline_or_tiles(const Args& args, int64_t rows, int64_t cols, int64_t
 }  // namespace
 
 size_t gemm_fprop_workspace_bytes(const Conv2dFpropArgs& args, bool allow_tf32) {
-  return pipeline_types_fit(args.p, allow_tf32, false) ? copies_bytes(FpropCopies(args), args.p.dtype) : 0;
+  return pipeline_copies<FpropCopies>(args, fprop_channels(args.p, allow_tf32), false, allow_tf32).value_or(0);
 }
 
 Launched gemm_fprop(const Conv2dFpropArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   return pipeline_or_tiles<FpropGemm, FpropPipe, FpropCopies>(
-      args, p.N * p.P * p.Q, p.K / p.groups, p.C / p.groups * p.R * p.S, false, allow_tf32, workspace,
+      args, fprop_channels(p, allow_tf32), p.N * p.P * p.Q, p.K / p.groups,
+      [](const Conv2dProblem& q) { return q.C / q.groups * q.R * q.S; }, false, allow_tf32, workspace,
       workspace_bytes, stream, [](Conv2dFpropArgs& a, const ConstView4(&v)[2]) { a.x = v[0], a.w = v[1]; });
 }
 
 size_t gemm_dgrad_workspace_bytes(const Conv2dDgradArgs& args, bool allow_tf32) {
-  return pipeline_types_fit(args.p, allow_tf32, true) ? copies_bytes(DgradCopies(args), args.p.dtype) : 0;
+  return pipeline_copies<DgradCopies>(args, args.p.C, true, allow_tf32).value_or(0);
 }
 
 Launched gemm_dgrad(const Conv2dDgradArgs& args, bool allow_tf32, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream) {
   const Conv2dProblem& p = args.p;
   return pipeline_or_tiles<DgradGemm, DgradPipe, DgradCopies>(
-      args, p.N * p.H * p.W, p.C / p.groups, p.K / p.groups * p.R * p.S, true, allow_tf32, workspace,
-      workspace_bytes, stream, [](Conv2dDgradArgs& a, const ConstView4(&v)[2]) { a.dy = v[0], a.w = v[1]; });
+      args, p.C, p.N * p.H * p.W, p.C / p.groups, [](const Conv2dProblem& q) { return q.K / q.groups * q.R * q.S; },
+      true, allow_tf32, workspace, workspace_bytes, stream,
+      [](Conv2dDgradArgs& a, const ConstView4(&v)[2]) { a.dy = v[0], a.w = v[1]; });
 }
 
 size_t gemm_wgrad_workspace_bytes(const Conv2dWgradArgs& args, bool allow_tf32) {
