@@ -349,14 +349,12 @@ Launched depthwise_fprop(const Conv2dFpropArgs& a, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     const bool vectors = layout == Dense::nhwc && vectors_fit(p.C, kVec16<T>, {a.x.data, a.y.data});
-    launch_dense<kVec16<T>>(layout, vectors, index_fits(p), [&](auto index, auto vec) {
+    launch_dense<kVec16<T>>(layout, vectors, index_fits(p), total, stream, [](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
-      if constexpr (V == 0)
-        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_fprop_dw_nchw__sm80_dense<T, A, I>)(a, t);
-      else
-        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, conv2d_fprop_dw_nhwc__sm80_vec<T, A, I, V>)(a, t);
-    });
+      if constexpr (V == 0) return conv2d_fprop_dw_nchw__sm80_dense<T, A, I>;
+      else return conv2d_fprop_dw_nhwc__sm80_vec<T, A, I, V>;
+    }, a, t);
     return last_launch_error();
   });
   return {true, err};
@@ -373,14 +371,12 @@ Launched depthwise_dgrad(const Conv2dDgradArgs& a, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     using A = typename AccOf<T>::type;
     const bool vectors = layout == Dense::nhwc && vectors_fit(p.C, kVec16<T>, {a.dx.data, a.dy.data});
-    launch_dense<kVec16<T>>(layout, vectors, index_fits(p), [&](auto index, auto vec) {
+    launch_dense<kVec16<T>>(layout, vectors, index_fits(p), total, stream, [](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
-      if constexpr (V == 0)
-        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, conv2d_dgrad_dw_nchw__sm80_dense<T, A, I>)(a, t);
-      else
-        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, conv2d_dgrad_dw_nhwc__sm80_vec<T, A, I, V>)(a, t);
-    });
+      if constexpr (V == 0) return conv2d_dgrad_dw_nchw__sm80_dense<T, A, I>;
+      else return conv2d_dgrad_dw_nhwc__sm80_vec<T, A, I, V>;
+    }, a, t);
     return last_launch_error();
   });
   return {true, err};

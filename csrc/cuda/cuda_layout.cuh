@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "cuda_launch.cuh"  // launch_dense
+
 namespace cnnkernels {
 namespace cuda {
 
@@ -43,11 +45,18 @@ inline bool vectors_fit(int64_t C, int vec, std::initializer_list<const void*> t
 // then stays below 2^31 + the grid's threads (< 2^29) < 2^32.
 inline bool fits_uint32_index(int64_t elements) { return elements <= (int64_t(1) << 31); }
 
-// The variant of a dense-layout kernel family to launch: calls launch(I{}, std::integral_constant<
-// int, V>{}) with V = 0 for NCHW, and for channels_last V = vec (channels per 16-byte vector) where
-// `vectors` (whole aligned vectors fit), else 1; I = uint32_t where `narrow`, else int64_t.
-template <int vec, class Launch>
-void launch_dense(Dense layout, bool vectors, bool narrow, Launch&& launch) {
+// Launches the variant of a dense-layout kernel family on `total` elements: kernel_for(I{},
+// std::integral_constant<int, V>{}) names the kernel, with V = 0 for NCHW (a thread's work per
+// element) and for channels_last V = vec (channels per 16-byte vector) where `vectors` (whole
+// aligned vectors fit), else 1 (per V elements); I = uint32_t where `narrow`, else int64_t.
+template <int vec, class KernelFor, class... Args>
+void launch_dense(Dense layout, bool vectors, bool narrow, int64_t total, cudaStream_t stream,
+                  const KernelFor& kernel_for, const Args&... args) {
+  const auto launch = [&](auto index, auto v) {
+    constexpr int V = decltype(v)::value;
+    const auto kernel = kernel_for(index, v);
+    CNNK_LAUNCH(grid_for(V ? total / V : total, kThreads), kThreads, 0, stream, kernel)(args...);
+  };
   const auto with_index = [&](auto v) {
     if (narrow) launch(uint32_t{}, v);
     else launch(int64_t{}, v);

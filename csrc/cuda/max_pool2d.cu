@@ -330,14 +330,12 @@ cudaError_t max_pool2d_fwd(const MaxPool2dFwdArgs& args, cudaStream_t stream) {
       return last_launch_error();
     }
     const bool vectors = layout == Dense::nhwc && vectors_and_taps_fit<T>(p, {args.x.data, args.y.data}, args.taps);
-    launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), [&](auto index, auto vec) {
+    launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), total, stream, [](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
-      if constexpr (V == 0)
-        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_nchw__sm80_dense<T, A, I>)(args);
-      else
-        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, max_pool2d_fwd_nhwc__sm80_vec<T, A, I, V>)(args);
-    });
+      if constexpr (V == 0) return max_pool2d_fwd_nchw__sm80_dense<T, A, I>;
+      else return max_pool2d_fwd_nhwc__sm80_vec<T, A, I, V>;
+    }, args);
     return last_launch_error();
   });
 }
@@ -356,14 +354,12 @@ cudaError_t max_pool2d_bwd(const MaxPool2dBwdArgs& args, cudaStream_t stream) {
       return last_launch_error();
     }
     const bool vectors = layout == Dense::nhwc && vectors_and_taps_fit<T>(p, {args.dy.data, args.dx.data}, args.taps);
-    launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), [&](auto index, auto vec) {
+    launch_dense<kVec16<T>>(layout, vectors, fits_uint32_index(p), total, stream, [](auto index, auto vec) {
       using I = decltype(index);
       constexpr int V = decltype(vec)::value;
-      if constexpr (V == 0)
-        CNNK_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_nchw__sm80_dense<T, A, I>)(args);
-      else
-        CNNK_LAUNCH(grid_for(total / V, kThreads), kThreads, 0, stream, max_pool2d_bwd_nhwc__sm80_vec<T, A, I, V>)(args);
-    });
+      if constexpr (V == 0) return max_pool2d_bwd_nchw__sm80_dense<T, A, I>;
+      else return max_pool2d_bwd_nhwc__sm80_vec<T, A, I, V>;
+    }, args);
     return last_launch_error();
   });
 }
