@@ -109,14 +109,20 @@ def round_to_tf32(t):
 
 
 def make_tensor(shape, dtype, layout, gen, device="cpu"):
-    """A random tensor in one of the layouts the ops must accept: 'contiguous', 'channels_last'
-    or 'strided' (every other element of a wider tensor, so no dense stride pattern)."""
+    """A random tensor in one of the layouts the ops must accept: 'contiguous', 'channels_last',
+    'strided' (every other element of a wider tensor, so no dense stride pattern) or
+    'channels_last_slice' (channels 4.. of a channels_last tensor of 8 more: pixels farther apart
+    than their channels)."""
     wide = list(shape)
     if layout == "strided":
         wide[-1] *= 2
+    if layout == "channels_last_slice":
+        wide[1] += 8
     t = torch.randn(wide, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     if layout == "strided":
         t = t[..., ::2]
+    elif layout == "channels_last_slice":
+        t = t.contiguous(memory_format=torch.channels_last)[:, 4:4 + shape[1]]
     elif layout == "channels_last" and len(shape) == 4:
         t = t.contiguous(memory_format=torch.channels_last)
     return t

@@ -781,6 +781,32 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,groups,h,w,r,s,stride,padding,dilation", [
+    (128, 32, 9, 11, 3, 3, (1, 1), (1, 1), (1, 1)),  # both edge columns (14-pixel rows: 7-pixel tiles)
+    (256, 32, 9, 28, 3, 3, (2, 2), (1, 1), (1, 1)),  # stride 2: the left edge only (W even)
+    (256, 32, 6, 29, 3, 3, (2, 2), (1, 1), (1, 1)),  # stride 2: both edges, the last tile overlapping
+    (64, 8, 11, 16, 3, 3, (1, 2), (1, 1), (1, 1)),   # columns stride 2 under rows stride 1
+    (64, 8, 12, 14, 3, 3, (2, 1), (1, 1), (1, 1)),   # rows stride 2 under columns stride 1
+    (128, 32, 12, 15, 3, 3, (1, 1), (2, 1), (2, 1)), # dilated rows, two rows of padding top and bottom
+    (64, 8, 10, 15, 5, 3, (1, 1), (2, 1), (1, 1)),   # 5 kernel rows
+    (128, 32, 8, 15, 3, 3, (1, 1), (1, 0), (1, 1)),  # rows of padding only
+    (128, 32, 8, 15, 3, 3, (1, 1), (0, 1), (1, 1)),  # columns of padding only
+    (128, 32, 8, 15, 3, 3, (1, 1), (1, 2), (1, 1)),  # two columns of padding: the padded copy
+])
+def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, padding, dilation):
+    """A float32 channels_last x of a padded grouped layer that the row tiles take (conv2d_grouped.h,
+    InPlacePadding) is read in place: kernel rows outside the image read a row of zeros and a
+    tile's edge columns read zero vectors. Rows and columns of padding, stride 1 and 2 each way,
+    dilated and 5 kernel rows, tiles at both edges, pixels farther apart than their channels;
+    forward against PyTorch and the float64 reference (gradients alike)."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
+               seed=c * h + w)
+    with forced_isa("avx512"):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)
