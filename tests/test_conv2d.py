@@ -772,8 +772,8 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
     vector span several groups, each lane's inputs permuted in; on AVX-512, 3-wide filters at
     column stride 1 or 2 on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
-    per stride phase) and weight gradient (tap chunks, fixed row splits) against PyTorch, every
-    layout and tail."""
+    per stride phase) and weight gradient (tap chunks, fixed row splits; AVX-512 3-wide filters:
+    kernel rows, grouped_lanes_wgrad_rows) against PyTorch, every layout and tail."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(padding, padding), dilation=(dilation, dilation), bias=True, x_layout=layout,
                w_layout="contiguous", g_layout=layout, seed=c * k + h)
@@ -795,11 +795,13 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
     (128, 32, 8, 15, 3, 3, (1, 1), (1, 2), (1, 1)),  # two columns of padding: the padded copy
 ])
 def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, padding, dilation):
-    """A float32 channels_last x of a padded grouped layer that the row tiles take (conv2d_grouped.h,
-    InPlacePadding) is read in place: kernel rows outside the image read a row of zeros and a
-    tile's edge columns read zero vectors. Rows and columns of padding, stride 1 and 2 each way,
-    dilated and 5 kernel rows, tiles at both edges, pixels farther apart than their channels;
-    forward against PyTorch and the float64 reference (gradients alike)."""
+    """A float32 channels_last x of a padded grouped layer that the row tiles take is read in place
+    (conv2d_grouped.h): by the forward (InPlacePadding: kernel rows outside the image read a row
+    of zeros, a tile's edge columns zero vectors) and by the weight gradient's rows
+    (grouped_lanes_wgrad_rows: the peeled first and last columns; dy, dense channels_last, in place
+    too). Rows and columns of padding, stride 1 and 2 each way, dilated and 5 kernel rows, tiles
+    at both edges, pixels farther apart than their channels; against PyTorch and the float64
+    reference."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w)

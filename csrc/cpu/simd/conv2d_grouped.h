@@ -453,6 +453,77 @@ constexpr int grouped_wgrad_taps() {
 // items sweep them.
 constexpr int64_t kGroupedChunkRows = 8;
 
+// The weight gradient's operands: x channels-last, zero-padded (Hp x Wp pixels of ps slots), and
+// dy channels-last with K rounded up to whole blocks of zeros (ks slots), each pixel q of output
+// row np at dy + (np Q + q) ks. A dense channels_last float32 dy of whole blocks is read in place.
+// With x_rows_in_place_ok (grouped_lanes_wgrad_rows), so is a float32 channels_last x whose
+// padding is at most a column a side: x_in_place, then x_row() finds the rows.
+template <typename T, int CG>
+struct GroupedWgradOperands {
+  GroupedWgradOperands(const Conv2dWgradArgs& a, bool x_rows_in_place_ok)
+      : p(a.p),
+        Hp(std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1)),
+        Wp(std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1)),
+        ps(grouped_pixel_slots(p.C, p.K, CG, p.K / p.groups)),
+        ks((p.K + VecF32::kLanes - 1) / VecF32::kLanes * VecF32::kLanes),
+        x_in_place(std::is_same_v<T, float> && x_rows_in_place_ok && a.x.stride[1] == 1 && ps == p.C &&
+                   p.pad_w <= 1 && Wp == p.W + 2 * p.pad_w && a.x.stride[3] <= (int64_t(1) << 16)),
+        dy_in_place(std::is_same_v<T, float> && ks == p.K && a.dy.stride[1] == 1 && a.dy.stride[3] == p.K &&
+                    a.dy.stride[2] == p.Q * p.K && (p.N == 1 || a.dy.stride[0] == p.P * p.Q * p.K)),
+        x(static_cast<const T*>(a.x.data)),
+        xs(a.x.stride),
+        xp(x_in_place ? ScratchOf<float>(0) : pack_activations(x, xs, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp, 1, 0, ps)),
+        dyp(dy_in_place ? ScratchOf<float>(0)
+                        : pack_activations(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 0, 0, p.P,
+                                           p.Q, 1, 0, ks)),
+        zero_row(x_in_place ? Wp * xs[3] + VecF32::kLanes : 0, 0.0f),
+        dy(dy_in_place ? reinterpret_cast<const float*>(a.dy.data) : dyp.data()) {}
+  // Pixel 0 of x's row h (-pad_h <= h < H + pad_h, padded coordinates less the padding) of image n,
+  // column c at + c x_col_step: the zero row where h lies outside the image (x_in_place).
+  const float* x_row(int64_t n, int64_t h) const {
+    if (!x_in_place) return xp.data() + (n * Hp + h + p.pad_h) * Wp * ps;
+    if (h < 0 || h >= p.H) return zero_row.data();
+    return reinterpret_cast<const float*>(x) + n * xs[0] + h * xs[2] - p.pad_w * xs[3];
+  }
+  int64_t x_col_step() const { return x_in_place ? xs[3] : ps; }
+
+  const Conv2dProblem& p;
+  const int64_t Hp, Wp, ps, ks;
+  const bool x_in_place, dy_in_place;
+  const T* x;
+  const int64_t* xs;
+  const ScratchOf<float> xp, dyp;
+  const std::vector<float> zero_row;
+  const float* const dy;
+};
+
+// Adds the fixed splits' totals (totals[split][item][slot][L]) in split order and stores each
+// slot's lanes into dw: slot_tap(item, slot, &j, &r, &s) names the weight element of lane 0's
+// output channel (block item_block(item)), or returns false for a slot past the taps.
+template <typename T, typename ItemBlock, typename SlotTap>
+void store_grouped_wgrad(const Conv2dWgradArgs& a, const float* totals, int64_t splits, int64_t items, int64_t slots,
+                         const ItemBlock& item_block, const SlotTap& slot_tap) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  T* dw = static_cast<T*>(a.dw.data);
+  const int64_t* ws = a.dw.stride;
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    alignas(64) float lanes[L];
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t kb = item_block(item), olen = std::min<int64_t>(L, a.p.K - kb * L);
+      for (int64_t slot = 0; slot < slots; ++slot) {
+        int64_t j, r, s;
+        if (!slot_tap(item, slot, &j, &r, &s)) continue;
+        const int64_t at = (item * slots + slot) * L;
+        typename V::type sum = V::load(totals + at);
+        for (int64_t split = 1; split < splits; ++split) sum = V::add(sum, V::load(totals + split * items * slots * L + at));
+        V::store(lanes, sum);
+        for (int64_t l = 0; l < olen; ++l) store_from(dw + (kb * L + l) * ws[0] + j * ws[1] + r * ws[2] + s * ws[3], lanes[l]);
+      }
+    }
+  });
+}
+
 // dw[k][j][r][s] = sum over (n, p, q) of dy[n][k][p][q] x[n][k / Kg Cg + j][p sh + r dh - pad_h][q sw + s dw - pad_w]:
 // output channels as lanes (the forward's blocks), x's vector of the block's inputs permuted per
 // j as in the forward. An item is a block and TS consecutive taps; its TS CG vector sums stay in
@@ -462,18 +533,12 @@ template <typename T, int CG>
 void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes, TS = grouped_wgrad_taps<CG>();
-  constexpr int64_t kSums = int64_t(TS) * CG * L;
+  constexpr int64_t kSlots = int64_t(TS) * CG, kSums = kSlots * L;
   const Conv2dProblem& p = a.p;
+  const GroupedWgradOperands<T, CG> ops(a, false);
   const int64_t Kg = p.K / p.groups, nkb = (p.K + L - 1) / L, block_inputs = L / Kg * CG;
   const int64_t RS = p.R * p.S, tap_chunks = (RS + TS - 1) / TS, items = nkb * tap_chunks;
-  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
-  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  const int64_t ps = grouped_pixel_slots(p.C, p.K, CG, Kg), ks = nkb * L;
-  const ScratchOf<float> xp = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W,
-                                               p.pad_h, p.pad_w, Hp, Wp, 1, 0, ps);
-  // dy channels-last, K rounded up to whole blocks (zeros).
-  const ScratchOf<float> dyp = pack_activations(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q,
-                                                0, 0, p.P, p.Q, 1, 0, ks);
+  const int64_t Wp = ops.Wp, ps = ops.ps, ks = ops.ks;
   std::vector<int64_t> tap_offset(RS);
   for (int64_t t = 0; t < RS; ++t) tap_offset[t] = (t / p.S * p.dil_h * Wp + t % p.S * p.dil_w) * ps;
   const GroupLaneIndex<CG> index(Kg);
@@ -486,7 +551,7 @@ void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
       const int64_t tn = std::min<int64_t>(TS, RS - t0);
       const float* xt[TS];
 #pragma GCC unroll 9
-      for (int t = 0; t < TS; ++t) xt[t] = xp.data() + kb * block_inputs + tap_offset[t < tn ? t0 + t : t0];
+      for (int t = 0; t < TS; ++t) xt[t] = ops.xp.data() + kb * block_inputs + tap_offset[t < tn ? t0 + t : t0];
       typename V::type acc[TS][CG];
 #pragma GCC unroll 9
       for (int t = 0; t < TS; ++t)
@@ -494,8 +559,8 @@ void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
         for (int j = 0; j < CG; ++j) acc[t][j] = V::zero();
       for (int64_t np = chunk; np < chunk_end; ++np) {
         const int64_t n = np / p.P, pp = np % p.P;
-        const int64_t x_row = (n * Hp + pp * p.stride_h) * Wp * ps, x_step = p.stride_w * ps;
-        const float* dq = dyp.data() + np * p.Q * ks + kb * L;
+        const int64_t x_row = (n * ops.Hp + pp * p.stride_h) * Wp * ps, x_step = p.stride_w * ps;
+        const float* dq = ops.dy + np * p.Q * ks + kb * L;
         for (int64_t q = 0; q < p.Q; ++q) {
           const typename V::type g = V::load(dq + q * ks);
           const int64_t at = x_row + q * x_step;
@@ -518,27 +583,126 @@ void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
         }
     }
   });
-  // The splits' totals in split order, into dw.
-  T* dw = static_cast<T*>(a.dw.data);
-  const int64_t* ws = a.dw.stride;
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
-    alignas(64) float lanes[L];
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t kb = item / tap_chunks, t0 = item % tap_chunks * TS;
-      const int64_t tn = std::min<int64_t>(TS, RS - t0), olen = std::min<int64_t>(L, p.K - kb * L);
-      for (int64_t t = 0; t < tn; ++t)
-        for (int j = 0; j < CG; ++j) {
-          const int64_t at = item * kSums + (t * CG + j) * L;
-          typename V::type sum = V::load(totals.data() + at);
-          for (int64_t split = 1; split < splits; ++split)
-            sum = V::add(sum, V::load(totals.data() + split * items * kSums + at));
-          V::store(lanes, sum);
-          const int64_t r = (t0 + t) / p.S, s = (t0 + t) % p.S;
-          for (int64_t l = 0; l < olen; ++l)
-            store_from(dw + (kb * L + l) * ws[0] + j * ws[1] + r * ws[2] + s * ws[3], lanes[l]);
+  store_grouped_wgrad<T>(
+      a, totals.data(), splits, items, kSlots, [&](int64_t item) { return item / tap_chunks; },
+      [&](int64_t item, int64_t slot, int64_t* j, int64_t* r, int64_t* s) {
+        const int64_t tap = item % tap_chunks * TS + slot / CG;
+        if (slot / CG >= std::min<int64_t>(TS, RS - item % tap_chunks * TS)) return false;
+        *j = slot % CG, *r = tap / p.S, *s = tap % p.S;
+        return true;
+      });
+}
+
+// Input channels per item of the weight gradient's row tiles: their 3 JH sums and JH lane indices
+// stay in registers (0: CG has no such split).
+template <int CG>
+constexpr int grouped_wgrad_row_inputs() {
+  return CG <= 4 ? CG : (CG % 2 == 0 && CG / 2 <= 4 ? CG / 2 : 0);
+}
+
+// The weight gradient where each kernel row is 3 consecutive taps at column stride SW (1 or 2),
+// AVX-512: as in the forward's row tiles, a permuted x vector serves every tap of its row that
+// reads it (stride 1: column c feeds output pixels c, c - 1, c - 2 through taps s = 0, 1, 2; stride
+// 2: even columns two taps, odd ones one), where grouped_lanes_wgrad took a permute per FMA and
+// both share port 5. An item is a block, a kernel row and JH of its group's input channels: 3 JH
+// sums in registers, dy read by the FMAs from memory. Splits and totals as there. x and dy are
+// read in place where GroupedWgradOperands allows (the two copies had taken more time than the
+// FMAs at N=8). Xeon, 2 threads, channels_last, ResNeXt's 32 groups, ms before -> rows -> rows in
+// place (separate runs): 256 @28 N=8 2.32 -> 1.96 -> 1.32, N=1 0.322 -> 0.291 -> 0.226;
+// 256 @56 /2 N=8 4.73 -> 2.20, N=1 0.630 -> 0.369; 128 @56 N=8 2.61 -> 1.43, N=1 0.398 -> 0.180.
+template <typename T, int CG, int SW>
+void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
+  using V = VecF32;
+  constexpr int L = V::kLanes, JH = grouped_wgrad_row_inputs<CG>(), halves = CG / JH;
+  constexpr int64_t kSlots = 3 * JH, kSums = kSlots * L;
+  const Conv2dProblem& p = a.p;
+  const GroupedWgradOperands<T, CG> ops(a, true);
+  const int64_t Kg = p.K / p.groups, nkb = (p.K + L - 1) / L, block_inputs = L / Kg * CG;
+  const int64_t items = nkb * p.R * halves, Q = p.Q, ps = ops.x_col_step(), ks = ops.ks;
+  const int64_t last_column = SW * (Q - 1) + 2;  // in padded coordinates
+  const GroupLaneIndex<CG> index(Kg);
+  const int64_t rows = p.N * p.P;
+  const int64_t splits = std::clamp<int64_t>(rows / kGroupedChunkRows, 1, 32);
+  Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
+  for_row_chunks(rows, splits, kGroupedChunkRows, [&](int64_t split, int64_t chunk, int64_t chunk_end, bool first) {
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t kb = item / (p.R * halves), r = item / halves % p.R, j0 = item % halves * JH;
+      typename V::index lane[JH];
+#pragma GCC unroll 4
+      for (int j = 0; j < JH; ++j) lane[j] = index.lanes[j0 + j];
+      typename V::type acc[3][JH];
+#pragma GCC unroll 3
+      for (int s = 0; s < 3; ++s)
+#pragma GCC unroll 4
+        for (int j = 0; j < JH; ++j) acc[s][j] = V::zero();
+      for (int64_t np = chunk; np < chunk_end; ++np) {
+        const int64_t n = np / p.P, pp = np % p.P;
+        const float* xr = ops.x_row(n, pp * p.stride_h + r * p.dil_h - p.pad_h) + kb * block_inputs;
+        const float* g = ops.dy + np * Q * ks + kb * L;
+        // Column c: acc[s] += x(c) g(q) for each tap s with c = SW q + s, 0 <= q < Q. Read in place,
+        // x's columns -1 and W are zero vectors: only the first and last columns can be those, and
+        // only these peeled ones come here (the loops' columns lie inside with pad_w <= 1).
+        const auto column = [&](int64_t c) [[gnu::always_inline]] {
+          const bool outside = ops.x_in_place && ((c == 0 && p.pad_w > 0) || (c == last_column && c - p.pad_w >= p.W));
+          const typename V::type xv = outside ? V::zero() : V::load(xr + c * ps);
+#pragma GCC unroll 4
+          for (int j = 0; j < JH; ++j) {
+            const typename V::type v = V::permute(xv, lane[j]);
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; ++s) {
+              const int64_t d = c - s;
+              if (d >= 0 && d % SW == 0 && d / SW < Q) acc[s][j] = V::fmadd(v, V::load(g + d / SW * ks), acc[s][j]);
+            }
+          }
+        };
+        if constexpr (SW == 1) {  // columns 2 .. Q - 1 feed all three taps
+          column(0);
+          if (Q >= 1) column(1);
+          for (int64_t c = 2; c < Q; ++c) {
+            const typename V::type xv = V::load(xr + c * ps);
+            const float* gc = g + c * ks;
+#pragma GCC unroll 4
+            for (int j = 0; j < JH; ++j) {
+              const typename V::type v = V::permute(xv, lane[j]);
+              acc[0][j] = V::fmadd(v, V::load(gc), acc[0][j]);
+              acc[1][j] = V::fmadd(v, V::load(gc - ks), acc[1][j]);
+              acc[2][j] = V::fmadd(v, V::load(gc - 2 * ks), acc[2][j]);
+            }
+          }
+          for (int64_t c = std::max<int64_t>(Q, 2); c < Q + 2; ++c) column(c);
+        } else {  // columns 2 q and 2 q + 1 of q = 1 .. Q - 1: taps 0 and 2, tap 1
+          column(0);
+          column(1);
+          for (int64_t q = 1; q < Q; ++q) {
+            const typename V::type xe = V::load(xr + 2 * q * ps), xo = V::load(xr + (2 * q + 1) * ps);
+            const float* gq = g + q * ks;
+#pragma GCC unroll 4
+            for (int j = 0; j < JH; ++j) {
+              const typename V::type ve = V::permute(xe, lane[j]), vo = V::permute(xo, lane[j]);
+              acc[0][j] = V::fmadd(ve, V::load(gq), acc[0][j]);
+              acc[2][j] = V::fmadd(ve, V::load(gq - ks), acc[2][j]);
+              acc[1][j] = V::fmadd(vo, V::load(gq), acc[1][j]);
+            }
+          }
+          column(2 * Q);
+        }
+      }
+      float* sums = totals.data() + (split * items + item) * kSums;
+#pragma GCC unroll 3
+      for (int s = 0; s < 3; ++s)
+#pragma GCC unroll 4
+        for (int j = 0; j < JH; ++j) {
+          float* at = sums + (s * JH + j) * L;
+          V::store(at, first ? acc[s][j] : V::add(V::load(at), acc[s][j]));
         }
     }
   });
+  store_grouped_wgrad<T>(
+      a, totals.data(), splits, items, kSlots, [&](int64_t item) { return item / (p.R * halves); },
+      [&](int64_t item, int64_t slot, int64_t* j, int64_t* r, int64_t* s) {
+        *j = item % halves * JH + slot % JH, *r = item / halves % p.R, *s = slot / JH;
+        return true;
+      });
 }
 
 template <typename T>
@@ -546,7 +710,14 @@ inline bool conv2d_wgrad_grouped_lanes(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Cg, Kg)) return false;
-  with_group_channels(Cg, [&]<int CG>() { grouped_lanes_wgrad<T, CG>(a); });
+  const bool three_tap_rows = p.S == 3 && p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2);
+  with_group_channels(Cg, [&]<int CG>() {
+    if constexpr (VecF32::kLanes == 16 && grouped_wgrad_row_inputs<CG>() > 0) {  // (AVX2: too few registers)
+      if (three_tap_rows && p.stride_w == 1) return grouped_lanes_wgrad_rows<T, CG, 1>(a);
+      if (three_tap_rows) return grouped_lanes_wgrad_rows<T, CG, 2>(a);
+    }
+    grouped_lanes_wgrad<T, CG>(a);
+  });
   return true;
 }
 
