@@ -797,9 +797,9 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
 def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, padding, dilation):
     """A float32 channels_last x of a padded grouped layer that the row tiles take is read in place
     (conv2d_grouped.h): by the forward (InPlacePadding: kernel rows outside the image read a row
-    of zeros, a tile's edge columns zero vectors) and by the weight gradient's rows
+    of zeros, a tile's edge columns zero vectors), by the weight gradient's rows
     (grouped_lanes_wgrad_rows: the peeled first and last columns; dy, dense channels_last, in place
-    too). Rows and columns of padding, stride 1 and 2 each way, dilated and 5 kernel rows, tiles
+    too) and, at stride 1, a channels_last dy by the input gradient (its kernel rows upwards). Rows and columns of padding, stride 1 and 2 each way, dilated and 5 kernel rows, tiles
     at both edges, pixels farther apart than their channels; against PyTorch and the float64
     reference."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
