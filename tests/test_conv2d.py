@@ -809,6 +809,30 @@ def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, paddi
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,k,groups,h,w,r,s,stride,padding,dilation", [
+    (32, 64, 1, 11, 13, 3, 3, (2, 2), (1, 1), (1, 1)),   # ResNet's 3x3/2: top and left edges
+    (32, 48, 1, 9, 8, 3, 3, (1, 2), (1, 1), (1, 1)),     # 48 outputs (8 x 3 tiles), bottom and right too
+    (16, 32, 1, 10, 12, 5, 3, (1, 1), (2, 1), (1, 1)),   # 5 kernel rows, two rows of padding
+    (24, 16, 1, 12, 12, 3, 3, (1, 1), (2, 2), (2, 2)),   # dilated by 2: taps on both sides of the edge
+    (64, 64, 4, 9, 9, 3, 3, (2, 2), (1, 1), (1, 1)),     # group bundles of 16, stride 2
+    (128, 128, 4, 8, 7, 3, 3, (2, 2), (1, 1), (1, 1)),   # 32 per group, 4 x 4 outputs: every tile an edge
+    (16, 24, 1, 7, 30, 3, 3, (1, 3), (0, 2), (1, 1)),    # columns of padding only, a column stride 3
+])
+def test_direct_reads_padding_in_place(isa, layout, c, k, groups, h, w, r, s, stride, padding, dilation):
+    """A float32 channels_last x of 16+ channels a group that the direct engine's pixel tiles take
+    is read in place although the layer pads it (conv2d_direct.h, PaddedEdges): tiles inside the
+    image read x, tiles at an edge read through a table of tap addresses (zeros outside). Strides,
+    rows and columns of padding alone, dilation, group bundles, tiles crossing rows and images,
+    pixels farther apart than their channels; all three results against PyTorch."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
+               seed=c * h + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)
