@@ -688,17 +688,21 @@ def test_gradcheck_float64():
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
-def test_backward_is_deterministic_across_thread_counts(dtype):
+@pytest.mark.parametrize("c,groups,stride,layout", [
+    (8, 1, 1, torch.contiguous_format),
+    (128, 32, 2, torch.channels_last),  # grouped weight gradient rows: splits in item parts (N * P = 16 rows)
+])
+def test_backward_is_deterministic_across_thread_counts(dtype, c, groups, stride, layout):
     gen = torch.Generator().manual_seed(4)
-    x = torch.randn(4, 8, 16, 16, generator=gen).to(dtype).requires_grad_()
-    w = torch.randn(8, 8, 3, 3, generator=gen).to(dtype).requires_grad_()
-    g = torch.randn(4, 8, 16, 16, generator=gen).to(dtype)
+    x = torch.randn(4, c, 16, 16, generator=gen).to(dtype).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(c, c // groups, 3, 3, generator=gen).to(dtype).requires_grad_()
+    g = torch.randn(4, c, 16 // stride, 16 // stride, generator=gen).to(dtype).contiguous(memory_format=layout)
     results = []
     threads = torch.get_num_threads()
     try:
         for n in (1, 2, 2):
             torch.set_num_threads(n)
-            y = CF.conv2d(x, w, padding=1)
+            y = CF.conv2d(x, w, stride=stride, padding=1, groups=groups)
             results.append((y, *torch.autograd.grad(y, (x, w), g)))
     finally:
         torch.set_num_threads(threads)
