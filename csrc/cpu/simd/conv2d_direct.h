@@ -513,7 +513,8 @@ ScratchOf<float> pack_group_blocks(const T* src, const int64_t st[4], int64_t N,
 // With `accumulate`, acc starts from the tile already at out instead of the bias (Winograd's
 // weight gradient sums its chunks of tiles there).
 // Pixel m's taps read x + x_off[m] + tap_offset[t]: any MR output pixels, not only neighbours in
-// a row, so small images fill whole tiles. bias and pixel_bias may be null.
+// a row, so small images fill whole tiles; with tap_ptrs, at tap_ptrs[m taps + t] instead (an edge
+// tile of PaddedEdges). bias and pixel_bias may be null.
 // LastL < lanes (AVX-512 only): the last vector holds LastL = 8 channels, as 256-bit operations
 // (HalfVector<8>, M::*_half), so KB = (NV - 1) lanes + 8 (tile_channels).
 // NG > 1 (group bundles, with_group_bundle): the NV vectors are NG groups of NV / NG vectors each,
@@ -770,6 +771,16 @@ struct PaddedEdges {
   }
 };
 
+// Runs a plan: output pixel (p, q) of image n reads x at n sn + p row_step + q pixel_step + tap
+// offsets; wp from pack_weights with KB = tile_channels<NV, LastL>(); bias (may be null) has out_per_group * groups
+// floats; pixel_bias (may be null) one float per flattened output pixel (n, p, q), added to all
+// of its channels; y (storage type TOut) has element strides ys in (n, channel, h, w) order. Every
+// output element is written. Work items are MR-pixel tiles of the flattened (n, p, q) pixels
+// times output-channel blocks. w_step > 0: the weights are not packed but read in place, one tap
+// and one group, input element i of block kb at wp + kb KB + i w_step (all KB lanes readable).
+// NG > 1: d's groups are bundles of NG groups of GI = in_per_group inputs and KB / NG outputs each
+// (with_group_bundle; wp from pack_weights with bundle = NG). edges (may be null): x is the
+// unpadded image of a padded layer, d's tap offsets include the padding (PaddedEdges).
 template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, typename TOut>
 void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const typename M::Elem* wp,
                  const float* bias, const float* pixel_bias, TOut* y, const int64_t ys[4], int64_t w_step = 0,

@@ -138,7 +138,8 @@ void grouped_lanes_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, con
 // beforehand). Kernel row r of output row p reads image row p stride_h + r dil_h - top, or
 // zero_row where that row lies outside; with left <= 1, only a tile's first input column can lie
 // left of the image and only its last one right of it (taps 3 consecutive columns, stride 1 or
-// 2), and those read as zero vectors. zero_row holds a tile's columns of zeros.
+// 2), and those read as zero vectors. zero_row holds a tile's columns of zeros. dil_h < 0: the
+// input gradient's kernel rows, which walk dy upwards.
 struct InPlacePadding {
   int64_t H, W, top, left, stride_h, dil_h;
   const float* zero_row;
@@ -227,15 +228,6 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
   });
 }
 
-// grouped_lanes_conv, or its row tiles where they apply (14 pixels on rows of 14+, else 7). In-process
-// A/B, arms in random order, Xeon, 2 threads, ResNeXt 32 groups: 8 channels a group (256 @28) fwd
-// and dgrad N=1 1.10-1.30x, N=8 1.18-1.20x, both layouts; 4 a group (128 @56) channels_last
-// 1.02-1.08x, but NCHW 0.91-1.00x (grouped_lanes_conv's 20-pixel tiles leave as longer runs of
-// each plane): 4 or fewer a group keep those tiles for outputs other than channels-last. Column
-// stride 2 (8 a group: 256 @56 -> 28) 1.02-1.12x, both layouts, N=1 and 8; its kernel ran 10%
-// faster, at ~30% of the FMA peak (a permute per 1.5 FMAs, both on port 5), with a quarter of the
-// layer's time in the padding copy.
-// block_step >= 0: x is group blocks (grouped_lanes_fprop) of a plan the stride-1 row tiles take.
 // The row tiles' column stride (1 or 2) for a plan over a channels-last x, or 0 where they do not
 // apply.
 template <int CG>
@@ -249,6 +241,15 @@ inline int grouped_row_tiles_stride(const DirectConvPlan& d, int64_t x_sw, const
 // The widest row tile's input columns: InPlacePadding::zero_row holds this many pixels.
 constexpr int64_t kGroupedRowColumns = 2 * 13 + 3;
 
+// grouped_lanes_conv, or its row tiles where they apply (14 pixels on rows of 14+, else 7). In-process
+// A/B, arms in random order, Xeon, 2 threads, ResNeXt 32 groups: 8 channels a group (256 @28) fwd
+// and dgrad N=1 1.10-1.30x, N=8 1.18-1.20x, both layouts; 4 a group (128 @56) channels_last
+// 1.02-1.08x, but NCHW 0.91-1.00x (grouped_lanes_conv's 20-pixel tiles leave as longer runs of
+// each plane): 4 or fewer a group keep those tiles for outputs other than channels-last. Column
+// stride 2 (8 a group: 256 @56 -> 28) 1.02-1.12x, both layouts, N=1 and 8; its kernel ran 10%
+// faster, at ~30% of the FMA peak (a permute per 1.5 FMAs, both on port 5), with a quarter of the
+// layer's time in the padding copy.
+// block_step >= 0: x is group blocks (grouped_lanes_fprop) of a plan the stride-1 row tiles take.
 // With pad (grouped_row_tiles_stride(d) > 0 then), x is read in place: see InPlacePadding.
 template <int CG, typename TOut>
 void grouped_lanes_run(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
