@@ -499,6 +499,28 @@ void for_split_items(int64_t rows, int64_t splits, int64_t items, const Body& bo
   });
 }
 
+// The weight gradients' running totals: for each fixed split of the output rows and each item,
+// `slots` vectors of sums. run(body) is for_split_items over them; add() takes a chunk's sums
+// (the split's first chunk stores them); store_grouped_wgrad adds the splits in split order.
+struct GroupedWgradTotals {
+  GroupedWgradTotals(int64_t rows_, int64_t items_, int64_t slots_)
+      : rows(rows_), splits(std::clamp<int64_t>(rows_ / kGroupedChunkRows, 1, 32)), items(items_), slots(slots_),
+        sums(splits * items * slots * VecF32::kLanes) {}  // rows > 0: the op fills an empty batch's dW itself
+  template <typename Body>
+  void run(const Body& body) const {
+    for_split_items(rows, splits, items, body);
+  }
+  float* at(int64_t split, int64_t item, int64_t slot) const {
+    return sums.data() + ((split * items + item) * slots + slot) * VecF32::kLanes;
+  }
+  [[gnu::always_inline]] void add(int64_t split, int64_t item, int64_t slot, typename VecF32::type v, bool first) const {
+    float* p = at(split, item, slot);
+    VecF32::store(p, first ? v : VecF32::add(VecF32::load(p), v));
+  }
+  const int64_t rows, splits, items, slots;
+  const Scratch sums;
+};
+
 // The weight gradient's operands: x channels-last, zero-padded (Hp x Wp pixels of ps slots), and
 // dy channels-last with K rounded up to whole blocks of zeros (ks slots), each pixel q of output
 // row np at dy + (np Q + q) ks. A dense channels_last float32 dy of whole blocks is read in place.
@@ -543,26 +565,24 @@ struct GroupedWgradOperands {
   const float* const dy;
 };
 
-// Adds the fixed splits' totals (totals[split][item][slot][L]) in split order and stores each
-// slot's lanes into dw: slot_tap(item, slot, &j, &r, &s) names the weight element of lane 0's
+// Adds the fixed splits' totals in split order and stores each slot's lanes into dw: slot_tap(item, slot, &j, &r, &s) names the weight element of lane 0's
 // output channel (block item_block(item)), or returns false for a slot past the taps.
 template <typename T, typename ItemBlock, typename SlotTap>
-void store_grouped_wgrad(const Conv2dWgradArgs& a, const float* totals, int64_t splits, int64_t items, int64_t slots,
-                         const ItemBlock& item_block, const SlotTap& slot_tap) {
+void store_grouped_wgrad(const Conv2dWgradArgs& a, const GroupedWgradTotals& totals, const ItemBlock& item_block,
+                         const SlotTap& slot_tap) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   T* dw = static_cast<T*>(a.dw.data);
   const int64_t* ws = a.dw.stride;
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, totals.items, 1, [&](int64_t b, int64_t e) {
     alignas(64) float lanes[L];
     for (int64_t item = b; item < e; ++item) {
       const int64_t kb = item_block(item), olen = std::min<int64_t>(L, a.p.K - kb * L);
-      for (int64_t slot = 0; slot < slots; ++slot) {
+      for (int64_t slot = 0; slot < totals.slots; ++slot) {
         int64_t j, r, s;
         if (!slot_tap(item, slot, &j, &r, &s)) continue;
-        const int64_t at = (item * slots + slot) * L;
-        typename V::type sum = V::load(totals + at);
-        for (int64_t split = 1; split < splits; ++split) sum = V::add(sum, V::load(totals + split * items * slots * L + at));
+        typename V::type sum = V::load(totals.at(0, item, slot));
+        for (int64_t split = 1; split < totals.splits; ++split) sum = V::add(sum, V::load(totals.at(split, item, slot)));
         V::store(lanes, sum);
         for (int64_t l = 0; l < olen; ++l) store_from(dw + (kb * L + l) * ws[0] + j * ws[1] + r * ws[2] + s * ws[3], lanes[l]);
       }
@@ -579,7 +599,7 @@ template <typename T, int CG>
 void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes, TS = grouped_wgrad_taps<CG>();
-  constexpr int64_t kSlots = int64_t(TS) * CG, kSums = kSlots * L;
+  constexpr int64_t kSlots = int64_t(TS) * CG;
   const Conv2dProblem& p = a.p;
   const GroupedWgradOperands<T, CG> ops(a, false);
   const int64_t Kg = p.K / p.groups, nkb = (p.K + L - 1) / L, block_inputs = L / Kg * CG;
@@ -588,11 +608,8 @@ void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
   std::vector<int64_t> tap_offset(RS);
   for (int64_t t = 0; t < RS; ++t) tap_offset[t] = (t / p.S * p.dil_h * Wp + t % p.S * p.dil_w) * ps;
   const GroupLaneIndex<CG> index(Kg);
-  const int64_t rows = p.N * p.P;
-  const int64_t splits = std::clamp<int64_t>(rows / kGroupedChunkRows, 1, 32);
-  Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
-  for_split_items(rows, splits, items, [&](int64_t split, int64_t item0, int64_t item1, int64_t chunk,
-                                           int64_t chunk_end, bool first) {
+  const GroupedWgradTotals totals(p.N * p.P, items, kSlots);
+  totals.run([&](int64_t split, int64_t item0, int64_t item1, int64_t chunk, int64_t chunk_end, bool first) {
     for (int64_t item = item0; item < item1; ++item) {
       const int64_t kb = item / tap_chunks, t0 = item % tap_chunks * TS;
       const int64_t tn = std::min<int64_t>(TS, RS - t0);
@@ -620,18 +637,14 @@ void grouped_lanes_wgrad(const Conv2dWgradArgs& a) {
           }
         }
       }
-      float* sums = totals.data() + (split * items + item) * kSums;
 #pragma GCC unroll 9
       for (int t = 0; t < TS; ++t)
 #pragma GCC unroll 8
-        for (int j = 0; j < CG; ++j) {
-          float* at = sums + (t * CG + j) * L;
-          V::store(at, first ? acc[t][j] : V::add(V::load(at), acc[t][j]));
-        }
+        for (int j = 0; j < CG; ++j) totals.add(split, item, t * CG + j, acc[t][j], first);
     }
   });
   store_grouped_wgrad<T>(
-      a, totals.data(), splits, items, kSlots, [&](int64_t item) { return item / tap_chunks; },
+      a, totals, [&](int64_t item) { return item / tap_chunks; },
       [&](int64_t item, int64_t slot, int64_t* j, int64_t* r, int64_t* s) {
         const int64_t tap = item % tap_chunks * TS + slot / CG;
         if (slot / CG >= std::min<int64_t>(TS, RS - item % tap_chunks * TS)) return false;
@@ -661,18 +674,15 @@ template <typename T, int CG, int SW>
 void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes, JH = grouped_wgrad_row_inputs<CG>(), halves = CG / JH;
-  constexpr int64_t kSlots = 3 * JH, kSums = kSlots * L;
+  constexpr int64_t kSlots = 3 * JH;
   const Conv2dProblem& p = a.p;
   const GroupedWgradOperands<T, CG> ops(a, true);
   const int64_t Kg = p.K / p.groups, nkb = (p.K + L - 1) / L, block_inputs = L / Kg * CG;
   const int64_t items = nkb * p.R * halves, Q = p.Q, ps = ops.x_col_step(), ks = ops.ks;
   const int64_t last_column = SW * (Q - 1) + 2;  // in padded coordinates
   const GroupLaneIndex<CG> index(Kg);
-  const int64_t rows = p.N * p.P;
-  const int64_t splits = std::clamp<int64_t>(rows / kGroupedChunkRows, 1, 32);
-  Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
-  for_split_items(rows, splits, items, [&](int64_t split, int64_t item0, int64_t item1, int64_t chunk,
-                                           int64_t chunk_end, bool first) {
+  const GroupedWgradTotals totals(p.N * p.P, items, kSlots);
+  totals.run([&](int64_t split, int64_t item0, int64_t item1, int64_t chunk, int64_t chunk_end, bool first) {
     for (int64_t item = item0; item < item1; ++item) {
       const int64_t kb = item / (p.R * halves), r = item / halves % p.R, j0 = item % halves * JH;
       typename V::index lane[JH];
@@ -735,18 +745,14 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
           column(2 * Q);
         }
       }
-      float* sums = totals.data() + (split * items + item) * kSums;
 #pragma GCC unroll 3
       for (int s = 0; s < 3; ++s)
 #pragma GCC unroll 4
-        for (int j = 0; j < JH; ++j) {
-          float* at = sums + (s * JH + j) * L;
-          V::store(at, first ? acc[s][j] : V::add(V::load(at), acc[s][j]));
-        }
+        for (int j = 0; j < JH; ++j) totals.add(split, item, s * JH + j, acc[s][j], first);
     }
   });
   store_grouped_wgrad<T>(
-      a, totals.data(), splits, items, kSlots, [&](int64_t item) { return item / (p.R * halves); },
+      a, totals, [&](int64_t item) { return item / (p.R * halves); },
       [&](int64_t item, int64_t slot, int64_t* j, int64_t* r, int64_t* s) {
         *j = item % halves * JH + slot % JH, *r = item / halves % p.R, *s = slot / JH;
         return true;
