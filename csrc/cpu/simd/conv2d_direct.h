@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -1341,15 +1342,16 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     run.tap_offset.clear();
     for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
   }
-  std::vector<int64_t> tap_row, tap_col;  // (in place) each tap's pixel
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) tap_row.push_back(r * p.dil_h), tap_col.push_back(s * p.dil_w);
-  const PaddedEdges edges(p, tap_row, tap_col);
-  const PaddedEdges* edges_in_place = in_place_padding ? &edges : nullptr;
-  if (in_place_padding) {  // offsets from the image's pixel (p sh, q sw) less the padding
+  std::optional<PaddedEdges> edges;  // in place: each tap's pixel; tap offsets less the padding
+  if (in_place_padding) {
+    std::vector<int64_t> tap_row, tap_col;
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t s = 0; s < p.S; ++s) tap_row.push_back(r * p.dil_h), tap_col.push_back(s * p.dil_w);
+    edges.emplace(p, std::move(tap_row), std::move(tap_col));
     for (auto* plan : {&d, &run})
       for (auto& o : plan->tap_offset) o -= p.pad_h * xv.sh + p.pad_w * xv.sw;
   }
+  const PaddedEdges* edges_in_place = edges ? &*edges : nullptr;
   if constexpr (M::kTiles) {
     if (M::tiles_apply(run, a.y.stride)) {
       const auto wp = pack_weights<M>(d, M::kTileChannels, weights);
