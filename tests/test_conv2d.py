@@ -813,6 +813,30 @@ def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, paddi
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,k,groups,h,w,r,stride,padding,dilation", [
+    (256, 256, 32, 10, 28, 3, (2, 2), (1, 1), (1, 1)),  # ResNeXt's 256 @56 /2: two 14-pixel tiles a row
+    (64, 64, 16, 9, 14, 3, (2, 2), (1, 1), (1, 1)),     # 4 a group, one tile a row, rows odd
+    (32, 32, 16, 7, 30, 3, (1, 2), (1, 1), (1, 1)),     # 2 a group, the last tile overlapping, rows stride 1
+    (64, 64, 8, 11, 20, 3, (3, 2), (2, 1), (2, 1)),     # rows stride 3, dilated: row phases without taps
+    (48, 48, 12, 8, 16, 5, (2, 2), (2, 1), (1, 1)),     # 5 kernel rows
+    (64, 32, 8, 9, 16, 3, (2, 2), (1, 1), (1, 1)),      # 8 in, 4 out a group
+    (32, 32, 8, 6, 18, 1, (2, 2), (0, 1), (1, 1)),      # one kernel row
+])
+def test_grouped_dgrad_column_pairs(dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
+    """The grouped input gradient at column stride 2 (3 taps, a column of padding, even widths of
+    14+) runs row tiles that compute both column phases of a dx row at once (conv2d_grouped.h,
+    kDgradStride2): a float32 channels_last dy read in place (its last column past the image a
+    zero vector), others packed; row phases with 1, 2 or no kernel rows, every layout, all three
+    results against PyTorch."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * h + w)
+    with forced_isa("avx512"):
+        check_against_torch(cfg, dtype)
+
+
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
 @pytest.mark.parametrize("c,k,groups,h,w,r,s,stride,padding,dilation", [
