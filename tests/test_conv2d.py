@@ -922,14 +922,17 @@ def test_pointwise_input_chunks(isa, c, k, h, w):
     (36, 48, 3, 5, 9, (1, 1), (1, 1), (1, 1)),    # 3 groups of 12 -> 16: group blocks with channel tails
     (24, 16, 1, 7, 20, (1, 1), (1, 1), (1, 1)),   # one group of 16 outputs; dgrad: 24 outputs (not rows)
     (96, 32, 1, 5, 9, (1, 1), (0, 1), (1, 1)),    # one group of 32 outputs, no row padding
+    (64, 64, 4, 9, 16, (2, 2), (1, 1), (1, 1)),   # column stride 2 (ResNeXt's 512 @28 /2): weight-gradient rows of 2 Q + 1
+    (32, 32, 2, 8, 13, (1, 2), (1, 1), (1, 1)),   # column stride 2, odd width, rows stride 1
+    (64, 64, 4, 7, 10, (2, 2), (0, 1), (1, 1)),   # column stride 2, no row padding
 ])
 def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dilation):
     """3-wide filters over groups of 16 or 32 output channels (AVX-512, conv2d_direct.h,
     run_row_reuse: each input broadcast serves three pixels of a row tile; grouped forwards read
     x as group blocks, pack_group_blocks; conv2d_wgrad.h,
-    wgrad_row_tile: three taps): forward, input gradient and (8+ input channels per group, 16 or
-    fewer outputs) weight gradient against PyTorch, with the row-stride, row-dilation, padding and
-    tile-overlap cases, and bfloat16 storage through the float engine (forced_bf16_dot("off"))."""
+    wgrad_row_tile: three taps, column stride 1 or 2): forward, input gradient and (8+ input
+    channels per group, 16 or fewer outputs) weight gradient against PyTorch, with the row-stride,
+    row-dilation, padding and tile-overlap cases, and bfloat16 storage through the float engine (forced_bf16_dot("off"))."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
                seed=c * k + w)
