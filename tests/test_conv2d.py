@@ -924,13 +924,16 @@ def test_pointwise_input_chunks(isa, c, k, h, w):
     (96, 32, 1, 5, 9, (1, 1), (0, 1), (1, 1)),    # one group of 32 outputs, no row padding
     (64, 64, 4, 9, 16, (2, 2), (1, 1), (1, 1)),   # column stride 2 (ResNeXt's 512 @28 /2): weight-gradient rows of 2 Q + 1
     (32, 32, 2, 8, 13, (1, 2), (1, 1), (1, 1)),   # column stride 2, odd width, rows stride 1
-    (64, 64, 4, 7, 10, (2, 2), (0, 1), (1, 1)),   # column stride 2, no row padding
+    (64, 64, 4, 7, 10, (2, 2), (0, 1), (1, 1)),   # column stride 2, no row padding; dgrad: 6-pixel column pairs
+    (128, 128, 4, 6, 14, (2, 2), (1, 1), (1, 1)),  # 32 per group, column stride 2: dgrad 8-pixel column pairs overlapping
+    (64, 64, 2, 9, 12, (3, 2), (2, 1), (2, 1)),   # 32 per group, rows stride 3 and dilated, column stride 2
 ])
 def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dilation):
     """3-wide filters over groups of 16 or 32 output channels (AVX-512, conv2d_direct.h,
     run_row_reuse: each input broadcast serves three pixels of a row tile; grouped forwards read
     x as group blocks, pack_group_blocks; conv2d_wgrad.h,
-    wgrad_row_tile: three taps, column stride 1 or 2): forward, input gradient and (8+ input
+    wgrad_row_tile: three taps, column stride 1 or 2; the input gradient at column stride 2 on
+    tiles of both column phases, kDgradStride2): forward, input gradient and (8+ input
     channels per group, 16 or fewer outputs) weight gradient against PyTorch, with the row-stride,
     row-dilation, padding and tile-overlap cases, and bfloat16 storage through the float engine (forced_bf16_dot("off"))."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=stride, padding=padding,

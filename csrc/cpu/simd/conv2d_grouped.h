@@ -164,7 +164,6 @@ struct InPlacePadding {
 // had a permute per FMA and stored every other pixel).
 // With `pad` (InPlacePadding), x is the unpadded image itself and each tile finds its rows and
 // edge columns as described there.
-constexpr int kDgradStride2 = -2;
 template <int CG, int MR, int PS = 0, int SW = 1, typename TOut>
 void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
                             const float* bias_blocks, TOut* y, const int64_t ys[4], int64_t block_step = -1,
