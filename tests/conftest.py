@@ -112,15 +112,20 @@ def make_tensor(shape, dtype, layout, gen, device="cpu"):
     """A random tensor in one of the layouts the ops must accept: 'contiguous', 'channels_last',
     'strided' (every other element of a wider tensor, so no dense stride pattern) or
     'channels_last_slice' (channels 4.. of a channels_last tensor of 8 more: pixels farther apart
-    than their channels)."""
+    than their channels) or 'row_slice' (the first columns of a contiguous tensor 5 wider: rows
+    contiguous, farther apart than their length)."""
     wide = list(shape)
     if layout == "strided":
         wide[-1] *= 2
+    if layout == "row_slice":
+        wide[-1] += 5
     if layout == "channels_last_slice":
         wide[1] += 8
     t = torch.randn(wide, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     if layout == "strided":
         t = t[..., ::2]
+    elif layout == "row_slice":
+        t = t[..., :shape[-1]]
     elif layout == "channels_last_slice":
         t = t.contiguous(memory_format=torch.channels_last)[:, 4:4 + shape[1]]
     elif layout == "channels_last" and len(shape) == 4:

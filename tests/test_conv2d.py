@@ -813,6 +813,30 @@ def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, paddi
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "row_slice"])
+@pytest.mark.parametrize("c,groups,h,w,r,stride,padding,dilation,bias", [
+    (256, 32, 7, 56, 3, (2, 2), (1, 1), (1, 1), True),   # ResNeXt's 256 @56 /2: 28 outputs a row, 4 lanes past the end
+    (64, 8, 6, 75, 3, (2, 2), (1, 1), (1, 1), False),    # odd width: 38 outputs, the 32-pixel tile and a second
+    (64, 8, 5, 27, 3, (2, 2), (1, 1), (1, 1), True),     # odd width: the right padding column in the upper 16 of 32 loaded
+    (128, 32, 6, 56, 3, (1, 1), (1, 1), (1, 1), True),   # stride 1, 4 a group: 64-pixel tiles over rows of 56
+    (32, 16, 5, 70, 3, (1, 1), (1, 1), (1, 1), False),   # 2 a group, a row longer than a tile
+    (24, 6, 9, 9, 3, (3, 2), (2, 1), (2, 1), True),      # rows stride 3 and dilated, rows shorter than a vector
+    (48, 6, 7, 20, 5, (1, 2), (0, 1), (1, 1), True),     # 5 kernel rows, no row padding
+    (16, 4, 4, 3, 3, (1, 1), (1, 1), (1, 1), True),      # 3 columns: both edges in one vector
+])
+def test_grouped_pixel_lanes(layout, c, groups, h, w, r, stride, padding, dilation, bias):
+    """The float32 NCHW grouped forward with output pixels as lanes (conv2d_grouped.h,
+    grouped_pixel_lanes_fprop: 2-8 channels a group, 3-wide filters, one column of padding,
+    column stride 2, or 1 with 4 or fewer a group): masked loads at both edges and past the row's
+    end, the even / odd split and the shifted odd columns at stride 2, rows outside skipped; all
+    three results against PyTorch (the gradients through the other engines)."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
+               seed=c * h + w)
+    with forced_isa("avx512"):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last_slice"])
 @pytest.mark.parametrize("c,k,groups,h,w,r,stride,padding,dilation", [
