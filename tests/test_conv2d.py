@@ -828,8 +828,10 @@ def test_grouped_pixel_lanes(layout, c, groups, h, w, r, stride, padding, dilati
     """The float32 NCHW grouped forward with output pixels as lanes (conv2d_grouped.h,
     grouped_pixel_lanes_fprop: 2-8 channels a group, 3-wide filters, one column of padding,
     column stride 2, or 1 with 4 or fewer a group): masked loads at both edges and past the row's
-    end, the even / odd split and the shifted odd columns at stride 2, rows outside skipped; all
-    three results against PyTorch (the gradients through the other engines)."""
+    end, the even / odd split and the shifted odd columns at stride 2, rows outside skipped; and
+    at column stride 2 the input gradient likewise (grouped_pixel_lanes_dgrad2: even and odd dx
+    columns interleaved, kernel rows between dy rows skipped); all three results against
+    PyTorch."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * h + w)
