@@ -377,6 +377,30 @@ void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
 }
 
 #if defined(__AVX512F__)
+// The pixel-lane kernels' weights of a (G n, n, R, 3) filter w (strides ws):
+// out[(((g n + o) R + r) 3 + s) n + i] = w[g n + i][o][r][s] (the forward: a vector of the group's
+// outputs i per input o), or with transposed, w[g n + o][i][r][s] (the input gradient: the dx
+// channels i per dy channel o).
+inline std::vector<float> pixel_lane_weights(const float* w, const int64_t ws[4], int64_t G, int64_t n, int64_t R,
+                                             bool transposed) {
+  std::vector<float> out(G * n * R * 3 * n);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t o = 0; o < n; ++o)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t s = 0; s < 3; ++s)
+          for (int64_t i = 0; i < n; ++i)
+            out[(((g * n + o) * R + r) * 3 + s) * n + i] =
+                transposed ? w[(g * n + o) * ws[0] + i * ws[1] + r * ws[2] + s * ws[3]]
+                           : w[(g * n + i) * ws[0] + o * ws[1] + r * ws[2] + s * ws[3]];
+  return out;
+}
+
+// The lanes l of a 16-lane vector with first + l inside [0, n).
+inline __mmask16 lanes_inside(int64_t first, int64_t n) {
+  const int64_t lo = std::max<int64_t>(0, -first), hi = std::min<int64_t>(16, n - first);
+  return hi <= lo ? __mmask16(0) : __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
 // Whether grouped_pixel_lanes_fprop takes the layer: float32, NCHW rows (x and y columns
 // contiguous, x not channels-last), as many outputs as inputs a group (2 to 8), 3-wide filters
 // over one column of padding at column stride 2, or at stride 1 with 4 or fewer channels a group.
@@ -407,24 +431,13 @@ void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
   const float* x = static_cast<const float*>(a.x.data);
   const float* w = static_cast<const float*>(a.w.data);
   float* y = static_cast<float*>(a.y.data);
-  const int64_t *xs = a.x.stride, *ws = a.w.stride, *ys = a.y.stride;
+  const int64_t *xs = a.x.stride, *ys = a.y.stride;
   const int64_t G = p.groups, R = p.R;
   // wq[((g KG + c) R + r) 3 + s][k]: the KG outputs' weights of input channel c at tap (r, s).
-  std::vector<float> wq(G * KG * R * 3 * KG);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t c = 0; c < KG; ++c)
-      for (int64_t r = 0; r < R; ++r)
-        for (int64_t s = 0; s < 3; ++s)
-          for (int64_t k = 0; k < KG; ++k)
-            wq[(((g * KG + c) * R + r) * 3 + s) * KG + k] = w[(g * KG + k) * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]];
+  const std::vector<float> wq = pixel_lane_weights(w, a.w.stride, G, KG, R, false);
   const float* bias = static_cast<const float*>(a.bias);
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  // Lanes l with first + l inside [0, n).
-  const auto inside = [](int64_t first, int64_t n) -> __mmask16 {
-    const int64_t lo = std::max<int64_t>(0, -first), hi = std::min<int64_t>(16, n - first);
-    return hi <= lo ? __mmask16(0) : __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
-  };
   parallel_for(0, p.N * G * p.P, 2, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
       const int64_t op = item % p.P, g = item / p.P % G, n = item / (p.P * G);
@@ -443,12 +456,13 @@ void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
               const int64_t q = q0 + 16 * m;
               if constexpr (SW == 1) {
 #pragma GCC unroll 3
-                for (int s = 0; s < 3; ++s) v[s][m] = _mm512_maskz_loadu_ps(inside(q + s - 1, p.W), row + q + s - 1);
+                for (int s = 0; s < 3; ++s)
+                  v[s][m] = _mm512_maskz_loadu_ps(lanes_inside(q + s - 1, p.W), row + q + s - 1);
               } else {
                 // Columns 2q + [0, 32): even ones for tap 1, odd ones (2q + 1 + 2l) for tap 2, and
                 // for tap 0 the odd ones a lane later, after column 2q - 1.
-                const __m512 lo = _mm512_maskz_loadu_ps(inside(2 * q, p.W), row + 2 * q);
-                const __m512 hi = _mm512_maskz_loadu_ps(inside(2 * q + 16, p.W), row + 2 * q + 16);
+                const __m512 lo = _mm512_maskz_loadu_ps(lanes_inside(2 * q, p.W), row + 2 * q);
+                const __m512 hi = _mm512_maskz_loadu_ps(lanes_inside(2 * q + 16, p.W), row + 2 * q + 16);
                 v[1][m] = _mm512_permutex2var_ps(lo, even, hi);
                 v[2][m] = _mm512_permutex2var_ps(lo, odd, hi);
                 const __m512 before = m > 0 ? v[2][m - 1] : _mm512_maskz_loadu_ps(q > 0 ? 0x8000 : 0, row + 2 * q - 16);
@@ -472,7 +486,7 @@ void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
           for (int m = 0; m < MV; ++m) {
             const int64_t q = q0 + 16 * m;
             if (q >= p.Q) break;
-            _mm512_mask_storeu_ps(yr + k * ys[1] + q, inside(q, p.Q), acc[k][m]);
+            _mm512_mask_storeu_ps(yr + k * ys[1] + q, lanes_inside(q, p.Q), acc[k][m]);
           }
       }
     }
@@ -661,20 +675,10 @@ void grouped_pixel_lanes_dgrad2(const Conv2dDgradArgs& a) {
   const float* dy = static_cast<const float*>(a.dy.data);
   const float* w = static_cast<const float*>(a.w.data);
   float* dx = static_cast<float*>(a.dx.data);
-  const int64_t *ds = a.dy.stride, *ws = a.w.stride, *xs = a.dx.stride;
+  const int64_t *ds = a.dy.stride, *xs = a.dx.stride;
   const int64_t G = p.groups, R = p.R;
   // wq[((g CG + k) R + r) 3 + s][c]: the CG dx channels' weights of dy channel k at tap (r, s).
-  std::vector<float> wq(G * CG * R * 3 * CG);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t k = 0; k < CG; ++k)
-      for (int64_t r = 0; r < R; ++r)
-        for (int64_t s = 0; s < 3; ++s)
-          for (int64_t c = 0; c < CG; ++c)
-            wq[(((g * CG + k) * R + r) * 3 + s) * CG + c] = w[(g * CG + k) * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]];
-  const auto inside = [](int64_t first, int64_t n) -> __mmask16 {
-    const int64_t lo = std::max<int64_t>(0, -first), hi = std::min<int64_t>(16, n - first);
-    return hi <= lo ? __mmask16(0) : __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
-  };
+  const std::vector<float> wq = pixel_lane_weights(w, a.w.stride, G, CG, R, true);
   parallel_for(0, p.N * G * p.H, 2, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
       const int64_t h = item % p.H, g = item / p.H % G, n = item / (p.H * G);
@@ -691,8 +695,8 @@ void grouped_pixel_lanes_dgrad2(const Conv2dDgradArgs& a) {
 #pragma GCC unroll 2
             for (int m = 0; m < MV; ++m) {
               const int64_t j = j0 + 16 * m;
-              d0[m] = _mm512_maskz_loadu_ps(inside(j, p.Q), row + j);
-              d1[m] = _mm512_maskz_loadu_ps(inside(j + 1, p.Q), row + j + 1);
+              d0[m] = _mm512_maskz_loadu_ps(lanes_inside(j, p.Q), row + j);
+              d1[m] = _mm512_maskz_loadu_ps(lanes_inside(j + 1, p.Q), row + j + 1);
             }
             const float* wr = wq.data() + ((g * CG + k) * R + r) * 3 * CG;
 #pragma GCC unroll 8
@@ -714,8 +718,8 @@ void grouped_pixel_lanes_dgrad2(const Conv2dDgradArgs& a) {
             if (col >= p.W) break;
             __m512 lo, hi;
             interleave_lanes(even[c][m], odd[c][m], lo, hi);
-            _mm512_mask_storeu_ps(xr + c * xs[1] + col, inside(col, p.W), lo);
-            _mm512_mask_storeu_ps(xr + c * xs[1] + col + 16, inside(col + 16, p.W), hi);
+            _mm512_mask_storeu_ps(xr + c * xs[1] + col, lanes_inside(col, p.W), lo);
+            _mm512_mask_storeu_ps(xr + c * xs[1] + col + 16, lanes_inside(col + 16, p.W), hi);
           }
       }
     }
