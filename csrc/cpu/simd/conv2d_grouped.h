@@ -597,11 +597,10 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   // tiles that take both column phases at once (kDgradStride2), reading a float32 channels_last
   // dy in place, else a packed one. In-process A/B against the four phases, arms in random order,
   // Xeon, 2 threads, 256 @56 /2 g32: N=8 channels_last 2.76 -> 1.89 ms, NCHW 6.55 -> 3.71; N=1
-  // 0.313 -> 0.220, 0.525 -> 0.410.
-  const bool column_pairs = VecF32::kLanes == 16 && sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 &&
-                            p.W % 2 == 0 && p.W >= 14;
+  // 0.313 -> 0.220, 0.525 -> 0.410. (A float32 NCHW dy has since gone to
+  // grouped_pixel_lanes_dgrad2 instead; bfloat16 and other layouts still come here.)
   if constexpr (VecF32::kLanes == 16) {
-    if (column_pairs) {
+    if (sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14) {
       const int64_t* ds = a.dy.stride;
       bool in_place = false;
       if constexpr (std::is_same_v<T, float>) in_place = ds[1] == 1 && ps == p.K && ds[3] <= (int64_t(1) << 20);
