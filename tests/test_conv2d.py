@@ -1041,6 +1041,31 @@ def test_weight_grad_slabs(dtype, isa, bf16_dot, layout, n, c, k, h, w, r, s, st
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,w,r,stride", [
+    (1, 3, 32, 40, 44, 3, 2),   # MobileNetV2's stem in small: 3 tiles (one per filter row), 4 chunks
+    (2, 3, 16, 30, 30, 3, 1),   # 3 tiles, 15 chunks in 6 splits of 2-3
+    (1, 3, 24, 9, 9, 3, 1),     # one chunk of rows: no split
+    (1, 4, 64, 61, 23, 3, 2),   # 6 tiles (two channel blocks of a folded row), 4 chunks in 3 splits
+    (1, 2, 32, 33, 35, 5, 1),   # 5 x 5: 5 tiles, 11 chunks in 4 splits
+])  # (AVX2's tiles of 16 outputs make 16+ tiles of the last two: no split there)
+def test_weight_grad_few_tiles_split_rows(dtype, isa, layout, n, c, k, h, w, r, stride):
+    """Weight gradients of fewer than 16 tiles (stems: a tile per filter row) also split the rows,
+    each split into totals of its own, added in split order: against PyTorch, and the same bits on
+    1 thread and on 2."""
+    gen = torch.Generator().manual_seed(c * k + h)
+    x = make_tensor((n, c, h, w), dtype, layout, gen)
+    p = (h + 2 * (r // 2) - r) // stride + 1
+    q = (w + 2 * (r // 2) - r) // stride + 1
+    g = make_tensor((n, k, p, q), dtype, layout, gen)
+    args = ([k, c, r, r], [stride, stride], [r // 2, r // 2], [1, 1], 1)
+    with forced_isa(isa):
+        check_weight_grad_on_one_and_two_threads(g, x, args, f"few-tile wgrad {c}->{k} {r}x{r} @{h}x{w} s{stride} {layout}",
+                                                 n * p * q)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("n,c,k,h,stride", [
     (2, 64, 16, 24, 1),    # x's channels as vectors, dy's rows broadcast; 2 chunks per image

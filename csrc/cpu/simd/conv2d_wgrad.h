@@ -254,6 +254,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // x as [n][hp][wp][c] and dy as [n][p][qe][g][Kpad] elements (each group's output channels
   // padded to whole blocks with zeros).
   ScratchOf<E> xpad(0), dyp(0);
+  bool dy_in_place = false;  // float dy already in dyp's layout
   // Dot policy, odd Q: the last output column's x (columns last_w0 + [0, last_W) of each padded
   // row, lo only) and dy (lo only).
   const bool odd = M::kChannels == 2 && p.Q % 2 != 0;
@@ -270,7 +271,14 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     // pack_activations writes fastest (8x8 transposes from NCHW).
     const T* dy = static_cast<const T*>(a.dy.data);
     const int64_t* ds = a.dy.stride;
-    if (Kpad == Kg || G == 1) {
+    if constexpr (std::is_same_v<T, float>) {
+      // Dense channels-last float dy with nothing to pad is its own packed layout: read in place
+      // (MobileNetV2's stem at N=8 had spent ~20% of its weight gradient copying 12.8 MB of dy).
+      dy_in_place = dpx == p.K && ds[1] == 1 && ds[3] == p.K && ds[2] == p.Q * p.K && ds[0] == p.P * p.Q * p.K;
+    }
+    if (dy_in_place) {
+      // nothing to pack: dy_rows (below) is a.dy
+    } else if (Kpad == Kg || G == 1) {
       dyp = pack_activations(dy, ds, p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q, 1, 0, dpx);
     } else {
       dyp = Scratch(p.N * p.P * p.Q * dpx);
@@ -316,11 +324,11 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
                            xpad.data() + (nh * Wp + w) * p.C, p.C);
         }
     });
-    const bool dy_in_place = dense_nhwc(a.dy, p.K, p.P, p.Q) && G * Kpad == p.K;
-    const ScratchOf<bf16> db = dy_in_place ? ScratchOf<bf16>(0)
+    const bool dy_bf16_in_place = dense_nhwc(a.dy, p.K, p.P, p.Q) && G * Kpad == p.K;
+    const ScratchOf<bf16> db = dy_bf16_in_place ? ScratchOf<bf16>(0)
                                            : pack_activations<T, bf16>(static_cast<const T*>(a.dy.data), a.dy.stride,
                                                                        p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q, G, Kpad);
-    const bf16* dysrc = dy_in_place ? static_cast<const bf16*>(a.dy.data) : db.data();
+    const bf16* dysrc = dy_bf16_in_place ? static_cast<const bf16*>(a.dy.data) : db.data();
     dyp = ScratchOf<E>(p.N * p.P * Qe * G * Kpad);
     parallel_for(0, p.N * p.P * Qe, 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
@@ -337,6 +345,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
         interleave_pairs(dysrc + (np * p.Q + p.Q - 1) * G * Kpad, nullptr, dylast.data() + np * G * Kpad, G * Kpad);
     }
   }
+  const E* dy_rows = dy_in_place ? static_cast<const E*>(a.dy.data) : dyp.data();
   const int64_t rows = p.N * p.P;
   // >= ~128 packed elements per tile visit (pixels; pixel pairs for the dot policy: measured on
   // Zen 4 N=8 ResNet-50 3x3 layers, 128 pairs ran 1.5-2x faster than 64)
@@ -366,15 +375,15 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // c0 counts S Cg channels) over output rows r0 .. r0 + nrows, into tot (channel rows
   // tot_row_step apart).
   const auto sum_tile = [&](int64_t g, int64_t kb, int64_t r, int64_t s, int64_t c0, int m, int64_t r0,
-                            int64_t nrows, float* tot, int64_t tot_row_step) {
+                            int64_t nrows, float* tot, int64_t tot_row_step, bool first) {
     const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
-    const E* dy0 = dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB;
+    const E* dy0 = dy_rows + r0 * Qe * dpx + g * Kpad + kb * KB;
     WgradTail<E> tail;
     if (odd)
       tail = {xlast.data() + (r * p.dil_h * last_W + s * p.dil_w) * p.C + g * Cg + c0, last_offset.data() + r0,
               dylast.data() + (r0 * G + g) * Kpad + kb * KB};
     wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data() + r0, nrows, Qe, M::kChannels * p.stride_w * xpx, dy0, dpx,
-                               tail, tot, tot_row_step, r0 == 0);
+                               tail, tot, tot_row_step, first);
   };
 
   // Slabs: each thread owns whole slabs (group, output block, kSlabChannels input channels, every
@@ -414,7 +423,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
           for (int64_t t = 0; t < taps; ++t)
             for (int64_t c = 0; c < cn; c += MC)
               sum_tile(g, kb, t / p.S, t % p.S, c0 + c, int(std::min<int64_t>(MC, cn - c)), r0, nrows,
-                       slab_total.data() + (t * kSlabChannels + c) * KB, KB);
+                       slab_total.data() + (t * kSlabChannels + c) * KB, KB, r0 == 0);
         }
         // dw rows g Kg + kb KB + [0, kn), columns from c0 taps.
         store_transposed_rows(src.data(), cn * taps, kn, dw + (g * Kg + kb * KB) * ws[0] + c0 * taps, ws[0]);
@@ -424,33 +433,50 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   }
 
   // Running totals per (g, tap, c, Kpad); the first chunk of rows stores them (the pad lanes too).
-  Scratch total(G * taps * Cg * Kpad);
+  // Fewer than kMinItems tiles (the 3 x 3 stems: one tile per filter row) also split the chunks of
+  // rows, each split into totals of its own, added up in split order at the end (the same bits on
+  // any number of threads): 3 tiles had kept one of two threads idle for a third of the products.
+  constexpr int64_t kMinItems = 16;
   const int64_t tiles = G * nkb * tile_taps * tile_cb;
-  parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
-    for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
-      const int64_t nrows = std::min(rows, r0 + rows_per_chunk) - r0;
-      for (int64_t tile = b; tile < e; ++tile) {
-        const int64_t cb = tile % tile_cb, t = (tile / tile_cb) % tile_taps;
-        const int64_t kb = (tile / (tile_cb * tile_taps)) % nkb, g = tile / (tile_cb * tile_taps * nkb);
-        const int64_t c0 = cb * (row_tiles ? kRowChannels : MC);
-        float* tot = total.data() + ((g * tile_taps + t) * tile_C + c0) * Kpad + kb * KB;
-        if constexpr (kRowTileShape) {
-          if (row_tiles) {
-            const E* x0 = xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
-            const float* dy0 = dyp.data() + r0 * Qe * dpx + g * Kpad + kb * KB;
-            if (p.stride_w == 2)
-              wgrad_row_tile<kRowChannels, 2>(x0, row_offset.data() + r0, nrows, p.Q, xpx, dy0, dpx, tot, Kpad,
-                                              Cg * Kpad, r0 == 0);
-            else
-              wgrad_row_tile<kRowChannels>(x0, row_offset.data() + r0, nrows, p.Q, xpx, dy0, dpx, tot, Kpad,
-                                           Cg * Kpad, r0 == 0);
-            continue;
+  const int64_t splits = tiles < kMinItems ? std::min(chunks, (kMinItems + tiles - 1) / tiles) : 1;
+  const int64_t total_size = G * taps * Cg * Kpad;
+  Scratch total(splits * total_size);
+  parallel_for(0, splits * tiles, 1, [&](int64_t b, int64_t e) {
+    // The thread's items split by split: within one, the chunks of rows outer, its tiles inner.
+    for (int64_t i0 = b; i0 < e;) {
+      const int64_t split = i0 / tiles, i1 = std::min(e, (split + 1) * tiles);
+      const int64_t row_lo = std::min(rows, split * chunks / splits * rows_per_chunk);
+      const int64_t row_hi = std::min(rows, (split + 1) * chunks / splits * rows_per_chunk);
+      for (int64_t r0 = row_lo; r0 < row_hi; r0 += rows_per_chunk) {
+        const int64_t nrows = std::min(row_hi, r0 + rows_per_chunk) - r0;
+        const bool first = r0 == row_lo;
+        for (int64_t tile = i0 % tiles; tile < i0 % tiles + (i1 - i0); ++tile) {
+          const int64_t cb = tile % tile_cb, t = (tile / tile_cb) % tile_taps;
+          const int64_t kb = (tile / (tile_cb * tile_taps)) % nkb, g = tile / (tile_cb * tile_taps * nkb);
+          const int64_t c0 = cb * (row_tiles ? kRowChannels : MC);
+          float* tot = total.data() + split * total_size + ((g * tile_taps + t) * tile_C + c0) * Kpad + kb * KB;
+          if constexpr (kRowTileShape) {
+            if (row_tiles) {
+              const E* x0 = xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
+              const float* dy0 = dy_rows + r0 * Qe * dpx + g * Kpad + kb * KB;
+              if (p.stride_w == 2)
+                wgrad_row_tile<kRowChannels, 2>(x0, row_offset.data() + r0, nrows, p.Q, xpx, dy0, dpx, tot, Kpad,
+                                                Cg * Kpad, first);
+              else
+                wgrad_row_tile<kRowChannels>(x0, row_offset.data() + r0, nrows, p.Q, xpx, dy0, dpx, tot, Kpad,
+                                             Cg * Kpad, first);
+              continue;
+            }
           }
+          sum_tile(g, kb, t / tile_S, t % tile_S, c0, int(std::min<int64_t>(MC, tile_C - c0)), r0, nrows, tot, Kpad,
+                   first);
         }
-        sum_tile(g, kb, t / tile_S, t % tile_S, c0, int(std::min<int64_t>(MC, tile_C - c0)), r0, nrows, tot, Kpad);
       }
+      i0 = i1;
     }
   });
+  for (int64_t split = 1; split < splits; ++split)  // few tiles: small totals
+    for (int64_t j = 0; j < total_size; ++j) total.data()[j] += total.data()[split * total_size + j];
   store_weight_grad(p, total.data(), Kpad, static_cast<T*>(a.dw.data), a.dw.stride);
 }
 
