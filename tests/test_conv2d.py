@@ -312,6 +312,30 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,h,w,r,s,stride,padding", [
+    (32, 13, 40, 5, 5, 2, 2),   # EfficientNet's 5 x 5 /2: edge tiles both sides, interior tiles between
+    (48, 9, 29, 5, 5, 1, 2),    # stride 1, a last tile overlapping its neighbour
+    (16, 6, 5, 5, 5, 1, 2),     # a row shorter than a tile: its extra pixels not stored
+    (64, 20, 31, 7, 7, 1, 3),   # ConvNeXt's 7 x 7 on rows of 14+ outputs, 3 bands of output rows
+    (32, 11, 57, 7, 7, 2, 3),   # 7 x 7 /2 (29 output columns: 7 x 7 runs in place from 28)
+    (16, 7, 30, 3, 5, 1, 1),    # 3 rows of 5 taps, padding short of the filter's reach
+    (16, 8, 28, 5, 5, 1, 4),    # padding past the reach: columns and rows wholly outside
+])
+def test_depthwise_rows_in_place(isa, dtype, layout, c, h, w, r, s, stride, padding):
+    """Channels-last float depthwise rows of 5 and 7 taps read x in place (a channel vector's
+    tile slides along each filter row; columns outside the row masked to zeros), where channels
+    are whole vectors, pixels dense or further apart (a channel slice); the stride-1 input
+    gradient too. Other dtypes and layouts stay on the vector rows."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * w + r + stride)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,h,w,r,s,stride,padding,dilation", [
     (5, 20, 56, 7, 7, 1, (3, 3), (1, 1)),   # ConvNeXt's 7 x 7: 2-vector tiles, the last vector overlapping
     (3, 9, 40, 5, 5, 1, (2, 2), (1, 1)),    # a 2-vector tile and a single vector; a shifted last row tile

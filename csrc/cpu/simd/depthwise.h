@@ -498,20 +498,25 @@ constexpr int64_t kBandBytes = int64_t(384) << 10;  // an item's padded input ro
 // KS input vectors in [i_lo, i_hi) (the others are padding columns, not written: their products
 // would be zeros) is loaded once and feeds every pixel it reaches, with the row's KS weight
 // vectors in registers. Per pixel the taps still add in s order (the general tile's order, the
-// same bits). The general tile loads an input vector per FMA.
-template <int QB, int KS, int SW>
+// same bits). The general tile loads an input vector per FMA. Input vector i is at xr + i x_step
+// (L in the vector rows; the pixel stride where x is read in place).
+template <int QB, int KS, int SW, bool kZeroOutside = false>
   requires(SW > 0)
-[[gnu::always_inline]] inline void depthwise_sliding_row(const float* xr, const float* wr, int64_t w_step,
-                                                         int i_lo, int i_hi, VecF32::type* acc) {
+[[gnu::always_inline]] inline void depthwise_sliding_row(const float* xr, int64_t x_step, const float* wr,
+                                                         int64_t w_step, int i_lo, int i_hi, VecF32::type* acc) {
   using V = VecF32;
-  constexpr int L = V::kLanes;
   typename V::type wv[KS];
 #pragma GCC unroll 16
   for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
 #pragma GCC unroll 64
   for (int i = 0; i < (QB - 1) * SW + KS; ++i) {
-    if (i < i_lo || i >= i_hi) continue;
-    const typename V::type xi = V::load(xr + i * L);
+    typename V::type xi;
+    if constexpr (kZeroOutside) {  // branch-free: masked loads read nothing outside
+      xi = V::load_masked(xr + i * x_step, V::from_bits(i >= i_lo && i < i_hi ? ~0u : 0u));
+    } else {
+      if (i < i_lo || i >= i_hi) continue;
+      xi = V::load(xr + i * x_step);
+    }
 #pragma GCC unroll 16
     for (int s = 0; s < KS; ++s) {
       const int q = (i - s) / SW;
@@ -657,8 +662,8 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
               const int i_lo = int(std::clamp<int64_t>(p.pad_w - q0 * sw, 0, ni));
               const int i_hi = int(std::clamp<int64_t>(p.pad_w + p.W - q0 * sw, i_lo, ni));
               for (int64_t r = r_lo; r < r_hi; ++r)
-                depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step, wp.data() + r * KS * Cp + v * L, Cp, i_lo, i_hi,
-                                                  acc);
+                depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step, L, wp.data() + r * KS * Cp + v * L, Cp, i_lo,
+                                                  i_hi, acc);
             } else {
               for (int64_t r = r_lo; r < r_hi; ++r)
                 for (int64_t s = 0; s < p.S; ++s) {
@@ -686,6 +691,103 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
     }
   });
   finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
+}
+
+// Rows of KS (5 or 7) float taps, column stride 1 or 2, no column dilation, on channels-last x
+// read in place (channels a whole number of vectors): the vector rows' sliding tiles
+// (depthwise_sliding_row: QB consecutive output pixels of one channel vector, each input vector
+// loaded once for the KS pixels it reaches) without their padded copy of x. Columns outside the
+// row load as zeros through masks in the edge tiles. An item is a band of up to 8 output rows of
+// one channel vector, so that its input rows stay in L1 from one output row to the next. A/B,
+// arms in random order, 2 threads, channels_last, against the vector rows (same bits): 5 x 5 /2
+// 144 @56 N=1 1.67x, N=8 1.48x, 240 @28 1.35-1.43x, 480 @14 1.11x; 7 x 7 96 @56 1.21-1.28x
+// (input gradient N=8 1.46x), 192 @28 1.14-1.21x; AVX2 (N=1) 1.05-1.48x on the same layers. For
+// 3 x 3 filters it did not beat depthwise_row (0.94-1.0x in a one-thread driver): they stay there.
+template <int KS, int SW, int QB>
+void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  const Conv2dProblem& p = a.p;
+  const int64_t nv = p.C / L;
+  const float* x = static_cast<const float*>(a.x.data);
+  float* y = static_cast<float*>(a.y.data);
+  const int64_t *xst = a.x.stride, *yst = a.y.stride;
+  const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, p.C, p.R, KS);
+  const std::vector<float> bias = depthwise_bias<float>(a.bias, p.C);
+  const int64_t band = std::min<int64_t>(p.P, 8), nbands = (p.P + band - 1) / band;
+  const int64_t nqb = (p.Q + QB - 1) / QB;
+  constexpr int ni = (QB - 1) * SW + KS;  // input columns a tile reaches
+  // Plain locals: read through a.x / a.y inside the tiles, every stride was reloaded per store.
+  const int64_t C = p.C, P = p.P, Q = p.Q, R = p.R, H = p.H, W = p.W, pad_w = p.pad_w;
+  const int64_t h_step = p.stride_h, h0 = -p.pad_h, r_step = p.dil_h;
+  const int64_t xsn = xst[0], xsh = xst[2], xsw = xst[3], ysn = yst[0], ysh = yst[2], ysw = yst[3];
+  parallel_for(0, p.N * nbands * nv, 1, [=, &wp, &bias](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t n = item / (nbands * nv), bi = item / nv % nbands, v = item % nv;
+      const typename V::type init = V::load(bias.data() + v * L);
+      const float* wv = wp.data() + v * L;
+      for (int64_t pp = bi * band; pp < std::min(P, (bi + 1) * band); ++pp) {
+        int64_t r_lo = 0, r_hi = R;  // the filter rows whose input row is inside the image
+        while (r_lo < R && pp * h_step + h0 + r_lo * r_step < 0) ++r_lo;
+        while (r_hi > r_lo && pp * h_step + h0 + (r_hi - 1) * r_step >= H) --r_hi;
+        const float* xrow = x + n * xsn + (pp * h_step + h0) * xsh + v * L;
+        float* yrow = y + n * ysn + pp * ysh + v * L;
+        for (int64_t qb = 0; qb < nqb; ++qb) {
+          // The last tile ends at Q where the row holds a whole tile (pixels computed twice, to the
+          // same bits); on shorter rows its extra pixels sum only taps inside the row, not stored.
+          const int64_t q0 = Q >= QB ? std::min(qb * QB, Q - QB) : 0, qn = std::min<int64_t>(QB, Q - q0);
+          // The tile's input columns [i_lo, i_hi) inside the row (i: column q0 SW - pad_w + i).
+          const int i_lo = int(std::clamp<int64_t>(pad_w - q0 * SW, 0, ni));
+          const int i_hi = int(std::clamp<int64_t>(pad_w + W - q0 * SW, i_lo, ni));
+          const float* x0 = xrow + (q0 * SW - pad_w) * xsw;
+          typename V::type acc[QB];
+#pragma GCC unroll 16
+          for (int i = 0; i < QB; ++i) acc[i] = init;
+          // Interior tiles with constant bounds (the column checks fold away); at the edges the
+          // columns outside the row load as zeros.
+          if (i_lo == 0 && i_hi == ni)
+            for (int64_t r = r_lo; r < r_hi; ++r)
+              depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, 0, ni, acc);
+          else
+            for (int64_t r = r_lo; r < r_hi; ++r)
+              depthwise_sliding_row<QB, KS, SW, true>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, i_lo, i_hi,
+                                                      acc);
+          float* yq = yrow + q0 * ysw;
+#pragma GCC unroll 16
+          for (int i = 0; i < QB; ++i, yq += ysw)
+            if (i < qn) V::store(yq, acc[i]);
+        }
+      }
+    }
+  });
+}
+
+// depthwise_fprop_sliding_in_place where it applies: float, 5- or 7-wide filter rows of column
+// stride 1 or 2 without column dilation, x and y with contiguous channels, C a whole number of
+// vectors.
+template <typename T>
+inline bool depthwise_fprop_sliding_in_place_any(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  constexpr int L = VecF32::kLanes;
+  if constexpr (!std::is_same_v<T, float>) return false;
+  if (p.dil_w != 1 || p.C % L != 0 || a.x.stride[1] != 1 || a.y.stride[1] != 1) return false;
+  if (p.stride_w != 1 && p.stride_w != 2) return false;
+  constexpr int QB = L == 16 ? 14 : 6;
+  // 7 x 7 on rows of 14 or fewer outputs stays on the vector rows, whose padded copy of x spares
+  // the edge tiles' masked loads: in place there ran 0.92-0.98x (384 @14, 768 @7, N=1 and 8;
+  // AVX2 0.76-0.95x at 384 @14).
+  if (p.S != 5 && !(p.S == 7 && p.Q >= 28)) return false;
+  const auto run = [&]<int KS, int SW>() {
+    if (p.Q <= QB / 2) return depthwise_fprop_sliding_in_place<KS, SW, QB / 2>(a);
+    depthwise_fprop_sliding_in_place<KS, SW, QB>(a);
+  };
+  const auto with_stride = [&]<int KS>() {
+    if (p.stride_w == 1) run.template operator()<KS, 1>();
+    else run.template operator()<KS, 2>();
+  };
+  if (p.S == 5) with_stride.template operator()<5>();
+  else with_stride.template operator()<7>();
+  return true;
 }
 
 // dst[0, n) = src[0, n) as float, by vectors, the last one overlapping its neighbour (the same
@@ -1041,6 +1143,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   // (weights broadcast in registers, up to 5 x 5) EfficientNet's 5 x 5 stride 2 ran 2.8x slower at
   // N=8 (144 @56 /2 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
   if (p.R * p.S > kDepthwiseRowTaps) {
+    if (depthwise_fprop_sliding_in_place_any<T>(a)) return true;
     // Tiles of 14 pixels (AVX2: 6), or half that for rows that short: a 7-column row in a
     // 14-pixel tile wasted half of the FMAs (ConvNeXt 768 @7 N=8 0.44-0.62x PyTorch).
     constexpr int QB = VecF32::kLanes == 16 ? 14 : 6;
