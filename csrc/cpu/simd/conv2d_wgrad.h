@@ -255,6 +255,9 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // padded to whole blocks with zeros).
   ScratchOf<E> xpad(0), dyp(0);
   bool dy_in_place = false;  // float dy already in dyp's layout
+  const auto dense_nhwc = [](const ConstView4& t, int64_t C, int64_t H, int64_t W) {
+    return t.stride[1] == 1 && t.stride[3] == C && t.stride[2] == W * C && t.stride[0] == H * W * C;
+  };
   // Dot policy, odd Q: the last output column's x (columns last_w0 + [0, last_W) of each padded
   // row, lo only) and dy (lo only).
   const bool odd = M::kChannels == 2 && p.Q % 2 != 0;
@@ -274,7 +277,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     if constexpr (std::is_same_v<T, float>) {
       // Dense channels-last float dy with nothing to pad is its own packed layout: read in place
       // (MobileNetV2's stem at N=8 had spent ~20% of its weight gradient copying 12.8 MB of dy).
-      dy_in_place = dpx == p.K && ds[1] == 1 && ds[3] == p.K && ds[2] == p.Q * p.K && ds[0] == p.P * p.Q * p.K;
+      dy_in_place = dpx == p.K && dense_nhwc(a.dy, p.K, p.P, p.Q);
     }
     if (dy_in_place) {
       // nothing to pack: dy_rows (below) is a.dy
@@ -305,11 +308,8 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     // order, 2 threads, channels_last, measured on 1x1 layers before they moved to
     // conv2d_wgrad_1x1: N=8 64 -> 64 @56 1.34 -> 1.04 ms, 64 -> 256 4.90 -> 3.90, 1024 -> 256 @14
     // 3.91 -> 3.68; N=1 256 -> 64 @56 0.76 -> 0.71). Grouped 1x1 layers still come here.
-    const auto dense_nhwc = [](const ConstView4& t, int64_t C, int64_t H, int64_t W) {
-      return std::is_same_v<T, bf16> && t.stride[1] == 1 && t.stride[3] == C && t.stride[2] == W * C &&
-             t.stride[0] == H * W * C;
-    };
-    const bool x_in_place = dense_nhwc(a.x, p.C, p.H, p.W) && Hp == p.H && Wp == p.W;
+    constexpr bool kBf16 = std::is_same_v<T, bf16>;
+    const bool x_in_place = kBf16 && dense_nhwc(a.x, p.C, p.H, p.W) && Hp == p.H && Wp == p.W;
     const ScratchOf<bf16> xb =
         x_in_place ? ScratchOf<bf16>(0)
                    : pack_activations<T, bf16>(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h,
@@ -324,7 +324,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
                            xpad.data() + (nh * Wp + w) * p.C, p.C);
         }
     });
-    const bool dy_bf16_in_place = dense_nhwc(a.dy, p.K, p.P, p.Q) && G * Kpad == p.K;
+    const bool dy_bf16_in_place = kBf16 && dense_nhwc(a.dy, p.K, p.P, p.Q) && G * Kpad == p.K;
     const ScratchOf<bf16> db = dy_bf16_in_place ? ScratchOf<bf16>(0)
                                            : pack_activations<T, bf16>(static_cast<const T*>(a.dy.data), a.dy.stride,
                                                                        p.N, p.K, p.P, p.Q, 0, 0, p.P, p.Q, G, Kpad);
