@@ -773,9 +773,9 @@ inline bool depthwise_fprop_sliding_in_place_any(const Conv2dFpropArgs& a) {
   if (p.dil_w != 1 || p.C % L != 0 || a.x.stride[1] != 1 || a.y.stride[1] != 1) return false;
   if (p.stride_w != 1 && p.stride_w != 2) return false;
   constexpr int QB = L == 16 ? 14 : 6;
-  // 7 x 7 on rows of 14 or fewer outputs stays on the vector rows, whose padded copy of x spares
-  // the edge tiles' masked loads: in place there ran 0.92-0.98x (384 @14, 768 @7, N=1 and 8;
-  // AVX2 0.76-0.95x at 384 @14).
+  // 7 x 7 on rows of fewer than 28 outputs stays on the vector rows, whose padded copy of x spares
+  // the edge tiles' masked loads: in place ran 0.92-0.98x on rows of 14 and 7 (384 @14, 768 @7,
+  // N=1 and 8; AVX2 0.76-0.95x at 384 @14) and 1.14-1.21x on rows of 28 (192 @28).
   if (p.S != 5 && !(p.S == 7 && p.Q >= 28)) return false;
   const auto run = [&]<int KS, int SW>() {
     if (p.Q <= QB / 2) return depthwise_fprop_sliding_in_place<KS, SW, QB / 2>(a);
