@@ -995,6 +995,27 @@ def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dil
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,groups,w", [
+    (8, 16, 1, 8),     # one whole 8 x 8 block a row
+    (20, 16, 1, 9),    # the last block shifted left by 7 columns onto the first; 4 channels after the blocks
+    (16, 24, 1, 14),   # rows of 14: shifted by 2
+    (24, 16, 1, 28),   # rows of 28: 3 blocks, the fourth shifted by 4
+    (32, 64, 2, 15),   # 16 inputs a group: group blocks (AVX-512 row tiles), shifted by 1
+    (64, 64, 4, 14),   # ResNeXt's 16 x 16 groups on rows of 14
+])
+def test_nchw_rows_transpose_with_a_shifted_last_block(isa, dtype, c, k, groups, w):
+    """NCHW rows of 8+ pixels go into the channels-last copies (pack_activations,
+    pack_group_blocks) as 8 x 8 transposes, the last one shifted left onto the previous one where
+    8 does not divide the row: forward, input gradient and weight gradient against PyTorch."""
+    cfg = dict(n=2, c=c, k=k, h=5, w=w, r=3, s=3, groups=groups, stride=(1, 1), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
+               seed=c * k + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("c,k,groups,h,r,stride", [
     (3, 32, 1, 30, 3, 2),     # a MobileNet-like stem: 9 folded rows of 12, no padded lanes (AVX-512)

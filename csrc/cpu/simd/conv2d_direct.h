@@ -416,11 +416,15 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
       }
       // A (C x W) -> (W x C) transpose: 8 x 8 register blocks where the row is contiguous, or has
       // stride 2 (a downsampling 1x1's pixels: 16-element reads, the last block's shifted one
-      // element left onto the odd ones, so that no read passes the row's last pixel).
+      // element left onto the odd ones, so that no read passes the row's last pixel). A contiguous
+      // row of 8+ pixels ends with a block shifted left onto the previous one's last columns: rows
+      // of 14 and 28 had gone element by element past their last whole block (in-process A/B,
+      // arms in random order, Xeon, 2 threads, NCHW N=8, ResNeXt 512 @14 x 32 groups: weight
+      // gradient 1.08x, forward 1.04x, input gradient 1.02x; dense 3x3 layers @14 and @28 1.00-1.01x).
       int64_t c8 = 0, w8 = 0;  // columns [0, w8) of channels [0, c8) go as vectors
-      if (st[3] == 1 || (st[3] == 2 && W > 8)) {
+      if ((st[3] == 1 && W >= 8) || (st[3] == 2 && W > 8)) {
         c8 = C - C % 8;
-        w8 = st[3] == 1 ? W - W % 8 : W;
+        w8 = W;
         const int64_t even_blocks = (W - 1) - (W - 1) % 8;  // stride 2: columns read as even elements
         // The next row's lines of these channels, into L2: each row is a short run 2 plane-strides
         // from the next, which the hardware prefetchers do not follow (A/B, arms in random order,
@@ -434,7 +438,8 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
             __builtin_prefetch(next + span - 1, 0, 2);
           }
           if (st[3] == 1) {
-            for (int64_t w = 0; w < w8; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * ps + c, ps);
+            for (int64_t w = 0; w + 8 <= W; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * ps + c, ps);
+            if (W % 8 != 0) transpose8x8(s + c * st[1] + W - 8, st[1], row + (W - 8) * ps + c, ps);
             continue;
           }
           for (int64_t w = 0; w < even_blocks; w += 8)
@@ -495,12 +500,16 @@ ScratchOf<float> pack_group_blocks(const T* src, const int64_t st[4], int64_t N,
           continue;
         }
         // (cin x W) -> (W x cin) per group: 8 x 8 register transposes where the row is contiguous
-        const int64_t c8 = st[3] == 1 ? cin - cin % 8 : 0, w8 = st[3] == 1 ? W - W % 8 : 0;
+        // (8+ pixels: the last block shifted left onto the previous one, as in pack_activations)
+        const bool blocks = st[3] == 1 && W >= 8;
+        const int64_t c8 = blocks ? cin - cin % 8 : 0, w8 = blocks ? W : 0;
         for (int64_t g = g0; g < g1; ++g) {
           const T* sg = s + g * cin * st[1];
           float* row = row0 + g * block_floats;
-          for (int64_t c = 0; c < c8; c += 8)
-            for (int64_t w = 0; w < w8; w += 8) transpose8x8(sg + c * st[1] + w, st[1], row + w * cin + c, cin);
+          for (int64_t c = 0; c < c8; c += 8) {
+            for (int64_t w = 0; w + 8 <= W; w += 8) transpose8x8(sg + c * st[1] + w, st[1], row + w * cin + c, cin);
+            if (W % 8 != 0) transpose8x8(sg + c * st[1] + W - 8, st[1], row + (W - 8) * cin + c, cin);
+          }
           for (int64_t c = 0; c < cin; ++c)
             for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * cin + c] = load_acc(sg + c * st[1] + w * st[3]);
         }
@@ -630,22 +639,43 @@ inline DirectConvPlan bundled(DirectConvPlan d, int64_t NG) {
 template <int NV, int LastL>
 constexpr int64_t tile_channels() { return (NV - 1) * VecF32::kLanes + LastL; }
 
+// Output pixel i of the flattened (n, p, q): where the previous pixel_offsets call stopped.
+struct PixelCursor {
+  int64_t i = -1, n = 0, p = 0, q = 0;
+};
+
 // x_off[mi] and y_off[mi]: where output pixel i0 + mi (flattened (n, p, q)) reads x and writes y
-// (strides ys), for mi < m. The first pixel's (n, p, q) by division, the next ones stepped (one
-// output-channel block, bfloat16 channels_last 1x1 N=8, Zen 5: 64 -> 64 @56 1.07x, 256 -> 64
-// 1.09x, A/B against a division per pixel).
+// (strides ys), for mi < m. The first pixel's (n, p, q) by division, unless `cursor` (may be null)
+// stopped there (a thread's consecutive tiles), the next ones stepped, the offsets by additions
+// along a row (one output-channel block, bfloat16 channels_last 1x1 N=8, Zen 5: 64 -> 64 @56
+// 1.07x, 256 -> 64 1.09x, A/B against a division per pixel; the cursor and the additions, in-process
+// A/B, arms in random order, Xeon, 2 threads: MobileNetV2's stem (27 products a pixel) N=1
+// channels_last 1.04x, NCHW 1.02x, N=8 1.01x / 1.05x; the ResNet stem 1.00-1.01x).
 template <typename E>
 inline void pixel_offsets(const DirectConvPlan& d, const NhwcViewOf<E>& x, const int64_t ys[4], int64_t i0, int m,
-                          int64_t* x_off, int64_t* y_off) {
-  int64_t q = i0 % d.Q, pq = i0 / d.Q, p = pq % d.P, n = pq / d.P;
-  for (int mi = 0; mi < m; ++mi) {
-    x_off[mi] = n * x.sn + p * d.row_step + q * d.pixel_step;
-    y_off[mi] = n * ys[0] + p * ys[2] + q * ys[3];
-    if (++q == d.Q) {
-      q = 0;
-      if (++p == d.P) p = 0, ++n;
-    }
+                          int64_t* x_off, int64_t* y_off, PixelCursor* cursor = nullptr) {
+  int64_t q, p, n;
+  if (cursor && cursor->i == i0) {
+    q = cursor->q, p = cursor->p, n = cursor->n;
+  } else {
+    const int64_t pq = i0 / d.Q;
+    q = i0 % d.Q, p = pq % d.P, n = pq / d.P;
   }
+  int64_t xo = n * x.sn + p * d.row_step + q * d.pixel_step, yo = n * ys[0] + p * ys[2] + q * ys[3];
+  for (int mi = 0; mi < m; ++mi) {
+    x_off[mi] = xo;
+    y_off[mi] = yo;
+    if (++q < d.Q) {
+      xo += d.pixel_step;
+      yo += ys[3];
+      continue;
+    }
+    q = 0;
+    if (++p == d.P) p = 0, ++n;
+    xo = n * x.sn + p * d.row_step;
+    yo = n * ys[0] + p * ys[2];
+  }
+  if (cursor) *cursor = {i0 + m, n, p, q};
 }
 
 // body.template operator()<n>() for a run-time count 1 <= n <= Max (kernels templated on a small
@@ -861,6 +891,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
     float tile[MR * KB];
     int64_t x_off[MR], y_off[MR], tile_off[MR], offsets_of = -1;  // x_off, y_off: of pixel tile offsets_of
     bool row_run = false;  // the tile's 2+ pixels are consecutive output elements (NCHW: one plane)
+    PixelCursor cursor;
     for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
     bool inside = true;
     int64_t table_of = -1;  // the group whose tap addresses `table` holds, for tile offsets_of
@@ -872,7 +903,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       const int m = int(std::min<int64_t>(MR, pixels - i0));
       if (i0 != offsets_of) {  // consecutive items often share the pixel tile (blocks_inner): its
                                // divisions cost ~15% of a 1x1 layer with 64 input channels
-        pixel_offsets(d, x, ys, i0, m, x_off, y_off);
+        pixel_offsets(d, x, ys, i0, m, x_off, y_off, &cursor);
         row_run = m >= 2;
         for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
         offsets_of = i0;

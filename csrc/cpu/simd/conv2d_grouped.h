@@ -99,11 +99,12 @@ void grouped_lanes_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, con
     alignas(64) float tile[MR * L];
     int64_t x_off[MR], y_off[MR], offsets_of = -1;
     bool row_run = false;
+    PixelCursor cursor;
     for (int64_t item = b; item < e; ++item) {
       const int64_t kb = item % nkb, i0 = item / nkb * MR, olen = std::min<int64_t>(L, K - kb * L);
       const int m = int(std::min<int64_t>(MR, pixels - i0));
       if (i0 != offsets_of) {
-        pixel_offsets(d, x, ys, i0, m, x_off, y_off);
+        pixel_offsets(d, x, ys, i0, m, x_off, y_off, &cursor);
         for (int mi = m; mi < MR; ++mi) x_off[mi] = x_off[0];  // computed, not stored
         row_run = m >= 2;
         for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
