@@ -1015,6 +1015,27 @@ def test_nchw_rows_transpose_with_a_shifted_last_block(isa, dtype, c, k, groups,
 
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("c,k,w,r,stride", [
+    (2, 16, 16, 3, 1),   # one block of 16 pixels a row
+    (3, 32, 17, 3, 2),   # MobileNetV2's stem shape: the last block shifted left by 15
+    (3, 64, 40, 7, 2),   # the ResNet stem's shape: 2 blocks and a shifted one
+    (4, 16, 31, 3, 1),
+    (5, 24, 16, 5, 2),
+    (6, 16, 33, 3, 1),
+    (7, 32, 20, 3, 2),
+])
+def test_few_channel_nchw_rows_pack_as_vectors(dtype, c, k, w, r, stride):
+    """NCHW x of 2-7 channels goes into channels-last pixels 16 pixels at a time (AVX-512,
+    FewChannelPixels: masked permutes from each channel's row; bfloat16 x through the float
+    engine): forward, input gradient and weight gradient against PyTorch."""
+    cfg = dict(n=2, c=c, k=k, h=6, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(r // 2, r // 2),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
+               seed=c * k + w)
+    with forced_isa("avx512"), forced_bf16_dot("off"):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("c,k,groups,h,r,stride", [
