@@ -1002,11 +1002,14 @@ def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dil
     (24, 16, 1, 28),   # rows of 28: 3 blocks, the fourth shifted by 4
     (32, 64, 2, 15),   # 16 inputs a group: group blocks (AVX-512 row tiles), shifted by 1
     (64, 64, 4, 14),   # ResNeXt's 16 x 16 groups on rows of 14
+    (24, 32, 1, 7),    # rows of 7 (float: masked 8-column transposes); a channel tail of 0
+    (20, 16, 1, 3),    # rows of 3, 4 channels after the block
 ])
 def test_nchw_rows_transpose_with_a_shifted_last_block(isa, dtype, c, k, groups, w):
     """NCHW rows of 8+ pixels go into the channels-last copies (pack_activations,
     pack_group_blocks) as 8 x 8 transposes, the last one shifted left onto the previous one where
-    8 does not divide the row: forward, input gradient and weight gradient against PyTorch."""
+    8 does not divide the row; float rows of fewer pixels as masked 8-column transposes
+    (transpose8_short_rows): forward, input gradient and weight gradient against PyTorch."""
     cfg = dict(n=2, c=c, k=k, h=5, w=w, r=3, s=3, groups=groups, stride=(1, 1), padding=(1, 1),
                dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
                seed=c * k + w)
