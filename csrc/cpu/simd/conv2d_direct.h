@@ -422,6 +422,15 @@ bool few_channel_row(int64_t C, const T* src, int64_t c_stride, int64_t W, float
 }
 #endif
 
+// dst[w ds + i] = src[i c_stride + w] for 8 channel rows i of W >= 8 contiguous pixels w: 8 x 8
+// transposes, the last one shifted left onto the previous one where 8 does not divide W (its
+// overlap written twice, alike).
+template <typename S, typename D>
+inline void transpose_8_channel_row(const S* src, int64_t c_stride, int64_t W, D* dst, int64_t ds) {
+  for (int64_t w = 0; w + 8 <= W; w += 8) transpose8x8(src + w, c_stride, dst + w * ds, ds);
+  if (W % 8 != 0) transpose8x8(src + W - 8, c_stride, dst + (W - 8) * ds, ds);
+}
+
 // dst[j ds + i] = src[i ss + j] for 8 rows i and the first `cols` (< 8) columns j of float rows:
 // masked loads, so that nothing past a row's cols elements is read.
 inline void transpose8_short_rows(const float* src, int64_t ss, int cols, float* dst, int64_t ds) {
@@ -519,8 +528,7 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
             __builtin_prefetch(next + span - 1, 0, 2);
           }
           if (st[3] == 1) {
-            for (int64_t w = 0; w + 8 <= W; w += 8) transpose8x8(s + c * st[1] + w, st[1], row + w * ps + c, ps);
-            if (W % 8 != 0) transpose8x8(s + c * st[1] + W - 8, st[1], row + (W - 8) * ps + c, ps);
+            transpose_8_channel_row(s + c * st[1], st[1], W, row + c, ps);
             continue;
           }
           for (int64_t w = 0; w < even_blocks; w += 8)
@@ -587,10 +595,7 @@ ScratchOf<float> pack_group_blocks(const T* src, const int64_t st[4], int64_t N,
         for (int64_t g = g0; g < g1; ++g) {
           const T* sg = s + g * cin * st[1];
           float* row = row0 + g * block_floats;
-          for (int64_t c = 0; c < c8; c += 8) {
-            for (int64_t w = 0; w + 8 <= W; w += 8) transpose8x8(sg + c * st[1] + w, st[1], row + w * cin + c, cin);
-            if (W % 8 != 0) transpose8x8(sg + c * st[1] + W - 8, st[1], row + (W - 8) * cin + c, cin);
-          }
+          for (int64_t c = 0; c < c8; c += 8) transpose_8_channel_row(sg + c * st[1], st[1], W, row + c, cin);
           for (int64_t c = 0; c < cin; ++c)
             for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) row[w * cin + c] = load_acc(sg + c * st[1] + w * st[3]);
         }
