@@ -113,7 +113,8 @@ def make_tensor(shape, dtype, layout, gen, device="cpu"):
     'strided' (every other element of a wider tensor, so no dense stride pattern) or
     'channels_last_slice' (channels 4.. of a channels_last tensor of 8 more: pixels farther apart
     than their channels) or 'row_slice' (the first columns of a contiguous tensor 5 wider: rows
-    contiguous, farther apart than their length)."""
+    contiguous, farther apart than their length) or 'outer_slice' (every other entry along the
+    first dimension: each one dense, farther apart than its size)."""
     wide = list(shape)
     if layout == "strided":
         wide[-1] *= 2
@@ -121,11 +122,15 @@ def make_tensor(shape, dtype, layout, gen, device="cpu"):
         wide[-1] += 5
     if layout == "channels_last_slice":
         wide[1] += 8
+    if layout == "outer_slice":
+        wide[0] *= 2
     t = torch.randn(wide, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     if layout == "strided":
         t = t[..., ::2]
     elif layout == "row_slice":
         t = t[..., :shape[-1]]
+    elif layout == "outer_slice":
+        t = t[::2]
     elif layout == "channels_last_slice":
         t = t.contiguous(memory_format=torch.channels_last)[:, 4:4 + shape[1]]
     elif layout == "channels_last" and len(shape) == 4:

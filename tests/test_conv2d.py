@@ -312,6 +312,27 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("w_layout", ["contiguous", "outer_slice", "row_slice", "strided"])
+@pytest.mark.parametrize("c,h,w,r,s,stride,padding,layout", [
+    (40, 9, 9, 7, 7, 1, 3, "channels_last"),   # 49 taps: 6 blocks of 8 and one; a part vector (AVX-512)
+    (48, 8, 30, 5, 5, 1, 2, "channels_last"),  # rows read in place, a channel vector per item
+    (24, 10, 12, 3, 3, 1, 1, "channels_last"),  # the per-row path: every vector, 8 taps and one
+    (24, 9, 11, 3, 3, 2, 1, "channels_last"),  # stride 2: the input gradient's per-pixel path
+    (3, 10, 11, 3, 1, 1, 1, "channels_last"),  # fewer channels than a vector, 3 taps: none transposed
+    (200, 6, 7, 7, 7, 1, 3, "contiguous"),     # blocks of channel vectors on both threads
+])
+def test_depthwise_weights_packed_per_thread(isa, dtype, w_layout, c, h, w, r, s, stride, padding, layout):
+    """Each thread packs the depthwise weights it reads (ThreadDepthwiseWeights: channel vectors x
+    8 taps as register transposes where the taps are contiguous, in order or rotated for the
+    stride-1 input gradient; element by element otherwise), zero-padding a last part vector."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout=w_layout, g_layout=layout, seed=c + r * w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last_slice"])
 @pytest.mark.parametrize("c,h,w,r,s,stride,padding", [
     (32, 13, 40, 5, 5, 2, 2),   # EfficientNet's 5 x 5 /2: edge tiles both sides, interior tiles between

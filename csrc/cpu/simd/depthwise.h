@@ -173,16 +173,67 @@ inline void finish_output(const OutputTarget<T>& t, T* dst, const int64_t st[4],
   });
 }
 
-// Weights (C, 1, R, S) as float wp[tap][Cp] (zero-padded channels).
+// The weights (C, 1, R, S) as float wp[tap][Cp] (zero-padded channels), packed by each thread for
+// itself, one channel vector at a time as its items first ask for it. Made inside a parallel_for
+// body: the buffer is that thread's recycled scratch, already in its cache. One copy packed by the
+// calling thread and read by all had two costs: rewriting lines the other core had read is a
+// snoop per line (a standalone loop on this VM: 960 x 3 x 3 took 4.4 us after another thread read
+// the result, 1.0 us when none had), and the other thread waited (ConvNeXt's 768 @7 at N=1: the
+// pack, element by element then, was 14% of the time, as much as the calling thread's share of
+// the kernel). Contiguous taps (the usual (C, 1, R, S) tensor, or the input gradient's view of it
+// rotated by 180 degrees) go as register transposes of a vector's channels x 8 taps (transpose16x8
+// on AVX-512, transpose8x8), the rest element by element.
 template <typename T>
-inline std::vector<float> pack_depthwise_weights(const T* w, const int64_t ws[4], int64_t C, int64_t R, int64_t S) {
-  const int64_t Cp = padded_channels(C);
-  std::vector<float> wp(R * S * Cp, 0.0f);
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t c = 0; c < C; ++c) wp[(r * S + s) * Cp + c] = load_acc(w + c * ws[0] + r * ws[2] + s * ws[3]);
-  return wp;
-}
+class ThreadDepthwiseWeights {
+ public:
+  ThreadDepthwiseWeights(const T* w, const int64_t ws[4], int64_t C, int64_t R, int64_t S)
+      : w_(w), ws_{ws[0], ws[1], ws[2], ws[3]}, C_(C), S_(S), Cp_(padded_channels(C)), taps_(R * S),
+        wp_(taps_ * Cp_), packed_(Cp_ / VecF32::kLanes, false) {}
+  // wp, with channel vectors [v0, v0 + vn) packed.
+  const float* vectors(int64_t v0, int64_t vn) {
+    for (int64_t v = v0; v < v0 + vn; ++v)
+      if (!packed_[v]) pack(v), packed_[v] = true;
+    return wp_.data();
+  }
+  const float* all() { return vectors(0, int64_t(packed_.size())); }
+
+ private:
+  void pack(int64_t v) {
+    constexpr int64_t L = VecF32::kLanes;
+    const int64_t c0 = v * L, cn = std::min(L, C_ - c0), t8 = taps_ - taps_ % 8;
+    float* d = wp_.data() + c0;
+    int64_t t_tail = 0;  // the taps from here on go element by element
+    // Tap t at w + c ws[0] + t step: in order, or reversed (the input gradient's rotated filter).
+    const int64_t step = ws_[3];
+    if ((step == 1 || step == -1) && ws_[2] == S_ * step && cn == L) {
+      for (int64_t t = 0; t < t8; t += 8) {
+        // Reversed, taps t + 7 .. t lie in order from w + c ws[0] - (t + 7): written from row t + 7 down.
+        const T* src = w_ + c0 * ws_[0] + (step == 1 ? t : -(t + 7));
+        float* dst = d + (step == 1 ? t : t + 7) * Cp_;
+#if defined(__AVX512F__)
+        transpose16x8(src, ws_[0], dst, step * Cp_);
+#else
+        transpose8x8(src, ws_[0], dst, step * Cp_);
+#endif
+      }
+      t_tail = t8;
+    }
+    // (r, s) stepped along, not divided out per tap: a division per element had made the stride-2
+    // input gradients' phases (strided taps, all element by element) 10-20% slower.
+    for (int64_t c = 0; c < cn; ++c) {
+      const T* wc = w_ + (c0 + c) * ws_[0];
+      for (int64_t t = t_tail, r = t_tail / S_, s = t_tail % S_; t < taps_; ++t) {
+        d[t * Cp_ + c] = load_acc(wc + r * ws_[2] + s * ws_[3]);
+        if (++s == S_) s = 0, ++r;
+      }
+    }
+    for (int64_t t = 0; t < taps_; ++t) std::fill(d + t * Cp_ + cn, d + t * Cp_ + L, 0.0f);
+  }
+  const T* w_;
+  int64_t ws_[4], C_, S_, Cp_, taps_;
+  ScratchOf<float> wp_;
+  std::vector<bool> packed_;
+};
 
 // The bias (C elements of storage type T, or null: zeros) as floats, zero-padded to whole vectors.
 template <typename T>
@@ -573,14 +624,15 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   for (int i = 0; i < QB; ++i) columns[i] = i;
   const OutputTarget<T> out =
       planes_out ? OutputTarget<T>{{y, 0, 0, 0}, true} : channels_last_output(y, yst, p.N, C, p.P, p.Q, ys);
-  const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   const std::vector<float> bias = depthwise_bias<T>(a.bias, C);
   const int64_t s_step = p.dil_w * L, q_step = sw * L;
   const int64_t nqb = (p.Q + QB - 1) / QB;
   parallel_for(0, p.N * nbands * vblocks, 1, [&](int64_t b, int64_t e) {
+    ThreadDepthwiseWeights<T> weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / (nbands * vblocks), bi = item / vblocks % nbands, v0 = item % vblocks * nvb;
       const int64_t p0 = bi * band, p1 = std::min(p.P, p0 + band), vn = std::min(nvb, nv - v0);
+      const float* wp = weights.vectors(v0, vn);
       // The band's input rows h0 .. h0 + rows - 1 (padded coordinates: h + pad_h), vn vectors each.
       const int64_t h0 = p0 * p.stride_h, rows = (p1 - 1 - p0) * p.stride_h + reach, row_floats = vn * Wp * L;
       ScratchOf<float> xb(rows * row_floats);
@@ -662,12 +714,12 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
               const int i_lo = int(std::clamp<int64_t>(p.pad_w - q0 * sw, 0, ni));
               const int i_hi = int(std::clamp<int64_t>(p.pad_w + p.W - q0 * sw, i_lo, ni));
               for (int64_t r = r_lo; r < r_hi; ++r)
-                depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step, L, wp.data() + r * KS * Cp + v * L, Cp, i_lo,
+                depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step, L, wp + r * KS * Cp + v * L, Cp, i_lo,
                                                   i_hi, acc);
             } else {
               for (int64_t r = r_lo; r < r_hi; ++r)
                 for (int64_t s = 0; s < p.S; ++s) {
-                  const typename V::type wv = V::load(wp.data() + (r * p.S + s) * Cp + v * L);
+                  const typename V::type wv = V::load(wp + (r * p.S + s) * Cp + v * L);
                   const float* xt = x0 + r * r_step + s * s_step;
 #pragma GCC unroll 16
                   for (int i = 0; i < QB; ++i)
@@ -712,7 +764,8 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
   const float* x = static_cast<const float*>(a.x.data);
   float* y = static_cast<float*>(a.y.data);
   const int64_t *xst = a.x.stride, *yst = a.y.stride;
-  const std::vector<float> wp = pack_depthwise_weights(static_cast<const float*>(a.w.data), a.w.stride, p.C, p.R, KS);
+  const float* w = static_cast<const float*>(a.w.data);
+  const int64_t* wst = a.w.stride;
   const std::vector<float> bias = depthwise_bias<float>(a.bias, p.C);
   const int64_t band = std::min<int64_t>(p.P, 8), nbands = (p.P + band - 1) / band;
   const int64_t nqb = (p.Q + QB - 1) / QB;
@@ -721,11 +774,12 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
   const int64_t C = p.C, P = p.P, Q = p.Q, R = p.R, H = p.H, W = p.W, pad_w = p.pad_w;
   const int64_t h_step = p.stride_h, h0 = -p.pad_h, r_step = p.dil_h;
   const int64_t xsn = xst[0], xsh = xst[2], xsw = xst[3], ysn = yst[0], ysh = yst[2], ysw = yst[3];
-  parallel_for(0, p.N * nbands * nv, 1, [=, &wp, &bias](int64_t b, int64_t e) {
+  parallel_for(0, p.N * nbands * nv, 1, [=, &bias](int64_t b, int64_t e) {
+    ThreadDepthwiseWeights<float> weights(w, wst, C, R, KS);
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / (nbands * nv), bi = item / nv % nbands, v = item % nv;
       const typename V::type init = V::load(bias.data() + v * L);
-      const float* wv = wp.data() + v * L;
+      const float* wv = weights.vectors(v, 1) + v * L;
       for (int64_t pp = bi * band; pp < std::min(P, (bi + 1) * band); ++pp) {
         int64_t r_lo = 0, r_hi = R;  // the filter rows whose input row is inside the image
         while (r_lo < R && pp * h_step + h0 + r_lo * r_step < 0) ++r_lo;
@@ -1174,7 +1228,6 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   const ChannelsLast<T> x = channels_last_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, C, p.H, p.W, xs);
   T* y = static_cast<T*>(a.y.data);
   const OutputTarget<T> out = channels_last_output(y, a.y.stride, p.N, C, p.P, p.Q, ys);
-  const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   const std::vector<float> bias = depthwise_bias<T>(a.bias, C);
   // Columns whose every tap s lands inside the input: there a row's taps are the same for all q.
   int64_t q_in_lo = 0, q_in_hi = p.Q;
@@ -1184,6 +1237,8 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   }
   q_in_hi = std::max(q_in_lo, q_in_hi);
   parallel_for(0, p.N * p.P, 1, [&](int64_t b, int64_t e) {
+    ThreadDepthwiseWeights<T> weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
+    const float* wp = weights.all();
     std::vector<int64_t> x_off(p.R * p.S), w_off(p.R * p.S), row_tap(p.R * p.S);
     for (int64_t np = b; np < e; ++np) {
       const int64_t n = np / p.P, pp = np % p.P;
@@ -1199,7 +1254,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
         }
       }
       const bool interior_done =
-          q_in_lo < q_in_hi && depthwise_row_any(taps, x.data, p.stride_w * x.sw, row_tap.data(), wp.data(),
+          q_in_lo < q_in_hi && depthwise_row_any(taps, x.data, p.stride_w * x.sw, row_tap.data(), wp,
                                                  w_off.data(), bias.data(), nv, q_in_lo, q_in_hi, yrow, out.view.sw);
       // Edge columns (and every column where no interior run exists): per-pixel tap lists.
       for (int64_t q = 0; q < p.Q; ++q) {
@@ -1215,7 +1270,7 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
             w_off[nt++] = (r * p.S + s) * Cp;
           }
         }
-        depthwise_pixel(x.data, x_off.data(), wp.data(), w_off.data(), nt, bias.data(), nv, yrow + q * out.view.sw);
+        depthwise_pixel(x.data, x_off.data(), wp, w_off.data(), nt, bias.data(), nv, yrow + q * out.view.sw);
       }
     }
   });
@@ -1522,7 +1577,6 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
   T* dx = static_cast<T*>(a.dx.data);
   const OutputTarget<T> out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
-  const std::vector<float> wp = pack_depthwise_weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
   // The taps s that reach input column w, and the dy column each reads: the same for every row
   // (computing them per pixel, two divisions per tap, took longer than the products).
   std::vector<int64_t> col_count(p.W, 0), col_s(p.W * p.S), col_q(p.W * p.S);
@@ -1534,6 +1588,8 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
       col_q[w * p.S + col_count[w]++] = wq / p.stride_w;
     }
   parallel_for(0, p.N * p.H, 1, [&](int64_t b, int64_t e) {
+    ThreadDepthwiseWeights<T> weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
+    const float* wp = weights.all();
     std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S), row_r, row_off;
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / p.H, h = nh % p.H;
@@ -1551,7 +1607,7 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
             dy_off[taps] = row_off[i] + col_q[w * p.S + j] * dy.sw;
             w_off[taps++] = (row_r[i] * p.S + col_s[w * p.S + j]) * Cp;
           }
-        depthwise_pixel<T>(dy.data, dy_off.data(), wp.data(), w_off.data(), taps, nullptr, nv,
+        depthwise_pixel<T>(dy.data, dy_off.data(), wp, w_off.data(), taps, nullptr, nv,
                         out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw);
       }
     }
