@@ -319,12 +319,15 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
     (24, 10, 12, 3, 3, 1, 1, "channels_last"),  # the per-row path: every vector, 8 taps and one
     (24, 9, 11, 3, 3, 2, 1, "channels_last"),  # stride 2: the input gradient's per-pixel path
     (3, 10, 11, 3, 1, 1, 1, "channels_last"),  # fewer channels than a vector, 3 taps: none transposed
-    (200, 6, 7, 7, 7, 1, 3, "contiguous"),     # blocks of channel vectors on both threads
+    (200, 6, 7, 7, 7, 1, 3, "contiguous"),     # blocks of channel vectors on both threads; NCHW flat planes
+    (20, 9, 14, 7, 5, 1, 2, "contiguous"),     # NCHW plane tiles: filter columns of 7 rows
+    (24, 12, 20, 3, 3, 2, 1, "contiguous"),    # NCHW plane tiles at stride 2
 ])
 def test_depthwise_weights_packed_per_thread(isa, dtype, w_layout, c, h, w, r, s, stride, padding, layout):
     """Each thread packs the depthwise weights it reads (ThreadDepthwiseWeights: channel vectors x
     8 taps as register transposes where the taps are contiguous, in order or rotated for the
-    stride-1 input gradient; element by element otherwise), zero-padding a last part vector."""
+    stride-1 input gradient; element by element otherwise), zero-padding a last part vector; on
+    NCHW planes, ThreadFilterColumns: a channel's taps column by column."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),
                dilation=(1, 1), bias=True, x_layout=layout, w_layout=w_layout, g_layout=layout, seed=c + r * w)
     with forced_isa(isa):
