@@ -312,6 +312,26 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+@pytest.mark.parametrize("n,c,h,w,padding", [
+    (2, 16, 12, 20, 1),   # pairs of interior rows; 18 interior columns: a last tile shifted left
+    (1, 48, 9, 10, 1),    # 8 interior columns, one tile; an odd number of rows
+    (3, 32, 6, 30, 0),    # no padding: every row and column interior
+    (2, 24, 11, 17, 2),   # padding 2: two border rows and columns each side; a part vector of channels
+])
+def test_depthwise_3x3_row_pairs(isa, dtype, layout, n, c, h, w, padding):
+    """Channels-last 3 x 3 stride-1 rows, two output rows per pass over the channel vectors where a
+    thread holds both and their taps are all inside (depthwise_row_pair, float on AVX-512), the
+    others one at a time; the stride-1 input gradient runs the same forward."""
+    cfg = dict(n=n, c=c, k=c, h=h, w=w, r=3, s=3, groups=c, stride=(1, 1), padding=(padding, padding),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * h + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("w_layout", ["contiguous", "outer_slice", "row_slice", "strided"])
 @pytest.mark.parametrize("c,h,w,r,s,stride,padding,layout", [
     (40, 9, 9, 7, 7, 1, 3, "channels_last"),   # 49 taps: 6 blocks of 8 and one; a part vector (AVX-512)
