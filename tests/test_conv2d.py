@@ -354,6 +354,36 @@ def test_depthwise_weights_packed_per_thread(isa, dtype, w_layout, c, h, w, r, s
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,h,r,stride", [
+    (1, 40, 14, 3, 2),    # 196 pixels in, 49 out: NCHW copies in chunks split mid-image, planes back by 8 channels
+    (3, 24, 7, 3, 2),     # chunks across images (49 pixels, not a multiple of 8)
+    (1, 32, 28, 7, 1),    # 28 output rows: 4 bands of 7; weight-gradient chunks of 14 rows
+    (2, 48, 56, 5, 2),    # 28 output rows per image, 2 images
+    (1, 16, 14, 7, 1),    # 14 output rows: 2 bands of 7
+])
+def test_depthwise_work_split(threads, layout, n, c, h, r, stride):
+    """The depthwise work splits (output-row bands of equal rows, weight-gradient row chunks of
+    equal rows, NCHW <-> channels-last copies in equal pixel chunks and planes written back by
+    channel blocks) cover every element on 1, 2 and 3 threads; the weight gradient's bits do not
+    depend on the thread count."""
+    cfg = dict(n=n, c=c, k=c, h=h, w=h, r=r, s=r, groups=c, stride=(stride, stride), padding=(r // 2, r // 2),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout, seed=c * h + r)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        check_against_torch(cfg, torch.float32)
+    finally:
+        torch.set_num_threads(before)
+    gen = torch.Generator().manual_seed(n * c)
+    x = make_tensor((n, c, h, h), torch.float32, layout, gen)
+    g = make_tensor((n, c, (h + 2 * (r // 2) - r) // stride + 1, (h + 2 * (r // 2) - r) // stride + 1), torch.float32,
+                    layout, gen)
+    check_weight_grad_on_one_and_two_threads(g, x, ([c, 1, r, r], [stride] * 2, [r // 2] * 2, [1, 1], c),
+                                             "depthwise weight gradient", n * g.shape[2] * g.shape[3])
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last_slice"])

@@ -48,7 +48,7 @@ inline int64_t padded_channels(int64_t C) { return (C + VecF32::kLanes - 1) / Ve
 
 // Transposes between an image's dense planes, one (C x HW) matrix (plane c at planes + c cs), and
 // its channels-last pixels (pixel j at pixels + j Cp): 8 x 8 blocks over the flattened pixels,
-// pixels [j0, j1) (j0 a multiple of 8), scalar tails. Per row, a 14-column image left 6 columns
+// pixels [j0, j1), scalar tails. Per row, a 14-column image left 6 columns
 // of every row to scalar copies, a 7-column one all of them: MobileNetV2's 384 @14 stride 2 at N=8
 // spent 45% of its time transposing.
 template <typename T>
@@ -69,16 +69,23 @@ inline void pixels_to_planes(const T* pixels, int64_t Cp, int64_t C, int64_t j0,
   for (int64_t j = j0; j < j1; ++j)
     for (int64_t c = (j < j8 ? c8 : 0); c < C; ++c) planes[c * cs + j] = pixels[j * Cp + c];
 }
-// Runs f(n, j0, j1) over chunks of 64 pixels of each image, in parallel.
+// Runs f(n, j0, j1) over the N HW pixels in parallel: chunks of about 64 pixels, as many as a
+// whole number per thread, equal to within 8 pixels (boundaries on multiples of 8 of the flat
+// pixel index), each cut at image boundaries. Chunks of 64 from each image's start gave a 7 x 7
+// image one chunk, one thread (the other spun), and a 14 x 14 one 64 + 64 | 64 + 4.
 template <class F>
 inline void for_pixel_chunks(int64_t N, int64_t HW, const F& f) {
   constexpr int64_t kChunk = 64;
-  const int64_t per_image = (HW + kChunk - 1) / kChunk;
-  parallel_for(0, N * per_image, 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t j0 = i % per_image * kChunk;
-      f(i / per_image, j0, std::min(HW, j0 + kChunk));
-    }
+  const int64_t total = N * HW, threads = parallel_threads();
+  const int64_t chunks = std::max<int64_t>(1, (total + kChunk * threads - 1) / (kChunk * threads)) * threads;
+  const auto edge = [&](int64_t k) { return k >= chunks ? total : k * total / chunks / 8 * 8; };
+  parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k)
+      for (int64_t g = edge(k), g1 = edge(k + 1); g < g1;) {
+        const int64_t n = g / HW, j0 = g - n * HW, j1 = std::min(HW, j0 + (g1 - g));
+        f(n, j0, j1);
+        g += j1 - j0;
+      }
   });
 }
 // NCHW planes whose pixels are contiguous: st[3] == 1, rows W apart.
@@ -146,8 +153,16 @@ inline void finish_output(const OutputTarget<T>& t, T* dst, const int64_t st[4],
   if (t.in_place) return;
   const int64_t Cp = t.view.sw;
   if (dense_planes(st, W)) {
-    for_pixel_chunks(N, H * W, [&](int64_t n, int64_t j0, int64_t j1) {
-      pixels_to_planes(t.view.data + n * H * W * Cp, Cp, C, j0, j1, dst + n * st[0], st[1]);
+    // Items of 8 whole planes (all pixels of 8 channels): split by pixels, the threads wrote
+    // parts of the same cache line of every plane at each boundary, and a 7 x 7 image (one chunk
+    // of 64 pixels) went to one thread.
+    const int64_t HW = H * W, blocks = (C + 7) / 8;
+    parallel_for(0, N * blocks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t n = i / blocks, c0 = i % blocks * 8;
+        pixels_to_planes(t.view.data + n * HW * Cp + c0, Cp, std::min<int64_t>(8, C - c0), 0, HW,
+                         dst + n * st[0] + c0 * st[1], st[1]);
+      }
     });
     return;
   }
@@ -301,6 +316,15 @@ inline void depthwise_pixel(const E* a, const int64_t* a_off, const float* w, co
     for (int64_t t = 0; t < taps; ++t) acc = V::fmadd(V::load(a + a_off[t] + v * L), V::load(w + w_off[t] + v * L), acc);
     V::store(out + v * L, acc);
   }
+}
+
+// Rows per band when P output rows go in bands of at most `most`: the fewest bands, of equal
+// rows where P allows. Bands of 8 split 28 rows 8 + 8 + 8 + 4, and the thread holding the short
+// band had a quarter less work than the other (5 x 5 /2 144 @56 channels-last N=1: the first
+// thread's bands took 1.35x the second's cycles).
+inline int64_t even_bands(int64_t P, int64_t most) {
+  const int64_t bands = (P + most - 1) / most;
+  return (P + bands - 1) / bands;
 }
 
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.groups > 1; }
@@ -600,7 +624,7 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   // Items: bands of up to 8 output rows times blocks of channel vectors whose input rows, (band
   // - 1) stride_h + (R - 1) dil_h + 1 of them, fit kBandBytes; 4+ blocks per band where there are
   // 4+ vectors, so that small images still split into enough items.
-  const int64_t reach = (p.R - 1) * p.dil_h + 1, band = std::min<int64_t>(p.P, 8), nbands = (p.P + band - 1) / band;
+  const int64_t reach = (p.R - 1) * p.dil_h + 1, band = even_bands(p.P, 8), nbands = (p.P + band - 1) / band;
   const int64_t band_rows = (band - 1) * p.stride_h + reach;
   const int64_t vector_bytes = band_rows * Wp * L * int64_t(sizeof(float));
   const int64_t nvb = std::clamp<int64_t>(kBandBytes / vector_bytes, 1, std::max<int64_t>(1, nv / 4));
@@ -767,7 +791,7 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
   const float* w = static_cast<const float*>(a.w.data);
   const int64_t* wst = a.w.stride;
   const std::vector<float> bias = depthwise_bias<float>(a.bias, p.C);
-  const int64_t band = std::min<int64_t>(p.P, 8), nbands = (p.P + band - 1) / band;
+  const int64_t band = even_bands(p.P, 8), nbands = (p.P + band - 1) / band;
   const int64_t nqb = (p.Q + QB - 1) / QB;
   constexpr int ni = (QB - 1) * SW + KS;  // input columns a tile reaches
   // Plain locals: read through a.x / a.y inside the tiles, every stride was reloaded per store.
@@ -2130,7 +2154,9 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
     // (A tap's range starts past Q where padding covers every output of it: 7 columns of
     // dilation 2 over one padded column read dy past its rows without the clamp.)
     q_lo = std::min(q_lo, p.Q), q_hi = std::max(q_hi, q_lo);
-    const int64_t rows = p.N * p.P, chunk_rows = std::max<int64_t>(1, kWgradChunkPixels / p.Q);
+    // Equal chunks: 28 rows as 18 + 10 had left one thread 1.8x the cycles of the other (7 x 7 192
+    // @28, 5 x 5 /2 144 @56; 56 rows as 6 x 9 + 2: 1.3-1.5x).
+    const int64_t rows = p.N * p.P, chunk_rows = even_bands(rows, std::max<int64_t>(1, kWgradChunkPixels / p.Q));
     const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows, nblocks = (nv + NB - 1) / NB;
     // The filter rows in ngroups near-equal groups of at most depthwise_wgrad_row_group rows
     // (7 rows on AVX-512: 2 + 2 + 3), one group per item.
