@@ -1132,6 +1132,35 @@ def test_narrow_weight_grad_tiles(isa, dtype, layout, c, k, groups, h, r, stride
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,h,groups", [
+    (1, 128, 56, 32),   # ResNeXt 128 @56: 7 row splits, parts sized so that the units split evenly
+    (1, 64, 28, 16),    # 3 splits
+    (3, 32, 13, 8),     # 4 splits over 39 rows of 3 images
+])
+def test_grouped_weight_grad_same_on_1_2_3_threads(layout, n, c, h, groups):
+    """The grouped weight gradient's fixed row splits go to the threads in parts whose count
+    follows the thread count (for_split_items): the same bits on 1, 2 and 3 threads, within
+    PyTorch's error."""
+    gen = torch.Generator().manual_seed(c + h)
+    x = make_tensor((n, c, h, h), torch.float32, layout, gen)
+    g = make_tensor((n, c, h, h), torch.float32, layout, gen)
+    args = ([c, c // groups, 3, 3], [1, 1], [1, 1], [1, 1], groups)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        three = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    finally:
+        torch.set_num_threads(before)
+    check_weight_grad_on_one_and_two_threads(g, x, args, f"grouped wgrad {c}/{groups} @{h}", n * h * h)
+    torch.set_num_threads(1)
+    try:
+        one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, three)
+
+
 def check_weight_grad_on_one_and_two_threads(g, x, args, what, terms):
     """conv2d_weight_grad(g, x, *args) gives the same bits on 1 thread and on 2, within
     assert_calibrated of PyTorch's (non-oneDNN) result."""
@@ -1221,6 +1250,7 @@ def test_weight_grad_few_tiles_split_rows(dtype, isa, layout, n, c, k, h, w, r, 
     (3, 48, 8, 20, 2),     # stride 2, 8 x 3 tiles of x, one partial; pixel groups
     (1, 32, 80, 40, 2),    # stride 2, x broadcast from 20-pixel rows (AVX-512 BF16: 16 + 4 gathered)
     (2, 64, 160, 10, 1),   # AVX-512 float channels_last: x's panels in place, threads split dy's 27 rows
+    (1, 24, 144, 56, 1),   # MobileNetV2: 2 pixel groups, chunks made a whole number per group (13 -> 14)
 ])
 def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     """1x1 unpadded weight gradients run conv2d_wgrad_1x1 (per-chunk panels, broadcast rows in

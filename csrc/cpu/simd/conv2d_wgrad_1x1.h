@@ -347,7 +347,22 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
   // (re-read by every bcast block) within 16 KB of L1: 32 to 256 elements (kPix pixels each).
   const auto ceil_div = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
   const int64_t most = kPix * std::clamp<int64_t>(160 * 1024 / (4 * bc.channels), 32, 256);
-  const int64_t chunk = ceil_div(ceil_div(PQ, ceil_div(PQ, most)), kPix) * kPix;  // balanced, whole elements
+  int64_t chunk = ceil_div(ceil_div(PQ, ceil_div(PQ, most)), kPix) * kPix;  // balanced, whole elements
+  // Pixel groups: with few tiles (MobileNetV2's 24 x 144: 9), a split of the tiles alone left
+  // each thread packing most of x and all of dy for its few tiles, and the threads unbalanced.
+  // The chunks are split as well, into `groups` fixed ranges (chosen from the problem alone, so
+  // the sums do not depend on the thread count), each summed into its own partial totals, which
+  // are added up in group order at the end. A/B (arms in random order), 2 threads, channels_last
+  // N=8: 144 -> 24 @56 2.83 -> 1.78 ms, 24 -> 144 2.11 -> 1.67, 64 -> 64 2.54 -> 1.88, 96 -> 24
+  // 1.65 -> 1.17.
+  const int64_t tiles = nvb * nbb, part = bc.channels * Vpad;
+  const int64_t groups = std::max<int64_t>(
+      1, std::min({(kMinWgradItems + tiles - 1) / tiles, p.N * ceil_div(PQ, chunk), kMaxPartialFloats / part}));
+  // Then chunks a whole number per group where smaller chunks allow: 56 x 56 pixels as 13 chunks
+  // in 2 groups (6 | 7) left the second thread 1.2-1.3x the first's time (MobileNetV2's 1x1
+  // weight gradients at N=1).
+  for (int64_t want = ceil_div(PQ, chunk); groups > 1 && p.N * ceil_div(PQ, chunk) % groups != 0 && want < PQ / kPix;)
+    ++want, chunk = ceil_div(ceil_div(PQ, want), kPix) * kPix;
   const int64_t chunks_per_image = ceil_div(PQ, chunk), chunk_elems = chunk / kPix;
   // vec panels in place: float channels-last pixels evenly spaced through the image, whole blocks
   // (the tile's loads then step a pixel stride, from L2). The copy had cost 12% of the 256 -> 64
@@ -375,16 +390,6 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
   const bool in_dw = std::is_same_v<T, float> && x_is_vec && Vpad == p.C && ws[1] == 1 && ws[0] == p.C;
   Scratch total_scratch(in_dw ? 0 : bc.channels * Vpad);
   float* total = in_dw ? reinterpret_cast<float*>(dw) : total_scratch.data();
-  // Pixel groups: with few tiles (MobileNetV2's 24 x 144: 9), a split of the tiles alone left
-  // each thread packing most of x and all of dy for its few tiles, and the threads unbalanced.
-  // The chunks are split as well, into `groups` fixed ranges (chosen from the problem alone, so
-  // the sums do not depend on the thread count), each summed into its own partial totals, which
-  // are added up in group order at the end. A/B (arms in random order), 2 threads, channels_last
-  // N=8: 144 -> 24 @56 2.83 -> 1.78 ms, 24 -> 144 2.11 -> 1.67, 64 -> 64 2.54 -> 1.88, 96 -> 24
-  // 1.65 -> 1.17.
-  const int64_t tiles = nvb * nbb, part = bc.channels * Vpad;
-  const int64_t groups =
-      std::max<int64_t>(1, std::min({(kMinWgradItems + tiles - 1) / tiles, chunks, kMaxPartialFloats / part}));
   Scratch partials(groups > 1 ? groups * part : 0);
   float* const sums = groups > 1 ? partials.data() : total;
   parallel_for(0, groups * tiles, 1, [&](int64_t b, int64_t e) {
