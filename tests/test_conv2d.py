@@ -398,7 +398,7 @@ def test_depthwise_work_split(threads, layout, n, c, h, r, stride):
 ])
 def test_depthwise_rows_in_place(isa, dtype, layout, c, h, w, r, s, stride, padding):
     """Channels-last float depthwise rows of 5 and 7 taps read x in place (a channel vector's
-    tile slides along each filter row; columns outside the row masked to zeros), where channels
+    tile slides along each filter row; columns outside the row skipped), where channels
     are whole vectors, pixels dense or further apart (a channel slice); the stride-1 input
     gradient too. Other dtypes and layouts stay on the vector rows."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),

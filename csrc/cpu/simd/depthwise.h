@@ -570,12 +570,16 @@ constexpr int64_t kBandBytes = int64_t(384) << 10;  // an item's padded input ro
 
 // acc[i] += the taps of filter row r for output pixel i < QB of a vector-rows tile, KS taps of
 // column stride SW and no column dilation, as a sliding window: each of the row's (QB - 1) SW +
-// KS input vectors in [i_lo, i_hi) (the others are padding columns, not written: their products
-// would be zeros) is loaded once and feeds every pixel it reaches, with the row's KS weight
-// vectors in registers. Per pixel the taps still add in s order (the general tile's order, the
-// same bits). The general tile loads an input vector per FMA. Input vector i is at xr + i x_step
-// (L in the vector rows; the pixel stride where x is read in place).
-template <int QB, int KS, int SW, bool kZeroOutside = false>
+// KS input vectors in [i_lo, i_hi) (the others are padding columns, not read: their products
+// would be zeros, as the padding rows' are skipped) is loaded once and feeds every pixel it
+// reaches, with the row's KS weight vectors in registers. Per pixel the taps still add in s order
+// (the general tile's order, the same bits). The general tile loads an input vector per FMA.
+// Input vector i is at xr + i x_step (L in the vector rows; the pixel stride where x is read in
+// place). (The edge tiles of x read in place had loaded every column through a mask built per
+// load: skipping the outside columns instead, A/B with arms in random order, same bits, 2
+// threads: 7 x 7 96 @56 N=1 1.07x, 192 @28 1.09-1.11x (N=8 1.15x), 5 x 5 480 @14 1.09-1.10x, 240
+// @28 1.07-1.08x, 5 x 5 /2 144 @56 0.98-1.03x; AVX2 1.03-1.09x.)
+template <int QB, int KS, int SW>
   requires(SW > 0)
 [[gnu::always_inline]] inline void depthwise_sliding_row(const float* xr, int64_t x_step, const float* wr,
                                                          int64_t w_step, int i_lo, int i_hi, VecF32::type* acc) {
@@ -585,13 +589,8 @@ template <int QB, int KS, int SW, bool kZeroOutside = false>
   for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
 #pragma GCC unroll 64
   for (int i = 0; i < (QB - 1) * SW + KS; ++i) {
-    typename V::type xi;
-    if constexpr (kZeroOutside) {  // branch-free: masked loads read nothing outside
-      xi = V::load_masked(xr + i * x_step, V::from_bits(i >= i_lo && i < i_hi ? ~0u : 0u));
-    } else {
-      if (i < i_lo || i >= i_hi) continue;
-      xi = V::load(xr + i * x_step);
-    }
+    if (i < i_lo || i >= i_hi) continue;
+    const typename V::type xi = V::load(xr + i * x_step);
 #pragma GCC unroll 16
     for (int s = 0; s < KS; ++s) {
       const int q = (i - s) / SW;
@@ -773,7 +772,7 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
 // read in place (channels a whole number of vectors): the vector rows' sliding tiles
 // (depthwise_sliding_row: QB consecutive output pixels of one channel vector, each input vector
 // loaded once for the KS pixels it reaches) without their padded copy of x. Columns outside the
-// row load as zeros through masks in the edge tiles. An item is a band of up to 8 output rows of
+// row are skipped in the edge tiles. An item is a band of up to 8 output rows of
 // one channel vector, so that its input rows stay in L1 from one output row to the next. A/B,
 // arms in random order, 2 threads, channels_last, against the vector rows (same bits): 5 x 5 /2
 // 144 @56 N=1 1.67x, N=8 1.48x, 240 @28 1.35-1.43x, 480 @14 1.11x; 7 x 7 96 @56 1.21-1.28x
@@ -821,15 +820,14 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
           typename V::type acc[QB];
 #pragma GCC unroll 16
           for (int i = 0; i < QB; ++i) acc[i] = init;
-          // Interior tiles with constant bounds (the column checks fold away); at the edges the
-          // columns outside the row load as zeros.
+          // Interior tiles with constant bounds (the column checks fold away); the edge tiles skip
+          // the columns outside the row.
           if (i_lo == 0 && i_hi == ni)
             for (int64_t r = r_lo; r < r_hi; ++r)
               depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, 0, ni, acc);
           else
             for (int64_t r = r_lo; r < r_hi; ++r)
-              depthwise_sliding_row<QB, KS, SW, true>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, i_lo, i_hi,
-                                                      acc);
+              depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, i_lo, i_hi, acc);
           float* yq = yrow + q0 * ysw;
 #pragma GCC unroll 16
           for (int i = 0; i < QB; ++i, yq += ysw)
