@@ -7,9 +7,22 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from . import _C
 from ._ops import ops
 
 __all__ = ["conv2d", "max_pool2d"]
+
+
+_is_compiling = torch.compiler.is_compiling
+_has_torch_function = torch._C._has_torch_function
+
+
+def _eager(tensors):
+    """Whether _C's eager entry points see all that torch.ops would: they call the same op through
+    the dispatcher (autograd, modes, vmap, profiling) minus torch.ops' Python layer, half the cost
+    of a call with the caches cold (csrc/ops/bindings.cpp), but Dynamo cannot trace them and they
+    skip __torch_function__ overrides (tensor subclasses, modes)."""
+    return not _is_compiling() and not _has_torch_function(tensors)
 
 
 def _pair(value, name, op, allow_empty=False):
@@ -70,7 +83,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             raise RuntimeError(f"cnnkernels.conv2d: invalid padding string {padding!r}; expected 'valid' or 'same'")
     else:
         padding = _pair(padding, "padding", "conv2d")
-    out = ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    conv = _C.conv2d if _eager((input, weight, bias)) else ops.conv2d
+    out = conv(input, weight, bias, stride, padding, dilation, groups)
     return out.squeeze(0) if unbatched else out
 
 
@@ -99,10 +113,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     args = (input, kernel_size, stride, padding, dilation, ceil_mode)
     # Indices cost a write of 8 bytes per output: only computed when returned. For training,
     # ops.max_pool2d's autograd saves one-byte window taps instead (csrc/ops/autograd.cpp).
+    lib = _C if _eager((input,)) else ops
     if return_indices:
-        out, indices = ops.max_pool2d_with_indices(*args)
+        out, indices = lib.max_pool2d_with_indices(*args)
         if unbatched:
             out, indices = out.squeeze(0), indices.squeeze(0)
         return out, indices
-    out = ops.max_pool2d(*args)
+    out = lib.max_pool2d(*args)
     return out.squeeze(0) if unbatched else out

@@ -136,3 +136,89 @@ def test_autocast_under_compile():
         ref = model(x)
     assert out.dtype == ref.dtype
     torch.testing.assert_close(out.float(), ref.float(), rtol=5e-2, atol=5e-2)
+
+
+# ---- the eager entry points (cnnkernels._C.conv2d, ...) that cnnkernels.functional calls ------------
+
+class RecordingMode(torch.overrides.TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.funcs = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.funcs.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+class RecordingTensor(torch.Tensor):
+    funcs = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.funcs.append(func)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def functional_calls(x, w):
+    CF.conv2d(x, w, None, 1, 1)
+    CF.max_pool2d(x, 2)
+    CF.max_pool2d(x, 2, return_indices=True)
+
+
+OUR_OPS = [ops.conv2d, ops.max_pool2d, ops.max_pool2d_with_indices]
+
+
+def test_torch_function_mode_sees_our_ops():
+    # The eager entry points skip __torch_function__: under a mode the functional takes torch.ops.
+    x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    with RecordingMode() as mode:
+        functional_calls(x, w)
+    assert [f for f in mode.funcs if f in OUR_OPS] == OUR_OPS, mode.funcs
+
+
+def test_tensor_subclass_torch_function_sees_our_ops():
+    RecordingTensor.funcs = []
+    x = torch.randn(1, 2, 6, 6).as_subclass(RecordingTensor)
+    functional_calls(x, torch.randn(3, 2, 3, 3))
+    assert [f for f in RecordingTensor.funcs if f in OUR_OPS] == OUR_OPS, RecordingTensor.funcs
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_eager_calls_match_torch_ops(grad):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 7, 6, generator=g).requires_grad_(grad)
+    w = torch.randn(6, 2, 3, 2, generator=g).requires_grad_(grad)
+    b = torch.randn(6, generator=g)
+    results = []
+    for lib in (cnnkernels._C, ops):
+        y = lib.conv2d(x, w, b, [2, 1], [1, 0], [1, 2], 2)
+        p, i = lib.max_pool2d_with_indices(x, [3, 2], [2, 2], [1, 1], [1, 1], True)
+        q = lib.max_pool2d(x, [3, 2], [2, 2], [1, 1], [1, 1], True)
+        assert (y.grad_fn is not None) == grad and (p.grad_fn is not None) == grad == (q.grad_fn is not None)
+        grads = torch.autograd.grad((y.sum() + p.sum() + q.sum()), [x, w]) if grad else ()
+        results.append((y, p, i, q, *grads))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_no_grad_records_nothing():
+    x = torch.randn(1, 2, 6, 6, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    with torch.no_grad():
+        y, p = CF.conv2d(x, w, None, 1, 1), CF.max_pool2d(x, 2)
+    assert y.grad_fn is None and not y.requires_grad and p.grad_fn is None and not p.requires_grad
+
+
+@pytest.mark.parametrize("grad_mode", [False, True])
+@pytest.mark.parametrize("op", ["conv2d", "max_pool2d", "max_pool2d_indices"])
+def test_forward_mode_ad_raises(op, grad_mode):
+    # No jvp: a tangent must raise, also where no backward graph is built (grad mode off or no
+    # input requiring grad), never come back dropped.
+    import torch.autograd.forward_ad as fwAD
+    x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    call = {"conv2d": lambda t: CF.conv2d(t, w), "max_pool2d": lambda t: CF.max_pool2d(t, 2),
+            "max_pool2d_indices": lambda t: CF.max_pool2d(t, 2, return_indices=True)}[op]
+    with fwAD.dual_level(), torch.set_grad_enabled(grad_mode):
+        dual = fwAD.make_dual(x, torch.randn_like(x))
+        with pytest.raises(RuntimeError, match="jvp is not implemented"):
+            call(dual)

@@ -25,6 +25,18 @@ c10::TypedOperatorHandle<Signature> find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
 }
 
+// True when autograd has nothing to record for these inputs: no gradient is wanted (grad mode off
+// or no input requires one) and none carries a forward-mode tangent (Function::apply raises for
+// those: the C++ API has no jvp). Then the forward goes straight to the kernel op: building the
+// node and saving its context cost ~10 us a call with the caches cold (a call right after a layer
+// that streamed megabytes), more than a small layer's kernel.
+bool nothing_to_record(std::initializer_list<at::Tensor> inputs) {
+  const bool grad_mode = at::GradMode::is_enabled();
+  for (const at::Tensor& t : inputs)
+    if (t.defined() && ((grad_mode && t.requires_grad()) || t._fw_grad(/*level=*/0).defined())) return false;
+  return true;
+}
+
 // ---- conv2d -----------------------------------------------------------------------------------
 
 class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
@@ -73,6 +85,12 @@ class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
 
 at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (nothing_to_record({input, weight, has_bias ? *bias : at::Tensor()})) {
+    static const auto op = find_op<decltype(conv2d)>("cnnkernels::conv2d");
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(input, weight, bias, stride, padding, dilation, groups);
+  }
   return Conv2dFunction::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 
@@ -168,7 +186,7 @@ class MaxPool2dTapsFunction : public torch::autograd::Function<MaxPool2dTapsFunc
 
 at::Tensor max_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
-  if (!(at::GradMode::is_enabled() && input.requires_grad())) {  // nothing to record: no winners
+  if (nothing_to_record({input})) {  // no winners either
     static const auto op = find_op<decltype(max_pool2d)>("cnnkernels::max_pool2d");
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
