@@ -222,3 +222,16 @@ def test_forward_mode_ad_raises(op, grad_mode):
         dual = fwAD.make_dual(x, torch.randn_like(x))
         with pytest.raises(RuntimeError, match="jvp is not implemented"):
             call(dual)
+
+
+def test_eager_calls_under_fake_tensor_mode_and_vmap():
+    # Dispatcher-level machinery still sees the op through the eager entry points.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        x = torch.randn(2, 3, 8, 8).contiguous(memory_format=cl)
+        y, p = CF.conv2d(x, torch.randn(4, 3, 3, 3), None, 2, 1), CF.max_pool2d(x, 3, 2, 1)
+        assert y.shape == (2, 4, 4, 4) and y.is_contiguous(memory_format=cl) and p.shape == (2, 3, 4, 4)
+    g = torch.Generator().manual_seed(5)
+    xs, w = torch.randn(3, 2, 3, 7, 6, generator=g), torch.randn(4, 3, 3, 3, generator=g)
+    y = torch.vmap(lambda t: CF.conv2d(t, w, None, 1, 1))(xs)  # the batching fallback: a loop
+    assert torch.equal(y, torch.stack([CF.conv2d(t, w, None, 1, 1) for t in xs]))
