@@ -20,16 +20,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
-
 // True when autograd has nothing to record for these inputs: no gradient is wanted (grad mode off
 // or no input requires one) and none carries a forward-mode tangent (Function::apply raises for
-// those: the C++ API has no jvp). Then the forward goes straight to the kernel op: building the
-// node and saving its context cost ~10 us a call with the caches cold (a call right after a layer
-// that streamed megabytes), more than a small layer's kernel.
+// those: the C++ API has no jvp). Then the forward goes straight to the kernel op, without
+// Function::apply's node and context (5-10 us a call with the caches cold, as a call right after a
+// layer that streamed megabytes is: a small layer's kernel takes 10-30).
 bool nothing_to_record(std::initializer_list<at::Tensor> inputs) {
   const bool grad_mode = at::GradMode::is_enabled();
   for (const at::Tensor& t : inputs)
@@ -147,6 +142,11 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_autograd(const at::Te
                                                                     at::IntArrayRef kernel_size,
                                                                     at::IntArrayRef stride, at::IntArrayRef padding,
                                                                     at::IntArrayRef dilation, bool ceil_mode) {
+  if (nothing_to_record({input})) {
+    static const auto op = find_op<decltype(max_pool2d_with_indices)>("cnnkernels::max_pool2d_with_indices");
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
+  }
   variable_list out = MaxPool2dFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode);
   return {out[0], out[1]};
 }

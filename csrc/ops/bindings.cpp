@@ -36,27 +36,22 @@ DType dtype_from_string(const std::string& name) {
 // The GIL is released around the op, as torch.ops does. cnnkernels.functional takes torch.ops
 // where these would miss something: under torch.compile / export tracing and with
 // __torch_function__ overrides (subclasses, modes), which torch.ops honours and pybind does not.
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
-
 void def_eager_calls(pybind11::module_& m) {
   namespace py = pybind11;
   using Ints = std::vector<int64_t>;
   m.def("conv2d", [](const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                      const Ints& stride, const Ints& padding, const Ints& dilation, int64_t groups) {
-    static const auto op = op_handle<decltype(conv2d)>("cnnkernels::conv2d");
+    static const auto op = find_op<decltype(conv2d)>("cnnkernels::conv2d");
     return op.call(input, weight, bias, stride, padding, dilation, groups);
   }, py::call_guard<py::gil_scoped_release>(), "torch.ops.cnnkernels.conv2d without torch.ops' Python layer");
   m.def("max_pool2d", [](const at::Tensor& input, const Ints& kernel_size, const Ints& stride, const Ints& padding,
                          const Ints& dilation, bool ceil_mode) {
-    static const auto op = op_handle<decltype(max_pool2d)>("cnnkernels::max_pool2d");
+    static const auto op = find_op<decltype(max_pool2d)>("cnnkernels::max_pool2d");
     return op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
   }, py::call_guard<py::gil_scoped_release>(), "torch.ops.cnnkernels.max_pool2d without torch.ops' Python layer");
   m.def("max_pool2d_with_indices", [](const at::Tensor& input, const Ints& kernel_size, const Ints& stride,
                                       const Ints& padding, const Ints& dilation, bool ceil_mode) {
-    static const auto op = op_handle<decltype(max_pool2d_with_indices)>("cnnkernels::max_pool2d_with_indices");
+    static const auto op = find_op<decltype(max_pool2d_with_indices)>("cnnkernels::max_pool2d_with_indices");
     return op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
   }, py::call_guard<py::gil_scoped_release>(),
         "torch.ops.cnnkernels.max_pool2d_with_indices without torch.ops' Python layer");

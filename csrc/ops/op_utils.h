@@ -26,6 +26,12 @@ inline at::MemoryFormat memory_format(bool channels_last) {
   return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
+// The registered op `name` ("cnnkernels::conv2d"), to call through the dispatcher.
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> find_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
 // "[2, 3, 4, 4]" for messages.
 std::string shape_str(at::IntArrayRef sizes);
 

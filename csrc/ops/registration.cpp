@@ -30,7 +30,7 @@ template <c10::DeviceType device, c10::DispatchKey key>
 at::Tensor conv2d_autocast(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(key);
-  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cnnkernels::conv2d", "").typed<decltype(conv2d)>();
+  static const auto op = find_op<decltype(conv2d)>("cnnkernels::conv2d");
   const at::ScalarType to = at::autocast::get_lower_precision_fp_from_device_type(device);
   return op.call(at::autocast::cached_cast(to, input, device), at::autocast::cached_cast(to, weight, device),
                  at::autocast::cached_cast(to, bias, device), stride, padding, dilation, groups);
