@@ -1370,6 +1370,7 @@ def test_dgrad_reads_channels_last_grad_in_place(dtype, isa, c, k, h, r, stride,
     # the weight gradient takes 2^20+ tile x k x c products: row blocks 48 + 48, one column block
     (2, 128, 96, 16, 14, 1),
     (1, 96, 176, 20, 18, 0),    # row blocks 80 + 96, column blocks 64 + 32 (a partial vector block)
+    (1, 64, 256, 16, 16, 1),    # 256 out: row blocks 4 x 64 on 2 threads (3 would be 80 + 80 + 96)
     (1, 144, 128, 6, 6, 1),     # 9 tiles, wide: the filter streamed in chunks of 64 + 64 + 16 in channels
     (1, 256, 288, 18, 18, 1),   # 81 tiles < 288 out, V over 1 MiB: each thread's out blocks' U whole
     (1, 512, 64, 14, 14, 1),    # 512 in: the weight gradient walks its tiles in chunks of 64 (49 here)
