@@ -2031,21 +2031,30 @@ void depthwise_wgrad_plane_tiles(const Conv2dWgradArgs& a) {
 }
 
 // The filters whose tap sums fit in the registers (with a dy and an x vector each): 3 x 3 in 2
-// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 on AVX-512 (25); filters
-// 7 columns wide (ConvNeXt's 7 x 7) in 1, a group of filter rows per pass.
+// channel vectors on AVX-512 (18 of 32), 1 on AVX2 (9 of 16); 5 x 5 in 1 (AVX-512: 25 sums; AVX2:
+// a group of filter rows per pass); filters 7 columns wide (ConvNeXt's 7 x 7) in 1, a group of
+// filter rows per pass. AVX2 5 x 5 had taken the per-row sums below: in-process A/B, Zen 4, 2
+// threads, channels_last, EfficientNet-B0's layers: 480 @14 N=1 0.190 -> 0.063 ms (AVX-512 0.045),
+// N=8 3.05x, 5 x 5 /2 144 @56 N=1 2.28x, N=8 1.64x, 240 @28 2.2-2.6x; NCHW (480 @14 now here, not
+// on plane tiles) 1.06-1.14x, rows of 28+ (plane tiles) level.
 inline int depthwise_wgrad_register_block(const Conv2dProblem& p) {
   constexpr bool kWide = VecF32::kLanes == 16;
   if (p.R == 3 && p.S == 3) return kWide ? 2 : 1;
-  if (p.R == 5 && p.S == 5 && kWide) return 1;
+  if (p.R == 5 && p.S == 5) return 1;  // (AVX2: in groups of filter rows)
   if (p.S == 7) return 1;  // in groups of filter rows (depthwise_wgrad_row_group)
   return 0;
 }
 
-// Filter rows per pass of depthwise_wgrad_registers: all of a 3 x 3 or 5 x 5 filter; 7 columns
-// wide, 3 rows on AVX-512 (21 sums; 4 rows, 28, ran 6-10% slower), 2 on AVX2 (14 of 16 registers,
-// x read by the FMAs; 1 row a pass was 1.2-1.3x slower), each pass reading dy and x again.
+// Filter rows per pass of depthwise_wgrad_registers: all of a 3 x 3 filter, and of a 5 x 5 one on
+// AVX-512; 7 columns wide, 3 rows on AVX-512 (21 sums; 4 rows, 28, ran 6-10% slower), 2 on AVX2
+// (14 of 16 registers, x read by the FMAs; 1 row a pass was 1.2-1.3x slower); 5 x 5 on AVX2 3 + 2
+// rows (15 and 10 sums; 2 + 2 + 1 rows ran 1.08-1.28x slower, but for 240 @28 N=1, 1.07x faster).
+// Each pass reads dy and x again.
 inline int64_t depthwise_wgrad_row_group(const Conv2dProblem& p) {
-  return p.S == 7 ? (VecF32::kLanes == 16 ? 3 : 2) : p.R;
+  constexpr bool kWide = VecF32::kLanes == 16;
+  if (p.S == 7) return kWide ? 3 : 2;
+  if (p.S == 5 && !kWide) return 3;  // 5 x 5 on AVX2: rows 0-2 (15 sums), then 3-4
+  return p.R;
 }
 
 // depthwise_wgrad_plane_tiles where it applies: dense NCHW planes, column stride 1 or 2, filters
@@ -2199,8 +2208,12 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
           depthwise_wgrad_registers<3, 3, 2>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
         } else if (p.R == 3) {
           depthwise_wgrad_registers<3, 3, 1>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
-        } else {
+        } else if (fn == 5) {
           depthwise_wgrad_registers<5, 5, 1>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
+        } else if (fn == 3) {
+          depthwise_wgrad_registers<3, 5, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
+        } else {  // the AVX2 groups of a 5 x 5 filter: 3 rows, then 2
+          depthwise_wgrad_registers<2, 5, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
         }
       }
     });
