@@ -2047,13 +2047,13 @@ inline int depthwise_wgrad_register_block(const Conv2dProblem& p) {
 
 // Filter rows per pass of depthwise_wgrad_registers: all of a 3 x 3 filter, and of a 5 x 5 one on
 // AVX-512; 7 columns wide, 3 rows on AVX-512 (21 sums; 4 rows, 28, ran 6-10% slower), 2 on AVX2
-// (14 of 16 registers, x read by the FMAs; 1 row a pass was 1.2-1.3x slower); 5 x 5 on AVX2 3 + 2
-// rows (15 and 10 sums; 2 + 2 + 1 rows ran 1.08-1.28x slower, but for 240 @28 N=1, 1.07x faster).
+// (14 of 16 registers, x read by the FMAs; 1 row a pass was 1.2-1.3x slower); 5 x 5 on AVX2 2 + 3
+// rows (10 and 15 sums; 1 + 2 + 2 rows ran 1.08-1.28x slower, but for 240 @28 N=1, 1.07x faster).
 // Each pass reads dy and x again.
 inline int64_t depthwise_wgrad_row_group(const Conv2dProblem& p) {
   constexpr bool kWide = VecF32::kLanes == 16;
   if (p.S == 7) return kWide ? 3 : 2;
-  if (p.S == 5 && !kWide) return 3;  // 5 x 5 on AVX2: rows 0-2 (15 sums), then 3-4
+  if (p.S == 5 && !kWide) return 3;  // 5 x 5 on AVX2: rows 0-1 (10 sums), then 2-4 (15)
   return p.R;
 }
 
@@ -2212,7 +2212,7 @@ inline bool depthwise_wgrad(const Conv2dWgradArgs& a) {
           depthwise_wgrad_registers<5, 5, 1>(p, x, dy, r0, r1, v0, 0, cs, q_lo, q_hi, part, Cp);
         } else if (fn == 3) {
           depthwise_wgrad_registers<3, 5, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
-        } else {  // the AVX2 groups of a 5 x 5 filter: 3 rows, then 2
+        } else {  // the AVX2 groups of a 5 x 5 filter: 2 rows, then 3
           depthwise_wgrad_registers<2, 5, 1>(p, x, dy, r0, r1, v0, f0, cs, q_lo, q_hi, part, Cp);
         }
       }
