@@ -995,7 +995,7 @@ def test_direct_reads_padding_in_place(isa, layout, c, k, groups, h, w, r, s, st
     (64, 128, 4, 6, 7, 3, 1, 1, 2),      # 16 -> 32 per group, dilated: dgrad bundles 4
     (96, 96, 3, 10, 10, 3, 1, 2, 1),     # 3 groups of 32: no whole bundle, the 12 x 2 tiles
     (256, 256, 8, 5, 13, 3, 1, 1, 1),    # ResNeXt's 32 per group (AVX2: one group a tile)
-    (48, 48, 6, 7, 7, 3, 1, 1, 1),       # 8 per group: AVX2 bundles of 2
+    (48, 48, 6, 7, 7, 3, 2, 1, 1),       # 8 per group, stride 2: AVX2 bundles of 2 (stride 1: row tiles)
     (16, 16, 2, 7, 10, 2, 2, 0, 1),      # AVX2 8 per group, an even filter at stride 2
     (32, 32, 4, 9, 9, 1, 1, 0, 1),       # 1 x 1, no padding: a float32 channels_last x read in place
     (64, 64, 4, 8, 8, 5, 3, 2, 1),       # 5 x 5 stride 3: dgrad phases of few taps
@@ -1003,8 +1003,8 @@ def test_direct_reads_padding_in_place(isa, layout, c, k, groups, h, w, r, s, st
 ])
 def test_group_bundles(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Groups of one vector of outputs (two on AVX-512) and one or two vectors of inputs, run as
-    bundles of groups sharing a tile (conv2d_direct.h, with_group_bundle; AVX-512 only where the
-    row tiles do not apply: strided or dilated rows, rows of < 7 pixels): forward and input
+    bundles of groups sharing a tile (conv2d_direct.h, with_group_bundle; only where the row tiles
+    do not apply: AVX2's 16 a group, AVX-512's strided or dilated rows, rows of < 7 pixels): forward and input
     gradient against PyTorch (and the weight gradient), bundles of 2 and 4, both input widths,
     group counts that leave no whole bundle."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
@@ -1051,9 +1051,14 @@ def test_pointwise_input_chunks(isa, c, k, h, w):
     (64, 64, 4, 7, 10, (2, 2), (0, 1), (1, 1)),   # column stride 2, no row padding; dgrad: 6-pixel column pairs
     (128, 128, 4, 6, 14, (2, 2), (1, 1), (1, 1)),  # 32 per group, column stride 2: dgrad 8-pixel column pairs overlapping
     (64, 64, 2, 9, 12, (3, 2), (2, 1), (2, 1)),   # 32 per group, rows stride 3 and dilated, column stride 2
+    (64, 64, 8, 9, 11, (1, 1), (1, 1), (1, 1)),   # 8 per group (AVX2's row tiles), rows of 11: 7-pixel tiles overlapping
+    (64, 64, 8, 6, 20, (2, 2), (1, 1), (1, 1)),   # 8 per group, column stride 2: AVX2 dgrad 8-pixel column pairs overlapping
+    (32, 64, 4, 7, 9, (1, 2), (1, 1), (1, 1)),    # 8 -> 16 per group (AVX2: wgrad row tiles a vector at a time), odd width
+    (96, 96, 8, 5, 7, (1, 1), (1, 0), (1, 1)),    # 12 per group (AVX2: wgrad 4-channel row tiles), no column padding
 ])
-def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dilation):
-    """3-wide filters over groups of 16 or 32 output channels (AVX-512, conv2d_direct.h,
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_row_reuse_tiles(isa, dtype, layout, c, k, groups, h, w, stride, padding, dilation):
+    """3-wide filters over groups of 16 or 32 output channels (AVX-512; 8 on AVX2; conv2d_direct.h,
     run_row_reuse: each input broadcast serves three pixels of a row tile; grouped forwards read
     x as group blocks, pack_group_blocks; conv2d_wgrad.h,
     wgrad_row_tile: three taps, column stride 1 or 2; the input gradient at column stride 2 on
@@ -1063,7 +1068,7 @@ def test_row_reuse_tiles(dtype, layout, c, k, groups, h, w, stride, padding, dil
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
                seed=c * k + w)
-    with forced_isa("avx512"), forced_bf16_dot("off"):
+    with forced_isa(isa), forced_bf16_dot("off"):
         check_against_torch(cfg, dtype)
 
 

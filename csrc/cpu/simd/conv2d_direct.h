@@ -1106,7 +1106,7 @@ bool with_group_bundle(int64_t groups, int64_t in_per_group, int64_t out_per_gro
 }
 
 // Row tiles that reuse each input broadcast across the kernel's width (groups of 16 or 32 output
-// channels, AVX-512). In a group of one vector of outputs every broadcast input feeds one FMA per
+// channels on AVX-512, 8 on AVX2). In a group of one vector of outputs every broadcast input feeds one FMA per
 // tap, and the group-bundle tiles (with_group_bundle) load as often as they multiply: 28 loads per
 // 24 FMAs, ~78% of the FMA peak even from L1 (a kernel-shaped loop, Xeon with AMX). Along a row,
 // input column j serves output pixels j, j - 1 and j - 2 through the taps s = 0, 1, 2: a tile of
@@ -1125,10 +1125,13 @@ inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw, int64_t col_st
   return true;
 }
 
-// Applies to three_tap_rows plans of 16 or 32 outputs a group on AVX-512.
+// Applies to three_tap_rows plans of one vector of outputs a group (AVX-512: 16, AVX2: 8) or,
+// on AVX-512, two. AVX2's 16 registers hold a 4 x 2 tile at most: 512 @14 g32 (16 a group) on
+// it ran as fast as the 6 x 2 direct tiles at N=1 and 1.2x slower at N=8 (in-process A/B,
+// arms in random order, Zen 4, 2 threads, channels_last).
 inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) {
   constexpr int64_t L = VecF32::kLanes;
-  return L == 16 && (d.out_per_group == L || d.out_per_group == 2 * L) && three_tap_rows(d, x_sw);
+  return (d.out_per_group == L || (L == 16 && d.out_per_group == 2 * L)) && three_tap_rows(d, x_sw);
 }
 
 // acc[m][v] = bias + sum over kernel rows r, input channels c and taps s of x(row r, column m + s,
@@ -1239,15 +1242,20 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
 }
 
 // Runs d with row_reuse_conv where row_reuse_applies (returns false otherwise): 14-pixel tiles
-// for one vector per group on rows of 14+ pixels, else 7. Group g's inputs start g group_step
-// elements after group 0's (-1: d.in_per_group, a channels-last x). Pixels NV L elements apart
-// (group blocks of as many inputs as outputs) take tiles compiled for that step. dgrad_pairs: a
-// kDgradStride2 plan (even d.Q of 8+; tiles of 14 or 6 pixels for one vector, 8 for two).
+// for one vector per group on rows of 14+ pixels, else 7 (AVX2: 7). Group g's inputs start g
+// group_step elements after group 0's (-1: d.in_per_group, a channels-last x). Pixels NV L
+// elements apart (group blocks of as many inputs as outputs) take tiles compiled for that step.
+// dgrad_pairs: a kDgradStride2 plan (even d.Q of 8+; tiles of 14 or 6 pixels for one vector, 8
+// for two; AVX2 8).
+// AVX2 (8 outputs a group, ResNeXt's 256 @28 and 256 @56 /2; these had run direct_conv's group
+// bundles, a broadcast per FMA): in-process A/B, arms in random order, Zen 4, 2 threads, 32
+// groups: 256 @28 N=1 NCHW fwd / dgrad 1.28 / 1.25x, channels_last 1.04-1.20x, N=8 1.20 / 1.27x;
+// the input gradient of 256 @56 /2 (column pairs) N=1 NCHW 2.6x, channels_last 1.05x, N=8 1.31x.
 template <class M, typename T, typename TOut>
 bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const WeightSource<T>& weights,
                    const float* bias, TOut* y, const int64_t ys[4], int64_t group_step = -1,
                    bool dgrad_pairs = false) {
-  if constexpr (M::kChannels != 1 || VecF32::kLanes != 16) {  // (AVX2 builds do not instantiate them)
+  if constexpr (M::kChannels != 1) {
     return false;
   } else {
     if (!row_reuse_applies(d, x.sw)) return false;
@@ -1263,15 +1271,24 @@ bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& 
         const auto wp = pack_weights<M>(d, NV * L, weights);
         row_reuse_conv<MR, NV, 0, kDgradStride2>(d, x, gs, wp.data(), bias, y, ys);
       };
+#if defined(__AVX512F__)
       if (d.out_per_group == 2 * L && d.Q >= 8) run_pairs.template operator()<8, 2>();
       else if (d.out_per_group == L && d.Q >= 14) run_pairs.template operator()<14, 1>();
       else if (d.out_per_group == L && d.Q >= 8) run_pairs.template operator()<6, 1>();
       else return false;
+#else
+      if (d.Q >= 8) run_pairs.template operator()<8, 1>();  // (MR + 3 weights + a broadcast: 12 of 16 registers)
+      else return false;
+#endif
       return true;
     }
+#if defined(__AVX512F__)
     if (d.out_per_group == 2 * L) run.template operator()<7, 2>();
     else if (d.Q >= 14) run.template operator()<14, 1>();
     else run.template operator()<7, 1>();
+#else
+    run.template operator()<7, 1>();  // (7 divides the rows of 56, 28, 14, 7)
+#endif
     return true;
   }
 }
@@ -1453,7 +1470,7 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // row tiles over that copy: 512 @14 g32 N=1 1.12x at one thread and 1.40x at two, both
   // layouts; N=8 1.04-1.14x; 1024 @7 1.02-1.13x). One group keeps the channels-last copy, whose
   // rows go as single runs: blocks of 16 channels, a run per pixel, cost 16 -> 16 @112 7%.
-  if constexpr (M::kChannels == 1 && VecF32::kLanes == 16) {
+  if constexpr (M::kChannels == 1) {
     const int64_t block = group_block_floats(Hp, Wp, Cg);
     const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Cg, Cg};  // (a plan needs the strides only)
     const DirectConvPlan d = plan_for(blocks, Cg);
@@ -2038,7 +2055,7 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   // reads x (conv2d_fprop_direct; in-process A/B, arms in random order, Xeon, 2 threads: 512 @14
   // g32 N=1 1.34x channels_last, 1.40x NCHW, N=8 1.04x and 1.14x; 1024 @7 1.06-1.14x; one
   // thread 1.01-1.10x).
-  if constexpr (M::kChannels == 1 && VecF32::kLanes == 16) {
+  if constexpr (M::kChannels == 1) {
     const int64_t block = group_block_floats(Hp, Wp, Kg);
     const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Kg, Kg};  // (a plan needs the strides only)
     WeightSource<T> weights;
@@ -2065,9 +2082,9 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   // channels_last 1.58 -> 1.25 ms, NCHW 3.07 -> 1.87, N=1 0.239 -> 0.205, 0.385 -> 0.231; 1024 @14
   // /2 (8-pixel tiles over rows of 14: 2 of 16 pixels computed twice) N=8 NCHW 2.15 -> 1.53, N=1
   // channels_last 0.341 -> 0.297, NCHW 0.561 -> 0.333, but N=8 channels_last 1.23 -> 1.29.
-  if constexpr (M::kChannels == 1 && VecF32::kLanes == 16) {
+  if constexpr (M::kChannels == 1) {
     bool pairs = p.stride_w == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 &&
-                 (Cg == 16 || Cg == 32) && p.W >= 8;
+                 (VecF32::kLanes == 16 ? Cg == 16 || Cg == 32 : Cg == 8) && p.W >= 8;
     for (const DgradPhase1D& ph_r : rows) pairs = pairs && (ph_r.count == 0 || !ph_r.taps.empty());
     if (pairs) {
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], xs[3]};

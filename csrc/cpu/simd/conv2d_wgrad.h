@@ -107,7 +107,7 @@ template <class M, int MC, int NV>
 }
 
 // The weight gradient of 3-wide filters at column stride 1 for one vector of output channels
-// (16 or fewer per group, AVX-512): input column i of a row meets dy columns i, i - 1 and i - 2
+// (16 or fewer per group on AVX-512, 8 on AVX2, and two vectors' groups a vector at a time): input column i of a row meets dy columns i, i - 1 and i - 2
 // through the taps s = 0, 1, 2, so one broadcast of x serves three FMAs. The 24 x 1 tiles
 // (wgrad_tile) took one broadcast per FMA and, with 16 channels per group, filled 16 of their
 // 24 rows (in-process A/B, arms in random order, Xeon, 2 threads, ResNeXt 512 @14 x 32 groups:
@@ -232,6 +232,17 @@ constexpr int kWgradTileVectors = 4;
 constexpr int kWgradTileVectors = 2;
 #endif
 
+// Channels per wgrad_row_tile: 3 x 8 sums of AVX-512's 32 registers, 3 x 4 of AVX2's 16 (with
+// the three dy columns and a broadcast: all 16).
+constexpr int64_t kWgradRowChannels = VecF32::kLanes == 16 ? 8 : 4;
+
+// Whether wgrad_row_tile takes the layer's tiles (with one vector of outputs a tile): rows of
+// three taps at column stride 1 or 2, whole tiles of input channels.
+inline bool wgrad_row_tiles_apply(const Conv2dProblem& p) {
+  return p.S == 3 && (p.stride_w == 1 || p.stride_w == 2) && p.dil_w == 1 && p.Q >= 2 &&
+         (p.C / p.groups) % kWgradRowChannels == 0;
+}
+
 // The size of `total` from which conv2d_wgrad_direct_tiles sums by slabs.
 constexpr int64_t kWgradSlabMinBytes = int64_t(1) << 20;
 
@@ -354,13 +365,11 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // dilation, a row's S taps are S C consecutive "channels" of one tap, in the totals' own order
   // ((r S + s) Cg + c). The stem (C = 3, 7 x 7) then fills 21 of 24 tile rows, not 3 of 6.
   const bool fold = M::kChannels == 1 && G == 1 && p.dil_w == 1 && xpx == p.C && p.S > 1;
-  // wgrad_row_tile's rows of 3 taps (AVX-512, one vector of outputs): tiles of one filter row and
-  // 8 channels, laid out as the folded ones ((r S + s) Cg + c).
-  constexpr int64_t kRowChannels = 8;
-  constexpr bool kRowTileShape = M::kChannels == 1 && VecF32::kLanes == 16 && NV == 1;
-  const bool row_tiles = kRowTileShape && !fold && p.S == 3 && (p.stride_w == 1 || p.stride_w == 2) &&
-                         p.dil_w == 1 && p.Q >= 2 &&
-                         Cg % kRowChannels == 0;
+  // wgrad_row_tile's rows of 3 taps (one vector of outputs): tiles of one filter row and
+  // kWgradRowChannels channels, laid out as the folded ones ((r S + s) Cg + c).
+  constexpr int64_t kRowChannels = kWgradRowChannels;
+  constexpr bool kRowTileShape = M::kChannels == 1 && NV == 1;
+  const bool row_tiles = kRowTileShape && !fold && wgrad_row_tiles_apply(p);
   const bool by_rows = fold || row_tiles;
   const int64_t tile_taps = by_rows ? p.R : taps, tile_S = by_rows ? 1 : p.S, tile_C = by_rows ? p.S * Cg : Cg;
   const int64_t tile_cb = row_tiles ? Cg / kRowChannels : fold ? (tile_C + MC - 1) / MC : ncb;
@@ -498,6 +507,17 @@ inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
     }
     if (Kg <= 32) {
       conv2d_wgrad_direct_tiles<T, M, 12, 2>(a);
+      return true;
+    }
+  }
+  // AVX2: one vector of outputs where a group has no more (the 6 x 2 tiles' second vector had
+  // been padding), or where two take the row tiles (each a tile of its own). In-process A/B
+  // against 6 x 2, arms in random order, Zen 4, 2 threads, ResNeXt's 32 groups: 8 a group (row
+  // tiles) 256 @28 N=1 2.3-2.5x, N=8 2.3x, 256 @56 /2 1.7x, N=8 1.5x; 16 a group, 512 @14
+  // 1.03-1.10x.
+  if constexpr (M::kChannels == 1 && kWgradTileVectors == 2) {
+    if (Kg <= 8 || (Kg <= 16 && wgrad_row_tiles_apply(a.p))) {
+      conv2d_wgrad_direct_tiles<T, M, 12, 1>(a);
       return true;
     }
   }
