@@ -862,18 +862,18 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
     (32, 32, 8, 8, 9, 1, 2, 0, 1),       # 1 x 1 stride 2: phases without taps store zeros
     (6, 12, 6, 6, 7, 3, 1, 1, 2),        # a channel multiplier of 2, dilated; 12 of 16 lanes
     (18, 18, 9, 8, 8, 3, 1, 1, 1),       # 9 groups of 2: the last block's pixel slots padded
-    (48, 48, 6, 7, 7, 3, 1, 1, 1),       # groups of 8 (AVX-512; AVX2 runs them on the direct engine)
+    (48, 48, 6, 7, 7, 3, 1, 1, 1),       # groups of 8 (AVX-512; AVX2 runs them on the direct engine's row tiles)
     (64, 64, 8, 5, 28, 3, 1, 1, 1),      # AVX-512 row tiles: two of 14 pixels a row
     (64, 64, 8, 6, 29, 3, 2, 1, 1),      # stride 2 row tiles (8 a group): 14 pixels, the last overlapping
     (64, 64, 8, 5, 17, 3, 2, 0, 1),      # stride 2 rows of 8 (7-pixel tiles), no padding: edges hold data
-    (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (channels_last)
+    (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (AVX-512: channels_last)
     (20, 40, 5, 7, 7, 5, 2, 2, 1),       # 4 -> 8, 5 x 5, stride 2
     (24, 24, 3, 5, 13, 1, 1, 0, 1),      # 1 x 1 groups of 8
 ])
 def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
-    vector span several groups, each lane's inputs permuted in; on AVX-512, 3-wide filters at
-    column stride 1 or 2 on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
+    vector span several groups, each lane's inputs permuted in; 3-wide filters at column stride 1
+    (AVX-512: or 2) on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
     per stride phase) and weight gradient (tap chunks, fixed row splits; AVX-512 3-wide filters:
     kernel rows, grouped_lanes_wgrad_rows) against PyTorch, every layout and tail."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
@@ -896,7 +896,8 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
     (128, 32, 8, 15, 3, 3, (1, 1), (0, 1), (1, 1)),  # columns of padding only
     (128, 32, 8, 15, 3, 3, (1, 1), (1, 2), (1, 1)),  # two columns of padding: the padded copy
 ])
-def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, padding, dilation):
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, padding, dilation):
     """A float32 channels_last x of a padded grouped layer that the row tiles take is read in place
     (conv2d_grouped.h): by the forward (InPlacePadding: kernel rows outside the image read a row
     of zeros, a tile's edge columns zero vectors), by the weight gradient's rows
@@ -907,7 +908,7 @@ def test_grouped_rows_read_in_place(layout, c, groups, h, w, r, s, stride, paddi
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w)
-    with forced_isa("avx512"):
+    with forced_isa(isa):
         check_against_torch(cfg, torch.float32)
 
 
@@ -948,16 +949,18 @@ def test_grouped_pixel_lanes(layout, c, groups, h, w, r, stride, padding, dilati
     (64, 32, 8, 9, 16, 3, (2, 2), (1, 1), (1, 1)),      # 8 in, 4 out a group
     (32, 32, 8, 6, 18, 1, (2, 2), (0, 1), (1, 1)),      # one kernel row
 ])
-def test_grouped_dgrad_column_pairs(dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_grouped_dgrad_column_pairs(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """The grouped input gradient at column stride 2 (3 taps, a column of padding, even widths of
     14+) runs row tiles that compute both column phases of a dx row at once (conv2d_grouped.h,
     kDgradStride2): a float32 channels_last dy read in place (its last column past the image a
     zero vector), others packed; row phases with 1, 2 or no kernel rows, every layout, all three
-    results against PyTorch."""
+    results against PyTorch (AVX2: 8-pixel tiles, 4 or fewer channels a group; 8 go to
+    conv2d_direct.h's column pairs)."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
                seed=c * h + w)
-    with forced_isa("avx512"):
+    with forced_isa(isa):
         check_against_torch(cfg, dtype)
 
 

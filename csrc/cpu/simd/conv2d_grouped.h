@@ -146,7 +146,7 @@ struct InPlacePadding {
   const float* zero_row;
 };
 
-// grouped_lanes_conv on row tiles of MR consecutive pixels (three_tap_rows plans, AVX-512): as in
+// grouped_lanes_conv on row tiles of MR consecutive pixels (three_tap_rows plans): as in
 // the direct engine's row tiles (run_row_reuse), input column i of a row serves output pixels i,
 // i - 1 and i - 2 through taps s = 0, 1, 2, so each permuted input vector feeds three FMAs.
 // grouped_lanes_conv's tiles take a permute per FMA, and the two share a port: half the FMA rate
@@ -220,9 +220,10 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
           const typename V::type w0 = V::load(wr + j * L), w1 = V::load(wr + (CG + j) * L),
                                  w2 = V::load(wr + (2 * CG + j) * L);
           // The same columns serve every j: left visible, GCC 12 loaded stride 2's 29 columns once
-          // per row and kept them on the stack, a permute from memory each. Reloaded per j here.
+          // per row and kept them on the stack, a permute from memory each. Reloaded per j here
+          // (AVX2 at stride 1 too: its 9 columns went to the stack).
           const float* xj = xr;
-          if constexpr (SW > 1) asm("" : "+r"(xj));
+          if constexpr (SW > 1 || L == 8) asm("" : "+r"(xj));
 #pragma GCC unroll 32
           for (int i = 0; i < kColumns; ++i) {
             typename V::type v;
@@ -250,8 +251,7 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
 // apply.
 template <int CG>
 inline int grouped_row_tiles_stride(const DirectConvPlan& d, int64_t x_sw, const int64_t ys[4]) {
-  if constexpr (VecF32::kLanes != 16) return 0;  // (AVX2 builds do not instantiate the row tiles)
-  if ((CG > 4 || ys[1] == 1) && three_tap_rows(d, x_sw)) return 1;
+  if ((CG > 4 || ys[1] == 1 || VecF32::kLanes == 8) && three_tap_rows(d, x_sw)) return 1;
   if (CG > 4 && three_tap_rows(d, x_sw, 2)) return 2;
   return 0;
 }
@@ -259,7 +259,9 @@ inline int grouped_row_tiles_stride(const DirectConvPlan& d, int64_t x_sw, const
 // The widest row tile's input columns: InPlacePadding::zero_row holds this many pixels.
 constexpr int64_t kGroupedRowColumns = 2 * 13 + 3;
 
-// grouped_lanes_conv, or its row tiles where they apply (14 pixels on rows of 14+, else 7). In-process
+// grouped_lanes_conv, or its row tiles where they apply (AVX-512: 14 pixels on rows of 14+, else
+// 7; AVX2: 7, and for NCHW outputs as well: 128 @56 g32 N=1 fwd / dgrad NCHW 1.20 / 1.19x,
+// channels_last 1.36 / 1.39x, Zen 4, in-process A/B). In-process
 // A/B, arms in random order, Xeon, 2 threads, ResNeXt 32 groups: 8 channels a group (256 @28) fwd
 // and dgrad N=1 1.10-1.30x, N=8 1.18-1.20x, both layouts; 4 a group (128 @56) channels_last
 // 1.02-1.08x, but NCHW 0.91-1.00x (grouped_lanes_conv's 20-pixel tiles leave as longer runs of
@@ -273,9 +275,9 @@ template <int CG, typename TOut>
 void grouped_lanes_run(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
                        const float* bias_blocks, TOut* y, const int64_t ys[4], int64_t block_step = -1,
                        const InPlacePadding* pad = nullptr) {
-  if constexpr (VecF32::kLanes == 16) {  // (AVX2 builds do not instantiate the row tiles)
+  {
     const auto row_tiles = [&]<int PS, int SW>() {
-      if (d.Q >= 14)
+      if (VecF32::kLanes == 16 && d.Q >= 14)
         grouped_lanes_row_conv<CG, 14, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
       else
         grouped_lanes_row_conv<CG, 7, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
@@ -605,8 +607,10 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   // dy in place, else a packed one. In-process A/B against the four phases, arms in random order,
   // Xeon, 2 threads, 256 @56 /2 g32: N=8 channels_last 2.76 -> 1.89 ms, NCHW 6.55 -> 3.71; N=1
   // 0.313 -> 0.220, 0.525 -> 0.410. (A float32 NCHW dy has since gone to
-  // grouped_pixel_lanes_dgrad2 instead; bfloat16 and other layouts still come here.)
-  if constexpr (VecF32::kLanes == 16) {
+  // grouped_pixel_lanes_dgrad2 instead; bfloat16 and other layouts still come here.) AVX2 (8-pixel
+  // tiles, A/B against the phases, Zen 4, 2 threads, N=1, 32 groups): 128 @56 /2 NCHW 2.2x,
+  // channels_last 1.25x; 64 @56 /2 1.7x, 1.27x.
+  {
     if (sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14) {
       const int64_t* ds = a.dy.stride;
       bool in_place = false;
@@ -634,8 +638,8 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
         const int64_t row_top = rows.empty() ? 0 : -rows[0].second;
         const int64_t row_step = rows.size() > 1 ? rows[1].second - rows[0].second : 1;
         const InPlacePadding pad{p.P, p.Q, row_top, 0, 1, row_step, zero_row.data()};
-        grouped_lanes_row_conv<KG, 14, 0, kDgradStride2>(d, dv, wp.data(), nullptr, dx + pa * xs[2], dx_strides, -1,
-                                                         in_place ? &pad : nullptr);
+        grouped_lanes_row_conv<KG, VecF32::kLanes == 16 ? 14 : 8, 0, kDgradStride2>(
+            d, dv, wp.data(), nullptr, dx + pa * xs[2], dx_strides, -1, in_place ? &pad : nullptr);
       }
       return;
     }
@@ -1066,7 +1070,9 @@ inline bool conv2d_wgrad_grouped_lanes(const Conv2dWgradArgs& a) {
   if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Cg, Kg)) return false;
   const bool three_tap_rows = p.S == 3 && p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2);
   with_group_channels(Cg, [&]<int CG>() {
-    if constexpr (VecF32::kLanes == 16 && grouped_wgrad_row_inputs<CG>() > 0) {  // (AVX2: too few registers)
+    // (AVX2: 3 CG sums and CG lane indices outgrow 16 registers; with CG / 2 inputs an item, in
+    // place of 2 taps, the row tiles ran 0.94-1.06x: 128 @56 g32, Zen 4, 2 threads, A/B.)
+    if constexpr (VecF32::kLanes == 16 && grouped_wgrad_row_inputs<CG>() > 0) {
       if (three_tap_rows && p.stride_w == 1) return grouped_lanes_wgrad_rows<T, CG, 1>(a);
       if (three_tap_rows) return grouped_lanes_wgrad_rows<T, CG, 2>(a);
     }
