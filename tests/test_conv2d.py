@@ -874,8 +874,9 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
     vector span several groups, each lane's inputs permuted in; 3-wide filters at column stride 1
     (AVX-512: or 2) on row tiles, grouped_lanes_row_conv): forward, input gradient (one forward
-    per stride phase) and weight gradient (tap chunks, fixed row splits; AVX-512 3-wide filters:
-    kernel rows, grouped_lanes_wgrad_rows) against PyTorch, every layout and tail."""
+    per stride phase) and weight gradient (tap chunks, fixed row splits; 3-wide filters: kernel
+    rows, grouped_lanes_wgrad_rows, on AVX2 for groups of 2 or 4 within 128-bit lanes, shuffled
+    in-lane) against PyTorch, every layout and tail."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(padding, padding), dilation=(dilation, dilation), bias=True, x_layout=layout,
                w_layout="contiguous", g_layout=layout, seed=c * k + h)

@@ -47,6 +47,31 @@ struct GroupLaneIndex {
   typename VecF32::index lanes[CG];
 };
 
+// Whether every group's Kg lanes lie in one 128-bit lane with its CG inputs (Kg == CG, 2 or 4):
+// then group_channel_in_lanes hands lane l its group's channel j without an index register
+// (AVX2's weight-gradient rows, grouped_lanes_wgrad_rows).
+template <int CG>
+inline bool group_lanes_in_128(int64_t Kg) {
+  return (CG == 2 || CG == 4) && Kg == CG;
+}
+
+// v's lanes permuted so that lane l holds its group's input channel j (group_lanes_in_128).
+template <int CG>
+[[gnu::always_inline]] inline typename VecF32::type group_channel_in_lanes(typename VecF32::type v, int j) {
+  using V = VecF32;
+  if constexpr (CG == 4) {
+    switch (j) {
+      case 0: return V::template permute_in_lanes<0x00>(v);
+      case 1: return V::template permute_in_lanes<0x55>(v);
+      case 2: return V::template permute_in_lanes<0xaa>(v);
+      default: return V::template permute_in_lanes<0xff>(v);
+    }
+  } else {
+    static_assert(CG == 2, "groups of 2 or 4 in a 128-bit lane");
+    return j == 0 ? V::template permute_in_lanes<0xa0>(v) : V::template permute_in_lanes<0xf5>(v);
+  }
+}
+
 // Channel slots per packed pixel (C, K: all input and output channels): every block's vector load
 // (L channels from its first group's first input) stays inside its pixel.
 inline int64_t grouped_pixel_slots(int64_t C, int64_t K, int64_t Cg, int64_t Kg) {
@@ -974,7 +999,8 @@ constexpr int grouped_wgrad_row_inputs() {
 // FMAs at N=8). Xeon, 2 threads, channels_last, ResNeXt's 32 groups, ms before -> rows -> rows in
 // place (separate runs): 256 @28 N=8 2.32 -> 1.96 -> 1.32, N=1 0.322 -> 0.291 -> 0.226;
 // 256 @56 /2 N=8 4.73 -> 2.20, N=1 0.630 -> 0.369; 128 @56 N=8 2.61 -> 1.43, N=1 0.398 -> 0.180.
-template <typename T, int CG, int SW>
+// kInLanes (AVX2, group_lanes_in_128): whole groups an item, in-lane shuffles, no indices.
+template <typename T, int CG, int SW, bool kInLanes = false>
 void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes, JH = grouped_wgrad_row_inputs<CG>(), halves = CG / JH;
@@ -989,9 +1015,16 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
   totals.run([&](int64_t split, int64_t item0, int64_t item1, int64_t chunk, int64_t chunk_end, bool first) {
     for (int64_t item = item0; item < item1; ++item) {
       const int64_t kb = item / (p.R * halves), r = item / halves % p.R, j0 = item % halves * JH;
-      typename V::index lane[JH];
+      typename V::index lane[kInLanes ? 1 : JH];
+      if constexpr (!kInLanes) {
 #pragma GCC unroll 4
-      for (int j = 0; j < JH; ++j) lane[j] = index.lanes[j0 + j];
+        for (int j = 0; j < JH; ++j) lane[j] = index.lanes[j0 + j];
+      }
+      // x's vector with lane l holding its group's channel j0 + j (kInLanes: JH = CG, j0 = 0).
+      const auto permute = [&](typename V::type xv, int j) [[gnu::always_inline]] {
+        if constexpr (kInLanes) return group_channel_in_lanes<CG>(xv, j);
+        else return V::permute(xv, lane[j]);
+      };
       typename V::type acc[3][JH];
 #pragma GCC unroll 3
       for (int s = 0; s < 3; ++s)
@@ -1009,7 +1042,7 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
           const typename V::type xv = outside ? V::zero() : V::load(xr + c * ps);
 #pragma GCC unroll 4
           for (int j = 0; j < JH; ++j) {
-            const typename V::type v = V::permute(xv, lane[j]);
+            const typename V::type v = permute(xv, j);
 #pragma GCC unroll 3
             for (int s = 0; s < 3; ++s) {
               const int64_t d = c - s;
@@ -1025,7 +1058,7 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
             const float* gc = g + c * ks;
 #pragma GCC unroll 4
             for (int j = 0; j < JH; ++j) {
-              const typename V::type v = V::permute(xv, lane[j]);
+              const typename V::type v = permute(xv, j);
               acc[0][j] = V::fmadd(v, V::load(gc), acc[0][j]);
               acc[1][j] = V::fmadd(v, V::load(gc - ks), acc[1][j]);
               acc[2][j] = V::fmadd(v, V::load(gc - 2 * ks), acc[2][j]);
@@ -1040,7 +1073,7 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
             const float* gq = g + q * ks;
 #pragma GCC unroll 4
             for (int j = 0; j < JH; ++j) {
-              const typename V::type ve = V::permute(xe, lane[j]), vo = V::permute(xo, lane[j]);
+              const typename V::type ve = permute(xe, j), vo = permute(xo, j);
               acc[0][j] = V::fmadd(ve, V::load(gq), acc[0][j]);
               acc[2][j] = V::fmadd(ve, V::load(gq - ks), acc[2][j]);
               acc[1][j] = V::fmadd(vo, V::load(gq), acc[1][j]);
@@ -1070,11 +1103,21 @@ inline bool conv2d_wgrad_grouped_lanes(const Conv2dWgradArgs& a) {
   if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Cg, Kg)) return false;
   const bool three_tap_rows = p.S == 3 && p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2);
   with_group_channels(Cg, [&]<int CG>() {
-    // (AVX2: 3 CG sums and CG lane indices outgrow 16 registers; with CG / 2 inputs an item, in
-    // place of 2 taps, the row tiles ran 0.94-1.06x: 128 @56 g32, Zen 4, 2 threads, A/B.)
     if constexpr (VecF32::kLanes == 16 && grouped_wgrad_row_inputs<CG>() > 0) {
       if (three_tap_rows && p.stride_w == 1) return grouped_lanes_wgrad_rows<T, CG, 1>(a);
       if (three_tap_rows) return grouped_lanes_wgrad_rows<T, CG, 2>(a);
+    }
+    // AVX2: 3 CG sums and CG lane indices outgrow 16 registers (with CG / 2 inputs an item, in
+    // place of 2 taps, the row tiles ran 0.94-1.06x); groups within 128-bit lanes need no
+    // indices: in-process A/B against grouped_lanes_wgrad, arms in random order, Zen 4, 2
+    // threads, 128 @56 g32 N=1 NCHW 1.29x, channels_last 1.62x, N=8 1.83x. (The in-lane shuffle
+    // in place of the index permute, alone: 1.09-1.11x in grouped_lanes_wgrad, 0.96-0.97x in the
+    // forward's row tiles, both ISAs.)
+    if constexpr (VecF32::kLanes == 8 && (CG == 2 || CG == 4)) {
+      if (three_tap_rows && group_lanes_in_128<CG>(Kg)) {
+        if (p.stride_w == 1) return grouped_lanes_wgrad_rows<T, CG, 1, true>(a);
+        return grouped_lanes_wgrad_rows<T, CG, 2, true>(a);
+      }
     }
     grouped_lanes_wgrad<T, CG>(a);
   });

@@ -145,6 +145,10 @@ struct VecF32 {
   using index = __m512i;
   static index load_index(const int32_t* p) { return _mm512_loadu_si512(p); }
   static type permute(type v, index i) { return _mm512_permutexvar_ps(i, v); }
+  // Within each 128-bit lane, lane l of the result is lane (Imm >> 2 l) & 3 of v's (no index
+  // register; a load folds into it).
+  template <int Imm>
+  static type permute_in_lanes(type v) { return _mm512_permute_ps(v, Imm); }
 };
 
 // The last, half vector of a tile of 8 + 16 n output channels (conv2d_direct.h's conv_tile): the
@@ -198,6 +202,8 @@ struct VecF32 {
   using index = __m256i;
   static index load_index(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static type permute(type v, index i) { return _mm256_permutevar8x32_ps(v, i); }
+  template <int Imm>
+  static type permute_in_lanes(type v) { return _mm256_permute_ps(v, Imm); }
 };
 #else
 #error "csrc/cpu/simd needs AVX2+FMA or AVX-512 compile flags"
