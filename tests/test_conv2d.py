@@ -1059,6 +1059,8 @@ def test_pointwise_input_chunks(isa, c, k, h, w):
     (64, 64, 8, 6, 20, (2, 2), (1, 1), (1, 1)),   # 8 per group, column stride 2: AVX2 dgrad 8-pixel column pairs overlapping
     (32, 64, 4, 7, 9, (1, 2), (1, 1), (1, 1)),    # 8 -> 16 per group (AVX2: wgrad row tiles a vector at a time), odd width
     (96, 96, 8, 5, 7, (1, 1), (1, 0), (1, 1)),    # 12 per group (AVX2: wgrad 4-channel row tiles), no column padding
+    (64, 64, 8, 5, 17, (1, 2), (1, 1), (1, 1)),   # 8 per group, column stride 2, odd width (AVX2 stride-2 row tiles overlapping)
+    (64, 64, 8, 7, 16, (2, 2), (1, 0), (1, 1)),   # 8 per group, column stride 2, no column padding: rows of 7
 ])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_row_reuse_tiles(isa, dtype, layout, c, k, groups, h, w, stride, padding, dilation):

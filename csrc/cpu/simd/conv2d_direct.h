@@ -1125,20 +1125,31 @@ inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw, int64_t col_st
   return true;
 }
 
-// Applies to three_tap_rows plans of one vector of outputs a group (AVX-512: 16, AVX2: 8) or,
-// on AVX-512, two. AVX2's 16 registers hold a 4 x 2 tile at most: 512 @14 g32 (16 a group) on
-// it ran as fast as the 6 x 2 direct tiles at N=1 and 1.2x slower at N=8 (in-process A/B,
-// arms in random order, Zen 4, 2 threads, channels_last).
-inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) {
+// The row tiles' column stride for a plan (0: they do not apply): three_tap_rows plans of one
+// vector of outputs a group (AVX-512: 16, AVX2: 8) or, on AVX-512, two, at column stride 1, and
+// on AVX2 at column stride 2 as well (2 MR + 1 broadcasts for 3 MR FMAs, where the group
+// bundles took one per FMA: ResNeXt 256 @56 /2 g32 forward, in-process A/B, arms in random
+// order, Zen 4, 2 threads: N=1 NCHW 1.17-1.28x, channels_last 1.15x, N=8 1.15x and 1.0-1.6x;
+// AVX-512's 16 and 32 a group at stride 2 are not measured yet). AVX2's 16 registers hold a 4 x 2 tile at most: 512 @14
+// g32 (16 a group) on it ran as fast as the 6 x 2 direct tiles at N=1 and 1.2x slower at N=8
+// (in-process A/B, arms in random order, Zen 4, 2 threads, channels_last).
+inline int row_reuse_stride(const DirectConvPlan& d, int64_t x_sw) {
   constexpr int64_t L = VecF32::kLanes;
-  return (d.out_per_group == L || (L == 16 && d.out_per_group == 2 * L)) && three_tap_rows(d, x_sw);
+  if (d.out_per_group != L && !(L == 16 && d.out_per_group == 2 * L)) return 0;
+  if (three_tap_rows(d, x_sw)) return 1;
+  if (L == 8 && three_tap_rows(d, x_sw, 2)) return 2;
+  return 0;
 }
+
+inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) { return row_reuse_stride(d, x_sw) > 0; }
 
 // acc[m][v] = bias + sum over kernel rows r, input channels c and taps s of x(row r, column m + s,
 // c) w(r, s, c, vector v), for the MR pixels of one output row; x + row_offset[r] is kernel row
 // r's first column, ps the pixel step (PS > 0: that constant, so that the MR + 2 broadcasts take
 // one pointer; a run-time step took one each, spilled to xmm: 74% of the FMA peak against 85% on
 // 512 @14 g32 at one thread); w packed [r][s][c][NV L]. Stored at out + m out_step.
+// SW = 2 (AVX2): column stride 2, the row's 2 MR + 1 columns ps apart: column i serves pixel
+// i / 2 through tap i % 2 and, even, pixel i / 2 - 1 through tap 2.
 // SW = kDgradStride2: the input gradient of a convolution of column stride 2, 3 taps and one
 // column of padding, both column phases at once (x is dy, out dx): dy column i of the row serves
 // dx pixels 2i (tap 1), 2i - 1 (tap 0) and 2i + 1 (tap 2), MR / 2 + 1 broadcasts for 3 MR / 2
@@ -1180,6 +1191,18 @@ template <int MR, int NV, int PS = 0, int SW = 1, typename TOut>
         }
         continue;
       }
+      if constexpr (SW == 2) {  // column i: pixel i / 2 through tap i % 2, and even, pixel i / 2 - 1 through tap 2
+#pragma GCC unroll 32
+        for (int i = 0; i < 2 * MR + 1; ++i) {
+          const typename V::type b = V::broadcast(xr + i * ps + c);
+          for (int v = 0; v < NV; ++v) {
+            if (i % 2 == 0 && i / 2 < MR) acc[i / 2][v] = V::fmadd(b, w0[v], acc[i / 2][v]);
+            if (i % 2 == 1) acc[i / 2][v] = V::fmadd(b, w1[v], acc[i / 2][v]);
+            if (i % 2 == 0 && i >= 2) acc[i / 2 - 1][v] = V::fmadd(b, w2[v], acc[i / 2 - 1][v]);
+          }
+        }
+        continue;
+      }
 #pragma GCC unroll 32
       for (int j = 0; j < MR + 2; ++j) {
         const typename V::type b = V::broadcast(xr + j * ps + c);
@@ -1210,6 +1233,7 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
   for (int64_t r = 0; r < rows; ++r) row_offset[r] = d.tap_offset[3 * r];
   const int64_t segments = (d.Q + MR - 1) / MR, ntiles = d.N * d.P * segments;
   const bool direct_store = ys[1] == 1;
+  const int64_t column_step = SW == 2 ? d.pixel_step / 2 : d.pixel_step;  // between a row's input columns
   // As in direct_conv over a channels-last x: where all the packed weights fit in L2, every
   // group of a row tile runs before the next tile; otherwise a group's weights serve all its
   // tiles in turn. Over group blocks, always the latter: each thread then runs the range of
@@ -1232,10 +1256,10 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
       const float* bg = bias ? bias + g * KB : nullptr;
       TOut* yt = y + n * ys[0] + p * ys[2] + q0 * ys[3] + g * KB * ys[1];
       if (direct_store) {
-        conv_row_tile<MR, NV, PS, SW>(xt, row_offset.data(), rows, d.pixel_step, wg, cin, bg, yt, ys[3]);
+        conv_row_tile<MR, NV, PS, SW>(xt, row_offset.data(), rows, column_step, wg, cin, bg, yt, ys[3]);
         continue;
       }
-      conv_row_tile<MR, NV, PS, SW>(xt, row_offset.data(), rows, d.pixel_step, wg, cin, bg, tile, KB);
+      conv_row_tile<MR, NV, PS, SW>(xt, row_offset.data(), rows, column_step, wg, cin, bg, tile, KB);
       store_tile<MR, KB>(tile, MR, d.out_per_group, yt, y_off, ys, ys[3] == 1);
     }
   });
@@ -1258,11 +1282,19 @@ bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& 
   if constexpr (M::kChannels != 1) {
     return false;
   } else {
-    if (!row_reuse_applies(d, x.sw)) return false;
+    const int column_stride = row_reuse_stride(d, x.sw);
+    if (column_stride == 0) return false;
     constexpr int64_t L = VecF32::kLanes;
     const int64_t gs = group_step >= 0 ? group_step : d.in_per_group;
     const auto run = [&]<int MR, int NV>() {
       const auto wp = pack_weights<M>(d, NV * L, weights);
+#if !defined(__AVX512F__)
+      if (column_stride == 2) {
+        if (d.pixel_step == 2 * NV * L) row_reuse_conv<MR, NV, NV * L, 2>(d, x, gs, wp.data(), bias, y, ys);
+        else row_reuse_conv<MR, NV, 0, 2>(d, x, gs, wp.data(), bias, y, ys);
+        return;
+      }
+#endif
       if (d.pixel_step == NV * L) row_reuse_conv<MR, NV, NV * L>(d, x, gs, wp.data(), bias, y, ys);
       else row_reuse_conv<MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys);
     };
@@ -1474,7 +1506,11 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     const int64_t block = group_block_floats(Hp, Wp, Cg);
     const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Cg, Cg};  // (a plan needs the strides only)
     const DirectConvPlan d = plan_for(blocks, Cg);
-    if (p.groups > 1 && row_reuse_applies(d, blocks.sw)) {
+    // (AVX2's column stride 2 over a channels_last x: its channels-last copy, below. Group blocks
+    // ran 1.8x slower at N=8, 256 @56 /2 g32, their runs of 32 bytes a pixel read at half the
+    // rate of the copy's rows.)
+    const int column_stride = row_reuse_stride(d, blocks.sw);
+    if (p.groups > 1 && (column_stride == 1 || (column_stride == 2 && xs[1] != 1))) {
       const ScratchOf<float> xb = pack_group_blocks(x, xs, p.N, p.groups, Cg, H, W, p.pad_h, p.pad_w, Hp, Wp);
       const NhwcViewOf<float> xv{xb.data(), blocks.sn, blocks.sh, blocks.sw};
       return run_row_reuse<M>(d, xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride, block);
