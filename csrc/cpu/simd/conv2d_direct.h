@@ -1127,17 +1127,18 @@ inline bool three_tap_rows(const DirectConvPlan& d, int64_t x_sw, int64_t col_st
 
 // The row tiles' column stride for a plan (0: they do not apply): three_tap_rows plans of one
 // vector of outputs a group (AVX-512: 16, AVX2: 8) or, on AVX-512, two, at column stride 1, and
-// on AVX2 at column stride 2 as well (2 MR + 1 broadcasts for 3 MR FMAs, where the group
-// bundles took one per FMA: ResNeXt 256 @56 /2 g32 forward, in-process A/B, arms in random
-// order, Zen 4, 2 threads: N=1 NCHW 1.17-1.28x, channels_last 1.15x, N=8 1.15x and 1.0-1.6x;
-// AVX-512's 16 and 32 a group at stride 2 are not measured yet). AVX2's 16 registers hold a 4 x 2 tile at most: 512 @14
+// at column stride 2 (2 MR + 1 broadcasts for 3 MR FMAs, where the group bundles took one per
+// FMA; in-process A/B, arms in random order, Zen 4, 2 threads, 32 groups: AVX2 256 @56 /2 N=1
+// NCHW 1.17-1.28x, channels_last 1.15x, N=8 1.15x and 1.0-1.6x; AVX-512 NCHW 512 @28 /2 1.25x,
+// 1024 @14 /2 1.23x, but channels_last 0.62-0.82x: there the tiles read x in place, see
+// conv2d_fprop_direct). AVX2's 16 registers hold a 4 x 2 tile at most: 512 @14
 // g32 (16 a group) on it ran as fast as the 6 x 2 direct tiles at N=1 and 1.2x slower at N=8
 // (in-process A/B, arms in random order, Zen 4, 2 threads, channels_last).
 inline int row_reuse_stride(const DirectConvPlan& d, int64_t x_sw) {
   constexpr int64_t L = VecF32::kLanes;
   if (d.out_per_group != L && !(L == 16 && d.out_per_group == 2 * L)) return 0;
   if (three_tap_rows(d, x_sw)) return 1;
-  if (L == 8 && three_tap_rows(d, x_sw, 2)) return 2;
+  if (three_tap_rows(d, x_sw, 2)) return 2;
   return 0;
 }
 
@@ -1148,7 +1149,7 @@ inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) { return ro
 // r's first column, ps the pixel step (PS > 0: that constant, so that the MR + 2 broadcasts take
 // one pointer; a run-time step took one each, spilled to xmm: 74% of the FMA peak against 85% on
 // 512 @14 g32 at one thread); w packed [r][s][c][NV L]. Stored at out + m out_step.
-// SW = 2 (AVX2): column stride 2, the row's 2 MR + 1 columns ps apart: column i serves pixel
+// SW = 2: column stride 2, the row's 2 MR + 1 columns ps apart: column i serves pixel
 // i / 2 through tap i % 2 and, even, pixel i / 2 - 1 through tap 2.
 // SW = kDgradStride2: the input gradient of a convolution of column stride 2, 3 taps and one
 // column of padding, both column phases at once (x is dy, out dx): dy column i of the row serves
@@ -1288,13 +1289,11 @@ bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& 
     const int64_t gs = group_step >= 0 ? group_step : d.in_per_group;
     const auto run = [&]<int MR, int NV>() {
       const auto wp = pack_weights<M>(d, NV * L, weights);
-#if !defined(__AVX512F__)
       if (column_stride == 2) {
         if (d.pixel_step == 2 * NV * L) row_reuse_conv<MR, NV, NV * L, 2>(d, x, gs, wp.data(), bias, y, ys);
         else row_reuse_conv<MR, NV, 0, 2>(d, x, gs, wp.data(), bias, y, ys);
         return;
       }
-#endif
       if (d.pixel_step == NV * L) row_reuse_conv<MR, NV, NV * L>(d, x, gs, wp.data(), bias, y, ys);
       else row_reuse_conv<MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys);
     };
@@ -1506,9 +1505,9 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     const int64_t block = group_block_floats(Hp, Wp, Cg);
     const NhwcViewOf<float> blocks{nullptr, p.groups * block, Wp * Cg, Cg};  // (a plan needs the strides only)
     const DirectConvPlan d = plan_for(blocks, Cg);
-    // (AVX2's column stride 2 over a channels_last x: its channels-last copy, below. Group blocks
-    // ran 1.8x slower at N=8, 256 @56 /2 g32, their runs of 32 bytes a pixel read at half the
-    // rate of the copy's rows.)
+    // (Column stride 2 over a channels_last x: AVX2 takes its channels-last copy, below; group
+    // blocks ran 1.8x slower at N=8, 256 @56 /2 g32, their runs of 32 bytes a pixel read at half
+    // the rate of the copy's rows. AVX-512 reads it in place, below.)
     const int column_stride = row_reuse_stride(d, blocks.sw);
     if (p.groups > 1 && (column_stride == 1 || (column_stride == 2 && xs[1] != 1))) {
       const ScratchOf<float> xb = pack_group_blocks(x, xs, p.N, p.groups, Cg, H, W, p.pad_h, p.pad_w, Hp, Wp);
@@ -1519,11 +1518,14 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // A padded float32 channels_last x of 16+ channels a group is read in place (PaddedEdges) where
   // direct_conv's tiles take the layer: not the row tiles (run_row_reuse), whose plans read a
   // padded copy; its rows' taps then stay apart (a folded row would read across the edge).
+  // AVX-512 at column stride 2 keeps the tiles in place over the row tiles on the copy (A/B,
+  // ResNeXt 512 @28 /2 and 1024 @14 /2 g32 channels_last: the row tiles 0.62-0.82x).
   bool in_place_padding = false;
   if constexpr (M::kChannels == 1 && !M::kTiles && std::is_same_v<T, float>) {
     const NhwcViewOf<float> xi{x, xs[0], xs[2], xs[3]};
+    const int column_stride = row_reuse_stride(plan_for(xi, Cg), xi.sw);
     in_place_padding = (p.pad_h > 0 || p.pad_w > 0) && xs[1] == 1 && !subsample && Cg >= 16 &&
-                       !row_reuse_applies(plan_for(xi, Cg), xi.sw);
+                       (column_stride == 0 || (column_stride == 2 && VecF32::kLanes == 16));
   }
   PackedActivations<M> xp;
   if (in_place_padding) {
