@@ -300,18 +300,16 @@ template <int CG, typename TOut>
 void grouped_lanes_run(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
                        const float* bias_blocks, TOut* y, const int64_t ys[4], int64_t block_step = -1,
                        const InPlacePadding* pad = nullptr) {
-  {
-    const auto row_tiles = [&]<int PS, int SW>() {
-      if (VecF32::kLanes == 16 && d.Q >= 14)
-        grouped_lanes_row_conv<CG, 14, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
-      else
-        grouped_lanes_row_conv<CG, 7, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
-    };
-    if (block_step >= 0) return row_tiles.template operator()<VecF32::kLanes, 1>();
-    const int row_stride = grouped_row_tiles_stride<CG>(d, x.sw, ys);
-    if (row_stride == 1) return row_tiles.template operator()<0, 1>();
-    if (row_stride == 2) return row_tiles.template operator()<0, 2>();
-  }
+  const auto row_tiles = [&]<int PS, int SW>() {
+    if (VecF32::kLanes == 16 && d.Q >= 14)
+      grouped_lanes_row_conv<CG, 14, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
+    else
+      grouped_lanes_row_conv<CG, 7, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
+  };
+  if (block_step >= 0) return row_tiles.template operator()<VecF32::kLanes, 1>();
+  const int row_stride = grouped_row_tiles_stride<CG>(d, x.sw, ys);
+  if (row_stride == 1) return row_tiles.template operator()<0, 1>();
+  if (row_stride == 2) return row_tiles.template operator()<0, 2>();
   grouped_lanes_conv<CG>(d, x, wp, bias_blocks, y, ys);
 }
 
@@ -635,39 +633,37 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   // grouped_pixel_lanes_dgrad2 instead; bfloat16 and other layouts still come here.) AVX2 (8-pixel
   // tiles, A/B against the phases, Zen 4, 2 threads, N=1, 32 groups): 128 @56 /2 NCHW 2.2x,
   // channels_last 1.25x; 64 @56 /2 1.7x, 1.27x.
-  {
-    if (sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14) {
-      const int64_t* ds = a.dy.stride;
-      bool in_place = false;
-      if constexpr (std::is_same_v<T, float>) in_place = ds[1] == 1 && ps == p.K && ds[3] <= (int64_t(1) << 20);
-      ScratchOf<float> dyp{0};
-      NhwcViewOf<float> dv{reinterpret_cast<const float*>(a.dy.data), ds[0], ds[2], ds[3]};
-      if (!in_place) {
-        dyp = pack_activations(static_cast<const T*>(a.dy.data), ds, p.N, p.K, p.P, p.Q, top, left, Hp, Wp, 1, 0, ps);
-        dv = {dyp.data(), Hp * Wp * ps, Wp * ps, ps};
-      }
-      std::vector<float> zero_row(in_place ? kGroupedRowColumns * ds[3] + VecF32::kLanes : 0, 0.0f);
-      const int64_t dx_strides[4] = {xs[0], xs[1], xs[2] * sh, xs[3]};
-      for (int64_t pa = 0; pa < std::min(sh, p.H); ++pa) {
-        dgrad_phase_taps(pa, sh, p.pad_h, p.R, p.dil_h, rows);
-        DirectConvPlan d{p.N, p.groups, KG, Cg, (p.H - pa + sh - 1) / sh, p.W, dv.sh, dv.sw, {}};
-        for (const auto& [r, ro] : rows)
-          for (int64_t s = 0; s < 3; ++s) d.tap_offset.push_back((top + ro) * dv.sh + left * dv.sw);
-        const std::vector<float> wp =
-            grouped_lanes_weights<KG>(p.C, int64_t(d.tap_offset.size()), [&](int64_t c, int o, int64_t t) {
-              const int64_t k = c / Cg * KG + o;
-              return load_acc(w + k * ws[0] + c % Cg * ws[1] + rows[t / 3].first * ws[2] + t % 3 * ws[3]);
-            });
-        // In place: tile row i reads dy rows i + off of its kernel rows (offsets falling by a
-        // constant step), dy columns from q0 / 2 on.
-        const int64_t row_top = rows.empty() ? 0 : -rows[0].second;
-        const int64_t row_step = rows.size() > 1 ? rows[1].second - rows[0].second : 1;
-        const InPlacePadding pad{p.P, p.Q, row_top, 0, 1, row_step, zero_row.data()};
-        grouped_lanes_row_conv<KG, VecF32::kLanes == 16 ? 14 : 8, 0, kDgradStride2>(
-            d, dv, wp.data(), nullptr, dx + pa * xs[2], dx_strides, -1, in_place ? &pad : nullptr);
-      }
-      return;
+  if (sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14) {
+    const int64_t* ds = a.dy.stride;
+    bool in_place = false;
+    if constexpr (std::is_same_v<T, float>) in_place = ds[1] == 1 && ps == p.K && ds[3] <= (int64_t(1) << 20);
+    ScratchOf<float> dyp{0};
+    NhwcViewOf<float> dv{reinterpret_cast<const float*>(a.dy.data), ds[0], ds[2], ds[3]};
+    if (!in_place) {
+      dyp = pack_activations(static_cast<const T*>(a.dy.data), ds, p.N, p.K, p.P, p.Q, top, left, Hp, Wp, 1, 0, ps);
+      dv = {dyp.data(), Hp * Wp * ps, Wp * ps, ps};
     }
+    std::vector<float> zero_row(in_place ? kGroupedRowColumns * ds[3] + VecF32::kLanes : 0, 0.0f);
+    const int64_t dx_strides[4] = {xs[0], xs[1], xs[2] * sh, xs[3]};
+    for (int64_t pa = 0; pa < std::min(sh, p.H); ++pa) {
+      dgrad_phase_taps(pa, sh, p.pad_h, p.R, p.dil_h, rows);
+      DirectConvPlan d{p.N, p.groups, KG, Cg, (p.H - pa + sh - 1) / sh, p.W, dv.sh, dv.sw, {}};
+      for (const auto& [r, ro] : rows)
+        for (int64_t s = 0; s < 3; ++s) d.tap_offset.push_back((top + ro) * dv.sh + left * dv.sw);
+      const std::vector<float> wp =
+          grouped_lanes_weights<KG>(p.C, int64_t(d.tap_offset.size()), [&](int64_t c, int o, int64_t t) {
+            const int64_t k = c / Cg * KG + o;
+            return load_acc(w + k * ws[0] + c % Cg * ws[1] + rows[t / 3].first * ws[2] + t % 3 * ws[3]);
+          });
+      // In place: tile row i reads dy rows i + off of its kernel rows (offsets falling by a
+      // constant step), dy columns from q0 / 2 on.
+      const int64_t row_top = rows.empty() ? 0 : -rows[0].second;
+      const int64_t row_step = rows.size() > 1 ? rows[1].second - rows[0].second : 1;
+      const InPlacePadding pad{p.P, p.Q, row_top, 0, 1, row_step, zero_row.data()};
+      grouped_lanes_row_conv<KG, VecF32::kLanes == 16 ? 14 : 8, 0, kDgradStride2>(
+          d, dv, wp.data(), nullptr, dx + pa * xs[2], dx_strides, -1, in_place ? &pad : nullptr);
+    }
+    return;
   }
   const ScratchOf<float> dyp = pack_activations(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, top,
                                                 left, Hp, Wp, 1, 0, ps);

@@ -107,8 +107,9 @@ template <class M, int MC, int NV>
 }
 
 // The weight gradient of 3-wide filters at column stride 1 for one vector of output channels
-// (16 or fewer per group on AVX-512, 8 on AVX2, and two vectors' groups a vector at a time): input column i of a row meets dy columns i, i - 1 and i - 2
-// through the taps s = 0, 1, 2, so one broadcast of x serves three FMAs. The 24 x 1 tiles
+// (16 or fewer per group on AVX-512, 8 on AVX2, and two vectors' groups a vector at a time):
+// input column i of a row meets dy columns i, i - 1 and i - 2 through the taps s = 0, 1, 2, so
+// one broadcast of x serves three FMAs. The 24 x 1 tiles
 // (wgrad_tile) took one broadcast per FMA and, with 16 channels per group, filled 16 of their
 // 24 rows (in-process A/B, arms in random order, Xeon, 2 threads, ResNeXt 512 @14 x 32 groups:
 // N=1 1.13 / 1.17x NCHW / channels_last, N=8 1.19 / 1.22x). total[s tap_step + m total_row_step]
