@@ -1731,6 +1731,133 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
     with_tile(lanes, cin, run);
 }
 
+// conv2d_fprop_pixel_lanes' float planes past their whole blocks of lanes where at most
+// kMaxDotLanes such pixels are left in all: each is a column of X_n, gathered once, whose dot
+// products with W's rows are its outputs. pixel_lanes_tails would broadcast a W element per FMA
+// of one narrow vector: a second pass over W at a fraction of the FMA rate (A/B, arms in random
+// order, 2 threads, NCHW: res5 2048 -> 512 @7, 48 lanes in place and 1 left, N=1 0.77 -> 0.50
+// ms, N=8 3.9 -> 3.7; 1024 -> 256 @14, 192 and 4, N=1 0.55 -> 0.47; AVX2 2048 -> 512 N=1 0.89
+// -> 0.70). Two forms, by W's layout ("pixel" k's channel c at wv.data + k wv.sw + c c_step):
+//  - rows (c_step 1): a tile of kDotRows rows by kDotLanes columns, vectors along c, summed
+//    across lanes at the end;
+//  - columns (wv.sw 1: W^T of a 1x1 input gradient read in place): kDotRows vectors of k by
+//    kDotLanes columns, W's row c times a broadcast column element.
+// Returns false where W is neither.
+#if defined(__AVX512F__)
+constexpr int64_t kDotRows = 4;
+#else
+constexpr int64_t kDotRows = 2;  // 8 sums, 4 columns and a W vector of 16 registers
+#endif
+constexpr int64_t kDotLanes = 4, kMaxDotLanes = 8;
+inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t c_step, const float* x,
+                             const int64_t xs[4], int64_t whole, const float* bias, float* y, const int64_t ys[4]) {
+  using V = VecF32;
+  constexpr int L = V::kLanes;
+  if (c_step != 1 && wv.sw != 1) return false;
+  const int64_t rem = p.P * p.Q - whole, lanes = p.N * rem, C = p.C;
+  ScratchOf<float> cols(lanes * C);  // cols[l][c]: lane l = n rem + i is pixel whole + i of image n
+  for (int64_t l = 0; l < lanes; ++l)
+    for (int64_t c = 0; c < C; ++c) cols.data()[l * C + c] = x[l / rem * xs[0] + c * xs[1] + whole + l % rem];
+  const auto out = [&](int64_t k, int64_t lane) -> float& {
+    return y[lane / rem * ys[0] + k * ys[1] + whole + lane % rem];
+  };
+  if (c_step == 1) {
+    const int64_t C16 = C / L * L;
+    parallel_for(0, (p.K + kDotRows - 1) / kDotRows, 16, [&](int64_t b, int64_t e) {
+      for (int64_t kb = b; kb < e; ++kb) {
+        const int64_t k0 = kb * kDotRows, rows = std::min(kDotRows, p.K - k0);
+        const float* wr[kDotRows];
+        for (int64_t r = 0; r < kDotRows; ++r) wr[r] = wv.data + (k0 + std::min(r, rows - 1)) * wv.sw;
+        for (int64_t l0 = 0; l0 < lanes; l0 += kDotLanes) {
+          const int64_t ln = std::min(kDotLanes, lanes - l0);
+          const float* cl[kDotLanes];
+          for (int64_t l = 0; l < kDotLanes; ++l) cl[l] = cols.data() + (l0 + std::min(l, ln - 1)) * C;
+          V::type acc[kDotRows][kDotLanes];
+          for (int64_t r = 0; r < kDotRows; ++r)
+            for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = V::zero();
+          for (int64_t c = 0; c < C16; c += L) {
+            V::type col[kDotLanes];
+            for (int64_t l = 0; l < kDotLanes; ++l) col[l] = V::load(cl[l] + c);
+            for (int64_t r = 0; r < kDotRows; ++r) {
+              const V::type w = V::load(wr[r] + c);
+              for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = V::fmadd(w, col[l], acc[r][l]);
+            }
+          }
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t l = 0; l < ln; ++l) {
+              float part[L];
+              V::store(part, acc[r][l]);
+              float sum = bias ? bias[k0 + r] : 0.0f;
+              for (int i = 0; i < L; ++i) sum += part[i];
+              for (int64_t c = C16; c < C; ++c) sum += wr[r][c] * cl[l][c];
+              out(k0 + r, l0 + l) = sum;
+            }
+        }
+      }
+    });
+    return true;
+  }
+  constexpr int64_t KB = kDotRows * L;  // k per item
+  parallel_for(0, (p.K + KB - 1) / KB, 4, [&](int64_t b, int64_t e) {
+    for (int64_t kb = b; kb < e; ++kb) {
+      const int64_t k0 = kb * KB, kn = std::min(KB, p.K - k0);
+      if (kn < KB) {  // the last, partial block: scalar
+        for (int64_t k = k0; k < p.K; ++k)
+          for (int64_t l = 0; l < lanes; ++l) {
+            float sum = bias ? bias[k] : 0.0f;
+            for (int64_t c = 0; c < C; ++c) sum += wv.data[k + c * c_step] * cols.data()[l * C + c];
+            out(k, l) = sum;
+          }
+        continue;
+      }
+      for (int64_t l0 = 0; l0 < lanes; l0 += kDotLanes) {
+        const int64_t ln = std::min(kDotLanes, lanes - l0);
+        const float* cl[kDotLanes];
+        for (int64_t l = 0; l < kDotLanes; ++l) cl[l] = cols.data() + (l0 + std::min(l, ln - 1)) * C;
+        V::type acc[kDotRows][kDotLanes];
+        for (int64_t r = 0; r < kDotRows; ++r) {
+          const V::type bv = bias ? V::load(bias + k0 + r * L) : V::zero();
+          for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = bv;
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          V::type col[kDotLanes];
+          for (int64_t l = 0; l < kDotLanes; ++l) col[l] = V::broadcast(cl[l] + c);
+          for (int64_t r = 0; r < kDotRows; ++r) {
+            const V::type w = V::load(wv.data + k0 + r * L + c * c_step);
+            for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = V::fmadd(w, col[l], acc[r][l]);
+          }
+        }
+        for (int64_t r = 0; r < kDotRows; ++r)
+          for (int64_t l = 0; l < ln; ++l) {
+            float part[L];
+            V::store(part, acc[r][l]);
+            for (int i = 0; i < L; ++i) out(k0 + r * L + i, l0 + l) = part[i];
+          }
+      }
+    }
+  });
+  return true;
+}
+
+// with_tile for conv2d_fprop_pixel_lanes' float planes read in place, whose lanes past the last
+// whole block of a plane go through pixel_lanes_tails: where a narrower block (AVX-512 8 x 3, 48
+// lanes; AVX2 12 x 1, 8) leaves fewer of them over than with_tile's (res5's 7 x 7 = 49: none of
+// 64, 48 of 48 and one left), it runs instead. With 64-lane blocks every lane of res5 2048 -> 512
+// went through the tails: all 49 packed, then padded to 64 (a quarter of the FMAs on zeros).
+template <typename Body>
+void with_plane_tile(int64_t PQ, int64_t CRS, const Body& body) {
+  constexpr int L = VecF32::kLanes;
+#if defined(__AVX512F__)
+  constexpr int kMR = 8, kNV = 3;
+#else
+  constexpr int kMR = 12, kNV = 1;
+#endif
+  int64_t kb = 0;
+  with_tile(PQ, CRS, [&]<int MR, int NV>() { kb = NV * L; });
+  if (PQ / (kNV * L) * (kNV * L) > PQ / kb * kb) return body.template operator()<kMR, kNV>();
+  with_tile(PQ, CRS, body);
+}
+
 // fprop with the engine's roles swapped, output pixels as its vector lanes: per image,
 // Y_n (K x PQ) = W (K x CRS) X_n (CRS x PQ), X_n's columns the input patches of image n. The
 // engine's "pixels" are the output channels k, broadcast from W's rows read in place (one tap,
@@ -1764,7 +1891,11 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   // 1.18x, 128 -> 512 1.04x; 3 x 3 1024 -> 1024 N=16 1.49x; 2 x 2 512 -> 512 1.03x). Planes of one
   // pixel are channels_last already: 256 -> 256 @1 N=32 lost 1.28x this way.
   const bool short_planes = std::is_same_v<T, float> && use.plain_1x1 && PQ >= 2;
-  if (p.dtype != dtype_of<T>() || rows == WeightRows::kStrided || (!use.pointwise && !use.few_pixels && !short_planes))
+  // A float 1x1 W whose rows are not contiguous (W^T of conv2d_dgrad_pixel_lanes, read in place):
+  // the engine reads "pixel" k's channel c at k ws[0] + c ws[1] as tap c of one channel.
+  const bool strided_1x1 = std::is_same_v<T, float> && rows == WeightRows::kStrided && RS == 1;
+  if (p.dtype != dtype_of<T>() || (rows == WeightRows::kStrided && !strided_1x1) ||
+      (!use.pointwise && !use.few_pixels && !short_planes))
     return false;
   // Planes of a plain 1x1 are X_n itself: packed with row copies (res5 2048 -> 512 @7, N=1: the
   // generic patch packer, a bounds check per element, took a quarter of the time).
@@ -1781,17 +1912,26 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
     for (int64_t k = 0; k < p.K; ++k) convert_n(w + k * ws[0], w_rows.data() + k * CRS, CRS);
     wv = NhwcView{w_rows.data(), 0, 0, CRS};
   }
+  // d as the packers see it (CRS channels of one tap); dr as direct_conv runs it: the same, or
+  // with W's rows strided CRS taps of one channel (both lay the engine's weights out as [block][CRS][KB]).
   const DirectConvPlan d{1, 1, CRS, PQ, 1, p.K, 0, wv.sw, {0}};
+  DirectConvPlan dr = d;
+  const int64_t c_step = strided_1x1 ? ws[1] : 1;
+  if (strided_1x1) {
+    dr.in_per_group = 1;
+    dr.tap_offset.resize(CRS);
+    for (int64_t c = 0; c < CRS; ++c) dr.tap_offset[c] = c * c_step;
+  }
   const int64_t yv[4] = {0, ys[3], 0, ys[1]};  // "channel" = output pixel, "column" = k
   const FloatBias<T> bias(a.bias, p.K);
-  with_tile(PQ, CRS, [&]<int MR, int NV>() {
+  const auto run = [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
     for (int64_t n = 0; n < p.N; ++n) {
       const T* xn = x + n * xs[0];
       T* yn = y + n * ys[0];
       if constexpr (std::is_same_v<T, float>) {
         if (pointwise) {  // float planes are the engine's weights as they are: whole blocks in place
-          DirectConvPlan part = d;
+          DirectConvPlan part = dr;
           part.out_per_group = PQ / KB * KB;
           if (part.out_per_group > 0) direct_conv<FmaF32, MR, NV>(part, wv, xn, nullptr, bias.data(), yn, yv, xs[1]);
           continue;
@@ -1799,12 +1939,19 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
       }
       const auto xp = pointwise ? pack_weights<FmaF32>(d, KB, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}})
                                 : pack_patches(p, xn, xs, KB, rows == WeightRows::kKRSC);
-      direct_conv<FmaF32, MR, NV>(d, wv, xp.data(), nullptr, bias.data(), yn, yv);
+      direct_conv<FmaF32, MR, NV>(dr, wv, xp.data(), nullptr, bias.data(), yn, yv);
     }
     if constexpr (std::is_same_v<T, float>) {
-      if (pointwise && PQ % KB != 0) pixel_lanes_tails<FmaF32>(p, d, wv, x, xs, PQ / KB * KB, bias.data(), y, ys);
+      const int64_t whole = PQ / KB * KB;
+      if (pointwise && whole < PQ &&
+          !(p.N * (PQ - whole) <= kMaxDotLanes && pixel_lanes_dots(p, wv, c_step, x, xs, whole, bias.data(), y, ys)))
+        pixel_lanes_tails<FmaF32>(p, dr, wv, x, xs, whole, bias.data(), y, ys);
     }
-  });
+  };
+  if (std::is_same_v<T, float> && pointwise)
+    with_plane_tile(PQ, CRS, run);
+  else
+    with_tile(PQ, CRS, run);
   return true;
 }
 
@@ -1897,12 +2044,22 @@ ScratchOf<T> transposed_weights(const Conv2dDgradArgs& a) {
 // the forward. Where conv2d_fprop_pixel_lanes declines, so does this. A/B in one process, 2
 // threads, NCHW: N=1 256->64 @56 1.9 -> 1.5 ms, 512->128 @28 1.5 -> 1.1, 2048->512 @7 3.1 -> 2.0
 // (channels_last 3.5 -> 2.4); N=8 256->64 @56 18.6 -> 15.9, 1024->256 @14 11.1 -> 9.3.
+// With few pixels a float W^T is not copied but read in place, W's columns as strided rows
+// (strided_1x1 there): the copy was a sixth of res5 2048 -> 512's input gradient at N=1 (A/B, arms
+// in random order, 2 threads: NCHW 0.71 -> 0.59 ms, channels_last 0.86 -> 0.82). With many pixels
+// the copy is cheap against the multiplies, and reading channels as taps cost 8-10% (256 -> 64
+// @56 N=1, 512 -> 128 @28 N=8).
 template <typename T>
 inline bool conv2d_dgrad_pixel_lanes(const Conv2dDgradArgs& a) {
   Conv2dFpropArgs f;
   if (a.p.dtype != dtype_of<T>() || !pointwise_dgrad_as_fprop(a, &f)) return false;
   const PixelLanesCase use = pixel_lanes_case(f.p, a.dy.stride, a.dx.stride);  // before paying for W^T
   if (!use.pointwise && !use.few_pixels) return false;
+  if (std::is_same_v<T, float> && use.few_pixels) {  // W^T read in place (strided_1x1)
+    const int64_t* ws = a.w.stride;
+    f.w = {a.w.data, {ws[1], ws[0], ws[2], ws[3]}};
+    return conv2d_fprop_pixel_lanes<T>(f);
+  }
   const ScratchOf<T> wt = transposed_weights<T>(a);
   f.w.data = wt.data();
   return conv2d_fprop_pixel_lanes<T>(f);
