@@ -703,17 +703,22 @@ def test_small_planes_1x1_few_pixels(isa, dtype, n, c, k, h, w):
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("w_layout", ["contiguous", "channels_last_slice", "strided"])
-@pytest.mark.parametrize("n,c,k,h,w", [(1, 340, 201, 7, 7), (2, 200, 340, 7, 7), (8, 40, 36, 7, 7),
-                                       (9, 24, 20, 7, 7), (1, 36, 20, 10, 10), (3, 24, 24, 10, 10)])
-def test_pixel_lanes_narrow_blocks_and_dots(isa, w_layout, n, c, k, h, w):
+@pytest.mark.parametrize("n,c,k,h,w,layout", [
+    (1, 340, 201, 7, 7, "contiguous"), (2, 200, 340, 7, 7, "contiguous"), (8, 40, 36, 7, 7, "contiguous"),
+    (9, 24, 20, 7, 7, "contiguous"), (1, 36, 20, 10, 10, "contiguous"), (3, 24, 24, 10, 10, "contiguous"),
+    (1, 1100, 600, 7, 7, "channels_last"), (1, 600, 1100, 7, 7, "channels_last"),
+    (1, 1100, 600, 2, 3, "channels_last"), (1, 1100, 600, 3, 5, "channels_last")])
+def test_pixel_lanes_narrow_blocks_and_dots(isa, w_layout, n, c, k, h, w, layout):
     """Float 1x1 NCHW planes whose pixels fill more whole blocks of the narrow tile (7 x 7: 48 of
     49 lanes; 10 x 10: 96 of 100) run it, each image's pixels read in place; up to 8 pixels left
     over in all become dot products of W's rows with gathered input columns (rows of 340 and 200:
     vectors and a scalar rest), 9 and 12 go through the tails. The input gradient with few pixels
-    reads W^T in place as strided rows, its dots along W's rows (340 outputs: whole 64- or 16-wide
-    blocks and a scalar rest); W in every layout (a strided W takes the tails), with bias."""
+    reads W^T in place as strided rows, its dots along W's rows (340 and 1100 outputs: whole 64-
+    or 16-wide blocks and a scalar rest). channels_last with few pixels and big weights: packed
+    whole blocks and dots likewise (6 pixels: dots alone; 15: all packed). W in every layout (a
+    strided W takes the tails), with bias."""
     cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-               bias=True, x_layout="contiguous", w_layout=w_layout, g_layout="contiguous", seed=n * c + k + h)
+               bias=True, x_layout=layout, w_layout=w_layout, g_layout=layout, seed=n * c + k + h)
     with forced_isa(isa):
         check_against_torch(cfg, torch.float32)
 

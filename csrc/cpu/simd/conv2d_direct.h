@@ -1731,9 +1731,9 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
     with_tile(lanes, cin, run);
 }
 
-// conv2d_fprop_pixel_lanes' float planes past their whole blocks of lanes where at most
-// kMaxDotLanes such pixels are left in all: each is a column of X_n, gathered once, whose dot
-// products with W's rows are its outputs. pixel_lanes_tails would broadcast a W element per FMA
+// conv2d_fprop_pixel_lanes' pixels of a float dense 1x1 (stride 1, unpadded; any layout) past
+// their whole blocks of lanes where at most kMaxDotLanes such pixels are left in all: each is a
+// column of X_n, gathered once, whose dot products with W's rows are its outputs. pixel_lanes_tails would broadcast a W element per FMA
 // of one narrow vector: a second pass over W at a fraction of the FMA rate (A/B, arms in random
 // order, 2 threads, NCHW: res5 2048 -> 512 @7, 48 lanes in place and 1 left, N=1 0.77 -> 0.50
 // ms, N=8 3.9 -> 3.7; 1024 -> 256 @14, 192 and 4, N=1 0.55 -> 0.47; AVX2 2048 -> 512 N=1 0.89
@@ -1755,12 +1755,15 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
   constexpr int L = V::kLanes;
   if (c_step != 1 && wv.sw != 1) return false;
   const int64_t rem = p.P * p.Q - whole, lanes = p.N * rem, C = p.C;
-  ScratchOf<float> cols(lanes * C);  // cols[l][c]: lane l = n rem + i is pixel whole + i of image n
-  for (int64_t l = 0; l < lanes; ++l)
-    for (int64_t c = 0; c < C; ++c) cols.data()[l * C + c] = x[l / rem * xs[0] + c * xs[1] + whole + l % rem];
-  const auto out = [&](int64_t k, int64_t lane) -> float& {
-    return y[lane / rem * ys[0] + k * ys[1] + whole + lane % rem];
+  // Lane l = n rem + i is pixel whole + i of image n (a dense 1x1: the input pixel's too).
+  const auto at = [&](const int64_t st[4], int64_t lane) {
+    const int64_t pixel = whole + lane % rem;
+    return lane / rem * st[0] + pixel / p.Q * st[2] + pixel % p.Q * st[3];
   };
+  ScratchOf<float> cols(lanes * C);  // cols[l][c]
+  for (int64_t l = 0; l < lanes; ++l)
+    for (int64_t c = 0; c < C; ++c) cols.data()[l * C + c] = x[at(xs, l) + c * xs[1]];
+  const auto out = [&](int64_t k, int64_t lane) -> float& { return y[at(ys, lane) + k * ys[1]]; };
   if (c_step == 1) {
     const int64_t C16 = C / L * L;
     parallel_for(0, (p.K + kDotRows - 1) / kDotRows, 16, [&](int64_t b, int64_t e) {
@@ -1844,8 +1847,9 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
 // lanes; AVX2 12 x 1, 8) leaves fewer of them over than with_tile's (res5's 7 x 7 = 49: none of
 // 64, 48 of 48 and one left), it runs instead. With 64-lane blocks every lane of res5 2048 -> 512
 // went through the tails: all 49 packed, then padded to 64 (a quarter of the FMAs on zeros).
+// max_rest >= 0: only if it leaves at most that many pixels of a plane.
 template <typename Body>
-void with_plane_tile(int64_t PQ, int64_t CRS, const Body& body) {
+void with_plane_tile(int64_t PQ, int64_t CRS, int64_t max_rest, const Body& body) {
   constexpr int L = VecF32::kLanes;
 #if defined(__AVX512F__)
   constexpr int kMR = 8, kNV = 3;
@@ -1854,7 +1858,8 @@ void with_plane_tile(int64_t PQ, int64_t CRS, const Body& body) {
 #endif
   int64_t kb = 0;
   with_tile(PQ, CRS, [&]<int MR, int NV>() { kb = NV * L; });
-  if (PQ / (kNV * L) * (kNV * L) > PQ / kb * kb) return body.template operator()<kMR, kNV>();
+  const int64_t whole = PQ / (kNV * L) * (kNV * L);
+  if (whole > PQ / kb * kb && (max_rest < 0 || PQ - whole <= max_rest)) return body.template operator()<kMR, kNV>();
   with_tile(PQ, CRS, body);
 }
 
@@ -1924,8 +1929,16 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   }
   const int64_t yv[4] = {0, ys[3], 0, ys[1]};  // "channel" = output pixel, "column" = k
   const FloatBias<T> bias(a.bias, p.K);
+  // A float dense 1x1 whose pixels are packed (channels_last x, few pixels): its whole blocks of
+  // lanes run like the planes', the rest as dots where at most kMaxDotLanes are left (res5 2048
+  // -> 512 @7 channels_last, A/B as above, N=1 forward 0.64 -> 0.55 ms, input gradient 0.73 ->
+  // 0.59; N=2 1.20 -> 1.19, 1.49 -> 1.18: 49 pixels an image had padded a block of 64).
+  const bool dense_1x1 = RS == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  const bool packed_dots = std::is_same_v<T, float> && !pointwise && dense_1x1 && (c_step == 1 || wv.sw == 1);
   const auto run = [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
+    const int64_t whole = PQ / KB * KB;
+    const bool packed_rest = packed_dots && whole < PQ && p.N * (PQ - whole) <= kMaxDotLanes;
     for (int64_t n = 0; n < p.N; ++n) {
       const T* xn = x + n * xs[0];
       T* yn = y + n * ys[0];
@@ -1937,19 +1950,25 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
           continue;
         }
       }
+      DirectConvPlan part = dr;
+      if (packed_rest) part.out_per_group = whole;
+      if (part.out_per_group == 0) continue;
       const auto xp = pointwise ? pack_weights<FmaF32>(d, KB, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}})
                                 : pack_patches(p, xn, xs, KB, rows == WeightRows::kKRSC);
-      direct_conv<FmaF32, MR, NV>(dr, wv, xp.data(), nullptr, bias.data(), yn, yv);
+      direct_conv<FmaF32, MR, NV>(part, wv, xp.data(), nullptr, bias.data(), yn, yv);
     }
     if constexpr (std::is_same_v<T, float>) {
-      const int64_t whole = PQ / KB * KB;
-      if (pointwise && whole < PQ &&
-          !(p.N * (PQ - whole) <= kMaxDotLanes && pixel_lanes_dots(p, wv, c_step, x, xs, whole, bias.data(), y, ys)))
+      if (packed_rest)
+        pixel_lanes_dots(p, wv, c_step, x, xs, whole, bias.data(), y, ys);
+      else if (pointwise && whole < PQ &&
+               !(p.N * (PQ - whole) <= kMaxDotLanes && pixel_lanes_dots(p, wv, c_step, x, xs, whole, bias.data(), y, ys)))
         pixel_lanes_tails<FmaF32>(p, dr, wv, x, xs, whole, bias.data(), y, ys);
     }
   };
   if (std::is_same_v<T, float> && pointwise)
-    with_plane_tile(PQ, CRS, run);
+    with_plane_tile(PQ, CRS, -1, run);
+  else if (packed_dots)
+    with_plane_tile(PQ, CRS, kMaxDotLanes / p.N, run);
   else
     with_tile(PQ, CRS, run);
   return true;
