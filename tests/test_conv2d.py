@@ -296,7 +296,8 @@ def test_depthwise_dgrad_phases(isa, dtype, c, h, w, r, s, stride, padding, dila
     (200, 20, 9, 7, 7, 1, 3, 1),    # 3 bands of output rows x blocks of 3 channel vectors (AVX-512)
     (40, 17, 61, 7, 7, 3, 3, 1),    # column stride 3: the run-time stride tile
     (12, 10, 30, 3, 7, 1, 1, 1),    # 3 rows of 7 taps: the sliding rows (5 and 7 taps) with R != S
-    (12, 8, 13, 5, 5, 2, 1, 1),     # stride 2 sliding rows in a half-width tile (6 output columns)
+    (12, 8, 13, 5, 5, 2, 1, 1),     # stride 2 sliding rows, 6 output columns (AVX-512's half-width tile)
+    (8, 9, 5, 7, 7, 2, 3, 1),       # 3 output columns: AVX2's half-width tile
 ])
 def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
     """Depthwise filters of more than 9 taps (depthwise_fprop_vector_rows: bands of output rows
@@ -395,6 +396,7 @@ def test_depthwise_work_split(threads, layout, n, c, h, r, stride):
     (32, 11, 57, 7, 7, 2, 3),   # 7 x 7 /2 (29 output columns: 7 x 7 runs in place from 28)
     (16, 7, 30, 3, 5, 1, 1),    # 3 rows of 5 taps, padding short of the filter's reach
     (16, 8, 28, 5, 5, 1, 4),    # padding past the reach: columns and rows wholly outside
+    (8, 6, 3, 5, 5, 1, 2),      # 3 output columns: AVX2's half-width tile
 ])
 def test_depthwise_rows_in_place(isa, dtype, layout, c, h, w, r, s, stride, padding):
     """Channels-last float depthwise rows of 5 and 7 taps read x in place (a channel vector's

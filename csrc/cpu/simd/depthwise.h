@@ -567,6 +567,13 @@ inline bool depthwise_fprop_planes(const Conv2dFpropArgs& a) {
 // registers.)
 constexpr int64_t kDepthwiseRowTaps = 9;            // the most depthwise_row_any holds in registers
 constexpr int64_t kBandBytes = int64_t(384) << 10;  // an item's padded input rows, kept in the L2
+// Output pixels per sliding tile: AVX-512 14, AVX2 7 (7 sums, 7 weights and an input vector of 16
+// registers). ConvNeXt's and EfficientNet's rows are multiples of 7; AVX2's 6 had computed 60
+// pixels for 56 and 18 for 14 (A/B, arms in random order, 2 threads, channels_last, N=1 7 x 7 96
+// @56 forward 1.15x, input gradient 1.16x, N=8 1.08x / 1.20x; 192 @28 1.10x; 5 x 5 240 @28 1.09x,
+// 480 @14 1.20x, 1152 @7 1.28x, /2 144 @56 1.06x; on the vector rows 7 x 7 384 @14 N=1 1.2x,
+// N=8 1.3x, 768 @7 1.3x / 1.5x).
+constexpr int kSlidingPixels = VecF32::kLanes == 16 ? 14 : 7;
 
 // acc[i] += the taps of filter row r for output pixel i < QB of a vector-rows tile, KS taps of
 // column stride SW and no column dilation, as a sliding window: each of the row's (QB - 1) SW +
@@ -871,7 +878,7 @@ inline bool depthwise_fprop_sliding_in_place_any(const Conv2dFpropArgs& a) {
   if constexpr (!std::is_same_v<T, float>) return false;
   if (p.dil_w != 1 || p.C % L != 0 || a.x.stride[1] != 1 || a.y.stride[1] != 1) return false;
   if (p.stride_w != 1 && p.stride_w != 2) return false;
-  constexpr int QB = L == 16 ? 14 : 6;
+  constexpr int QB = kSlidingPixels;
   // 7 x 7 on rows of fewer than 28 outputs stays on the vector rows, whose padded copy of x spares
   // the edge tiles' masked loads: in place ran 0.92-0.98x on rows of 14 and 7 (384 @14, 768 @7,
   // N=1 and 8; AVX2 0.76-0.95x at 384 @14) and 1.14-1.21x on rows of 28 (192 @28).
@@ -1303,9 +1310,8 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
   // N=8 (144 @56 /2 1.93 -> 0.69 ms, 240 @28 2.13 -> 0.74; alike at N=1).
   if (p.R * p.S > kDepthwiseRowTaps) {
     if (depthwise_fprop_sliding_in_place_any<T>(a)) return true;
-    // Tiles of 14 pixels (AVX2: 6), or half that for rows that short: a 7-column row in a
+    // Tiles of kSlidingPixels, or half that for rows that short: a 7-column row in a
     // 14-pixel tile wasted half of the FMAs (ConvNeXt 768 @7 N=8 0.44-0.62x PyTorch).
-    constexpr int QB = VecF32::kLanes == 16 ? 14 : 6;
     const auto run = [&]<int SW>() {
       // Rows of 5 and 7 taps slide (depthwise_sliding_row; A/B, arms in random order, 2 threads,
       // N=8 channels_last: 7 x 7 96 @56 1.38x, 384 @14 1.29x, 768 @7 1.26x, NCHW 96 @56 1.24x;
@@ -1317,8 +1323,8 @@ inline bool depthwise_fprop(const Conv2dFpropArgs& a) {
         }
         depthwise_fprop_vector_rows<T, SW, Q>(a);
       };
-      if (p.Q <= QB / 2) return with_width.template operator()<QB / 2>();
-      with_width.template operator()<QB>();
+      if (p.Q <= kSlidingPixels / 2) return with_width.template operator()<kSlidingPixels / 2>();
+      with_width.template operator()<kSlidingPixels>();
     };
     if (p.stride_w == 1) run.template operator()<1>();
     else if (p.stride_w == 2) run.template operator()<2>();
