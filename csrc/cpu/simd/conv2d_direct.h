@@ -1733,11 +1733,13 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
 
 // conv2d_fprop_pixel_lanes' pixels of a float dense 1x1 (stride 1, unpadded; any layout) past
 // their whole blocks of lanes where at most kMaxDotLanes such pixels are left in all: each is a
-// column of X_n, gathered once, whose dot products with W's rows are its outputs. pixel_lanes_tails would broadcast a W element per FMA
-// of one narrow vector: a second pass over W at a fraction of the FMA rate (A/B, arms in random
-// order, 2 threads, NCHW: res5 2048 -> 512 @7, 48 lanes in place and 1 left, N=1 0.77 -> 0.50
-// ms, N=8 3.9 -> 3.7; 1024 -> 256 @14, 192 and 4, N=1 0.55 -> 0.47; AVX2 2048 -> 512 N=1 0.89
-// -> 0.70). Two forms, by W's layout ("pixel" k's channel c at wv.data + k wv.sw + c c_step):
+// column of X_n, gathered once, whose dot products with W's rows are its outputs.
+// pixel_lanes_tails would broadcast a W element per FMA of one narrow vector: a second pass over
+// W at a fraction of the FMA rate (A/B, arms in random order, 2 threads, NCHW: res5 2048 -> 512
+// @7, 48 lanes in place and 1 left, N=1 tails 0.77 -> dots 0.50 ms, where all 49 lanes in the
+// tails had taken 0.65; N=8 3.9 -> 3.7; 1024 -> 256 @14, 192 and 4, N=1 0.55 -> 0.47; AVX2
+// 2048 -> 512 N=1 0.89 -> 0.70). Two forms, by W's layout ("pixel" k's channel c at wv.data +
+// k wv.sw + c c_step):
 //  - rows (c_step 1): a tile of kDotRows rows by kDotLanes columns, vectors along c, summed
 //    across lanes at the end;
 //  - columns (wv.sw 1: W^T of a 1x1 input gradient read in place): kDotRows vectors of k by
@@ -1842,10 +1844,11 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
   return true;
 }
 
-// with_tile for conv2d_fprop_pixel_lanes' float planes read in place, whose lanes past the last
-// whole block of a plane go through pixel_lanes_tails: where a narrower block (AVX-512 8 x 3, 48
-// lanes; AVX2 12 x 1, 8) leaves fewer of them over than with_tile's (res5's 7 x 7 = 49: none of
-// 64, 48 of 48 and one left), it runs instead. With 64-lane blocks every lane of res5 2048 -> 512
+// with_tile for conv2d_fprop_pixel_lanes' float planes read in place (and its packed dense
+// 1x1s), whose lanes past the last whole block of a plane go through pixel_lanes_dots or
+// pixel_lanes_tails: where a narrower block (AVX-512 8 x 3, 48 lanes; AVX2 12 x 1, 8) leaves
+// fewer of them over than with_tile's (res5's 7 x 7 = 49: none of 64, 48 of 48 and one left), it
+// runs instead. With 64-lane blocks every lane of res5 2048 -> 512
 // went through the tails: all 49 packed, then padded to 64 (a quarter of the FMAs on zeros).
 // max_rest >= 0: only if it leaves at most that many pixels of a plane.
 template <typename Body>
@@ -1918,7 +1921,8 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
     wv = NhwcView{w_rows.data(), 0, 0, CRS};
   }
   // d as the packers see it (CRS channels of one tap); dr as direct_conv runs it: the same, or
-  // with W's rows strided CRS taps of one channel (both lay the engine's weights out as [block][CRS][KB]).
+  // with W's rows strided CRS taps of one channel (either lays the engine's weights out as
+  // [block][CRS][KB]).
   const DirectConvPlan d{1, 1, CRS, PQ, 1, p.K, 0, wv.sw, {0}};
   DirectConvPlan dr = d;
   const int64_t c_step = strided_1x1 ? ws[1] : 1;
