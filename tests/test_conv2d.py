@@ -416,6 +416,8 @@ def test_depthwise_rows_in_place(isa, dtype, layout, c, h, w, r, s, stride, padd
     (5, 20, 56, 7, 7, 1, (3, 3), (1, 1)),   # ConvNeXt's 7 x 7: 2-vector tiles, the last vector overlapping
     (3, 9, 40, 5, 5, 1, (2, 2), (1, 1)),    # a 2-vector tile and a single vector; a shifted last row tile
     (4, 16, 14, 7, 7, 1, (3, 3), (1, 1)),   # rows of 14: the first lanes stored (AVX-512: 14-row tiles)
+    (3, 21, 30, 7, 7, 1, (3, 3), (1, 1)),   # 21 rows: AVX2's 7-row tiles
+    (2, 27, 40, 5, 5, 2, (2, 2), (1, 1)),   # stride 2, 14 rows: AVX2's 7-row tiles
     (2, 5, 12, 5, 3, 1, (2, 1), (1, 1)),    # fewer output rows than a tile; 3 taps per filter row
     (3, 11, 20, 7, 9, 1, (3, 4), (1, 2)),   # dilated columns, 9 taps per filter row
     (2, 8, 18, 5, 5, 1, (5, 5), (1, 1)),    # padding past the filter's reach (the gradient elsewhere)

@@ -1137,7 +1137,10 @@ void depthwise_fprop_plane_tiles(const Conv2dFpropArgs& a) {
 // accumulators independent (an accumulator takes R S dependent FMAs per tile, 4 cycles each, at 2
 // FMAs per cycle): AVX-512 7 rows (ConvNeXt's and EfficientNet's planes are multiples of 7) x 2
 // vectors, or 14 x 1 on rows of one vector; AVX2 (16 registers) 8 x 1, with KR weights and an
-// input.
+// input, or 7 x 1 on planes of 7 n rows but not 8 n (28, 14, 7: an 8-row tile had overlapped
+// its neighbour or run a row past the plane; A/B, arms in random order, 2 threads, N=1 forward
+// and input gradient: 7 x 7 192 @28 1.08x (N=8 1.08x), 384 @14 1.07x, 768 @7 1.04x; 5 x 5 240 @28
+// 1.07x, 480 @14 1.07x, 1152 @7 1.04x; 3 x 3 1.0-1.03x).
 template <typename T>
 inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
   constexpr int L = VecF32::kLanes;
@@ -1154,6 +1157,7 @@ inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
       if (p.Q <= L) return depthwise_fprop_plane_tiles<T, KR, ST, 14, 1>(a);
       depthwise_fprop_plane_tiles<T, KR, ST, 7, 2>(a);
     } else {
+      if (p.P % 7 == 0 && p.P % 8 != 0) return depthwise_fprop_plane_tiles<T, KR, ST, 7, 1>(a);
       depthwise_fprop_plane_tiles<T, KR, ST, 8, 1>(a);
     }
   };
