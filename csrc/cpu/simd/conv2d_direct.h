@@ -1763,8 +1763,10 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
     return lane / rem * st[0] + pixel / p.Q * st[2] + pixel % p.Q * st[3];
   };
   ScratchOf<float> cols(lanes * C);  // cols[l][c]
-  for (int64_t l = 0; l < lanes; ++l)
-    for (int64_t c = 0; c < C; ++c) cols.data()[l * C + c] = x[at(xs, l) + c * xs[1]];
+  for (int64_t l = 0; l < lanes; ++l) {
+    const float* xl = x + at(xs, l);  // (its divisions once per lane, not per element)
+    for (int64_t c = 0; c < C; ++c) cols.data()[l * C + c] = xl[c * xs[1]];
+  }
   const auto out = [&](int64_t k, int64_t lane) -> float& { return y[at(ys, lane) + k * ys[1]]; };
   if (c_step == 1) {
     const int64_t C16 = C / L * L;
