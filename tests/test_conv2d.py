@@ -298,6 +298,8 @@ def test_depthwise_dgrad_phases(isa, dtype, c, h, w, r, s, stride, padding, dila
     (12, 10, 30, 3, 7, 1, 1, 1),    # 3 rows of 7 taps: the sliding rows (5 and 7 taps) with R != S
     (12, 8, 13, 5, 5, 2, 1, 1),     # stride 2 sliding rows, 6 output columns (AVX-512's half-width tile)
     (8, 9, 5, 7, 7, 2, 3, 1),       # 3 output columns: AVX2's half-width tile
+    (24, 7, 7, 7, 7, 1, 3, 1),      # ConvNeXt's rows of 7 (NCHW on AVX2: here, not the plane tiles)
+    (20, 9, 6, 5, 5, 1, 2, 1),      # 5 x 5 on rows of 6, a part vector of channels
 ])
 def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
     """Depthwise filters of more than 9 taps (depthwise_fprop_vector_rows: bands of output rows
