@@ -1156,7 +1156,7 @@ inline bool depthwise_fprop_on_plane_tiles(const Conv2dFpropArgs& a) {
   // (channels as lanes, every lane used, the row's taps sliding) run them faster. A/B, arms in
   // random order, Zen 4, 2 threads, forward / input gradient: 7 x 7 768 @7 N=1 1.17x / 1.17x,
   // N=8 1.14x / 1.15x; 5 x 5 1152 @7 N=1 1.15-1.5x, N=8 1.14-1.4x. (3 x 3 960 @7 level: kept;
-  // AVX-512's 14-column rows, 14 of 16 lanes, ran 0.8-0.93x on the vector rows: kept.)
+  // AVX-512's 14-column rows, 14 of 16 lanes, ran 0.78-0.92x on the vector rows: kept.)
   if (L == 8 && p.Q < L && p.R * p.S > kDepthwiseRowTaps) return false;
   const auto run = [&]<int KR, int ST>() {
     if constexpr (L == 16) {
