@@ -586,18 +586,40 @@ constexpr int kSlidingPixels = VecF32::kLanes == 16 ? 14 : 7;
 // load: skipping the outside columns instead, A/B with arms in random order, same bits, 2
 // threads: 7 x 7 96 @56 N=1 1.07x, 192 @28 1.09-1.11x (N=8 1.15x), 5 x 5 480 @14 1.09-1.10x, 240
 // @28 1.07-1.08x, 5 x 5 /2 144 @56 0.98-1.03x; AVX2 1.03-1.09x.)
-template <int QB, int KS, int SW>
+// kPointerWalk: x_step and w_step are run-time values (x read in place, C floats per pixel); one
+// pointer each then steps along the row. With offsets i x_step GCC kept most of the 13 column and
+// 7 tap offsets on the stack, a load per input vector (A/B, arms in random order, 2 threads, same
+// bits, channels_last forward: 7 x 7 96 @56 N=1 1.07x, N=8 1.06x, 192 @28 1.04x / 1.12x, 5 x 5 /2
+// 144 @56 1.09x / 1.08x; AVX2 1.00-1.07x). The vector rows' constant x_step keeps the offsets:
+// walking there ran 0.78-1.08x, mostly slower.
+template <int QB, int KS, int SW, bool kPointerWalk = false>
   requires(SW > 0)
 [[gnu::always_inline]] inline void depthwise_sliding_row(const float* xr, int64_t x_step, const float* wr,
                                                          int64_t w_step, int i_lo, int i_hi, VecF32::type* acc) {
   using V = VecF32;
   typename V::type wv[KS];
+  if constexpr (kPointerWalk) {
+    const float* wp = wr;
 #pragma GCC unroll 16
-  for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
+    for (int s = 0; s < KS; ++s) {
+      wv[s] = V::load(wp);
+      wp += w_step;
+      asm("" : "+r"(wp));
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
+  }
+  const float* xp = xr;
 #pragma GCC unroll 64
   for (int i = 0; i < (QB - 1) * SW + KS; ++i) {
+    const float* xnow = xp;
+    if constexpr (kPointerWalk) {
+      xp += x_step;
+      asm("" : "+r"(xp));
+    }
     if (i < i_lo || i >= i_hi) continue;
-    const typename V::type xi = V::load(xr + i * x_step);
+    const typename V::type xi = V::load(kPointerWalk ? xnow : xr + i * x_step);
 #pragma GCC unroll 16
     for (int s = 0; s < KS; ++s) {
       const int q = (i - s) / SW;
@@ -836,7 +858,8 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
           // 1.0-1.21x, 7 x 7 192 @28 1.07-1.09x, 96 @56 0.98-1.08x; AVX2 1.06-1.16x.
           const auto rows_within = [&]<int LO, int MISS>() __attribute__((always_inline)) {
             for (int64_t r = r_lo; r < r_hi; ++r)
-              depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, LO, ni - MISS, acc);
+              depthwise_sliding_row<QB, KS, SW, true>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, LO, ni - MISS,
+                                                      acc);
           };
           const auto with_miss = [&]<int LO>() __attribute__((always_inline)) -> bool {
             switch (ni - i_hi) {
