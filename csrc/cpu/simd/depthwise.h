@@ -610,16 +610,16 @@ template <int QB, int KS, int SW, bool kPointerWalk = false>
 #pragma GCC unroll 16
     for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
   }
-  const float* xp = xr;
+  const float* xp = xr;  // kPointerWalk: input vector i's address, stepped along the row
 #pragma GCC unroll 64
   for (int i = 0; i < (QB - 1) * SW + KS; ++i) {
-    const float* xnow = xp;
+    const float* xi_at = kPointerWalk ? xp : xr + i * x_step;
     if constexpr (kPointerWalk) {
       xp += x_step;
-      asm("" : "+r"(xp));
+      asm("" : "+r"(xp));  // (kept a pointer: GCC would rebuild the offsets from it)
     }
     if (i < i_lo || i >= i_hi) continue;
-    const typename V::type xi = V::load(kPointerWalk ? xnow : xr + i * x_step);
+    const typename V::type xi = V::load(xi_at);
 #pragma GCC unroll 16
     for (int s = 0; s < KS; ++s) {
       const int q = (i - s) / SW;
