@@ -951,19 +951,27 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
     (24, 6, 9, 9, 3, (3, 2), (2, 1), (2, 1), True),      # rows stride 3 and dilated, rows shorter than a vector
     (48, 6, 7, 20, 5, (1, 2), (0, 1), (1, 1), True),     # 5 kernel rows, no row padding
     (16, 4, 4, 3, 3, (1, 1), (1, 1), (1, 1), True),      # 3 columns: both edges in one vector
+    (96, 32, 6, 56, 3, (2, 2), (1, 1), (1, 1), False),   # 3 a group
+    (160, 32, 5, 30, 3, (2, 2), (1, 1), (1, 1), True),   # 5 a group: AVX2's input gradient in passes of 4 and 1
+    (56, 8, 4, 17, 3, (2, 2), (1, 1), (1, 1), False),    # 7 a group, odd width: passes of 4 and 3
+    (48, 8, 3, 5, 3, (2, 2), (1, 1), (1, 1), True),      # 6 a group, 3 dy columns: one masked tile
+    (128, 16, 4, 64, 3, (2, 2), (1, 1), (1, 1), False),  # 8 a group, 32 dy columns: whole tiles, the last masked
+    (64, 16, 4, 63, 3, (2, 2), (1, 1), (1, 1), True),    # 4 a group, 32 dy columns, odd width
 ])
-def test_grouped_pixel_lanes(layout, c, groups, h, w, r, stride, padding, dilation, bias):
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_grouped_pixel_lanes(isa, layout, c, groups, h, w, r, stride, padding, dilation, bias):
     """The float32 NCHW grouped forward with output pixels as lanes (conv2d_grouped.h,
     grouped_pixel_lanes_fprop: 2-8 channels a group, 3-wide filters, one column of padding,
     column stride 2, or 1 with 4 or fewer a group): masked loads at both edges and past the row's
     end, the even / odd split and the shifted odd columns at stride 2, rows outside skipped; and
-    at column stride 2 the input gradient likewise (grouped_pixel_lanes_dgrad2: even and odd dx
-    columns interleaved, kernel rows between dy rows skipped); all three results against
-    PyTorch."""
+    at column stride 2 the input gradient likewise (grouped_pixel_lanes_dgrad2, both ISAs: even
+    and odd dx columns interleaved, kernel rows between dy rows skipped, AVX2's groups of 5-8 in
+    two passes, full tiles unmasked and the last masked); all three results against PyTorch.
+    (The forward's pixel lanes are AVX-512's; AVX2 runs its other kernels here.)"""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * h + w)
-    with forced_isa("avx512"):
+    with forced_isa(isa):
         check_against_torch(cfg, torch.float32)
 
 
@@ -985,7 +993,8 @@ def test_grouped_dgrad_column_pairs(isa, dtype, layout, c, k, groups, h, w, r, s
     kDgradStride2): a float32 channels_last dy read in place (its last column past the image a
     zero vector), others packed; row phases with 1, 2 or no kernel rows, every layout, all three
     results against PyTorch (AVX2: 8-pixel tiles, 4 or fewer channels a group; 8 go to
-    conv2d_direct.h's column pairs)."""
+    conv2d_direct.h's column pairs). A float32 NCHW dy with as many inputs as outputs a group
+    goes to grouped_pixel_lanes_dgrad2 instead (test_grouped_pixel_lanes)."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
                seed=c * h + w)

@@ -14,6 +14,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "conv2d_direct.h"
@@ -402,7 +403,6 @@ void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
   grouped_lanes_run<CG>(plan_for(xv), xv, wp.data(), bias_blocks, static_cast<T*>(a.y.data), a.y.stride);
 }
 
-#if defined(__AVX512F__)
 // The pixel-lane kernels' weights of a (G n, n, R, 3) filter w (strides ws):
 // out[(((g n + o) R + r) 3 + s) n + i] = w[g n + i][o][r][s] (the forward: a vector of the group's
 // outputs i per input o), or with transposed, w[g n + o][i][r][s] (the input gradient: the dx
@@ -421,6 +421,7 @@ inline std::vector<float> pixel_lane_weights(const float* w, const int64_t ws[4]
   return out;
 }
 
+#if defined(__AVX512F__)
 // The lanes l of a 16-lane vector with first + l inside [0, n).
 inline __mmask16 lanes_inside(int64_t first, int64_t n) {
   const int64_t lo = std::max<int64_t>(0, -first), hi = std::min<int64_t>(16, n - first);
@@ -629,10 +630,10 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   // tiles that take both column phases at once (kDgradStride2), reading a float32 channels_last
   // dy in place, else a packed one. In-process A/B against the four phases, arms in random order,
   // Xeon, 2 threads, 256 @56 /2 g32: N=8 channels_last 2.76 -> 1.89 ms, NCHW 6.55 -> 3.71; N=1
-  // 0.313 -> 0.220, 0.525 -> 0.410. (A float32 NCHW dy has since gone to
-  // grouped_pixel_lanes_dgrad2 instead; bfloat16 and other layouts still come here.) AVX2 (8-pixel
-  // tiles, A/B against the phases, Zen 4, 2 threads, N=1, 32 groups): 128 @56 /2 NCHW 2.2x,
-  // channels_last 1.25x; 64 @56 /2 1.7x, 1.27x.
+  // 0.313 -> 0.220, 0.525 -> 0.410. AVX2 (8-pixel tiles, A/B against the phases, Zen 4, 2
+  // threads, N=1, 32 groups): 128 @56 /2 NCHW 2.2x, channels_last 1.25x; 64 @56 /2 1.7x, 1.27x.
+  // (A float32 NCHW dy with as many outputs as inputs a group has since gone to
+  // grouped_pixel_lanes_dgrad2 instead on both ISAs; bfloat16 and other layouts still come here.)
   if (sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14) {
     const int64_t* ds = a.dy.stride;
     bool in_place = false;
@@ -677,7 +678,6 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   }
 }
 
-#if defined(__AVX512F__)
 // Whether grouped_pixel_lanes_dgrad2 takes the layer: float32 NCHW rows (dy and dx columns
 // contiguous, dy not channels-last), as many outputs as inputs a group (2 to 8), 3-wide filters
 // over one column of padding at column stride 2.
@@ -689,20 +689,30 @@ inline bool grouped_pixel_lanes_dgrad2_apply(const Conv2dDgradArgs& a) {
          p.stride_w == 2;
 }
 
-// The grouped input gradient at column stride 2 on NCHW rows, dx pixels as lanes (AVX-512,
-// float32): dx column 2j takes dy column j through tap 1, column 2j + 1 dy columns j + 1 and j
-// through taps 0 and 2. Per dy channel and kernel row, the vectors of dy columns j0 + [0, 16) and
-// j0 + 1 + [0, 16) meet the broadcast weights of the group's CG dx channels: 3 CG FMAs for 32 dx
-// pixels, the even and the odd sums interleaved as they are stored. A work item is one dx row of
-// one group; kernel rows whose dy row falls between rows or outside are skipped, dy columns past
-// the row load as zeros. In-process A/B against grouped_lanes_dgrad (dy packed channels-last, the
-// kDgradStride2 row tiles, transposed stores), arms in random order, Xeon, 2 threads, NCHW, 32
-// groups: 256 @56 /2 N=8 4.28 -> 2.72 ms, N=1 0.416 -> 0.309; 128 @56 /2 N=8 1.51 -> 1.03; 64
-// @56 /2 0.62 -> 0.31.
+// The grouped input gradient at column stride 2 on NCHW rows, dx pixels as lanes (float32): dx
+// column 2j takes dy column j through tap 1, column 2j + 1 dy columns j + 1 and j through taps 0
+// and 2. Per dy channel and kernel row, the vectors of dy columns j0 + [0, L) and j0 + 1 + [0, L)
+// meet the broadcast weights of CN of the group's dx channels: 3 CN FMAs for 2 L dx pixels, the
+// even and the odd sums interleaved as they are stored. A work item is one dx row of one group;
+// kernel rows whose dy row falls between rows or outside are skipped, dy columns past the row
+// load as zeros (masked loads in a row's last tile only). AVX-512's 32 registers hold a whole
+// group's 2 x 8 sums next to the two dy vectors and three weights; AVX2's 16 hold 2 x 4, so a
+// group of more than 4 takes two passes over its dy rows (from the L1).
+// In-process A/B against grouped_lanes_dgrad (dy packed channels-last, the kDgradStride2 row
+// tiles, transposed stores), arms in random order, Xeon, 2 threads, NCHW, 32 groups: 256 @56 /2
+// N=8 4.28 -> 2.72 ms, N=1 0.416 -> 0.309; 128 @56 /2 N=8 1.51 -> 1.03; 64 @56 /2 0.62 -> 0.31.
+// AVX2, and groups of 3, 5, 6 and 7 on both ISAs, came later (A/B against what ran before, arms
+// in random order, Zen 4, 2 threads, N=1, 32 groups, @56 /2 unless said): AVX2 256 (8 a group,
+// conv2d_direct.h's transposed row tiles before) 0.358 -> 0.272 ms, N=8 2.29 ms; 128 (the row
+// tiles before) 0.139 -> 0.086; 3, 5, 6 and 7 a group (both ISAs, the general direct path
+// before) 2.5-5.5x, e.g. AVX-512 96 @56 /2 0.288 -> 0.052. The full tiles' plain loads took
+// AVX-512's 256 from 0.221 to 0.197. Two passes of 2 (AVX2, 2 x 2 x 2 sums: half the broadcasts
+// a FMA) ran 0.91-1.0x, three sums a channel (the odd ones' two FMAs in separate chains) 0.87x.
 template <int CG>
 void grouped_pixel_lanes_dgrad2(const Conv2dDgradArgs& a) {
+  using V = VecF32;
+  constexpr int L = V::kLanes, kPass = L == 16 ? 8 : 4;  // dx channels a pass
   const Conv2dProblem& p = a.p;
-  constexpr int MV = CG <= 4 ? 2 : 1, kPairs = 16 * MV;
   const float* dy = static_cast<const float*>(a.dy.data);
   const float* w = static_cast<const float*>(a.w.data);
   float* dx = static_cast<float*>(a.dx.data);
@@ -710,83 +720,116 @@ void grouped_pixel_lanes_dgrad2(const Conv2dDgradArgs& a) {
   const int64_t G = p.groups, R = p.R;
   // wq[((g CG + k) R + r) 3 + s][c]: the CG dx channels' weights of dy channel k at tap (r, s).
   const std::vector<float> wq = pixel_lane_weights(w, a.w.stride, G, CG, R, true);
+  const int64_t w_k_step = R * 3 * CG;
+  // dx channels [C0, C0 + CN) of one item's row, MV vectors of dy columns a tile.
   // Every loop over the sums is unrolled (no break) and the per-kernel-row work hoisted: GCC had
   // kept even / odd in a stack array, storing all 2 CG vectors after every dy channel (16 zmm
   // stores per 24 FMAs at CG = 8), and divided for the dy row per channel; Zen 4 stores a zmm in
   // two cycles. In-process A/B, same bits, Zen 4, 2 threads, NCHW: ResNeXt 256 @56 /2 g32 N=1
   // 0.455 -> 0.218 ms (torch 0.33), N=8 4.01 -> 1.98; 128 @56 /2 1.67x; 64 @56 /2 g16 1.57x.
-  const int64_t w_k_step = R * 3 * CG;
+  const int64_t dy_c_step = ds[1];
+  const auto pass = [&]<int C0, int CN>(const float* dy_g, const float* w_g, float* xr, const int64_t* taps,
+                                        int64_t n_taps) {
+    constexpr int MV = CN <= (L == 16 ? 4 : 2) ? 2 : 1, kPairs = L * MV;
+    const auto tile = [&]<bool kMasked>(int64_t j0) {
+      typename V::mask in0[MV], in1[MV];
+#pragma GCC unroll 2
+      for (int m = 0; m < MV; ++m) {
+        if constexpr (kMasked) {
+          in0[m] = V::lanes_between(0, p.Q - (j0 + L * m));
+          in1[m] = V::lanes_between(0, p.Q - (j0 + L * m + 1));
+        }
+      }
+      typename V::type even[CN][MV], odd[CN][MV];
+#pragma GCC unroll 8
+      for (int c = 0; c < CN; ++c)
+#pragma GCC unroll 2
+        for (int m = 0; m < MV; ++m) even[c][m] = odd[c][m] = V::zero();
+      for (int64_t i = 0; i < n_taps; ++i) {
+        const float* row = dy_g + taps[2 * i] + j0;
+        const float* wr = w_g + taps[2 * i + 1] + C0;
+        for (int64_t k = 0; k < CG; ++k, row += dy_c_step, wr += w_k_step) {
+          typename V::type d0[MV], d1[MV];
+#pragma GCC unroll 2
+          for (int m = 0; m < MV; ++m) {
+            d0[m] = kMasked ? V::load_masked(row + L * m, in0[m]) : V::load(row + L * m);
+            d1[m] = kMasked ? V::load_masked(row + L * m + 1, in1[m]) : V::load(row + L * m + 1);
+          }
+#pragma GCC unroll 8
+          for (int c = 0; c < CN; ++c) {
+            const typename V::type w0 = V::broadcast(wr + c), w1 = V::broadcast(wr + CG + c),
+                                   w2 = V::broadcast(wr + 2 * CG + c);
+#pragma GCC unroll 2
+            for (int m = 0; m < MV; ++m) {
+              even[c][m] = V::fmadd(d0[m], w1, even[c][m]);
+              odd[c][m] = V::fmadd(d1[m], w0, V::fmadd(d0[m], w2, odd[c][m]));
+            }
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < CN; ++c)
+#pragma GCC unroll 2
+        for (int m = 0; m < MV; ++m) {
+          typename V::type lo, hi;
+          interleave_lanes(even[c][m], odd[c][m], lo, hi);
+          float* out = xr + (C0 + c) * xs[1] + 2 * (j0 + L * m);
+          if constexpr (kMasked) {
+            const int64_t left = p.W - 2 * (j0 + L * m);  // dx columns from `out` on
+            if (left >= 2 * L) {
+              V::store(out, lo), V::store(out + L, hi);
+            } else if (left > L) {
+              V::store(out, lo), V::store_first(out + L, hi, int(left - L));
+            } else if (left == L) {
+              V::store(out, lo);
+            } else if (left > 0) {
+              V::store_first(out, lo, int(left));
+            }
+          } else {
+            V::store(out, lo), V::store(out + L, hi);
+          }
+        }
+    };
+    int64_t j0 = 0;
+    for (; j0 + kPairs < p.Q; j0 += kPairs) tile.template operator()<false>(j0);  // dy columns j0 + kPairs in
+    for (; 2 * j0 < p.W; j0 += kPairs) tile.template operator()<true>(j0);
+  };
   parallel_for(0, p.N * G * p.H, 2, [&](int64_t b, int64_t e) {
+    // taps[2 i], taps[2 i + 1]: the offsets of the dy row and the weights of a dx row's i-th
+    // kernel row that meets a dy row. Found once an item, not per tile: AVX2's tiles are short,
+    // and the divisions in each cost it 1.13x (A/B, 256 @56 /2 N=1 0.311 -> 0.272 ms).
+    std::vector<int64_t> taps(2 * R);
     for (int64_t item = b; item < e; ++item) {
       const int64_t h = item % p.H, g = item / p.H % G, n = item / (p.H * G);
       const float* dy_g = dy + n * ds[0] + g * CG * ds[1];
       const float* w_g = wq.data() + g * CG * w_k_step;
-      for (int64_t j0 = 0; 2 * j0 < p.W; j0 += kPairs) {
-        __mmask16 in0[MV], in1[MV];
-#pragma GCC unroll 2
-        for (int m = 0; m < MV; ++m) {
-          in0[m] = lanes_inside(j0 + 16 * m, p.Q);
-          in1[m] = lanes_inside(j0 + 16 * m + 1, p.Q);
-        }
-        __m512 even[CG][MV], odd[CG][MV];
-#pragma GCC unroll 8
-        for (int c = 0; c < CG; ++c)
-#pragma GCC unroll 2
-          for (int m = 0; m < MV; ++m) even[c][m] = odd[c][m] = _mm512_setzero_ps();
-        for (int64_t r = 0; r < R; ++r) {
-          const int64_t t = h + p.pad_h - r * p.dil_h;  // = dy row * stride_h
-          if (t < 0 || t % p.stride_h != 0 || t / p.stride_h >= p.P) continue;
-          const float* row = dy_g + t / p.stride_h * ds[2] + j0;
-          const float* wr = w_g + r * 3 * CG;
-          for (int64_t k = 0; k < CG; ++k, row += ds[1], wr += w_k_step) {
-            __m512 d0[MV], d1[MV];
-#pragma GCC unroll 2
-            for (int m = 0; m < MV; ++m) {
-              d0[m] = _mm512_maskz_loadu_ps(in0[m], row + 16 * m);
-              d1[m] = _mm512_maskz_loadu_ps(in1[m], row + 16 * m + 1);
-            }
-#pragma GCC unroll 8
-            for (int c = 0; c < CG; ++c) {
-              const __m512 w0 = _mm512_set1_ps(wr[c]), w1 = _mm512_set1_ps(wr[CG + c]),
-                           w2 = _mm512_set1_ps(wr[2 * CG + c]);
-#pragma GCC unroll 2
-              for (int m = 0; m < MV; ++m) {
-                even[c][m] = _mm512_fmadd_ps(d0[m], w1, even[c][m]);
-                odd[c][m] = _mm512_fmadd_ps(d1[m], w0, _mm512_fmadd_ps(d0[m], w2, odd[c][m]));
-              }
-            }
-          }
-        }
-        float* xr = dx + n * xs[0] + g * CG * xs[1] + h * xs[2];
-#pragma GCC unroll 8
-        for (int c = 0; c < CG; ++c)
-#pragma GCC unroll 2
-          for (int m = 0; m < MV; ++m) {
-            const int64_t col = 2 * (j0 + 16 * m);
-            if (col < p.W) {
-              __m512 lo, hi;
-              interleave_lanes(even[c][m], odd[c][m], lo, hi);
-              _mm512_mask_storeu_ps(xr + c * xs[1] + col, lanes_inside(col, p.W), lo);
-              _mm512_mask_storeu_ps(xr + c * xs[1] + col + 16, lanes_inside(col + 16, p.W), hi);
-            }
-          }
+      float* xr = dx + n * xs[0] + g * CG * xs[1] + h * xs[2];
+      int64_t n_taps = 0;
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t t = h + p.pad_h - r * p.dil_h;  // = dy row * stride_h
+        if (t < 0 || t % p.stride_h != 0 || t / p.stride_h >= p.P) continue;
+        taps[2 * n_taps] = t / p.stride_h * ds[2], taps[2 * n_taps + 1] = r * 3 * CG, ++n_taps;
       }
+      [&]<int... I>(std::integer_sequence<int, I...>) {
+        (pass.template operator()<I * kPass, std::min(kPass, CG - I * kPass)>(dy_g, w_g, xr, taps.data(), n_taps),
+         ...);
+      }(std::make_integer_sequence<int, (CG + kPass - 1) / kPass>{});
     }
   });
 }
-#endif
+
+
 
 template <typename T>
 inline bool conv2d_dgrad_grouped_lanes(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Kg, Cg)) return false;
-#if defined(__AVX512F__)
+  if (p.dtype != dtype_of<T>()) return false;
   if (grouped_pixel_lanes_dgrad2_apply(a)) {
     with_group_channels(Cg, [&]<int CG>() { grouped_pixel_lanes_dgrad2<CG>(a); });
     return true;
   }
-#endif
+  if (!grouped_lanes_apply(p.groups, Kg, Cg)) return false;
   with_group_channels(Kg, [&]<int KG>() { grouped_lanes_dgrad<T, KG>(a); });
   return true;
 }
