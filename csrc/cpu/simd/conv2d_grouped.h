@@ -1135,11 +1135,125 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
       });
 }
 
+// Whether grouped_pixel_lanes_wgrad takes the layer: float32 NCHW rows (x and dy columns
+// contiguous, neither channels-last), as many outputs as inputs a group (2 to 8), 3-wide filters
+// over one column of padding at column stride 2, or at stride 1 with fewer than 8 a group: there
+// ResNeXt's 256 @28 (28-column rows: AVX-512 tiles of 16 and a masked 12, and the per-row work)
+// ran 0.91x on both ISAs at N=1 against grouped_lanes_wgrad_rows on packed copies (N=8 1.06x,
+// AVX2 1.23x).
+inline bool grouped_pixel_lanes_wgrad_apply(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups;
+  return p.dtype == DType::f32 && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.dy.stride[3] == 1 &&
+         a.dy.stride[1] != 1 && p.groups > 1 && Cg == p.K / p.groups && Cg >= 2 && Cg <= 8 && p.S == 3 &&
+         p.pad_w == 1 && p.dil_w == 1 && (p.stride_w == 2 || (p.stride_w == 1 && Cg < 8));
+}
+
+// The grouped weight gradient on NCHW rows with dy pixels as lanes (float32): no channels-last
+// copies of x and dy. dw[k][c][r][s] sums dy[k][p][q] x[c][p sh - ph + r dh][q SW - 1 + s]; per
+// L dy columns of a row, the three taps' x vectors (SW 1: loads; SW 2: a row's even and odd
+// columns, the odd ones a lane later for tap 0) meet the dy vectors of kPass of the group's
+// outputs: 3 kPass FMAs per x vector built, the sums' lanes added up once at the end. A work item
+// is one input channel and kernel row of a group, summing over every image and dy row; x rows
+// outside are skipped, columns outside load as zeros (masked loads and FMAs in a row's last
+// tile). AVX-512 takes a group's 8 outputs (24 sums) at once, AVX2 4 (12 of its 16 registers).
+// In-process A/B against what ran before (x and dy packed channels-last, then
+// grouped_lanes_wgrad_rows, or for 3, 5, 6 and 7 a group the general direct path), arms in
+// random order, Zen 4, 2 threads, NCHW, 32 groups, AVX-512 / AVX2: 256 @56 /2 N=1 0.397 -> 0.303
+// ms / 0.425 -> 0.348, N=8 4.55 -> 3.11 / 5.75 -> 3.81; 128 @56 /2 N=8 1.93 -> 1.06 / 2.08 ->
+// 1.23; 128 @56 N=1 0.261 -> 0.247 / 0.331 -> 0.192, N=8 3.58 -> 2.41 / 3.86 -> 2.03; 3 a group
+// (96 @56 /2, 96 @28) 8-11x. Passes of 4 or 3 outputs on AVX-512: 1.14-1.3x slower; 3 on AVX2
+// level to 1.3x slower. (Runs of this machine drift 10-25% between processes; the ratios held.)
+template <int CG, int SW>
+void grouped_pixel_lanes_wgrad(const Conv2dWgradArgs& a) {
+  using V = VecF32;
+  using Vec = typename V::type;
+  constexpr int L = V::kLanes, kPass = L == 16 ? 8 : 4;  // outputs a pass
+  const Conv2dProblem& p = a.p;
+  const float* x = static_cast<const float*>(a.x.data);
+  const float* dy = static_cast<const float*>(a.dy.data);
+  float* dw = static_cast<float*>(a.dw.data);
+  const int64_t *xs = a.x.stride, *ds = a.dy.stride, *ws = a.dw.stride;
+  const int64_t G = p.groups, R = p.R;
+  const int64_t dy_k_step = ds[1];
+  // Outputs [K0, K0 + KN) of the group of input channel c (x_c: its first image's plane, dy_g:
+  // the group's first output's), kernel row r.
+  const auto pass = [&]<int K0, int KN>(const float* x_c, const float* dy_g, int64_t r, float* dw_c) {
+    Vec acc[KN][3];
+#pragma GCC unroll 8
+    for (int k = 0; k < KN; ++k)
+#pragma GCC unroll 3
+      for (int s = 0; s < 3; ++s) acc[k][s] = V::zero();
+    const auto tile = [&]<bool kMasked>(const float* xr, const float* dyr, int64_t q0, Vec& before) {
+      typename V::mask in{};
+      if constexpr (kMasked) in = V::lanes_between(0, p.Q - q0);
+      Vec xv[3];
+      if constexpr (SW == 1) {
+        xv[1] = kMasked ? V::load_masked(xr + q0, V::lanes_between(0, p.W - q0)) : V::load(xr + q0);
+        xv[2] = kMasked ? V::load_masked(xr + q0 + 1, V::lanes_between(0, p.W - q0 - 1)) : V::load(xr + q0 + 1);
+        xv[0] = lanes_up_one(xv[1], before);
+        before = xv[1];
+      } else {
+        const Vec lo = kMasked ? V::load_masked(xr + 2 * q0, V::lanes_between(0, p.W - 2 * q0)) : V::load(xr + 2 * q0);
+        const Vec hi = kMasked ? V::load_masked(xr + 2 * q0 + L, V::lanes_between(0, p.W - 2 * q0 - L))
+                               : V::load(xr + 2 * q0 + L);
+        deinterleave_lanes(lo, hi, xv[1], xv[2]);
+        xv[0] = lanes_up_one(xv[2], before);
+        before = xv[2];
+      }
+#pragma GCC unroll 8
+      for (int k = 0; k < KN; ++k) {
+        const float* d = dyr + k * dy_k_step + q0;
+        const Vec dv = kMasked ? V::load_masked(d, in) : V::load(d);
+#pragma GCC unroll 3
+        for (int s = 0; s < 3; ++s)
+          acc[k][s] = kMasked ? V::fmadd_masked(dv, xv[s], acc[k][s], in) : V::fmadd(dv, xv[s], acc[k][s]);
+      }
+    };
+    for (int64_t n = 0; n < p.N; ++n)
+      for (int64_t op = 0; op < p.P; ++op) {
+        const int64_t h = op * p.stride_h - p.pad_h + r * p.dil_h;
+        if (h < 0 || h >= p.H) continue;
+        const float* xr = x_c + n * xs[0] + h * xs[2];
+        const float* dyr = dy_g + n * ds[0] + K0 * dy_k_step + op * ds[2];
+        Vec before = V::zero();  // x column -1: padding
+        int64_t q0 = 0;
+        // Whole tiles: L dy columns, and the x columns they read, inside the row.
+        for (; q0 + L <= p.Q && (SW == 1 ? q0 + L < p.W : 2 * q0 + 2 * L <= p.W); q0 += L)
+          tile.template operator()<false>(xr, dyr, q0, before);
+        for (; q0 < p.Q; q0 += L) tile.template operator()<true>(xr, dyr, q0, before);
+      }
+#pragma GCC unroll 8
+    for (int k = 0; k < KN; ++k)
+#pragma GCC unroll 3
+      for (int s = 0; s < 3; ++s) dw_c[(K0 + k) * ws[0] + s * ws[3]] = sum_lanes(acc[k][s]);
+  };
+  parallel_for(0, G * CG * R, 1, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t r = item % R, c = item / R % CG, g = item / (R * CG);
+      const float* x_c = x + (g * CG + c) * xs[1];
+      const float* dy_g = dy + g * CG * ds[1];
+      float* dw_c = dw + g * CG * ws[0] + c * ws[1] + r * ws[2];
+      [&]<int... I>(std::integer_sequence<int, I...>) {
+        (pass.template operator()<I * kPass, std::min(kPass, CG - I * kPass)>(x_c, dy_g, r, dw_c), ...);
+      }(std::make_integer_sequence<int, (CG + kPass - 1) / kPass>{});
+    }
+  });
+}
+
 template <typename T>
 inline bool conv2d_wgrad_grouped_lanes(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, Cg, Kg)) return false;
+  if (p.dtype != dtype_of<T>()) return false;
+  if (grouped_pixel_lanes_wgrad_apply(a)) {
+    with_group_channels(Cg, [&]<int CG>() {
+      if (p.stride_w == 1) grouped_pixel_lanes_wgrad<CG, 1>(a);
+      else grouped_pixel_lanes_wgrad<CG, 2>(a);
+    });
+    return true;
+  }
+  if (!grouped_lanes_apply(p.groups, Cg, Kg)) return false;
   const bool three_tap_rows = p.S == 3 && p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2);
   with_group_channels(Cg, [&]<int CG>() {
     if constexpr (VecF32::kLanes == 16 && grouped_wgrad_row_inputs<CG>() > 0) {

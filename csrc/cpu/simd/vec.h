@@ -222,6 +222,43 @@ inline void interleave_lanes(__m256 a, __m256 b, __m256& lo, __m256& hi) {
 }
 #endif
 
+// The inverse: even = a0 a2 ... b0 b2 ..., odd = a1 a3 ... b1 b3 ... (a row's even and odd columns).
+// lanes_up_one(v, before) = before's last lane, then v's lanes but the last (a vector one column
+// to the left of v, its first column from the vector before). sum_lanes: the sum of a vector's lanes.
+inline float sum_lanes(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#if defined(__AVX512F__)
+inline void deinterleave_lanes(__m512 a, __m512 b, __m512& even, __m512& odd) {
+  even = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+  odd = _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
+}
+inline __m512 lanes_up_one(__m512 v, __m512 before) {
+  return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_castps_si512(before), 15));
+}
+inline float sum_lanes(__m512 v) {
+  // Halves by GCC's vector extensions: _mm512_reduce_add_ps, _mm512_castps512_ps256 and
+  // _mm512_shuffle_f32x4 pass undefined operands that draw GCC 12's -Wuninitialized here.
+  const __m256 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  return sum_lanes(_mm256_add_ps(lo, hi));
+}
+#else
+inline void deinterleave_lanes(__m256 a, __m256 b, __m256& even, __m256& odd) {
+  // Per 128-bit half a0 a2 b0 b2 | a4 a6 b4 b6, then the middle quarters swapped.
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+}
+inline __m256 lanes_up_one(__m256 v, __m256 before) {
+  // (before's upper half, v's lower half), then per 128-bit half the last lane of that and v's
+  // first three.
+  const __m256 t = _mm256_permute2f128_ps(before, v, 0x21);
+  return _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(v), _mm256_castps_si256(t), 12));
+}
+#endif
+
 // dst[j * dst_stride + i] = src[i * src_stride + kFirst + kStep j] for an 8 x 8 block (AVX, so
 // both ISA builds have it), converting between storage types on the way: unpack pairs, shuffle
 // quads, swap 128-bit halves. kStep 2 reads a row's even (kFirst 0) or odd (kFirst 1) elements,
