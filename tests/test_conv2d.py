@@ -959,20 +959,22 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
     (64, 16, 4, 63, 3, (2, 2), (1, 1), (1, 1), True),    # 4 a group, 32 dy columns, odd width
     (40, 8, 5, 21, 3, (1, 1), (1, 1), (1, 1), False),    # stride 1, 5 a group: the weight gradient's passes
     (24, 4, 3, 9, 3, (1, 1), (1, 1), (1, 1), True),      # stride 1, 6 a group, 9 columns
+    (48, 16, 5, 37, 3, (1, 1), (1, 1), (1, 1), True),    # stride 1, 3 a group: whole tiles (AVX2), then a masked one
+    (64, 16, 4, 64, 3, (1, 1), (1, 1), (1, 1), False),   # stride 1, 64 columns: the last tile ends at the row's end
 ])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_grouped_pixel_lanes(isa, layout, c, groups, h, w, r, stride, padding, dilation, bias):
     """The float32 NCHW grouped forward with output pixels as lanes (conv2d_grouped.h,
-    grouped_pixel_lanes_fprop: 2-8 channels a group, 3-wide filters, one column of padding,
-    column stride 2, or 1 with 4 or fewer a group): masked loads at both edges and past the row's
-    end, the even / odd split and the shifted odd columns at stride 2, rows outside skipped; and
+    grouped_pixel_lanes_fprop, both ISAs: 2-8 channels a group, 3-wide filters, one column of
+    padding, column stride 2, or 1 with 4 or fewer a group): whole tiles unmasked, masked loads
+    past the row's end in the last, the padding column before the first, the even / odd split
+    and the shifted odd columns at stride 2, rows outside skipped; and
     at column stride 2 the input gradient likewise (grouped_pixel_lanes_dgrad2, both ISAs: even
     and odd dx columns interleaved, kernel rows between dy rows skipped, AVX2's groups of 5-8 in
     two passes, full tiles unmasked and the last masked); the weight gradient likewise on both
     ISAs (grouped_pixel_lanes_wgrad: column stride 2, or 1 with fewer than 8 a group; x's
     columns a lane later for tap 0, the even / odd split at stride 2, passes of outputs); all
-    three results against PyTorch. (The forward's pixel lanes are AVX-512's; AVX2 runs its other
-    kernels here.)"""
+    three results against PyTorch."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * h + w)

@@ -427,6 +427,7 @@ inline __mmask16 lanes_inside(int64_t first, int64_t n) {
   const int64_t lo = std::max<int64_t>(0, -first), hi = std::min<int64_t>(16, n - first);
   return hi <= lo ? __mmask16(0) : __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
+#endif
 
 // Whether grouped_pixel_lanes_fprop takes the layer: float32, NCHW rows (x and y columns
 // contiguous, x not channels-last), as many outputs as inputs a group (2 to 8), 3-wide filters
@@ -444,17 +445,28 @@ inline bool grouped_pixel_lanes_apply(const Conv2dFpropArgs& a) {
          (p.stride_w == 2 || (p.stride_w == 1 && Cg <= 4));
 }
 
-// The grouped forward on NCHW rows with output pixels as the lanes (AVX-512, float32): no
-// channels-last copy of x and no transposed store of y. A work item is one output row of one
-// group: per input channel and kernel row, the three taps' input vectors of each 16 output pixels
-// (stride 1: three loads; stride 2: the even and the odd columns of 32 inputs, two permutes, and
-// the odd ones shifted a lane for tap 0) meet the broadcast weights of the group's KG outputs:
-// 3 KG FMAs per vector. Columns outside the image load as zeros (masked loads), rows outside
-// are skipped. MV vectors (16 MV pixels) a tile.
+// The grouped forward on NCHW rows with output pixels as the lanes (float32): no channels-last
+// copy of x and no transposed store of y. A work item is one output row of one group: per input
+// channel and kernel row, the three taps' input vectors of each L output pixels (stride 1: the
+// columns from q and from q + 1, and the first a lane later for tap 0; stride 2: the even and
+// the odd columns of 2 L inputs, the odd ones a lane later for tap 0) meet the broadcast weights
+// of the group's KG outputs: 3 KG FMAs per vector. MV vectors (L MV pixels) a tile; columns
+// outside the image load as zeros (masked loads in a row's last tile only), rows outside are
+// skipped. AVX2 and groups of 3, 5, 6 and 7 came later (A/B against what ran before, arms in
+// random order, Zen 4, 2 threads, NCHW, 32 groups): AVX2 128 @56 /2 N=1 0.220 -> 0.160 ms, N=8
+// 2.31 -> 0.89; 128 @56 N=1 0.363 -> 0.275, N=8 4.27 -> 2.18; 256 @56 /2 (conv2d_direct.h before)
+// N=8 5.02 -> 4.24, N=1 level; 64 @56 (2 a group) N=1 0.119 -> 0.128, N=8 1.35 -> 1.00; 3 a group
+// on both ISAs (96 @56 /2, 96 @28) 5.7-10x; AVX-512 (this kernel with masked loads in every
+// tile and three loads at stride 1 before) 256 @56 /2 0.267 -> 0.245, 64 @56 0.148 -> 0.081,
+// others level.
 template <int KG, int SW>
 void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
+  using V = VecF32;
+  using Vec = typename V::type;
+  constexpr int L = V::kLanes;
+  // AVX-512: KG MV sums and 3 MV x vectors in 32 registers; AVX2 in 16.
+  constexpr int MV = L == 16 ? (KG <= 4 ? 4 : 2) : (KG <= 4 ? 2 : 1), kPixels = L * MV;
   const Conv2dProblem& p = a.p;
-  constexpr int MV = KG <= 4 ? 4 : 2, kPixels = 16 * MV;
   const float* x = static_cast<const float*>(a.x.data);
   const float* w = static_cast<const float*>(a.w.data);
   float* y = static_cast<float*>(a.y.data);
@@ -463,75 +475,80 @@ void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
   // wq[((g KG + c) R + r) 3 + s][k]: the KG outputs' weights of input channel c at tap (r, s).
   const std::vector<float> wq = pixel_lane_weights(w, a.w.stride, G, KG, R, false);
   const float* bias = static_cast<const float*>(a.bias);
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  parallel_for(0, p.N * G * p.P, 2, [&](int64_t b, int64_t e) {
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t op = item % p.P, g = item / p.P % G, n = item / (p.P * G);
-      for (int64_t q0 = 0; q0 < p.Q; q0 += kPixels) {
-        // Loops over acc fully unrolled, the store's without a break: otherwise GCC keeps acc in a
-        // stack array and stores it after every kernel row (A/B, same bits, Zen 4, 2 threads,
-        // NCHW, 32 groups: 128 @56 N=1 0.343 -> 0.225 ms, N=8 1.41x; 256 @56 /2 1.12-1.19x).
-        __m512 acc[KG][MV];
+  // One tile: output row op of group g (x_g: its first input channel's plane), pixels q0 + [0, kPixels).
+  const auto tile = [&]<bool kMasked>(const float* x_g, int64_t g, int64_t op, int64_t q0, float* yr) {
+    // Loops over acc fully unrolled, the store's without a break: otherwise GCC keeps acc in a
+    // stack array and stores it after every kernel row (A/B, same bits, Zen 4, 2 threads,
+    // NCHW, 32 groups: 128 @56 N=1 0.343 -> 0.225 ms, N=8 1.41x; 256 @56 /2 1.12-1.19x).
+    Vec acc[KG][MV];
 #pragma GCC unroll 8
-        for (int k = 0; k < KG; ++k)
+    for (int k = 0; k < KG; ++k)
 #pragma GCC unroll 4
-          for (int m = 0; m < MV; ++m) acc[k][m] = bias ? _mm512_set1_ps(bias[g * KG + k]) : _mm512_setzero_ps();
-        for (int64_t c = 0; c < KG; ++c) {
-          for (int64_t r = 0; r < R; ++r) {
-            const int64_t h = op * p.stride_h - p.pad_h + r * p.dil_h;
-            if (h < 0 || h >= p.H) continue;
-            const float* row = x + n * xs[0] + (g * KG + c) * xs[1] + h * xs[2];
-            __m512 v[3][MV];
+      for (int m = 0; m < MV; ++m) acc[k][m] = bias ? V::broadcast(bias + g * KG + k) : V::zero();
+    for (int64_t c = 0; c < KG; ++c) {
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t h = op * p.stride_h - p.pad_h + r * p.dil_h;
+        if (h < 0 || h >= p.H) continue;
+        const float* row = x_g + c * xs[1] + h * xs[2];
+        // Column SW q0 - 1, the one before the tile's first tap-1 column (padding at q0 = 0).
+        Vec before = q0 > 0 ? V::broadcast(row + SW * q0 - 1) : V::zero();
+        Vec v[3][MV];
 #pragma GCC unroll 4
-            for (int m = 0; m < MV; ++m) {
-              const int64_t q = q0 + 16 * m;
-              if constexpr (SW == 1) {
-#pragma GCC unroll 3
-                for (int s = 0; s < 3; ++s)
-                  v[s][m] = _mm512_maskz_loadu_ps(lanes_inside(q + s - 1, p.W), row + q + s - 1);
-              } else {
-                // Columns 2q + [0, 32): even ones for tap 1, odd ones (2q + 1 + 2l) for tap 2, and
-                // for tap 0 the odd ones a lane later, after column 2q - 1.
-                const __m512 lo = _mm512_maskz_loadu_ps(lanes_inside(2 * q, p.W), row + 2 * q);
-                const __m512 hi = _mm512_maskz_loadu_ps(lanes_inside(2 * q + 16, p.W), row + 2 * q + 16);
-                v[1][m] = _mm512_permutex2var_ps(lo, even, hi);
-                v[2][m] = _mm512_permutex2var_ps(lo, odd, hi);
-                const __m512 before = m > 0 ? v[2][m - 1] : _mm512_maskz_loadu_ps(q > 0 ? 0x8000 : 0, row + 2 * q - 16);
-                v[0][m] = _mm512_castsi512_ps(
-                    _mm512_alignr_epi32(_mm512_castps_si512(v[2][m]), _mm512_castps_si512(before), 15));
-              }
-            }
-            const float* wr = wq.data() + ((g * KG + c) * R + r) * 3 * KG;
-#pragma GCC unroll 3
-            for (int s = 0; s < 3; ++s)
-#pragma GCC unroll 8
-              for (int k = 0; k < KG; ++k) {
-                const __m512 wv = _mm512_set1_ps(wr[s * KG + k]);
-#pragma GCC unroll 4
-                for (int m = 0; m < MV; ++m) acc[k][m] = _mm512_fmadd_ps(v[s][m], wv, acc[k][m]);
-              }
+        for (int m = 0; m < MV; ++m) {
+          const int64_t q = q0 + L * m;
+          const auto load = [&](int64_t col) {
+            return kMasked ? V::load_masked(row + col, V::lanes_between(0, p.W - col)) : V::load(row + col);
+          };
+          if constexpr (SW == 1) {
+            v[1][m] = load(q), v[2][m] = load(q + 1);
+            v[0][m] = lanes_up_one(v[1][m], before);
+            before = v[1][m];
+          } else {
+            // Columns 2q + [0, 2 L): even ones for tap 1, odd ones (2q + 1 + 2l) for tap 2, and
+            // for tap 0 the odd ones a lane later, after column 2q - 1.
+            deinterleave_lanes(load(2 * q), load(2 * q + L), v[1][m], v[2][m]);
+            v[0][m] = lanes_up_one(v[2][m], before);
+            before = v[2][m];
           }
         }
-        float* yr = y + n * ys[0] + g * KG * ys[1] + op * ys[2];
+        const float* wr = wq.data() + ((g * KG + c) * R + r) * 3 * KG;
+#pragma GCC unroll 3
+        for (int s = 0; s < 3; ++s)
 #pragma GCC unroll 8
-        for (int k = 0; k < KG; ++k)
+          for (int k = 0; k < KG; ++k) {
+            const Vec wv = V::broadcast(wr + s * KG + k);
 #pragma GCC unroll 4
-          for (int m = 0; m < MV; ++m) {
-            const int64_t q = q0 + 16 * m;
-            if (q < p.Q) _mm512_mask_storeu_ps(yr + k * ys[1] + q, lanes_inside(q, p.Q), acc[k][m]);
+            for (int m = 0; m < MV; ++m) acc[k][m] = V::fmadd(v[s][m], wv, acc[k][m]);
           }
       }
     }
+#pragma GCC unroll 8
+    for (int k = 0; k < KG; ++k)
+#pragma GCC unroll 4
+      for (int m = 0; m < MV; ++m) {
+        const int64_t q = q0 + L * m;
+        if (!kMasked || q + L <= p.Q) V::store(yr + k * ys[1] + q, acc[k][m]);
+        else if (q < p.Q) V::store_first(yr + k * ys[1] + q, acc[k][m], int(p.Q - q));
+      }
+  };
+  parallel_for(0, p.N * G * p.P, 2, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t op = item % p.P, g = item / p.P % G, n = item / (p.P * G);
+      const float* x_g = x + n * xs[0] + g * KG * xs[1];
+      float* yr = y + n * ys[0] + g * KG * ys[1] + op * ys[2];
+      int64_t q0 = 0;
+      // Whole tiles: kPixels outputs, and the x columns they read, inside the row.
+      for (; q0 + kPixels <= p.Q && (SW == 1 ? q0 + kPixels < p.W : 2 * (q0 + kPixels) <= p.W); q0 += kPixels)
+        tile.template operator()<false>(x_g, g, op, q0, yr);
+      for (; q0 < p.Q; q0 += kPixels) tile.template operator()<true>(x_g, g, op, q0, yr);
+    }
   });
 }
-#endif
 
 template <typename T>
 inline bool conv2d_fprop_grouped_lanes(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
-  if (p.dtype != dtype_of<T>() || !grouped_lanes_apply(p.groups, p.C / p.groups, p.K / p.groups)) return false;
-#if defined(__AVX512F__)
+  if (p.dtype != dtype_of<T>()) return false;
   if (grouped_pixel_lanes_apply(a)) {
     with_group_channels(p.C / p.groups, [&]<int CG>() {
       if (p.stride_w == 1) grouped_pixel_lanes_fprop<CG, 1>(a);
@@ -539,7 +556,7 @@ inline bool conv2d_fprop_grouped_lanes(const Conv2dFpropArgs& a) {
     });
     return true;
   }
-#endif
+  if (!grouped_lanes_apply(p.groups, p.C / p.groups, p.K / p.groups)) return false;
   with_group_channels(p.C / p.groups, [&]<int CG>() { grouped_lanes_fprop<T, CG>(a); });
   return true;
 }
