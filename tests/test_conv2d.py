@@ -965,8 +965,8 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_grouped_pixel_lanes(isa, layout, c, groups, h, w, r, stride, padding, dilation, bias):
     """The float32 NCHW grouped forward with output pixels as lanes (conv2d_grouped.h,
-    grouped_pixel_lanes_fprop, both ISAs: 2-8 channels a group, 3-wide filters, one column of
-    padding, column stride 2, or 1 with 4 or fewer a group): whole tiles unmasked, masked loads
+    grouped_pixel_lanes_fprop: 2-8 channels a group on AVX-512, 2-7 on AVX2, 3-wide filters, one
+    column of padding, column stride 2, or 1 with 4 or fewer a group): whole tiles unmasked, masked loads
     past the row's end in the last, the padding column before the first, the even / odd split
     and the shifted odd columns at stride 2, rows outside skipped; and
     at column stride 2 the input gradient likewise (grouped_pixel_lanes_dgrad2, both ISAs: even

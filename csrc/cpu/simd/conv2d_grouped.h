@@ -436,13 +436,15 @@ inline __mmask16 lanes_inside(int64_t first, int64_t n) {
 // arms in random order, Xeon, 2 threads, NCHW, 32 groups: stride 2 256 @56 N=8 4.32 -> 1.99 ms,
 // N=1 0.536 -> 0.259; 128 @56 /2 N=8 1.48 -> 1.20; 64 @56 /2 0.61 -> 0.41; stride 1 128 @56 N=8
 // 3.19 -> 2.24, N=1 0.329 -> 0.259; 64 @56 1.23 -> 0.88; but 8 a group at stride 1 (256 @28)
-// N=8 1.43 -> 1.83, N=1 0.200 -> 0.235: there the row tiles' three FMAs per permute win.
+// N=8 1.43 -> 1.83, N=1 0.200 -> 0.235: there the row tiles' three FMAs per permute win. AVX2
+// leaves 8 a group to conv2d_direct.h (256 @56 /2 N=1 0.307 ms there, 0.348 here; N=8 4.33 and
+// 3.86): its 8 sums a vector take a broadcast per FMA.
 inline bool grouped_pixel_lanes_apply(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups;
   return p.dtype == DType::f32 && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.y.stride[3] == 1 && p.groups > 1 &&
-         Cg == p.K / p.groups && Cg >= 2 && Cg <= 8 && p.S == 3 && p.pad_w == 1 && p.dil_w == 1 &&
-         (p.stride_w == 2 || (p.stride_w == 1 && Cg <= 4));
+         Cg == p.K / p.groups && Cg >= 2 && Cg <= (VecF32::kLanes == 16 ? 8 : 7) && p.S == 3 && p.pad_w == 1 &&
+         p.dil_w == 1 && (p.stride_w == 2 || (p.stride_w == 1 && Cg <= 4));
 }
 
 // The grouped forward on NCHW rows with output pixels as the lanes (float32): no channels-last
@@ -454,8 +456,8 @@ inline bool grouped_pixel_lanes_apply(const Conv2dFpropArgs& a) {
 // outside the image load as zeros (masked loads in a row's last tile only), rows outside are
 // skipped. AVX2 and groups of 3, 5, 6 and 7 came later (A/B against what ran before, arms in
 // random order, Zen 4, 2 threads, NCHW, 32 groups): AVX2 128 @56 /2 N=1 0.220 -> 0.160 ms, N=8
-// 2.31 -> 0.89; 128 @56 N=1 0.363 -> 0.275, N=8 4.27 -> 2.18; 256 @56 /2 (conv2d_direct.h before)
-// N=8 5.02 -> 4.24, N=1 level; 64 @56 (2 a group) N=1 0.119 -> 0.128, N=8 1.35 -> 1.00; 3 a group
+// 2.31 -> 0.89; 128 @56 N=1 0.363 -> 0.275, N=8 4.27 -> 2.18; 64 @56 (2 a group) N=1 0.119 ->
+// 0.128, N=8 1.35 -> 1.00; 5 a group (160 @56 /2) N=1 1.42 -> 0.16; 3 a group
 // on both ISAs (96 @56 /2, 96 @28) 5.7-10x; AVX-512 (this kernel with masked loads in every
 // tile and three loads at stride 1 before) 256 @56 /2 0.267 -> 0.245, 64 @56 0.148 -> 0.081,
 // others level.
