@@ -35,6 +35,14 @@ void with_group_channels(int64_t Cg, const Body& body) {
   with_small_count<8>(Cg, body);
 }
 
+// pass.template operator()<C0, CN>() for the channels [0, N) in passes of kPass: [C0, C0 + CN).
+template <int N, int kPass, typename Pass>
+void for_channel_passes(const Pass& pass) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    (pass.template operator()<I * kPass, std::min(kPass, N - I * kPass)>(), ...);
+  }(std::make_integer_sequence<int, (N + kPass - 1) / kPass>{});
+}
+
 // Lane l of block kb reads input channel kb L / Kg CG + idx[j][l] for its group's channel j.
 template <int CG>
 struct GroupLaneIndex {
@@ -420,14 +428,6 @@ inline std::vector<float> pixel_lane_weights(const float* w, const int64_t ws[4]
                            : w[(g * n + i) * ws[0] + o * ws[1] + r * ws[2] + s * ws[3]];
   return out;
 }
-
-#if defined(__AVX512F__)
-// The lanes l of a 16-lane vector with first + l inside [0, n).
-inline __mmask16 lanes_inside(int64_t first, int64_t n) {
-  const int64_t lo = std::max<int64_t>(0, -first), hi = std::min<int64_t>(16, n - first);
-  return hi <= lo ? __mmask16(0) : __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
-}
-#endif
 
 // Whether grouped_pixel_lanes_fprop takes the layer: float32, NCHW rows (x and y columns
 // contiguous, x not channels-last), as many outputs as inputs a group (2 to 8), 3-wide filters
@@ -829,10 +829,8 @@ void grouped_pixel_lanes_dgrad2(const Conv2dDgradArgs& a) {
         if (t < 0 || t % p.stride_h != 0 || t / p.stride_h >= p.P) continue;
         taps[2 * n_taps] = t / p.stride_h * ds[2], taps[2 * n_taps + 1] = r * 3 * CG, ++n_taps;
       }
-      [&]<int... I>(std::integer_sequence<int, I...>) {
-        (pass.template operator()<I * kPass, std::min(kPass, CG - I * kPass)>(dy_g, w_g, xr, taps.data(), n_taps),
-         ...);
-      }(std::make_integer_sequence<int, (CG + kPass - 1) / kPass>{});
+      for_channel_passes<CG, kPass>(
+          [&]<int C0, int CN>() { pass.template operator()<C0, CN>(dy_g, w_g, xr, taps.data(), n_taps); });
     }
   });
 }
@@ -1253,9 +1251,7 @@ void grouped_pixel_lanes_wgrad(const Conv2dWgradArgs& a) {
       const float* x_c = x + (g * CG + c) * xs[1];
       const float* dy_g = dy + g * CG * ds[1];
       float* dw_c = dw + g * CG * ws[0] + c * ws[1] + r * ws[2];
-      [&]<int... I>(std::integer_sequence<int, I...>) {
-        (pass.template operator()<I * kPass, std::min(kPass, CG - I * kPass)>(x_c, dy_g, r, dw_c), ...);
-      }(std::make_integer_sequence<int, (CG + kPass - 1) / kPass>{});
+      for_channel_passes<CG, kPass>([&]<int K0, int KN>() { pass.template operator()<K0, KN>(x_c, dy_g, r, dw_c); });
     }
   });
 }
