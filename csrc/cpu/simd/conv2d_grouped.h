@@ -429,6 +429,15 @@ inline std::vector<float> pixel_lane_weights(const float* w, const int64_t ws[4]
   return out;
 }
 
+// The shape every pixel-lane kernel takes: float32, as many outputs as inputs a group (2 to 8),
+// 3-wide filters over one column of padding, columns not dilated. Each kernel adds its layouts
+// and column strides.
+inline bool grouped_pixel_lanes_shape(const Conv2dProblem& p) {
+  const int64_t Cg = p.C / p.groups;
+  return p.dtype == DType::f32 && p.groups > 1 && Cg == p.K / p.groups && Cg >= 2 && Cg <= 8 && p.S == 3 &&
+         p.pad_w == 1 && p.dil_w == 1;
+}
+
 // Whether grouped_pixel_lanes_fprop takes the layer: float32, NCHW rows (x and y columns
 // contiguous, x not channels-last), as many outputs as inputs a group (2 to 8), 3-wide filters
 // over one column of padding at column stride 2, or at stride 1 with 4 or fewer channels a group.
@@ -442,9 +451,8 @@ inline std::vector<float> pixel_lane_weights(const float* w, const int64_t ws[4]
 inline bool grouped_pixel_lanes_apply(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups;
-  return p.dtype == DType::f32 && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.y.stride[3] == 1 && p.groups > 1 &&
-         Cg == p.K / p.groups && Cg >= 2 && Cg <= (VecF32::kLanes == 16 ? 8 : 7) && p.S == 3 && p.pad_w == 1 &&
-         p.dil_w == 1 && (p.stride_w == 2 || (p.stride_w == 1 && Cg <= 4));
+  return grouped_pixel_lanes_shape(p) && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.y.stride[3] == 1 &&
+         (VecF32::kLanes == 16 || Cg < 8) && (p.stride_w == 2 || (p.stride_w == 1 && Cg <= 4));
 }
 
 // The grouped forward on NCHW rows with output pixels as the lanes (float32): no channels-last
@@ -702,9 +710,7 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
 // over one column of padding at column stride 2.
 inline bool grouped_pixel_lanes_dgrad2_apply(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  const int64_t Cg = p.C / p.groups;
-  return p.dtype == DType::f32 && a.dy.stride[3] == 1 && a.dy.stride[1] != 1 && a.dx.stride[3] == 1 &&
-         p.groups > 1 && Cg == p.K / p.groups && Cg >= 2 && Cg <= 8 && p.S == 3 && p.pad_w == 1 && p.dil_w == 1 &&
+  return grouped_pixel_lanes_shape(p) && a.dy.stride[3] == 1 && a.dy.stride[1] != 1 && a.dx.stride[3] == 1 &&
          p.stride_w == 2;
 }
 
@@ -1161,9 +1167,8 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
 inline bool grouped_pixel_lanes_wgrad_apply(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups;
-  return p.dtype == DType::f32 && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.dy.stride[3] == 1 &&
-         a.dy.stride[1] != 1 && p.groups > 1 && Cg == p.K / p.groups && Cg >= 2 && Cg <= 8 && p.S == 3 &&
-         p.pad_w == 1 && p.dil_w == 1 && (p.stride_w == 2 || (p.stride_w == 1 && Cg < 8));
+  return grouped_pixel_lanes_shape(p) && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.dy.stride[3] == 1 &&
+         a.dy.stride[1] != 1 && (p.stride_w == 2 || (p.stride_w == 1 && Cg < 8));
 }
 
 // The grouped weight gradient on NCHW rows with dy pixels as lanes (float32): no channels-last
