@@ -710,7 +710,8 @@ def test_small_planes_1x1_few_pixels(isa, dtype, n, c, k, h, w):
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("w_layout", ["contiguous", "channels_last_slice", "strided"])
 @pytest.mark.parametrize("n,c,k,h,w,layout", [
-    (1, 340, 201, 7, 7, "contiguous"), (2, 200, 340, 7, 7, "contiguous"), (8, 40, 36, 7, 7, "contiguous"),
+    (1, 340, 201, 7, 7, "contiguous"), (2, 200, 340, 7, 7, "contiguous"), (1, 403, 170, 7, 7, "contiguous"),
+    (8, 40, 36, 7, 7, "contiguous"),
     (9, 24, 20, 7, 7, "contiguous"), (1, 36, 20, 10, 10, "contiguous"), (3, 24, 24, 10, 10, "contiguous"),
     (1, 1100, 600, 7, 7, "channels_last"), (1, 600, 1100, 7, 7, "channels_last"),
     (1, 1100, 600, 2, 3, "channels_last"), (1, 1100, 600, 3, 5, "channels_last")])
@@ -720,7 +721,9 @@ def test_pixel_lanes_narrow_blocks_and_dots(isa, w_layout, n, c, k, h, w, layout
     over in all become dot products of W's rows with gathered input columns (rows of 340 and 200:
     vectors and a scalar rest), 9 and 12 go through the tails. The input gradient with few pixels
     reads W^T in place as strided rows, its dots along W's rows (340 and 1100 outputs: whole 64-
-    or 16-wide blocks and a scalar rest). channels_last with few pixels and big weights: packed
+    or 16-wide blocks and a scalar rest), each tile's rows from one pointer (direct_conv_row_taps:
+    AVX-512's one block in one pass, AVX2's two blocks in chunks of 64 taps; 403 rows end in a
+    partial tile, 170 and 201 taps in a partial chunk). channels_last with few pixels and big weights: packed
     whole blocks and dots likewise (6 pixels: dots alone; 15: all packed). W in every layout (a
     strided W takes the tails), with bias."""
     cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),

@@ -616,9 +616,14 @@ ScratchOf<float> pack_group_blocks(const T* src, const int64_t st[4], int64_t N,
 // NG > 1 (group bundles, with_group_bundle): the NV vectors are NG groups of NV / NG vectors each,
 // group j's inputs GI elements after group 0's, so each pixel takes NG broadcasts per input
 // channel, at constant offsets from its one pointer.
+// Walk (direct_conv_row_taps) kRowTaps: the MR pixels are consecutive elements from x + x_off[0]
+// and each tap holds one element (cin 1), so all MR broadcasts of a tap come from one pointer
+// at constant offsets; kRowTapsAhead also prefetches the line of the tap kTapsAhead on.
 // Always inlined into direct_conv: out of line (GCC 12 stopped inlining it once it had more
 // instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
-template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, typename TOut>
+enum TapWalk { kTapTable, kRowTaps, kRowTapsAhead };
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, int Walk = kTapTable,
+          typename TOut>
 [[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
                       const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
                       TOut* out, const int64_t* out_off, bool accumulate = false,
@@ -653,7 +658,24 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int G
     const typename V::type b = bias ? load(bias + v * L, v) : V::zero();
     for (int m = 0; m < MR; ++m) acc[m][v] = accumulate ? load(out + out_off[m] + v * L, v) : b;
   }
-  for (int64_t t = 0; t < taps; ++t) {
+  if constexpr (Walk != kTapTable) {
+    static_assert(NG == 1, "one group a tile");
+    // (A separate loop, not a branch inside the one below: that branch, always inlined into every
+    // tile, left GCC 12's AVX2 tiles spilling: 1x1 64 -> 64 @56 forward 0.15 -> 0.35 ms.)
+    constexpr int64_t kTapsAhead = 16;
+    const typename M::Elem* x0 = x + x_off[0];
+    for (int64_t t = 0; t < taps; ++t) {
+      const typename M::Elem* xt = x0 + tap_offset[t];
+      if constexpr (Walk == kRowTapsAhead) __builtin_prefetch(x0 + tap_offset[std::min(t + kTapsAhead, taps - 1)]);
+      typename M::In wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = load_w(w + t * w_step + v * L, v);
+      for (int m = 0; m < MR; ++m) {
+        const typename M::In xb = M::broadcast(xt + m);
+        for (int v = 0; v < NV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
+      }
+    }
+  }
+  for (int64_t t = 0; t < (Walk == kTapTable ? taps : 0); ++t) {
     const typename M::Elem* xt[MR];
     for (int m = 0; m < MR; ++m) xt[m] = tap_ptrs ? tap_ptrs[m * taps + t] : x + x_off[m] + tap_offset[t];
     const typename M::Elem* wt = w + t * cin * w_step;
@@ -700,17 +722,18 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int G
 // as well: out of line, GCC 12 kept the accumulators of conv_tile_upto<12, 1> in memory, one
 // store after every FMA (AVX2; the stem's dgrad at N=1: 13.9 -> 8.6 ms once inlined; 1x1 64->256
 // channels_last forward 1.6 -> 0.9 ms).
-template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, typename TOut>
+template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, int Walk = kTapTable,
+          typename TOut>
 [[gnu::always_inline]] inline void conv_tile_upto(
     int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
     const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias, TOut* out,
     const int64_t* out_off, bool accumulate = false, const typename M::Elem* const* tap_ptrs = nullptr) {
   if constexpr (MR > 1) {
     if (m < MR)
-      return conv_tile_upto<M, MR - 1, NV, LastL, NG, GI>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias,
+      return conv_tile_upto<M, MR - 1, NV, LastL, NG, GI, Walk>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias,
                                                           pixel_bias, out, out_off, accumulate, tap_ptrs);
   }
-  conv_tile<M, MR, NV, LastL, NG, GI>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off,
+  conv_tile<M, MR, NV, LastL, NG, GI, Walk>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off,
                                       accumulate, tap_ptrs);
 }
 
@@ -1031,6 +1054,60 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       conv_tile_upto<M, MR, NV, LastL, NG, GI>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk,
                                                tile, tile_off, false, tap_ptrs);
       store_tile<MR, KB>(tile, m, olen, yblk, y_off, ys, row_run);
+    }
+  });
+}
+
+// direct_conv for conv2d_fprop_pixel_lanes' input gradient of a 1x1, W^T read in place: the
+// plan's pixels are W^T's rows, one element apart, so a tile's broadcasts come from one pointer,
+// one element a tap (conv_tile's kRowTaps). Each tap steps a whole row of W (8 KB at res5's 2048
+// channels: a new line and a new page every tap), and with the tap table GCC rebuilt MR pointers
+// per tap; the lines are where the rest of the time goes:
+//  - one block of lanes (AVX-512: 48 of a 7 x 7 plane): the tile walks the taps once, asking for
+//    the line kTapsAhead taps on;
+//  - several (AVX2: 2 x 24): each chunk of kChunk taps runs every block before the next chunk,
+//    which then finds the chunk's lines in L1 (a pass per block had fetched them again each
+//    time); the sums wait in the tile buffer between chunks.
+// In-process A/B against direct_conv (and AVX2's 6 x 2 plane tile before with_plane_tile's 4 x
+// 3), arms in random order, 2 threads, N=1, 1x1 input gradients @7: AVX2 NCHW 2048 -> 512 1.21 ->
+// 0.78 ms, 512 -> 2048 1.34 -> 0.82, channels_last 2048 -> 512 1.43 -> 0.88, 960 -> 160 0.18 ->
+// 0.12; AVX-512 0.66 -> 0.55, 0.59 -> 0.51, channels_last 0.60 -> 0.55, 960 -> 160 0.112 ->
+// 0.099; N=8 and 14 x 14 planes level to 1.05x. (Chunks lost 5-10% on AVX-512's single block;
+// the prefetch lost 10-30% in AVX2's chunks.)
+// Needs the plan of conv2d_fprop_pixel_lanes (N = P = 1, one group, pixel_step 1, one element a
+// tap); out_per_group may end in a partial block only where wp is packed (w_step 0, zero-padded).
+template <class M, int MR, int NV>
+void direct_conv_row_taps(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const typename M::Elem* wp,
+                          const float* pixel_bias, float* y, const int64_t ys[4], int64_t w_step) {
+  constexpr int64_t KB = NV * VecF32::kLanes, kChunk = 64;
+  const int64_t taps = int64_t(d.tap_offset.size()), pixels = d.Q, nblocks = (d.out_per_group + KB - 1) / KB;
+  const int64_t step = w_step > 0 ? w_step : KB, block_step = w_step > 0 ? KB : taps * KB;
+  parallel_for(0, (pixels + MR - 1) / MR, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> tile(nblocks * MR * KB);  // block gk's m x KB sums at gk MR KB
+    int64_t x_off[MR], y_off[MR], tile_off[MR];
+    for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t i0 = i * MR;
+      const int m = int(std::min<int64_t>(MR, pixels - i0));
+      pixel_offsets(d, x, ys, i0, m, x_off, y_off);
+      const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
+      if (nblocks == 1) {
+        conv_tile_upto<M, MR, NV, VecF32::kLanes, 1, 0, kRowTapsAhead>(m, x.data, x_off, d.tap_offset.data(), taps, wp, 1,
+                                                                      step, nullptr, pblk, tile.data(), tile_off);
+      } else {
+        for (int64_t c0 = 0; c0 < taps; c0 += kChunk) {
+          const int64_t len = std::min(kChunk, taps - c0);
+          for (int64_t gk = 0; gk < nblocks; ++gk)
+            conv_tile_upto<M, MR, NV, VecF32::kLanes, 1, 0, kRowTaps>(
+                m, x.data, x_off, d.tap_offset.data() + c0, len, wp + gk * block_step + c0 * step, 1, step, nullptr,
+                c0 + len == taps ? pblk : nullptr, tile.data() + gk * MR * KB, tile_off, c0 > 0);
+        }
+      }
+      bool row_run = m >= 2;
+      for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
+      for (int64_t gk = 0; gk < nblocks; ++gk)
+        store_tile<MR, KB>(tile.data() + gk * MR * KB, m, std::min(KB, d.out_per_group - gk * KB), y + gk * KB * ys[1],
+                           y_off, ys, row_run);
     }
   });
 }
@@ -1852,19 +1929,24 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
 // fewer of them over than with_tile's (res5's 7 x 7 = 49: none of 64, 48 of 48 and one left), it
 // runs instead. With 64-lane blocks every lane of res5 2048 -> 512
 // went through the tails: all 49 packed, then padded to 64 (a quarter of the FMAs on zeros).
+// AVX2 takes 4 x 3 (24 lanes) wherever it leaves no more over than 6 x 2 (16) and 12 x 1: 4 + 3
+// loads for 12 FMAs against 6 + 2, and fewer passes over each row of W (in-process A/B, arms in
+// random order, 2 threads, NCHW N=1, forward: 2048 -> 512 @7 0.72 -> 0.64 ms, 512 -> 2048 0.68
+// -> 0.62, N=8 5.29 -> 4.83; 1024 -> 256 @14 1.05x, 256 -> 1024 1.01x; 960 -> 160 @7 1.07x).
 // max_rest >= 0: only if it leaves at most that many pixels of a plane.
 template <typename Body>
 void with_plane_tile(int64_t PQ, int64_t CRS, int64_t max_rest, const Body& body) {
   constexpr int L = VecF32::kLanes;
-#if defined(__AVX512F__)
-  constexpr int kMR = 8, kNV = 3;
-#else
-  constexpr int kMR = 12, kNV = 1;
-#endif
+  const auto rest = [&](int64_t lanes) { return PQ - PQ / lanes * lanes; };
   int64_t kb = 0;
   with_tile(PQ, CRS, [&]<int MR, int NV>() { kb = NV * L; });
-  const int64_t whole = PQ / (kNV * L) * (kNV * L);
-  if (whole > PQ / kb * kb && (max_rest < 0 || PQ - whole <= max_rest)) return body.template operator()<kMR, kNV>();
+  const auto fits = [&](int64_t lanes) { return max_rest < 0 || rest(lanes) <= max_rest; };
+#if defined(__AVX512F__)
+  if (rest(3 * L) < rest(kb) && fits(3 * L)) return body.template operator()<8, 3>();
+#else
+  if (kb > L && rest(3 * L) <= std::min(rest(kb), rest(L)) && fits(3 * L)) return body.template operator()<4, 3>();
+  if (rest(L) < rest(kb) && fits(L)) return body.template operator()<12, 1>();
+#endif
   with_tile(PQ, CRS, body);
 }
 
@@ -1941,10 +2023,18 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
   // 0.59; N=2 1.20 -> 1.19, 1.49 -> 1.18: 49 pixels an image had padded a block of 64).
   const bool dense_1x1 = RS == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
   const bool packed_dots = std::is_same_v<T, float> && !pointwise && dense_1x1 && (c_step == 1 || wv.sw == 1);
+  // W^T's rows one element apart (W dense along its input channels): direct_conv_row_taps.
+  const bool row_taps = strided_1x1 && wv.sw == 1;
   const auto run = [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
     const int64_t whole = PQ / KB * KB;
     const bool packed_rest = packed_dots && whole < PQ && p.N * (PQ - whole) <= kMaxDotLanes;
+    const auto engine = [&](const DirectConvPlan& part, const float* xb, T* yn, int64_t w_step) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (row_taps) return direct_conv_row_taps<FmaF32, MR, NV>(part, wv, xb, bias.data(), yn, yv, w_step);
+      }
+      direct_conv<FmaF32, MR, NV>(part, wv, xb, nullptr, bias.data(), yn, yv, w_step);
+    };
     for (int64_t n = 0; n < p.N; ++n) {
       const T* xn = x + n * xs[0];
       T* yn = y + n * ys[0];
@@ -1952,7 +2042,7 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
         if (pointwise) {  // float planes are the engine's weights as they are: whole blocks in place
           DirectConvPlan part = dr;
           part.out_per_group = PQ / KB * KB;
-          if (part.out_per_group > 0) direct_conv<FmaF32, MR, NV>(part, wv, xn, nullptr, bias.data(), yn, yv, xs[1]);
+          if (part.out_per_group > 0) engine(part, xn, yn, xs[1]);
           continue;
         }
       }
@@ -1961,7 +2051,7 @@ inline bool conv2d_fprop_pixel_lanes(const Conv2dFpropArgs& a) {
       if (part.out_per_group == 0) continue;
       const auto xp = pointwise ? pack_weights<FmaF32>(d, KB, WeightSource<T>{xn, 0, 1, xs[1], p.C, {0}})
                                 : pack_patches(p, xn, xs, KB, rows == WeightRows::kKRSC);
-      direct_conv<FmaF32, MR, NV>(part, wv, xp.data(), nullptr, bias.data(), yn, yv);
+      engine(part, xp.data(), yn, 0);
     }
     if constexpr (std::is_same_v<T, float>) {
       if (packed_rest)
