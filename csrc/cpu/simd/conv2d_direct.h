@@ -1072,8 +1072,8 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
 // 3), arms in random order, 2 threads, N=1, 1x1 input gradients @7: AVX2 NCHW 2048 -> 512 1.21 ->
 // 0.78 ms, 512 -> 2048 1.34 -> 0.82, channels_last 2048 -> 512 1.43 -> 0.88, 960 -> 160 0.18 ->
 // 0.12; AVX-512 0.66 -> 0.55, 0.59 -> 0.51, channels_last 0.60 -> 0.55, 960 -> 160 0.112 ->
-// 0.099; N=8 and 14 x 14 planes level to 1.05x. (Chunks lost 5-10% on AVX-512's single block;
-// the prefetch lost 10-30% in AVX2's chunks.)
+// 0.099; N=8 and 14 x 14 planes level to 1.05x. (Chunks lost 3-13% on AVX-512's single block;
+// the prefetch lost 10-24% in AVX2's chunks.)
 // Needs the plan of conv2d_fprop_pixel_lanes (N = P = 1, one group, pixel_step 1, one element a
 // tap); out_per_group may end in a partial block only where wp is packed (w_step 0, zero-padded).
 template <class M, int MR, int NV>
