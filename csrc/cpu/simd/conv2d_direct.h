@@ -660,7 +660,7 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int G
   }
   if constexpr (Walk != kTapTable) {
     static_assert(NG == 1, "one group a tile");
-    // (A separate loop, not a branch inside the one below: that branch, always inlined into every
+    // (A loop of its own, not a branch inside the general one: that branch, always inlined into every
     // tile, left GCC 12's AVX2 tiles spilling: 1x1 64 -> 64 @56 forward 0.15 -> 0.35 ms.)
     constexpr int64_t kTapsAhead = 16;
     const typename M::Elem* x0 = x + x_off[0];
@@ -674,27 +674,28 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int G
         for (int v = 0; v < NV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
       }
     }
-  }
-  for (int64_t t = 0; t < (Walk == kTapTable ? taps : 0); ++t) {
-    const typename M::Elem* xt[MR];
-    for (int m = 0; m < MR; ++m) xt[m] = tap_ptrs ? tap_ptrs[m * taps + t] : x + x_off[m] + tap_offset[t];
-    const typename M::Elem* wt = w + t * cin * w_step;
-    for (int64_t c = 0; c < cin; ++c) {
-      typename M::In wv[NV];
-      for (int v = 0; v < NV; ++v) wv[v] = load_w(wt + c * w_step + v * L, v);
-      // (Two forms: written as the second alone, GCC 12 left the accumulators of Winograd's
-      // weight-gradient tiles in memory, 2.7x slower.)
-      if constexpr (NG == 1) {
-        for (int m = 0; m < MR; ++m) {
-          const typename M::In xb = M::broadcast(xt[m] + c);
-          for (int v = 0; v < NV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
-        }
-      } else {
-        for (int m = 0; m < MR; ++m)
-          for (int j = 0; j < NG; ++j) {
-            const typename M::In xb = M::broadcast(xt[m] + c + j * GI);
-            for (int v = j * GV; v < (j + 1) * GV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
+  } else {
+    for (int64_t t = 0; t < taps; ++t) {
+      const typename M::Elem* xt[MR];
+      for (int m = 0; m < MR; ++m) xt[m] = tap_ptrs ? tap_ptrs[m * taps + t] : x + x_off[m] + tap_offset[t];
+      const typename M::Elem* wt = w + t * cin * w_step;
+      for (int64_t c = 0; c < cin; ++c) {
+        typename M::In wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = load_w(wt + c * w_step + v * L, v);
+        // (Two forms: written as the second alone, GCC 12 left the accumulators of Winograd's
+        // weight-gradient tiles in memory, 2.7x slower.)
+        if constexpr (NG == 1) {
+          for (int m = 0; m < MR; ++m) {
+            const typename M::In xb = M::broadcast(xt[m] + c);
+            for (int v = 0; v < NV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
           }
+        } else {
+          for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NG; ++j) {
+              const typename M::In xb = M::broadcast(xt[m] + c + j * GI);
+              for (int v = j * GV; v < (j + 1) * GV; ++v) acc[m][v] = madd(xb, wv[v], acc[m][v], v);
+            }
+        }
       }
     }
   }
@@ -811,8 +812,16 @@ void for_row_chunks(int64_t rows, int64_t splits, int64_t chunk, const Body& bod
   });
 }
 
+// Whether an m-pixel tile's outputs y_off[0 .. m) are 2+ consecutive elements (NCHW: one plane
+// row), store_tile's row_run.
+inline bool is_row_run(const int64_t* y_off, int m) {
+  bool run = m >= 2;
+  for (int mi = 1; mi < m; ++mi) run = run && y_off[mi] == y_off[mi - 1] + 1;
+  return run;
+}
+
 // Stores an m-pixel tile (float, [mi][KB] with olen <= KB channels used) at yblk + y_off[mi] + o ys[1],
-// rounded to TOut. row_run: the m >= 2 pixels are consecutive output elements (NCHW: one plane row).
+// rounded to TOut. row_run: the m >= 2 pixels are consecutive output elements (is_row_run).
 template <int MR, int64_t KB, typename TOut>
 [[gnu::always_inline]] inline void store_tile(const float* tile, int m, int64_t olen, TOut* yblk, const int64_t* y_off, const int64_t ys[4],
                                           bool row_run) {
@@ -1013,8 +1022,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
       if (i0 != offsets_of) {  // consecutive items often share the pixel tile (blocks_inner): its
                                // divisions cost ~15% of a 1x1 layer with 64 input channels
         pixel_offsets(d, x, ys, i0, m, x_off, y_off, &cursor);
-        row_run = m >= 2;
-        for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
+        row_run = is_row_run(y_off, m);
         offsets_of = i0;
         inside = !edges || edges->tile_inside(i0, m, d.P, d.Q);
         table_of = -1;
@@ -1103,8 +1111,7 @@ void direct_conv_row_taps(const DirectConvPlan& d, const NhwcViewOf<typename M::
                 c0 + len == taps ? pblk : nullptr, tile.data() + gk * MR * KB, tile_off, c0 > 0);
         }
       }
-      bool row_run = m >= 2;
-      for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
+      const bool row_run = is_row_run(y_off, m);
       for (int64_t gk = 0; gk < nblocks; ++gk)
         store_tile<MR, KB>(tile.data() + gk * MR * KB, m, std::min(KB, d.out_per_group - gk * KB), y + gk * KB * ys[1],
                            y_off, ys, row_run);

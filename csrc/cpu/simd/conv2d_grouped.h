@@ -140,8 +140,7 @@ void grouped_lanes_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, con
       if (i0 != offsets_of) {
         pixel_offsets(d, x, ys, i0, m, x_off, y_off, &cursor);
         for (int mi = m; mi < MR; ++mi) x_off[mi] = x_off[0];  // computed, not stored
-        row_run = m >= 2;
-        for (int mi = 1; mi < m; ++mi) row_run = row_run && y_off[mi] == y_off[mi - 1] + 1;
+        row_run = is_row_run(y_off, m);
         offsets_of = i0;
       }
       const float* xb = x.data + kb * block_inputs;
