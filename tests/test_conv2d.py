@@ -883,6 +883,36 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,w,r,stride,padding,dilation", [
+    (3, 64, 3, 45, 20, 3, (1, 1), (1, 1), (1, 1)),   # 4 bands an image (windows carry 2 rows); chunks cut at images' ends
+    (3, 24, 2, 37, 12, 3, (2, 1), (1, 1), (2, 1)),   # row stride 2, dilated rows: windows of 5-row reach
+    (2, 40, 1, 70, 9, 1, (1, 1), (0, 0), (1, 1)),    # 1 x 1: one-row reach
+])
+def test_few_output_channels_tall_images(isa, dtype, layout, n, c, k, h, w, r, stride, padding, dilation):
+    """The few-outputs forward and weight gradient over images tall enough for several bands of
+    rows per thread (conv2d_few_outputs.h's ChannelRowWindow: each band's padded rows packed into
+    the thread's window, the rows shared with the band before carried over), 3 images so that the
+    weight gradient's fixed splits cross images; its weight gradient the same bits on 1 thread
+    and on 2."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
+               seed=c * k + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+    gen = torch.Generator().manual_seed(c + k + h)
+    x = make_tensor((n, c, h, w), dtype, layout, gen)
+    p = (h + 2 * padding[0] - dilation[0] * (r - 1) - 1) // stride[0] + 1
+    q = (w + 2 * padding[1] - dilation[1] * (r - 1) - 1) // stride[1] + 1
+    g = make_tensor((n, k, p, q), dtype, layout, gen)
+    args = ([k, c, r, r], list(stride), list(padding), list(dilation), 1)
+    with forced_isa(isa):
+        check_weight_grad_on_one_and_two_threads(g, x, args, f"few-outputs wgrad {c}->{k} {r}x{r} @{h}x{w} {layout}",
+                                                 n * p * q)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("c,k,groups,h,w,r,stride,padding,dilation", [
     (128, 128, 32, 9, 11, 3, 1, 1, 1),   # ResNeXt's 32 groups of 4: 4 (AVX2 2) groups per vector

@@ -798,20 +798,6 @@ void with_small_count(int64_t n, const Body& body) {
   body.template operator()<Max>();
 }
 
-// Runs body(split, chunk_begin, chunk_end, first) over `splits` fixed parts of `rows` output rows,
-// in parallel over the parts, each part's rows in chunks of `chunk` in order (first: the part's
-// first chunk). The weight gradients keep per-part running totals this way and add the parts in
-// order at the end, so that their sums do not depend on the thread count.
-template <typename Body>
-void for_row_chunks(int64_t rows, int64_t splits, int64_t chunk, const Body& body) {
-  parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
-    for (int64_t split = b; split < e; ++split) {
-      const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
-      for (int64_t c = row0; c < row1; c += chunk) body(split, c, std::min(row1, c + chunk), c == row0);
-    }
-  });
-}
-
 // Whether an m-pixel tile's outputs y_off[0 .. m) are 2+ consecutive elements (NCHW: one plane
 // row), store_tile's row_run.
 inline bool is_row_run(const int64_t* y_off, int m) {

@@ -3,8 +3,9 @@
 // engine's tiles run 8+ output channels as vector lanes; here the lanes are output columns.
 // Included inside the ISA namespace after conv2d_direct.h (AVX2 and AVX-512 builds).
 //
-// x goes once into zero-padded float rows, [n][hp][c][Wp] (the padding around; rows long enough for
-// a whole block of columns), the filter into [r][c][s][k]. A register tile is K outputs x NV
+// x goes into zero-padded float rows, [hp][c][Wp] (the padding around; rows long enough for a
+// whole block of columns), a band of rows at a time into each thread's window (ChannelRowWindow);
+// the filter into [r][c][s][k]. A register tile is K outputs x NV
 // vectors of one output row's columns: per tap (r, c, s), NV loads of x and K broadcasts of the
 // weights feed K NV FMAs, summed in (r, c, s) order, so that a tile reads each input row's
 // channels as one run. (Planes, [n][c][hp][Wp], had the tile hop a plane per channel: NCHW, N=8,
@@ -17,6 +18,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "conv2d_direct.h"
@@ -41,40 +43,72 @@ void with_few_outputs(int64_t K, const Body& body) {
   with_small_count<kFewOutputsMax>(K, body);
 }
 
-// x (N x C x H x W, strides xs) as zero-padded float rows [n][hp][c][Wp]: input row h = hp - pad_h,
-// column w at w + pad_w; zeros elsewhere. NCHW rows go as row copies, channels_last pixels through
-// 8 x 8 register transposes.
+// Input row h of image n (x: N x C x H x W, strides xs) as one zero-padded float row per channel:
+// channel c's at rows + c Wp, column w at w + pad_w, zeros elsewhere (all zeros where h is outside
+// [0, H)). NCHW rows go as row copies, channels_last pixels through 8 x 8 register transposes.
 template <typename T>
-ScratchOf<float> pack_channel_rows(const T* x, const int64_t xs[4], int64_t N, int64_t C, int64_t H, int64_t W,
-                                   int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
-  ScratchOf<float> xp(N * Hp * C * Wp);
-  parallel_for(0, N * Hp, 1, [&](int64_t b, int64_t e) {
-    for (int64_t nh = b; nh < e; ++nh) {
-      const int64_t n = nh / Hp, h = nh % Hp - pad_h;
-      float* rows = xp.data() + nh * C * Wp;  // channel c's row at rows + c Wp
-      if (h < 0 || h >= H) {
-        std::fill(rows, rows + C * Wp, 0.0f);
-        continue;
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        std::fill(rows + c * Wp, rows + c * Wp + pad_w, 0.0f);
-        std::fill(rows + c * Wp + pad_w + W, rows + (c + 1) * Wp, 0.0f);
-      }
-      const T* src = x + n * xs[0] + h * xs[2];
-      float* dst = rows + pad_w;
-      if (xs[3] == 1) {  // plane rows
-        for (int64_t c = 0; c < C; ++c) convert_n(src + c * xs[1], dst + c * Wp, W);
-        continue;
-      }
-      // Channels contiguous at each pixel (channels_last): 8 pixels x 8 channels per register transpose.
-      const int64_t c8 = xs[1] == 1 ? C - C % 8 : 0, w8 = W - W % 8;
-      for (int64_t c = 0; c < c8; c += 8)
-        for (int64_t w = 0; w < w8; w += 8) transpose8x8(src + w * xs[3] + c, xs[3], dst + c * Wp + w, Wp);
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) dst[c * Wp + w] = load_acc(src + c * xs[1] + w * xs[3]);
+inline void pack_channel_row(const T* x, const int64_t xs[4], int64_t n, int64_t h, int64_t C, int64_t H, int64_t W,
+                             int64_t pad_w, int64_t Wp, float* rows) {
+  if (h < 0 || h >= H) {
+    std::fill(rows, rows + C * Wp, 0.0f);
+    return;
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    std::fill(rows + c * Wp, rows + c * Wp + pad_w, 0.0f);
+    std::fill(rows + c * Wp + pad_w + W, rows + (c + 1) * Wp, 0.0f);
+  }
+  const T* src = x + n * xs[0] + h * xs[2];
+  float* dst = rows + pad_w;
+  if (xs[3] == 1) {  // plane rows
+    for (int64_t c = 0; c < C; ++c) convert_n(src + c * xs[1], dst + c * Wp, W);
+    return;
+  }
+  // Channels contiguous at each pixel (channels_last): 8 pixels x 8 channels per register transpose.
+  const int64_t c8 = xs[1] == 1 ? C - C % 8 : 0, w8 = W - W % 8;
+  for (int64_t c = 0; c < c8; c += 8)
+    for (int64_t w = 0; w < w8; w += 8) transpose8x8(src + w * xs[3] + c, xs[3], dst + c * Wp + w, Wp);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) dst[c * Wp + w] = load_acc(src + c * xs[1] + w * xs[3]);
+}
+
+// A thread's window onto x's padded channel rows (pack_channel_row), [hp][c][Wp] for a run of
+// padded rows hp (input row hp - pad_h) of one image, in a buffer sized for the L2. These layers'
+// inputs are the network's largest (64 x 224 x 224: 12.8 MB): a padded copy of all of x, made
+// first, was written to and read back from memory, 0.7 of the 2.3 ms forward (AVX-512, N=1). A
+// window that starts inside the previous one (the next band of rows of the same image) keeps the
+// shared rows, moved to the front, and packs only the new ones.
+template <typename T>
+class ChannelRowWindow {
+ public:
+  ChannelRowWindow(const T* x, const int64_t xs[4], int64_t C, int64_t H, int64_t W, int64_t pad_h, int64_t pad_w,
+                   int64_t Wp, int64_t max_rows)
+      : x_(x), xs_(xs), C_(C), H_(H), W_(W), pad_h_(pad_h), pad_w_(pad_w), Wp_(Wp), buf_(max_rows * C * Wp) {}
+  // Padded rows hp0 .. hp0 + rows - 1 of image n (rows <= max_rows), one after the other.
+  [[gnu::noinline]] const float* rows(int64_t n, int64_t hp0, int64_t rows) {
+    const int64_t row = C_ * Wp_;
+    int64_t kept = 0;
+    if (n == n_ && hp0 >= hp0_ && hp0 < hp0_ + count_) {
+      kept = std::min(hp0_ + count_ - hp0, rows);
+      if (hp0 > hp0_) std::memmove(buf_.data(), buf_.data() + (hp0 - hp0_) * row, kept * row * sizeof(float));
     }
-  });
-  return xp;
+    for (int64_t i = kept; i < rows; ++i)
+      pack_channel_row(x_, xs_, n, hp0 + i - pad_h_, C_, H_, W_, pad_w_, Wp_, buf_.data() + i * row);
+    n_ = n, hp0_ = hp0, count_ = rows;
+    return buf_.data();
+  }
+
+ private:
+  const T* x_;
+  const int64_t* xs_;
+  int64_t C_, H_, W_, pad_h_, pad_w_, Wp_;
+  ScratchOf<float> buf_;
+  int64_t n_ = -1, hp0_ = 0, count_ = 0;  // what buf_ holds
+};
+
+// The padded rows a window of kFewOutputsWindowBytes holds (at least one band's worth: `reach`).
+constexpr int64_t kFewOutputsWindowBytes = int64_t(512) << 10;
+inline int64_t window_rows(int64_t C, int64_t Wp, int64_t reach) {
+  return std::max(reach, kFewOutputsWindowBytes / (C * Wp * int64_t(sizeof(float))));
 }
 
 // acc[k][v] = bias[k] + sum over r < R, c < C, s < S of x[r row_step + c Wp + s col_step + v L]
@@ -107,36 +141,58 @@ template <int K, int NV>
     }
 }
 
+// Output rows p0 .. p1 - 1 of image n, their padded input rows from xb (row: one padded row's
+// floats). Out of line: inlined into the banded loop of few_outputs_conv, GCC kept the AVX-512
+// tile's 21 sums on the stack (a store per FMA: 2.04 -> 2.73 ms at 64 -> 3 @224).
 template <typename T, int K>
-void few_outputs_conv(const Conv2dProblem& p, const float* xp, int64_t Hp, int64_t Wp, const float* wt,
-                      const float* bias, T* y, const int64_t ys[4]) {
+[[gnu::noinline]] void few_outputs_rows(const Conv2dProblem& p, const float* xb, int64_t row, int64_t Wp, int64_t n,
+                                        int64_t p0, int64_t p1, const float* wt, const float* bias, T* y,
+                                        const int64_t ys[4]) {
   using V = VecF32;
   constexpr int L = V::kLanes, NV = few_outputs_vectors<K>();
   constexpr int64_t kBlock = NV * L;
-  const int64_t row = p.C * Wp;  // one padded input row, every channel
-  parallel_for(0, p.N * p.P, 1, [&](int64_t b, int64_t e) {
-    typename V::type acc[K][NV];
-    alignas(64) float lanes[kBlock];
-    for (int64_t np = b; np < e; ++np) {
-      const int64_t n = np / p.P, pp = np % p.P;
-      const float* xrow = xp + (n * Hp + pp * p.stride_h) * row;
-      T* yrow = y + n * ys[0] + pp * ys[2];
-      for (int64_t next = 0; next < p.Q; next += kBlock) {
-        // The last block ends at Q where the row holds a whole block (columns computed twice, to
-        // the same bits), so that no read passes the padded row.
-        const int64_t q0 = p.Q >= kBlock ? std::min(next, p.Q - kBlock) : 0;
-        few_outputs_tile<K, NV>(xrow + q0, Wp, p.dil_h * row, p.dil_w, p.C, p.R, p.S, wt, bias, acc);
-        const int64_t cols = std::min(kBlock, p.Q - q0);
-        for (int k = 0; k < K; ++k) {
-          T* yk = yrow + k * ys[1] + q0 * ys[3];
-          if (ys[3] == 1 && cols == kBlock) {  // whole vectors along a plane row
-            for (int v = 0; v < NV; ++v) V::store(yk + v * L, acc[k][v]);
-            continue;
-          }
-          for (int v = 0; v < NV; ++v) V::store(lanes + v * L, acc[k][v]);
-          for (int64_t q = 0; q < cols; ++q) store_from(yk + q * ys[3], lanes[q]);
+  typename V::type acc[K][NV];
+  alignas(64) float lanes[kBlock];
+  for (int64_t pp = p0; pp < p1; ++pp) {
+    const float* xrow = xb + (pp - p0) * p.stride_h * row;
+    T* yrow = y + n * ys[0] + pp * ys[2];
+    for (int64_t next = 0; next < p.Q; next += kBlock) {
+      // The last block ends at Q where the row holds a whole block (columns computed twice, to
+      // the same bits), so that no read passes the padded row.
+      const int64_t q0 = p.Q >= kBlock ? std::min(next, p.Q - kBlock) : 0;
+      few_outputs_tile<K, NV>(xrow + q0, Wp, p.dil_h * row, p.dil_w, p.C, p.R, p.S, wt, bias, acc);
+      const int64_t cols = std::min(kBlock, p.Q - q0);
+      for (int k = 0; k < K; ++k) {
+        T* yk = yrow + k * ys[1] + q0 * ys[3];
+        if (ys[3] == 1 && cols == kBlock) {  // whole vectors along a plane row
+          for (int v = 0; v < NV; ++v) V::store(yk + v * L, acc[k][v]);
+          continue;
         }
+        for (int v = 0; v < NV; ++v) V::store(lanes + v * L, acc[k][v]);
+        for (int64_t q = 0; q < cols; ++q) store_from(yk + q * ys[3], lanes[q]);
       }
+    }
+  }
+}
+
+// Items: bands of output rows of one image, whose padded input rows fit a window, as many per
+// image as a multiple of the threads and of even size (9 bands of 13 rows of 112 had kept one
+// of 2 threads busy 25% longer); a thread's bands are consecutive, so each window carries the
+// rows it shares with the one before.
+template <typename T, int K>
+void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t Wp, const float* wt,
+                      const float* bias, T* y, const int64_t ys[4]) {
+  const int64_t row = p.C * Wp;  // one padded input row, every channel
+  const int64_t reach = (p.R - 1) * p.dil_h + 1, max_rows = window_rows(p.C, Wp, reach);
+  const int64_t threads = parallel_threads(), most = std::max<int64_t>(1, (max_rows - reach) / p.stride_h + 1);
+  const int64_t nbands = std::min(p.P, ((p.P + most - 1) / most + threads - 1) / threads * threads);
+  const int64_t band = (p.P + nbands - 1) / nbands;  // the longest band
+  parallel_for(0, p.N * nbands, 1, [&](int64_t b, int64_t e) {
+    ChannelRowWindow<T> window(x, xs, p.C, p.H, p.W, p.pad_h, p.pad_w, Wp, (band - 1) * p.stride_h + reach);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t n = item / nbands, bi = item % nbands, p0 = p.P * bi / nbands, p1 = p.P * (bi + 1) / nbands;
+      const float* xb = window.rows(n, p0 * p.stride_h, (p1 - 1 - p0) * p.stride_h + reach);
+      few_outputs_rows<T, K>(p, xb, row, Wp, n, p0, p1, wt, bias, y, ys);
     }
   });
 }
@@ -146,12 +202,9 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax || p.stride_w != 1) return false;
   constexpr int64_t kMaxBlock = 8 * VecF32::kLanes;  // the widest tile's columns
-  // Padded planes: the rows the windows reach; columns for one whole block of columns and its taps
-  // (rows shorter than a block: few_outputs_conv's last block ends at Q on longer ones).
-  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  // Padded rows (ChannelRowWindow) of columns for one whole block of columns and its taps (rows
+  // shorter than a block: few_outputs_conv's last block ends at Q on longer ones).
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, std::max(p.Q, kMaxBlock) + (p.S - 1) * p.dil_w);
-  const ScratchOf<float> xp = pack_channel_rows(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W,
-                                                 p.pad_h, p.pad_w, Hp, Wp);
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
   std::vector<float> wt(p.C * p.R * p.S * p.K);
@@ -163,7 +216,7 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
   const FloatBias<T> bias(a.bias, p.K);
   T* y = static_cast<T*>(a.y.data);
   with_few_outputs(p.K, [&]<int K>() {
-    few_outputs_conv<T, K>(p, xp.data(), Hp, Wp, wt.data(), bias.data(), y, a.y.stride);
+    few_outputs_conv<T, K>(p, static_cast<const T*>(a.x.data), a.x.stride, Wp, wt.data(), bias.data(), y, a.y.stride);
   });
   return true;
 }
@@ -189,58 +242,71 @@ constexpr int few_outputs_wgrad_channels() {
 constexpr int64_t kWgradChunkRows = 8;
 
 template <typename T, int K, int S>
-void few_outputs_wgrad(const Conv2dProblem& p, const float* xp, int64_t Hp, int64_t Wp, const float* dyp, int64_t Qv,
-                       T* dw, const int64_t ws[4]) {
+void few_outputs_wgrad(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t Wp, const float* dyp,
+                       int64_t Qv, T* dw, const int64_t ws[4]) {
   using V = VecF32;
   constexpr int L = V::kLanes, CB = few_outputs_wgrad_channels<K, S>();
   constexpr int64_t kSums = int64_t(K) * CB * S * L;  // an item's lanes
   const int64_t ncb = (p.C + CB - 1) / CB, items = p.R * ncb, xrow = p.C * Wp, rows = p.N * p.P;
+  const int64_t reach = (p.R - 1) * p.dil_h + 1;
   // Fixed splits of the output rows (their totals added in split order at the end), so that 2
-  // threads have work and the sums do not depend on the thread count.
-  const int64_t splits = std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16);
+  // threads have work and the sums do not depend on the thread count. Each split's rows go in
+  // chunks of kWgradChunkRows, cut where an image ends: a chunk's padded x rows come into the
+  // thread's window (ChannelRowWindow), which carries the rows the next chunk shares.
+  const int64_t splits = std::min(rows, (std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16) + 3) / 4 * 4);
   Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
-  for_row_chunks(rows, splits, kWgradChunkRows, [&](int64_t split, int64_t chunk, int64_t chunk_end, bool first) {
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
-      typename V::type acc[K][CB][S];
+  parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
+    ChannelRowWindow<T> window(x, xs, p.C, p.H, p.W, p.pad_h, p.pad_w, Wp,
+                               (kWgradChunkRows - 1) * p.stride_h + reach);
+    for (int64_t split = b; split < e; ++split) {
+      const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
+      for (int64_t chunk = row0; chunk < row1;) {
+        const int64_t n = chunk / p.P, chunk_end = std::min({row1, chunk + kWgradChunkRows, (n + 1) * p.P});
+        const bool first = chunk == row0;
+        const float* xb = window.rows(n, chunk % p.P * p.stride_h, (chunk_end - 1 - chunk) * p.stride_h + reach);
+        for (int64_t item = 0; item < items; ++item) {
+          const int64_t r = item / ncb, c0 = item % ncb * CB, cn = std::min<int64_t>(CB, p.C - c0);
+          typename V::type acc[K][CB][S];
 #pragma GCC unroll 8
-      for (int k = 0; k < K; ++k)
+          for (int k = 0; k < K; ++k)
 #pragma GCC unroll 8
-        for (int cb = 0; cb < CB; ++cb)
+            for (int cb = 0; cb < CB; ++cb)
 #pragma GCC unroll 4
-          for (int s = 0; s < S; ++s) acc[k][cb][s] = V::zero();
-      for (int64_t np = chunk; np < chunk_end; ++np) {
-        const int64_t n = np / p.P, pp = np % p.P;
-        // Channels past C (the last block) read channel c0 again: their sums are not stored.
-        const float* xr = xp + (n * Hp + pp * p.stride_h + r * p.dil_h) * xrow;
-        const float* xc[CB];
+              for (int s = 0; s < S; ++s) acc[k][cb][s] = V::zero();
+          for (int64_t np = chunk; np < chunk_end; ++np) {
+            // Channels past C (the last block) read channel c0 again: their sums are not stored.
+            const float* xr = xb + ((np - chunk) * p.stride_h + r * p.dil_h) * xrow;
+            const float* xc[CB];
 #pragma GCC unroll 8
-        for (int cb = 0; cb < CB; ++cb) xc[cb] = xr + (c0 + (cb < cn ? cb : 0)) * Wp;
-        const float* dr = dyp + np * K * Qv;
-        for (int64_t q = 0; q < Qv; q += L) {
-          typename V::type g[K];
+            for (int cb = 0; cb < CB; ++cb) xc[cb] = xr + (c0 + (cb < cn ? cb : 0)) * Wp;
+            const float* dr = dyp + np * K * Qv;
+            for (int64_t q = 0; q < Qv; q += L) {
+              typename V::type g[K];
 #pragma GCC unroll 8
-          for (int k = 0; k < K; ++k) g[k] = V::load(dr + k * Qv + q);
+              for (int k = 0; k < K; ++k) g[k] = V::load(dr + k * Qv + q);
 #pragma GCC unroll 8
-          for (int cb = 0; cb < CB; ++cb)
+              for (int cb = 0; cb < CB; ++cb)
 #pragma GCC unroll 4
-            for (int s = 0; s < S; ++s) {
-              const typename V::type xv = V::load(xc[cb] + q + s * p.dil_w);
+                for (int s = 0; s < S; ++s) {
+                  const typename V::type xv = V::load(xc[cb] + q + s * p.dil_w);
 #pragma GCC unroll 8
-              for (int k = 0; k < K; ++k) acc[k][cb][s] = V::fmadd(g[k], xv, acc[k][cb][s]);
+                  for (int k = 0; k < K; ++k) acc[k][cb][s] = V::fmadd(g[k], xv, acc[k][cb][s]);
+                }
             }
-        }
-      }
-      float* t = totals.data() + (split * items + item) * kSums;
-#pragma GCC unroll 8
-      for (int k = 0; k < K; ++k)
-#pragma GCC unroll 8
-        for (int cb = 0; cb < CB; ++cb)
-#pragma GCC unroll 4
-          for (int s = 0; s < S; ++s) {
-            float* at = t + ((k * CB + cb) * S + s) * L;
-            V::store(at, first ? acc[k][cb][s] : V::add(V::load(at), acc[k][cb][s]));
           }
+          float* t = totals.data() + (split * items + item) * kSums;
+#pragma GCC unroll 8
+          for (int k = 0; k < K; ++k)
+#pragma GCC unroll 8
+            for (int cb = 0; cb < CB; ++cb)
+#pragma GCC unroll 4
+              for (int s = 0; s < S; ++s) {
+                float* at = t + ((k * CB + cb) * S + s) * L;
+                V::store(at, first ? acc[k][cb][s] : V::add(V::load(at), acc[k][cb][s]));
+              }
+        }
+        chunk = chunk_end;
+      }
     }
   });
   // The splits' totals in split order, then each sum's lanes, into dw.
@@ -271,11 +337,9 @@ inline bool conv2d_wgrad_few_outputs(const Conv2dWgradArgs& a) {
     return false;
   constexpr int L = VecF32::kLanes;
   const int64_t Qv = (p.Q + L - 1) / L * L;
-  // x's padded rows: every row a window reaches, every column a vector of Qv columns' taps reads.
-  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  // x's padded rows (ChannelRowWindow): every column a vector of Qv columns' taps reads.
+  const T* x = static_cast<const T*>(a.x.data);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, Qv + (p.S - 1) * p.dil_w);
-  const ScratchOf<float> xp = pack_channel_rows(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W,
-                                                p.pad_h, p.pad_w, Hp, Wp);
   // dy as rows [n][p][k][Qv].
   const T* dy = static_cast<const T*>(a.dy.data);
   const int64_t* ds = a.dy.stride;
@@ -294,9 +358,9 @@ inline bool conv2d_wgrad_few_outputs(const Conv2dWgradArgs& a) {
   T* dw = static_cast<T*>(a.dw.data);
   with_few_outputs(p.K, [&]<int K>() {
     if (p.S == 1)
-      few_outputs_wgrad<T, K, 1>(p, xp.data(), Hp, Wp, dyp.data(), Qv, dw, a.dw.stride);
+      few_outputs_wgrad<T, K, 1>(p, x, a.x.stride, Wp, dyp.data(), Qv, dw, a.dw.stride);
     else
-      few_outputs_wgrad<T, K, 3>(p, xp.data(), Hp, Wp, dyp.data(), Qv, dw, a.dw.stride);
+      few_outputs_wgrad<T, K, 3>(p, x, a.x.stride, Wp, dyp.data(), Qv, dw, a.dw.stride);
   });
   return true;
 }

@@ -866,7 +866,7 @@ constexpr int grouped_wgrad_taps() {
 // items sweep them.
 constexpr int64_t kGroupedChunkRows = 8;
 
-// for_row_chunks over the weight gradient's fixed splits, each split's items taken in parts as
+// Chunks of kGroupedChunkRows over the weight gradient's fixed splits, each split's items taken in parts as
 // well, so that layers of few output rows still give every thread work (N=1, 28 rows: 3 splits
 // for 2 threads, a third of the time one idle): body(split, item_begin, item_end, chunk_begin,
 // chunk_end, first) for each chunk of the split's rows in order, as before, so each item's sums
