@@ -868,12 +868,16 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (8, 7, 7, 61, 5, (1, 1), (2, 0), (1, 2)),     # the widest tile count; dilated columns
     (3, 2, 30, 9, 3, (3, 1), (0, 2), (2, 1)),     # rows shorter than a vector; dilated rows
     (5, 5, 4, 200, 1, (1, 1), (0, 0), (1, 1)),    # 1x1
+    (20, 4, 6, 130, 3, (1, 1), (0, 2), (1, 2)),   # input gradient (AVX-512) as a forward: 4 blocks of 5 dx channels, dilated
+    (6, 2, 5, 100, 3, (1, 1), (3, 3), (1, 1)),    # padding past the filter: that input gradient stays on the direct engine
+    (12, 3, 6, 110, 3, (1, 1), (0, 1), (1, 1)),   # unpadded rows: that input gradient's forward pads dy by 2 and 1
 ])
 def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding, dilation):
-    """Forwards of 1-7 output channels at column stride 1, and their weight gradients for 1- and
-    3-wide filters (conv2d_few_outputs.h: output columns as vector lanes over zero-padded rows of
-    every channel, channels_last rows transposed in): blocks of columns with a shifted last one,
-    the last vector's columns past Q, strides, padding, dilation, every layout."""
+    """Forwards of 1-7 output channels at column stride 1, their weight gradients for 1- and
+    3-wide filters and (AVX-512, NCHW dx 96+ wide, stride 1) their input gradients
+    (conv2d_few_outputs.h: output columns as vector lanes over zero-padded rows of every channel,
+    channels_last rows transposed in): blocks of columns with a shifted last one, the last
+    vector's columns past Q, strides, padding, dilation, every layout."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * k + w)

@@ -175,13 +175,21 @@ template <typename T, int K>
   }
 }
 
+// Output channels c0 .. c0 + n - 1 (n <= kFewOutputsMax) of a few_outputs_conv, their weights
+// as [r][c][s][n] and their bias (or null).
+struct FewOutputsBlock {
+  int64_t c0, n;
+  const float* wt;
+  const float* bias;
+};
+
 // Items: bands of output rows of one image, whose padded input rows fit a window, as many per
 // image as a multiple of the threads and of even size (9 bands of 13 rows of 112 had kept one
 // of 2 threads busy 25% longer); a thread's bands are consecutive, so each window carries the
-// rows it shares with the one before.
-template <typename T, int K>
-void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t Wp, const float* wt,
-                      const float* bias, T* y, const int64_t ys[4]) {
+// rows it shares with the one before. Each band runs every block of output channels in turn.
+template <typename T>
+void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t Wp,
+                      const std::vector<FewOutputsBlock>& blocks, T* y, const int64_t ys[4]) {
   const int64_t row = p.C * Wp;  // one padded input row, every channel
   const int64_t reach = (p.R - 1) * p.dil_h + 1, max_rows = window_rows(p.C, Wp, reach);
   const int64_t threads = parallel_threads(), most = std::max<int64_t>(1, (max_rows - reach) / p.stride_h + 1);
@@ -192,19 +200,25 @@ void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], i
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / nbands, bi = item % nbands, p0 = p.P * bi / nbands, p1 = p.P * (bi + 1) / nbands;
       const float* xb = window.rows(n, p0 * p.stride_h, (p1 - 1 - p0) * p.stride_h + reach);
-      few_outputs_rows<T, K>(p, xb, row, Wp, n, p0, p1, wt, bias, y, ys);
+      for (const FewOutputsBlock& blk : blocks)
+        with_small_count<kFewOutputsMax>(blk.n, [&]<int K>() {
+          few_outputs_rows<T, K>(p, xb, row, Wp, n, p0, p1, blk.wt, blk.bias, y + blk.c0 * ys[1], ys);
+        });
     }
   });
+}
+
+// The padded rows' width: one whole block of columns of the widest tile and its taps (rows
+// shorter than a block: few_outputs_rows' last block ends at Q on longer ones).
+inline int64_t few_outputs_row_floats(const Conv2dProblem& p) {
+  constexpr int64_t kMaxBlock = 8 * VecF32::kLanes;  // the widest tile's columns
+  return std::max(p.W + 2 * p.pad_w, std::max(p.Q, kMaxBlock) + (p.S - 1) * p.dil_w);
 }
 
 template <typename T>
 inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax || p.stride_w != 1) return false;
-  constexpr int64_t kMaxBlock = 8 * VecF32::kLanes;  // the widest tile's columns
-  // Padded rows (ChannelRowWindow) of columns for one whole block of columns and its taps (rows
-  // shorter than a block: few_outputs_conv's last block ends at Q on longer ones).
-  const int64_t Wp = std::max(p.W + 2 * p.pad_w, std::max(p.Q, kMaxBlock) + (p.S - 1) * p.dil_w);
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
   std::vector<float> wt(p.C * p.R * p.S * p.K);
@@ -214,10 +228,52 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
         for (int64_t s = 0; s < p.S; ++s)
           wt[((r * p.C + c) * p.S + s) * p.K + k] = load_acc(w + k * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]);
   const FloatBias<T> bias(a.bias, p.K);
-  T* y = static_cast<T*>(a.y.data);
-  with_few_outputs(p.K, [&]<int K>() {
-    few_outputs_conv<T, K>(p, static_cast<const T*>(a.x.data), a.x.stride, Wp, wt.data(), bias.data(), y, a.y.stride);
-  });
+  few_outputs_conv(p, static_cast<const T*>(a.x.data), a.x.stride, few_outputs_row_floats(p),
+                   {{0, p.K, wt.data(), bias.data()}}, static_cast<T*>(a.y.data), a.y.stride);
+  return true;
+}
+
+// The input gradient of the same layers (1-7 output channels, one group) at stride 1 into a dx
+// of contiguous rows (NCHW) 96+ columns wide, AVX-512: the forward of dy (K channels in, padded
+// by dil (R - 1) - pad) with the filter rotated by 180 degrees and transposed, C channels out,
+// in blocks of up to kDgradBlock. The direct engine's tiles (dx channels as lanes, 6 pixels) had
+// spent as long scattering each tile into dx's planes as computing it: 3 dy channels give 27
+// products per dx element (64 -> 3 @224: ~40% of the samples in the stores). In-process A/B
+// against the direct engine, 2 threads, N=1: 64 -> 3 @224 2.06 -> 1.14 ms, 64 -> 1 @112 0.212
+// -> 0.142; blocks of 3, 4, 5, 8 ran 1.0-1.4x slower. Not taken: rows of 56 (16 -> 4, 32 -> 2:
+// 0.8x, the 48-80-column tiles half empty); AVX2 (4 x 3 vector tiles, 1.1-1.2x slower than the
+// direct engine at 64 -> 3 @224, whose 6 x 2 tiles ran it faster than AVX-512's 6 x 4); a
+// channels_last dx, whose pixels are the direct tiles' own.
+constexpr int64_t kDgradBlock = 6;
+template <typename T>
+inline bool conv2d_dgrad_few_outputs(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t pad_h = (p.R - 1) * p.dil_h - p.pad_h, pad_w = (p.S - 1) * p.dil_w - p.pad_w;
+  if (VecF32::kLanes != 16 || p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax ||
+      p.stride_h != 1 || p.stride_w != 1 || a.dx.stride[3] != 1 || p.W < 96 || pad_h < 0 || pad_w < 0)
+    return false;
+  Conv2dProblem f = p;  // the forward that makes dx
+  f.C = p.K, f.H = p.P, f.W = p.Q, f.K = p.C, f.P = p.H, f.Q = p.W, f.pad_h = pad_h, f.pad_w = pad_w;
+  // Blocks of dx channels as even as kDgradBlock allows; block b's weights [r][k][s][j] =
+  // w[k][c0 + j][R - 1 - r][S - 1 - s].
+  const T* w = static_cast<const T*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  const int64_t nblocks = (p.C + kDgradBlock - 1) / kDgradBlock;
+  std::vector<float> wt(p.C * p.R * p.S * p.K);
+  std::vector<FewOutputsBlock> blocks;
+  for (int64_t b = 0, at = 0; b < nblocks; ++b) {
+    const int64_t c0 = p.C * b / nblocks, n = p.C * (b + 1) / nblocks - c0;
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t k = 0; k < p.K; ++k)
+        for (int64_t s = 0; s < p.S; ++s)
+          for (int64_t j = 0; j < n; ++j)
+            wt[at + ((r * p.K + k) * p.S + s) * n + j] =
+                load_acc(w + k * ws[0] + (c0 + j) * ws[1] + (p.R - 1 - r) * ws[2] + (p.S - 1 - s) * ws[3]);
+    blocks.push_back({c0, n, wt.data() + at, nullptr});
+    at += p.R * p.K * p.S * n;
+  }
+  few_outputs_conv(f, static_cast<const T*>(a.dy.data), a.dy.stride, few_outputs_row_floats(f), blocks,
+                   static_cast<T*>(a.dx.data), a.dx.stride);
   return true;
 }
 
