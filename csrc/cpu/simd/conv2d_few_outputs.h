@@ -215,18 +215,27 @@ inline int64_t few_outputs_row_floats(const Conv2dProblem& p) {
   return std::max(p.W + 2 * p.pad_w, std::max(p.Q, kMaxBlock) + (p.S - 1) * p.dil_w);
 }
 
+// Output channels o0 .. o0 + n - 1 of a filter view as a block's weights, dst[((r Cin + i) S + s) n + j]
+// = w[(o0 + j) so + i si + r sr + s ss] (the forward's filter, or the input gradient's rotated and
+// transposed one: negative steps from its last tap).
+template <typename T>
+inline void few_outputs_block_weights(const T* w, int64_t so, int64_t si, int64_t sr, int64_t ss, int64_t Cin,
+                                      int64_t R, int64_t S, int64_t o0, int64_t n, float* dst) {
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t i = 0; i < Cin; ++i)
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t j = 0; j < n; ++j)
+          dst[((r * Cin + i) * S + s) * n + j] = load_acc(w + (o0 + j) * so + i * si + r * sr + s * ss);
+}
+
 template <typename T>
 inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax || p.stride_w != 1) return false;
-  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
   std::vector<float> wt(p.C * p.R * p.S * p.K);
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t c = 0; c < p.C; ++c)
-      for (int64_t r = 0; r < p.R; ++r)
-        for (int64_t s = 0; s < p.S; ++s)
-          wt[((r * p.C + c) * p.S + s) * p.K + k] = load_acc(w + k * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]);
+  few_outputs_block_weights(static_cast<const T*>(a.w.data), ws[0], ws[1], ws[2], ws[3], p.C, p.R, p.S, 0, p.K,
+                            wt.data());
   const FloatBias<T> bias(a.bias, p.K);
   few_outputs_conv(p, static_cast<const T*>(a.x.data), a.x.stride, few_outputs_row_floats(p),
                    {{0, p.K, wt.data(), bias.data()}}, static_cast<T*>(a.y.data), a.y.stride);
@@ -256,19 +265,14 @@ inline bool conv2d_dgrad_few_outputs(const Conv2dDgradArgs& a) {
   f.C = p.K, f.H = p.P, f.W = p.Q, f.K = p.C, f.P = p.H, f.Q = p.W, f.pad_h = pad_h, f.pad_w = pad_w;
   // Blocks of dx channels as even as kDgradBlock allows; block b's weights [r][k][s][j] =
   // w[k][c0 + j][R - 1 - r][S - 1 - s].
-  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
+  const T* w_last = static_cast<const T*>(a.w.data) + (p.R - 1) * ws[2] + (p.S - 1) * ws[3];
   const int64_t nblocks = (p.C + kDgradBlock - 1) / kDgradBlock;
   std::vector<float> wt(p.C * p.R * p.S * p.K);
   std::vector<FewOutputsBlock> blocks;
   for (int64_t b = 0, at = 0; b < nblocks; ++b) {
     const int64_t c0 = p.C * b / nblocks, n = p.C * (b + 1) / nblocks - c0;
-    for (int64_t r = 0; r < p.R; ++r)
-      for (int64_t k = 0; k < p.K; ++k)
-        for (int64_t s = 0; s < p.S; ++s)
-          for (int64_t j = 0; j < n; ++j)
-            wt[at + ((r * p.K + k) * p.S + s) * n + j] =
-                load_acc(w + k * ws[0] + (c0 + j) * ws[1] + (p.R - 1 - r) * ws[2] + (p.S - 1 - s) * ws[3]);
+    few_outputs_block_weights(w_last, ws[1], ws[0], -ws[2], -ws[3], p.K, p.R, p.S, c0, n, wt.data() + at);
     blocks.push_back({c0, n, wt.data() + at, nullptr});
     at += p.R * p.K * p.S * n;
   }
