@@ -1,5 +1,5 @@
 """The layers the suite races: ResNet-50, VGG-16 and MobileNetV2 convolutions, two few-channel output
-heads, and the max-pools of
+heads and two few-channel input layers, and the max-pools of
 ResNet-50 and VGG-16, at ImageNet resolution (224x224 input), and whole torchvision models. Names follow the PyTorch baselines in
 shared/anchors/ (r50_res2_3x3_64, ...) so a result can be read against them; the batch size is
 not part of a shape, it comes from the runner's --batch.
@@ -53,8 +53,8 @@ RESNET50 = [
     conv("r50_res5_1x1_2048to512", "resnet50", 2048, 512, 7, 1),
 ]
 
-# VGG-16: the first 3x3 conv of each stage at its full width (conv1_1, 3->64, is left out: it is
-# the stem-like odd one and the cheapest).
+# VGG-16: the first 3x3 conv of each stage at its full width (conv1_1, 3->64, races with the
+# few-channel input layers, INPUTS).
 VGG16 = [
     conv("vgg_3x3_64_224", "vgg16", 64, 64, 224, 3, bias=True),
     conv("vgg_3x3_128_112", "vgg16", 128, 128, 112, 3, bias=True),
@@ -103,6 +103,13 @@ HEADS = [
     conv("head_3x3_64to3_224", "heads", 64, 3, 224, 3, bias=True),
 ]
 
+# Input layers of few channels, whose 3 x 3 products per output element are few: VGG-16's conv1_1
+# (3 -> 64 @224, RGB) and a grayscale image's first layer (1 -> 64 @128, as in U-Nets), with bias.
+INPUTS = [
+    conv("vgg_3x3_3to64_224", "inputs", 3, 64, 224, 3, bias=True),
+    conv("gray_3x3_1to64_128", "inputs", 1, 64, 128, 3, bias=True),
+]
+
 POOLS = [
     pool("r50_stem_pool3x3s2", "resnet50", 64, 112, 3, 2, padding=1),
     pool("r50_stem_pool3x3s2_idx", "resnet50", 64, 112, 3, 2, padding=1, return_indices=True),
@@ -119,7 +126,7 @@ MODELS = [
 ]
 
 SUITES = {
-    "layers": RESNET50 + VGG16 + MOBILENETV2 + RESNEXT50 + LARGE_DEPTHWISE + HEADS,
+    "layers": RESNET50 + VGG16 + MOBILENETV2 + RESNEXT50 + LARGE_DEPTHWISE + HEADS + INPUTS,
     "pool": POOLS,
     "models": MODELS,
 }

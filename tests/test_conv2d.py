@@ -887,6 +887,28 @@ def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding,
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c,k,h,w,r,padding,dilation", [
+    (3, 20, 5, 110, 3, (1, 1), (1, 1)),   # blocks of 7 and 6 outputs (few_inputs_block), the last column block shifted
+    (1, 8, 4, 96, 1, (0, 0), (1, 1)),     # 1 x 1, the fewest outputs it takes: two blocks of 4
+    (7, 33, 6, 130, 5, (2, 3), (2, 1)),   # 7 inputs, dilated rows, uneven blocks
+    (4, 96, 3, 96, 5, (2, 2), (1, 1)),    # rows of 96: blocks of 4 outputs (6 vectors: 96 columns)
+    (2, 12, 3, 100, 3, (0, 0), (1, 1)),   # unpadded: 98 output columns
+])
+def test_few_input_channels(isa, dtype, layout, c, k, h, w, r, padding, dilation):
+    """Forwards of 1-7 input channels into 8+ NCHW outputs at stride 1, rows of 96+ columns (AVX-512:
+    the few-outputs tiles over blocks of 4-7 output channels, conv2d_fprop_few_inputs; AVX2 and
+    channels_last outputs: the direct engine), with bias: every block's weights and bias, the
+    block sizes few_inputs_block picks, padding, dilation."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(1, 1), padding=padding,
+               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
+               seed=c * k + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("n,c,k,h,w,r,stride,padding,dilation", [
     (3, 64, 3, 45, 20, 3, (1, 1), (1, 1), (1, 1)),   # 4 bands an image (windows carry 2 rows); chunks cut at images' ends

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "conv2d_direct.h"
@@ -31,8 +32,7 @@ constexpr int64_t kFewOutputsMax = 7;  // the direct engine takes 8+ (conv2d_fpr
 
 // Vectors of columns per tile for K outputs: K NV accumulators and NV loaded x vectors within the
 // registers (32 on AVX-512, 16 on AVX2).
-template <int K>
-constexpr int few_outputs_vectors() {
+constexpr int few_outputs_vectors(int K) {
   constexpr int regs = VecF32::kLanes == 16 ? 30 : 15;
   return std::clamp(regs / (K + 1), 1, 8);
 }
@@ -149,7 +149,7 @@ template <typename T, int K>
                                         int64_t p0, int64_t p1, const float* wt, const float* bias, T* y,
                                         const int64_t ys[4]) {
   using V = VecF32;
-  constexpr int L = V::kLanes, NV = few_outputs_vectors<K>();
+  constexpr int L = V::kLanes, NV = few_outputs_vectors(K);
   constexpr int64_t kBlock = NV * L;
   typename V::type acc[K][NV];
   alignas(64) float lanes[kBlock];
@@ -242,41 +242,94 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
   return true;
 }
 
-// The input gradient of the same layers (1-7 output channels, one group) at stride 1 into a dx
-// of contiguous rows (NCHW) 96+ columns wide, AVX-512: the forward of dy (K channels in, padded
-// by dil (R - 1) - pad) with the filter rotated by 180 degrees and transposed, C channels out,
-// in blocks of up to kDgradBlock. The direct engine's tiles (dx channels as lanes, 6 pixels) had
-// spent as long scattering each tile into dx's planes as computing it: 3 dy channels give 27
-// products per dx element (64 -> 3 @224: ~40% of the samples in the stores). In-process A/B
-// against the direct engine, 2 threads, N=1: 64 -> 3 @224 2.06 -> 1.14 ms, 64 -> 1 @112 0.212
-// -> 0.142; blocks of 3, 4, 5, 8 ran 1.0-1.4x slower. Not taken: rows of 56 (16 -> 4, 32 -> 2:
-// 0.8x, the 48-80-column tiles half empty); AVX2 (4 x 3 vector tiles, 1.1-1.2x slower than the
-// direct engine at 64 -> 3 @224, whose 6 x 2 tiles ran it faster than AVX-512's 6 x 4); a
-// channels_last dx, whose pixels are the direct tiles' own.
-constexpr int64_t kDgradBlock = 6;
+// A filter view's `out` output channels in blocks of at most kFewOutputsMax, as even as `most`
+// allows (most <= kFewOutputsMax), each with its weights (few_outputs_block_weights: steps so, si,
+// sr, ss from w) and its bias (bias + c0, or null).
+struct FewOutputsBlocks {
+  std::vector<float> weights;
+  std::vector<FewOutputsBlock> blocks;
+};
+template <typename T>
+inline FewOutputsBlocks few_outputs_blocks(const T* w, int64_t so, int64_t si, int64_t sr, int64_t ss, int64_t Cin,
+                                           int64_t R, int64_t S, int64_t out, int64_t most, const float* bias) {
+  const int64_t nblocks = (out + most - 1) / most;
+  FewOutputsBlocks b{std::vector<float>(out * R * S * Cin), {}};
+  for (int64_t i = 0, at = 0; i < nblocks; ++i) {
+    const int64_t c0 = out * i / nblocks, n = out * (i + 1) / nblocks - c0;
+    few_outputs_block_weights(w, so, si, sr, ss, Cin, R, S, c0, n, b.weights.data() + at);
+    b.blocks.push_back({c0, n, b.weights.data() + at, bias ? bias + c0 : nullptr});
+    at += R * Cin * S * n;
+  }
+  return b;
+}
+
+// The few-outputs tiles run layers of few inputs and more outputs in blocks (few_inputs_block)
+// output channels: the input gradient below (1-7 dy channels) and the forward of 1-7 input
+// channels (an image's first layer: VGG's 3 -> 64 3 x 3 @224), both at stride 1 into NCHW rows
+// of 96+ columns, AVX-512. The direct engine's tiles (output channels as lanes, 6 pixels) had
+// spent as long scattering each tile into the output's planes as computing it: 3 channels in
+// give 27 products per output element (64 -> 3 @224's input gradient: ~40% of the samples in the
+// stores). In-process A/B against the direct engine, 2 threads, N=1: that input gradient 2.06 ->
+// 1.14 ms, 64 -> 1 @112's 0.212 -> 0.142; blocks of 3, 4, 5, 8 ran 1.0-1.4x slower. Not taken:
+// rows of 56 (16 -> 4, 32 -> 2: 0.8x, the 48-80-column tiles half empty); AVX2 (4 x 3 vector
+// tiles, 1.1-1.2x slower than the direct engine at 64 -> 3 @224, whose 6 x 2 tiles ran it faster
+// than AVX-512's 6 x 4); channels_last outputs, whose pixels are the direct tiles' own.
+// The most output channels a block of such a layer takes (blocks as even as that allows), 4 to
+// 7: the one whose tiles compute the fewest columns over the row, blocks of n channels running
+// few_outputs_vectors(n) vectors of columns and each row's last block shifted back to end at Q
+// (columns computed twice); the larger on a tie (fewer passes over x). In-process A/B of 4, 5, 6
+// and 7, 2 threads, N=1, forwards: the columns so counted ranked them as they ran at 3 -> 64 3 x 3
+// @224 (5: 1.27 ms, 7 1.32, 6 1.23-1.59, 4 1.48), @112 (6 0.31, 7 0.31, 5 0.37, 4 0.42), 3 -> 32
+// @112 (7 0.157, 6 0.174, 5 0.198, 4 0.25) and 4 -> 96 5 x 5 @96 (4 0.86, 7 0.91, 6 1.17, 5 1.33;
+// the direct engine 1.10). Blocks of 3 (7 vectors) ran slower than the count says (0.21 ms at 3
+// -> 32 @112).
+inline int64_t few_inputs_block(int64_t out, int64_t Q) {
+  int64_t best = kFewOutputsMax, best_columns = std::numeric_limits<int64_t>::max();
+  for (int64_t most = kFewOutputsMax; most >= 4; --most) {
+    const int64_t nblocks = (out + most - 1) / most;
+    int64_t columns = 0;  // output channels times the columns their tiles compute
+    for (int64_t i = 0; i < nblocks; ++i) {
+      const int64_t n = out * (i + 1) / nblocks - out * i / nblocks, block = few_outputs_vectors(int(n)) * VecF32::kLanes;
+      columns += n * (Q + block - 1) / block * block;
+    }
+    if (columns < best_columns) best = most, best_columns = columns;
+  }
+  return best;
+}
+inline bool few_inputs_apply(const Conv2dProblem& p, int64_t in, int64_t out_columns, const int64_t out_stride[4]) {
+  return VecF32::kLanes == 16 && p.groups == 1 && in <= kFewOutputsMax && p.stride_h == 1 && p.stride_w == 1 &&
+         out_stride[3] == 1 && out_columns >= 96;
+}
+
+template <typename T>
+inline bool conv2d_fprop_few_inputs(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != dtype_of<T>() || p.K <= kFewOutputsMax || !few_inputs_apply(p, p.C, p.Q, a.y.stride)) return false;
+  const int64_t* ws = a.w.stride;
+  const FloatBias<T> bias(a.bias, p.K);
+  const FewOutputsBlocks b = few_outputs_blocks(static_cast<const T*>(a.w.data), ws[0], ws[1], ws[2], ws[3], p.C, p.R,
+                                                p.S, p.K, few_inputs_block(p.K, p.Q), bias.data());
+  few_outputs_conv(p, static_cast<const T*>(a.x.data), a.x.stride, few_outputs_row_floats(p), b.blocks,
+                   static_cast<T*>(a.y.data), a.y.stride);
+  return true;
+}
+
+// The input gradient of the layers of 1-7 output channels (one group): the forward of dy (K
+// channels in, padded by dil (R - 1) - pad) with the filter rotated by 180 degrees and
+// transposed, C channels out, in blocks of few_inputs_block (see above).
 template <typename T>
 inline bool conv2d_dgrad_few_outputs(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t pad_h = (p.R - 1) * p.dil_h - p.pad_h, pad_w = (p.S - 1) * p.dil_w - p.pad_w;
-  if (VecF32::kLanes != 16 || p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax ||
-      p.stride_h != 1 || p.stride_w != 1 || a.dx.stride[3] != 1 || p.W < 96 || pad_h < 0 || pad_w < 0)
-    return false;
+  if (p.dtype != dtype_of<T>() || !few_inputs_apply(p, p.K, p.W, a.dx.stride) || pad_h < 0 || pad_w < 0) return false;
   Conv2dProblem f = p;  // the forward that makes dx
   f.C = p.K, f.H = p.P, f.W = p.Q, f.K = p.C, f.P = p.H, f.Q = p.W, f.pad_h = pad_h, f.pad_w = pad_w;
-  // Blocks of dx channels as even as kDgradBlock allows; block b's weights [r][k][s][j] =
-  // w[k][c0 + j][R - 1 - r][S - 1 - s].
+  // Block weights [r][k][s][j] = w[k][c0 + j][R - 1 - r][S - 1 - s]: negative steps from the last tap.
   const int64_t* ws = a.w.stride;
   const T* w_last = static_cast<const T*>(a.w.data) + (p.R - 1) * ws[2] + (p.S - 1) * ws[3];
-  const int64_t nblocks = (p.C + kDgradBlock - 1) / kDgradBlock;
-  std::vector<float> wt(p.C * p.R * p.S * p.K);
-  std::vector<FewOutputsBlock> blocks;
-  for (int64_t b = 0, at = 0; b < nblocks; ++b) {
-    const int64_t c0 = p.C * b / nblocks, n = p.C * (b + 1) / nblocks - c0;
-    few_outputs_block_weights(w_last, ws[1], ws[0], -ws[2], -ws[3], p.K, p.R, p.S, c0, n, wt.data() + at);
-    blocks.push_back({c0, n, wt.data() + at, nullptr});
-    at += p.R * p.K * p.S * n;
-  }
-  few_outputs_conv(f, static_cast<const T*>(a.dy.data), a.dy.stride, few_outputs_row_floats(f), blocks,
+  const FewOutputsBlocks b =
+      few_outputs_blocks(w_last, ws[1], ws[0], -ws[2], -ws[3], p.K, p.R, p.S, p.C, few_inputs_block(p.C, p.W), nullptr);
+  few_outputs_conv(f, static_cast<const T*>(a.dy.data), a.dy.stride, few_outputs_row_floats(f), b.blocks,
                    static_cast<T*>(a.dx.data), a.dx.stride);
   return true;
 }
