@@ -899,7 +899,8 @@ def test_few_input_channels(isa, dtype, layout, c, k, h, w, r, padding, dilation
     """Forwards of 1-7 input channels into 8+ NCHW outputs at stride 1, rows of 96+ columns (AVX-512:
     the few-outputs tiles over blocks of 4-7 output channels, conv2d_fprop_few_inputs; AVX2 and
     channels_last outputs: the direct engine), with bias: every block's weights and bias, the
-    block sizes few_inputs_block picks, padding, dilation."""
+    block sizes few_inputs_block picks, padding, dilation. Their input gradients (1-7 dx
+    channels) run as one forward block of dy on the same tiles, every ISA and layout."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(1, 1), padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * k + w)

@@ -314,21 +314,26 @@ inline bool conv2d_fprop_few_inputs(const Conv2dFpropArgs& a) {
   return true;
 }
 
-// The input gradient of the layers of 1-7 output channels (one group): the forward of dy (K
-// channels in, padded by dil (R - 1) - pad) with the filter rotated by 180 degrees and
-// transposed, C channels out, in blocks of few_inputs_block (see above).
+// The input gradient at stride 1 (one group) as the forward of dy (K channels in, padded by dil
+// (R - 1) - pad) with the filter rotated by 180 degrees and transposed, C channels out: for 1-7
+// dx channels (an input layer's) as one block, the heads' forward (any ISA and layout); for 1-7
+// dy channels (a head's) in blocks of few_inputs_block (see above). The direct engine had run
+// the first with 1-7 of a vector's lanes: 1 -> 64 @128's input gradient 2.16 ms, PyTorch 0.48.
 template <typename T>
 inline bool conv2d_dgrad_few_outputs(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t pad_h = (p.R - 1) * p.dil_h - p.pad_h, pad_w = (p.S - 1) * p.dil_w - p.pad_w;
-  if (p.dtype != dtype_of<T>() || !few_inputs_apply(p, p.K, p.W, a.dx.stride) || pad_h < 0 || pad_w < 0) return false;
+  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.stride_h != 1 || p.stride_w != 1 || pad_h < 0 || pad_w < 0)
+    return false;
+  const bool one_block = p.C <= kFewOutputsMax;
+  if (!one_block && !few_inputs_apply(p, p.K, p.W, a.dx.stride)) return false;
   Conv2dProblem f = p;  // the forward that makes dx
   f.C = p.K, f.H = p.P, f.W = p.Q, f.K = p.C, f.P = p.H, f.Q = p.W, f.pad_h = pad_h, f.pad_w = pad_w;
   // Block weights [r][k][s][j] = w[k][c0 + j][R - 1 - r][S - 1 - s]: negative steps from the last tap.
   const int64_t* ws = a.w.stride;
   const T* w_last = static_cast<const T*>(a.w.data) + (p.R - 1) * ws[2] + (p.S - 1) * ws[3];
-  const FewOutputsBlocks b =
-      few_outputs_blocks(w_last, ws[1], ws[0], -ws[2], -ws[3], p.K, p.R, p.S, p.C, few_inputs_block(p.C, p.W), nullptr);
+  const FewOutputsBlocks b = few_outputs_blocks(w_last, ws[1], ws[0], -ws[2], -ws[3], p.K, p.R, p.S, p.C,
+                                                one_block ? p.C : few_inputs_block(p.C, p.W), nullptr);
   few_outputs_conv(f, static_cast<const T*>(a.dy.data), a.dy.stride, few_outputs_row_floats(f), b.blocks,
                    static_cast<T*>(a.dx.data), a.dx.stride);
   return true;
