@@ -263,34 +263,41 @@ inline FewOutputsBlocks few_outputs_blocks(const T* w, int64_t so, int64_t si, i
   return b;
 }
 
-// The few-outputs tiles run layers of few inputs and more outputs in blocks (few_inputs_block)
-// output channels: the input gradient below (1-7 dy channels) and the forward of 1-7 input
+// The few-outputs tiles run layers of few inputs and more outputs in blocks of output channels
+// (few_inputs_block): the input gradient below (1-7 dy channels) and the forward of 1-7 input
 // channels (an image's first layer: VGG's 3 -> 64 3 x 3 @224), both at stride 1 into NCHW rows
 // of 96+ columns, AVX-512. The direct engine's tiles (output channels as lanes, 6 pixels) had
 // spent as long scattering each tile into the output's planes as computing it: 3 channels in
 // give 27 products per output element (64 -> 3 @224's input gradient: ~40% of the samples in the
 // stores). In-process A/B against the direct engine, 2 threads, N=1: that input gradient 2.06 ->
-// 1.14 ms, 64 -> 1 @112's 0.212 -> 0.142; blocks of 3, 4, 5, 8 ran 1.0-1.4x slower. Not taken:
-// rows of 56 (16 -> 4, 32 -> 2: 0.8x, the 48-80-column tiles half empty); AVX2 (4 x 3 vector
-// tiles, 1.1-1.2x slower than the direct engine at 64 -> 3 @224, whose 6 x 2 tiles ran it faster
-// than AVX-512's 6 x 4); channels_last outputs, whose pixels are the direct tiles' own.
-// The most output channels a block of such a layer takes (blocks as even as that allows), 4 to
-// 7: the one whose tiles compute the fewest columns over the row, blocks of n channels running
+// 1.14 ms, 64 -> 1 @112's 0.212 -> 0.142; the forward 3 -> 64 @224 2.17 -> 1.23, 1 -> 64 @128
+// 0.53 -> 0.17. Not taken: rows of 56 (16 -> 4, 32 -> 2: 0.8x, the 48-80-column tiles half
+// empty); AVX2 (4 x 3 vector tiles, 1.1-1.2x slower than the direct engine at 64 -> 3 @224,
+// whose 6 x 2 tiles ran it faster than AVX-512's 6 x 4); channels_last outputs, whose pixels
+// are the direct tiles' own.
+//
+// The block size: the most output channels a block takes (blocks as even as that allows), 4 to
+// 7, whose blocks compute the fewest columns over the row, blocks of n channels running
 // few_outputs_vectors(n) vectors of columns and each row's last block shifted back to end at Q
 // (columns computed twice); the larger on a tie (fewer passes over x). In-process A/B of 4, 5, 6
 // and 7, 2 threads, N=1, forwards: the columns so counted ranked them as they ran at 3 -> 64 3 x 3
 // @224 (5: 1.27 ms, 7 1.32, 6 1.23-1.59, 4 1.48), @112 (6 0.31, 7 0.31, 5 0.37, 4 0.42), 3 -> 32
 // @112 (7 0.157, 6 0.174, 5 0.198, 4 0.25) and 4 -> 96 5 x 5 @96 (4 0.86, 7 0.91, 6 1.17, 5 1.33;
 // the direct engine 1.10). Blocks of 3 (7 vectors) ran slower than the count says (0.21 ms at 3
-// -> 32 @112).
+// -> 32 @112); so had blocks of 3 and 8 against 6 on the input gradient of 64 -> 3 @224.
+// The columns the tiles of a block of n output channels compute over a row of Q.
+inline int64_t few_outputs_columns(int64_t n, int64_t Q) {
+  const int64_t block = few_outputs_vectors(int(n)) * VecF32::kLanes;
+  return (Q + block - 1) / block * block;
+}
 inline int64_t few_inputs_block(int64_t out, int64_t Q) {
   int64_t best = kFewOutputsMax, best_columns = std::numeric_limits<int64_t>::max();
   for (int64_t most = kFewOutputsMax; most >= 4; --most) {
     const int64_t nblocks = (out + most - 1) / most;
     int64_t columns = 0;  // output channels times the columns their tiles compute
     for (int64_t i = 0; i < nblocks; ++i) {
-      const int64_t n = out * (i + 1) / nblocks - out * i / nblocks, block = few_outputs_vectors(int(n)) * VecF32::kLanes;
-      columns += n * (Q + block - 1) / block * block;
+      const int64_t n = out * (i + 1) / nblocks - out * i / nblocks;
+      columns += n * few_outputs_columns(n, Q);
     }
     if (columns < best_columns) best = most, best_columns = columns;
   }
@@ -316,16 +323,19 @@ inline bool conv2d_fprop_few_inputs(const Conv2dFpropArgs& a) {
 
 // The input gradient at stride 1 (one group) as the forward of dy (K channels in, padded by dil
 // (R - 1) - pad) with the filter rotated by 180 degrees and transposed, C channels out: for 1-7
-// dx channels (an input layer's) as one block, the heads' forward (any ISA and layout); for 1-7
-// dy channels (a head's) in blocks of few_inputs_block (see above). The direct engine had run
-// the first with 1-7 of a vector's lanes: 1 -> 64 @128's input gradient 2.16 ms, PyTorch 0.48.
+// dx channels (an input layer's) as one block, the heads' forward (any ISA and layout), where
+// its tiles compute fewer lanes than the direct engine's (dx channels as lanes, 1-7 of a
+// vector's: 1 -> 64 @128's input gradient 2.16 ms there, 0.22 here, PyTorch 0.48; a row of 7
+// in a 112-column tile would not be); for 1-7 dy channels (a head's) in blocks of
+// few_inputs_block (see above).
 template <typename T>
 inline bool conv2d_dgrad_few_outputs(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t pad_h = (p.R - 1) * p.dil_h - p.pad_h, pad_w = (p.S - 1) * p.dil_w - p.pad_w;
   if (p.dtype != dtype_of<T>() || p.groups != 1 || p.stride_h != 1 || p.stride_w != 1 || pad_h < 0 || pad_w < 0)
     return false;
-  const bool one_block = p.C <= kFewOutputsMax;
+  constexpr int64_t L = VecF32::kLanes;
+  const bool one_block = p.C <= kFewOutputsMax && p.C * few_outputs_columns(p.C, p.W) < (p.C + L - 1) / L * L * p.W;
   if (!one_block && !few_inputs_apply(p, p.K, p.W, a.dx.stride)) return false;
   Conv2dProblem f = p;  // the forward that makes dx
   f.C = p.K, f.H = p.P, f.W = p.Q, f.K = p.C, f.P = p.H, f.Q = p.W, f.pad_h = pad_h, f.pad_w = pad_w;
