@@ -871,37 +871,24 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (20, 4, 6, 130, 3, (1, 1), (0, 2), (1, 2)),   # input gradient (AVX-512) as a forward: 4 blocks of 5 dx channels, dilated
     (6, 2, 5, 100, 3, (1, 1), (3, 3), (1, 1)),    # padding past the filter: that input gradient stays on the direct engine
     (12, 3, 6, 110, 3, (1, 1), (0, 1), (1, 1)),   # unpadded rows: that input gradient's forward pads dy by 2 and 1
+    # 1-7 inputs into 8+ outputs (the forward in blocks, AVX-512 NCHW rows of 96+; the input gradient as one block)
+    (3, 20, 5, 110, 3, (1, 1), (1, 1), (1, 1)),   # blocks of 7 and 6 outputs (few_inputs_block), the last column block shifted
+    (1, 8, 4, 96, 1, (1, 1), (0, 0), (1, 1)),     # 1 x 1, the fewest outputs it takes: two blocks of 4
+    (7, 33, 6, 130, 5, (1, 1), (2, 3), (2, 1)),   # 7 inputs, dilated rows, uneven blocks
+    (4, 96, 3, 96, 5, (1, 1), (2, 2), (1, 1)),    # rows of 96: blocks of 4 outputs (6 vectors: 96 columns)
+    (2, 12, 3, 100, 3, (1, 1), (0, 0), (1, 1)),   # unpadded: 98 output columns
 ])
 def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding, dilation):
     """Forwards of 1-7 output channels at column stride 1, their weight gradients for 1- and
     3-wide filters and (AVX-512, NCHW dx 96+ wide, stride 1) their input gradients
     (conv2d_few_outputs.h: output columns as vector lanes over zero-padded rows of every channel,
     channels_last rows transposed in): blocks of columns with a shifted last one, the last
-    vector's columns past Q, strides, padding, dilation, every layout."""
+    vector's columns past Q, strides, padding, dilation, every layout. Layers of 1-7 input
+    channels on the same tiles: the forward into 8+ NCHW outputs at stride 1, rows of 96+
+    (AVX-512; AVX2 and channels_last outputs run the direct engine), in blocks of 4-7 output
+    channels with every block's weights and bias; the input gradient as one forward block of dy
+    (every ISA and layout)."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=padding,
-               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
-               seed=c * k + w)
-    with forced_isa(isa):
-        check_against_torch(cfg, dtype)
-
-
-@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("c,k,h,w,r,padding,dilation", [
-    (3, 20, 5, 110, 3, (1, 1), (1, 1)),   # blocks of 7 and 6 outputs (few_inputs_block), the last column block shifted
-    (1, 8, 4, 96, 1, (0, 0), (1, 1)),     # 1 x 1, the fewest outputs it takes: two blocks of 4
-    (7, 33, 6, 130, 5, (2, 3), (2, 1)),   # 7 inputs, dilated rows, uneven blocks
-    (4, 96, 3, 96, 5, (2, 2), (1, 1)),    # rows of 96: blocks of 4 outputs (6 vectors: 96 columns)
-    (2, 12, 3, 100, 3, (0, 0), (1, 1)),   # unpadded: 98 output columns
-])
-def test_few_input_channels(isa, dtype, layout, c, k, h, w, r, padding, dilation):
-    """Forwards of 1-7 input channels into 8+ NCHW outputs at stride 1, rows of 96+ columns (AVX-512:
-    the few-outputs tiles over blocks of 4-7 output channels, conv2d_fprop_few_inputs; AVX2 and
-    channels_last outputs: the direct engine), with bias: every block's weights and bias, the
-    block sizes few_inputs_block picks, padding, dilation. Their input gradients (1-7 dx
-    channels) run as one forward block of dy on the same tiles, every ISA and layout."""
-    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(1, 1), padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="contiguous",
                seed=c * k + w)
     with forced_isa(isa):
