@@ -201,7 +201,7 @@ void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], i
       const int64_t n = item / nbands, bi = item % nbands, p0 = p.P * bi / nbands, p1 = p.P * (bi + 1) / nbands;
       const float* xb = window.rows(n, p0 * p.stride_h, (p1 - 1 - p0) * p.stride_h + reach);
       for (const FewOutputsBlock& blk : blocks)
-        with_small_count<kFewOutputsMax>(blk.n, [&]<int K>() {
+        with_few_outputs(blk.n, [&]<int K>() {
           few_outputs_rows<T, K>(p, xb, row, Wp, n, p0, p1, blk.wt, blk.bias, y + blk.c0 * ys[1], ys);
         });
     }
@@ -228,20 +228,6 @@ inline void few_outputs_block_weights(const T* w, int64_t so, int64_t si, int64_
           dst[((r * Cin + i) * S + s) * n + j] = load_acc(w + (o0 + j) * so + i * si + r * sr + s * ss);
 }
 
-template <typename T>
-inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
-  const Conv2dProblem& p = a.p;
-  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax || p.stride_w != 1) return false;
-  const int64_t* ws = a.w.stride;
-  std::vector<float> wt(p.C * p.R * p.S * p.K);
-  few_outputs_block_weights(static_cast<const T*>(a.w.data), ws[0], ws[1], ws[2], ws[3], p.C, p.R, p.S, 0, p.K,
-                            wt.data());
-  const FloatBias<T> bias(a.bias, p.K);
-  few_outputs_conv(p, static_cast<const T*>(a.x.data), a.x.stride, few_outputs_row_floats(p),
-                   {{0, p.K, wt.data(), bias.data()}}, static_cast<T*>(a.y.data), a.y.stride);
-  return true;
-}
-
 // A filter view's `out` output channels in blocks of at most kFewOutputsMax, as even as `most`
 // allows (most <= kFewOutputsMax), each with its weights (few_outputs_block_weights: steps so, si,
 // sr, ss from w) and its bias (bias + c0, or null).
@@ -261,6 +247,19 @@ inline FewOutputsBlocks few_outputs_blocks(const T* w, int64_t so, int64_t si, i
     at += R * Cin * S * n;
   }
   return b;
+}
+
+template <typename T>
+inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  if (p.dtype != dtype_of<T>() || p.groups != 1 || p.K > kFewOutputsMax || p.stride_w != 1) return false;
+  const int64_t* ws = a.w.stride;
+  const FloatBias<T> bias(a.bias, p.K);
+  const FewOutputsBlocks b = few_outputs_blocks(static_cast<const T*>(a.w.data), ws[0], ws[1], ws[2], ws[3], p.C, p.R,
+                                                p.S, p.K, p.K, bias.data());  // one block
+  few_outputs_conv(p, static_cast<const T*>(a.x.data), a.x.stride, few_outputs_row_floats(p), b.blocks,
+                   static_cast<T*>(a.y.data), a.y.stride);
+  return true;
 }
 
 // The few-outputs tiles run layers of few inputs and more outputs in blocks of output channels
