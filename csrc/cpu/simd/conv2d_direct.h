@@ -1814,13 +1814,18 @@ inline void pixel_lanes_tails(const Conv2dProblem& p, const DirectConvPlan& d, c
 //    across lanes at the end;
 //  - columns (wv.sw 1: W^T of a 1x1 input gradient read in place): kDotRows vectors of k by
 //    kDotLanes columns, W's row c times a broadcast column element.
+// A tile takes exactly the columns left (1-4): padded to 4 with copies of the last, the one
+// column of res5 at N=1 had paid 4 columns of FMAs and broadcasts on its pass over W (A/B, arms
+// in random order, N=1, 2048 -> 512 @7 NCHW input gradient: AVX2 1 thread 1.72 -> 1.51 ms, 2
+// threads 0.79 -> 0.74; AVX-512 1.21 -> 1.09, 0.537 -> 0.526; forwards 1.02-1.03x).
 // Returns false where W is neither.
 #if defined(__AVX512F__)
 constexpr int64_t kDotRows = 4;
 #else
 constexpr int64_t kDotRows = 2;  // 8 sums, 4 columns and a W vector of 16 registers
 #endif
-constexpr int64_t kDotLanes = 4, kMaxDotLanes = 8;
+constexpr int kDotLanes = 4;
+constexpr int64_t kMaxDotLanes = 8;
 inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t c_step, const float* x,
                              const int64_t xs[4], int64_t whole, const float* bias, float* y, const int64_t ys[4]) {
   using V = VecF32;
@@ -1846,29 +1851,30 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
         const float* wr[kDotRows];
         for (int64_t r = 0; r < kDotRows; ++r) wr[r] = wv.data + (k0 + std::min(r, rows - 1)) * wv.sw;
         for (int64_t l0 = 0; l0 < lanes; l0 += kDotLanes) {
-          const int64_t ln = std::min(kDotLanes, lanes - l0);
-          const float* cl[kDotLanes];
-          for (int64_t l = 0; l < kDotLanes; ++l) cl[l] = cols.data() + (l0 + std::min(l, ln - 1)) * C;
-          V::type acc[kDotRows][kDotLanes];
-          for (int64_t r = 0; r < kDotRows; ++r)
-            for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = V::zero();
-          for (int64_t c = 0; c < C16; c += L) {
-            V::type col[kDotLanes];
-            for (int64_t l = 0; l < kDotLanes; ++l) col[l] = V::load(cl[l] + c);
-            for (int64_t r = 0; r < kDotRows; ++r) {
-              const V::type w = V::load(wr[r] + c);
-              for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = V::fmadd(w, col[l], acc[r][l]);
+          with_small_count<kDotLanes>(std::min<int64_t>(kDotLanes, lanes - l0), [&]<int LN>() {
+            const float* cl[LN];
+            for (int l = 0; l < LN; ++l) cl[l] = cols.data() + (l0 + l) * C;
+            V::type acc[kDotRows][LN];
+            for (int64_t r = 0; r < kDotRows; ++r)
+              for (int l = 0; l < LN; ++l) acc[r][l] = V::zero();
+            for (int64_t c = 0; c < C16; c += L) {
+              V::type col[LN];
+              for (int l = 0; l < LN; ++l) col[l] = V::load(cl[l] + c);
+              for (int64_t r = 0; r < kDotRows; ++r) {
+                const V::type w = V::load(wr[r] + c);
+                for (int l = 0; l < LN; ++l) acc[r][l] = V::fmadd(w, col[l], acc[r][l]);
+              }
             }
-          }
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t l = 0; l < ln; ++l) {
-              float part[L];
-              V::store(part, acc[r][l]);
-              float sum = bias ? bias[k0 + r] : 0.0f;
-              for (int i = 0; i < L; ++i) sum += part[i];
-              for (int64_t c = C16; c < C; ++c) sum += wr[r][c] * cl[l][c];
-              out(k0 + r, l0 + l) = sum;
-            }
+            for (int64_t r = 0; r < rows; ++r)
+              for (int l = 0; l < LN; ++l) {
+                float part[L];
+                V::store(part, acc[r][l]);
+                float sum = bias ? bias[k0 + r] : 0.0f;
+                for (int i = 0; i < L; ++i) sum += part[i];
+                for (int64_t c = C16; c < C; ++c) sum += wr[r][c] * cl[l][c];
+                out(k0 + r, l0 + l) = sum;
+              }
+          });
         }
       }
     });
@@ -1888,28 +1894,29 @@ inline bool pixel_lanes_dots(const Conv2dProblem& p, const NhwcView& wv, int64_t
         continue;
       }
       for (int64_t l0 = 0; l0 < lanes; l0 += kDotLanes) {
-        const int64_t ln = std::min(kDotLanes, lanes - l0);
-        const float* cl[kDotLanes];
-        for (int64_t l = 0; l < kDotLanes; ++l) cl[l] = cols.data() + (l0 + std::min(l, ln - 1)) * C;
-        V::type acc[kDotRows][kDotLanes];
-        for (int64_t r = 0; r < kDotRows; ++r) {
-          const V::type bv = bias ? V::load(bias + k0 + r * L) : V::zero();
-          for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = bv;
-        }
-        for (int64_t c = 0; c < C; ++c) {
-          V::type col[kDotLanes];
-          for (int64_t l = 0; l < kDotLanes; ++l) col[l] = V::broadcast(cl[l] + c);
+        with_small_count<kDotLanes>(std::min<int64_t>(kDotLanes, lanes - l0), [&]<int LN>() {
+          const float* cl[LN];
+          for (int l = 0; l < LN; ++l) cl[l] = cols.data() + (l0 + l) * C;
+          V::type acc[kDotRows][LN];
           for (int64_t r = 0; r < kDotRows; ++r) {
-            const V::type w = V::load(wv.data + k0 + r * L + c * c_step);
-            for (int64_t l = 0; l < kDotLanes; ++l) acc[r][l] = V::fmadd(w, col[l], acc[r][l]);
+            const V::type bv = bias ? V::load(bias + k0 + r * L) : V::zero();
+            for (int l = 0; l < LN; ++l) acc[r][l] = bv;
           }
-        }
-        for (int64_t r = 0; r < kDotRows; ++r)
-          for (int64_t l = 0; l < ln; ++l) {
-            float part[L];
-            V::store(part, acc[r][l]);
-            for (int i = 0; i < L; ++i) out(k0 + r * L + i, l0 + l) = part[i];
+          for (int64_t c = 0; c < C; ++c) {
+            V::type col[LN];
+            for (int l = 0; l < LN; ++l) col[l] = V::broadcast(cl[l] + c);
+            for (int64_t r = 0; r < kDotRows; ++r) {
+              const V::type w = V::load(wv.data + k0 + r * L + c * c_step);
+              for (int l = 0; l < LN; ++l) acc[r][l] = V::fmadd(w, col[l], acc[r][l]);
+            }
           }
+          for (int64_t r = 0; r < kDotRows; ++r)
+            for (int l = 0; l < LN; ++l) {
+              float part[L];
+              V::store(part, acc[r][l]);
+              for (int i = 0; i < L; ++i) out(k0 + r * L + i, l0 + l) = part[i];
+            }
+        });
       }
     }
   });
