@@ -1061,7 +1061,11 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
 //    the line kTapsAhead taps on;
 //  - several (AVX2: 2 x 24): each chunk of kChunk taps runs every block before the next chunk,
 //    which then finds the chunk's lines in L1 (a pass per block had fetched them again each
-//    time); the sums wait in the tile buffer between chunks.
+//    time); the sums wait in the tile buffer between chunks. An item is the tiles whose rows
+//    share a line (AVX2's 4 rows a tile: 4 tiles), each chunk run by all of them: one tile at a
+//    time had fetched each line from L2 once per tile (A/B, arms in random order, AVX2, N=1,
+//    NCHW: 512 -> 2048 @7 1.02 -> 0.82 ms, 2048 -> 512 0.80 -> 0.75, N=2 1.45 -> 1.32; 960 ->
+//    160 level).
 // In-process A/B against direct_conv (and AVX2's 6 x 2 plane tile before with_plane_tile's 4 x
 // 3), arms in random order, 2 threads, N=1, 1x1 input gradients @7: AVX2 NCHW 2048 -> 512 1.21 ->
 // 0.78 ms, 512 -> 2048 1.34 -> 0.82, channels_last 2048 -> 512 1.43 -> 0.88, 960 -> 160 0.18 ->
@@ -1076,31 +1080,54 @@ void direct_conv_row_taps(const DirectConvPlan& d, const NhwcViewOf<typename M::
   constexpr int64_t KB = NV * VecF32::kLanes, kChunk = 64;
   const int64_t taps = int64_t(d.tap_offset.size()), pixels = d.Q, nblocks = (d.out_per_group + KB - 1) / KB;
   const int64_t step = w_step > 0 ? w_step : KB, block_step = w_step > 0 ? KB : taps * KB;
-  parallel_for(0, (pixels + MR - 1) / MR, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> tile(nblocks * MR * KB);  // block gk's m x KB sums at gk MR KB
-    int64_t x_off[MR], y_off[MR], tile_off[MR];
-    for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t i0 = i * MR;
-      const int m = int(std::min<int64_t>(MR, pixels - i0));
-      pixel_offsets(d, x, ys, i0, m, x_off, y_off);
-      const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
-      if (nblocks == 1) {
+  if (nblocks == 1) {
+    parallel_for(0, (pixels + MR - 1) / MR, 1, [&](int64_t b, int64_t e) {
+      float tile[MR * KB];
+      int64_t x_off[MR], y_off[MR], tile_off[MR];
+      for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t i0 = i * MR;
+        const int m = int(std::min<int64_t>(MR, pixels - i0));
+        pixel_offsets(d, x, ys, i0, m, x_off, y_off);
         conv_tile_upto<M, MR, NV, VecF32::kLanes, 1, 0, kRowTapsAhead>(m, x.data, x_off, d.tap_offset.data(), taps, wp, 1,
-                                                                      step, nullptr, pblk, tile.data(), tile_off);
-      } else {
-        for (int64_t c0 = 0; c0 < taps; c0 += kChunk) {
-          const int64_t len = std::min(kChunk, taps - c0);
+                                                                      step, nullptr, pixel_bias ? pixel_bias + i0 : nullptr,
+                                                                      tile, tile_off);
+        store_tile<MR, KB>(tile, m, std::min(KB, d.out_per_group), y, y_off, ys, is_row_run(y_off, m));
+      }
+    });
+    return;
+  }
+  // Several blocks: an item is the kGroup tiles whose rows share W^T's lines.
+  constexpr int64_t kGroup = std::max<int64_t>(1, 64 / (MR * int64_t(sizeof(float))));
+  const int64_t ntiles = (pixels + MR - 1) / MR;
+  parallel_for(0, (ntiles + kGroup - 1) / kGroup, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> tile(kGroup * nblocks * MR * KB);  // tile j's block gk: m x KB sums at (j nblocks + gk) MR KB
+    int64_t x_off[kGroup][MR], y_off[kGroup][MR], tile_off[MR];
+    int ms[kGroup] = {};
+    for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
+    for (int64_t g = b; g < e; ++g) {
+      const int64_t t0 = g * kGroup, tn = std::min(kGroup, ntiles - t0);
+      for (int64_t j = 0; j < tn; ++j) {
+        ms[j] = int(std::min<int64_t>(MR, pixels - (t0 + j) * MR));
+        pixel_offsets(d, x, ys, (t0 + j) * MR, ms[j], x_off[j], y_off[j]);
+      }
+      for (int64_t c0 = 0; c0 < taps; c0 += kChunk) {
+        const int64_t len = std::min(kChunk, taps - c0);
+        const bool last = c0 + len == taps;
+        for (int64_t j = 0; j < tn; ++j) {
+          const float* pblk = pixel_bias && last ? pixel_bias + (t0 + j) * MR : nullptr;
           for (int64_t gk = 0; gk < nblocks; ++gk)
             conv_tile_upto<M, MR, NV, VecF32::kLanes, 1, 0, kRowTaps>(
-                m, x.data, x_off, d.tap_offset.data() + c0, len, wp + gk * block_step + c0 * step, 1, step, nullptr,
-                c0 + len == taps ? pblk : nullptr, tile.data() + gk * MR * KB, tile_off, c0 > 0);
+                ms[j], x.data, x_off[j], d.tap_offset.data() + c0, len, wp + gk * block_step + c0 * step, 1, step,
+                nullptr, pblk, tile.data() + (j * nblocks + gk) * MR * KB, tile_off, c0 > 0);
         }
       }
-      const bool row_run = is_row_run(y_off, m);
-      for (int64_t gk = 0; gk < nblocks; ++gk)
-        store_tile<MR, KB>(tile.data() + gk * MR * KB, m, std::min(KB, d.out_per_group - gk * KB), y + gk * KB * ys[1],
-                           y_off, ys, row_run);
+      for (int64_t j = 0; j < tn; ++j) {
+        const bool row_run = is_row_run(y_off[j], ms[j]);
+        for (int64_t gk = 0; gk < nblocks; ++gk)
+          store_tile<MR, KB>(tile.data() + (j * nblocks + gk) * MR * KB, ms[j], std::min(KB, d.out_per_group - gk * KB),
+                             y + gk * KB * ys[1], y_off[j], ys, row_run);
+      }
     }
   });
 }
