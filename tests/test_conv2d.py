@@ -877,15 +877,18 @@ def test_pointwise_nchw_engine(isa, dtype, c, k, h, w, bias):
     (7, 33, 6, 130, 5, (1, 1), (2, 3), (2, 1)),   # 7 inputs, dilated rows, uneven blocks
     (4, 96, 3, 96, 5, (1, 1), (2, 2), (1, 1)),    # rows of 96: blocks of 4 outputs (6 vectors: 96 columns)
     (2, 12, 3, 100, 3, (1, 1), (0, 0), (1, 1)),   # unpadded: 98 output columns
+    (1, 10, 4, 100, 3, (1, 1), (1, 1), (1, 1)),   # one input, 3 x 3 (AVX2 too): blocks of 5
 ])
 def test_few_output_channels(isa, dtype, layout, c, k, h, w, r, stride, padding, dilation):
     """Forwards of 1-7 output channels at column stride 1, their weight gradients for 1- and
-    3-wide filters and (AVX-512, NCHW dx 96+ wide, stride 1) their input gradients
+    3-wide filters and (NCHW dx 96+ wide, stride 1; AVX-512, or AVX2 with one dy channel and
+    a 3 x 3 filter) their input gradients
     (conv2d_few_outputs.h: output columns as vector lanes over zero-padded rows of every channel,
     channels_last rows transposed in): blocks of columns with a shifted last one, the last
     vector's columns past Q, strides, padding, dilation, every layout. Layers of 1-7 input
     channels on the same tiles: the forward into 8+ NCHW outputs at stride 1, rows of 96+
-    (AVX-512; AVX2 and channels_last outputs run the direct engine), in blocks of 4-7 output
+    (AVX-512, or AVX2 at up to 9 products an output: one input, 3 x 3; channels_last outputs
+    run the direct engine), in blocks of 4-7 output
     channels with every block's weights and bias; the input gradient as one forward block of dy
     (every ISA and layout)."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=padding,

@@ -265,14 +265,14 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
 // The few-outputs tiles run layers of few inputs and more outputs in blocks of output channels
 // (few_inputs_block): the input gradient below (1-7 dy channels) and the forward of 1-7 input
 // channels (an image's first layer: VGG's 3 -> 64 3 x 3 @224), both at stride 1 into NCHW rows
-// of 96+ columns, AVX-512. The direct engine's tiles (output channels as lanes, 6 pixels) had
+// of 96+ columns, AVX-512 (AVX2: see below). The direct engine's tiles (output channels as lanes, 6 pixels) had
 // spent as long scattering each tile into the output's planes as computing it: 3 channels in
 // give 27 products per output element (64 -> 3 @224's input gradient: ~40% of the samples in the
 // stores). In-process A/B against the direct engine, 2 threads, N=1: that input gradient 2.06 ->
 // 1.14 ms, 64 -> 1 @112's 0.212 -> 0.142; the forward 3 -> 64 @224 2.17 -> 1.23, 1 -> 64 @128
 // 0.53 -> 0.17. Not taken: rows of 56 (16 -> 4, 32 -> 2: 0.8x, the 48-80-column tiles half
-// empty); AVX2 (4 x 3 vector tiles, 1.1-1.2x slower than the direct engine at 64 -> 3 @224,
-// whose 6 x 2 tiles ran it faster than AVX-512's 6 x 4); channels_last outputs, whose pixels
+// empty); AVX2 past 9 products per output (below; its 4 x 3 vector tiles ran 64 -> 3 @224's
+// input gradient 1.1-1.2x slower than the direct engine); channels_last outputs, whose pixels
 // are the direct tiles' own.
 //
 // The block size: the most output channels a block takes (blocks as even as that allows), 4 to
@@ -284,6 +284,12 @@ inline bool conv2d_fprop_few_outputs(const Conv2dFpropArgs& a) {
 // @112 (7 0.157, 6 0.174, 5 0.198, 4 0.25) and 4 -> 96 5 x 5 @96 (4 0.86, 7 0.91, 6 1.17, 5 1.33;
 // the direct engine 1.10). Blocks of 3 (7 vectors) ran slower than the count says (0.21 ms at 3
 // -> 32 @112); so had blocks of 3 and 8 against 6 on the input gradient of 64 -> 3 @224.
+// AVX2 takes these tiles only at 9 or fewer products per output element (one channel in, 3 x 3),
+// where the direct engine's scatter costs most against its multiply-adds (A/B against it, arms in
+// random order, 2 threads, N=1, forward: 1 -> 16 @256 0.41 -> 0.27 ms, 1 -> 64 @224 1.12 -> 0.95,
+// 1 -> 64 @128 0.39 -> 0.34, 1 -> 32 @112 level; input gradient of one dy channel: 64 -> 1 @112
+// 0.31 -> 0.24, 32 -> 1 @224 0.64 -> 0.46). With more its 1-3-vector tiles lose: 2 -> 64 3 x 3
+// @160 0.68 -> 0.74, 1 -> 64 5 x 5 @96 0.28 -> 0.35, 1 -> 96 7 x 7 @128 1.08 -> 1.64.
 // The columns the tiles of a block of n output channels compute over a row of Q.
 inline int64_t few_outputs_columns(int64_t n, int64_t Q) {
   const int64_t block = few_outputs_vectors(int(n)) * VecF32::kLanes;
@@ -303,8 +309,8 @@ inline int64_t few_inputs_block(int64_t out, int64_t Q) {
   return best;
 }
 inline bool few_inputs_apply(const Conv2dProblem& p, int64_t in, int64_t out_columns, const int64_t out_stride[4]) {
-  return VecF32::kLanes == 16 && p.groups == 1 && in <= kFewOutputsMax && p.stride_h == 1 && p.stride_w == 1 &&
-         out_stride[3] == 1 && out_columns >= 96;
+  return (VecF32::kLanes == 16 || in * p.R * p.S <= 9) && p.groups == 1 && in <= kFewOutputsMax && p.stride_h == 1 &&
+         p.stride_w == 1 && out_stride[3] == 1 && out_columns >= 96;
 }
 
 template <typename T>
