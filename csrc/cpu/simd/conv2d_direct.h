@@ -30,6 +30,7 @@
 // element, vdpbf16ps: twice the multiply-adds per instruction), for which the packers lay out
 // bfloat16 channel pairs instead of floats. Same plans, tiles and loops either way.
 #pragma once
+#include <cstdlib>
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -623,7 +624,7 @@ ScratchOf<float> pack_group_blocks(const T* src, const int64_t st[4], int64_t N,
 // instantiations), the AVX2 build kept half of the accumulators on the stack: 2x slower.
 enum TapWalk { kTapTable, kRowTaps, kRowTapsAhead };
 template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, int Walk = kTapTable,
-          typename TOut>
+          bool Stream = false, typename TOut>
 [[gnu::always_inline]] inline void conv_tile(const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
                       const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias,
                       TOut* out, const int64_t* out_off, bool accumulate = false,
@@ -715,7 +716,10 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int G
           continue;
         }
       }
-      V::store(out + out_off[m] + v * L, r);
+      if constexpr (Stream && std::is_same_v<TOut, float>)
+        V::stream(out + out_off[m] + v * L, r);
+      else
+        V::store(out + out_off[m] + v * L, r);
     }
 }
 
@@ -724,18 +728,18 @@ template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int G
 // store after every FMA (AVX2; the stem's dgrad at N=1: 13.9 -> 8.6 ms once inlined; 1x1 64->256
 // channels_last forward 1.6 -> 0.9 ms).
 template <class M, int MR, int NV, int LastL = VecF32::kLanes, int NG = 1, int GI = 0, int Walk = kTapTable,
-          typename TOut>
+          bool Stream = false, typename TOut>
 [[gnu::always_inline]] inline void conv_tile_upto(
     int m, const typename M::Elem* x, const int64_t* x_off, const int64_t* tap_offset, int64_t taps,
     const typename M::Elem* w, int64_t cin, int64_t w_step, const float* bias, const float* pixel_bias, TOut* out,
     const int64_t* out_off, bool accumulate = false, const typename M::Elem* const* tap_ptrs = nullptr) {
   if constexpr (MR > 1) {
     if (m < MR)
-      return conv_tile_upto<M, MR - 1, NV, LastL, NG, GI, Walk>(m, x, x_off, tap_offset, taps, w, cin, w_step, bias,
-                                                          pixel_bias, out, out_off, accumulate, tap_ptrs);
+      return conv_tile_upto<M, MR - 1, NV, LastL, NG, GI, Walk, Stream>(m, x, x_off, tap_offset, taps, w, cin, w_step,
+                                                                  bias, pixel_bias, out, out_off, accumulate, tap_ptrs);
   }
-  conv_tile<M, MR, NV, LastL, NG, GI, Walk>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out, out_off,
-                                      accumulate, tap_ptrs);
+  conv_tile<M, MR, NV, LastL, NG, GI, Walk, Stream>(x, x_off, tap_offset, taps, w, cin, w_step, bias, pixel_bias, out,
+                                              out_off, accumulate, tap_ptrs);
 }
 
 // The plan of d's groups taken NG at a time (direct_conv's group bundles).
@@ -949,6 +953,18 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
                             pixels * d.groups * d.out_per_group * int64_t(sizeof(TOut));
   const bool streamed = footprint >= host_last_level_cache_bytes() * 3 / 8;
   const bool prefetch_input = streamed && taps == 1 && d.pixel_step == x.sw;
+  // Past the whole last-level cache, float tiles stored in place go out as non-temporal stores
+  // (no read-for-ownership; such an output could not stay cached for the next layer anyway).
+  // A/B, arms in random order, Zen 4, 2 threads, channels_last N=8, against the prefetched
+  // stores: 1x1 64 -> 256 @56 forward (32 MB) 4.15 -> 3.83 ms, 256 -> 64's input gradient 4.23
+  // -> 3.89. Below the whole cache they lost or won little: 3x3 64 @56 N=8 input gradient (12.8
+  // MB) 4.70 -> 5.03, 128 -> 512 @28 (16 MB) 3.90 -> 3.76, conv1_1 3 -> 64 @224 N=1 (13 MB)
+  // 0.94 -> 0.90.
+  const bool stream_out = footprint >= host_last_level_cache_bytes() && std::is_same_v<TOut, float> &&
+                          LastL == VecF32::kLanes &&
+                          direct_store && ys[3] % VecF32::kLanes == 0 && ys[2] % VecF32::kLanes == 0 &&
+                          ys[0] % VecF32::kLanes == 0 && d.out_per_group % VecF32::kLanes == 0 &&
+                          reinterpret_cast<uintptr_t>(y) % 64 == 0;
   // Which operand to keep in cache across consecutive items: when all the packed weights fit in
   // L2, walk every block of a pixel tile before the next tile (the activations, often much larger,
   // are then read once); otherwise a block's weights serve all the tiles in turn.
@@ -1032,6 +1048,15 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         // caches (A/B, arms in random order, channels_last, N=8, Zen: 1x1 64 -> 256 @56 6.26 ->
         // 5.58 ms, 24 -> 144 @56 1.65 -> 1.36; 2, 4 or 8 tiles ahead alike). The lines are those
         // of the pixels kStoreAhead on along a dense row; elsewhere they are wasted.
+        if (stream_out) {
+          if (prefetch_input && gk == 0)
+            for (int mi = 0; mi < m; ++mi)
+              for (int64_t l = 0; l < cin; l += kInLineElems)
+                __builtin_prefetch(xg + x_off[mi] + kLoadAhead * d.pixel_step + l);
+          conv_tile_upto<M, MR, NV, LastL, NG, GI, kTapTable, true>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin,
+                                                                     step, bblk, pblk, yblk, y_off, false, tap_ptrs);
+          continue;
+        }
         if (streamed && i0 + kStoreAhead + MR <= pixels) {
           for (int mi = 0; mi < m; ++mi)
             for (int64_t l = 0; l < KB; l += kLineElems)
@@ -1049,6 +1074,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
                                                tile, tile_off, false, tap_ptrs);
       store_tile<MR, KB>(tile, m, olen, yblk, y_off, ys, row_run);
     }
+    if (stream_out) stream_fence();
   });
 }
 
