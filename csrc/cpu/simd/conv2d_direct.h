@@ -30,7 +30,6 @@
 // element, vdpbf16ps: twice the multiply-adds per instruction), for which the packers lay out
 // bfloat16 channel pairs instead of floats. Same plans, tiles and loops either way.
 #pragma once
-#include <cstdlib>
 #include <algorithm>
 #include <cstdint>
 #include <memory>
