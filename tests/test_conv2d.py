@@ -735,11 +735,11 @@ def test_pixel_lanes_narrow_blocks_and_dots(isa, w_layout, n, c, k, h, w, layout
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k", [(16, 256), (256, 16)])
 def test_outputs_past_the_last_level_cache(isa, c, k):
-    """A channels_last 1x1 whose input and output outgrow the last-level cache (33.5 MB of float
-    output or input gradient at N=2, 256 channels @128 x 128; this VM's L3 is 32 MB): direct_conv
-    then stores its tiles with non-temporal stores (and prefetches from 3/8 of the cache up),
-    forward and input gradient alike. On a host with a larger cache the same case runs the
-    cached stores."""
+    """A channels_last 1x1 whose input and output outgrow 3/4 of the last-level cache (33.5 MB
+    of float output or input gradient at N=2, 256 channels @128 x 128; this VM's L3 is 32 MB):
+    direct_conv then stores its tiles with non-temporal stores (and prefetches from 3/8 of the
+    cache up), forward and input gradient alike. On a host with a larger cache the same case
+    runs the cached stores."""
     cfg = dict(n=2, c=c, k=k, h=128, w=128, r=1, s=1, groups=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                bias=True, x_layout="channels_last", w_layout="contiguous", g_layout="channels_last", seed=c + k)
     with forced_isa(isa):

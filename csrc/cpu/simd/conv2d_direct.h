@@ -952,18 +952,17 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
                             pixels * d.groups * d.out_per_group * int64_t(sizeof(TOut));
   const bool streamed = footprint >= host_last_level_cache_bytes() * 3 / 8;
   const bool prefetch_input = streamed && taps == 1 && d.pixel_step == x.sw;
-  // Past the whole last-level cache, float tiles stored in place go out as non-temporal stores
-  // (no read-for-ownership; such an output could not stay cached for the next layer anyway).
-  // A/B, arms in random order, Zen 4, 2 threads, channels_last N=8, against the prefetched
-  // stores: 1x1 64 -> 256 @56 forward (32 MB) 4.15 -> 3.83 ms, 256 -> 64's input gradient 4.23
-  // -> 3.89. Below the whole cache they lost or won little: 3x3 64 @56 N=8 input gradient (12.8
-  // MB) 4.70 -> 5.03, 128 -> 512 @28 (16 MB) 3.90 -> 3.76, conv1_1 3 -> 64 @224 N=1 (13 MB)
-  // 0.94 -> 0.90.
-  const bool stream_out = footprint >= host_last_level_cache_bytes() && std::is_same_v<TOut, float> &&
-                          LastL == VecF32::kLanes &&
-                          direct_store && ys[3] % VecF32::kLanes == 0 && ys[2] % VecF32::kLanes == 0 &&
-                          ys[0] % VecF32::kLanes == 0 && d.out_per_group % VecF32::kLanes == 0 &&
-                          reinterpret_cast<uintptr_t>(y) % 64 == 0;
+  // From 3/4 of the last-level cache up, float tiles stored in place go out as non-temporal
+  // stores (no read-for-ownership; such an output would not stay cached for the next layer
+  // anyway). A/B, arms in random order, Zen 4 (32 MB L3), 2 threads, channels_last N=8, against
+  // the prefetched stores: 1x1 64 -> 256 @56 forward (32.1 MB) 4.15 -> 3.83 ms, 256 -> 64's input
+  // gradient (32.1 MB) 4.23 -> 3.89, the stem (30.8 MB) 8.97 -> 8.77. Nearer 3/8 they lost or won
+  // little: 3x3 64 @56 N=8 input gradient (12.8 MB) 4.70 -> 5.03, its forward level, 128 -> 512
+  // @28 (16 MB) 3.90 -> 3.76, conv1_1 3 -> 64 @224 N=1 (13 MB) 0.94 -> 0.90.
+  constexpr int64_t L = VecF32::kLanes;  // the stores' alignment: whole vectors from a 64-byte y
+  const bool stream_out = footprint >= host_last_level_cache_bytes() * 3 / 4 && std::is_same_v<TOut, float> &&
+                          LastL == L && direct_store && ys[3] % L == 0 && ys[2] % L == 0 && ys[0] % L == 0 &&
+                          d.out_per_group % L == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
   // Which operand to keep in cache across consecutive items: when all the packed weights fit in
   // L2, walk every block of a pixel tile before the next tile (the activations, often much larger,
   // are then read once); otherwise a block's weights serve all the tiles in turn.
@@ -1047,26 +1046,22 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
         // caches (A/B, arms in random order, channels_last, N=8, Zen: 1x1 64 -> 256 @56 6.26 ->
         // 5.58 ms, 24 -> 144 @56 1.65 -> 1.36; 2, 4 or 8 tiles ahead alike). The lines are those
         // of the pixels kStoreAhead on along a dense row; elsewhere they are wasted.
-        if (stream_out) {
-          if (prefetch_input && gk == 0)
-            for (int mi = 0; mi < m; ++mi)
-              for (int64_t l = 0; l < cin; l += kInLineElems)
-                __builtin_prefetch(xg + x_off[mi] + kLoadAhead * d.pixel_step + l);
-          conv_tile_upto<M, MR, NV, LastL, NG, GI, kTapTable, true>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin,
-                                                                     step, bblk, pblk, yblk, y_off, false, tap_ptrs);
-          continue;
-        }
         if (streamed && i0 + kStoreAhead + MR <= pixels) {
-          for (int mi = 0; mi < m; ++mi)
-            for (int64_t l = 0; l < KB; l += kLineElems)
-              __builtin_prefetch(yblk + y_off[mi] + kStoreAhead * ys[3] + l, 1);
+          if (!stream_out)  // (non-temporal stores take no line)
+            for (int mi = 0; mi < m; ++mi)
+              for (int64_t l = 0; l < KB; l += kLineElems)
+                __builtin_prefetch(yblk + y_off[mi] + kStoreAhead * ys[3] + l, 1);
           if (prefetch_input && gk == 0)  // once per pixel tile: its first block
             for (int mi = 0; mi < m; ++mi)
               for (int64_t l = 0; l < cin; l += kInLineElems)
                 __builtin_prefetch(xg + x_off[mi] + kLoadAhead * d.pixel_step + l);
         }
-        conv_tile_upto<M, MR, NV, LastL, NG, GI>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk,
-                                                 yblk, y_off, false, tap_ptrs);
+        if (stream_out)
+          conv_tile_upto<M, MR, NV, LastL, NG, GI, kTapTable, true>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin,
+                                                                     step, bblk, pblk, yblk, y_off, false, tap_ptrs);
+        else
+          conv_tile_upto<M, MR, NV, LastL, NG, GI>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk,
+                                                   yblk, y_off, false, tap_ptrs);
         continue;
       }
       conv_tile_upto<M, MR, NV, LastL, NG, GI>(m, xg, x_off, d.tap_offset.data(), taps, wblk, cin, step, bblk, pblk,
