@@ -1109,9 +1109,9 @@ void direct_conv_row_taps(const DirectConvPlan& d, const NhwcViewOf<typename M::
         const int64_t i0 = i * MR;
         const int m = int(std::min<int64_t>(MR, pixels - i0));
         pixel_offsets(d, x, ys, i0, m, x_off, y_off);
+        const float* pblk = pixel_bias ? pixel_bias + i0 : nullptr;
         conv_tile_upto<M, MR, NV, VecF32::kLanes, 1, 0, kRowTapsAhead>(m, x.data, x_off, d.tap_offset.data(), taps, wp, 1,
-                                                                      step, nullptr, pixel_bias ? pixel_bias + i0 : nullptr,
-                                                                      tile, tile_off);
+                                                                      step, nullptr, pblk, tile, tile_off);
         store_tile<MR, KB>(tile, m, std::min(KB, d.out_per_group), y, y_off, ys, is_row_run(y_off, m));
       }
     });
