@@ -249,7 +249,9 @@ constexpr int64_t kWgradSlabMinBytes = int64_t(1) << 20;
 
 // Elements per pixel for n channels in the wgrad scratch layouts: a tile reads one line per pixel
 // for 49-196 pixels in a row, and with a pixel stride of a multiple of 1 KB those lines share 4
-// or fewer L1 sets (8 ways): each pixel missed L1. One extra line per pixel spreads them.
+// or fewer L1 sets (8 ways): each pixel missed L1. One extra line per pixel spreads them
+// (measured on 1x1 layers @7, which now take conv2d_wgrad_1x1; x keeps it, dy of one group no
+// longer does: see conv2d_wgrad_direct_tiles).
 inline int64_t wgrad_pixel_slots(int64_t n) { return n % 256 == 0 ? n + 16 : n; }
 
 // conv2d_wgrad_direct (below) on MC x NV tiles.
@@ -278,7 +280,13 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // Elements per pixel of x and of dy in the scratch layouts.
   int64_t xpx = p.C, dpx = G * Kpad;
   if constexpr (M::kChannels == 1) {
-    xpx = wgrad_pixel_slots(p.C), dpx = wgrad_pixel_slots(G * Kpad);
+    // dy's pixels unpadded with one group, and in place where dense channels-last float (below),
+    // grouped ones too: in-process A/B, arms in random order, Zen 4, 2 threads, against pixels of
+    // 256 + 16 and 512 + 16 floats: 3x3 /2 256 @28 N=8 channels_last 1.10-1.12x, NCHW 1.10x, N=1
+    // 1.14x / 1.13x; 512 @14 /2 N=8 1.09x / 1.08x, N=1 1.15x / 1.13x; channels_last ResNeXt 32
+    // groups 512 @14 N=8 1.08x, 1024 @7 1.05x, 512 @28 /2 1.06x. Grouped NCHW dy (packed) keeps
+    // the extra line: there it lost 1-5%. x's pixels unpadded won and lost (0.83-1.25x).
+    xpx = wgrad_pixel_slots(p.C), dpx = G == 1 ? Kpad : wgrad_pixel_slots(G * Kpad);
     xpad = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp,
                             Wp, 1, 0, xpx);
     // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
@@ -289,7 +297,8 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     if constexpr (std::is_same_v<T, float>) {
       // Dense channels-last float dy with nothing to pad is its own packed layout: read in place
       // (MobileNetV2's stem at N=8 had spent ~20% of its weight gradient copying 12.8 MB of dy).
-      dy_in_place = dpx == p.K && dense_nhwc(a.dy, p.K, p.P, p.Q);
+      dy_in_place = G * Kpad == p.K && dense_nhwc(a.dy, p.K, p.P, p.Q);
+      if (dy_in_place) dpx = p.K;
     }
     if (dy_in_place) {
       // nothing to pack: dy_rows (below) is a.dy
