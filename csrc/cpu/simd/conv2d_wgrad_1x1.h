@@ -355,9 +355,23 @@ inline bool conv2d_wgrad_1x1_tile(const Conv2dWgradArgs& a, const GemmOperand<T>
   // are added up in group order at the end. A/B (arms in random order), 2 threads, channels_last
   // N=8: 144 -> 24 @56 2.83 -> 1.78 ms, 24 -> 144 2.11 -> 1.67, 64 -> 64 2.54 -> 1.88, 96 -> 24
   // 1.65 -> 1.17.
+  // Two groups at least where the operands are 32+ times the partial totals: each thread then
+  // reads whole pixels of the vec operand and packs the bcast rows of its own pixels only, where
+  // split by vec blocks both threads packed every chunk's rows and each read its part of every
+  // pixel (A/B, arms in random order, Zen 4, 2 threads, channels_last: N=8 64 -> 256 @56 3.93 ->
+  // 3.14 ms, 256 -> 64 3.94 -> 3.14, 128 -> 512 @28 1.03x, AVX2 1.07-1.13x, NCHW 1.03-1.11x; N=1
+  // 64 -> 256 @56 1.17x; bfloat16 level. Nearer the partials' size it lost: 1024 -> 256 @14 N=8
+  // (8x) 0.96x, N=1 0.70x; 128 -> 512 @28 N=1 0.97x; 2048 -> 512 @7 N=8 0.88x.)
   const int64_t tiles = nvb * nbb, part = bc.channels * Vpad;
-  const int64_t groups = std::max<int64_t>(
-      1, std::min({(kMinWgradItems + tiles - 1) / tiles, p.N * ceil_div(PQ, chunk), kMaxPartialFloats / part}));
+  const int64_t operand_elems = p.N * PQ * (p.C + p.K);
+  const int64_t min_groups = operand_elems >= 32 * part ? 2 : 1;
+  // An even number of groups where there are several: 3 put one group's chunks on both threads,
+  // each packing their bcast rows (64 -> 64 @56, 11 tiles: N=8 1.19 -> 1.05 ms, N=1 1.09x; 32 ->
+  // 16 @112 N=8 1.09x; others level).
+  const int64_t most_groups = std::min(p.N * ceil_div(PQ, chunk), kMaxPartialFloats / part);
+  const int64_t wanted_groups = std::max(min_groups, (kMinWgradItems + tiles - 1) / tiles);
+  int64_t groups = std::max<int64_t>(1, std::min(wanted_groups, most_groups));
+  if (groups > 1 && groups % 2 != 0 && groups < most_groups) ++groups;
   // Then chunks a whole number per group where smaller chunks allow: 56 x 56 pixels as 13 chunks
   // in 2 groups (6 | 7) left the second thread 1.2-1.3x the first's time (MobileNetV2's 1x1
   // weight gradients at N=1).
