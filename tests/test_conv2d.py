@@ -1370,6 +1370,8 @@ def test_weight_grad_few_tiles_split_rows(dtype, isa, layout, n, c, k, h, w, r, 
     (1, 32, 80, 40, 2),    # stride 2, x broadcast from 20-pixel rows (AVX-512 BF16: 16 + 4 gathered)
     (2, 64, 160, 10, 1),   # AVX-512 float channels_last: x's panels in place, threads split dy's 27 rows
     (1, 24, 144, 56, 1),   # MobileNetV2: 2 pixel groups, chunks made a whole number per group (13 -> 14)
+    (4, 64, 256, 24, 1),   # operands 45x the partial totals: 2 pixel groups though 44 tiles
+    (2, 64, 64, 28, 1),    # 11 tiles: 3 pixel groups made 4
 ])
 def test_pointwise_weight_grad(isa, dtype, layout, n, c, k, h, stride):
     """1x1 unpadded weight gradients run conv2d_wgrad_1x1 (per-chunk panels, broadcast rows in
