@@ -1005,6 +1005,32 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,groups,h,w,stride,padding,dilation", [
+    (64, 4, 9, 11, (1, 1), (1, 1), (1, 1)),   # 16 a group, stride 1: both edge columns skipped
+    (64, 4, 9, 28, (2, 2), (1, 1), (1, 1)),   # stride 2, W even: the left edge only
+    (64, 4, 6, 29, (2, 2), (1, 1), (1, 1)),   # stride 2, W odd: both edges
+    (64, 4, 8, 15, (1, 1), (0, 0), (1, 1)),   # no padding: no edge skipped
+    (64, 4, 12, 14, (2, 1), (1, 1), (1, 1)),  # rows stride 2 under columns stride 1
+    (64, 4, 12, 15, (1, 1), (2, 1), (2, 1)),  # dilated rows, two rows of padding top and bottom
+    (64, 4, 8, 15, (1, 1), (1, 0), (1, 1)),   # rows of padding only
+    (64, 4, 8, 15, (1, 1), (1, 2), (1, 1)),   # two columns of padding: the padded copy
+    (32, 2, 7, 9, (1, 1), (1, 1), (1, 1)),    # 16 a group, 2 groups
+])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_grouped_weight_grad_rows_read_in_place(isa, layout, c, groups, h, w, stride, padding, dilation):
+    """The weight gradient's row tiles of 3-wide filters (conv2d_wgrad.h, wgrad_row_tile: 9-16
+    output channels a group on AVX-512, 8-16 on AVX2) read a float32 x with contiguous channels in
+    place: output rows whose input row lies in the padding skipped, a row's first / last column
+    skipped where it is padding; two columns of padding keep the padded copy. Against PyTorch and
+    the float64 reference, forward and input gradient too."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=3, s=3, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=False, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
+               seed=c * h + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "row_slice"])
 @pytest.mark.parametrize("c,groups,h,w,r,stride,padding,dilation,bias", [
     (256, 32, 7, 56, 3, (2, 2), (1, 1), (1, 1), True),   # ResNeXt's 256 @56 /2: 28 outputs a row, 4 lanes past the end

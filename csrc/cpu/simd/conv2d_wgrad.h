@@ -119,16 +119,22 @@ template <class M, int MC, int NV>
 // dy column q through tap 1, so two broadcasts serve three FMAs (the 24 x 1 tiles: one each;
 // in-process A/B, arms in random order, Xeon, 2 threads, ResNeXt 512 @28 /2 x 32 groups: N=8
 // channels_last 2.48 -> 2.00 ms, NCHW 3.05 -> 2.60; N=1 0.381 -> 0.302, 0.462 -> 0.365).
+// Over an unpadded x read in place: rows whose offset is kNoRow lie in the padding (skipped), and
+// with skip_first / skip_last so do the row's first / last columns (x + row_offset[j] + i xps,
+// never formed for them, would lie outside).
+constexpr int64_t kNoRow = INT64_MIN;
 template <int MC, int SW = 1>
 [[gnu::always_inline]] inline void wgrad_row_tile(const float* x, const int64_t* row_offset, int64_t rows, int64_t Q,
                                                   int64_t xps, const float* dy, int64_t dps, float* total,
-                                                  int64_t total_row_step, int64_t tap_step, bool first) {
+                                                  int64_t total_row_step, int64_t tap_step, bool first,
+                                                  bool skip_first = false, bool skip_last = false) {
   using V = VecF32;
   typename V::type acc[3][MC];
 #pragma GCC unroll 32
   for (int m = 0; m < MC; ++m) acc[0][m] = acc[1][m] = acc[2][m] = V::zero();
   for (int64_t j = 0; j < rows; ++j) {
-    const float* xr = x + row_offset[j];
+    const int64_t xr = row_offset[j];  // x + xr + i xps: column i's first channel
+    if (xr == kNoRow) continue;
     const float* dr = dy + j * Q * dps;
     // Column i with dy columns i (d0), i - 1 (d1), i - 2 (d2); the taps T0..T2 whose dy column
     // lies in the row.
@@ -136,7 +142,7 @@ template <int MC, int SW = 1>
                                                        typename V::type d2) {
 #pragma GCC unroll 32
       for (int m = 0; m < MC; ++m) {
-        const typename V::type b = V::broadcast(xr + i * xps + m);
+        const typename V::type b = V::broadcast(x + (xr + i * xps + m));
         if constexpr (T0) acc[0][m] = V::fmadd(b, d0, acc[0][m]);
         if constexpr (T1) acc[1][m] = V::fmadd(b, d1, acc[1][m]);
         if constexpr (T2) acc[2][m] = V::fmadd(b, d2, acc[2][m]);
@@ -144,7 +150,7 @@ template <int MC, int SW = 1>
     };
     if constexpr (SW == 2) {
       typename V::type prev = V::load(dr);
-      column.template operator()<true, false, false>(0, prev, prev, prev);
+      if (!skip_first) column.template operator()<true, false, false>(0, prev, prev, prev);
       column.template operator()<false, true, false>(1, prev, prev, prev);
       for (int64_t q = 1; q < Q; ++q) {
         const typename V::type d = V::load(dr + q * dps);
@@ -152,11 +158,11 @@ template <int MC, int SW = 1>
         column.template operator()<false, true, false>(2 * q + 1, d, d, d);
         prev = d;
       }
-      column.template operator()<false, false, true>(2 * Q, prev, prev, prev);
+      if (!skip_last) column.template operator()<false, false, true>(2 * Q, prev, prev, prev);
       continue;
     }
     typename V::type d2 = V::load(dr), d1 = V::load(dr + dps);
-    column.template operator()<true, false, false>(0, d2, d2, d2);
+    if (!skip_first) column.template operator()<true, false, false>(0, d2, d2, d2);
     column.template operator()<true, true, false>(1, d1, d2, d2);
     for (int64_t i = 2; i < Q; ++i) {
       const typename V::type d0 = V::load(dr + i * dps);
@@ -165,7 +171,7 @@ template <int MC, int SW = 1>
       d1 = d0;
     }
     column.template operator()<false, true, true>(Q, d1, d1, d2);
-    column.template operator()<false, false, true>(Q + 1, d1, d1, d1);
+    if (!skip_last) column.template operator()<false, false, true>(Q + 1, d1, d1, d1);
   }
 #pragma GCC unroll 3
   for (int s = 0; s < 3; ++s)
@@ -277,6 +283,26 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   const bool odd = M::kChannels == 2 && p.Q % 2 != 0;
   const int64_t last_w0 = (p.Q - 1) * p.stride_w, last_W = (p.S - 1) * p.dil_w + 1;
   ScratchOf<E> xlast(0), dylast(0);
+  // As in fprop: with pixels C elements apart (one group, x unpadded per pixel) and no column
+  // dilation, a row's S taps are S C consecutive "channels" of one tap, in the totals' own order
+  // ((r S + s) Cg + c). The stem (C = 3, 7 x 7) then fills 21 of 24 tile rows, not 3 of 6.
+  const int64_t x_slots = M::kChannels == 1 ? wgrad_pixel_slots(p.C) : p.C;
+  const bool fold = M::kChannels == 1 && G == 1 && p.dil_w == 1 && x_slots == p.C && p.S > 1;
+  // wgrad_row_tile's rows of 3 taps (one vector of outputs): tiles of one filter row and
+  // kWgradRowChannels channels, laid out as the folded ones ((r S + s) Cg + c).
+  constexpr int64_t kRowChannels = kWgradRowChannels;
+  constexpr bool kRowTileShape = M::kChannels == 1 && NV == 1;
+  const bool row_tiles = kRowTileShape && !fold && wgrad_row_tiles_apply(p);
+  // The row tiles read a float x with contiguous channels in place, no padded copy, where at most
+  // a row's first and last columns (of Q + 2, or 2 Q + 1 at column stride 2) lie in the padding:
+  // they skip those, and the rows in the padding (in-process A/B, arms in random order, Zen 4, 2
+  // threads, channels_last ResNeXt 32 groups, against the copy: 512 @14 N=8 1.33 -> 1.01 ms, N=1
+  // 1.49x, AVX2 1.24x; 512 @28 /2 N=8 1.35x, N=1 1.69x, AVX2 1.20x; AVX2 256 @28 1.27x, 256 @56 /2
+  // 1.60x).
+  const int64_t tile_columns = p.stride_w == 2 ? 2 * p.Q + 1 : p.Q + 2;
+  const bool skip_first = p.pad_w == 1, skip_last = tile_columns - p.pad_w - p.W == 1;
+  const bool x_rows_in_place = row_tiles && std::is_same_v<T, float> && a.x.stride[1] == 1 && p.pad_w <= 1 &&
+                               tile_columns - p.pad_w - p.W <= 1;
   // Elements per pixel of x and of dy in the scratch layouts.
   int64_t xpx = p.C, dpx = G * Kpad;
   if constexpr (M::kChannels == 1) {
@@ -286,9 +312,10 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     // 1.14x / 1.13x; 512 @14 /2 N=8 1.09x / 1.08x, N=1 1.15x / 1.13x; channels_last ResNeXt 32
     // groups 512 @14 N=8 1.08x, 1024 @7 1.05x, 512 @28 /2 1.06x. Grouped NCHW dy (packed) keeps
     // the extra line: there it lost 1-5%. x's pixels unpadded won and lost (0.83-1.25x).
-    xpx = wgrad_pixel_slots(p.C), dpx = G == 1 ? Kpad : wgrad_pixel_slots(G * Kpad);
-    xpad = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp,
-                            Wp, 1, 0, xpx);
+    xpx = x_slots, dpx = G == 1 ? Kpad : wgrad_pixel_slots(G * Kpad);
+    if (!x_rows_in_place)
+      xpad = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp,
+                              Wp, 1, 0, xpx);
     // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
     // With one group or no padding that is channels-last with zero pixel slots past K, which
     // pack_activations writes fastest (8x8 transposes from NCHW).
@@ -371,15 +398,6 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // >= ~128 packed elements per tile visit (pixels; pixel pairs for the dot policy: measured on
   // Zen 4 N=8 ResNet-50 3x3 layers, 128 pairs ran 1.5-2x faster than 64)
   const int64_t rows_per_chunk = std::max<int64_t>(1, 128 * M::kChannels / p.Q);
-  // As in fprop: with pixels C elements apart (one group, x unpadded per pixel) and no column
-  // dilation, a row's S taps are S C consecutive "channels" of one tap, in the totals' own order
-  // ((r S + s) Cg + c). The stem (C = 3, 7 x 7) then fills 21 of 24 tile rows, not 3 of 6.
-  const bool fold = M::kChannels == 1 && G == 1 && p.dil_w == 1 && xpx == p.C && p.S > 1;
-  // wgrad_row_tile's rows of 3 taps (one vector of outputs): tiles of one filter row and
-  // kWgradRowChannels channels, laid out as the folded ones ((r S + s) Cg + c).
-  constexpr int64_t kRowChannels = kWgradRowChannels;
-  constexpr bool kRowTileShape = M::kChannels == 1 && NV == 1;
-  const bool row_tiles = kRowTileShape && !fold && wgrad_row_tiles_apply(p);
   const bool by_rows = fold || row_tiles;
   const int64_t tile_taps = by_rows ? p.R : taps, tile_S = by_rows ? 1 : p.S, tile_C = by_rows ? p.S * Cg : Cg;
   const int64_t tile_cb = row_tiles ? Cg / kRowChannels : fold ? (tile_C + MC - 1) / MC : ncb;
@@ -389,6 +407,17 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     const int64_t n = j / p.P, pp = j % p.P;
     row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * xpx;
     if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
+  }
+  // x read in place: the offset of each output row's input row through filter row r (rows of p.R
+  // such lists), from its padded column 0, or kNoRow.
+  std::vector<int64_t> rows_in_place(x_rows_in_place ? p.R * rows : 0);
+  if (x_rows_in_place) {
+    const int64_t* xs = a.x.stride;
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t j = 0; j < rows; ++j) {
+        const int64_t n = j / p.P, h = j % p.P * p.stride_h + r * p.dil_h - p.pad_h;
+        rows_in_place[r * rows + j] = h < 0 || h >= p.H ? kNoRow : n * xs[0] + h * xs[2] - p.pad_w * xs[3];
+      }
   }
   // One wgrad_tile: group g, output block kb, tap (r, s), channels c0 .. c0 + m (folded: s = 0 and
   // c0 counts S Cg channels) over output rows r0 .. r0 + nrows, into tot (channel rows
@@ -476,14 +505,18 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
           float* tot = total.data() + split * total_size + ((g * tile_taps + t) * tile_C + c0) * Kpad + kb * KB;
           if constexpr (kRowTileShape) {
             if (row_tiles) {
-              const E* x0 = xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
               const float* dy0 = dy_rows + r0 * Qe * dpx + g * Kpad + kb * KB;
+              const float* x0 = x_rows_in_place ? static_cast<const float*>(a.x.data) + g * Cg + c0
+                                                : xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
+              const int64_t* offsets = x_rows_in_place ? rows_in_place.data() + t * rows + r0 : row_offset.data() + r0;
+              const int64_t xps = x_rows_in_place ? a.x.stride[3] : xpx;
+              const bool skip_l = x_rows_in_place && skip_first, skip_r = x_rows_in_place && skip_last;
               if (p.stride_w == 2)
-                wgrad_row_tile<kRowChannels, 2>(x0, row_offset.data() + r0, nrows, p.Q, xpx, dy0, dpx, tot, Kpad,
-                                                Cg * Kpad, first);
+                wgrad_row_tile<kRowChannels, 2>(x0, offsets, nrows, p.Q, xps, dy0, dpx, tot, Kpad, Cg * Kpad, first,
+                                                skip_l, skip_r);
               else
-                wgrad_row_tile<kRowChannels>(x0, row_offset.data() + r0, nrows, p.Q, xpx, dy0, dpx, tot, Kpad,
-                                             Cg * Kpad, first);
+                wgrad_row_tile<kRowChannels>(x0, offsets, nrows, p.Q, xps, dy0, dpx, tot, Kpad, Cg * Kpad, first,
+                                             skip_l, skip_r);
               continue;
             }
           }
