@@ -1031,6 +1031,30 @@ def test_grouped_weight_grad_rows_read_in_place(isa, layout, c, groups, h, w, st
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,k,groups,h,w,r,s,stride,padding,dilation", [
+    (64, 64, 2, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1)),     # 32 a group: the general tiles, an edge column each side
+    (64, 64, 2, 6, 11, 3, 3, (2, 2), (1, 1), (1, 1)),    # stride 2, odd width
+    (64, 64, 2, 9, 10, 3, 3, (1, 1), (2, 2), (2, 2)),    # dilated, two columns and rows of padding
+    (64, 64, 2, 11, 13, 5, 5, (3, 3), (2, 2), (1, 1)),   # 5 x 5 stride 3: taps' column ranges differ
+    (64, 64, 2, 5, 4, 3, 3, (1, 1), (3, 3), (1, 1)),     # padding past the filter: taps with no columns
+    (64, 64, 2, 6, 8, 1, 3, (1, 1), (0, 1), (1, 1)),     # 1 x 3
+    (64, 64, 2, 6, 8, 3, 1, (1, 1), (1, 0), (1, 1)),     # 3 x 1
+    (256, 32, 1, 5, 6, 3, 3, (2, 2), (1, 1), (1, 1)),    # one group of 256 channels (not folded): 3x3 /2
+])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_weight_grad_tiles_read_x_in_place(isa, layout, c, k, groups, h, w, r, s, stride, padding, dilation):
+    """The weight gradient's general tiles (conv2d_wgrad.h, wgrad_tile, taps not folded) read a
+    float32 x with contiguous channels in place: each tap's output columns whose input lies in the
+    padding skipped (a range per tap), rows in the padding skipped. Against PyTorch and the
+    float64 reference."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=False, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
+               seed=c * h + w + r)
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "row_slice"])
 @pytest.mark.parametrize("c,groups,h,w,r,stride,padding,dilation,bias", [
     (256, 32, 7, 56, 3, (2, 2), (1, 1), (1, 1), True),   # ResNeXt's 256 @56 /2: 28 outputs a row, 4 lanes past the end

@@ -39,16 +39,21 @@ struct WgradTail {
   const E* dy = nullptr;
 };
 
+// A row offset that marks a row of x lying in the padding (an x read in place): skipped.
+constexpr int64_t kNoRow = INT64_MIN;
+
 // total[m][v] += sum over the chunk's rows j and columns q of x(row j, q, c0 + m) * dy(j, q, vector v),
-// over Q packed elements per row (pixels, or pixel pairs), then the tail's element of the row. x
-// row j starts at x + row_offset[j]; dy's chunk is contiguous, one element every dy_pixel_step.
+// over columns [q_lo, q_hi) of Q packed elements per row (pixels, or pixel pairs), then the tail's
+// element of the row. Column q of x row j is at x + (row_offset[j] + q x_pixel_step), an integer
+// offset first (read in place, x's columns before q_lo lie in the padding: no pointer to them is
+// formed); rows at kNoRow are skipped. dy's chunk is contiguous, one element every dy_pixel_step.
 // Always inlined (like conv_tile): out of line, the AVX-512 wgrad_tile<6, 4> kept its
 // accumulators in memory.
 template <class M, int MC, int NV>
 [[gnu::always_inline]] inline void wgrad_tile(
-    const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t x_pixel_step,
-    const typename M::Elem* dy, int64_t dy_pixel_step, const WgradTail<typename M::Elem>& tail, float* total,
-    int64_t total_row_step, bool first) {
+    const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t q_lo, int64_t q_hi,
+    int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step, const WgradTail<typename M::Elem>& tail,
+    float* total, int64_t total_row_step, bool first) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   // Every loop over the tile unrolled: GCC left the 24 x 1 tile's accumulators in memory (a load
@@ -59,15 +64,16 @@ template <class M, int MC, int NV>
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
   for (int64_t j = 0; j < rows; ++j) {
-    const typename M::Elem* xr = x + row_offset[j];
+    const int64_t xr = row_offset[j];
+    if (xr == kNoRow) continue;
     const typename M::Elem* dr = dy + j * Q * dy_pixel_step;
-    for (int64_t q = 0; q < Q; ++q) {
+    for (int64_t q = q_lo; q < q_hi; ++q) {
       typename M::In dv[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) dv[v] = M::load(dr + q * dy_pixel_step + v * L);
 #pragma GCC unroll 32
       for (int m = 0; m < MC; ++m) {
-        const typename M::In xb = M::broadcast(xr + q * x_pixel_step + m);
+        const typename M::In xb = M::broadcast(x + (xr + q * x_pixel_step + m));
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[m][v] = M::madd(xb, dv[v], acc[m][v]);
       }
@@ -95,15 +101,16 @@ template <class M, int MC, int NV>
 
 template <class M, int MC, int NV>
 [[gnu::always_inline]] inline void wgrad_tile_upto(
-    int m, const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t x_pixel_step,
-    const typename M::Elem* dy, int64_t dy_pixel_step, const WgradTail<typename M::Elem>& tail, float* total,
-    int64_t total_row_step, bool first) {
+    int m, const typename M::Elem* x, const int64_t* row_offset, int64_t rows, int64_t Q, int64_t q_lo, int64_t q_hi,
+    int64_t x_pixel_step, const typename M::Elem* dy, int64_t dy_pixel_step, const WgradTail<typename M::Elem>& tail,
+    float* total, int64_t total_row_step, bool first) {
   if constexpr (MC > 1) {
     if (m < MC)
-      return wgrad_tile_upto<M, MC - 1, NV>(m, x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, tail,
-                                            total, total_row_step, first);
+      return wgrad_tile_upto<M, MC - 1, NV>(m, x, row_offset, rows, Q, q_lo, q_hi, x_pixel_step, dy, dy_pixel_step,
+                                            tail, total, total_row_step, first);
   }
-  wgrad_tile<M, MC, NV>(x, row_offset, rows, Q, x_pixel_step, dy, dy_pixel_step, tail, total, total_row_step, first);
+  wgrad_tile<M, MC, NV>(x, row_offset, rows, Q, q_lo, q_hi, x_pixel_step, dy, dy_pixel_step, tail, total,
+                        total_row_step, first);
 }
 
 // The weight gradient of 3-wide filters at column stride 1 for one vector of output channels
@@ -122,7 +129,6 @@ template <class M, int MC, int NV>
 // Over an unpadded x read in place: rows whose offset is kNoRow lie in the padding (skipped), and
 // with skip_first / skip_last so do the row's first / last columns (x + row_offset[j] + i xps,
 // never formed for them, would lie outside).
-constexpr int64_t kNoRow = INT64_MIN;
 template <int MC, int SW = 1>
 [[gnu::always_inline]] inline void wgrad_row_tile(const float* x, const int64_t* row_offset, int64_t rows, int64_t Q,
                                                   int64_t xps, const float* dy, int64_t dps, float* total,
@@ -293,16 +299,19 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   constexpr int64_t kRowChannels = kWgradRowChannels;
   constexpr bool kRowTileShape = M::kChannels == 1 && NV == 1;
   const bool row_tiles = kRowTileShape && !fold && wgrad_row_tiles_apply(p);
-  // The row tiles read a float x with contiguous channels in place, no padded copy, where at most
-  // a row's first and last columns (of Q + 2, or 2 Q + 1 at column stride 2) lie in the padding:
-  // they skip those, and the rows in the padding (in-process A/B, arms in random order, Zen 4, 2
-  // threads, channels_last ResNeXt 32 groups, against the copy: 512 @14 N=8 1.33 -> 1.01 ms, N=1
-  // 1.49x, AVX2 1.24x; 512 @28 /2 N=8 1.35x, N=1 1.69x, AVX2 1.20x; AVX2 256 @28 1.27x, 256 @56 /2
-  // 1.60x).
+  // The tiles read a float x with contiguous channels in place, no padded copy: rows in the
+  // padding skipped, and the columns there (wgrad_tile: each tap's range of columns; the row
+  // tiles: a row's first and last of Q + 2, or 2 Q + 1 at column stride 2, where at most those
+  // lie in the padding). Not folded taps, whose runs cross the padding columns. In-process A/B,
+  // arms in random order, Zen 4, 2 threads, channels_last, against the copy: row tiles, ResNeXt 32
+  // groups 512 @14 N=8 1.33 -> 1.01 ms, N=1 1.49x, AVX2 1.24x; 512 @28 /2 N=8 1.35x, N=1 1.69x,
+  // AVX2 1.20x; AVX2 256 @28 1.27x, 256 @56 /2 1.60x; wgrad_tile, 3x3 /2 256 @28 N=8 9.44 -> 7.93
+  // ms, N=1 1.21x, 512 @14 /2 1.05-1.17x, ResNeXt 1024 @7 1.25-1.34x, 1024 @14 /2 1.20-1.52x, AVX2
+  // 1.08-1.13x.
   const int64_t tile_columns = p.stride_w == 2 ? 2 * p.Q + 1 : p.Q + 2;
   const bool skip_first = p.pad_w == 1, skip_last = tile_columns - p.pad_w - p.W == 1;
-  const bool x_rows_in_place = row_tiles && std::is_same_v<T, float> && a.x.stride[1] == 1 && p.pad_w <= 1 &&
-                               tile_columns - p.pad_w - p.W <= 1;
+  const bool x_in_place = M::kChannels == 1 && std::is_same_v<T, float> && a.x.stride[1] == 1 && !fold &&
+                          (!row_tiles || (p.pad_w <= 1 && tile_columns - p.pad_w - p.W <= 1));
   // Elements per pixel of x and of dy in the scratch layouts.
   int64_t xpx = p.C, dpx = G * Kpad;
   if constexpr (M::kChannels == 1) {
@@ -313,7 +322,7 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     // groups 512 @14 N=8 1.08x, 1024 @7 1.05x, 512 @28 /2 1.06x. Grouped NCHW dy (packed) keeps
     // the extra line: there it lost 1-5%. x's pixels unpadded won and lost (0.83-1.25x).
     xpx = x_slots, dpx = G == 1 ? Kpad : wgrad_pixel_slots(G * Kpad);
-    if (!x_rows_in_place)
+    if (!x_in_place)
       xpad = pack_activations(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp,
                               Wp, 1, 0, xpx);
     // dy as [n][p][q][g][Kpad]: each group's output channels padded to whole blocks with zeros.
@@ -408,30 +417,40 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
     row_offset[j] = (n * Hp + pp * p.stride_h) * Wp * xpx;
     if (odd) last_offset[j] = (n * Hp + pp * p.stride_h) * last_W * p.C;
   }
-  // x read in place: the offset of each output row's input row through filter row r (rows of p.R
-  // such lists), from its padded column 0, or kNoRow.
-  std::vector<int64_t> rows_in_place(x_rows_in_place ? p.R * rows : 0);
-  if (x_rows_in_place) {
-    const int64_t* xs = a.x.stride;
-    for (int64_t r = 0; r < p.R; ++r)
+  // x read in place: the offset of each output row's input row through tap (r, s) (lists of
+  // `rows`, tap by tap), from its column of output column 0 (s dil_w - pad_w), or kNoRow.
+  const int64_t* xs = a.x.stride;
+  std::vector<int64_t> rows_in_place(x_in_place ? taps * rows : 0);
+  if (x_in_place)
+    for (int64_t t = 0; t < taps; ++t)
       for (int64_t j = 0; j < rows; ++j) {
-        const int64_t n = j / p.P, h = j % p.P * p.stride_h + r * p.dil_h - p.pad_h;
-        rows_in_place[r * rows + j] = h < 0 || h >= p.H ? kNoRow : n * xs[0] + h * xs[2] - p.pad_w * xs[3];
+        const int64_t n = j / p.P, h = j % p.P * p.stride_h + t / p.S * p.dil_h - p.pad_h;
+        rows_in_place[t * rows + j] =
+            h < 0 || h >= p.H ? kNoRow : n * xs[0] + h * xs[2] + (t % p.S * p.dil_w - p.pad_w) * xs[3];
       }
-  }
   // One wgrad_tile: group g, output block kb, tap (r, s), channels c0 .. c0 + m (folded: s = 0 and
   // c0 counts S Cg channels) over output rows r0 .. r0 + nrows, into tot (channel rows
   // tot_row_step apart).
   const auto sum_tile = [&](int64_t g, int64_t kb, int64_t r, int64_t s, int64_t c0, int m, int64_t r0,
                             int64_t nrows, float* tot, int64_t tot_row_step, bool first) {
-    const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
     const E* dy0 = dy_rows + r0 * Qe * dpx + g * Kpad + kb * KB;
+    if (x_in_place) {  // float: E is T
+      // Output columns [lo, hi) read x's columns q stride_w + s dil_w - pad_w in [0, W).
+      const int64_t shift = s * p.dil_w - p.pad_w;
+      const int64_t lo = shift >= 0 ? 0 : (-shift + p.stride_w - 1) / p.stride_w;
+      const int64_t hi = std::max(lo, std::min(p.Q, p.W - shift <= 0 ? 0 : (p.W - 1 - shift) / p.stride_w + 1));
+      wgrad_tile_upto<M, MC, NV>(m, reinterpret_cast<const E*>(a.x.data) + g * Cg + c0,
+                                 rows_in_place.data() + (r * p.S + s) * rows + r0, nrows, Qe, lo, hi,
+                                 p.stride_w * xs[3], dy0, dpx, WgradTail<E>{}, tot, tot_row_step, first);
+      return;
+    }
+    const E* x0 = xpad.data() + (r * p.dil_h * Wp + s * p.dil_w) * xpx + g * Cg + c0;
     WgradTail<E> tail;
     if (odd)
       tail = {xlast.data() + (r * p.dil_h * last_W + s * p.dil_w) * p.C + g * Cg + c0, last_offset.data() + r0,
               dylast.data() + (r0 * G + g) * Kpad + kb * KB};
-    wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data() + r0, nrows, Qe, M::kChannels * p.stride_w * xpx, dy0, dpx,
-                               tail, tot, tot_row_step, first);
+    wgrad_tile_upto<M, MC, NV>(m, x0, row_offset.data() + r0, nrows, Qe, 0, Qe, M::kChannels * p.stride_w * xpx, dy0,
+                               dpx, tail, tot, tot_row_step, first);
   };
 
   // Slabs: each thread owns whole slabs (group, output block, kSlabChannels input channels, every
@@ -506,11 +525,12 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
           if constexpr (kRowTileShape) {
             if (row_tiles) {
               const float* dy0 = dy_rows + r0 * Qe * dpx + g * Kpad + kb * KB;
-              const float* x0 = x_rows_in_place ? static_cast<const float*>(a.x.data) + g * Cg + c0
-                                                : xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
-              const int64_t* offsets = x_rows_in_place ? rows_in_place.data() + t * rows + r0 : row_offset.data() + r0;
-              const int64_t xps = x_rows_in_place ? a.x.stride[3] : xpx;
-              const bool skip_l = x_rows_in_place && skip_first, skip_r = x_rows_in_place && skip_last;
+              // (in place: filter row t's lists of tap (t, 0), from the padded row's column 0)
+              const float* x0 = x_in_place ? static_cast<const float*>(a.x.data) + g * Cg + c0
+                                           : xpad.data() + t * p.dil_h * Wp * xpx + g * Cg + c0;
+              const int64_t* offsets = x_in_place ? rows_in_place.data() + t * p.S * rows + r0 : row_offset.data() + r0;
+              const int64_t xps = x_in_place ? xs[3] : xpx;
+              const bool skip_l = x_in_place && skip_first, skip_r = x_in_place && skip_last;
               if (p.stride_w == 2)
                 wgrad_row_tile<kRowChannels, 2>(x0, offsets, nrows, p.Q, xps, dy0, dpx, tot, Kpad, Cg * Kpad, first,
                                                 skip_l, skip_r);
