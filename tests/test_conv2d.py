@@ -988,6 +988,16 @@ def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, paddin
     (128, 32, 8, 15, 3, 3, (1, 1), (1, 0), (1, 1)),  # rows of padding only
     (128, 32, 8, 15, 3, 3, (1, 1), (0, 1), (1, 1)),  # columns of padding only
     (128, 32, 8, 15, 3, 3, (1, 1), (1, 2), (1, 1)),  # two columns of padding: the padded copy
+    # 16 a group: the weight gradient's row tiles (conv2d_wgrad.h, wgrad_row_tile)
+    (64, 4, 9, 11, 3, 3, (1, 1), (1, 1), (1, 1)),    # stride 1: both edge columns skipped
+    (64, 4, 9, 28, 3, 3, (2, 2), (1, 1), (1, 1)),    # stride 2, W even: the left edge only
+    (64, 4, 6, 29, 3, 3, (2, 2), (1, 1), (1, 1)),    # stride 2, W odd: both edges
+    (64, 4, 8, 15, 3, 3, (1, 1), (0, 0), (1, 1)),    # no padding: no edge skipped
+    (64, 4, 12, 14, 3, 3, (2, 1), (1, 1), (1, 1)),   # rows stride 2 under columns stride 1
+    (64, 4, 12, 15, 3, 3, (1, 1), (2, 1), (2, 1)),   # dilated rows, two rows of padding top and bottom
+    (64, 4, 8, 15, 3, 3, (1, 1), (1, 0), (1, 1)),    # rows of padding only
+    (64, 4, 8, 15, 3, 3, (1, 1), (1, 2), (1, 1)),    # two columns of padding: the padded copy
+    (32, 2, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1)),     # 2 groups
 ])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, padding, dilation):
@@ -995,37 +1005,14 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
     (conv2d_grouped.h): by the forward (InPlacePadding: kernel rows outside the image read a row
     of zeros, a tile's edge columns zero vectors), by the weight gradient's rows
     (grouped_lanes_wgrad_rows: the peeled first and last columns; dy, dense channels_last, in place
-    too) and, at stride 1, a channels_last dy by the input gradient (its kernel rows upwards). Rows and columns of padding, stride 1 and 2 each way, dilated and 5 kernel rows, tiles
+    too) and, at stride 1, a channels_last dy by the input gradient (its kernel rows upwards).
+    With 16 a group, the weight gradient's row tiles (conv2d_wgrad.h, wgrad_row_tile: 9-16 a group
+    on AVX-512, 8-16 on AVX2) read x in place likewise: rows in the padding skipped, a row's first
+    / last column skipped where it is padding, two columns of padding on the padded copy. Rows and columns of padding, stride 1 and 2 each way, dilated and 5 kernel rows, tiles
     at both edges, pixels farther apart than their channels; against PyTorch and the float64
     reference."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
-               seed=c * h + w)
-    with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
-
-
-@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
-@pytest.mark.parametrize("c,groups,h,w,stride,padding,dilation", [
-    (64, 4, 9, 11, (1, 1), (1, 1), (1, 1)),   # 16 a group, stride 1: both edge columns skipped
-    (64, 4, 9, 28, (2, 2), (1, 1), (1, 1)),   # stride 2, W even: the left edge only
-    (64, 4, 6, 29, (2, 2), (1, 1), (1, 1)),   # stride 2, W odd: both edges
-    (64, 4, 8, 15, (1, 1), (0, 0), (1, 1)),   # no padding: no edge skipped
-    (64, 4, 12, 14, (2, 1), (1, 1), (1, 1)),  # rows stride 2 under columns stride 1
-    (64, 4, 12, 15, (1, 1), (2, 1), (2, 1)),  # dilated rows, two rows of padding top and bottom
-    (64, 4, 8, 15, (1, 1), (1, 0), (1, 1)),   # rows of padding only
-    (64, 4, 8, 15, (1, 1), (1, 2), (1, 1)),   # two columns of padding: the padded copy
-    (32, 2, 7, 9, (1, 1), (1, 1), (1, 1)),    # 16 a group, 2 groups
-])
-@pytest.mark.parametrize("isa", ["avx2", "avx512"])
-def test_grouped_weight_grad_rows_read_in_place(isa, layout, c, groups, h, w, stride, padding, dilation):
-    """The weight gradient's row tiles of 3-wide filters (conv2d_wgrad.h, wgrad_row_tile: 9-16
-    output channels a group on AVX-512, 8-16 on AVX2) read a float32 x with contiguous channels in
-    place: output rows whose input row lies in the padding skipped, a row's first / last column
-    skipped where it is padding; two columns of padding keep the padded copy. Against PyTorch and
-    the float64 reference, forward and input gradient too."""
-    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=3, s=3, groups=groups, stride=stride, padding=padding,
-               dilation=dilation, bias=False, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w)
     with forced_isa(isa):
         check_against_torch(cfg, torch.float32)
