@@ -1342,13 +1342,21 @@ template <int MR, int NV, int PS = 0, int SW = 1, typename TOut>
 // out_per_group * groups floats, y (storage TOut, strides ys). A row's last tile overlaps its
 // neighbour where MR does not divide Q (the shared pixels are computed twice, alike). Work items
 // are (row tile, group). SW = kDgradStride2: see conv_row_tile (tile q0 reads x from column q0 / 2).
+// edges (may be null; one group, x.sw == cin, not kDgradStride2): x is the unpadded image of a
+// padded layer, d's tap offsets include the padding (PaddedEdges); a tile whose window reaches
+// into the padding runs on a copy of that window, zeros outside the image.
 template <int MR, int NV, int PS, int SW = 1, typename TOut>
 void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t group_step, const float* wp,
-                    const float* bias, TOut* y, const int64_t ys[4]) {
+                    const float* bias, TOut* y, const int64_t ys[4], const PaddedEdges* edges = nullptr) {
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t cin = d.in_per_group, taps = int64_t(d.tap_offset.size()), rows = taps / 3, G = d.groups;
   std::vector<int64_t> row_offset(rows);
   for (int64_t r = 0; r < rows; ++r) row_offset[r] = d.tap_offset[3 * r];
+  // An edge tile's window: rows x window_cols pixels of cin elements, its rows window_row apart.
+  constexpr int64_t window_cols = SW == 2 ? 2 * MR + 1 : MR + 2;
+  const int64_t window_row = window_cols * cin;
+  std::vector<int64_t> window_offset(rows);
+  for (int64_t r = 0; r < rows; ++r) window_offset[r] = r * window_row;
   const int64_t segments = (d.Q + MR - 1) / MR, ntiles = d.N * d.P * segments;
   const bool direct_store = ys[1] == 1;
   const int64_t column_step = SW == 2 ? d.pixel_step / 2 : d.pixel_step;  // between a row's input columns
@@ -1364,20 +1372,43 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
     float tile[MR * KB];
     int64_t y_off[MR];
     for (int m = 0; m < MR; ++m) y_off[m] = m * ys[3];
+    std::vector<float> window(edges ? rows * window_row : 0);
     for (int64_t item = b; item < e; ++item) {
       const int64_t g = groups_inner ? item % G : item / ntiles, t = groups_inner ? item / G : item % ntiles;
       const int64_t np = t / segments;
       const int64_t q0 = std::min((t % segments) * MR, d.Q - MR), p = np % d.P, n = np / d.P;
       const int64_t first = SW == kDgradStride2 ? q0 / 2 : q0;
       const float* xt = x.data + n * x.sn + p * d.row_step + first * d.pixel_step + g * group_step;
+      const int64_t* xt_rows = row_offset.data();
+      if (edges && !(edges->row_inside[p] && edges->col_inside[q0] && edges->col_inside[q0 + MR - 1])) {
+        // (SW = 2: the window's columns are x's consecutive pixels too, column_step = x.sw apart)
+        // (one run per row: the window's pixels inside the image are consecutive in x)
+        const int64_t w0 = q0 * edges->stride_w - edges->pad_w;
+        const int64_t j_lo = std::clamp<int64_t>(-w0, 0, window_cols);
+        const int64_t j_hi = std::clamp<int64_t>(edges->W - w0, j_lo, window_cols);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t h = p * edges->stride_h - edges->pad_h + edges->tap_row[3 * r];
+          float* out = window.data() + r * window_row;
+          if (h < 0 || h >= edges->H) {
+            std::fill(out, out + window_row, 0.0f);
+            continue;
+          }
+          const float* src = x.data + n * x.sn + h * x.sh + (w0 + j_lo) * cin;
+          std::fill(out, out + j_lo * cin, 0.0f);
+          std::copy(src, src + (j_hi - j_lo) * cin, out + j_lo * cin);
+          std::fill(out + j_hi * cin, out + window_row, 0.0f);
+        }
+        xt = window.data();
+        xt_rows = window_offset.data();
+      }
       const float* wg = wp + g * taps * cin * KB;
       const float* bg = bias ? bias + g * KB : nullptr;
       TOut* yt = y + n * ys[0] + p * ys[2] + q0 * ys[3] + g * KB * ys[1];
       if (direct_store) {
-        conv_row_tile<MR, NV, PS, SW>(xt, row_offset.data(), rows, column_step, wg, cin, bg, yt, ys[3]);
+        conv_row_tile<MR, NV, PS, SW>(xt, xt_rows, rows, column_step, wg, cin, bg, yt, ys[3]);
         continue;
       }
-      conv_row_tile<MR, NV, PS, SW>(xt, row_offset.data(), rows, column_step, wg, cin, bg, tile, KB);
+      conv_row_tile<MR, NV, PS, SW>(xt, xt_rows, rows, column_step, wg, cin, bg, tile, KB);
       store_tile<MR, KB>(tile, MR, d.out_per_group, yt, y_off, ys, ys[3] == 1);
     }
   });
@@ -1396,7 +1427,7 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
 template <class M, typename T, typename TOut>
 bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const WeightSource<T>& weights,
                    const float* bias, TOut* y, const int64_t ys[4], int64_t group_step = -1,
-                   bool dgrad_pairs = false) {
+                   bool dgrad_pairs = false, const PaddedEdges* edges = nullptr) {
   if constexpr (M::kChannels != 1) {
     return false;
   } else {
@@ -1407,12 +1438,12 @@ bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& 
     const auto run = [&]<int MR, int NV>() {
       const auto wp = pack_weights<M>(d, NV * L, weights);
       if (column_stride == 2) {
-        if (d.pixel_step == 2 * NV * L) row_reuse_conv<MR, NV, NV * L, 2>(d, x, gs, wp.data(), bias, y, ys);
-        else row_reuse_conv<MR, NV, 0, 2>(d, x, gs, wp.data(), bias, y, ys);
+        if (d.pixel_step == 2 * NV * L) row_reuse_conv<MR, NV, NV * L, 2>(d, x, gs, wp.data(), bias, y, ys, edges);
+        else row_reuse_conv<MR, NV, 0, 2>(d, x, gs, wp.data(), bias, y, ys, edges);
         return;
       }
-      if (d.pixel_step == NV * L) row_reuse_conv<MR, NV, NV * L>(d, x, gs, wp.data(), bias, y, ys);
-      else row_reuse_conv<MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys);
+      if (d.pixel_step == NV * L) row_reuse_conv<MR, NV, NV * L>(d, x, gs, wp.data(), bias, y, ys, edges);
+      else row_reuse_conv<MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys, edges);
     };
     if (dgrad_pairs) {
       const auto run_pairs = [&]<int MR, int NV>() {
@@ -1637,15 +1668,17 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // padded copy; its rows' taps then stay apart (a folded row would read across the edge).
   // AVX-512 at column stride 2 keeps the tiles in place over the row tiles on the copy (A/B,
   // ResNeXt 512 @28 /2 and 1024 @14 /2 g32 channels_last: the row tiles 0.62-0.82x).
-  bool in_place_padding = false;
+  bool in_place_padding = false, rows_in_place = false;
   if constexpr (M::kChannels == 1 && !M::kTiles && std::is_same_v<T, float>) {
     const NhwcViewOf<float> xi{x, xs[0], xs[2], xs[3]};
     const int column_stride = row_reuse_stride(plan_for(xi, Cg), xi.sw);
     in_place_padding = (p.pad_h > 0 || p.pad_w > 0) && xs[1] == 1 && !subsample && Cg >= 16 &&
                        (column_stride == 0 || (column_stride == 2 && VecF32::kLanes == 16));
+    rows_in_place = !in_place_padding && column_stride > 0 && (p.pad_h > 0 || p.pad_w > 0) && xs[1] == 1 &&
+                    !subsample && p.groups == 1 && xs[3] == Cg;
   }
   PackedActivations<M> xp;
-  if (in_place_padding) {
+  if (in_place_padding || rows_in_place) {
     xp.view = {reinterpret_cast<const typename M::Elem*>(x), xs[0], xs[2], xs[3]};
     xp.per_group = Cg;
   } else {
@@ -1658,14 +1691,14 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // consecutive elements, in the packed weights' own order: the engine runs them as one tap of
   // S cin inputs. The stem (3 channels, 7 x 7) then loops over 7 taps of 21, not 49 taps of 3.
   DirectConvPlan run = d;
-  const bool folded = !in_place_padding && p.groups == 1 && p.dil_w == 1 && xv.sw == cin && p.S > 1;
+  const bool folded = !in_place_padding && !rows_in_place && p.groups == 1 && p.dil_w == 1 && xv.sw == cin && p.S > 1;
   if (folded) {
     run.in_per_group = p.S * cin;
     run.tap_offset.clear();
     for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
   }
   std::optional<PaddedEdges> edges;  // in place: each tap's pixel; tap offsets less the padding
-  if (in_place_padding) {
+  if (in_place_padding || rows_in_place) {
     std::vector<int64_t> tap_row, tap_col;
     for (int64_t r = 0; r < p.R; ++r)
       for (int64_t s = 0; s < p.S; ++s) tap_row.push_back(r * p.dil_h), tap_col.push_back(s * p.dil_w);
@@ -1681,7 +1714,8 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
       return true;
     }
   }
-  if (!in_place_padding && run_row_reuse<M>(d, xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride))
+  if (!in_place_padding && run_row_reuse<M>(d, xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride, -1,
+                                            false, rows_in_place ? edges_in_place : nullptr))
     return true;
   if (with_group_bundle<M>(p.groups, cin, Kg, [&]<int MR, int NV, int NG, int GI>() {
         const auto wp = pack_weights<M>(d, NV / NG * VecF32::kLanes, weights, NG);
