@@ -747,6 +747,19 @@ def test_outputs_past_the_last_level_cache(isa, c, k):
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,h,w,bias", [(3, 64, 224, 224, True), (2, 64, 256, 224, False), (3, 48, 256, 256, True)])
+def test_short_reductions_stream_their_outputs(isa, c, k, h, w, bias):
+    """A channels_last layer of <= 32 products a result writing 12 to 32 MB (VGG's conv1_1 at N=1:
+    3 -> 64 @224, 12.8 MB; 18 products; 48 outputs, three vectors a tile) stores its tiles with
+    non-temporal stores on any host (conv2d_direct.h, store_bound): forward against PyTorch, its
+    gradients too."""
+    cfg = dict(n=1, c=c, k=k, h=h, w=w, r=3, s=3, groups=1, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+               bias=bias, x_layout="channels_last", w_layout="contiguous", g_layout="channels_last", seed=c + h)
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 def test_float64_path_equals_torch_float64():
     """The float64 plain-loop reference (the oracle of the fast kernels) agrees with PyTorch to
     float64 rounding."""

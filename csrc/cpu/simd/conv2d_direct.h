@@ -959,8 +959,15 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
   // gradient (32.1 MB) 4.23 -> 3.89, the stem (30.8 MB) 8.97 -> 8.77. Nearer 3/8 they lost or won
   // little: 3x3 64 @56 N=8 input gradient (12.8 MB) 4.70 -> 5.03, its forward level, 128 -> 512
   // @28 (16 MB) 3.90 -> 3.76, conv1_1 3 -> 64 @224 N=1 (13 MB) 0.94 -> 0.90.
+  // Whatever the cache, a layer of short reductions (<= 32 products a result: RGB or grey input)
+  // writing 12 to 32 MB is bound by its stores: those go non-temporal too (A/B as above, a Xeon
+  // whose sysfs says 480 MB of L3: conv1_1 N=1 (12.8 MB) 1.22x, N=2 1.15x, AVX2 1.12x; longer
+  // reductions lost: 1x1 128 -> 512 @28 N=8 0.97x, 3x3 64 @224 N=1 0.98x). From 32 MB glibc maps
+  // each output afresh, and non-temporal stores onto the new pages lost: conv1_1 N=8 0.77x.
   constexpr int64_t L = VecF32::kLanes;  // the stores' alignment: whole vectors from a 64-byte y
-  const bool stream_out = footprint >= host_last_level_cache_bytes() * 3 / 4 && std::is_same_v<TOut, float> &&
+  const int64_t out_bytes = pixels * d.groups * d.out_per_group * int64_t(sizeof(TOut));
+  const bool store_bound = taps * cin <= 32 && out_bytes >= (int64_t(12) << 20) && out_bytes < (int64_t(32) << 20);
+  const bool stream_out = (footprint >= host_last_level_cache_bytes() * 3 / 4 || store_bound) && std::is_same_v<TOut, float> &&
                           LastL == L && direct_store && ys[3] % L == 0 && ys[2] % L == 0 && ys[0] % L == 0 &&
                           d.out_per_group % L == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
   // Which operand to keep in cache across consecutive items: when all the packed weights fit in
@@ -1668,6 +1675,10 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // padded copy; its rows' taps then stay apart (a folded row would read across the edge).
   // AVX-512 at column stride 2 keeps the tiles in place over the row tiles on the copy (A/B,
   // ResNeXt 512 @28 /2 and 1024 @14 /2 g32 channels_last: the row tiles 0.62-0.82x).
+  // The row tiles of one group read a dense x in place too (rows_in_place), an edge tile from a
+  // zero-padded copy of its window (row_reuse_conv; in-process A/B, arms in random order, Xeon, 2
+  // threads, against the padded copy: MobileNetV2's stem N=8 1.18x, N=1 1.11x, 3 -> 16 @224
+  // 1.05-1.07x, 16 -> 16 @112 1.06-1.12x, AVX2 8 -> 8 @112 /2 1.15-1.53x; 32 -> 32 @56 level).
   bool in_place_padding = false, rows_in_place = false;
   if constexpr (M::kChannels == 1 && !M::kTiles && std::is_same_v<T, float>) {
     const NhwcViewOf<float> xi{x, xs[0], xs[2], xs[3]};
