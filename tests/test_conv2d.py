@@ -1175,6 +1175,26 @@ def test_row_tiles_read_padding_in_place(isa, layout, c, k, h, w, r, stride, pad
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("c,k,groups,h,w,stride", [
+    (3, 32, 1, 9, 31, 2),       # MobileNetV2's stem: column stride 2, 16 output columns
+    (16, 32, 1, 7, 16, 1),      # one group (16 inputs: not Winograd's), 16 columns
+    (32, 16, 1, 7, 16, 1),      # its input gradient: 32 dx channels
+    (64, 64, 2, 6, 24, 1),      # 32 a group read as group blocks (a constant pixel step), 3 tiles a row
+    (128, 128, 4, 8, 16, 2),    # 32 a group at column stride 2, one tile a row
+])
+def test_nchw_row_tiles_of_eight_pixels(isa, c, k, groups, h, w, stride):
+    """Row tiles of two vectors of outputs (32 a group, AVX-512) writing NCHW rows whose length
+    8 divides take 8 pixels, not 7, so that each output channel's 8 pixels leave as one whole
+    8 x 8 transpose (conv2d_direct.h, run_row_reuse): forward and input gradient (its dx rows
+    alike) against PyTorch, with bias, at both column strides, one group or group blocks."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=(stride, stride), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous", g_layout="contiguous",
+               seed=c * h + w)
+    with forced_isa(isa):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -1422,7 +1422,8 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
 }
 
 // Runs d with row_reuse_conv where row_reuse_applies (returns false otherwise): 14-pixel tiles
-// for one vector per group on rows of 14+ pixels, else 7 (AVX2: 7). Group g's inputs start g
+// for one vector per group on rows of 14+ pixels, else 7 (two vectors: 8 on NCHW rows of a
+// multiple of 8, else 7; AVX2: 7). edges: see row_reuse_conv. Group g's inputs start g
 // group_step elements after group 0's (-1: d.in_per_group, a channels-last x). Pixels NV L
 // elements apart (group blocks of as many inputs as outputs) take tiles compiled for that step.
 // dgrad_pairs: a kDgradStride2 plan (even d.Q of 8+; tiles of 14 or 6 pixels for one vector, 8
@@ -1469,7 +1470,12 @@ bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& 
       return true;
     }
 #if defined(__AVX512F__)
-    if (d.out_per_group == 2 * L) run.template operator()<7, 2>();
+    // NCHW rows of a length 8 divides take 8-pixel tiles: each output channel's pixels then leave
+    // as one whole 8 x 8 transpose, where 7 took partial stores (store_tile), a quarter of the
+    // stem's samples (in-process A/B, arms in random order, Xeon, 2 threads, NCHW: MobileNetV2's
+    // stem N=8 1.20x, N=1 1.24x, 32 -> 32 @112 1.08x; 32 a group @28 and 1024 @14 g32 level).
+    if (d.out_per_group == 2 * L && ys[1] != 1 && ys[3] == 1 && d.Q % 8 == 0) run.template operator()<8, 2>();
+    else if (d.out_per_group == 2 * L) run.template operator()<7, 2>();
     else if (d.Q >= 14) run.template operator()<14, 1>();
     else run.template operator()<7, 1>();
 #else
