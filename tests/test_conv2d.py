@@ -1134,41 +1134,27 @@ def test_grouped_dgrad_column_pairs(isa, dtype, layout, c, k, groups, h, w, r, s
     (64, 64, 4, 9, 9, 3, 3, (2, 2), (1, 1), (1, 1)),     # group bundles of 16, stride 2
     (128, 128, 4, 8, 7, 3, 3, (2, 2), (1, 1), (1, 1)),   # 32 per group, 4 x 4 outputs: every tile an edge
     (16, 24, 1, 7, 30, 3, 3, (1, 3), (0, 2), (1, 1)),    # columns of padding only, a column stride 3
+    # the row tiles of one group:
+    (3, 32, 1, 17, 33, 3, 3, (2, 2), (1, 1), (1, 1)),    # MobileNetV2's stem: AVX-512 column stride 2, top and left edges
+    (3, 16, 1, 9, 20, 3, 3, (1, 1), (1, 1), (1, 1)),     # 14-pixel tiles, the last overlapping: both sides
+    (3, 8, 1, 9, 16, 3, 3, (1, 1), (1, 1), (1, 1)),      # AVX2's row tiles (8 outputs)
+    (8, 8, 1, 12, 15, 3, 3, (2, 2), (1, 1), (1, 1)),     # AVX2 at column stride 2, the right edge too
+    (16, 16, 1, 7, 7, 3, 3, (1, 1), (1, 1), (1, 1)),     # 7 columns: every tile an edge tile
+    (4, 16, 1, 10, 23, 5, 3, (1, 1), (2, 1), (1, 1)),    # 5 kernel rows, two rows of padding
+    (3, 32, 1, 9, 19, 3, 3, (2, 1), (0, 1), (1, 1)),     # columns of padding only, row stride 2
+    (5, 16, 1, 8, 14, 3, 3, (1, 1), (1, 0), (1, 1)),     # rows of padding only
+    (3, 16, 1, 11, 18, 3, 3, (1, 1), (2, 1), (2, 1)),    # rows dilated by 2
 ])
 def test_direct_reads_padding_in_place(isa, layout, c, k, groups, h, w, r, s, stride, padding, dilation):
     """A float32 channels_last x of 16+ channels a group that the direct engine's pixel tiles take
     is read in place although the layer pads it (conv2d_direct.h, PaddedEdges): tiles inside the
     image read x, tiles at an edge read through a table of tap addresses (zeros outside). Strides,
     rows and columns of padding alone, dilation, group bundles, tiles crossing rows and images,
-    pixels farther apart than their channels; all three results against PyTorch."""
+    pixels farther apart than their channels. The row tiles of one group (3 taps a row, one or two
+    vectors of outputs, any input channel count) read a dense x in place too (row_reuse_conv with
+    PaddedEdges): a tile whose window reaches into the padding runs on a zero-padded copy of that
+    window; a slice of channels keeps the padded copy. All three results against PyTorch."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
-               dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
-               seed=c * h + w)
-    with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
-
-
-@pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
-@pytest.mark.parametrize("c,k,h,w,r,stride,padding,dilation", [
-    (3, 32, 17, 33, 3, (2, 2), (1, 1), (1, 1)),   # MobileNetV2's stem: AVX-512 column stride 2, top and left edges
-    (3, 16, 9, 20, 3, (1, 1), (1, 1), (1, 1)),    # 14-pixel tiles, the last overlapping: both sides
-    (3, 8, 9, 16, 3, (1, 1), (1, 1), (1, 1)),     # AVX2's row tiles (8 outputs)
-    (8, 8, 12, 15, 3, (2, 2), (1, 1), (1, 1)),    # AVX2 at column stride 2, the right edge too
-    (16, 16, 7, 7, 3, (1, 1), (1, 1), (1, 1)),    # 7 columns: every tile an edge tile
-    (4, 16, 10, 23, 5, (1, 1), (2, 1), (1, 1)),   # 5 kernel rows, two rows of padding
-    (3, 32, 9, 19, 3, (2, 1), (0, 1), (1, 1)),    # columns of padding only, row stride 2
-    (5, 16, 8, 14, 3, (1, 1), (1, 0), (1, 1)),    # rows of padding only
-    (3, 16, 11, 18, 3, (1, 1), (2, 1), (2, 1)),   # rows dilated by 2
-])
-def test_row_tiles_read_padding_in_place(isa, layout, c, k, h, w, r, stride, padding, dilation):
-    """The row tiles of one group (3 taps a row, one or two vectors of outputs) read a dense
-    float32 channels_last x in place although the layer pads it (conv2d_direct.h, row_reuse_conv
-    with PaddedEdges): a tile whose window reaches into the padding runs on a copy of that window,
-    zeros outside; a slice of channels keeps the padded copy. Both column strides, padding on one
-    axis alone, rows of padding from 5-row kernels, dilated rows; all three results against
-    PyTorch."""
-    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=3, groups=1, stride=stride, padding=padding,
                dilation=dilation, bias=True, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w)
     with forced_isa(isa):
