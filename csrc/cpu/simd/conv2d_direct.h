@@ -1388,8 +1388,8 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
       const float* xt = x.data + n * x.sn + p * d.row_step + first * d.pixel_step + g * group_step;
       const int64_t* xt_rows = row_offset.data();
       if (edges && !(edges->row_inside[p] && edges->col_inside[q0] && edges->col_inside[q0 + MR - 1])) {
-        // (SW = 2: the window's columns are x's consecutive pixels too, column_step = x.sw apart)
-        // (one run per row: the window's pixels inside the image are consecutive in x)
+        // One run per row: the window's pixels inside the image are consecutive in x (SW = 2 too,
+        // its columns column_step = x.sw apart).
         const int64_t w0 = q0 * edges->stride_w - edges->pad_w;
         const int64_t j_lo = std::clamp<int64_t>(-w0, 0, window_cols);
         const int64_t j_hi = std::clamp<int64_t>(edges->W - w0, j_lo, window_cols);
