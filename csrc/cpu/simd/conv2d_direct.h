@@ -1694,8 +1694,9 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     rows_in_place = !in_place_padding && column_stride > 0 && (p.pad_h > 0 || p.pad_w > 0) && xs[1] == 1 &&
                     !subsample && p.groups == 1 && xs[3] == Cg;
   }
+  const bool x_in_place = in_place_padding || rows_in_place;
   PackedActivations<M> xp;
-  if (in_place_padding || rows_in_place) {
+  if (x_in_place) {
     xp.view = {reinterpret_cast<const typename M::Elem*>(x), xs[0], xs[2], xs[3]};
     xp.per_group = Cg;
   } else {
@@ -1708,14 +1709,14 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
   // consecutive elements, in the packed weights' own order: the engine runs them as one tap of
   // S cin inputs. The stem (3 channels, 7 x 7) then loops over 7 taps of 21, not 49 taps of 3.
   DirectConvPlan run = d;
-  const bool folded = !in_place_padding && !rows_in_place && p.groups == 1 && p.dil_w == 1 && xv.sw == cin && p.S > 1;
+  const bool folded = !x_in_place && p.groups == 1 && p.dil_w == 1 && xv.sw == cin && p.S > 1;
   if (folded) {
     run.in_per_group = p.S * cin;
     run.tap_offset.clear();
     for (int64_t r = 0; r < p.R; ++r) run.tap_offset.push_back(r * p.dil_h * xv.sh);
   }
   std::optional<PaddedEdges> edges;  // in place: each tap's pixel; tap offsets less the padding
-  if (in_place_padding || rows_in_place) {
+  if (x_in_place) {
     std::vector<int64_t> tap_row, tap_col;
     for (int64_t r = 0; r < p.R; ++r)
       for (int64_t s = 0; s < p.S; ++s) tap_row.push_back(r * p.dil_h), tap_col.push_back(s * p.dil_w);
@@ -1732,7 +1733,7 @@ inline bool conv2d_fprop_direct(const Conv2dFpropArgs& a) {
     }
   }
   if (!in_place_padding && run_row_reuse<M>(d, xv, weights, bias.data(), static_cast<T*>(a.y.data), a.y.stride, -1,
-                                            false, rows_in_place ? edges_in_place : nullptr))
+                                            false, edges_in_place))
     return true;
   if (with_group_bundle<M>(p.groups, cin, Kg, [&]<int MR, int NV, int NG, int GI>() {
         const auto wp = pack_weights<M>(d, NV / NG * VecF32::kLanes, weights, NG);
