@@ -1439,6 +1439,64 @@ def test_weight_grad_few_tiles_split_rows(dtype, isa, layout, n, c, k, h, w, r, 
                                                  n * p * q)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("x_layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("g_layout", ["contiguous", "row_slice"])
+@pytest.mark.parametrize("n,c,k,h,w,r,s,stride,padding,dilation", [
+    (2, 3, 32, 40, 44, 3, 3, (2, 2), (1, 1), (1, 1)),   # MobileNetV2's stem in small: 22 columns, a partial vector
+    (1, 3, 20, 30, 37, 7, 7, (2, 2), (3, 3), (1, 1)),   # ResNet-50's stem in small: a last group of 1 of 49 taps, a partial block of outputs
+    (2, 1, 9, 17, 35, 5, 3, (1, 3), (2, 1), (2, 1)),    # column stride 3 (phases split one by one), dilated rows
+    (1, 4, 16, 12, 50, 3, 3, (2, 2), (0, 2), (1, 2)),   # stride 2 dilated by 2: every tap in phase 0
+    (1, 2, 8, 9, 16, 3, 3, (1, 1), (0, 0), (1, 1)),     # 14 columns: less than a vector
+    (3, 3, 12, 21, 70, 3, 3, (1, 1), (1, 1), (1, 1)),   # 3 images: splits and chunks across them
+    (1, 16, 24, 14, 30, 3, 3, (2, 2), (1, 1), (1, 1)),  # AVX2: 16 inputs (AVX-512: the direct engine)
+    (1, 32, 8, 10, 20, 3, 3, (1, 1), (1, 1), (1, 1)),   # AVX2: 32 inputs
+])
+def test_few_input_weight_grad_column_lanes(isa, x_layout, g_layout, n, c, k, h, w, r, s, stride, padding, dilation):
+    """The float weight gradient of few input channels (AVX-512 1-4, AVX2 1-32) with dy's rows
+    contiguous (conv2d_few_outputs.h's conv2d_wgrad_few_inputs: output columns as lanes, dy read
+    in place, x in phase-split padded rows): partial vectors of columns and blocks of outputs, taps
+    grouped across filter rows, column strides 1-3, dilation, several images; the same bits on 1
+    thread and on 2."""
+    gen = torch.Generator().manual_seed(c * k + h + w)
+    x = make_tensor((n, c, h, w), torch.float32, x_layout, gen)
+    p = (h + 2 * padding[0] - dilation[0] * (r - 1) - 1) // stride[0] + 1
+    q = (w + 2 * padding[1] - dilation[1] * (s - 1) - 1) // stride[1] + 1
+    g = make_tensor((n, k, p, q), torch.float32, g_layout, gen)
+    args = ([k, c, r, s], list(stride), list(padding), list(dilation), 1)
+    with forced_isa(isa):
+        check_weight_grad_on_one_and_two_threads(
+            g, x, args, f"few-input wgrad {c}->{k} {r}x{s} @{h}x{w} s{stride} {x_layout} dy {g_layout}", n * p * q)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("special", [math.inf, math.nan])
+def test_few_input_weight_grad_ignores_unread_columns(isa, special):
+    """That weight gradient's last, partial vector of output columns reads x past the last column
+    any output reads (stride 2 over an even width, no padding: column 39 of 40): an inf or NaN there
+    must not reach dW (the lanes past Q add nothing, not 0 x inf), as in PyTorch; a non-finite x in
+    a column that outputs read does, in the same places as the scalar reference's."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 12, 40, generator=gen)
+    g = torch.randn(2, 16, 5, 19, generator=gen)
+    args = ([16, 3, 3, 3], [2, 2], [0, 0], [1, 1], 1)
+    x[:, :, :, 39] = special
+    with forced_isa(isa):
+        ours = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    ref = torch.ops.aten.convolution_backward(g.double(), x.double(), torch.zeros(args[0], dtype=torch.float64), None,
+                                              *args[1:4], False, [0, 0], 1, [False, True, False])[1]
+    assert ref.isfinite().all()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-4)
+    x[1, 2, 5, 38] = special  # read by output column 18 through tap s = 2
+    with forced_isa("scalar"):
+        ref = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    with forced_isa(isa):
+        ours = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+    assert not ref.isfinite().all()
+    assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
+    torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("layout", LAYOUTS)

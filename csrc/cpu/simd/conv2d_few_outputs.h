@@ -15,6 +15,10 @@
 // 0.2-0.5x PyTorch): NCHW N=8 64 -> 1 @112 2.2-3.6x, 32 -> 2 @56 2.0x, 16 -> 4 @56 2.3x, 64 -> 7
 // @56 1.2x; N=1 3 -> 3 @224 2.1x, 64 -> 3 @256 1.8-2.0x; channels_last 1.2-2.2x but 64 -> 7 0.65x.
 // bfloat16 (PyTorch on vdpbf16ps): NCHW 1.1-1.5x, channels_last 0.7-1.0x.
+//
+// The same lanes serve the float weight gradient of few input channels into many outputs with
+// NCHW dy (an image's first layer; conv2d_wgrad_few_inputs, at the end), at any stride: x's
+// padded rows split into phases, so that a strided tap reads a run.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -71,18 +75,38 @@ inline void pack_channel_row(const T* x, const int64_t xs[4], int64_t n, int64_t
     for (int64_t w = (c < c8 ? w8 : 0); w < W; ++w) dst[c * Wp + w] = load_acc(src + c * xs[1] + w * xs[3]);
 }
 
+// A padded row of `phases` Wph floats (phases > 1) as its phases one after the other: column w
+// moves to (w % phases) Wph + w / phases, so that a walk along the row at stride `phases` reads
+// a run. tmp holds phases Wph floats.
+inline void split_row_phases(float* row, int64_t phases, int64_t Wph, float* tmp) {
+  std::copy(row, row + phases * Wph, tmp);
+  constexpr int L = VecF32::kLanes;
+  int64_t j = 0;
+  if (phases == 2)  // two vectors of columns into a vector of each phase
+    for (; j + L <= Wph; j += L) {
+      typename VecF32::type even, odd;
+      deinterleave_lanes(VecF32::load(tmp + 2 * j), VecF32::load(tmp + 2 * j + L), even, odd);
+      VecF32::store(row + j, even);
+      VecF32::store(row + Wph + j, odd);
+    }
+  for (; j < Wph; ++j)
+    for (int64_t ph = 0; ph < phases; ++ph) row[ph * Wph + j] = tmp[j * phases + ph];
+}
+
 // A thread's window onto x's padded channel rows (pack_channel_row), [hp][c][Wp] for a run of
 // padded rows hp (input row hp - pad_h) of one image, in a buffer sized for the L2. These layers'
 // inputs are the network's largest (64 x 224 x 224: 12.8 MB): a padded copy of all of x, made
 // first, was written to and read back from memory, 0.7 of the 2.3 ms forward (AVX-512, N=1). A
 // window that starts inside the previous one (the next band of rows of the same image) keeps the
-// shared rows, moved to the front, and packs only the new ones.
+// shared rows, moved to the front, and packs only the new ones. With phases > 1 (a multiple of it
+// in Wp), each channel row is stored as its phases (split_row_phases).
 template <typename T>
 class ChannelRowWindow {
  public:
   ChannelRowWindow(const T* x, const int64_t xs[4], int64_t C, int64_t H, int64_t W, int64_t pad_h, int64_t pad_w,
-                   int64_t Wp, int64_t max_rows)
-      : x_(x), xs_(xs), C_(C), H_(H), W_(W), pad_h_(pad_h), pad_w_(pad_w), Wp_(Wp), buf_(max_rows * C * Wp) {}
+                   int64_t Wp, int64_t max_rows, int64_t phases = 1)
+      : x_(x), xs_(xs), C_(C), H_(H), W_(W), pad_h_(pad_h), pad_w_(pad_w), Wp_(Wp), phases_(phases),
+        buf_(max_rows * C * Wp), tmp_(phases > 1 ? Wp : 0) {}
   // Padded rows hp0 .. hp0 + rows - 1 of image n (rows <= max_rows), one after the other.
   [[gnu::noinline]] const float* rows(int64_t n, int64_t hp0, int64_t rows) {
     const int64_t row = C_ * Wp_;
@@ -91,8 +115,13 @@ class ChannelRowWindow {
       kept = std::min(hp0_ + count_ - hp0, rows);
       if (hp0 > hp0_) std::memmove(buf_.data(), buf_.data() + (hp0 - hp0_) * row, kept * row * sizeof(float));
     }
-    for (int64_t i = kept; i < rows; ++i)
-      pack_channel_row(x_, xs_, n, hp0 + i - pad_h_, C_, H_, W_, pad_w_, Wp_, buf_.data() + i * row);
+    for (int64_t i = kept; i < rows; ++i) {
+      float* dst = buf_.data() + i * row;
+      const int64_t h = hp0 + i - pad_h_;
+      pack_channel_row(x_, xs_, n, h, C_, H_, W_, pad_w_, Wp_, dst);
+      if (phases_ > 1 && h >= 0 && h < H_)  // (rows in the padding: zeros in any order)
+        for (int64_t c = 0; c < C_; ++c) split_row_phases(dst + c * Wp_, phases_, Wp_ / phases_, tmp_.data());
+    }
     n_ = n, hp0_ = hp0, count_ = rows;
     return buf_.data();
   }
@@ -100,8 +129,8 @@ class ChannelRowWindow {
  private:
   const T* x_;
   const int64_t* xs_;
-  int64_t C_, H_, W_, pad_h_, pad_w_, Wp_;
-  ScratchOf<float> buf_;
+  int64_t C_, H_, W_, pad_h_, pad_w_, Wp_, phases_;
+  ScratchOf<float> buf_, tmp_;
   int64_t n_ = -1, hp0_ = 0, count_ = 0;  // what buf_ holds
 };
 
@@ -496,6 +525,168 @@ inline bool conv2d_wgrad_few_outputs(const Conv2dWgradArgs& a) {
       few_outputs_wgrad<T, K, 3>(p, x, a.x.stride, Wp, dyp.data(), Qv, dw, a.dw.stride);
   });
   return true;
+}
+
+// The weight gradient of few input channels (an image's first layer; AVX2 up to 32) into 8+
+// outputs, one group, any stride, float32 with dy's rows contiguous (NCHW): dw[k][c][r][s] = sum
+// over (n, p, q) of dy[n][k][p][q] x[n][c][p sh + r dh - pad_h][q sw + s dw - pad_w], output
+// columns as vector lanes, so that dy is read in place. (The direct engine's channels-last tiles
+// transposed all of dy first, 19% of MobileNetV2's stem, and filled 27 of their 24 x 1 / 12 x 2
+// tile rows.) x goes into a window of padded rows (ChannelRowWindow) split into sw phases, so
+// that each tap reads a run. An item is a block of kFewInputsWgradOutputs output channels, one
+// input channel and 3 taps; per vector of columns, its taps' loads of x and the block's of dy feed
+// 3 x 8 FMAs (AVX2: 3 x 4) into sums kept in registers over a chunk of kWgradChunkRows output rows
+// (of 2, 4, 8, 12 and 16, 8 ran fastest), then added to the split's totals; splits and lanes are
+// added up at the end as in few_outputs_wgrad.
+// In-process A/B against the direct engine, arms in random order, Xeon, 2 threads, NCHW, AVX-512 /
+// AVX2: MobileNetV2's stem (3 -> 32 3 x 3 /2 @224) N=8 1.70 / 2.02x, N=1 1.81 / 1.94x; ResNet-50's
+// (3 -> 64 7 x 7 /2) N=8 1.43 / 1.75x, N=1 1.35 / 1.63x; VGG's 3 -> 64 @224 N=8 3.1 / 3.5x, N=1
+// 2.0 / 3.2x; 3 -> 16 /2 N=8 1.47 / 1.90x, N=1 1.14 / 1.93x. AVX2 with more inputs: 8 -> 16 @112
+// 1.32x, 16 -> 16 @112 2.10x, 16 -> 32 /2 1.60x, 32 -> 64 /2 1.48x, 32 -> 32 @112 level; AVX-512
+// there ran 0.71-1.16x (16 -> 32 /2 lost), so it keeps the direct engine past 4 inputs.
+constexpr int64_t kFewInputsWgradMaxChannels = VecF32::kLanes == 16 ? 4 : 32;
+constexpr int kFewInputsWgradOutputs = VecF32::kLanes == 16 ? 8 : 4;
+constexpr int kFewInputsWgradTaps = 3;
+
+// acc[t][k] += over rows j < nrows and columns q < Q of x_rows[j][x_off[t] + q] dy_rows[j KT + k][q]
+// (x read in whole vectors, dy up to Q only).
+template <int X>
+[[gnu::always_inline]] inline void few_inputs_wgrad_rows(
+    const float* const* x_rows, const int64_t* x_off, const float* const* dy_rows, int64_t nrows, int64_t Q,
+    typename VecF32::type (&acc)[kFewInputsWgradTaps][kFewInputsWgradOutputs]) {
+  using V = VecF32;
+  constexpr int L = V::kLanes, KT = kFewInputsWgradOutputs;
+  const int64_t q_full = Q - Q % L;
+  const typename V::mask tail = V::lanes_between(0, Q % L);
+  for (int64_t j = 0; j < nrows; ++j) {
+    const float* xt[X];
+#pragma GCC unroll 3
+    for (int t = 0; t < X; ++t) xt[t] = x_rows[j] + x_off[t];
+    const float* const* dr = dy_rows + j * KT;
+    // The last, partial vector adds its lanes below Q only: x past Q may be an input column no
+    // output reads, which may hold an infinity (0 x inf would make a NaN).
+    const auto columns = [&]<bool kTail>(int64_t q) {
+      typename V::type xv[X];
+#pragma GCC unroll 3
+      for (int t = 0; t < X; ++t) xv[t] = V::load(xt[t] + q);
+#pragma GCC unroll 8
+      for (int k = 0; k < KT; ++k) {
+        typename V::type d = kTail ? V::load_masked(dr[k] + q, tail) : V::load(dr[k] + q);
+        asm("" : "+v"(d));  // one load for the X FMAs, not a memory operand in each (AVX-512 1.2-1.3x)
+#pragma GCC unroll 3
+        for (int t = 0; t < X; ++t)
+          acc[t][k] = kTail ? V::fmadd_masked(xv[t], d, acc[t][k], tail) : V::fmadd(xv[t], d, acc[t][k]);
+      }
+    };
+    for (int64_t q = 0; q < q_full; q += L) columns.template operator()<false>(q);
+    if (q_full < Q) columns.template operator()<true>(q_full);
+  }
+}
+
+template <typename T>
+inline bool conv2d_wgrad_few_inputs(const Conv2dWgradArgs& a) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    const Conv2dProblem& p = a.p;
+    if (p.dtype != dtype_of<T>() || p.groups != 1 || p.C > kFewInputsWgradMaxChannels || p.K <= kFewOutputsMax ||
+        a.dy.stride[3] != 1)
+      return false;
+    using V = VecF32;
+    constexpr int L = V::kLanes, KT = kFewInputsWgradOutputs, XT = kFewInputsWgradTaps;
+    constexpr int64_t kSums = int64_t(XT) * KT * L;  // an item's lanes
+    const int64_t sw = p.stride_w, Qv = (p.Q + L - 1) / L * L;
+    // Phase rows that hold the padded row and a whole vector past Q at the furthest tap.
+    const int64_t reach_w = (p.S - 1) * p.dil_w;
+    const int64_t Wph = (std::max(Qv + reach_w / sw + 1, (p.W + p.pad_w + sw - 1) / sw) + L - 1) / L * L;
+    const int64_t Wp = sw * Wph, xrow = p.C * Wp, rows = p.N * p.P, reach = (p.R - 1) * p.dil_h + 1;
+    // An item's taps: 3 (the last group 1-3) of the R S taps in a row, so that 7 x 7 filters do
+    // not leave a group of 1 per filter row (in-process A/B, Xeon, against groups within a filter
+    // row: ResNet-50's stem N=8 1.12x, AVX2 1.06x; 3 x 3 level). Tap (r, s) reads window row
+    // (output row j's) + r dh, phase (s dw) % sw, column (s dw) / sw; an input row in the padding
+    // is one of the window's rows of zeros.
+    struct TapGroup {
+      int n;
+      int64_t off[XT];  // from the window's first row of a channel
+      int64_t tap[XT];  // r S + s
+    };
+    std::vector<TapGroup> groups;
+    for (int64_t t = 0; t < p.R * p.S; t += XT) {
+      TapGroup g{int(std::min<int64_t>(XT, p.R * p.S - t)), {}, {}};
+      for (int i = 0; i < XT; ++i) {
+        const int64_t tap = t + std::min(i, g.n - 1), col = tap % p.S * p.dil_w;
+        g.tap[i] = tap, g.off[i] = tap / p.S * p.dil_h * xrow + col % sw * Wph + col / sw;
+      }
+      groups.push_back(g);
+    }
+    const int64_t ntg = int64_t(groups.size()), per_block = p.C * ntg, items = (p.K + KT - 1) / KT * per_block;
+    const int64_t splits = std::min(rows, (std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16) + 3) / 4 * 4);
+    const float* dy = static_cast<const float*>(a.dy.data);
+    const int64_t* ds = a.dy.stride;
+    Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
+    parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
+      ChannelRowWindow<T> window(static_cast<const T*>(a.x.data), a.x.stride, p.C, p.H, p.W, p.pad_h, p.pad_w, Wp,
+                                 (kWgradChunkRows - 1) * p.stride_h + reach, sw);
+      const float* x_rows[kWgradChunkRows];
+      const float* dy_rows[kWgradChunkRows * KT];
+      for (int64_t split = b; split < e; ++split) {
+        const int64_t row0 = rows * split / splits, row1 = rows * (split + 1) / splits;
+        for (int64_t chunk = row0; chunk < row1;) {
+          const int64_t n = chunk / p.P, chunk_end = std::min({row1, chunk + kWgradChunkRows, (n + 1) * p.P});
+          const int64_t nrows = chunk_end - chunk;
+          const float* xb = window.rows(n, chunk % p.P * p.stride_h, (nrows - 1) * p.stride_h + reach);
+          // Items block by block: a block's dy rows stay in the L1 across its filter rows, channels
+          // and taps.
+          for (int64_t item = 0; item < items; ++item) {
+            const TapGroup& g = groups[item % ntg];
+            const int64_t c = item / ntg % p.C, k0 = item / per_block * KT;
+            if (item % per_block == 0)  // output channels past K read channel K - 1 (sums not stored)
+              for (int64_t j = 0; j < nrows; ++j)
+                for (int k = 0; k < KT; ++k)
+                  dy_rows[j * KT + k] =
+                      dy + n * ds[0] + std::min<int64_t>(k0 + k, p.K - 1) * ds[1] + (chunk + j) % p.P * ds[2];
+            for (int64_t j = 0; j < nrows; ++j) x_rows[j] = xb + j * p.stride_h * xrow + c * Wp;
+            typename V::type acc[XT][KT];
+#pragma GCC unroll 3
+            for (int t = 0; t < XT; ++t)
+#pragma GCC unroll 8
+              for (int k = 0; k < KT; ++k) acc[t][k] = V::zero();
+            with_small_count<XT>(g.n, [&]<int X>() {
+              few_inputs_wgrad_rows<X>(x_rows, g.off, dy_rows, nrows, p.Q, acc);
+            });
+            float* tot = totals.data() + (split * items + item) * kSums;
+#pragma GCC unroll 3
+            for (int t = 0; t < XT; ++t)
+#pragma GCC unroll 8
+              for (int k = 0; k < KT; ++k) {
+                float* at = tot + (t * KT + k) * L;
+                V::store(at, chunk == row0 ? acc[t][k] : V::add(V::load(at), acc[t][k]));
+              }
+          }
+          chunk = chunk_end;
+        }
+      }
+    });
+    // The splits' totals in split order, then each sum's lanes, into dw.
+    T* dw = static_cast<T*>(a.dw.data);
+    const int64_t* ws = a.dw.stride;
+    parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+      for (int64_t item = b; item < e; ++item) {
+        const TapGroup& g = groups[item % ntg];
+        const int64_t c = item / ntg % p.C, k0 = item / per_block * KT;
+        for (int t = 0; t < g.n; ++t)
+          for (int64_t k = 0; k < std::min<int64_t>(KT, p.K - k0); ++k) {
+            const int64_t at = item * kSums + (t * KT + k) * L;
+            typename V::type sum = V::load(totals.data() + at);
+            for (int64_t split = 1; split < splits; ++split)
+              sum = V::add(sum, V::load(totals.data() + split * items * kSums + at));
+            store_from(dw + (k0 + k) * ws[0] + c * ws[1] + g.tap[t] / p.S * ws[2] + g.tap[t] % p.S * ws[3],
+                       sum_lanes(sum));
+          }
+      }
+    });
+    return true;
+  }
 }
 
 }  // namespace
