@@ -1076,6 +1076,7 @@ def test_weight_grad_tiles_read_x_in_place(isa, layout, c, k, groups, h, w, r, s
     (24, 4, 3, 9, 3, (1, 1), (1, 1), (1, 1), True),      # stride 1, 6 a group, 9 columns
     (48, 16, 5, 37, 3, (1, 1), (1, 1), (1, 1), True),    # stride 1, 3 a group: whole tiles (AVX2), then a masked one
     (64, 16, 4, 64, 3, (1, 1), (1, 1), (1, 1), False),   # stride 1, 64 columns: the last tile ends at the row's end
+    (64, 8, 56, 28, 3, (1, 1), (1, 1), (1, 1), True),    # stride 1, 8 a group over 112 output rows: the weight gradient's lanes
 ])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_grouped_pixel_lanes(isa, layout, c, groups, h, w, r, stride, padding, dilation, bias):
@@ -1087,7 +1088,8 @@ def test_grouped_pixel_lanes(isa, layout, c, groups, h, w, r, stride, padding, d
     at column stride 2 the input gradient likewise (grouped_pixel_lanes_dgrad2, both ISAs: even
     and odd dx columns interleaved, kernel rows between dy rows skipped, AVX2's groups of 5-8 in
     two passes, full tiles unmasked and the last masked); the weight gradient likewise on both
-    ISAs (grouped_pixel_lanes_wgrad: column stride 2, or 1 with fewer than 8 a group; x's
+    ISAs (grouped_pixel_lanes_wgrad: column stride 2, or 1 with fewer than 8 a group or 112+
+    output rows; x's
     columns a lane later for tap 0, the even / odd split at stride 2, passes of outputs); all
     three results against PyTorch."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=3, groups=groups, stride=stride, padding=padding,

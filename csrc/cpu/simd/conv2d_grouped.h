@@ -1162,12 +1162,16 @@ void grouped_lanes_wgrad_rows(const Conv2dWgradArgs& a) {
 // over one column of padding at column stride 2, or at stride 1 with fewer than 8 a group: there
 // ResNeXt's 256 @28 (28-column rows: AVX-512 tiles of 16 and a masked 12, and the per-row work)
 // ran 0.91x on both ISAs at N=1 against grouped_lanes_wgrad_rows on packed copies (N=8 1.06x,
-// AVX2 1.23x).
+// AVX2 1.23x; Zen 4). It takes them from kPixelLanesWgradMinRows output rows (N P): in-process
+// A/B, arms in random order, Xeon, 2 threads, 256 @28 x 32 groups, AVX-512 / AVX2: N=8 1.04 /
+// 1.03x, N=4 1.08 / 1.01x (N=2 1.04 / 1.22x, N=1 1.34 / 1.25x on the Xeon, where Zen 4 lost).
+constexpr int64_t kPixelLanesWgradMinRows = 112;
 inline bool grouped_pixel_lanes_wgrad_apply(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups;
   return grouped_pixel_lanes_shape(p) && a.x.stride[3] == 1 && a.x.stride[1] != 1 && a.dy.stride[3] == 1 &&
-         a.dy.stride[1] != 1 && (p.stride_w == 2 || (p.stride_w == 1 && Cg < 8));
+         a.dy.stride[1] != 1 &&
+         (p.stride_w == 2 || (p.stride_w == 1 && (Cg < 8 || p.N * p.P >= kPixelLanesWgradMinRows)));
 }
 
 // The grouped weight gradient on NCHW rows with dy pixels as lanes (float32): no channels-last
