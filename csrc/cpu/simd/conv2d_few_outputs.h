@@ -403,6 +403,13 @@ constexpr int few_outputs_wgrad_channels() {
 // stay in the L2 while every item sweeps them.
 constexpr int64_t kWgradChunkRows = 8;
 
+// Fixed splits of `rows` output rows (their totals added in split order at the end), so that 2
+// threads have work and the sums do not depend on the thread count: a multiple of 4, up to 16,
+// with 4+ chunks each where there are rows enough.
+inline int64_t wgrad_row_splits(int64_t rows) {
+  return std::min(rows, (std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16) + 3) / 4 * 4);
+}
+
 template <typename T, int K, int S>
 void few_outputs_wgrad(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t Wp, const float* dyp,
                        int64_t Qv, T* dw, const int64_t ws[4]) {
@@ -411,11 +418,10 @@ void few_outputs_wgrad(const Conv2dProblem& p, const T* x, const int64_t xs[4], 
   constexpr int64_t kSums = int64_t(K) * CB * S * L;  // an item's lanes
   const int64_t ncb = (p.C + CB - 1) / CB, items = p.R * ncb, xrow = p.C * Wp, rows = p.N * p.P;
   const int64_t reach = (p.R - 1) * p.dil_h + 1;
-  // Fixed splits of the output rows (their totals added in split order at the end), so that 2
-  // threads have work and the sums do not depend on the thread count. Each split's rows go in
-  // chunks of kWgradChunkRows, cut where an image ends: a chunk's padded x rows come into the
-  // thread's window (ChannelRowWindow), which carries the rows the next chunk shares.
-  const int64_t splits = std::min(rows, (std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16) + 3) / 4 * 4);
+  // Each split's rows go in chunks of kWgradChunkRows, cut where an image ends: a chunk's padded
+  // x rows come into the thread's window (ChannelRowWindow), which carries the rows the next
+  // chunk shares.
+  const int64_t splits = wgrad_row_splits(rows);
   Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
   parallel_for(0, splits, 1, [&](int64_t b, int64_t e) {
     ChannelRowWindow<T> window(x, xs, p.C, p.H, p.W, p.pad_h, p.pad_w, Wp,
@@ -598,7 +604,7 @@ inline bool conv2d_wgrad_few_inputs(const Conv2dWgradArgs& a) {
     const int64_t sw = p.stride_w, Qv = (p.Q + L - 1) / L * L;
     // Phase rows that hold the padded row and a whole vector past Q at the furthest tap.
     const int64_t reach_w = (p.S - 1) * p.dil_w;
-    const int64_t Wph = (std::max(Qv + reach_w / sw + 1, (p.W + p.pad_w + sw - 1) / sw) + L - 1) / L * L;
+    const int64_t Wph = (std::max(Qv + reach_w / sw, (p.W + p.pad_w + sw - 1) / sw) + L - 1) / L * L;
     const int64_t Wp = sw * Wph, xrow = p.C * Wp, rows = p.N * p.P, reach = (p.R - 1) * p.dil_h + 1;
     // An item's taps: 3 (the last group 1-3) of the R S taps in a row, so that 7 x 7 filters do
     // not leave a group of 1 per filter row (in-process A/B, Xeon, against groups within a filter
@@ -620,7 +626,7 @@ inline bool conv2d_wgrad_few_inputs(const Conv2dWgradArgs& a) {
       groups.push_back(g);
     }
     const int64_t ntg = int64_t(groups.size()), per_block = p.C * ntg, items = (p.K + KT - 1) / KT * per_block;
-    const int64_t splits = std::min(rows, (std::clamp<int64_t>(rows / (4 * kWgradChunkRows), 1, 16) + 3) / 4 * 4);
+    const int64_t splits = wgrad_row_splits(rows);
     const float* dy = static_cast<const float*>(a.dy.data);
     const int64_t* ds = a.dy.stride;
     Scratch totals(splits * items * kSums);  // rows > 0: the op fills an empty batch's dW itself
