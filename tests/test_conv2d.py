@@ -975,6 +975,11 @@ def test_few_output_channels_tall_images(isa, dtype, layout, n, c, k, h, w, r, s
     (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (AVX-512: channels_last)
     (20, 40, 5, 7, 7, 5, 2, 2, 1),       # 4 -> 8, 5 x 5, stride 2
     (24, 24, 3, 5, 13, 1, 1, 0, 1),      # 1 x 1 groups of 8
+    # stride 1 input gradients as forwards of dy (dgrad_as_forward), but for float32 channels_last
+    (32, 16, 8, 7, 9, 3, 1, 1, 1),       # 4 -> 2 per group: the forward of 2 -> 4
+    (32, 32, 8, 7, 9, 4, 1, 1, 1),       # an even filter: dy padded 2 a side (dx is a row and a column wider)
+    (64, 64, 16, 6, 9, 3, 1, 3, 1),      # padding past the filter's reach: the stride phases' path
+    (16, 16, 4, 6, 12, 1, 1, 0, 1),      # 1 x 1, 4 a group
 ])
 def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
