@@ -1037,7 +1037,7 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
         check_against_torch(cfg, torch.float32)
 
 
-@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice", "contiguous", "strided"])
 @pytest.mark.parametrize("c,k,groups,h,w,r,s,stride,padding,dilation", [
     (64, 64, 2, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1)),     # 32 a group: the general tiles, an edge column each side
     (64, 64, 2, 6, 11, 3, 3, (2, 2), (1, 1), (1, 1)),    # stride 2, odd width
@@ -1051,9 +1051,9 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_weight_grad_tiles_read_x_in_place(isa, layout, c, k, groups, h, w, r, s, stride, padding, dilation):
     """The weight gradient's general tiles (conv2d_wgrad.h, wgrad_tile, taps not folded) read a
-    float32 x with contiguous channels in place: each tap's output columns whose input lies in the
-    padding skipped (a range per tap), rows in the padding skipped. Against PyTorch and the
-    float64 reference."""
+    float32 x with contiguous channels in place, any other float32 x (NCHW, strided) from an
+    unpadded channels-last copy: each tap's output columns whose input lies in the padding skipped
+    (a range per tap), rows in the padding skipped. Against PyTorch and the float64 reference."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=False, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w + r)
