@@ -316,10 +316,11 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
   // Any other float x (NCHW) goes channels-last unpadded, then in place: the padded copy's tiles
   // had run the edge taps over its zero rows and columns, at 7 x 7 and 3 x 3 taps a fifth of
   // their FMAs. In-process A/B, arms in random order, Xeon, 2 threads, NCHW, AVX-512 / AVX2:
-  // ResNeXt 32 groups N=8 1024 @7 1.21x / 1.12x, 512 @14 1.40x / 1.16x, 1024 @14 /2 1.11x /
-  // 1.07x, 512 @28 /2 1.10x / 1.13x; N=1 1024 @7 1.20x / 1.11x, 512 @14 1.07x / 1.09x; one group
-  // 3x3 /2 N=8 128 @56 1.00x / 0.98x, 256 @28 1.00x / 1.14x, 512 @14 1.04x / 1.17x. (The pixels
-  // keep their extra line: with C elements a pixel 1024 @7 ran 1.15x, 512 @28 /2 0.89x.)
+  // ResNeXt 32 groups N=8 1024 @7 1.21x / 1.12-1.13x, 512 @14 1.23x / 1.04-1.16x, 1024 @14 /2
+  // 1.06-1.11x / 1.07-1.14x, 512 @28 /2 1.03-1.10x / 1.04-1.13x; N=1 1024 @7 1.20x / 1.11x, 512
+  // @14 1.07x / 1.09x; one group 3x3 /2 N=8 128 @56 1.00x / 0.98x, 256 @28 1.00-1.01x /
+  // 1.10-1.14x, 512 @14 1.04-1.06x / 1.17-1.22x (two runs). (The pixels keep their extra line:
+  // with C elements a pixel 1024 @7 ran 1.15x, 512 @28 /2 0.89x.)
   if constexpr (M::kChannels == 1 && std::is_same_v<T, float>) {
     if (reads_in_place && !x_in_place) {
       const ScratchOf<float> xc = pack_activations(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W,
