@@ -980,6 +980,7 @@ def test_few_output_channels_tall_images(isa, dtype, layout, n, c, k, h, w, r, s
     (32, 32, 8, 7, 9, 4, 1, 1, 1),       # an even filter: dy padded 2 a side (dx is a row and a column wider)
     (64, 64, 16, 6, 9, 3, 1, 3, 1),      # padding past the filter's reach: the stride phases' path
     (16, 16, 4, 6, 12, 1, 1, 0, 1),      # 1 x 1, 4 a group
+    (64, 64, 8, 9, 10, 3, 1, 1, 2),      # dilated: dy padded 3 a side
 ])
 def test_grouped_lanes(isa, dtype, layout, c, k, groups, h, w, r, stride, padding, dilation):
     """Grouped convolutions of 2-8 output channels per group (conv2d_grouped.h: the lanes of a
