@@ -267,20 +267,27 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
 
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("c,h,w,r,s,stride,padding,dilation", [
     (32, 13, 14, 3, 3, (2, 2), (1, 1), (1, 1)),   # MobileNet's 3 x 3 /2: phases of 2 x 2, 2 x 1, 1 x 1 taps
     (20, 12, 15, 5, 5, (2, 2), (2, 2), (1, 1)),   # EfficientNet's 5 x 5 /2; padded channels
     (16, 14, 13, 3, 3, (3, 3), (2, 2), (2, 2)),   # stride 3, dilation 2: taps 3 apart, bases 2 apart
     (17, 10, 11, 4, 4, (2, 2), (1, 1), (1, 1)),   # an even filter
     (16, 9, 10, 2, 2, (3, 3), (0, 0), (1, 1)),    # stride 3 past a 2-tap filter: phases no tap reaches
-    (16, 8, 9, 3, 3, (2, 2), (3, 3), (1, 1)),     # padding past the reach: the per-pixel loop
+    (16, 8, 9, 3, 3, (2, 2), (3, 3), (1, 1)),     # padding past the reach: no interior run
     (24, 15, 9, 7, 1, (2, 1), (3, 0), (1, 1)),    # row stride only
+    (16, 15, 14, 7, 7, (2, 2), (3, 3), (1, 1)),   # 7 x 7 /2: phases of 16 taps, one forward each
+    (20, 11, 13, 7, 7, (2, 2), (2, 4), (1, 1)),   # 7 x 7 /2 padded unevenly: a phase starting inside dy
+    (16, 6, 23, 3, 5, (1, 3), (1, 2), (1, 1)),    # column stride 3 only, 5 columns: phases of 2 and 1 taps
 ])
-def test_depthwise_dgrad_phases(isa, dtype, c, h, w, r, s, stride, padding, dilation):
-    """Strided depthwise input gradients into channels_last dx, one forward per stride phase
-    (depthwise_dgrad_phases): reversed sub-filters, dilated steps, zeroed tapless phases."""
+def test_depthwise_dgrad_strided(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
+    """Strided depthwise input gradients: per dx row, each column stride phase's interior as one
+    depthwise_row and the edges per pixel (depthwise_dgrad's row loop; NCHW dx through scratch
+    unless a planes kernel takes it), or, where a phase holds 10+ taps, one forward per stride
+    phase into channels_last dx (depthwise_dgrad_phases): reversed sub-filters, dilated steps,
+    tapless phases zeroed, runs cut where a tap leaves dy."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=stride, padding=padding, dilation=dilation,
-               bias=False, x_layout="channels_last", w_layout="contiguous", g_layout="channels_last", seed=c + h * w)
+               bias=False, x_layout=layout, w_layout="contiguous", g_layout=layout, seed=c + h * w)
     with forced_isa(isa):
         check_against_torch(cfg, dtype)
 

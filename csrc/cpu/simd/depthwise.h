@@ -8,10 +8,10 @@
 //           of zero-padded channel-vector rows (depthwise_fprop_vector_rows); on NCHW planes at
 //           stride 1 or 2, register tiles of output rows (depthwise_fprop_plane_tiles); planes of
 //           rows half a vector or shorter at stride 1, as flat lanes (depthwise_fprop_flat_planes)
-//   dgrad   stride 1: fprop of dy with the rotated filter; channels-last dx at larger strides:
-//           one such fprop per stride phase; NCHW dx at stride 2: plane tiles per dx row parity
-//           (depthwise_dgrad_planes_s2_tiles); else per input row (n, h): per pixel the taps
-//           whose output lands on the stride grid
+//   dgrad   stride 1: fprop of dy with the rotated filter; NCHW dx at stride 2: plane tiles per
+//           dx row parity (depthwise_dgrad_planes_s2_tiles); else per input row (n, h): each
+//           column stride phase's interior as one depthwise_row, the edges per pixel (filters
+//           whose phases hold 10+ taps, 7 x 7 /2, one fprop per stride phase instead)
 //   wgrad   per chunk of output rows and channel vector: dw[tap] partials, summed in chunk order;
 //           on NCHW planes, per channel register tiles of filter rows that share x rows
 //           (depthwise_wgrad_plane_tiles)
@@ -1458,20 +1458,28 @@ inline bool depthwise_dgrad_as_fprop(const Conv2dDgradArgs& a) {
   return depthwise_fprop<T>(f);
 }
 
-// dgrad at stride > 1 into channels-last dx: one forward per stride phase (dgrad_phases). The dx
-// rows h = first + stride j of a phase are reached by the taps r with r dil = a (mod stride), from
-// dy row j + base(r), base falling by dil / gcd(stride, dil) per tap: a stride-1 forward over dy
-// with those taps reversed (negative weight strides from the last one), dilated by that step,
-// top padding -base(last), writing the phase's rows and columns of dx in place. Phases that no
-// tap reaches are zeroed. Against the per-pixel loop below (A/B, arms in random order, 2 threads,
-// channels_last): 3 x 3 /2 N=8 192 @28 1.53x, 576 @14 1.07x, 144 @56 0.95-1.05x (bfloat16 1.84x),
-// N=1 144 @56 1.48x, 96 @112 1.99x; 5 x 5 /2 N=8 144 @56 1.30x, N=1 240 @28 1.40x.
+// dgrad at stride > 1 into channels-last dx whose filter's stride phases hold more taps than
+// depthwise_row keeps in registers (7 x 7 /2: up to 4 x 4; smaller filters take the row loop of
+// depthwise_dgrad, below, which ran 1.1-1.6x faster than this): one forward per stride phase
+// (dgrad_phases), whose vector rows hold any tap count. The dx rows h = first + stride j of a
+// phase are reached by the taps r with r dil = a (mod stride), from dy row j + base(r), base
+// falling by dil / gcd(stride, dil) per tap: a stride-1 forward over dy with those taps reversed
+// (negative weight strides from the last one), dilated by that step, top padding -base(last),
+// writing the phase's rows and columns of dx in place. Phases that no tap reaches are zeroed.
+// Against the row loop (A/B, arms in random order, 2 threads, channels_last, 7 x 7 /2 96 @56):
+// N=1 1.5x, N=8 level.
 template <typename T>
 inline bool depthwise_dgrad_phases(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (a.dx.stride[1] != 1 || (p.stride_h == 1 && p.stride_w == 1)) return false;
   const std::vector<DgradPhase1D> rows = dgrad_phases(p.H, p.R, p.stride_h, p.pad_h, p.dil_h);
   const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
+  const auto most_taps = [](const std::vector<DgradPhase1D>& phases) {
+    size_t most = 0;
+    for (const DgradPhase1D& ph : phases) most = std::max(most, ph.taps.size());
+    return int64_t(most);
+  };
+  if (most_taps(rows) * most_taps(cols) <= kDepthwiseRowTaps) return false;
   const auto reaches_dy = [](const DgradPhase1D& ph) { return ph.taps.empty() || ph.base.back() <= 0; };
   if (!std::all_of(rows.begin(), rows.end(), reaches_dy) || !std::all_of(cols.begin(), cols.end(), reaches_dy))
     return false;  // a phase would start inside dy (padding past the filter's reach): per pixel
@@ -1748,12 +1756,31 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
       col_s[w * p.S + col_count[w]] = s;
       col_q[w * p.S + col_count[w]++] = wq / p.stride_w;
     }
+  // The column phases (dgrad_phases): dx column first + stride_w j reads dy column j + base[t]
+  // through tap s = taps[t]. Where all of a phase's taps land inside dy ([j_lo, j_hi)), a row's
+  // taps are the same for every j: depthwise_row runs them, weights in registers, writing every
+  // stride_w-th pixel; the phases of a row go one after another while its lines are in cache, so
+  // dx is written in one pass. Against one forward per stride phase over all of dx (now
+  // depthwise_dgrad_phases' case only), in-process A/B, arms in random order, 2 threads,
+  // channels_last, Xeon: 3 x 3 /2 N=8 144 @56 1.37x, 96 @112 1.26x, 192 @28 1.10x, 576 @14 1.46x,
+  // 5 x 5 /2 144 @56 1.28x; N=1 1.01-1.61x; bfloat16 1.11-1.23x; AVX2 1.07-1.31x.
+  const std::vector<DgradPhase1D> cols = dgrad_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
+  const int64_t nph = int64_t(cols.size());
+  std::vector<int64_t> j_lo(nph), j_hi(nph);
+  for (int64_t b = 0; b < nph; ++b) {
+    int64_t lo = 0, hi = cols[b].count;
+    for (int64_t base : cols[b].base) lo = std::max(lo, -base), hi = std::min(hi, p.Q - base);
+    j_lo[b] = lo, j_hi[b] = std::max(lo, hi);
+  }
+  const std::vector<float> zeros(Cp, 0.0f);
   parallel_for(0, p.N * p.H, 1, [&](int64_t b, int64_t e) {
     ThreadDepthwiseWeights<T> weights(static_cast<const T*>(a.w.data), a.w.stride, C, p.R, p.S);
     const float* wp = weights.all();
     std::vector<int64_t> dy_off(p.R * p.S), w_off(p.R * p.S), row_r, row_off;
+    std::vector<char> run_done(nph);
     for (int64_t nh = b; nh < e; ++nh) {
       const int64_t n = nh / p.H, h = nh % p.H;
+      T* dxrow = out.view.data + n * out.view.sn + h * out.view.sh;
       row_r.clear(), row_off.clear();
       for (int64_t r = 0; r < p.R; ++r) {
         const int64_t hp = h + p.pad_h - r * p.dil_h;
@@ -1761,15 +1788,31 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
         row_r.push_back(r);
         row_off.push_back(n * dy.sn + (hp / p.stride_h) * dy.sh);
       }
+      for (int64_t ph = 0; ph < nph; ++ph) {
+        const DgradPhase1D& c = cols[ph];
+        const int64_t taps = int64_t(row_r.size() * c.taps.size());
+        run_done[ph] = false;
+        if (taps == 0 || j_lo[ph] >= j_hi[ph]) continue;
+        for (size_t i = 0, t = 0; i < row_r.size(); ++i)
+          for (size_t k = 0; k < c.taps.size(); ++k, ++t) {
+            dy_off[t] = row_off[i] + c.base[k] * dy.sw;
+            w_off[t] = (row_r[i] * p.S + c.taps[k]) * Cp;
+          }
+        run_done[ph] = depthwise_row_any(taps, dy.data, dy.sw, dy_off.data(), wp, w_off.data(), zeros.data(), nv,
+                                         j_lo[ph], j_hi[ph], dxrow + c.first * out.view.sw,
+                                         p.stride_w * out.view.sw);
+      }
+      // The columns left (edges, phases of more than kDepthwiseRowTaps taps): per-pixel tap lists.
       for (int64_t w = 0; w < p.W; ++w) {
+        const int64_t ph = (w + p.pad_w) % p.stride_w, j = (w - cols[ph].first) / p.stride_w;
+        if (run_done[ph] && j >= j_lo[ph] && j < j_hi[ph]) continue;
         int64_t taps = 0;
         for (size_t i = 0; i < row_r.size(); ++i)
-          for (int64_t j = 0; j < col_count[w]; ++j) {
-            dy_off[taps] = row_off[i] + col_q[w * p.S + j] * dy.sw;
-            w_off[taps++] = (row_r[i] * p.S + col_s[w * p.S + j]) * Cp;
+          for (int64_t k = 0; k < col_count[w]; ++k) {
+            dy_off[taps] = row_off[i] + col_q[w * p.S + k] * dy.sw;
+            w_off[taps++] = (row_r[i] * p.S + col_s[w * p.S + k]) * Cp;
           }
-        depthwise_pixel<T>(dy.data, dy_off.data(), wp, w_off.data(), taps, nullptr, nv,
-                        out.view.data + n * out.view.sn + h * out.view.sh + w * out.view.sw);
+        depthwise_pixel<T>(dy.data, dy_off.data(), wp, w_off.data(), taps, nullptr, nv, dxrow + w * out.view.sw);
       }
     }
   });
