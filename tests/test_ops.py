@@ -235,3 +235,52 @@ def test_eager_calls_under_fake_tensor_mode_and_vmap():
     xs, w = torch.randn(3, 2, 3, 7, 6, generator=g), torch.randn(4, 3, 3, 3, generator=g)
     y = torch.vmap(lambda t: CF.conv2d(t, w, None, 1, 1))(xs)  # the batching fallback: a loop
     assert torch.equal(y, torch.stack([CF.conv2d(t, w, None, 1, 1) for t in xs]))
+
+
+def _thp_mode():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _mapping_of(address):
+    """The /proc/self/smaps entry (header line and fields) of the mapping holding address."""
+    entry = None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and all(c in "0123456789abcdef-" for c in head):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                if entry is not None:
+                    return entry
+                if lo <= address < hi:
+                    entry = [line]
+            elif entry is not None:
+                entry.append(line)
+    return entry
+
+
+@pytest.mark.skipif(_thp_mode() != "madvise", reason="needs Linux transparent huge pages in madvise mode")
+def test_large_outputs_ask_for_huge_pages():
+    """Outputs of 32 MB and more (mapped afresh by glibc on every call) are advised as
+    transparent huge pages (new_output); smaller ones, which glibc serves from its heap, are not.
+    Checked on the kernel's word: smaps' THPeligible of the output's mapping, and the values
+    against PyTorch's."""
+    x = torch.randn(1, 3, 364, 364)  # -> 64 x 364 x 364 float32: 33.9 MB
+    w = torch.randn(64, 3, 3, 3)
+    y = CF.conv2d(x, w, padding=1)
+    assert y.numel() * 4 >= 32 << 20
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+    entry = _mapping_of(y.data_ptr() + (4 << 20))  # a whole 2 MB block inside the buffer
+    assert entry is not None
+    eligible = [line for line in entry if line.startswith("THPeligible:")]
+    if not eligible:
+        pytest.skip("this kernel's smaps has no THPeligible field")
+    assert eligible[0].split()[1] == "1", "".join(entry)
+    small = torch.ops.cnnkernels.conv2d(torch.randn(1, 3, 32, 32), w, None, [1, 1], [1, 1], [1, 1], 1)
+    plain = torch.empty(40 << 20, dtype=torch.uint8)  # PyTorch's own large buffer: not advised
+    entry = _mapping_of(plain.data_ptr() + (4 << 20))
+    assert entry is not None and [l for l in entry if l.startswith("THPeligible:")][0].split()[1] == "0"
+    del small
