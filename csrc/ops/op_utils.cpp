@@ -70,14 +70,7 @@ static void advise_huge_pages(at::Tensor& t) {
   if (!t.device().is_cpu() || bytes < (uintptr_t(32) << 20)) return;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
   const uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1), hi = (begin + bytes) & ~(kHuge - 1);
-  if (hi <= lo) return;
-  // Only where the pages are not there yet (a fresh mapping): memory that glibc serves from its
-  // heap is already populated and does not fault; such buffers stay as they were.
-  unsigned char resident[2] = {0, 0};
-  if (mincore(reinterpret_cast<void*>(lo), 4096, &resident[0]) != 0 ||
-      mincore(reinterpret_cast<void*>(hi - 4096), 4096, &resident[1]) != 0 || ((resident[0] | resident[1]) & 1))
-    return;
-  madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // a hint: errors ignored
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // a hint: errors ignored
 #else
   (void)t;
 #endif
