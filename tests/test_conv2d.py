@@ -277,7 +277,7 @@ def test_depthwise_matches_torch(isa, dtype, cfg):
     (16, 8, 9, 3, 3, (2, 2), (3, 3), (1, 1)),     # padding past the reach: no interior run
     (24, 15, 9, 7, 1, (2, 1), (3, 0), (1, 1)),    # row stride only
     (16, 15, 14, 7, 7, (2, 2), (3, 3), (1, 1)),   # 7 x 7 /2: phases of 16 taps, one forward each
-    (20, 11, 13, 7, 7, (2, 2), (2, 4), (1, 1)),   # 7 x 7 /2 padded unevenly: a phase starting inside dy
+    (20, 11, 13, 7, 7, (2, 2), (2, 7), (1, 1)),   # 7 x 7 /2, columns padded past the reach: 16-tap phases per pixel
     (16, 6, 23, 3, 5, (1, 3), (1, 2), (1, 1)),    # column stride 3 only, 5 columns: phases of 2 and 1 taps
 ])
 def test_depthwise_dgrad_strided(isa, dtype, layout, c, h, w, r, s, stride, padding, dilation):
