@@ -1746,16 +1746,6 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
   const ChannelsLast<T> dy = channels_last_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, C, p.P, p.Q, dys);
   T* dx = static_cast<T*>(a.dx.data);
   const OutputTarget<T> out = channels_last_output(dx, a.dx.stride, p.N, C, p.H, p.W, dxs);
-  // The taps s that reach input column w, and the dy column each reads: the same for every row
-  // (computing them per pixel, two divisions per tap, took longer than the products).
-  std::vector<int64_t> col_count(p.W, 0), col_s(p.W * p.S), col_q(p.W * p.S);
-  for (int64_t w = 0; w < p.W; ++w)
-    for (int64_t s = 0; s < p.S; ++s) {
-      const int64_t wq = w + p.pad_w - s * p.dil_w;
-      if (wq < 0 || wq % p.stride_w != 0 || wq / p.stride_w >= p.Q) continue;
-      col_s[w * p.S + col_count[w]] = s;
-      col_q[w * p.S + col_count[w]++] = wq / p.stride_w;
-    }
   // The column phases (dgrad_phases): dx column first + stride_w j reads dy column j + base[t]
   // through tap s = taps[t]. Where all of a phase's taps land inside dy ([j_lo, j_hi)), a row's
   // taps are the same for every j: depthwise_row runs them, weights in registers, writing every
@@ -1802,15 +1792,19 @@ inline bool depthwise_dgrad(const Conv2dDgradArgs& a) {
                                          j_lo[ph], j_hi[ph], dxrow + c.first * out.view.sw,
                                          p.stride_w * out.view.sw);
       }
-      // The columns left (edges, phases of more than kDepthwiseRowTaps taps): per-pixel tap lists.
+      // The columns left (edges, phases of more than kDepthwiseRowTaps taps): per pixel, the
+      // taps of its phase whose dy column lies inside dy.
       for (int64_t w = 0; w < p.W; ++w) {
         const int64_t ph = (w + p.pad_w) % p.stride_w, j = (w - cols[ph].first) / p.stride_w;
         if (run_done[ph] && j >= j_lo[ph] && j < j_hi[ph]) continue;
+        const DgradPhase1D& c = cols[ph];
         int64_t taps = 0;
         for (size_t i = 0; i < row_r.size(); ++i)
-          for (int64_t k = 0; k < col_count[w]; ++k) {
-            dy_off[taps] = row_off[i] + col_q[w * p.S + k] * dy.sw;
-            w_off[taps++] = (row_r[i] * p.S + col_s[w * p.S + k]) * Cp;
+          for (size_t k = 0; k < c.taps.size(); ++k) {
+            const int64_t q = j + c.base[k];
+            if (q < 0 || q >= p.Q) continue;
+            dy_off[taps] = row_off[i] + q * dy.sw;
+            w_off[taps++] = (row_r[i] * p.S + c.taps[k]) * Cp;
           }
         depthwise_pixel<T>(dy.data, dy_off.data(), wp, w_off.data(), taps, nullptr, nv, dxrow + w * out.view.sw);
       }
