@@ -1045,6 +1045,33 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
+@pytest.mark.parametrize("c,groups,h,w,r,s,stride,padding,dilation,bias", [
+    (256, 32, 9, 56, 3, 3, (2, 2), (1, 1), (1, 1), True),   # ResNeXt's 256 @56 /2: 4 tiles a row, the first at the edge
+    (64, 8, 6, 29, 3, 3, (2, 2), (1, 1), (1, 1), False),    # 15 outputs: the last tile overlapping, both edges
+    (64, 8, 5, 13, 3, 3, (2, 2), (1, 1), (1, 1), True),     # 7 outputs: one tile, both edges
+    (64, 8, 6, 9, 3, 3, (2, 2), (1, 1), (1, 1), True),      # 5 outputs: a row shorter than a tile
+    (64, 8, 7, 30, 3, 3, (1, 2), (0, 0), (1, 1), True),     # no padding: every tile inside, rows stride 1
+    (64, 8, 11, 31, 5, 5, (3, 2), (2, 2), (1, 1), False),   # 5 x 5, rows stride 3
+    (64, 8, 9, 33, 3, 3, (2, 2), (2, 2), (2, 2), True),     # dilated, two columns of padding
+    (64, 8, 8, 20, 4, 3, (2, 2), (3, 3), (1, 1), True),     # padding past the reach: rows and columns without taps
+    (64, 8, 6, 17, 1, 1, (2, 2), (0, 0), (1, 1), True),     # 1 x 1
+    (16, 2, 5, 16, 3, 3, (2, 2), (1, 1), (1, 1), True),     # 2 groups
+])
+def test_grouped_product_lanes(layout, c, groups, h, w, r, s, stride, padding, dilation, bias):
+    """The AVX-512 grouped forward of 8 inputs and 8 outputs a group at column stride 2 on
+    channels_last float32 tensors (conv2d_grouped.h, grouped_product_lanes_fprop: a group's 64
+    products in the lanes of four vectors, each output's 8 lanes summed at the end): whole tiles
+    inside the image unchecked, edge tiles skipping the taps outside, the last tile overlapping its
+    neighbour, rows shorter than a tile, taps and rows outside the image, bias added after the sums,
+    x and y slices read and written in place. Against PyTorch and the float64 reference."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
+               seed=c * h + w + r)
+    with forced_isa("avx512"):
+        check_against_torch(cfg, torch.float32)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice", "contiguous", "strided"])
 @pytest.mark.parametrize("c,k,groups,h,w,r,s,stride,padding,dilation", [
     (64, 64, 2, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1)),     # 32 a group: the general tiles, an edge column each side

@@ -328,6 +328,24 @@ template <typename S>
     _mm512_storeu_ps(dst + (i + 4) * dst_stride, _mm512_permutex2var_ps(r[i], second, r[i + 4]));
   }
 }
+
+// The sums of the eight 8-lane runs of a, b, c, d (a's lanes 0-7, a's 8-15, b's 0-7, ...), in
+// that order: 8 shuffles and 4 adds. 128-bit quarters of two vectors first (each quarter then
+// holds 4 partial sums of one run), then in-lane pairs, then one permute into order. GCC's vector
+// shuffles: the intrinsics pass undefined operands that draw GCC 12's -Wuninitialized.
+inline __m256 sum_lane_octets(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const auto quarters = [](__m512 u, __m512 v) {  // quarter i: 4 partial sums of run i of (u, v)
+    return _mm512_add_ps(__builtin_shufflevector(u, v, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+                         __builtin_shufflevector(u, v, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31));
+  };
+  const __m512 ab = quarters(a, b), cd = quarters(c, d);
+  // Quarter i: run i's partials 0 + 2, run 4 + i's 0 + 2, then 1 + 3 of each.
+  __m512 s = _mm512_add_ps(
+      __builtin_shufflevector(ab, cd, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29),
+      __builtin_shufflevector(ab, cd, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31));
+  s = _mm512_add_ps(s, __builtin_shufflevector(s, s, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+  return __builtin_shufflevector(s, s, 0, 4, 8, 12, 1, 5, 9, 13);  // quarter i held runs i and 4 + i
+}
 #endif
 
 // dst[j * dst_stride + i] = rows[i][col + j] for i, j < 8: transpose8x8 with each source row at
