@@ -1045,6 +1045,7 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
 @pytest.mark.parametrize("c,groups,h,w,r,s,stride,padding,dilation,bias", [
     (256, 32, 9, 56, 3, 3, (2, 2), (1, 1), (1, 1), True),   # ResNeXt's 256 @56 /2: 4 tiles a row, the first at the edge
@@ -1058,10 +1059,11 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
     (64, 8, 6, 17, 1, 1, (2, 2), (0, 0), (1, 1), True),     # 1 x 1
     (16, 2, 5, 16, 3, 3, (2, 2), (1, 1), (1, 1), True),     # 2 groups
 ])
-def test_grouped_product_lanes(layout, c, groups, h, w, r, s, stride, padding, dilation, bias):
+def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, padding, dilation, bias):
     """The AVX-512 grouped forward of 8 inputs and 8 outputs a group at column stride 2 on
-    channels_last float32 tensors (conv2d_grouped.h, grouped_product_lanes_fprop: a group's 64
-    products in the lanes of four vectors, each output's 8 lanes summed at the end): whole tiles
+    channels_last float32 and bfloat16 tensors (conv2d_grouped.h, grouped_product_lanes_fprop: a
+    group's 64 products in the lanes of four vectors, each output's 8 lanes summed at the end;
+    bfloat16 inputs widened by a byte shuffle of a 128-bit broadcast): whole tiles
     inside the image unchecked, edge tiles skipping the taps outside, the last tile overlapping its
     neighbour, rows shorter than a tile, taps and rows outside the image, bias added after the sums,
     x and y slices read and written in place. Against PyTorch and the float64 reference."""
@@ -1069,7 +1071,7 @@ def test_grouped_product_lanes(layout, c, groups, h, w, r, s, stride, padding, d
                dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w + r)
     with forced_isa("avx512"):
-        check_against_torch(cfg, torch.float32)
+        check_against_torch(cfg, dtype)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice", "contiguous", "strided"])

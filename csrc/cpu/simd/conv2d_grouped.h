@@ -555,14 +555,33 @@ void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
 }
 
 #if defined(__AVX512F__)
-// Whether grouped_product_lanes_fprop takes the layer: float32, 8 inputs and 8 outputs a group,
-// x and y with contiguous channels (channels-last), column stride 2. At stride 1 the row tiles'
-// permutes serve three FMAs each and those stay ahead (A/B, arms in random order, Xeon, 2
-// threads, channels_last, 32 groups: 256 @28 N=8 1.27 ms there, 1.64 here; N=1 0.169, 0.228).
+// Whether grouped_product_lanes_fprop takes the layer: float32 or bfloat16, 8 inputs and 8
+// outputs a group, x and y with contiguous channels (channels-last), column stride 2. At stride 1
+// the row tiles' permutes serve three FMAs each and those stay ahead (A/B, arms in random order,
+// Xeon, 2 threads, channels_last, 32 groups: 256 @28 N=8 1.27 ms there, 1.64 here; N=1 0.169,
+// 0.228).
+template <typename T>
 inline bool grouped_product_lanes_apply(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
-  return p.dtype == DType::f32 && p.groups > 1 && p.C == 8 * p.groups && p.K == 8 * p.groups &&
+  return p.dtype == dtype_of<T>() && p.groups > 1 && p.C == 8 * p.groups && p.K == 8 * p.groups &&
          a.x.stride[1] == 1 && a.y.stride[1] == 1 && p.stride_w == 2;
+}
+
+// A pixel's 8 group inputs (float32 or bfloat16) as floats in both halves of a vector: a 256-bit
+// broadcast load; bfloat16 a 128-bit one, then one byte shuffle that moves inputs 0-3 (even
+// quarters) or 4-7 (odd quarters) into the upper halves of the 32-bit lanes, zeros below.
+[[gnu::always_inline]] inline __m512 broadcast_octet(const float* p) {
+  return _mm512_broadcast_f32x8(_mm256_loadu_ps(p));
+}
+[[gnu::always_inline]] inline __m512 broadcast_octet(const bf16* p) {
+  // (maskz: the plain intrinsic passes an undefined operand that draws GCC 12's -Wuninitialized;
+  // a vector-extension shuffle went through the stack.)
+  const __m512i quarters =
+      _mm512_maskz_broadcast_i32x4(__mmask16(0xffff), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i to_upper = _mm512_setr_epi32(0x01008080, 0x03028080, 0x05048080, 0x07068080, 0x09088080, 0x0b0a8080,
+                                             0x0d0c8080, 0x0f0e8080, 0x01008080, 0x03028080, 0x05048080, 0x07068080,
+                                             0x09088080, 0x0b0a8080, 0x0d0c8080, 0x0f0e8080);
+  return _mm512_castsi512_ps(_mm512_shuffle_epi8(quarters, to_upper));
 }
 
 // The grouped forward of 8 inputs and 8 outputs a group with a group's 64 products as the lanes
@@ -579,14 +598,18 @@ inline bool grouped_product_lanes_apply(const Conv2dFpropArgs& a) {
 // channels_last, ResNeXt's 256 @56 /2 x 32 groups: N=8 2.27 -> 1.81 ms, N=1 0.313 -> 0.268 (one
 // thread, a standalone loop: 0.57 -> 0.40). The broadcasts' loads stall (x's lines arrive once
 // per two groups, 1 KB apart); software prefetches a few groups ahead lost 4-12% there.
-template <int MR>
+// bfloat16 (broadcast_octet's shuffle, then float32 sums, rounded once) had packed x into a
+// padded float32 copy for the row tiles: same layer, separate runs, N=8 2.99 -> 1.79 ms (PyTorch
+// 1.78-1.85), N=1 0.365 -> 0.253 (PyTorch 0.23-0.30).
+template <typename T, int MR>
 void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
-  const float* x = static_cast<const float*>(a.x.data);
-  float* y = static_cast<float*>(a.y.data);
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
   const int64_t *xs = a.x.stride, *ys = a.y.stride, *ws = a.w.stride;
-  const float* w = static_cast<const float*>(a.w.data);
-  const float* bias = static_cast<const float*>(a.bias);
+  const T* w = static_cast<const T*>(a.w.data);
+  const FloatBias<T> bias_floats(a.bias, p.K);
+  const float* bias = a.bias ? bias_floats.data() : nullptr;
   const int64_t G = p.groups, taps = p.R * p.S;
   // wk[g][t][kp][l] = w[8 g + 2 kp + l / 8][l % 8][t / S][t % S]
   ScratchOf<float> wk(G * taps * 64);
@@ -594,12 +617,12 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
     for (int64_t t = 0; t < taps; ++t)
       for (int l = 0; l < 64; ++l)
         wk.data()[(g * taps + t) * 64 + l] =
-            w[(8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]];
+            load_acc(w + (8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
   const int64_t segments = (p.Q + MR - 1) / MR;
   // Output columns [q_lo, q_hi) read only columns inside the image at every tap.
   const int64_t q_lo = std::min(p.Q, (p.pad_w + p.stride_w - 1) / p.stride_w);
   const int64_t q_hi = std::max(q_lo, std::min(p.Q, (p.W + p.pad_w - (p.S - 1) * p.dil_w - 1) / p.stride_w + 1));
-  const auto tile = [&]<bool kEdge>(const float* xn, float* yq, int64_t op, int64_t q0, int m, const float* wg,
+  const auto tile = [&]<bool kEdge>(const T* xn, T* yq, int64_t op, int64_t q0, int m, const float* wg,
                                     int64_t g) {
     __m512 acc[MR][4];
 #pragma GCC unroll 16
@@ -609,19 +632,19 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
     for (int64_t r = 0; r < p.R; ++r) {
       const int64_t h = op * p.stride_h - p.pad_h + r * p.dil_h;
       if (h < 0 || h >= p.H) continue;
-      const float* xr = xn + h * xs[2] + (q0 * p.stride_w - p.pad_w) * xs[3];
+      const T* xr = xn + h * xs[2] + (q0 * p.stride_w - p.pad_w) * xs[3];
       for (int64_t s = 0; s < p.S; ++s) {
         const float* wt = wg + (r * p.S + s) * 64;
         const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16), w2 = _mm512_loadu_ps(wt + 32),
                      w3 = _mm512_loadu_ps(wt + 48);
-        const float* xt = xr + s * p.dil_w * xs[3];
+        const T* xt = xr + s * p.dil_w * xs[3];
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
           if constexpr (kEdge) {
             const int64_t col = (q0 + i) * p.stride_w - p.pad_w + s * p.dil_w;
             if (i >= m || col < 0 || col >= p.W) continue;
           }
-          const __m512 v = _mm512_broadcast_f32x8(_mm256_loadu_ps(xt + i * p.stride_w * xs[3]));
+          const __m512 v = broadcast_octet(xt + i * p.stride_w * xs[3]);
           acc[i][0] = _mm512_fmadd_ps(v, w0, acc[i][0]);
           acc[i][1] = _mm512_fmadd_ps(v, w1, acc[i][1]);
           acc[i][2] = _mm512_fmadd_ps(v, w2, acc[i][2]);
@@ -633,7 +656,7 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
       if (!kEdge || i < m)
-        _mm256_storeu_ps(yq + i * ys[3], _mm256_add_ps(b, sum_lane_octets(acc[i][0], acc[i][1], acc[i][2], acc[i][3])));
+        store8(yq + i * ys[3], _mm256_add_ps(b, sum_lane_octets(acc[i][0], acc[i][1], acc[i][2], acc[i][3])));
   };
   parallel_for(0, p.N * p.P * segments, 1, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
@@ -642,8 +665,8 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
       const int64_t q0 = p.Q >= MR ? std::min(seg * MR, p.Q - MR) : 0;
       const int m = int(std::min<int64_t>(MR, p.Q - q0));
       const bool edge = q0 < q_lo || q0 + MR > q_hi;
-      const float* xn = x + n * xs[0];
-      float* yq = y + n * ys[0] + op * ys[2] + q0 * ys[3];
+      const T* xn = x + n * xs[0];
+      T* yq = y + n * ys[0] + op * ys[2] + q0 * ys[3];
       for (int64_t g = 0; g < G; ++g) {
         const float* wg = wk.data() + g * taps * 64;
         if (edge) tile.template operator()<true>(xn + 8 * g, yq + 8 * g, op, q0, m, wg, g);
@@ -659,8 +682,8 @@ inline bool conv2d_fprop_grouped_lanes(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>()) return false;
 #if defined(__AVX512F__)
-  if (grouped_product_lanes_apply(a)) {
-    grouped_product_lanes_fprop<7>(a);
+  if (grouped_product_lanes_apply<T>(a)) {
+    grouped_product_lanes_fprop<T, 7>(a);
     return true;
   }
 #endif
