@@ -301,7 +301,9 @@ constexpr int64_t kGroupedRowColumns = 2 * 13 + 3;
 // each plane): 4 or fewer a group keep those tiles for outputs other than channels-last. Column
 // stride 2 (8 a group: 256 @56 -> 28) 1.02-1.12x, both layouts, N=1 and 8; its kernel ran 10%
 // faster, at ~30% of the FMA peak (a permute per 1.5 FMAs, both on port 5), with a quarter of the
-// layer's time in the padding copy.
+// layer's time in the padding copy. (8 inputs and 8 outputs a group into a channels-last y have
+// since gone to grouped_product_lanes_fprop at column stride 2; NCHW and strided bfloat16 x and
+// groups of 5-7 inputs still come here.)
 // block_step >= 0: x is group blocks (grouped_lanes_fprop) of a plan the stride-1 row tiles take.
 // With pad (grouped_row_tiles_stride(d) > 0 then), x is read in place: see InPlacePadding.
 template <int CG, typename TOut>
