@@ -611,7 +611,7 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
   const int64_t *xs = a.x.stride, *ys = a.y.stride, *ws = a.w.stride;
   const T* w = static_cast<const T*>(a.w.data);
   const FloatBias<T> bias_floats(a.bias, p.K);
-  const float* bias = a.bias ? bias_floats.data() : nullptr;
+  const float* bias = bias_floats.data();  // null without a bias
   const int64_t G = p.groups, taps = p.R * p.S;
   // wk[g][t][kp][l] = w[8 g + 2 kp + l / 8][l % 8][t / S][t % S]
   ScratchOf<float> wk(G * taps * 64);
