@@ -1066,7 +1066,9 @@ def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, pad
     bfloat16 inputs widened by a byte shuffle of a 128-bit broadcast): whole tiles
     inside the image unchecked, edge tiles skipping the taps outside, the last tile overlapping its
     neighbour, rows shorter than a tile, taps and rows outside the image, bias added after the sums,
-    x and y slices read and written in place. Against PyTorch and the float64 reference."""
+    x and y slices read and written in place. The bfloat16 weight gradient of these layers runs on
+    the same lanes (grouped_product_lanes_wgrad: columns outside the image skipped, rows stride 1
+    to 3, dilation, S of 1 to 3). Against PyTorch and the float64 reference."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w + r)
@@ -1380,26 +1382,31 @@ def test_narrow_weight_grad_tiles(isa, dtype, layout, c, k, groups, h, r, stride
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("n,c,h,groups", [
-    (1, 128, 56, 32),   # ResNeXt 128 @56: 7 row splits, parts sized so that the units split evenly
-    (1, 64, 28, 16),    # 3 splits
-    (3, 32, 13, 8),     # 4 splits over 39 rows of 3 images
+@pytest.mark.parametrize("n,c,h,groups,stride,dtype", [
+    (1, 128, 56, 32, 1, torch.float32),   # ResNeXt 128 @56: 7 row splits, parts sized so that the units split evenly
+    (1, 64, 28, 16, 1, torch.float32),    # 3 splits
+    (3, 32, 13, 8, 1, torch.float32),     # 4 splits over 39 rows of 3 images
+    (2, 64, 30, 8, 2, torch.float32),     # 8 a group at stride 2, 30 output rows
+    # bfloat16 channels_last, 8 a group: grouped_product_lanes_wgrad
+    (2, 64, 30, 8, 2, torch.bfloat16),
+    (1, 64, 28, 8, 1, torch.bfloat16),
 ])
-def test_grouped_weight_grad_same_on_1_2_3_threads(layout, n, c, h, groups):
+def test_grouped_weight_grad_same_on_1_2_3_threads(layout, n, c, h, groups, stride, dtype):
     """The grouped weight gradient's fixed row splits go to the threads in parts whose count
     follows the thread count (for_split_items): the same bits on 1, 2 and 3 threads, within
     PyTorch's error."""
     gen = torch.Generator().manual_seed(c + h)
-    x = make_tensor((n, c, h, h), torch.float32, layout, gen)
-    g = make_tensor((n, c, h, h), torch.float32, layout, gen)
-    args = ([c, c // groups, 3, 3], [1, 1], [1, 1], [1, 1], groups)
+    x = make_tensor((n, c, h, h), dtype, layout, gen)
+    p = (h - 1) // stride + 1
+    g = make_tensor((n, c, p, p), dtype, layout, gen)
+    args = ([c, c // groups, 3, 3], [stride, stride], [1, 1], [1, 1], groups)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
         three = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
     finally:
         torch.set_num_threads(before)
-    check_weight_grad_on_one_and_two_threads(g, x, args, f"grouped wgrad {c}/{groups} @{h}", n * h * h)
+    check_weight_grad_on_one_and_two_threads(g, x, args, f"grouped wgrad {c}/{groups} @{h} /{stride}", n * p * p)
     torch.set_num_threads(1)
     try:
         one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
