@@ -569,6 +569,13 @@ inline bool grouped_product_lanes_apply(const Conv2dFpropArgs& a) {
          a.x.stride[1] == 1 && a.y.stride[1] == 1 && p.stride_w == 2;
 }
 
+// The output columns [q_lo, q_hi) whose taps all read columns inside the image (the product
+// lanes' tiles and pixels there skip no tap).
+inline std::pair<int64_t, int64_t> columns_inside(const Conv2dProblem& p) {
+  const int64_t q_lo = std::min(p.Q, (p.pad_w + p.stride_w - 1) / p.stride_w);
+  return {q_lo, std::max(q_lo, std::min(p.Q, (p.W + p.pad_w - (p.S - 1) * p.dil_w - 1) / p.stride_w + 1))};
+}
+
 // A pixel's 8 group inputs (float32 or bfloat16) as floats in both halves of a vector: a 256-bit
 // broadcast load; bfloat16 a 128-bit one, then one byte shuffle that moves inputs 0-3 (even
 // quarters) or 4-7 (odd quarters) into the upper halves of the 32-bit lanes, zeros below.
@@ -621,9 +628,7 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
         wk.data()[(g * taps + t) * 64 + l] =
             load_acc(w + (8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
   const int64_t segments = (p.Q + MR - 1) / MR;
-  // Output columns [q_lo, q_hi) read only columns inside the image at every tap.
-  const int64_t q_lo = std::min(p.Q, (p.pad_w + p.stride_w - 1) / p.stride_w);
-  const int64_t q_hi = std::max(q_lo, std::min(p.Q, (p.W + p.pad_w - (p.S - 1) * p.dil_w - 1) / p.stride_w + 1));
+  const auto [q_lo, q_hi] = columns_inside(p);
   const auto tile = [&]<bool kEdge>(const T* xn, T* yq, int64_t op, int64_t q0, int m, const float* wg,
                                     int64_t g) {
     __m512 acc[MR][4];
@@ -1469,9 +1474,7 @@ void grouped_product_lanes_wgrad(const Conv2dWgradArgs& a) {
   const T* dy = static_cast<const T*>(a.dy.data);
   const int64_t *xs = a.x.stride, *ds = a.dy.stride;
   const int64_t G = p.groups, S = p.S;
-  // Output columns [q_lo, q_hi) read only columns inside the image at every tap.
-  const int64_t q_lo = std::min(p.Q, (p.pad_w + p.stride_w - 1) / p.stride_w);
-  const int64_t q_hi = std::max(q_lo, std::min(p.Q, (p.W + p.pad_w - (S - 1) * p.dil_w - 1) / p.stride_w + 1));
+  const auto [q_lo, q_hi] = columns_inside(p);
   // Lanes 0-7 take output 2 kp of dy's octet, lanes 8-15 output 2 kp + 1.
   __m512i pick[4];
   for (int kp = 0; kp < 4; ++kp)
