@@ -181,9 +181,9 @@ def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, pad
     """The AMX tiles (32 pixels x 32 channels per item, A tiles in place or copied, NCHW or
     channels-last output, partial pixel tiles and channel halves; one group: the forward where C is
     a multiple of 32, the input gradient where K is; grouped: 16+ outputs a group, or 2-8 bundled
-    into 16) against PyTorch, with bias, and the forward against the vdpbf16ps engine: within one
-    bfloat16 ulp, and rarely that. Rows padded by up to a quarter run as longer rows whose A tiles
-    load in place."""
+    into 16; the weight gradient of one group, or of 16 or 32 a group) against PyTorch, with bias,
+    and the forward against the vdpbf16ps engine: within one bfloat16 ulp, and rarely that. Rows
+    padded by up to a quarter run as longer rows whose A tiles load in place."""
     cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=groups, stride=(stride, stride), padding=(padding, padding),
                dilation=(dilation, dilation), bias=True, x_layout=x_layout, w_layout="contiguous",
                g_layout=g_layout, seed=n + c + k + h + w)

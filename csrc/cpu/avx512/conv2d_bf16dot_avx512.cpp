@@ -341,8 +341,14 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
 // k block). Every sum runs over the pairs in one fixed order, whatever the thread count. Padding
 // (k past K, c past C, pairs past the last, the odd row's missing pixel) is zero in both operands,
 // so no real x meets a padded dy (inf x 0 would be NaN).
+//
+// Grouped (as many outputs as inputs a group, 16 or 32: amx_wgrad_groups_apply), a block of 32
+// channels holds whole groups and meets only the block of their 32 outputs; of its sums, those of
+// an output and an input of one group are stored (all for 32 a group, half for 16).
 void amx_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
+  const bool grouped = p.groups > 1;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   constexpr int64_t kPanelPairs = 1024;  // a 128 KB B panel (32 channels), in L2
   const int64_t Qe = (p.Q + 1) / 2, J = p.N * p.P * Qe, Jpad = (J + 15) / 16 * 16;
   const int64_t Kpad = (p.K + 31) / 32 * 32, nkb = Kpad / 32, ncb = (p.C + 31) / 32, taps = p.R * p.S;
@@ -397,7 +403,8 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
                                                           p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
   // Items: (group of k blocks, channel block, tap); the k blocks split only as far as it takes to
   // give each thread a few items (a B panel serves every k block of its item).
-  const int64_t kgroups = std::min(nkb, std::max<int64_t>(1, (4 * parallel_threads() + taps * ncb - 1) / (taps * ncb)));
+  const int64_t kgroups =
+      grouped ? 1 : std::min(nkb, std::max<int64_t>(1, (4 * parallel_threads() + taps * ncb - 1) / (taps * ncb)));
   bf16* dw = static_cast<bf16*>(a.dw.data);
   const int64_t* ws = a.dw.stride;
   parallel_for(0, taps * ncb * kgroups, 1, [&](int64_t b, int64_t e) {
@@ -410,7 +417,7 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
       // adjacent), while they are in cache.
       const int64_t t = item % taps, cb = item / taps % ncb, kg = item / (taps * ncb);
       const int64_t r = t / p.S, s = t % p.S, c0 = cb * 32;
-      const int64_t kb0 = kg * nkb / kgroups, kb1 = (kg + 1) * nkb / kgroups;
+      const int64_t kb0 = grouped ? cb : kg * nkb / kgroups, kb1 = grouped ? cb + 1 : (kg + 1) * nkb / kgroups;
       const __mmask16 in0 = mask_first(p.C - c0), in1 = mask_first(p.C - c0 - 16);
       sums.resize((kb1 - kb0) * 32 * 32);  // every block's tiles are stored on the first range
       int64_t n = 0, pp = 0, q = 0;  // the next pair's first pixel
@@ -461,6 +468,14 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p.K - k0);
         const float* acc = sums.data() + (kb - kb0) * 32 * 32;
+        if (grouped) {  // output k's own group's inputs, block column cc to dw's input cc - first
+          for (int64_t kk = 0; kk < kn; ++kk) {
+            const int64_t first = (k0 + kk) / Kg * Cg - c0;
+            for (int64_t cc = first; cc < first + Cg; ++cc)
+              store_from(dw + (k0 + kk) * ws[0] + (cc - first) * ws[1] + r * ws[2] + s * ws[3], acc[kk * 32 + cc]);
+          }
+          continue;
+        }
         for (int64_t kk = 0; kk < kn; ++kk)
           for (int64_t cc = 0; cc < cn; ++cc)
             store_from(dw + (k0 + kk) * ws[0] + (c0 + cc) * ws[1] + r * ws[2] + s * ws[3], acc[kk * 32 + cc]);
@@ -527,6 +542,17 @@ struct BundledLayer {
   ConstView4 view;
 };
 
+// Grouped weight gradients on the tiles (amx_wgrad): as many outputs as inputs a group, 16 or 32
+// (a block of 32 channels holds whole groups). In-process A/B against the engines that ran them,
+// arms in random order, Xeon, 2 threads, N=8, 32 groups, channels_last / NCHW: 1024 @7 1.50 ->
+// 0.93 ms / 1.57 -> 0.90, 1024 @14 /2 1.92 -> 1.29 / 2.17 -> 1.52; 16 a group (half the sums
+// wasted) 512 @14 1.49 -> 1.34 / 1.62 -> 1.46, 512 @28 /2 2.19 -> 2.04 / level. 8 a group lost
+// (256 @28: 1.39 -> 4.03 ms, three quarters wasted), 4 worse.
+bool amx_wgrad_groups_apply(const Conv2dProblem& p) {
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  return amx_enabled() && Cg == Kg && (Cg == 16 || Cg == 32);
+}
+
 // Grouped input gradients of an NCHW dx at column stride 2+ stay off the tiles: each column
 // phase's masked stores fill every other element of a line, which the next phase reads back
 // (in-process A/B, arms in random order, Xeon, 2 threads, N=8, 32 groups: 512 @28 /2 2.15 ms on
@@ -587,7 +613,14 @@ bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
          conv2d_dgrad_folded_phases<bf16, DotBf16>(a) || conv2d_dgrad_direct<bf16, DotBf16>(a);
 }
 bool conv2d_wgrad_bf16_tiles(const Conv2dWgradArgs& a) {
-  return amx_enabled() && a.p.groups == 1 && a.p.C >= 16 && a.p.K >= 16;
+  const Conv2dProblem& p = a.p;
+  if (p.groups > 1) return amx_wgrad_groups_apply(p);
+  return amx_enabled() && p.C >= 16 && p.K >= 16;
+}
+bool conv2d_wgrad_bf16_grouped(const Conv2dWgradArgs& a) {
+  if (a.p.groups == 1 || !amx_wgrad_groups_apply(a.p)) return false;
+  amx_wgrad(a);
+  return true;
 }
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
   if (conv2d_wgrad_bf16_tiles(a)) {
