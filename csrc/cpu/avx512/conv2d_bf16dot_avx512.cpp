@@ -563,6 +563,16 @@ struct BundledLayer {
   ConstView4 view;
 };
 
+// engine(a) on the bundled layer of b groups a bundle.
+template <class Args, class Engine>
+bool run_bundled(const Args& a, int64_t b, const Engine& engine) {
+  const BundledLayer layer(a.p, a.w, b);
+  Args bundled = a;
+  bundled.p = layer.p;
+  bundled.w = layer.view;
+  return engine(bundled);
+}
+
 // Grouped weight gradients on the tiles (amx_wgrad): as many outputs as inputs a group, 16 or 32
 // (a block of 32 channels holds whole groups). In-process A/B against the engines that ran them,
 // arms in random order, Xeon, 2 threads, N=8, 32 groups, channels_last / NCHW: 1024 @7 1.50 ->
@@ -586,21 +596,11 @@ bool grouped_dgrad_tiles_apply(const Conv2dDgradArgs& a) {
 
 bool conv2d_fprop_bf16_bundled(const Conv2dFpropArgs& a) {
   const int64_t b = amx_bundle(a.p);
-  if (b == 0) return false;
-  const BundledLayer layer(a.p, a.w, b);
-  Conv2dFpropArgs bundled = a;
-  bundled.p = layer.p;
-  bundled.w = layer.view;
-  return conv2d_fprop_direct<bf16, DotBf16>(bundled);
+  return b > 0 && run_bundled(a, b, conv2d_fprop_direct<bf16, DotBf16>);
 }
 bool conv2d_dgrad_bf16_bundled(const Conv2dDgradArgs& a) {
   const int64_t b = amx_bundle(a.p);
-  if (b == 0 || !grouped_dgrad_tiles_apply(a)) return false;
-  const BundledLayer layer(a.p, a.w, b);
-  Conv2dDgradArgs bundled = a;
-  bundled.p = layer.p;
-  bundled.w = layer.view;
-  return conv2d_dgrad_direct<bf16, DotBf16>(bundled);
+  return b > 0 && grouped_dgrad_tiles_apply(a) && run_bundled(a, b, conv2d_dgrad_direct<bf16, DotBf16>);
 }
 
 // Whether AMX tiles run this layer (forward: its input channels, dgrad: its output channels, in
