@@ -94,9 +94,8 @@ struct DotBf16 {
 // with that row stride; else the 16 rows are copied into a buffer first. The C tiles go out
 // through a float buffer: + bias, rounded once to bfloat16 (as the vector engines round), stored
 // as channels-last rows or, for NCHW, runs of a channel's pixels. Like vdpbf16ps, the tiles treat
-// denormal inputs as zero;
-// the sums' order differs from the vector engine's, so results may differ from it by one
-// bfloat16 ulp, rarely (tests/test_conv2d.py).
+// denormal inputs as zero; the sums' order differs from the vector engine's, so results may
+// differ from it by one bfloat16 ulp, rarely (tests/test_conv2d.py).
 
 // Whether this process may use AMX: CPUID's AMX-TILE and AMX-BF16, and Linux's permission for
 // the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM), asked once.
@@ -182,7 +181,7 @@ inline void store_sums(float* s, bool half = false) {
 constexpr int64_t kAmxPixels = 32, kAmxChannels = DotBf16::kTileChannels;
 
 // The pixels of an AMX tile: output rows of wq >= Q columns, of which the first Q are real (an
-// image's last row has those alone). Where wq Q-steps of the input make a row step (stride 1 over
+// image's last row has those alone). Where the input's row step is wq pixel steps (stride 1 over
 // padded rows: wq = Q + S - 1), consecutive pixels of an image read the input a pixel step apart
 // across the rows too, so that A tiles load in place; the wq - Q columns past a row's end compute
 // sums nobody stores. Their reads stay inside the image: each lies below the read of the next
