@@ -667,11 +667,6 @@ bool conv2d_wgrad_bf16_tiles(const Conv2dWgradArgs& a) {
   if (p.groups > 1) return amx_wgrad_groups_apply(p);
   return amx_enabled() && p.C >= 16 && p.K >= 16;
 }
-bool conv2d_wgrad_bf16_grouped(const Conv2dWgradArgs& a) {
-  if (a.p.groups == 1 || !amx_wgrad_groups_apply(a.p)) return false;
-  amx_wgrad<true>(a);
-  return true;
-}
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
   if (conv2d_wgrad_bf16_tiles(a)) {
     a.p.groups > 1 ? amx_wgrad<true>(a) : amx_wgrad<false>(a);
