@@ -159,7 +159,11 @@ def assert_bfloat16_engines_agree(result, baseline):
     (3, 32, 16, 3, 5, 1, 1, 0, 1, 1),       # 15-pixel images: NCHW output runs break at lane 15
     (1, 32, 64, 11, 11, 3, 2, 1, 1, 1),     # 64 output channels: the input gradient on tiles too, by
     (2, 48, 96, 9, 10, 3, 1, 1, 2, 1),      # stride phases (dx rows and columns 2 apart) or dilated
-    (1, 3, 64, 30, 29, 7, 2, 3, 1, 1),      # the stem: a row's 7 taps folded into one chunk of 14 pairs
+    (1, 3, 64, 30, 29, 7, 2, 3, 1, 1),      # the stem: a row's 7 taps folded into one chunk of 14 pairs;
+                                            # dgrad: 4 phases x 3 folded outputs; wgrad: 7 x 3 channels
+    (2, 3, 32, 17, 15, 3, 2, 1, 1, 1),      # MobileNetV2's stem, odd sizes: the last phases cut off
+    (1, 2, 64, 9, 11, 3, 2, 0, 1, 1),       # 2 channels, unpadded: 8 folded outputs, 6 folded channels
+    (1, 5, 16, 13, 14, 5, 3, 2, 1, 1),      # stride 3 (9 phases: not folded), 25 folded wgrad channels
     (2, 8, 40, 6, 7, 1, 1, 0, 1, 1),        # 4 pairs: one short chunk
     (1, 6, 32, 9, 9, 3, 1, 1, 2, 1),        # 3 pairs, dilated (no fold): 9 taps of one short chunk
     # Grouped (16+ outputs a group):

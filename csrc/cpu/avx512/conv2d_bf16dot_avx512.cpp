@@ -366,8 +366,14 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
 // Grouped (as many outputs as inputs a group, 16 or 32: amx_wgrad_groups_apply), a block of 32
 // channels holds whole groups and meets only the block of their 32 outputs; of its sums, those of
 // an output and an input of one group are stored (all for 32 a group, half for 16).
+// Few channels (the stems: amx_wgrad_folds), a row's S taps read S C consecutive elements of the
+// packed x, so they run as one tap of S C channels (s, c), within one block of 32: the ResNet stem's
+// 7 taps of 3 channels fill 21 of 32 lanes where 3 of 32 would each.
 // kGrouped: p.groups > 1. (A run-time flag had cost the one-group layers 1.5x, 2048 -> 512 @7
 // N=1 NCHW 0.43 -> 0.65 ms: GCC compiled the item loop worse with the grouped stores in it.)
+bool amx_wgrad_folds(const Conv2dProblem& p) {
+  return p.groups == 1 && p.S > 1 && p.dil_w == 1 && p.C * p.S <= 32;
+}
 template <bool kGrouped>
 void amx_wgrad(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
@@ -375,7 +381,9 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   constexpr int64_t kPanelPairs = 1024;  // a 128 KB B panel (32 channels), in L2
   const int64_t Qe = (p.Q + 1) / 2, J = p.N * p.P * Qe, Jpad = (J + 15) / 16 * 16;
-  const int64_t Kpad = (p.K + 31) / 32 * 32, nkb = Kpad / 32, ncb = (p.C + 31) / 32, taps = p.R * p.S;
+  const bool fold = !grouped && amx_wgrad_folds(p);
+  const int64_t CF = fold ? p.S * p.C : p.C, SF = fold ? 1 : p.S;  // channels and taps of a filter row
+  const int64_t Kpad = (p.K + 31) / 32 * 32, nkb = Kpad / 32, ncb = (CF + 31) / 32, taps = p.R * SF;
   const bf16* dy = static_cast<const bf16*>(a.dy.data);
   const int64_t* ds = a.dy.stride;
   ScratchOf<uint32_t> dyt(Kpad * Jpad);
@@ -455,9 +463,9 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
       // Taps innermost: consecutive items write the same lines of dw (KCRS: a channel's taps are
       // adjacent), while they are in cache.
       const int64_t t = item % taps, cb = item / taps % ncb, kg = item / (taps * ncb);
-      const int64_t r = t / p.S, s = t % p.S, c0 = cb * 32;
+      const int64_t r = t / SF, s = t % SF, c0 = cb * 32;
       const int64_t kb0 = grouped ? cb : kg * nkb / kgroups, kb1 = grouped ? cb + 1 : (kg + 1) * nkb / kgroups;
-      const __mmask16 in0 = mask_first(p.C - c0), in1 = mask_first(p.C - c0 - 16);
+      const __mmask16 in0 = mask_first(CF - c0), in1 = mask_first(CF - c0 - 16);
       sums.resize((kb1 - kb0) * 32 * 32);  // every block's tiles are stored on the first range
       if (use_blocks && cb != block_of) {  // the block's 32 channels of every pixel, dense
         for (int64_t i = 0; i < pixels; ++i) {
@@ -514,7 +522,7 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
           store_sums(acc);
         }
       }
-      const int64_t cn = std::min<int64_t>(32, p.C - c0);
+      const int64_t cn = std::min<int64_t>(32, CF - c0);
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p.K - k0);
         const float* acc = sums.data() + (kb - kb0) * 32 * 32;
@@ -527,8 +535,10 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
           continue;
         }
         for (int64_t kk = 0; kk < kn; ++kk)
-          for (int64_t cc = 0; cc < cn; ++cc)
-            store_from(dw + (k0 + kk) * ws[0] + (c0 + cc) * ws[1] + r * ws[2] + s * ws[3], acc[kk * 32 + cc]);
+          for (int64_t cc = 0; cc < cn; ++cc) {
+            const int64_t c = fold ? cc % p.C : c0 + cc, tap_s = fold ? cc / p.C : s;  // (fold: c0 = 0)
+            store_from(dw + (k0 + kk) * ws[0] + c * ws[1] + r * ws[2] + tap_s * ws[3], acc[kk * 32 + cc]);
+          }
       }
     }
     _tile_release();
@@ -645,13 +655,14 @@ bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
                        : amx_groups_apply(p.groups, pairs, p.K / p.groups) || amx_bundle(p) > 0;
 }
 bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
-  // Not where conv2d_dgrad_folded_phases takes the layer (the stem): that runs the vector tile.
+  // Where conv2d_dgrad_folded_phases takes the layer (the stems), one convolution of 16 or fewer
+  // folded outputs over the pairs of dy.
   const Conv2dProblem& p = a.p;
   const int64_t pairs = (p.K / p.groups + 1) / 2;
-  return (p.groups == 1 ? amx_enabled() && pairs % 16 == 0
-                        : (amx_groups_apply(p.groups, pairs, p.C / p.groups) || amx_bundle(p) > 0) &&
-                              grouped_dgrad_tiles_apply(a)) &&
-         !dgrad_folded_phases_apply(p);
+  if (dgrad_folded_phases_apply(p)) return amx_groups_apply(1, pairs, p.stride_h * p.stride_w * p.C);
+  return p.groups == 1 ? amx_enabled() && pairs % 16 == 0
+                       : (amx_groups_apply(p.groups, pairs, p.C / p.groups) || amx_bundle(p) > 0) &&
+                             grouped_dgrad_tiles_apply(a);
 }
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {
@@ -665,7 +676,7 @@ bool conv2d_dgrad_bf16_dot(const Conv2dDgradArgs& a) {
 bool conv2d_wgrad_bf16_tiles(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.groups > 1) return amx_wgrad_groups_apply(p);
-  return amx_enabled() && p.C >= 16 && p.K >= 16;
+  return amx_enabled() && (p.C >= 16 || amx_wgrad_folds(p)) && p.K >= 16;
 }
 bool conv2d_wgrad_bf16_dot(const Conv2dWgradArgs& a) {
   if (conv2d_wgrad_bf16_tiles(a)) {

@@ -2389,29 +2389,47 @@ inline bool conv2d_dgrad_folded_phases(const Conv2dDgradArgs& a) {
       d.tap_offset.push_back((t + pad_h) * dyv.sh + (u + pad_w) * dyv.sw);
     }
   // Out channels (a, b, c) of pixel (n, i, j) at folded[((n I + i) J + j) VO + vo], then scattered.
-  ScratchOf<float> folded(p.N * I * J * VO);
   const int64_t fs[4] = {I * J * VO, 1, J * VO, VO};
-  with_tile(VO, taps * dyp.per_group, [&]<int MR, int NV>() {
-    const auto wp = pack_weights<M>(d, NV * VecF32::kLanes, weights);
-    direct_conv<M, MR, NV>(d, dyv, wp.data(), nullptr, nullptr, folded.data(), fs);
-  });
   T* dx = static_cast<T*>(a.dx.data);
   const int64_t* xs = a.dx.stride;
   // Folded pixel j's phase-b channels are dx pixel j S_W + b's: walked in that order, with no
   // division per element (a run-time x / S_W and x % S_W per element had taken a third of
   // MobileNetV2's stem input gradient).
-  parallel_for(0, p.N * p.H, 8, [&](int64_t b, int64_t e) {
-    for (int64_t nh = b; nh < e; ++nh) {
-      const int64_t n = nh / p.H, h = nh % p.H, i = h / SH, ph = h % SH;
-      const float* src = folded.data() + (n * I + i) * J * VO + ph * SW * p.C;
-      T* row = dx + n * xs[0] + h * xs[2];
-      for (int64_t j = 0, x = 0; j < J; ++j)
-        for (int64_t pb = 0; pb < SW && x < p.W; ++pb, ++x) {
-          const float* s = src + j * VO + pb * p.C;
-          for (int64_t c = 0; c < p.C; ++c) store_from(row + c * xs[1] + x * xs[3], s[c]);
-        }
+  const auto scatter = [&]<typename S>(const S* folded) {
+    parallel_for(0, p.N * p.H, 8, [&](int64_t b, int64_t e) {
+      for (int64_t nh = b; nh < e; ++nh) {
+        const int64_t n = nh / p.H, h = nh % p.H, i = h / SH, ph = h % SH;
+        const S* src = folded + (n * I + i) * J * VO + ph * SW * p.C;
+        T* row = dx + n * xs[0] + h * xs[2];
+        for (int64_t j = 0, x = 0; j < J; ++j)
+          for (int64_t pb = 0; pb < SW && x < p.W; ++pb, ++x) {
+            const S* s = src + j * VO + pb * p.C;
+            for (int64_t c = 0; c < p.C; ++c) {
+              if constexpr (std::is_same_v<S, T>) row[c * xs[1] + x * xs[3]] = s[c];
+              else store_from(row + c * xs[1] + x * xs[3], s[c]);
+            }
+          }
+      }
+    });
+  };
+  // On AMX tiles the folded outputs are rounded to bfloat16 as they are stored: each is one dx
+  // element, rounded once either way. (In-process A/B, Xeon, 2 threads, ResNet stem N=8: see
+  // benchmarks/NOTES.md 2026-12-07, fifty-first session.)
+  if constexpr (M::kTiles && std::is_same_v<T, bf16>) {
+    if (M::tiles_apply(d, fs)) {
+      ScratchOf<bf16> folded(p.N * I * J * VO);
+      const auto wp = pack_weights<M>(d, M::kTileChannels, weights);
+      M::tile_conv(d, dyv, wp.data(), nullptr, folded.data(), fs);
+      scatter(static_cast<const bf16*>(folded.data()));
+      return true;
     }
+  }
+  ScratchOf<float> folded(p.N * I * J * VO);
+  with_tile(VO, taps * dyp.per_group, [&]<int MR, int NV>() {
+    const auto wp = pack_weights<M>(d, NV * VecF32::kLanes, weights);
+    direct_conv<M, MR, NV>(d, dyv, wp.data(), nullptr, nullptr, folded.data(), fs);
   });
+  scatter(static_cast<const float*>(folded.data()));
   return true;
 }
 
