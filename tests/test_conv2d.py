@@ -205,6 +205,40 @@ def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, pad
     assert_bfloat16_engines_agree(amx, dot)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,r,stride,groups", [
+    (2, 16, 256, 64, 1, 1, 1),      # 1x1: 8 chunks of 512 pairs, a split each
+    (1, 32, 320, 57, 3, 1, 1),      # odd rows (a last pair's zero half); chunks of 400, the last one of 64
+    (8, 3, 64, 130, 7, 2, 1),       # the stem's folded 21 channels: 17 chunks of 1024 in 16 splits
+    (2, 256, 256, 64, 3, 1, 8),     # 32 a group: a channel block meets its own k block
+])
+def test_amx_weight_grad_by_chunks(layout, n, c, k, h, r, stride, groups):
+    """Weight gradients whose dy, transposed, exceeds 2 MB run by chunks of pairs (AmxWgrad::by_chunks)
+    whose sums go through 16 fixed splits: the same bits on 1, 2 and 3 threads, and within a bfloat16
+    ulp of the float64 result (the float32 sums' error is far below that; PyTorch's own bfloat16
+    error over so many terms would allow a missing chunk)."""
+    gen = torch.Generator().manual_seed(c + k + h)
+    pad = r // 2
+    x = make_tensor((n, c, h, h), torch.bfloat16, layout, gen)
+    p = (h + 2 * pad - r) // stride + 1
+    assert k * n * p * ((p + 1) // 2) * 4 > 2 << 20  # (Kpad x Jpad 32-bit pairs: by_chunks)
+    g = make_tensor((n, k, p, p), torch.bfloat16, layout, gen)
+    args = ([k, c // groups, r, r], [stride, stride], [pad, pad], [1, 1], groups)
+    with forced_isa("avx512"), forced_bf16_dot("amx"):
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(3)
+            three = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+        finally:
+            torch.set_num_threads(before)
+        check_weight_grad_on_one_and_two_threads(g, x, args, f"amx wgrad by chunks {c} -> {k} @{h}", n * p * p)
+        assert torch.equal(torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args), three)
+    with torch_without_onednn():
+        ref64 = torch.ops.aten.convolution_backward(g.double(), x.double(), torch.zeros(args[0], dtype=torch.double),
+                                                    None, *args[1:4], False, [0, 0], groups, [False, True, False])[1]
+    assert_bfloat16_engines_agree(three, ref64.bfloat16())
+
+
 @pytest.mark.parametrize("x_layout,w_layout", [("contiguous", "contiguous"), ("channels_last", "channels_last"),
                                                ("strided", "contiguous")])
 @pytest.mark.parametrize("n,c,k,h,w,r,s,stride,padding,dilation", [

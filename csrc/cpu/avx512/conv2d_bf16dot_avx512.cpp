@@ -354,14 +354,20 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
 // The weight gradient on AMX tiles. Per tap (r, s), dW[k][c] = sum over output pixels of
 // dy[k][pixel] x[c][the pixel's input at that tap]: a GEMM whose reduction runs over the pixels.
 // Pixels pair up along output rows (2j, 2j + 1; an odd row's last pixel pairs with a zero), the
-// pairs of all rows in a row: A tiles are 16 k x 16 pairs of dy (dyt[k][pair], packed once), B
-// tiles 16 pairs x 16 channels of x at the tap (the two pixels' channels interleaved), C tiles
-// 16 k x 16 c. An item is one tap, 32 channels and a range of k blocks; per range of kPanelPairs
-// pairs it builds the B panel of those pairs once (from the padded channels-last x) and runs every
-// k block of the item over it, carrying the sums in memory from range to range (four C tiles per
-// k block). Every sum runs over the pairs in one fixed order, whatever the thread count. Padding
-// (k past K, c past C, pairs past the last, the odd row's missing pixel) is zero in both operands,
-// so no real x meets a padded dy (inf x 0 would be NaN).
+// pairs of all rows in a row: A tiles are 16 k x 16 pairs of dy (dy transposed: k rows of pairs),
+// B tiles 16 pairs x 16 channels of x at the tap (the two pixels' channels interleaved: a panel,
+// built from the padded channels-last x), C tiles 16 k x 16 c. Two drivers:
+//   by_taps    dy transposed whole (dyt, Kpad x Jpad) once; an item is one tap, 32 channels and a
+//              range of k blocks; per range of kPanelPairs pairs it builds the panel once and runs
+//              every k block of the item over it, carrying the sums in memory from range to range.
+//   by_chunks  for layers of many pixels, whose dyt overflows L2 and was read from memory once per
+//              tap and channel block: the pairs in chunks (A of every k a few hundred KB), each
+//              chunk transposed into a per-thread buffer once and run for every tap and channel
+//              block while it is in L2; the sums carried through a fixed number of splits of the
+//              chunks, then added split by split.
+// Every sum runs over the pairs in one fixed order, whatever the thread count. Padding (k past K,
+// c past C, pairs past the last, the odd row's missing pixel) is zero in both operands, so no real
+// x meets a padded dy (inf x 0 would be NaN).
 //
 // Grouped (as many outputs as inputs a group, 16 or 32: amx_wgrad_groups_apply), a block of 32
 // channels holds whole groups and meets only the block of their 32 outputs; of its sums, those of
@@ -374,102 +380,199 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
 bool amx_wgrad_folds(const Conv2dProblem& p) {
   return p.groups == 1 && p.S > 1 && p.dil_w == 1 && p.C * p.S <= 32;
 }
+
+// The four sum tiles += A (16 k rows a_stride elements apart, two tiles) x the panel, over jn pairs.
+inline void amx_wgrad_tiles(const uint32_t* a0, int64_t a_stride, const uint32_t* panel, int64_t jn) {
+  for (int64_t c = 0; c < jn; c += 16) {
+    _tile_loadd(4, a0 + c, a_stride * 4);
+    _tile_loadd(5, a0 + 16 * a_stride + c, a_stride * 4);
+    _tile_loadd(6, panel + c * 32, 64);
+    _tile_loadd(7, panel + c * 32 + 16 * 16, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+}
+
 template <bool kGrouped>
-void amx_wgrad(const Conv2dWgradArgs& a) {
-  const Conv2dProblem& p = a.p;
-  constexpr bool grouped = kGrouped;
-  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  constexpr int64_t kPanelPairs = 1024;  // a 128 KB B panel (32 channels), in L2
-  const int64_t Qe = (p.Q + 1) / 2, J = p.N * p.P * Qe, Jpad = (J + 15) / 16 * 16;
-  const bool fold = !grouped && amx_wgrad_folds(p);
-  const int64_t CF = fold ? p.S * p.C : p.C, SF = fold ? 1 : p.S;  // channels and taps of a filter row
-  const int64_t Kpad = (p.K + 31) / 32 * 32, nkb = Kpad / 32, ncb = (CF + 31) / 32, taps = p.R * SF;
-  const bf16* dy = static_cast<const bf16*>(a.dy.data);
-  const int64_t* ds = a.dy.stride;
-  ScratchOf<uint32_t> dyt(Kpad * Jpad);
-  if (ds[1] == 1) {  // channels-last dy: 16 pairs x 16 channels at a time, transposed into k rows
-    // (16-lane scatters had taken half of a 1x1 64 -> 256 @56's time: separate runs, N=8, that
-    // weight gradient 6.23 -> 3.05 ms; 3x3 64 @56 4.03 -> 3.27; ResNeXt 512 @14 g32 0.97 -> 0.95)
-    parallel_for(0, Jpad / 16, 1, [&](int64_t b, int64_t e) {
-      __m512i v[16];
-      for (int64_t jb = b; jb < e; ++jb) {
-        const bf16* lo[16];
-        bool has_hi[16];
-        for (int i = 0; i < 16; ++i) {  // pair j's pixels (none past J: zeros)
-          const int64_t j = jb * 16 + i, np = j / Qe, qe = j % Qe;
-          lo[i] = j < J ? dy + np / p.P * ds[0] + np % p.P * ds[2] + 2 * qe * ds[3] : nullptr;
-          has_hi[i] = j < J && 2 * qe + 1 < p.Q;
+class AmxWgrad {
+ public:
+  explicit AmxWgrad(const Conv2dWgradArgs& a)
+      : a_(a), p_(a.p), fold_(!kGrouped && amx_wgrad_folds(a.p)), Cg_(p_.C / p_.groups), Kg_(p_.K / p_.groups),
+        CF_(fold_ ? p_.S * p_.C : p_.C), SF_(fold_ ? 1 : p_.S), Qe_((p_.Q + 1) / 2), J_(p_.N * p_.P * Qe_),
+        Jpad_((J_ + 15) / 16 * 16), Kpad_((p_.K + 31) / 32 * 32), nkb_(Kpad_ / 32), ncb_((CF_ + 31) / 32),
+        taps_(p_.R * SF_),
+        Hp_(std::max(p_.H + 2 * p_.pad_h, (p_.P - 1) * p_.stride_h + (p_.R - 1) * p_.dil_h + 1)),
+        Wp_(std::max(p_.W + 2 * p_.pad_w, (p_.Q - 1) * p_.stride_w + (p_.S - 1) * p_.dil_w + 1)),
+        dy_(static_cast<const bf16*>(a.dy.data)), ds_(a.dy.stride) {}
+
+  // Whether by_chunks runs the layer: where dy transposed takes over 2 MB. In-process A/B, arms in
+  // random order, Xeon, 2 threads, N=8, channels_last (by_taps -> by_chunks): the ResNet stem (12.8
+  // MB) 5.86 -> 2.98 ms, 1x1 64 -> 256 @56 (12.8 MB) 3.16 -> 1.53, 256 -> 64 @56 (3.2 MB) 3.05 ->
+  // 1.93, 3x3 64 @56 (3.2 MB) 3.47 -> 2.05, 1x1 128 -> 512 @28 (6.4 MB) 1.73 -> 1.26; NCHW 1.02-1.92x.
+  // At 1.6 MB level (3x3 128 @28, 1x1 512 -> 128 @28); below it lost (3x3 256 @14, 0.8 MB: 1.58 ->
+  // 2.46 ms; 512 @7: 2.54 -> 6.98, one chunk: one thread), and N=2 won (stem 1.31 -> 0.85 ms).
+  bool chunked() const { return Kpad_ * Jpad_ * int64_t(sizeof(uint32_t)) > (int64_t(2) << 20); }
+  void by_taps() const;
+  void by_chunks() const;
+
+ private:
+  // Pairs [16 jb, 16 jb + 16) of a channels-last dy, k rows [0, Kpad): dst[k dst_stride + i].
+  // (16-lane scatters had taken half of a 1x1 64 -> 256 @56's time: separate runs, N=8, that
+  // weight gradient 6.23 -> 3.05 ms; 3x3 64 @56 4.03 -> 3.27; ResNeXt 512 @14 g32 0.97 -> 0.95)
+  void transpose_pairs(int64_t jb, uint32_t* dst, int64_t dst_stride) const {
+    __m512i v[16];
+    const bf16* lo[16];
+    bool has_hi[16];
+    for (int i = 0; i < 16; ++i) {  // pair j's pixels (none past J: zeros)
+      const int64_t j = jb * 16 + i, np = j / Qe_, qe = j % Qe_;
+      lo[i] = j < J_ ? dy_ + np / p_.P * ds_[0] + np % p_.P * ds_[2] + 2 * qe * ds_[3] : nullptr;
+      has_hi[i] = j < J_ && 2 * qe + 1 < p_.Q;
+    }
+    for (int64_t k0 = 0; k0 < Kpad_; k0 += 16) {
+      const __mmask16 in = mask_first(p_.K - k0);
+      for (int i = 0; i < 16; ++i) {
+        if (!lo[i]) {
+          v[i] = _mm512_setzero_si512();
+          continue;
         }
-        for (int64_t k0 = 0; k0 < Kpad; k0 += 16) {
-          const __mmask16 in = mask_first(p.K - k0);
-          for (int i = 0; i < 16; ++i) {
-            if (!lo[i]) {
-              v[i] = _mm512_setzero_si512();
-              continue;
-            }
-            const __m512i l = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, lo[i] + k0));
-            const __m512i h = has_hi[i] ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, lo[i] + ds[3] + k0))
-                                        : _mm512_setzero_si512();
-            v[i] = _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
-          }
-          transpose16x16_epi32(v);
-          for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512(dyt.data() + (k0 + kk) * Jpad + jb * 16, v[kk]);
+        const __m512i l = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, lo[i] + k0));
+        const __m512i h = has_hi[i] ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, lo[i] + ds_[3] + k0))
+                                    : _mm512_setzero_si512();
+        v[i] = _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+      }
+      transpose16x16_epi32(v);
+      for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512(dst + (k0 + kk) * dst_stride, v[kk]);
+    }
+  }
+  // Pairs [j0, j0 + jn) of row k of a dy of any strides (NCHW): dst[0, jn). Along a contiguous row
+  // a pair of two pixels is one 32-bit word as it lies.
+  void pair_row(int64_t k, int64_t j0, int64_t jn, uint32_t* dst) const {
+    int64_t i = 0;
+    if (k < p_.K)
+      for (int64_t np = j0 / Qe_, qe = j0 % Qe_; i < jn && np < p_.N * p_.P; ++np, qe = 0) {
+        const bf16* src = dy_ + np / p_.P * ds_[0] + k * ds_[1] + np % p_.P * ds_[2];
+        const int64_t end = std::min(Qe_, qe + jn - i);
+        if (ds_[3] == 1) {  // whole pairs (not an odd row's last)
+          const int64_t words = std::max<int64_t>(0, std::min(end, p_.Q / 2) - qe);
+          std::memcpy(dst + i, src + 2 * qe, size_t(words) * sizeof(uint32_t));
+          qe += words, i += words;
+        }
+        for (; qe < end; ++qe, ++i) {
+          const int64_t q = 2 * qe;
+          dst[i] = uint32_t(src[q * ds_[3]].bits) | (q + 1 < p_.Q ? uint32_t(src[(q + 1) * ds_[3]].bits) << 16 : 0u);
         }
       }
+    std::fill(dst + i, dst + jn, 0u);
+  }
+  // The panel of pairs [j0, j0 + jn) at tap t over channels [c0, c0 + 32) (padded: zeros), from xb
+  // (pixel (h, w) of the padded x at xb + (h Wp + w) xstride, channel c0 first):
+  // panel[chunk of 16 pairs][half][16 pairs][16 channels].
+  void build_panel(const bf16* xb, int64_t xstride, int64_t c0, int64_t j0, int64_t jn, int64_t t,
+                   uint32_t* panel) const {
+    const int64_t r = t / SF_, s = t % SF_;
+    const __mmask16 in0 = mask_first(CF_ - c0), in1 = mask_first(CF_ - c0 - 16);
+    int64_t np = j0 / Qe_, q = 2 * (j0 % Qe_), n = np / p_.P, pp = np % p_.P;  // the next pair's first pixel
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+      if (j0 + jj < J_) {
+        const int64_t h = n * Hp_ + pp * p_.stride_h + r * p_.dil_h, w = q * p_.stride_w + s * p_.dil_w;
+        const bf16* px = xb + (h * Wp_ + w) * xstride;
+        lo0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px));
+        lo1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px + 16));
+        if (q + 1 < p_.Q) {
+          const bf16* px1 = px + p_.stride_w * xstride;
+          hi0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px1)), 16);
+          hi1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px1 + 16)), 16);
+        }
+        if ((q += 2) >= p_.Q) {
+          q = 0;
+          if (++pp == p_.P) pp = 0, ++n;
+        }
+      }
+      uint32_t* row = panel + (jj / 16 * 2 * 16 + jj % 16) * 16;
+      _mm512_storeu_si512(row, _mm512_or_si512(lo0, hi0));
+      _mm512_storeu_si512(row + 16 * 16, _mm512_or_si512(lo1, hi1));
+    }
+  }
+  // The sums of tap t, channel block cb and k block kb (32 x 32 floats) into dw.
+  void store(const float* acc, int64_t t, int64_t cb, int64_t kb) const {
+    bf16* dw = static_cast<bf16*>(a_.dw.data);
+    const int64_t* ws = a_.dw.stride;
+    const int64_t r = t / SF_, s = t % SF_, c0 = cb * 32, cn = std::min<int64_t>(32, CF_ - c0);
+    const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p_.K - k0);
+    if constexpr (kGrouped) {  // output k's own group's inputs, block column cc to dw's input cc - first
+      for (int64_t kk = 0; kk < kn; ++kk) {
+        const int64_t first = (k0 + kk) / Kg_ * Cg_ - c0;
+        for (int64_t cc = first; cc < first + Cg_; ++cc)
+          store_from(dw + (k0 + kk) * ws[0] + (cc - first) * ws[1] + r * ws[2] + s * ws[3], acc[kk * 32 + cc]);
+      }
+      return;
+    }
+    for (int64_t kk = 0; kk < kn; ++kk)
+      for (int64_t cc = 0; cc < cn; ++cc) {
+        const int64_t c = fold_ ? cc % p_.C : c0 + cc, tap_s = fold_ ? cc / p_.C : s;  // (fold: c0 = 0)
+        store_from(dw + (k0 + kk) * ws[0] + c * ws[1] + r * ws[2] + tap_s * ws[3], acc[kk * 32 + cc]);
+      }
+  }
+  ScratchOf<bf16> padded_x() const {
+    return pack_activations<bf16, bf16>(static_cast<const bf16*>(a_.x.data), a_.x.stride, p_.N, p_.C, p_.H, p_.W,
+                                        p_.pad_h, p_.pad_w, Hp_, Wp_);
+  }
+
+  const Conv2dWgradArgs& a_;
+  const Conv2dProblem& p_;
+  const bool fold_;
+  const int64_t Cg_, Kg_, CF_, SF_, Qe_, J_, Jpad_, Kpad_, nkb_, ncb_, taps_, Hp_, Wp_;
+  const bf16* dy_;
+  const int64_t* ds_;
+};
+
+template <bool kGrouped>
+void AmxWgrad<kGrouped>::by_taps() const {
+  constexpr bool grouped = kGrouped;
+  constexpr int64_t kPanelPairs = 1024;  // a 128 KB B panel (32 channels), in L2
+  ScratchOf<uint32_t> dyt(Kpad_ * Jpad_);
+  if (ds_[1] == 1) {
+    parallel_for(0, Jpad_ / 16, 1, [&](int64_t b, int64_t e) {
+      for (int64_t jb = b; jb < e; ++jb) transpose_pairs(jb, dyt.data() + jb * 16, Jpad_);
     });
   } else {
-    parallel_for(0, Kpad, 1, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) {
-        uint32_t* row = dyt.data() + k * Jpad;
-        int64_t j = 0;
-        if (k < p.K)
-          for (int64_t n = 0; n < p.N; ++n)
-            for (int64_t pp = 0; pp < p.P; ++pp) {
-              const bf16* src = dy + n * ds[0] + k * ds[1] + pp * ds[2];
-              for (int64_t q = 0; q < p.Q; q += 2)
-                row[j++] = uint32_t(src[q * ds[3]].bits) |
-                           (q + 1 < p.Q ? uint32_t(src[(q + 1) * ds[3]].bits) << 16 : 0u);
-            }
-        std::fill(row + j, row + Jpad, 0u);
-      }
+    parallel_for(0, Kpad_, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) pair_row(k, 0, Jpad_, dyt.data() + k * Jpad_);
     });
   }
-  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
-  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, p.C,
-                                                          p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+  const ScratchOf<bf16> xp = padded_x();
   // Items: (group of k blocks, channel block, tap); the k blocks split only as far as it takes to
   // give each thread a few items (a B panel serves every k block of its item).
   const int64_t kgroups =
-      grouped ? 1 : std::min(nkb, std::max<int64_t>(1, (4 * parallel_threads() + taps * ncb - 1) / (taps * ncb)));
-  bf16* dw = static_cast<bf16*>(a.dw.data);
-  const int64_t* ws = a.dw.stride;
+      grouped ? 1 : std::min(nkb_, std::max<int64_t>(1, (4 * parallel_threads() + taps_ * ncb_ - 1) / (taps_ * ncb_)));
   // Where x has several blocks of 32 channels and the filter several taps, each thread copies a
   // block's channels of every pixel into a dense buffer once, for all the taps' panels to read:
   // they had read 64 bytes a pixel from pixels C apart, missing L1 at every one (in-process A/B,
   // arms in random order, Xeon, 2 threads, N=8, channels_last: 512 @14 x 32 groups 1.28 -> 0.97
   // ms, NCHW 1.37 -> 1.12, 512 @28 /2 x 32 groups 1.97 -> 1.67; one group 128 @28 2.57 -> 2.02,
   // 64 @56 4.69 -> 4.03, 256 @14 1.70 -> 1.57, 512 @7 level). 1x1 filters lost 4-6%: one pass.
-  const int64_t pixels = p.N * Hp * Wp;
-  const bool use_blocks = ncb > 1 && taps > 1;
-  parallel_for(0, taps * ncb * kgroups, 1, [&](int64_t b, int64_t e) {
+  const int64_t pixels = p_.N * Hp_ * Wp_;
+  const bool use_blocks = ncb_ > 1 && taps_ > 1;
+  parallel_for(0, taps_ * ncb_ * kgroups, 1, [&](int64_t b, int64_t e) {
     const TileConfig cfg;
     _tile_loadconfig(&cfg);
-    std::vector<uint32_t> panel(std::min(kPanelPairs, Jpad) * 32);
+    std::vector<uint32_t> panel(std::min(kPanelPairs, Jpad_) * 32);
     std::vector<float> sums;
     ScratchOf<bf16> block(use_blocks ? pixels * 32 : 0);
     int64_t block_of = -1;
     for (int64_t item = b; item < e; ++item) {
       // Taps innermost: consecutive items write the same lines of dw (KCRS: a channel's taps are
       // adjacent), while they are in cache.
-      const int64_t t = item % taps, cb = item / taps % ncb, kg = item / (taps * ncb);
-      const int64_t r = t / SF, s = t % SF, c0 = cb * 32;
-      const int64_t kb0 = grouped ? cb : kg * nkb / kgroups, kb1 = grouped ? cb + 1 : (kg + 1) * nkb / kgroups;
-      const __mmask16 in0 = mask_first(CF - c0), in1 = mask_first(CF - c0 - 16);
+      const int64_t t = item % taps_, cb = item / taps_ % ncb_, kg = item / (taps_ * ncb_), c0 = cb * 32;
+      const int64_t kb0 = grouped ? cb : kg * nkb_ / kgroups, kb1 = grouped ? cb + 1 : (kg + 1) * nkb_ / kgroups;
       sums.resize((kb1 - kb0) * 32 * 32);  // every block's tiles are stored on the first range
       if (use_blocks && cb != block_of) {  // the block's 32 channels of every pixel, dense
+        const __mmask16 in0 = mask_first(p_.C - c0), in1 = mask_first(p_.C - c0 - 16);
         for (int64_t i = 0; i < pixels; ++i) {
-          const bf16* src = xp.data() + i * p.C + c0;
+          const bf16* src = xp.data() + i * p_.C + c0;
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(block.data() + i * 32), _mm256_maskz_loadu_epi16(in0, src));
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(block.data() + i * 32 + 16),
                               _mm256_maskz_loadu_epi16(in1, src + 16));
@@ -477,72 +580,89 @@ void amx_wgrad(const Conv2dWgradArgs& a) {
         block_of = cb;
       }
       const bf16* xb = use_blocks ? block.data() : xp.data() + c0;
-      const int64_t xstride = use_blocks ? 32 : p.C;
-      int64_t n = 0, pp = 0, q = 0;  // the next pair's first pixel
-      for (int64_t j0 = 0; j0 < Jpad; j0 += kPanelPairs) {
-        const int64_t jn = std::min(kPanelPairs, Jpad - j0);
-        for (int64_t jj = 0; jj < jn; ++jj) {  // panel[chunk][half][16 pairs][16 channels]
-          __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
-          if (j0 + jj < J) {
-            const int64_t h = n * Hp + pp * p.stride_h + r * p.dil_h, w = q * p.stride_w + s * p.dil_w;
-            const bf16* px = xb + (h * Wp + w) * xstride;
-            lo0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px));
-            lo1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px + 16));
-            if (q + 1 < p.Q) {
-              const bf16* px1 = px + p.stride_w * xstride;
-              hi0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in0, px1)), 16);
-              hi1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in1, px1 + 16)), 16);
-            }
-            if ((q += 2) >= p.Q) {
-              q = 0;
-              if (++pp == p.P) pp = 0, ++n;
-            }
-          }
-          uint32_t* row = panel.data() + (jj / 16 * 2 * 16 + jj % 16) * 16;
-          _mm512_storeu_si512(row, _mm512_or_si512(lo0, hi0));
-          _mm512_storeu_si512(row + 16 * 16, _mm512_or_si512(lo1, hi1));
-        }
+      const int64_t xstride = use_blocks ? 32 : p_.C;
+      for (int64_t j0 = 0; j0 < Jpad_; j0 += kPanelPairs) {
+        const int64_t jn = std::min(kPanelPairs, Jpad_ - j0);
+        build_panel(xb, xstride, c0, j0, jn, t, panel.data());
         for (int64_t kb = kb0; kb < kb1; ++kb) {
           float* acc = sums.data() + (kb - kb0) * 32 * 32;
-          const uint32_t* a0 = dyt.data() + kb * 32 * Jpad + j0;
           if (j0 == 0)
             zero_sums();
           else  // the sums of the earlier ranges
             load_sums(acc);
-          for (int64_t c = 0; c < jn; c += 16) {
-            _tile_loadd(4, a0 + c, Jpad * 4);
-            _tile_loadd(5, a0 + 16 * Jpad + c, Jpad * 4);
-            _tile_loadd(6, panel.data() + c * 32, 64);
-            _tile_loadd(7, panel.data() + c * 32 + 16 * 16, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-          }
+          amx_wgrad_tiles(dyt.data() + kb * 32 * Jpad_ + j0, Jpad_, panel.data(), jn);
           store_sums(acc);
         }
       }
-      const int64_t cn = std::min<int64_t>(32, CF - c0);
-      for (int64_t kb = kb0; kb < kb1; ++kb) {
-        const int64_t k0 = kb * 32, kn = std::min<int64_t>(32, p.K - k0);
-        const float* acc = sums.data() + (kb - kb0) * 32 * 32;
-        if (grouped) {  // output k's own group's inputs, block column cc to dw's input cc - first
-          for (int64_t kk = 0; kk < kn; ++kk) {
-            const int64_t first = (k0 + kk) / Kg * Cg - c0;
-            for (int64_t cc = first; cc < first + Cg; ++cc)
-              store_from(dw + (k0 + kk) * ws[0] + (cc - first) * ws[1] + r * ws[2] + s * ws[3], acc[kk * 32 + cc]);
-          }
-          continue;
+      for (int64_t kb = kb0; kb < kb1; ++kb) store(sums.data() + (kb - kb0) * 32 * 32, t, cb, kb);
+    }
+    _tile_release();
+  });
+}
+
+template <bool kGrouped>
+void AmxWgrad<kGrouped>::by_chunks() const {
+  constexpr int64_t kSplits = 16;  // fixed: the sums' order may not depend on the thread count
+  const ScratchOf<bf16> xp = padded_x();
+  // Chunks of pairs whose A (every k) takes at most 512 KB.
+  const int64_t CH = std::clamp<int64_t>((int64_t(512) << 10) / (Kpad_ * 4) / 16 * 16, 128, 1024);
+  const int64_t nchunks = (Jpad_ + CH - 1) / CH, nsplits = std::min(nchunks, kSplits);
+  const int64_t kbs = kGrouped ? 1 : nkb_;  // k blocks a channel block meets
+  const int64_t blocks = taps_ * ncb_ * kbs;  // 32 x 32 sums each
+  ScratchOf<float> part(nsplits * blocks * 32 * 32);
+  parallel_for(0, nsplits, 1, [&](int64_t b, int64_t e) {
+    const TileConfig cfg;
+    _tile_loadconfig(&cfg);
+    ScratchOf<uint32_t> at(Kpad_ * CH);
+    std::vector<uint32_t> panel(CH * 32);
+    for (int64_t split = b; split < e; ++split) {
+      const int64_t first = split * nchunks / nsplits, last = (split + 1) * nchunks / nsplits;
+      float* sums = part.data() + split * blocks * 32 * 32;
+      for (int64_t chunk = first; chunk < last; ++chunk) {
+        const int64_t j0 = chunk * CH, jn = std::min(CH, Jpad_ - j0);
+        if (ds_[1] == 1) {
+          for (int64_t jb = j0 / 16; jb < (j0 + jn) / 16; ++jb) transpose_pairs(jb, at.data() + jb * 16 - j0, CH);
+        } else {
+          for (int64_t k = 0; k < Kpad_; ++k) pair_row(k, j0, jn, at.data() + k * CH);
         }
-        for (int64_t kk = 0; kk < kn; ++kk)
-          for (int64_t cc = 0; cc < cn; ++cc) {
-            const int64_t c = fold ? cc % p.C : c0 + cc, tap_s = fold ? cc / p.C : s;  // (fold: c0 = 0)
-            store_from(dw + (k0 + kk) * ws[0] + c * ws[1] + r * ws[2] + tap_s * ws[3], acc[kk * 32 + cc]);
+        for (int64_t t = 0; t < taps_; ++t)
+          for (int64_t cb = 0; cb < ncb_; ++cb) {
+            build_panel(xp.data() + cb * 32, p_.C, cb * 32, j0, jn, t, panel.data());
+            for (int64_t i = 0; i < kbs; ++i) {
+              const int64_t kb = kGrouped ? cb : i;
+              float* acc = sums + ((t * ncb_ + cb) * kbs + i) * 32 * 32;
+              if (chunk == first)
+                zero_sums();
+              else
+                load_sums(acc);
+              amx_wgrad_tiles(at.data() + kb * 32 * CH, CH, panel.data(), jn);
+              store_sums(acc);
+            }
           }
       }
     }
     _tile_release();
   });
+  // The splits' sums added in split order.
+  parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    alignas(64) float total[32 * 32];
+    for (int64_t blk = b; blk < e; ++blk) {
+      for (int64_t i = 0; i < 32 * 32; i += 16) {
+        __m512 v = _mm512_loadu_ps(part.data() + blk * 32 * 32 + i);
+        for (int64_t split = 1; split < nsplits; ++split)
+          v = _mm512_add_ps(v, _mm512_loadu_ps(part.data() + (split * blocks + blk) * 32 * 32 + i));
+        _mm512_store_ps(total + i, v);
+      }
+      const int64_t i = blk % kbs, cb = blk / kbs % ncb_, t = blk / (kbs * ncb_);
+      store(total, t, cb, kGrouped ? cb : i);
+    }
+  });
+}
+
+template <bool kGrouped>
+void amx_wgrad(const Conv2dWgradArgs& a) {
+  const AmxWgrad<kGrouped> w(a);
+  w.chunked() ? w.by_chunks() : w.by_taps();
 }
 
 // Whether the mode lets the dot engine use AMX tiles on this host.
