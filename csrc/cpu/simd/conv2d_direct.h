@@ -441,6 +441,34 @@ inline void transpose8_short_rows(const float* src, int64_t ss, int cols, float*
   for (int j = 0; j < cols; ++j) store8(dst + j * ds, load8(t + 8 * j));
 }
 
+#if defined(__AVX512BW__)
+// A channels-last bfloat16 row of W pixels (st3 elements apart) of C channels into slots of ps per
+// pixel (C < ps, the extra slots zero; 32 / ps pixels a vector): one masked load and one permute per
+// 32 / ps pixels where their elements span at most 32. The ResNet stem's 3 channels into 4 (its
+// pairs): element by element had taken a quarter of its bfloat16 forward. Returns false where the
+// pixels do not fit a vector so.
+inline bool few_channel_pairs_row(const bf16* src, int64_t st3, int64_t C, int64_t ps, int64_t W, bf16* dst) {
+  if (32 % ps != 0 || C > ps) return false;
+  const int64_t V = 32 / ps;
+  if ((V - 1) * st3 + C > 32) return false;
+  alignas(64) uint16_t idx[32];
+  uint32_t keep = 0;
+  for (int64_t l = 0; l < 32; ++l) {
+    const int64_t c = l % ps;
+    idx[l] = uint16_t(c < C ? (l / ps) * st3 + c : 0);
+    if (c < C) keep |= 1u << l;
+  }
+  const __m512i perm = _mm512_load_si512(idx);
+  const auto lanes = [](int64_t n) { return n >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << n) - 1); };
+  for (int64_t w = 0; w < W; w += V) {
+    const int64_t m = std::min(V, W - w);  // pixels in this vector
+    const __m512i v = _mm512_maskz_loadu_epi16(lanes((m - 1) * st3 + C), src + w * st3);
+    _mm512_mask_storeu_epi16(dst + w * ps, lanes(m * ps), _mm512_maskz_permutexvar_epi16(keep, perm, v));
+  }
+  return true;
+}
+#endif
+
 // Copies a strided (n, c, h, w) activation of storage type T into zero-padded channels-last storage
 // of type D (float, or bf16 for the bfloat16 dot kernels) of (Hp, Wp) positions per image: the
 // image at rows [pad_h, pad_h + H) and columns [pad_w, pad_w + W). Each of the `groups` groups of
@@ -466,6 +494,13 @@ inline ScratchOf<D> pack_activations(const T* src, const int64_t st[4], int64_t 
       std::fill(out + (pad_w + W) * ps, out + Wp * ps, D{});
       D* row = out + pad_w * ps;
       const T* s = src + n * st[0] + h * st[2];
+#if defined(__AVX512BW__)
+      if constexpr (std::is_same_v<T, bf16> && std::is_same_v<D, bf16>) {
+        if (groups == 1 && gs != Cg && ps == gs && st[1] == 1 &&
+            few_channel_pairs_row(s, st[3], C, ps, W, row))
+          continue;
+      }
+#endif
       if (gs != Cg) {  // padded groups (odd channel counts for the dot kernels): element by element
         std::fill(row, row + W * ps, D{});
         for (int64_t c = 0; c < C; ++c)
