@@ -165,6 +165,7 @@ def assert_bfloat16_engines_agree(result, baseline):
     (1, 2, 64, 9, 11, 3, 2, 0, 1, 1),       # 2 channels, unpadded: 8 folded outputs, 6 folded channels
     (1, 5, 16, 13, 14, 5, 3, 2, 1, 1),      # stride 3 (9 phases: not folded), 25 folded wgrad channels
     (2, 8, 40, 6, 7, 1, 1, 0, 1, 1),        # 4 pairs: one short chunk
+    (2, 64, 64, 8, 9, 1, 2, 0, 1, 1),       # 1x1 /2: x read subsampled; dgrad phases without taps (zeros)
     (1, 6, 32, 9, 9, 3, 1, 1, 2, 1),        # 3 pairs, dilated (no fold): 9 taps of one short chunk
     # Grouped (16+ outputs a group):
     (2, 64, 64, 9, 14, 3, 1, 1, 1, 4),      # 16 a group: half the tiles; rows of 14 as 16 (ResNeXt 512 @14)
