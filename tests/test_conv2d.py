@@ -166,6 +166,8 @@ def assert_bfloat16_engines_agree(result, baseline):
     (1, 5, 16, 13, 14, 5, 3, 2, 1, 1),      # stride 3 (9 phases: not folded), 25 folded wgrad channels
     (2, 8, 40, 6, 7, 1, 1, 0, 1, 1),        # 4 pairs: one short chunk
     (2, 64, 64, 8, 9, 1, 2, 0, 1, 1),       # 1x1 /2: x read subsampled; dgrad phases without taps (zeros)
+    (1, 144, 48, 6, 7, 1, 1, 0, 1, 1),      # 72 pairs in steps of 12 (MobileNetV2); dgrad 24 pairs, steps of 12
+    (1, 24, 40, 7, 9, 3, 1, 1, 1, 1),       # folded rows of 36 pairs in steps of 12; dgrad 20 pairs, steps of 10
     (1, 6, 32, 9, 9, 3, 1, 1, 2, 1),        # 3 pairs, dilated (no fold): 9 taps of one short chunk
     # Grouped (16+ outputs a group):
     (2, 64, 64, 9, 14, 3, 1, 1, 1, 4),      # 16 a group: half the tiles; rows of 14 as 16 (ResNeXt 512 @14)
@@ -283,8 +285,8 @@ def test_bfloat16_auto_engine_choice(layout, hw):
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     h, w = hw
     x = torch.randn(2, 96, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
-    wt = torch.randn(48, 96, 3, 3, generator=gen).bfloat16()
-    g = torch.randn(2, 48, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    wt = torch.randn(34, 96, 3, 3, generator=gen).bfloat16()
+    g = torch.randn(2, 34, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
     cfg = dict(stride=1, padding=1, dilation=1, groups=1)
     amx = _C.host_can_run_amx_bf16()
     with forced_isa("avx512"):
@@ -296,7 +298,7 @@ def test_bfloat16_auto_engine_choice(layout, hw):
     assert any(not torch.equal(a, b) for a, b in zip(runs["on"], runs["off"]))
     dot = "on" if _C.bf16_dot_rate_ratio() >= 1.0 or 2 * h * w < 128 else "off"
     # With AMX: the forward (96 input channels) and the weight gradient on tiles; the input
-    # gradient's 48 channels are not whole 16-pair chunks, so it follows the rule.
+    # gradient's 34 channels (17 pairs) do not split into steps of 8-16 pairs, so it follows the rule.
     expect = (runs["amx" if amx else dot][0], runs[dot][1], runs["amx" if amx else dot][2])
     if amx:  # (the weight gradients' few terms may round alike in both engines: not asserted apart)
         assert not torch.equal(runs["amx"][0], runs[dot][0])

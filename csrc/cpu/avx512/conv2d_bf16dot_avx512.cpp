@@ -177,6 +177,16 @@ inline void store_sums(float* s, bool half = false) {
   _tile_stored(3, s + 16 * 32 + 16, 128);
 }
 
+// The pairs of a TDPBF16PS step over a reduction of `pairs` a tap: all of them up to 16 (the stem's
+// folded 7 x 2), else the largest divisor from 16 down to 8 (MobileNetV2's 144 channels: 72 pairs
+// in steps of 12); 0 where none divides them (the tiles do not take the layer).
+constexpr int64_t amx_chunk_pairs(int64_t pairs) {
+  if (pairs <= 16) return pairs;
+  for (int64_t kc = 16; kc >= 8; --kc)
+    if (pairs % kc == 0) return kc;
+  return 0;
+}
+
 // The pixels the AMX tile computes per item and the output channels per packed block.
 constexpr int64_t kAmxPixels = 32, kAmxChannels = DotBf16::kTileChannels;
 
@@ -217,9 +227,8 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
   constexpr int64_t KB = kAmxChannels;
   static_assert(KB == 32, "the sums are one 32 x 32 block (store_sums)");
   const int64_t nkb = (d.out_per_group + KB - 1) / KB, nblocks = d.groups * nkb, taps = int64_t(d.tap_offset.size());
-  // The reduction runs in chunks of 16 pairs, or in one chunk of fewer (the stem's folded 7 x 2
-  // pairs, 16 channels a group): A's rows and B's row count are set to it.
-  const int64_t cin = d.in_per_group, kc = cin % 16 == 0 ? 16 : cin, chunks = cin / kc;
+  // The reduction runs in chunks of amx_chunk_pairs: A's rows and B's row count are set to it.
+  const int64_t cin = d.in_per_group, kc = amx_chunk_pairs(cin), chunks = cin / kc;
   // Rows of wq columns where those read the input in one run (AmxPixels) and waste at most a
   // quarter of the sums: the 14-wide rows of 3 x 3 layers at 16, 7 at 9. Else rows of Q.
   int64_t wq = d.Q;
@@ -691,7 +700,7 @@ bool amx_enabled() {
 // Whether AMX tiles suit a layer of `groups` groups of `pairs` input pairs and `outs` outputs each:
 // one group, or 16+ outputs a group (fewer would leave most of a sum tile idle).
 bool amx_groups_apply(int64_t groups, int64_t pairs, int64_t outs) {
-  return amx_enabled() && (groups == 1 || outs >= 16) && (pairs % 16 == 0 || pairs < 16);
+  return amx_enabled() && (groups == 1 || outs >= 16) && pairs > 0 && amx_chunk_pairs(pairs) > 0;
 }
 
 // Grouped, not where an NCHW output's pixels lie 2+ elements apart (a stride-2 input gradient's
@@ -780,15 +789,15 @@ bool conv2d_dgrad_bf16_bundled(const Conv2dDgradArgs& a) {
 }
 
 // Whether AMX tiles run this layer (forward: its input channels, dgrad: its output channels, in
-// 16-pair chunks or one chunk of fewer). The forward's plan folds a row's S taps into one where
-// it can (conv2d_fprop_direct): S x pairs per chunk then, the stem's 7 x 2. They take 1x1 NCHW
-// layers too (the transposes into and out of channels-last pairs cost less than the tiles save),
-// so the role-swapped pairs paths run without them.
+// steps of amx_chunk_pairs). The forward's plan of one group folds a row's S taps into one where
+// it can (conv2d_fprop_direct): S x pairs a tap then, the stem's 7 x 2. They take 1x1 NCHW layers
+// too (the transposes into and out of channels-last pairs cost less than the tiles save), so the
+// role-swapped pairs paths run without them.
 bool conv2d_fprop_bf16_tiles(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t pairs = (p.C / p.groups + 1) / 2;
-  const bool one_chunk = pairs * p.S < 16 || (pairs < 16 && p.dil_w > 1);  // folded or not
-  return p.groups == 1 ? amx_enabled() && (pairs % 16 == 0 || one_chunk)
+  const int64_t run_pairs = p.S > 1 && p.dil_w == 1 ? p.S * pairs : pairs;  // folded or not
+  return p.groups == 1 ? amx_enabled() && amx_chunk_pairs(run_pairs) > 0
                        : amx_groups_apply(p.groups, pairs, p.K / p.groups) || amx_bundle(p) > 0;
 }
 bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
@@ -797,7 +806,7 @@ bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t pairs = (p.K / p.groups + 1) / 2;
   if (dgrad_folded_phases_apply(p)) return amx_groups_apply(1, pairs, p.stride_h * p.stride_w * p.C);
-  return p.groups == 1 ? amx_enabled() && pairs % 16 == 0
+  return p.groups == 1 ? amx_enabled() && amx_chunk_pairs(pairs) > 0
                        : (amx_groups_apply(p.groups, pairs, p.C / p.groups) || amx_bundle(p) > 0) &&
                              grouped_dgrad_tiles_apply(a);
 }
