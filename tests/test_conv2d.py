@@ -214,6 +214,7 @@ def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, pad
     (1, 32, 320, 57, 3, 1, 1),      # odd rows (a last pair's zero half); chunks of 400, the last one of 64
     (8, 3, 64, 130, 7, 2, 1),       # the stem's folded 21 channels: 17 chunks of 1024 in 16 splits
     (2, 256, 256, 64, 3, 1, 8),     # 32 a group: a channel block meets its own k block
+    (1, 144, 24, 72, 1, 1, 1),      # 0.3 MB, but 5 items for by_taps (MobileNetV2's 144 -> 24): 3 chunks
 ])
 def test_amx_weight_grad_by_chunks(layout, n, c, k, h, r, stride, groups):
     """Weight gradients whose dy, transposed, exceeds 2 MB run by chunks of pairs (AmxWgrad::by_chunks)
@@ -224,7 +225,11 @@ def test_amx_weight_grad_by_chunks(layout, n, c, k, h, r, stride, groups):
     pad = r // 2
     x = make_tensor((n, c, h, h), torch.bfloat16, layout, gen)
     p = (h + 2 * pad - r) // stride + 1
-    assert k * n * p * ((p + 1) // 2) * 4 > 2 << 20  # (Kpad x Jpad 32-bit pairs: by_chunks)
+    pairs, k_pad = n * p * ((p + 1) // 2), (k + 31) // 32 * 32
+    # by_chunks: Kpad x Jpad 32-bit pairs over 2 MB, or 2048+ pairs and under 16 items for by_taps
+    # (here a 1x1's channel blocks x k blocks)
+    few_items = r == 1 and groups == 1 and (c + 31) // 32 * (k_pad // 32) < 16 and pairs >= 2048
+    assert k_pad * pairs * 4 > 2 << 20 or few_items
     g = make_tensor((n, k, p, p), torch.bfloat16, layout, gen)
     args = ([k, c // groups, r, r], [stride, stride], [pad, pad], [1, 1], groups)
     with forced_isa("avx512"), forced_bf16_dot("amx"):

@@ -439,7 +439,15 @@ class AmxWgrad {
   // 1.93, 3x3 64 @56 (3.2 MB) 3.47 -> 2.05, 1x1 128 -> 512 @28 (6.4 MB) 1.73 -> 1.26; NCHW 1.02-1.92x.
   // At 1.6 MB level (3x3 128 @28, 1x1 512 -> 128 @28); below it lost (3x3 256 @14, 0.8 MB: 1.58 ->
   // 2.46 ms; 512 @7: 2.54 -> 6.98, one chunk: one thread), and N=2 won (stem 1.31 -> 0.85 ms).
-  bool chunked() const { return Kpad_ * Jpad_ * int64_t(sizeof(uint32_t)) > (int64_t(2) << 20); }
+  // Also where by_taps has few items (under 16: a fixed count, so that the choice, and the sums'
+  // order, do not depend on the thread count) and there are 2048+ pairs:
+  // A/B as above, MobileNetV2's 1x1 144 -> 24 @56 (1.6 MB, 5 items) 1.70 -> 1.04 ms, NCHW 2.16 ->
+  // 1.53, N=2 0.50 -> 0.30; 144 -> 24 @28 (3136 pairs) 0.46 -> 0.28; 96 -> 24 @56 1.11 -> 0.73;
+  // 192 -> 32 @28 0.56 -> 0.40. (576 -> 96 @14, 784 pairs and 54 items: 0.43 -> 0.55, by_taps.)
+  bool chunked() const {
+    const bool few_items = taps_ * ncb_ * (kGrouped ? 1 : nkb_) < 16;
+    return Kpad_ * Jpad_ * int64_t(sizeof(uint32_t)) > (int64_t(2) << 20) || (few_items && Jpad_ >= 2048);
+  }
   void by_taps() const;
   void by_chunks() const;
 
