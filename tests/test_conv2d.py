@@ -168,6 +168,8 @@ def assert_bfloat16_engines_agree(result, baseline):
     (2, 64, 64, 8, 9, 1, 2, 0, 1, 1),       # 1x1 /2: x read subsampled; dgrad phases without taps (zeros)
     (1, 144, 48, 6, 7, 1, 1, 0, 1, 1),      # 72 pairs in steps of 12 (MobileNetV2); dgrad 24 pairs, steps of 12
     (1, 24, 40, 7, 9, 3, 1, 1, 1, 1),       # folded rows of 36 pairs in steps of 12; dgrad 20 pairs, steps of 10
+    (1, 384, 160, 32, 32, 3, 1, 1, 1, 1),   # 1.1 MB of weights, 34 pixel tiles: blocks in groups of 4 and 1
+                                            # (dgrad: 11 and 1)
     (1, 6, 32, 9, 9, 3, 1, 1, 2, 1),        # 3 pairs, dilated (no fold): 9 taps of one short chunk
     # Grouped (16+ outputs a group):
     (2, 64, 64, 9, 14, 3, 1, 1, 1, 4),      # 16 a group: half the tiles; rows of 14 as 16 (ResNeXt 512 @14)

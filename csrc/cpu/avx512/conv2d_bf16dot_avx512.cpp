@@ -243,10 +243,21 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
     for (int64_t g = 0; g < d.groups; ++g)
       for (int64_t o = 0; o < d.out_per_group; ++o)
         bias_blocks[(g * nkb + o / KB) * KB + o % KB] = bias[g * d.out_per_group + o];
-  // Consecutive items share their pixel tile (blocks inner: A stays in L1) where all the packed
-  // weights fit in L2, else their block of weights (tiles inner: each B tile is read from L3 or
-  // DRAM once per thread, not once per pixel tile; res5's 9.4 MB at N=1 were read twice).
-  const bool blocks_inner = nblocks * taps * cin * KB * int64_t(sizeof(uint32_t)) <= (int64_t(1) << 20);
+  // Items run the blocks of outputs in groups whose packed weights take at most 1 MB (all of them
+  // where they fit), each group over every pixel tile, the group's blocks inner: consecutive items
+  // share their pixel tile (A stays in L1) and the group's B tiles stay in L2. Where a layer has
+  // under 32 pixel tiles, a group is one block (tiles inner: each B tile is read from L3 or DRAM
+  // once per thread, not once per pixel tile; res5's 9.4 MB at N=1 were read twice). In-process
+  // A/B against one-block groups there, arms in random order, Xeon, 2 threads, N=8 channels_last
+  // forward (input gradient): 3x3 256 @56 (4 blocks a group) 15.7 -> 13.4 ms (16.0 -> 13.5), 512
+  // @28 (3) 15.0 -> 13.4 (15.5 -> 14.0), 256 @14 (56 tiles) 1.06x (1.02x); N=1 256 @56 1.26x; NCHW
+  // 256 @56 1.08x. With fewer tiles it lost (512 @7, 16 tiles: 0.96x; N=1 512 @28, 27 tiles:
+  // 0.985x), and groups of 2 or 4 MB lost at 512 @28 (0.86x, 0.63x).
+  const int64_t block_bytes = taps * cin * KB * int64_t(sizeof(uint32_t));
+  const int64_t per_group = nblocks * block_bytes <= (int64_t(1) << 20) ? nblocks
+                            : ntiles < 32 ? 1
+                                          : std::clamp<int64_t>((int64_t(1) << 20) / block_bytes, 1, nblocks);
+  const bool blocks_inner = per_group == nblocks;
   // A 1x1 layer's A tiles stream x (each pixel read once per block of outputs): while a pixel tile
   // runs, its steps prefetch the next tile's pixels into L2, spread evenly over the tile's steps.
   // In-process A/B, arms in random order, Xeon, 2 threads, N=8 channels_last forward (input
@@ -267,7 +278,9 @@ void amx_conv(const DirectConvPlan& d, const NhwcViewOf<uint32_t>& x, const uint
     const char* prefetch_at = nullptr;  // the next tile's pixels, prefetch_left lines of them
     int64_t prefetch_left = 0;
     for (int64_t item = b; item < e; ++item) {
-      const int64_t tile = blocks_inner ? item / nblocks : item % ntiles, gk = blocks_inner ? item % nblocks : item / ntiles;
+      const int64_t q = item / (ntiles * per_group), rem = item - q * ntiles * per_group;
+      const int64_t size = std::min(per_group, nblocks - q * per_group);
+      const int64_t tile = rem / size, gk = q * per_group + rem % size;
       const int64_t g = gk / nkb, i0 = tile * kAmxPixels, o0 = (gk % nkb) * KB, olen = std::min(KB, d.out_per_group - o0);
       const int m = int(std::min(kAmxPixels, pixels - i0));
       if (i0 != offsets_of) {  // the tile's pixel offsets
