@@ -398,7 +398,7 @@ def test_depthwise_large_filters(isa, dtype, layout, c, h, w, r, s, stride, padd
 ])
 def test_depthwise_3x3_row_pairs(isa, dtype, layout, n, c, h, w, padding):
     """Channels-last 3 x 3 stride-1 rows, two output rows per pass over the channel vectors where a
-    thread holds both and their taps are all inside (depthwise_row_pair, float on AVX-512), the
+    thread holds both and their taps are all inside (depthwise_row_pair, float and bfloat16 on AVX-512), the
     others one at a time; the stride-1 input gradient runs the same forward."""
     cfg = dict(n=n, c=c, k=c, h=h, w=w, r=3, s=3, groups=c, stride=(1, 1), padding=(padding, padding),
                dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
