@@ -185,6 +185,7 @@ def assert_bfloat16_engines_agree(result, baseline):
     (1, 32, 32, 6, 7, 3, 1, 1, 1, 16),      # 2 a group: bundles of 8
     (1, 48, 48, 6, 6, 3, 1, 1, 1, 6),       # 8 a group, 6 groups: 3 bundles
     (1, 40, 40, 5, 5, 3, 1, 1, 1, 5),       # 8 a group, 5 groups: no bundles (the other engines)
+    (1, 64, 64, 11, 10, 3, 2, 1, 1, 4),     # 16 a group at stride 2: the forward bundles pairs into 32
 ])
 def test_amx_tiles_match_torch(x_layout, g_layout, n, c, k, h, w, r, stride, padding, dilation, groups):
     """The AMX tiles (32 pixels x 32 channels per item, A tiles in place or copied, NCHW or
