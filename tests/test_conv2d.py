@@ -236,12 +236,7 @@ def test_amx_weight_grad_by_chunks(layout, n, c, k, h, r, stride, groups):
     g = make_tensor((n, k, p, p), torch.bfloat16, layout, gen)
     args = ([k, c // groups, r, r], [stride, stride], [pad, pad], [1, 1], groups)
     with forced_isa("avx512"), forced_bf16_dot("amx"):
-        before = torch.get_num_threads()
-        try:
-            torch.set_num_threads(3)
-            three = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-        finally:
-            torch.set_num_threads(before)
+        three = weight_grad_on_threads(3, g, x, args)
         check_weight_grad_on_one_and_two_threads(g, x, args, f"amx wgrad by chunks {c} -> {k} @{h}", n * p * p)
         assert torch.equal(torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args), three)
     with torch_without_onednn():
@@ -1467,32 +1462,25 @@ def test_grouped_weight_grad_same_on_1_2_3_threads(layout, n, c, h, groups, stri
     p = (h - 1) // stride + 1
     g = make_tensor((n, c, p, p), dtype, layout, gen)
     args = ([c, c // groups, 3, 3], [stride, stride], [1, 1], [1, 1], groups)
+    three = weight_grad_on_threads(3, g, x, args)
+    check_weight_grad_on_one_and_two_threads(g, x, args, f"grouped wgrad {c}/{groups} @{h} /{stride}", n * p * p)
+    assert torch.equal(weight_grad_on_threads(1, g, x, args), three)
+
+
+def weight_grad_on_threads(threads, g, x, args):
+    """conv2d_weight_grad(g, x, *args) on `threads` threads (the setting restored after)."""
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(3)
-        three = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
+        torch.set_num_threads(threads)
+        return torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
     finally:
         torch.set_num_threads(before)
-    check_weight_grad_on_one_and_two_threads(g, x, args, f"grouped wgrad {c}/{groups} @{h} /{stride}", n * p * p)
-    torch.set_num_threads(1)
-    try:
-        one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-    finally:
-        torch.set_num_threads(before)
-    assert torch.equal(one, three)
 
 
 def check_weight_grad_on_one_and_two_threads(g, x, args, what, terms):
     """conv2d_weight_grad(g, x, *args) gives the same bits on 1 thread and on 2, within
     assert_calibrated of PyTorch's (non-oneDNN) result."""
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-        torch.set_num_threads(2)
-        two = torch.ops.cnnkernels.conv2d_weight_grad(g, x, *args)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = weight_grad_on_threads(1, g, x, args), weight_grad_on_threads(2, g, x, args)
     wt = torch.zeros(*args[0], dtype=x.dtype)
     with torch_without_onednn():
         theirs = torch.ops.aten.convolution_backward(g, x, wt, None, *args[1:4], False, [0, 0], args[4],
