@@ -457,12 +457,27 @@ class AmxWgrad {
   // A/B as above, MobileNetV2's 1x1 144 -> 24 @56 (1.6 MB, 5 items) 1.70 -> 1.04 ms, NCHW 2.16 ->
   // 1.53, N=2 0.50 -> 0.30; 144 -> 24 @28 (3136 pairs) 0.46 -> 0.28; 96 -> 24 @56 1.11 -> 0.73;
   // 192 -> 32 @28 0.56 -> 0.40. (576 -> 96 @14, 784 pairs and 54 items: 0.43 -> 0.55, by_taps.)
+  // Not where the splits' sums would take more memory than by_taps' transpose of dy (VGG's 512
+  // @28: 13 x 9.4 MB against 6.4 MB; the drivers ran level there, 30.4 against 30.7 ms; 256 @56
+  // lost its 32.5 -> 28.8 ms to this bound, 38 MB of sums against 12.8).
   bool chunked() const {
+    const int64_t transpose_bytes = Kpad_ * Jpad_ * int64_t(sizeof(uint32_t));
     const bool few_items = taps_ * ncb_ * (kGrouped ? 1 : nkb_) < 16;
-    return Kpad_ * Jpad_ * int64_t(sizeof(uint32_t)) > (int64_t(2) << 20) || (few_items && Jpad_ >= 2048);
+    return (transpose_bytes > (int64_t(2) << 20) || (few_items && Jpad_ >= 2048)) &&
+           chunk_sums_floats() * int64_t(sizeof(float)) <= transpose_bytes;
   }
   void by_taps() const;
   void by_chunks() const;
+
+  // by_chunks' geometry: chunks of CH pairs whose A (every k) takes at most 512 KB, in at most
+  // kSplits splits (fixed: the sums' order may not depend on the thread count), each split's
+  // sums 32 x 32 floats for every tap, channel block and k block it meets.
+  static constexpr int64_t kSplits = 16;
+  int64_t chunk_pairs() const { return std::clamp<int64_t>((int64_t(512) << 10) / (Kpad_ * 4) / 16 * 16, 128, 1024); }
+  int64_t chunk_count() const { return (Jpad_ + chunk_pairs() - 1) / chunk_pairs(); }
+  int64_t split_count() const { return std::min(chunk_count(), kSplits); }
+  int64_t sum_blocks() const { return taps_ * ncb_ * (kGrouped ? 1 : nkb_); }
+  int64_t chunk_sums_floats() const { return split_count() * sum_blocks() * 32 * 32; }
 
  private:
   // Pairs [16 jb, 16 jb + 16) of a channels-last dy, k rows [0, Kpad): dst[k dst_stride + i].
@@ -649,14 +664,11 @@ void AmxWgrad<kGrouped>::by_taps() const {
 
 template <bool kGrouped>
 void AmxWgrad<kGrouped>::by_chunks() const {
-  constexpr int64_t kSplits = 16;  // fixed: the sums' order may not depend on the thread count
   const ScratchOf<bf16> xp = padded_x();
-  // Chunks of pairs whose A (every k) takes at most 512 KB.
-  const int64_t CH = std::clamp<int64_t>((int64_t(512) << 10) / (Kpad_ * 4) / 16 * 16, 128, 1024);
-  const int64_t nchunks = (Jpad_ + CH - 1) / CH, nsplits = std::min(nchunks, kSplits);
+  const int64_t CH = chunk_pairs(), nchunks = chunk_count(), nsplits = split_count();
   const int64_t kbs = kGrouped ? 1 : nkb_;  // k blocks a channel block meets
-  const int64_t blocks = taps_ * ncb_ * kbs;  // 32 x 32 sums each
-  ScratchOf<float> part(nsplits * blocks * 32 * 32);
+  const int64_t blocks = sum_blocks();      // 32 x 32 sums each
+  ScratchOf<float> part(chunk_sums_floats());
   parallel_for(0, nsplits, 1, [&](int64_t b, int64_t e) {
     const TileConfig cfg;
     _tile_loadconfig(&cfg);
