@@ -230,16 +230,15 @@ def test_amx_weight_grad_by_chunks(layout, n, c, k, h, r, stride, groups):
     p = (h + 2 * pad - r) // stride + 1
     pairs, k_pad = n * p * ((p + 1) // 2), (k + 31) // 32 * 32
     # by_chunks: Kpad x Jpad 32-bit pairs over 2 MB, or 2048+ pairs and under 16 items for by_taps
-    # (here a 1x1's channel blocks x k blocks); and the splits' sums no larger than those pairs
+    # (here a 1x1's channel blocks x k blocks); and 2+ splits whose sums fit in those pairs' bytes
     few_items = r == 1 and groups == 1 and (c + 31) // 32 * (k_pad // 32) < 16 and pairs >= 2048
     assert k_pad * pairs * 4 > 2 << 20 or few_items
     folded = groups == 1 and r > 1 and c * r <= 32  # (amx_wgrad_folds)
     taps, channels = (r, c * r) if folded else (r * r, c)
     j_pad = math.ceil(pairs / 16) * 16
     chunk = min(1024, max(128, (512 << 10) // (k_pad * 4) // 16 * 16))
-    splits = min(16, math.ceil(j_pad / chunk))
-    sums = splits * taps * math.ceil(channels / 32) * (1 if groups > 1 else k_pad // 32) * 32 * 32 * 4
-    assert sums <= k_pad * j_pad * 4
+    split_sums = taps * math.ceil(channels / 32) * (1 if groups > 1 else k_pad // 32) * 32 * 32 * 4
+    assert min(16, math.ceil(j_pad / chunk), k_pad * j_pad * 4 // split_sums) >= 2
     g = make_tensor((n, k, p, p), torch.bfloat16, layout, gen)
     args = ([k, c // groups, r, r], [stride, stride], [pad, pad], [1, 1], groups)
     with forced_isa("avx512"), forced_bf16_dot("amx"):

@@ -457,26 +457,30 @@ class AmxWgrad {
   // A/B as above, MobileNetV2's 1x1 144 -> 24 @56 (1.6 MB, 5 items) 1.70 -> 1.04 ms, NCHW 2.16 ->
   // 1.53, N=2 0.50 -> 0.30; 144 -> 24 @28 (3136 pairs) 0.46 -> 0.28; 96 -> 24 @56 1.11 -> 0.73;
   // 192 -> 32 @28 0.56 -> 0.40. (576 -> 96 @14, 784 pairs and 54 items: 0.43 -> 0.55, by_taps.)
-  // Not where the splits' sums would take more memory than by_taps' transpose of dy (VGG's 512
-  // @28: 13 x 9.4 MB against 6.4 MB; the drivers ran level there, 30.4 against 30.7 ms; 256 @56
-  // lost its 32.5 -> 28.8 ms to this bound, 38 MB of sums against 12.8).
+  // Not where fewer than two splits' sums fit the memory of by_taps' transpose (split_count):
+  // VGG's 512 @28 (9.4 MB of sums a split against a 6.4 MB transpose; the drivers ran level
+  // there, 30.4 against 30.7 ms).
   bool chunked() const {
-    const int64_t transpose_bytes = Kpad_ * Jpad_ * int64_t(sizeof(uint32_t));
     const bool few_items = taps_ * ncb_ * (kGrouped ? 1 : nkb_) < 16;
-    return (transpose_bytes > (int64_t(2) << 20) || (few_items && Jpad_ >= 2048)) &&
-           chunk_sums_floats() * int64_t(sizeof(float)) <= transpose_bytes;
+    return (transpose_bytes() > (int64_t(2) << 20) || (few_items && Jpad_ >= 2048)) && split_count() >= 2;
   }
   void by_taps() const;
   void by_chunks() const;
 
   // by_chunks' geometry: chunks of CH pairs whose A (every k) takes at most 512 KB, in at most
-  // kSplits splits (fixed: the sums' order may not depend on the thread count), each split's
-  // sums 32 x 32 floats for every tap, channel block and k block it meets.
+  // kSplits splits (fixed by the shapes: the sums' order may not depend on the thread count), each
+  // split's sums 32 x 32 floats for every tap, channel block and k block it meets; and no more
+  // splits than take the memory of by_taps' transpose of dy (Kpad x Jpad pairs). A/B N=8 VGG 3x3
+  // 256 @56 (sums 2.4 MB a split, transpose 12.8 MB): by_taps 30.8 ms, 5 splits 25.7, 16 splits
+  // (38 MB) 23.7; NCHW 32.8, 29.8, 28.2.
   static constexpr int64_t kSplits = 16;
+  int64_t transpose_bytes() const { return Kpad_ * Jpad_ * int64_t(sizeof(uint32_t)); }
   int64_t chunk_pairs() const { return std::clamp<int64_t>((int64_t(512) << 10) / (Kpad_ * 4) / 16 * 16, 128, 1024); }
   int64_t chunk_count() const { return (Jpad_ + chunk_pairs() - 1) / chunk_pairs(); }
-  int64_t split_count() const { return std::min(chunk_count(), kSplits); }
   int64_t sum_blocks() const { return taps_ * ncb_ * (kGrouped ? 1 : nkb_); }
+  int64_t split_count() const {
+    return std::min({chunk_count(), kSplits, transpose_bytes() / (sum_blocks() * 32 * 32 * int64_t(sizeof(float)))});
+  }
   int64_t chunk_sums_floats() const { return split_count() * sum_blocks() * 32 * 32; }
 
  private:
