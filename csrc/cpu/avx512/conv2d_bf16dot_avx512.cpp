@@ -461,7 +461,7 @@ class AmxWgrad {
   // VGG's 512 @28 (9.4 MB of sums a split against a 6.4 MB transpose; the drivers ran level
   // there, 30.4 against 30.7 ms).
   bool chunked() const {
-    const bool few_items = taps_ * ncb_ * (kGrouped ? 1 : nkb_) < 16;
+    const bool few_items = sum_blocks() < 16;  // by_taps' items at most: (tap, channel block, k block)
     return (transpose_bytes() > (int64_t(2) << 20) || (few_items && Jpad_ >= 2048)) && split_count() >= 2;
   }
   void by_taps() const;
