@@ -1858,6 +1858,84 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
         torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on")])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,w,padding", [
+    (1, 64, 64, 28, 28, 1),     # whole 4x4 tiles (49), out blocks of 64: more tiles than outputs
+    (2, 32, 48, 19, 23, 1),     # partial tiles at the bottom and right edges, a partial out block
+    (2, 48, 80, 30, 26, 0),     # unpadded: the input gradient pads dy by 2
+    (1, 96, 32, 26, 29, 2),     # padding 2: the input gradient's dy is unpadded
+    (1, 64, 256, 28, 28, 1),    # 49 tiles < 256 outputs: the filter streamed in chunks of in channels
+    (3, 512, 64, 14, 14, 1),    # 48 tiles, 512 in: chunks of 64 + ... in channels
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_bfloat16_winograd_4x4(isa, engine, layout, n, c, k, h, w, padding, bias):
+    """bfloat16 3x3 stride-1 convolutions with 48+ 4x4 output tiles (32+ with 512 channels in)
+    run Winograd F(4x4, 3x3) in float32 (conv2d_winograd.h), forward and input gradient, on the
+    float engine and beside the vdpbf16ps engine (not where AMX tiles take the layer). The same
+    bits on 1 and 2 threads; the error against float64 within the tolerance of every path."""
+    gen = torch.Generator().manual_seed(c * k + h * w)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(n, c, h, w, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    wt = (torch.randn(k, c, 3, 3, generator=gen) / (3 * c**0.5)).bfloat16().contiguous(memory_format=fmt)
+    b = torch.randn(k, generator=gen).bfloat16() if bias else None
+    y_shape = F.conv2d(x.float(), wt.float(), None, 1, padding).shape
+    g = torch.randn(y_shape, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    args = ([1, 1], [padding] * 2, [1, 1], 1)
+    y, dx = {}, {}
+    with forced_isa(isa), (forced_bf16_dot(engine) if engine else contextlib.nullcontext()):
+        threads = torch.get_num_threads()
+        try:
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                y[t] = torch.ops.cnnkernels.conv2d(x, wt, b, *args)
+                dx[t] = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), *args, layout == "channels_last")
+        finally:
+            torch.set_num_threads(threads)
+        names = [_C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad")]
+    assert all("winograd" in name for name in names), names
+    cfg = dict(stride=1, padding=padding, dilation=1, groups=1)
+    with torch_without_onednn():
+        theirs = run_conv(F.conv2d, x, wt, b, cfg, g)
+        ref64 = run_conv(F.conv2d, x.double(), wt.double(), None if b is None else b.double(), cfg, g.double())
+    what = f"{c}->{k} @{h}x{w} p{padding}"
+    for name, result, r64 in (("output", y, ref64[0]), ("grad_input", dx, ref64[1])):
+        assert torch.equal(result[1], result[2]), f"F(4x4) {name} {what}: 1 and 2 threads differ"
+        assert result[2].is_contiguous(memory_format=fmt), f"F(4x4) {name} {what}: layout"
+        # float32 tiles leave ~1e-6 of the scale: nearly every result is float64's rounded to
+        # bfloat16, the rest one ulp away (assert_calibrated's bfloat16 floor, sqrt(terms) ulps,
+        # let a 1% error in one of A^T's coefficients pass)
+        expect = r64.bfloat16().double()
+        ulp = torch.exp2(torch.floor(torch.log2(expect.abs().clamp_min(2.0**-100))) - 7)
+        diff = (result[2].double() - expect).abs()
+        assert (diff <= torch.maximum(ulp, r64.abs().max() * 2.0**-14)).all(), f"F(4x4) {name} {what}: over 1 ulp"
+        assert (diff > 0).double().mean() < 0.01, f"F(4x4) {name} {what}: {(diff > 0).double().mean():.4f} differ"
+    assert_calibrated(y[2], theirs[0], ref64[0], f"F(4x4) output {what}", 9 * c)
+    assert_calibrated(dx[2], theirs[1], ref64[1], f"F(4x4) grad_input {what}", 9 * k)
+
+
+@pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
+def test_bfloat16_winograd_non_finite_inputs_propagate_like_summation(special):
+    """The bfloat16 F(4x4) tiles send a non-finite result back to direct summation too."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 64, 28, 28, generator=gen)
+    wt = torch.randn(64, 64, 3, 3, generator=gen) / 24
+    g = torch.randn(1, 64, 28, 28, generator=gen)
+    x[0, 3, 4, 4] = x[0, 3, 4, 6] = x[0, 7, 0, 0] = special   # two in one tile's rows
+    g[0, 5, 2, 2] = g[0, 5, 2, 4] = special
+    x, wt, g = x.bfloat16(), wt.bfloat16(), g.bfloat16()
+    y = CF.conv2d(x, wt, None, 1, 1)
+    dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], [1, 1], [1, 1], 1, False)
+    with torch_without_onednn():
+        theirs = run_conv(F.conv2d, x.float(), wt.float(), None, dict(stride=1, padding=1, dilation=1, groups=1),
+                          g.float())
+    for ours, ref in ((y, theirs[0]), (dx, theirs[1])):
+        assert not ref.isfinite().all()
+        assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
+        assert torch.equal(ours.isinf() & (ours > 0), ref.isinf() & (ref > 0))
+        torch.testing.assert_close(ours[ref.isfinite()].float(), ref[ref.isfinite()], rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on"), ("avx512", "amx")])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_bfloat16_rounds_once_from_float_accumulation(isa, engine, layout):

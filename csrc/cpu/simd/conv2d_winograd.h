@@ -64,6 +64,68 @@ struct FilterReader {
   }
 };
 
+// The 1-D transforms of F(m x m, 3 x 3), applied along columns and then rows: B^T (input patch
+// of a = m + 2 values), G (3 filter taps to a values) and A^T (a products to m outputs).
+// F(2x2) takes float32 layers: B and A hold only 0 and +-1, G 1/2. F(4x4) (Lavin and Gray's
+// points 0, +-1, +-2) takes 36 multiplies per 16 outputs and in channel, 4x fewer than direct,
+// but its coefficients (up to 8 and 1/24) leave ~20x F(2x2)'s rounding error, ~1e-6 of the
+// layer's scale in float32: too much for float32 results, nothing for bfloat16 ones (outputs
+// rounded to 8 bits: float64 simulation, bfloat16 x and w, 64-256 channels: the same RMS error as
+// direct summation, 0.02-0.04% of outputs 1 ulp apart), so bfloat16 layers take it.
+template <int M>
+struct Wino;
+template <>
+struct Wino<2> {
+  static constexpr int kM = 2, kA = 4, kPlanes = 16;
+  using V = VecF32;
+  using Vec = V::type;
+  static void bt(const Vec d[4], Vec r[4]) {
+    r[0] = V::sub(d[0], d[2]), r[1] = V::add(d[1], d[2]), r[2] = V::sub(d[2], d[1]), r[3] = V::sub(d[1], d[3]);
+  }
+  static void g(Vec g0, Vec g1, Vec g2, Vec u[4]) {
+    const float half_value = 0.5f;
+    const Vec half = V::broadcast(&half_value);
+    u[0] = g0, u[1] = V::mul(half, V::add(V::add(g0, g1), g2)), u[2] = V::mul(half, V::add(V::sub(g0, g1), g2));
+    u[3] = g2;
+  }
+  static void at(const Vec m[4], Vec y[2]) {
+    y[0] = V::add(V::add(m[0], m[1]), m[2]), y[1] = V::sub(V::sub(m[1], m[2]), m[3]);
+  }
+};
+template <>
+struct Wino<4> {
+  static constexpr int kM = 4, kA = 6, kPlanes = 36;
+  using V = VecF32;
+  using Vec = V::type;
+  static Vec c(float v) { return V::broadcast(&v); }
+  // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+  static void bt(const Vec d[6], Vec r[6]) {
+    const Vec d31 = V::sub(d[3], d[1]), d42 = V::sub(d[4], d[2]);
+    r[0] = V::fmadd(c(4.0f), d[0], V::fmadd(c(-5.0f), d[2], d[4]));
+    r[1] = V::fmadd(c(-4.0f), V::add(d[1], d[2]), V::add(d[3], d[4]));
+    r[2] = V::fmadd(c(4.0f), V::sub(d[1], d[2]), V::sub(d[4], d[3]));
+    r[3] = V::fmadd(c(2.0f), d31, d42);
+    r[4] = V::fmadd(c(-2.0f), d31, d42);
+    r[5] = V::fmadd(c(4.0f), d[1], V::fmadd(c(-5.0f), d[3], d[5]));
+  }
+  // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+  static void g(Vec g0, Vec g1, Vec g2, Vec u[6]) {
+    const Vec t = V::add(g0, g2), t4 = V::fmadd(c(4.0f), g2, g0);
+    u[0] = V::mul(c(0.25f), g0);
+    u[1] = V::mul(c(-1.0f / 6), V::add(t, g1)), u[2] = V::mul(c(-1.0f / 6), V::sub(t, g1));
+    u[3] = V::mul(c(1.0f / 24), V::fmadd(c(2.0f), g1, t4)), u[4] = V::mul(c(1.0f / 24), V::fmadd(c(-2.0f), g1, t4));
+    u[5] = g2;
+  }
+  // A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+  static void at(const Vec m[6], Vec y[4]) {
+    const Vec a = V::add(m[1], m[2]), b = V::sub(m[1], m[2]), s = V::add(m[3], m[4]), d = V::sub(m[3], m[4]);
+    y[0] = V::add(V::add(m[0], a), s);
+    y[1] = V::fmadd(c(2.0f), d, b);
+    y[2] = V::fmadd(c(4.0f), s, a);
+    y[3] = V::add(V::fmadd(c(8.0f), d, b), m[5]);
+  }
+};
+
 // u[xi][kb - kb0][i - i0][KB] for the blocks kb0 <= kb < kb1 of KB out channels and the in
 // channels i0 <= i < i1 (i0 a multiple of 8): element xi of G g G^T for in channel i and out
 // channel kb KB + lane, g the 3x3 filter that `rd` reads (one group, taps in row-major (r, s)
@@ -74,7 +136,7 @@ struct FilterReader {
 // kBlock (64; 16 for KRSC weights, below) does not shrink with AVX2's KB = 16, so the prefetches
 // below run as far ahead of the rows read; each vector of L lanes lands in one block of KB (L
 // divides KB and kBlock).
-template <typename T>
+template <int WM, typename T>
 void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t KB, int64_t kb0, int64_t kb1,
                                int64_t i0, int64_t i1, float* u, int64_t xi_step) {
   using V = VecF32;
@@ -88,9 +150,9 @@ void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t K
   // holds, and every step walked them again: A/B, 2 threads, Xeon with AMX, channels-last 256 @14
   // N=1 0.53 -> 0.49 ms (the KCRS weights' time), 512 @7 N=2 1.73 -> 1.56, 1024 @7 N=2 8.3 -> 7.0.
   const int64_t kBlock = src.in_stride == 1 && src.out_stride != 1 ? 16 : 64;
+  using F = Wino<WM>;
+  constexpr int A = F::kA;
   std::vector<float> tile(9 * kChunk * kBlock);
-  const float half_value = 0.5f;
-  const Vec half = V::broadcast(&half_value);
   for (int64_t o0 = kb0 * KB; o0 < kb1 * KB; o0 += kBlock)
     for (int64_t ic = i0; ic < i1; ic += kChunk) {
       const int64_t ilen = std::min(kChunk, i1 - ic);
@@ -140,22 +202,15 @@ void winograd_transform_filter(const FilterReader<T>& rd, int64_t out, int64_t K
       for (int64_t l = 0; l < wlen; l += L)  // i inner: U's rows for one block of KB are consecutive
         for (int64_t i = 0; i < ilen; ++i) {
           const float* gi = tile.data() + i * 9 * kBlock + l;
-          Vec t[4][3];  // G g, one column s at a time
-          for (int s = 0; s < 3; ++s) {
-            const Vec a = V::load(gi + s * kBlock), b = V::load(gi + (3 + s) * kBlock);
-            const Vec c = V::load(gi + (6 + s) * kBlock);
-            t[0][s] = a, t[1][s] = V::mul(half, V::add(V::add(a, b), c));
-            t[2][s] = V::mul(half, V::add(V::sub(a, b), c));
-            t[3][s] = c;
-          }
+          Vec t[3][A];  // G g, one column s at a time
+          for (int s = 0; s < 3; ++s)
+            F::g(V::load(gi + s * kBlock), V::load(gi + (3 + s) * kBlock), V::load(gi + (6 + s) * kBlock), t[s]);
           const int64_t o = o0 + l;
           float* dst = u + ((o / KB - kb0) * (i1 - i0) + ic - i0 + i) * KB + o % KB;
-          for (int r = 0; r < 4; ++r) {  // (G g) G^T
-            const Vec a = t[r][0], b = t[r][1], c = t[r][2];
-            V::store(dst + (4 * r) * xi_step, a);
-            V::store(dst + (4 * r + 1) * xi_step, V::mul(half, V::add(V::add(a, b), c)));
-            V::store(dst + (4 * r + 2) * xi_step, V::mul(half, V::add(V::sub(a, b), c)));
-            V::store(dst + (4 * r + 3) * xi_step, c);
+          for (int r = 0; r < A; ++r) {  // (G g) G^T
+            Vec row[A];
+            F::g(t[0][r], t[1][r], t[2][r], row);
+            for (int c = 0; c < A; ++c) V::store(dst + (A * r + c) * xi_step, row[c]);
           }
         }
     }
@@ -174,32 +229,34 @@ struct FiniteCheck {
   }
 };
 
-// V[xi][j][c] = (B^T d B)[xi] for tiles t0 + j, j < tn, of an N x TH x TW grid of 2x2 tiles, d the
-// tile's 4x4 patch of x (channels-last, origin at the padded top-left; channels c < in, a
-// multiple of the vector width); tile j's row at v + j row (row >= in), xi's v_step floats apart.
-// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+// V[xi][j][c] = (B^T d B)[xi] for tiles t0 + j, j < tn, of an N x TH x TW grid of WM x WM tiles,
+// d the tile's (WM + 2) x (WM + 2) patch of x (channels-last, origin at the padded top-left;
+// channels c < in, a multiple of the vector width); tile j's row at v + j row (row >= in), xi's
+// v_step floats apart.
+template <int WM>
 inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int64_t t0, int64_t tn, int64_t in,
                                  float* v, int64_t row, int64_t v_step) {
+  using F = Wino<WM>;
   using V = VecF32;
   using Vec = V::type;
-  constexpr int L = V::kLanes;
+  constexpr int L = V::kLanes, A = F::kA;
   for (int64_t j = 0; j < tn; ++j) {
     const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
-    const float* d0 = x.data + n * x.sn + 2 * ti * x.sh + 2 * tj * x.sw;
+    const float* d0 = x.data + n * x.sn + WM * ti * x.sh + WM * tj * x.sw;
     for (int64_t c = 0; c < in; c += L) {
-      Vec r[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
-      for (int s = 0; s < 4; ++s) {
+      Vec r[A][A];  // r[s] = B^T d's column s
+      for (int s = 0; s < A; ++s) {
         const float* col = d0 + s * x.sw + c;
-        const Vec a0 = V::load(col), a1 = V::load(col + x.sh);
-        const Vec a2 = V::load(col + 2 * x.sh), a3 = V::load(col + 3 * x.sh);
-        r[0][s] = V::sub(a0, a2), r[1][s] = V::add(a1, a2), r[2][s] = V::sub(a2, a1), r[3][s] = V::sub(a1, a3);
+        Vec d[A];
+        for (int k = 0; k < A; ++k) d[k] = V::load(col + k * x.sh);
+        F::bt(d, r[s]);
       }
       float* dst = v + j * row + c;
-      for (int i = 0; i < 4; ++i) {  // (B^T d) B: the same combinations of columns
-        V::store(dst + (4 * i) * v_step, V::sub(r[i][0], r[i][2]));
-        V::store(dst + (4 * i + 1) * v_step, V::add(r[i][1], r[i][2]));
-        V::store(dst + (4 * i + 2) * v_step, V::sub(r[i][2], r[i][1]));
-        V::store(dst + (4 * i + 3) * v_step, V::sub(r[i][1], r[i][3]));
+      for (int i = 0; i < A; ++i) {  // (B^T d) B: the same combinations of columns
+        Vec rows[A], out[A];
+        for (int s = 0; s < A; ++s) rows[s] = r[s][i];
+        F::bt(rows, out);
+        for (int k = 0; k < A; ++k) V::store(dst + (A * i + k) * v_step, out[k]);
       }
     }
   }
@@ -235,8 +292,8 @@ constexpr int64_t kPlanePad = 16;
 // = 32, under the 48 of the L2 bound) nothing changes; there larger blocks gained 1-3.5% (256 @14
 // N=8) and lost 1-11% with 64-128 in.
 template <int MR>
-int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
-  const int64_t fit = (int64_t(768) << 10) / (16 * in * int64_t(sizeof(float)));
+int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks, int64_t planes = 16) {
+  const int64_t fit = (int64_t(768) << 10) / (planes * in * int64_t(sizeof(float)));
   const int64_t cap = tiles * out_blocks / 16;
   int64_t most = std::clamp<int64_t>(std::min(fit, cap), MR, 8 * MR);
   most = std::max(most, std::min({in / 8, cap, 16 * int64_t(MR)}));
@@ -260,25 +317,26 @@ int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks) {
 // Items run out block by out block where there are fewer tiles than out channels (each thread then
 // transforms its share of the filter and all the tiles' inputs), else tile block by tile block
 // (each thread transforms the whole filter and its share of the inputs): whichever repeats less.
-template <int MR, int NV>
+template <int WM, int MR, int NV, typename TF, typename TY>
 bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q,
-                   const FilterReader<float>& rd, const float* bias, float* y, const int64_t ys[4]) {
+                   const FilterReader<TF>& rd, const float* bias, TY* y, const int64_t ys[4]) {
   using V = VecF32;
   using Vec = V::type;
-  constexpr int L = V::kLanes;
-  constexpr int64_t KB = NV * L;
-  const int64_t nkb = (out + KB - 1) / KB, TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
-  const int64_t TB = winograd_tile_block<MR>(in, tiles, nkb), nblocks = (tiles + TB - 1) / TB;
+  using F = Wino<WM>;
+  constexpr int L = V::kLanes, A = F::kA;
+  constexpr int64_t KB = NV * L, kPlanes = F::kPlanes;
+  const int64_t nkb = (out + KB - 1) / KB, TH = (P + WM - 1) / WM, TW = (Q + WM - 1) / WM, tiles = N * TH * TW;
+  const int64_t TB = winograd_tile_block<MR>(in, tiles, nkb, kPlanes), nblocks = (tiles + TB - 1) / TB;
   const int64_t nitems = nblocks * nkb, units = std::min(parallel_threads(), nitems);
   // Whole-filter copies per thread, streamed once per tile block, must stay in the L3 together
   // (16 MiB, half of this Zen 4's): past that, out-block order. 512 @28 N=4 (two 16.8 MB
   // copies): 37.5 -> 41.1 ms on AVX2, 34.1 -> 35.1 on AVX-512 with whole copies.
   const bool out_major =
-      tiles < nkb * KB || units * 16 * nkb * KB * in * int64_t(sizeof(float)) > (int64_t(16) << 20);
+      tiles < nkb * KB || units * kPlanes * nkb * KB * in * int64_t(sizeof(float)) > (int64_t(16) << 20);
   const int64_t v_step = TB * in + kPlanePad, m_step = TB * KB + kPlanePad;
   std::atomic<bool> finite{true};
   parallel_for(0, units, 1, [&](int64_t ub, int64_t ue) {
-    ScratchOf<float> vbuf(16 * v_step), mbuf(16 * m_step);
+    ScratchOf<float> vbuf(kPlanes * v_step), mbuf(kPlanes * m_step);
     float* v = vbuf.data();
     float* m = mbuf.data();
     std::vector<int64_t> v_off(TB), m_off(TB);
@@ -286,23 +344,25 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
     const int64_t no_offset[1] = {0};
     const Vec zero = V::zero();
     FiniteCheck check;
-    // stage[a][col][L]: output rows 2 ti + a, columns 2 tj + c of the block's tiles, one channel
+    // stage[a][col][L]: output rows WM ti + a, columns WM tj + c of the block's tiles, one channel
     // vector. Consecutive tiles along a tile row leave as runs of columns: on planes (columns
     // contiguous) 8 x 8 transposes store 8 columns of 8 channels at a time (VGG 64 @224 NCHW
     // spent ~25% of its time in the lane-by-lane scatter this replaces).
-    std::vector<float> stage(2 * 2 * TB * L);
+    std::vector<float> stage(WM * WM * TB * L);
     auto store_stage = [&](const float* st, int64_t t0, int64_t tn, int64_t o, int64_t lanes) {
       for (int64_t j = 0; j < tn;) {
         const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
-        const int64_t run = std::min(tn - j, TW - tj), q0 = 2 * tj, cols = std::min(2 * run, Q - q0);
-        const int64_t c8 = ys[3] == 1 ? cols / 8 * 8 : 0, l8 = lanes / 8 * 8;
-        for (int a = 0; a < 2 && 2 * ti + a < P; ++a) {
-          const float* src = st + (a * 2 * TB + 2 * j) * L;
-          float* dst = y + n * ys[0] + o * ys[1] + (2 * ti + a) * ys[2] + q0 * ys[3];
-          for (int64_t c = 0; c < c8; c += 8)
-            for (int64_t l = 0; l < l8; l += 8) transpose8x8(src + c * L + l, L, dst + l * ys[1] + c, ys[1]);
+        const int64_t run = std::min(tn - j, TW - tj), q0 = WM * tj, cols = std::min(WM * run, Q - q0);
+        // bfloat16 planes: lane by lane (transpose8x8 moves floats)
+        const int64_t c8 = ys[3] == 1 && std::is_same_v<TY, float> ? cols / 8 * 8 : 0, l8 = lanes / 8 * 8;
+        for (int a = 0; a < WM && WM * ti + a < P; ++a) {
+          const float* src = st + (a * WM * TB + WM * j) * L;
+          TY* dst = y + n * ys[0] + o * ys[1] + (WM * ti + a) * ys[2] + q0 * ys[3];
+          if constexpr (std::is_same_v<TY, float>)
+            for (int64_t c = 0; c < c8; c += 8)
+              for (int64_t l = 0; l < l8; l += 8) transpose8x8(src + c * L + l, L, dst + l * ys[1] + c, ys[1]);
           for (int64_t c = 0; c < cols; ++c)
-            for (int64_t l = (c < c8 ? l8 : 0); l < lanes; ++l) dst[l * ys[1] + c * ys[3]] = src[c * L + l];
+            for (int64_t l = (c < c8 ? l8 : 0); l < lanes; ++l) store_from(dst + l * ys[1] + c * ys[3], src[c * L + l]);
         }
         j += run;
       }
@@ -310,7 +370,7 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
     // M[xi] (+)= V[xi] U[xi] for a block's tn tiles (as the tile's pixels) over cin in channels.
     auto multiply = [&](const float* vb, int64_t tn, const float* ub, int64_t u_xi_step, int64_t cin, float* mb,
                         bool accumulate) {
-      for (int xi = 0; xi < 16; ++xi)
+      for (int xi = 0; xi < kPlanes; ++xi)
         for (int64_t j = 0; j < tn; j += MR)
           conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, tn - j)), vb + xi * v_step, v_off.data() + j,
                                          no_offset, 1, ub + xi * u_xi_step, cin, KB, nullptr, nullptr,
@@ -319,31 +379,32 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
     // y of tile block tb and out block kb from the block's M.
     auto emit = [&](int64_t tb, int64_t kb, const float* m) {
       const int64_t t0 = tb * TB, tn = std::min(TB, tiles - t0);
-      // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], plus the bias; stored where the tile is inside P x Q:
-      // whole vectors of channels in place (channels-last), else through `stage` (planes).
+      // Y = A^T M A plus the bias; stored where the tile is inside P x Q: whole vectors of
+      // channels in place (channels-last), else through `stage` (planes).
       for (int nv = 0; nv < NV && kb * KB + nv * L < out; ++nv) {
         const int64_t o = kb * KB + nv * L, lanes = std::min<int64_t>(L, out - o);
         const bool in_place = ys[1] == 1 && lanes == L;
         for (int64_t j = 0; j < tn; ++j) {
-          const int64_t t = t0 + j, n = t / (TH * TW), p = 2 * (t / TW % TH), q = 2 * (t % TW);
+          const int64_t t = t0 + j, n = t / (TH * TW), p = WM * (t / TW % TH), q = WM * (t % TW);
           const float* mt = m + j * KB + nv * L;
-          Vec s[2][4];
-          for (int c = 0; c < 4; ++c) {
-            const Vec m0 = V::load(mt + c * m_step), m1 = V::load(mt + (4 + c) * m_step),
-                      m2 = V::load(mt + (8 + c) * m_step), m3 = V::load(mt + (12 + c) * m_step);
-            s[0][c] = V::add(V::add(m0, m1), m2);
-            s[1][c] = V::sub(V::sub(m1, m2), m3);
+          Vec s[A][WM];  // s[c] = A^T applied to M's column c
+          for (int c = 0; c < A; ++c) {
+            Vec col[A];
+            for (int r = 0; r < A; ++r) col[r] = V::load(mt + (A * r + c) * m_step);
+            F::at(col, s[c]);
           }
           const Vec bv = bias ? V::load(bias + o) : zero;
-          for (int a = 0; a < 2 && p + a < P; ++a) {
-            const Vec yv[2] = {V::add(V::add(V::add(s[a][0], s[a][1]), s[a][2]), bv),
-                               V::add(V::sub(V::sub(s[a][1], s[a][2]), s[a][3]), bv)};
-            for (int c = 0; c < 2 && q + c < Q; ++c) {
+          for (int a = 0; a < WM && p + a < P; ++a) {
+            Vec row[A], yv[WM];
+            for (int c = 0; c < A; ++c) row[c] = s[c][a];
+            F::at(row, yv);
+            for (int c = 0; c < WM && q + c < Q; ++c) {
+              yv[c] = V::add(yv[c], bv);
               check.add(yv[c]);
               if (in_place)
                 V::store(y + n * ys[0] + (p + a) * ys[2] + (q + c) * ys[3] + o, yv[c]);
               else
-                V::store(stage.data() + (a * 2 * TB + 2 * j + c) * L, yv[c]);
+                V::store(stage.data() + (a * WM * TB + WM * j + c) * L, yv[c]);
             }
           }
         }
@@ -364,49 +425,49 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
         tb_lo = std::min(tb_lo, tb), tb_hi = std::max(tb_hi, tb + 1);
       }
       const int64_t ntb = tb_hi - tb_lo;
-      const int64_t v_bytes = ntb * 16 * v_step * int64_t(sizeof(float));
-      const int64_t u_bytes = 16 * (kb_hi - kb_lo) * in * KB * int64_t(sizeof(float));
-      if (out_major && v_bytes <= std::min(kStreamedInputsMost, std::max(kStreamedInputs, u_bytes / 4))) {
+      const int64_t v_bytes = ntb * kPlanes * v_step * int64_t(sizeof(float));
+      const int64_t u_bytes = kPlanes * (kb_hi - kb_lo) * in * KB * int64_t(sizeof(float));
+      if (out_major && (WM == 4 || v_bytes <= std::min(kStreamedInputsMost, std::max(kStreamedInputs, u_bytes / 4)))) {
         // Few tiles: all their V first, then the filter kStreamIn in channels at a time, each
         // chunk's U multiplied into every tile block's M while it is in the L1 / L2: the filter is
         // read once and U never goes to memory (a whole U is 16/9 of the filter written and read
         // back: for res5's 9.4 MB filter at N=1, more than the multiplies saved).
         // Out blocks go kGroup at a time (64+ out channels: AVX2's blocks of 16 alone would make
         // the transform read 8 filter rows per 8 x 8 transpose for 2 vectors of U).
-        const int64_t kGroup = std::max<int64_t>(1, 64 / KB), mg = ntb * 16 * m_step;
-        ScratchOf<float> vall(ntb * 16 * v_step), mall(kGroup * mg);
-        ScratchOf<float> uchunk(16 * (kGroup * kStreamIn * KB + kPlanePad));
+        const int64_t kGroup = std::max<int64_t>(1, 64 / KB), mg = ntb * kPlanes * m_step;
+        ScratchOf<float> vall(ntb * kPlanes * v_step), mall(kGroup * mg);
+        ScratchOf<float> uchunk(kPlanes * (kGroup * kStreamIn * KB + kPlanePad));
         for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
-          winograd_input_tiles(x, TH, TW, tb * TB, std::min(TB, tiles - tb * TB), in,
-                               vall.data() + (tb - tb_lo) * 16 * v_step, in, v_step);
+          winograd_input_tiles<WM>(x, TH, TW, tb * TB, std::min(TB, tiles - tb * TB), in,
+                                   vall.data() + (tb - tb_lo) * kPlanes * v_step, in, v_step);
         for (int64_t g0 = kb_lo; g0 < kb_hi; g0 += kGroup) {
           const int64_t g1 = std::min(kb_hi, g0 + kGroup);
           for (int64_t c0 = 0; c0 < in; c0 += kStreamIn) {
             const int64_t cin = std::min(kStreamIn, in - c0), u_step = (g1 - g0) * cin * KB + kPlanePad;
-            winograd_transform_filter(rd, out, KB, g0, g1, c0, c0 + cin, uchunk.data(), u_step);
+            winograd_transform_filter<WM>(rd, out, KB, g0, g1, c0, c0 + cin, uchunk.data(), u_step);
             for (int64_t kb = g0; kb < g1; ++kb)
               for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
                 if (runs(tb, kb))
-                  multiply(vall.data() + (tb - tb_lo) * 16 * v_step + c0, std::min(TB, tiles - tb * TB),
+                  multiply(vall.data() + (tb - tb_lo) * kPlanes * v_step + c0, std::min(TB, tiles - tb * TB),
                            uchunk.data() + (kb - g0) * cin * KB, u_step, cin,
-                           mall.data() + (kb - g0) * mg + (tb - tb_lo) * 16 * m_step, c0 > 0);
+                           mall.data() + (kb - g0) * mg + (tb - tb_lo) * kPlanes * m_step, c0 > 0);
           }
           for (int64_t kb = g0; kb < g1; ++kb)
             for (int64_t tb = tb_lo; tb < tb_hi; ++tb)
-              if (runs(tb, kb)) emit(tb, kb, mall.data() + (kb - g0) * mg + (tb - tb_lo) * 16 * m_step);
+              if (runs(tb, kb)) emit(tb, kb, mall.data() + (kb - g0) * mg + (tb - tb_lo) * kPlanes * m_step);
         }
         continue;
       }
       const int64_t u_step = (kb_hi - kb_lo) * in * KB + kPlanePad;
-      ScratchOf<float> ubuf(16 * u_step);
-      winograd_transform_filter(rd, out, KB, kb_lo, kb_hi, 0, in, ubuf.data(), u_step);
+      ScratchOf<float> ubuf(kPlanes * u_step);
+      winograd_transform_filter<WM>(rd, out, KB, kb_lo, kb_hi, 0, in, ubuf.data(), u_step);
       for (int64_t tb = tb_lo; tb < tb_hi; ++tb) {
         const int64_t tn = std::min(TB, tiles - tb * TB);
         bool v_ready = false;
         for (int64_t kb = kb_lo; kb < kb_hi; ++kb) {
           if (!runs(tb, kb)) continue;
           if (!v_ready) {
-            winograd_input_tiles(x, TH, TW, tb * TB, tn, in, v, in, v_step);
+            winograd_input_tiles<WM>(x, TH, TW, tb * TB, tn, in, v, in, v_step);
             v_ready = true;
           }
           multiply(v, tn, ubuf.data() + (kb - kb_lo) * in * KB, u_step, in, m, false);
@@ -503,7 +564,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
       const NhwcView xc{x.data + c0, x.sn, x.sh, x.sw};
       for (int64_t t0 = ts0; t0 < ts1; t0 += TC) {
         const int64_t tn = std::min(TC, ts1 - t0), tn8 = (tn + 7) / 8 * 8;
-        winograd_input_tiles(xc, TH, TW, t0, tn, cn, v, cp, TC * cp);
+        winograd_input_tiles<2>(xc, TH, TW, t0, tn, cn, v, cp, TC * cp);
         if (cp > cn)  // lanes past C: zeros (their sums are never read, but stay finite)
           for (int64_t r = 0; r < 16 * TC; ++r) std::fill(v + r * cp + cn, v + (r + 1) * cp, 0.0f);
         for (int64_t kv = 0; kv < kn; kv += L) {  // Dy for channels k0 + kv + lane
@@ -588,36 +649,51 @@ inline int64_t winograd_tile_count(int64_t N, int64_t P, int64_t Q) { return N *
 // 1.28, 64 @10 (25) 1.07.
 inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, int64_t P, int64_t Q) {
   const int64_t tiles = winograd_tile_count(p.N, P, Q);
-  return p.dtype == DType::f32 && p.groups == 1 && p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+  return (p.dtype == DType::f32 || p.dtype == DType::bf16) && p.groups == 1 && p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 &&
          p.dil_h == 1 && p.dil_w == 1 && in % 16 == 0 && in >= 32 && out >= 32 &&
          (tiles >= 24 || (tiles >= 9 && in >= 128 && out >= 128));
+}
+
+// Whether F(4x4) tiles over N x P x Q outputs of `in` channels beat the bfloat16 dot engine: the
+// filter's transform (U, 4x the filter's size in floats) is a fixed cost per call that takes 32+
+// tiles to repay with 512 in channels, 48+ with fewer. In-process A/B, 2 threads, Zen 5,
+// channels-last forward / input gradient, dot ms / F(4x4) ms: 256 @14 N=1 (16 tiles) 0.92 / 0.88,
+// N=2 (32) 0.98 / 0.96, N=4 (64) 1.16; 512 @14 N=2 (32) 1.14; 512 @7 N=8 (32) 1.17, N=2 0.97 /
+// 0.79; 128 @28 N=1 (49) 1.21 / 1.15; 64 @16 N=1 0.57 / 0.51.
+inline bool f4_tiles_pay(int64_t N, int64_t P, int64_t Q, int64_t in) {
+  const int64_t tiles = N * ((P + 3) / 4) * ((Q + 3) / 4);
+  return tiles >= 48 || (tiles >= 32 && in >= 512);
 }
 
 // The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_transform_filter reads it: out channel k
 // and in channel c, taps in row-major order; transposed (the input gradient's): out channel c and
 // in channel k, the taps flipped in r and s. `in` counts the in channels.
-inline WeightSource<float> filter_3x3(const ConstView4& w, bool transposed, int64_t in) {
+template <typename T>
+inline WeightSource<T> filter_3x3(const ConstView4& w, bool transposed, int64_t in) {
   const int64_t* ws = w.stride;
-  WeightSource<float> f{static_cast<const float*>(w.data), 0, ws[transposed ? 1 : 0], ws[transposed ? 0 : 1], in, {}};
+  WeightSource<T> f{static_cast<const T*>(w.data), 0, ws[transposed ? 1 : 0], ws[transposed ? 0 : 1], in, {}};
   for (int64_t r = 0; r < 3; ++r)
     for (int64_t s = 0; s < 3; ++s)
       f.tap_offset.push_back(transposed ? (2 - r) * ws[2] + (2 - s) * ws[3] : r * ws[2] + s * ws[3]);
   return f;
 }
 
-// Rows (or columns) of padded input that 2x2 tiles over `out` outputs read: the padded input's,
-// or more where the last tile reaches past it (odd out), zeros there.
-inline int64_t tiled_extent(int64_t in, int64_t pad, int64_t out) {
-  return std::max(in + 2 * pad, 2 * ((out + 1) / 2) + 2);
+// Rows (or columns) of padded input that WM x WM tiles over `out` outputs read: the padded
+// input's, or more where the last tile reaches past it (out not a multiple of WM), zeros there.
+inline int64_t tiled_extent(int64_t in, int64_t pad, int64_t out, int64_t WM = 2) {
+  return std::max(in + 2 * pad, WM * ((out + WM - 1) / WM) + 2);
 }
 
 // Runs winograd_conv for input activations src (N x in x H x W, strides st; padded by pad_h,
-// pad_w) into y (N x out x P x Q). False if an output was not finite.
-inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, int64_t in, int64_t H, int64_t W,
-                             int64_t pad_h, int64_t pad_w, const WeightSource<float>& f, int64_t out, int64_t P,
-                             int64_t Q, const float* bias, float* y, const int64_t ys[4]) {
-  const int64_t Hp = tiled_extent(H, pad_h, P), Wp = tiled_extent(W, pad_w, Q);
-  // In place only when no padding is needed: unpadded and even P and Q (then Hp = H, Wp = W).
+// pad_w) into y (N x out x P x Q): F(2x2) for float32, F(4x4) for bfloat16 (read into a padded
+// float32 copy, results rounded once to bfloat16). False if an output was not finite.
+template <typename T>
+inline bool winograd_conv_of(const T* src, const int64_t st[4], int64_t N, int64_t in, int64_t H, int64_t W,
+                             int64_t pad_h, int64_t pad_w, const WeightSource<T>& f, int64_t out, int64_t P,
+                             int64_t Q, const T* bias, T* y, const int64_t ys[4]) {
+  constexpr int WM = std::is_same_v<T, float> ? 2 : 4;
+  const int64_t Hp = tiled_extent(H, pad_h, P, WM), Wp = tiled_extent(W, pad_w, Q, WM);
+  // In place only when no padding is needed: unpadded and P and Q whole tiles (then Hp = H, Wp = W).
   const bool in_place_ok = Hp == H && Wp == W;
   const PackedActivations<FmaF32> xp =
       pack_activations_for<FmaF32>(src, st, N, in, H, W, 1, pad_h, pad_w, Hp, Wp, in_place_ok);
@@ -627,10 +703,10 @@ inline bool winograd_conv_of(const float* src, const int64_t st[4], int64_t N, i
     std::vector<float> bias_blocks;
     if (bias) {
       bias_blocks.assign((out + KB - 1) / KB * KB, 0.0f);
-      std::copy(bias, bias + out, bias_blocks.begin());
+      for (int64_t o = 0; o < out; ++o) bias_blocks[o] = load_acc(bias + o);
     }
-    finite = winograd_conv<MR, NV>(xp.view, N, in, out, P, Q, FilterReader<float>(f),
-                                   bias ? bias_blocks.data() : nullptr, y, ys);
+    finite = winograd_conv<WM, MR, NV>(xp.view, N, in, out, P, Q, FilterReader<T>(f),
+                                       bias ? bias_blocks.data() : nullptr, y, ys);
   };
   // AVX2: 3 tiles x 4 vectors (KB = 32) where there are 17+ out channels; in-process A/B against
   // the direct engine's 6 x 2, 2 threads, N=1: 512 @28 and @7, 256 @56 and @14 3-5% faster
@@ -660,13 +736,14 @@ inline bool direct_reads_weights_faster(const Conv2dProblem& p, const ConstView4
 template <typename T>
 inline bool conv2d_fprop_winograd(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
-  if constexpr (!std::is_same_v<T, float>) {
+  if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16>) {
     return false;
   } else {
     if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || direct_reads_weights_faster(p, a.w)) return false;
-    const WeightSource<float> f = filter_3x3(a.w, /*transposed=*/false, p.C);
-    if (!winograd_conv_of(static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, f,
-                          p.K, p.P, p.Q, static_cast<const float*>(a.bias), static_cast<float*>(a.y.data), a.y.stride))
+    if (std::is_same_v<T, bf16> && (!f4_tiles_pay(p.N, p.P, p.Q, p.C))) return false;
+    const WeightSource<T> f = filter_3x3<T>(a.w, /*transposed=*/false, p.C);
+    if (!winograd_conv_of(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, f, p.K,
+                          p.P, p.Q, static_cast<const T*>(a.bias), static_cast<T*>(a.y.data), a.y.stride))
       conv2d_fprop_direct<T>(a);  // a non-finite output: rerun with direct summation
     return true;
   }
@@ -676,13 +753,14 @@ inline bool conv2d_fprop_winograd(const Conv2dFpropArgs& a) {
 template <typename T>
 inline bool conv2d_dgrad_winograd(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  if constexpr (!std::is_same_v<T, float>) {
+  if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16>) {
     return false;
   } else {
     if (!winograd_applies(p, p.K, p.C, p.H, p.W) || p.pad_h > 2 || p.pad_w > 2) return false;
-    const WeightSource<float> f = filter_3x3(a.w, /*transposed=*/true, p.K);
-    if (!winograd_conv_of(static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 2 - p.pad_h,
-                          2 - p.pad_w, f, p.C, p.H, p.W, nullptr, static_cast<float*>(a.dx.data), a.dx.stride))
+    if (std::is_same_v<T, bf16> && (!f4_tiles_pay(p.N, p.H, p.W, p.K))) return false;
+    const WeightSource<T> f = filter_3x3<T>(a.w, /*transposed=*/true, p.K);
+    if (!winograd_conv_of<T>(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 2 - p.pad_h,
+                             2 - p.pad_w, f, p.C, p.H, p.W, nullptr, static_cast<T*>(a.dx.data), a.dx.stride))
       conv2d_dgrad_direct<T>(a);
     return true;
   }
