@@ -1861,11 +1861,13 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
 @pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on")])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("n,c,k,h,w,padding", [
-    (1, 64, 64, 28, 28, 1),     # whole 4x4 tiles (49), out blocks of 64: more tiles than outputs
+    (1, 64, 64, 28, 28, 1),     # whole 4x4 tiles (49) under 64 outputs: the filter streamed
     (2, 32, 48, 19, 23, 1),     # partial tiles at the bottom and right edges, a partial out block
+    (2, 32, 32, 36, 34, 1),     # 162 tiles over 64 outputs: tile blocks, each thread's U whole
     (2, 48, 80, 30, 26, 0),     # unpadded: the input gradient pads dy by 2
     (1, 96, 32, 26, 29, 2),     # padding 2: the input gradient's dy is unpadded
     (1, 64, 256, 28, 28, 1),    # 49 tiles < 256 outputs: the filter streamed in chunks of in channels
+    (2, 64, 80, 48, 40, 1),     # 240 tiles, 80 outputs in blocks of 64 + 16
     (3, 512, 64, 14, 14, 1),    # 48 tiles, 512 in: chunks of 64 + ... in channels
 ])
 @pytest.mark.parametrize("bias", [False, True])

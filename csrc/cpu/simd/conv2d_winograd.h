@@ -270,6 +270,12 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
 // 0.85-0.88 (0.73-0.84), 512 @7 N=4 (2.2 MB, 8.4 MB) 0.87 (0.72); but 256 @14 N=2 (1.6 MB,
 // 2.1 MB) 1.01 (1.04), 256 @28 N=1 (3.2 MB) 1.19 (1.15), 512 @28 N=1 (6.4 MB) 1.12 (1.00).
 constexpr int64_t kStreamIn = 64, kStreamedInputs = int64_t(1) << 20, kStreamedInputsMost = int64_t(3) << 20;
+// F(4x4)'s U is 4x the filter in floats (F(2x2)'s 16/9), so the streamed filter pays up to a
+// thread's V of 12 MB. A/B, Zen 5, 2 threads, bfloat16 N=8 channels-last forward: 512 @14 (V 9.4
+// MB a thread) streamed 1.03-1.13x faster than whole U; but whole U 1.90x faster at 512 @28 (38
+// MB) and 2.49x at VGG's 256 @56 (29 MB), where streaming swept all of V from memory for every
+// chunk of the filter.
+constexpr int64_t kStreamedInputsF4 = int64_t(12) << 20;
 
 // The 16 planes of U, V and M lie kPlanePad floats (a cache line) past whole multiples of their
 // size: those sizes are often multiples of 4 KB, and the transforms touch all 16 planes at once
@@ -427,7 +433,8 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
       const int64_t ntb = tb_hi - tb_lo;
       const int64_t v_bytes = ntb * kPlanes * v_step * int64_t(sizeof(float));
       const int64_t u_bytes = kPlanes * (kb_hi - kb_lo) * in * KB * int64_t(sizeof(float));
-      if (out_major && (WM == 4 || v_bytes <= std::min(kStreamedInputsMost, std::max(kStreamedInputs, u_bytes / 4)))) {
+      if (out_major && v_bytes <= (WM == 4 ? kStreamedInputsF4
+                                           : std::min(kStreamedInputsMost, std::max(kStreamedInputs, u_bytes / 4)))) {
         // Few tiles: all their V first, then the filter kStreamIn in channels at a time, each
         // chunk's U multiplied into every tile block's M while it is in the L1 / L2: the filter is
         // read once and U never goes to memory (a whole U is 16/9 of the filter written and read
