@@ -1,7 +1,8 @@
 // Winograd F(2x2, 3x3) for dense, stride-1, undilated 3x3 float32 convolutions: the fprop; the
 // dgrad, which is the same kind of convolution of dy with the flipped, transposed filter; and the
-// wgrad, the algorithm's transpose (winograd_wgrad, below). Included once per ISA folder after
-// conv2d_direct.h, whose register tile it reuses.
+// wgrad, the algorithm's transpose (winograd_wgrad, below). bfloat16 fprop and dgrad run F(4x4,
+// 3x3) in float32 through the same driver (Wino<4>, below: 36 planes where F(2x2) has 16).
+// Included once per ISA folder after conv2d_direct.h, whose register tile it reuses.
 //
 // A 2x2 block of outputs ("tile") is A^T [ (G g G^T) . (B^T d B) ] A, d the tile's 4x4 input
 // patch, g a 3x3 filter, "." the element-wise product (Lavin and Gray, "Fast Algorithms for
@@ -307,11 +308,12 @@ int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks, int64
   return (tiles + blocks - 1) / blocks;
 }
 
-// y(n, 2 ti + a, 2 tj + b, o) = bias[o] + sum over (i, r, s) of x(n, 2 ti + a + r, 2 tj + b + s, i)
-// f(o, i, r, s) for every output row < P and column < Q, f the 3x3 filter `rd` reads and bias (may
-// be null) zero-padded to whole blocks of KB = NV lanes. x is channels-last with its origin at the
-// top-left of the padded input, readable over N x (2 ceil(P/2) + 2) x (2 ceil(Q/2) + 2) positions;
-// in is a multiple of the vector width. y has element strides ys in (n, o, h, w) order.
+// y(n, WM ti + a, WM tj + b, o) = bias[o] + sum over (i, r, s) of x(n, WM ti + a + r, WM tj + b + s,
+// i) f(o, i, r, s) for every output row < P and column < Q, by F(WM x WM, 3 x 3) tiles; f the 3x3
+// filter `rd` reads (float or bfloat16) and bias (may be null) zero-padded to whole blocks of KB =
+// NV lanes. x is float, channels-last with its origin at the top-left of the padded input, readable
+// over N x (WM ceil(P/WM) + 2) x (WM ceil(Q/WM) + 2) positions; in is a multiple of the vector
+// width. y (float or bfloat16, rounded once) has element strides ys in (n, o, h, w) order.
 // Returns false if an output is not finite (the caller reruns on the direct engine).
 //
 // Work items are (tile block, out block); each thread takes one contiguous run of them and
