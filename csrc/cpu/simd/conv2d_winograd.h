@@ -77,7 +77,7 @@ template <int M>
 struct Wino;
 template <>
 struct Wino<2> {
-  static constexpr int kM = 2, kA = 4, kPlanes = 16;
+  static constexpr int kA = 4, kPlanes = kA * kA;
   using V = VecF32;
   using Vec = V::type;
   static void bt(const Vec d[4], Vec r[4]) {
@@ -95,7 +95,7 @@ struct Wino<2> {
 };
 template <>
 struct Wino<4> {
-  static constexpr int kM = 4, kA = 6, kPlanes = 36;
+  static constexpr int kA = 6, kPlanes = kA * kA;
   using V = VecF32;
   using Vec = V::type;
   static Vec c(float v) { return V::broadcast(&v); }
@@ -299,7 +299,7 @@ constexpr int64_t kPlanePad = 16;
 // = 32, under the 48 of the L2 bound) nothing changes; there larger blocks gained 1-3.5% (256 @14
 // N=8) and lost 1-11% with 64-128 in.
 template <int MR>
-int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks, int64_t planes = 16) {
+int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks, int64_t planes) {
   const int64_t fit = (int64_t(768) << 10) / (planes * in * int64_t(sizeof(float)));
   const int64_t cap = tiles * out_blocks / 16;
   int64_t most = std::clamp<int64_t>(std::min(fit, cap), MR, 8 * MR);
