@@ -1916,22 +1916,72 @@ def test_bfloat16_winograd_4x4(isa, engine, layout, n, c, k, h, w, padding, bias
     assert_calibrated(dx[2], theirs[1], ref64[1], f"F(4x4) grad_input {what}", 9 * k)
 
 
+@pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on")])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,w,padding", [
+    (2, 64, 64, 32, 32, 1),     # one super-block, 8 splits of the tiles summed after
+    (1, 512, 96, 32, 32, 1),    # 8 super-blocks, one split: each item finishes its own dw
+    (2, 48, 64, 34, 26, 0),     # unpadded; 48 in channels: lanes past C in a 64-wide block
+    (2, 32, 64, 34, 38, 1),     # partial tiles at the bottom and right edges (11% more outputs)
+    (1, 64, 80, 28, 28, 2),     # padding 2; 80 out channels: row blocks of 48 + 32
+])
+def test_bfloat16_winograd_4x4_weight_gradient(isa, engine, layout, n, c, k, h, w, padding):
+    """bfloat16 3x3 stride-1 weight gradients run Winograd F(4x4, 3x3) in float32 (winograd_wgrad):
+    on the float engine from 48 4x4 tiles, beside the vdpbf16ps engine from 64 tiles that cover
+    at most 15% more outputs than the layer has. The same bits on 1 and 2 threads; each result
+    within an ulp of float64's rounded to bfloat16 (or 2^-14 of the largest), under 1% of them
+    off it."""
+    gen = torch.Generator().manual_seed(c * k + h * w)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(n, c, h, w, generator=gen).relu().bfloat16().contiguous(memory_format=fmt)
+    y_shape = F.conv2d(x.float(), torch.zeros(k, c, 3, 3), None, 1, padding).shape
+    g = torch.randn(y_shape, generator=gen).bfloat16().contiguous(memory_format=fmt)
+    args = ([1, 1], [padding] * 2, [1, 1], 1)
+    dw = {}
+    with forced_isa(isa), (forced_bf16_dot(engine) if engine else contextlib.nullcontext()):
+        threads = torch.get_num_threads()
+        try:
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                dw[t] = torch.ops.cnnkernels.conv2d_weight_grad(g, x, [k, c, 3, 3], *args)
+        finally:
+            torch.set_num_threads(threads)
+        name = _C.cpu_kernel_name("conv2d_wgrad", "bf16")
+    assert "winograd" in name, name
+    what = f"{c}->{k} @{h}x{w} p{padding}"
+    assert torch.equal(dw[1], dw[2]), f"F(4x4) grad_weight {what}: 1 and 2 threads differ"
+    wt = torch.zeros(k, c, 3, 3, dtype=torch.float64)
+    with torch_without_onednn():
+        r64 = run_conv(F.conv2d, x.double(), wt, None, dict(stride=1, padding=padding, dilation=1, groups=1),
+                       g.double())[2]
+    # F(4x4)'s float32 sums leave ~1e-6 of the scale (up to 3e-5 at the worst result), against
+    # bfloat16's 2^-8 of each result
+    expect = r64.bfloat16().double()
+    ulp = torch.exp2(torch.floor(torch.log2(expect.abs().clamp_min(2.0**-100))) - 7)
+    diff = (dw[2].double() - expect).abs()
+    assert (diff <= torch.maximum(ulp, r64.abs().max() * 2.0**-14)).all(), f"F(4x4) grad_weight {what}: over 1 ulp"
+    assert (diff > 0).double().mean() < 0.01, f"F(4x4) grad_weight {what}: {(diff > 0).double().mean():.4f} differ"
+
+
 @pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
 def test_bfloat16_winograd_non_finite_inputs_propagate_like_summation(special):
-    """The bfloat16 F(4x4) tiles send a non-finite result back to direct summation too."""
+    """The bfloat16 F(4x4) tiles send a non-finite result back to direct summation too: output,
+    input gradient and (64 whole tiles) weight gradient."""
     gen = torch.Generator().manual_seed(6)
-    x = torch.randn(1, 64, 28, 28, generator=gen)
+    x = torch.randn(1, 64, 32, 32, generator=gen)
     wt = torch.randn(64, 64, 3, 3, generator=gen) / 24
-    g = torch.randn(1, 64, 28, 28, generator=gen)
+    g = torch.randn(1, 64, 32, 32, generator=gen)
     x[0, 3, 4, 4] = x[0, 3, 4, 6] = x[0, 7, 0, 0] = special   # two in one tile's rows
     g[0, 5, 2, 2] = g[0, 5, 2, 4] = special
     x, wt, g = x.bfloat16(), wt.bfloat16(), g.bfloat16()
     y = CF.conv2d(x, wt, None, 1, 1)
     dx = torch.ops.cnnkernels.conv2d_input_grad(g, wt, list(x.shape), [1, 1], [1, 1], [1, 1], 1, False)
+    dw = torch.ops.cnnkernels.conv2d_weight_grad(g, x, list(wt.shape), [1, 1], [1, 1], [1, 1], 1)
+    assert all("winograd" in _C.cpu_kernel_name(op, "bf16") for op in ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad"))
     with torch_without_onednn():
         theirs = run_conv(F.conv2d, x.float(), wt.float(), None, dict(stride=1, padding=1, dilation=1, groups=1),
                           g.float())
-    for ours, ref in ((y, theirs[0]), (dx, theirs[1])):
+    for ours, ref in ((y, theirs[0]), (dx, theirs[1]), (dw, theirs[2])):
         assert not ref.isfinite().all()
         assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
         assert torch.equal(ours.isinf() & (ours > 0), ref.isinf() & (ref > 0))

@@ -1,7 +1,7 @@
 // Winograd F(2x2, 3x3) for dense, stride-1, undilated 3x3 float32 convolutions: the fprop; the
 // dgrad, which is the same kind of convolution of dy with the flipped, transposed filter; and the
-// wgrad, the algorithm's transpose (winograd_wgrad, below). bfloat16 fprop and dgrad run F(4x4,
-// 3x3) in float32 through the same driver (Wino<4>, below: 36 planes where F(2x2) has 16).
+// wgrad, the algorithm's transpose (winograd_wgrad, below). bfloat16 layers run F(4x4, 3x3) in
+// float32 through the same drivers (Wino<4>, below: 36 planes where F(2x2) has 16).
 // Included once per ISA folder after conv2d_direct.h, whose register tile it reuses.
 //
 // A 2x2 block of outputs ("tile") is A^T [ (G g G^T) . (B^T d B) ] A, d the tile's 4x4 input
@@ -92,6 +92,16 @@ struct Wino<2> {
   static void at(const Vec m[4], Vec y[2]) {
     y[0] = V::add(V::add(m[0], m[1]), m[2]), y[1] = V::sub(V::sub(m[1], m[2]), m[3]);
   }
+  // The weight gradient's (winograd_wgrad): A = [1 0; 1 1; 1 -1; 0 -1] takes dY to Dy, and
+  // G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1] takes M to the 3 taps.
+  static void a(const Vec y[2], Vec r[4]) {
+    r[0] = y[0], r[1] = V::add(y[0], y[1]), r[2] = V::sub(y[0], y[1]), r[3] = V::sub(V::zero(), y[1]);
+  }
+  static void gt(const Vec m[4], Vec w[3]) {
+    const float half_value = 0.5f;
+    const Vec half = V::broadcast(&half_value), h = V::mul(half, V::add(m[1], m[2]));
+    w[0] = V::add(m[0], h), w[1] = V::mul(half, V::sub(m[1], m[2])), w[2] = V::add(h, m[3]);
+  }
 };
 template <>
 struct Wino<4> {
@@ -124,6 +134,19 @@ struct Wino<4> {
     y[1] = V::fmadd(c(2.0f), d, b);
     y[2] = V::fmadd(c(4.0f), s, a);
     y[3] = V::add(V::fmadd(c(8.0f), d, b), m[5]);
+  }
+  // A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1]
+  static void a(const Vec y[4], Vec r[6]) {
+    const Vec e = V::add(y[0], y[2]), o = V::add(y[1], y[3]);
+    const Vec e4 = V::fmadd(c(4.0f), y[2], y[0]), o8 = V::fmadd(c(8.0f), y[3], V::add(y[1], y[1]));
+    r[0] = y[0], r[1] = V::add(e, o), r[2] = V::sub(e, o), r[3] = V::add(e4, o8), r[4] = V::sub(e4, o8), r[5] = y[3];
+  }
+  // G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1]
+  static void gt(const Vec m[6], Vec w[3]) {
+    const Vec s12 = V::add(m[1], m[2]), d12 = V::sub(m[1], m[2]), s34 = V::add(m[3], m[4]), d34 = V::sub(m[3], m[4]);
+    w[0] = V::fmadd(c(0.25f), m[0], V::fmadd(c(-1.0f / 6), s12, V::mul(c(1.0f / 24), s34)));
+    w[1] = V::fmadd(c(-1.0f / 6), d12, V::mul(c(1.0f / 12), d34));
+    w[2] = V::fmadd(c(1.0f / 6), V::sub(s34, s12), m[5]);
   }
 };
 
@@ -493,10 +516,11 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
 // a tile's y = A^T [(G g G^T) . V] A with respect to g is G^T [(A dY A^T) . V] G, dY the tile's 2x2
 // of dy (zeros past P and Q). So per (k, c), dW = G^T M G with M[xi][k][c] = sum over tiles of
 // Dy[xi][k] V[xi][c], Dy = A dY A^T and V = B^T d B as in the forward: 16 GEMMs whose reduction runs
-// over the N TH TW tiles, 16 multiply-adds per tile and (k, c) where direct summation takes 36.
+// over the N TH TW tiles, 16 multiply-adds per tile and (k, c) where direct summation takes 36
+// (F(4x4): 36 GEMMs, 36 multiply-adds per 4x4 tile where direct takes 144).
 //
 // Work: M is cut into super-blocks of kWgradRows out channels k x kWgradCols in channels c (M's
-// share, 16 x 96 x 64 floats, stays in the L2) and the tiles into S fixed splits (more splits
+// share, 16 x 96 x 64 floats) and the tiles into S fixed splits (more splits
 // where there are few super-blocks, so 2 threads have work); an item is (super-block, split). It
 // walks its tiles in chunks of kWgradChunk (twice that with 512+ c), transforms the chunk's V for
 // its c and Dy for its k (Dy transposed to [xi][k][tile] through 8x8 blocks: the register tile
@@ -505,32 +529,61 @@ bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_
 // thread count.
 constexpr int64_t kWgradRows = 96, kWgradCols = 64, kWgradChunk = 32;
 
-// dY's transform, A = [1 0; 1 1; 1 -1; 0 -1]: Dy = A dY A^T from the 2x2 (y00 y01; y10 y11).
-template <class V>
-inline void winograd_grad_tile(typename V::type y00, typename V::type y01, typename V::type y10, typename V::type y11,
-                               typename V::type out[16]) {
-  using Vec = typename V::type;
-  const Vec zero = V::zero();
-  const Vec r[4][2] = {{y00, y01}, {V::add(y00, y10), V::add(y01, y11)}, {V::sub(y00, y10), V::sub(y01, y11)},
-                       {V::sub(zero, y10), V::sub(zero, y11)}};
-  for (int i = 0; i < 4; ++i) {
-    out[4 * i] = r[i][0];
-    out[4 * i + 1] = V::add(r[i][0], r[i][1]);
-    out[4 * i + 2] = V::sub(r[i][0], r[i][1]);
-    out[4 * i + 3] = V::sub(zero, r[i][1]);
-  }
-}
-
-// dw (K x C x 3 x 3, element strides ws) = G^T M G per (k, c) from x (channels-last, padded as for
-// the forward: origin at the padded top-left, readable over N x (2 TH + 2) x (2 TW + 2)) and dy
-// (channels-last, readable over N x 2 TH x 2 TW, zeros past P and Q). C and K are multiples of 16.
-// Returns false if an element of dw is not finite.
-template <int MR, int NV>
-bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
-                    float* dw, const int64_t ws[4]) {
+// kn out channels x cn in channels (a multiple of the vector width) of dw (element strides ws;
+// float or bfloat16, rounded once), from their first at dw: G^T M G, M[xi][k][c] the sum of
+// `splits` partial sums split_step floats apart, at m + xi m_plane + k m_row + c. Adds the
+// results to `check`.
+template <int WM, typename TO>
+inline void winograd_wgrad_finish(const float* m, int64_t m_plane, int64_t m_row, int64_t splits, int64_t split_step,
+                                  int64_t kn, int64_t cn, TO* dw, const int64_t ws[4], FiniteCheck& check) {
+  using F = Wino<WM>;
   using V = VecF32;
   using Vec = V::type;
-  constexpr int L = V::kLanes;
+  constexpr int L = V::kLanes, A = F::kA;
+  for (int64_t k = 0; k < kn; ++k)
+    for (int64_t c = 0; c < cn; c += L) {
+      Vec mx[F::kPlanes];
+      for (int xi = 0; xi < F::kPlanes; ++xi) {
+        const float* at = m + xi * m_plane + k * m_row + c;
+        mx[xi] = V::load(at);
+        for (int64_t sp = 1; sp < splits; ++sp) mx[xi] = V::add(mx[xi], V::load(at + sp * split_step));
+      }
+      Vec z[3][A];  // G^T M, then (G^T M) G
+      for (int j = 0; j < A; ++j) {
+        Vec col[A], w[3];
+        for (int i = 0; i < A; ++i) col[i] = mx[A * i + j];
+        F::gt(col, w);
+        for (int r = 0; r < 3; ++r) z[r][j] = w[r];
+      }
+      for (int r = 0; r < 3; ++r) {
+        Vec w3[3];
+        F::gt(z[r], w3);
+        for (int s = 0; s < 3; ++s) {
+          check.add(w3[s]);
+          TO* dst = dw + k * ws[0] + r * ws[2] + s * ws[3] + c * ws[1];
+          if (ws[1] == 1) {
+            V::store(dst, w3[s]);
+          } else {
+            alignas(64) float lane[L];
+            V::store(lane, w3[s]);
+            for (int l = 0; l < L; ++l) store_from(dst + l * ws[1], lane[l]);
+          }
+        }
+      }
+    }
+}
+
+// dw (K x C x 3 x 3, element strides ws; float or bfloat16) = G^T M G per (k, c) from x
+// (channels-last floats, padded as for the forward: origin at the padded top-left, readable over
+// N x (WM TH + 2) x (WM TW + 2)) and dy (channels-last floats, readable over N x WM TH x WM TW,
+// zeros past P and Q). C and K are multiples of 16. Returns false if an element of dw is not finite.
+template <int WM, int MR, int NV, typename TO>
+bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
+                    TO* dw, const int64_t ws[4]) {
+  using F = Wino<WM>;
+  using V = VecF32;
+  using Vec = V::type;
+  constexpr int L = V::kLanes, A = F::kA, kPlanes = F::kPlanes;
   constexpr int64_t KB = NV * L;
   // With 512+ in channels, chunks of 64 tiles: half the trips of M's share through the register
   // tiles (A/B, Xeon, 2 threads, against 32: 512 @28 N=1 1.13x, 512 @7 N=8 1.07x, 512 @14 N=2
@@ -539,7 +592,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   // L2 the chunk's V and Dy and M's share then fill.
   const int64_t TC = C >= 512 ? 2 * kWgradChunk : kWgradChunk;
   static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
-  const int64_t TH = (P + 1) / 2, TW = (Q + 1) / 2, tiles = N * TH * TW;
+  const int64_t TH = (P + WM - 1) / WM, TW = (Q + WM - 1) / WM, tiles = N * TH * TW;
   const int64_t ncc = (C + kWgradCols - 1) / kWgradCols, Cp = ncc * kWgradCols;
   // The splits (and so the sums' order) follow from the shape alone, never the thread count.
   const int64_t nkr_fit = (K + kWgradRows - 1) / kWgradRows;
@@ -554,95 +607,96 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
   int64_t nkr = nkr_fit;
   while (nkr % parallel_threads() != 0 && (K / 16) % nkr != 0 && nkr < K / 16) ++nkr;
   const int64_t supers = nkr * ncc;
-  const int64_t m_step = K * Cp, split_step = 16 * m_step;
-  ScratchOf<float> mbuf(splits * split_step);  // M[split][xi][k][Cp]
+  // One split: each item holds whole sums of its M share (in a buffer of its thread's) and
+  // transforms them into dw itself, while they are in the L2. Else M[split][xi][k][Cp], summed
+  // and transformed after all items. In-process A/B against M in memory, 2 threads, Zen 5, N=8
+  // float32: 512 @7 (M 16 MB) 1.10x, 256 @14 (4 MB) 1.03x.
+  const bool fused = splits == 1;
+  const int64_t m_row = fused ? kWgradCols : Cp, m_plane = (fused ? kWgradRows * kWgradCols : K * Cp) + kPlanePad;
+  const int64_t split_step = kPlanes * m_plane;
+  ScratchOf<float> mbuf(fused ? 0 : splits * split_step);
+  // Planes a cache line past multiples of 4 KB (kPlanePad, as the forward's). A/B, with both
+  // changes against neither, float32 N=8: 64 @56 1.07-1.14x, 128 @28 1.05x, 256 @14 1.19x, 512 @7
+  // 1.16x (NCHW 1.28x), 512 @14 N=2 1.32x.
+  const int64_t v_plane = TC * kWgradCols + kPlanePad, d_plane = kWgradRows * TC + kPlanePad;
+  const int64_t s_plane = TC * L + kPlanePad;
+  std::atomic<bool> finite{true};
   parallel_for(0, supers * splits, 1, [&](int64_t b, int64_t e) {
-    ScratchOf<float> vbuf(16 * TC * kWgradCols), dbuf(16 * kWgradRows * TC), stage(16 * TC * L);
+    ScratchOf<float> vbuf(kPlanes * v_plane), dbuf(kPlanes * d_plane), stage(kPlanes * s_plane);
+    ScratchOf<float> mloc(fused ? split_step : 0);
+    std::vector<int64_t> dy_off(TC);
     float* v = vbuf.data();
     float* d = dbuf.data();
+    FiniteCheck check;
     const int64_t no_offset[1] = {0};
     int64_t x_off[MR], out_off[MR];
-    for (int mi = 0; mi < MR; ++mi) out_off[mi] = mi * Cp;
+    for (int mi = 0; mi < MR; ++mi) out_off[mi] = mi * m_row;
     for (int64_t item = b; item < e; ++item) {
       const int64_t sb = item / splits, split = item % splits;
       // Row blocks of balanced sizes, multiples of 16 (K is): 128 -> 64 + 64, not 96 + 32.
       const int64_t k0 = sb / ncc * K / nkr / 16 * 16, kn = (sb / ncc + 1) * K / nkr / 16 * 16 - k0;
       const int64_t c0 = sb % ncc * kWgradCols, cn = std::min(kWgradCols, C - c0), cp = (cn + KB - 1) / KB * KB;
       const int64_t ts0 = tiles * split / splits, ts1 = tiles * (split + 1) / splits;
-      float* m = mbuf.data() + split * split_step + k0 * Cp + c0;
+      float* m = fused ? mloc.data() : mbuf.data() + split * split_step + k0 * Cp + c0;
       const NhwcView xc{x.data + c0, x.sn, x.sh, x.sw};
       for (int64_t t0 = ts0; t0 < ts1; t0 += TC) {
         const int64_t tn = std::min(TC, ts1 - t0), tn8 = (tn + 7) / 8 * 8;
-        winograd_input_tiles<2>(xc, TH, TW, t0, tn, cn, v, cp, TC * cp);
+        winograd_input_tiles<WM>(xc, TH, TW, t0, tn, cn, v, cp, v_plane);
         if (cp > cn)  // lanes past C: zeros (their sums are never read, but stay finite)
-          for (int64_t r = 0; r < 16 * TC; ++r) std::fill(v + r * cp + cn, v + (r + 1) * cp, 0.0f);
-        for (int64_t kv = 0; kv < kn; kv += L) {  // Dy for channels k0 + kv + lane
+          for (int xi = 0; xi < kPlanes; ++xi)
+            for (int64_t j = 0; j < TC; ++j) std::fill(v + xi * v_plane + j * cp + cn, v + xi * v_plane + (j + 1) * cp, 0.0f);
+        for (int64_t j = 0; j < tn; ++j) {
+          const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
+          dy_off[j] = n * dy.sn + WM * ti * dy.sh + WM * tj * dy.sw + k0;
+        }
+        for (int64_t kv = 0; kv < kn; kv += L) {  // Dy = A dY A^T for channels k0 + kv + lane
           for (int64_t j = 0; j < tn8; ++j) {
-            Vec g[16];
+            float* st = stage.data() + j * L;
             if (j < tn) {
-              const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
-              const float* y0 = dy.data + n * dy.sn + 2 * ti * dy.sh + 2 * tj * dy.sw + k0 + kv;
-              winograd_grad_tile<V>(V::load(y0), V::load(y0 + dy.sw), V::load(y0 + dy.sh),
-                                    V::load(y0 + dy.sh + dy.sw), g);
+              Vec r[A][WM];  // r[.][b] = A times column b of dY
+              for (int bcol = 0; bcol < WM; ++bcol) {
+                Vec col[WM];
+                for (int arow = 0; arow < WM; ++arow)
+                  col[arow] = V::load(dy.data + dy_off[j] + arow * dy.sh + bcol * dy.sw + kv);
+                Vec out[A];
+                F::a(col, out);
+                for (int i = 0; i < A; ++i) r[i][bcol] = out[i];
+              }
+              for (int i = 0; i < A; ++i) {
+                Vec out[A];
+                F::a(r[i], out);
+                for (int jj = 0; jj < A; ++jj) V::store(st + (A * i + jj) * s_plane, out[jj]);
+              }
             } else {
-              for (int xi = 0; xi < 16; ++xi) g[xi] = V::zero();
+              for (int xi = 0; xi < kPlanes; ++xi) V::store(st + xi * s_plane, V::zero());
             }
-            for (int xi = 0; xi < 16; ++xi) V::store(stage.data() + (xi * TC + j) * L, g[xi]);
           }
-          for (int xi = 0; xi < 16; ++xi)
+          for (int xi = 0; xi < kPlanes; ++xi)
             for (int64_t j = 0; j < tn8; j += 8)
               for (int l = 0; l < L; l += 8)
-                transpose8x8(stage.data() + (xi * TC + j) * L + l, L, d + (xi * kWgradRows + kv + l) * TC + j, TC);
+                transpose8x8(stage.data() + xi * s_plane + j * L + l, L, d + xi * d_plane + (kv + l) * TC + j, TC);
         }
-        for (int xi = 0; xi < 16; ++xi)
+        for (int xi = 0; xi < kPlanes; ++xi)
           for (int64_t kr = 0; kr < kn; kr += MR) {
             for (int mi = 0; mi < MR; ++mi) x_off[mi] = (kr + mi) * TC;
             for (int64_t cb = 0; cb < cp; cb += KB)
-              conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, kn - kr)), d + xi * kWgradRows * TC, x_off,
-                                             no_offset, 1, v + xi * TC * cp + cb, tn, cp, nullptr, nullptr,
-                                             m + xi * m_step + kr * Cp + cb, out_off, t0 > ts0);
+              conv_tile_upto<FmaF32, MR, NV>(int(std::min<int64_t>(MR, kn - kr)), d + xi * d_plane, x_off,
+                                             no_offset, 1, v + xi * v_plane + cb, tn, cp, nullptr, nullptr,
+                                             m + xi * m_plane + kr * m_row + cb, out_off, t0 > ts0);
           }
       }
+      if (fused)
+        winograd_wgrad_finish<WM>(m, m_plane, m_row, 1, 0, kn, cn, dw + k0 * ws[0] + c0 * ws[1], ws, check);
     }
-  });
-  // dW = G^T (sum of the splits' M) G, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
-  std::atomic<bool> finite{true};
-  parallel_for(0, K, 4, [&](int64_t b, int64_t e) {
-    const float half_value = 0.5f;
-    const Vec half = V::broadcast(&half_value);
-    FiniteCheck check;
-    for (int64_t k = b; k < e; ++k)
-      for (int64_t c = 0; c < C; c += L) {
-        Vec mx[16];
-        for (int xi = 0; xi < 16; ++xi) {
-          const float* at = mbuf.data() + xi * m_step + k * Cp + c;
-          mx[xi] = V::load(at);
-          for (int64_t sp = 1; sp < splits; ++sp) mx[xi] = V::add(mx[xi], V::load(at + sp * split_step));
-        }
-        Vec z[3][4];  // G^T M
-        for (int j = 0; j < 4; ++j) {
-          const Vec h = V::mul(half, V::add(mx[4 + j], mx[8 + j]));
-          z[0][j] = V::add(mx[j], h), z[1][j] = V::mul(half, V::sub(mx[4 + j], mx[8 + j]));
-          z[2][j] = V::add(h, mx[12 + j]);
-        }
-        for (int r = 0; r < 3; ++r) {  // (G^T M) G
-          const Vec h = V::mul(half, V::add(z[r][1], z[r][2]));
-          const Vec w3[3] = {V::add(z[r][0], h), V::mul(half, V::sub(z[r][1], z[r][2])), V::add(h, z[r][3])};
-          for (int s = 0; s < 3; ++s) {
-            check.add(w3[s]);
-            float* dst = dw + k * ws[0] + r * ws[2] + s * ws[3] + c * ws[1];
-            if (ws[1] == 1) {
-              V::store(dst, w3[s]);
-            } else {
-              alignas(64) float lane[L];
-              V::store(lane, w3[s]);
-              for (int l = 0; l < L; ++l) dst[l * ws[1]] = lane[l];
-            }
-          }
-        }
-      }
     check.report(finite);
   });
+  if (!fused)
+    parallel_for(0, K, 4, [&](int64_t b, int64_t e) {
+      FiniteCheck check;
+      winograd_wgrad_finish<WM>(mbuf.data() + b * m_row, m_plane, m_row, splits, split_step, e - b, C, dw + b * ws[0], ws,
+                                check);
+      check.report(finite);
+    });
   return finite.load();
 }
 
@@ -669,9 +723,24 @@ inline bool winograd_applies(const Conv2dProblem& p, int64_t in, int64_t out, in
 // channels-last forward / input gradient, dot ms / F(4x4) ms: 256 @14 N=1 (16 tiles) 0.92 / 0.88,
 // N=2 (32) 0.98 / 0.96, N=4 (64) 1.16; 512 @14 N=2 (32) 1.14; 512 @7 N=8 (32) 1.17, N=2 0.97 /
 // 0.79; 128 @28 N=1 (49) 1.21 / 1.15; 64 @16 N=1 0.57 / 0.51.
+inline int64_t f4_tile_count(int64_t N, int64_t P, int64_t Q) { return N * ((P + 3) / 4) * ((Q + 3) / 4); }
 inline bool f4_tiles_pay(int64_t N, int64_t P, int64_t Q, int64_t in) {
-  const int64_t tiles = N * ((P + 3) / 4) * ((Q + 3) / 4);
+  const int64_t tiles = f4_tile_count(N, P, Q);
   return tiles >= 48 || (tiles >= 32 && in >= 512);
+}
+
+// Whether the F(4x4) weight gradient beats the dot engine's: with 64+ tiles that cover at most
+// 15% more outputs than the layer has. A/B, Zen 5, 2 threads, dot ms / F(4x4) ms, channels-last
+// N=8: 64 @56 2.42 / 2.11, 128 @28 2.28 / 1.77, 256 @28 9.90 / 8.85, 128 @56 10.6 / 9.3, 512 @28
+// 40.2 / 33.3; N=1-4: 64 @56 N=1 (196 tiles) 0.46 / 0.39, 128 @28 N=2 (98) 0.86 / 0.78, 256 @56
+// N=4 21.6 / 20.3, VGG's 64 @224 N=1 1.08x, 128 @112 N=1 1.05x; NCHW N=8 64 @56 1.20x, 128 @28
+// 1.34x. But 14 and 7 wide, where the tiles cover 31% more: 256 @14 N=8 0.94x, 512 @7 0.89x, 512
+// @14 0.99x; and 128 @28 N=1 (49 tiles) 1.02x. The F(4x4) runs are half multiply-adds, half
+// transforms and moving V, Dy and M (perf): it moves 36 planes a tile against the dot engine's
+// reads of x and dy in bfloat16.
+inline bool f4_wgrad_beats_dot(const Conv2dProblem& p) {
+  const int64_t tiles = f4_tile_count(p.N, p.P, p.Q);
+  return tiles >= 64 && 16 * tiles * 100 <= 115 * p.N * p.P * p.Q;
 }
 
 // The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_transform_filter reads it: out channel k
@@ -776,31 +845,40 @@ inline bool conv2d_dgrad_winograd(const Conv2dDgradArgs& a) {
 }
 
 // dW of the forward's convolution: x padded as the forward reads it, dy padded to whole tiles.
+// F(2x2) for float32, F(4x4) in float32 for bfloat16 (x and dy read into float32 copies).
 template <typename T>
 inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  if constexpr (!std::is_same_v<T, float>) {
+  if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16>) {
     return false;
   } else {
-    const int64_t TH = (p.P + 1) / 2, TW = (p.Q + 1) / 2;
+    constexpr int WM = std::is_same_v<T, float> ? 2 : 4;
     // Small problems (under 2^20 tile x k x c products: 64 -> 64 @10) lose to their fixed costs
     // (two packs, M's final transform): A/B 0.7-0.9x; so do fewer than 24 tiles (512 @7 N=1, 16
     // tiles: 0.8x; the reduction runs over the tiles).
-    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || p.N * TH * TW < 24 ||
-        p.N * TH * TW * p.K * p.C < (int64_t(1) << 20))
+    const int64_t tiles2 = winograd_tile_count(p.N, p.P, p.Q);
+    if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || tiles2 < 24 ||
+        tiles2 * p.K * p.C < (int64_t(1) << 20))
       return false;
-    const int64_t Hp = tiled_extent(p.H, p.pad_h, p.P), Wp = tiled_extent(p.W, p.pad_w, p.Q);
+    // F(4x4) against the float engine's direct weight gradient (AVX2, or bfloat16 without a fast
+    // vdpbf16ps): A/B, Zen 5 with the dot engine off, 2 threads, channels-last, direct ms / F(4x4)
+    // ms: N=8 64 @56 4.68 / 1.94, 128 @28 4.41 / 1.76, 256 @14 4.28 / 2.27, 512 @7 4.40 / 3.36;
+    // N=1 128 @28 (49 tiles) 0.55 / 0.30, 64 @56 0.54 / 0.25; but 256 @14 N=1 (16 tiles) 0.55 /
+    // 0.56, 512 @14 N=1 2.27 / 2.50, 64 @16 N=2 (32) level.
+    if (std::is_same_v<T, bf16> && f4_tile_count(p.N, p.P, p.Q) < 48) return false;
+    const int64_t TH = (p.P + WM - 1) / WM, TW = (p.Q + WM - 1) / WM;
+    const int64_t Hp = tiled_extent(p.H, p.pad_h, p.P, WM), Wp = tiled_extent(p.W, p.pad_w, p.Q, WM);
     const PackedActivations<FmaF32> xp = pack_activations_for<FmaF32>(
-        static_cast<const float*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, 1, p.pad_h, p.pad_w, Hp, Wp,
+        static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, 1, p.pad_h, p.pad_w, Hp, Wp,
         Hp == p.H && Wp == p.W);
     const PackedActivations<FmaF32> dyp = pack_activations_for<FmaF32>(
-        static_cast<const float*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 1, 0, 0, 2 * TH, 2 * TW,
-        2 * TH == p.P && 2 * TW == p.Q);
+        static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 1, 0, 0, WM * TH, WM * TW,
+        WM * TH == p.P && WM * TW == p.Q);
     // The forward's wide tile (6 k rows x 4 or 2 vectors of c): with_tile's narrow ones are for big
     // weights, and M's super-blocks hold whole wide tiles.
     constexpr int kVectors = VecF32::kLanes == 16 ? 4 : 2;
-    if (!winograd_wgrad<6, kVectors>(xp.view, dyp.view, p.N, p.C, p.K, p.P, p.Q, static_cast<float*>(a.dw.data),
-                                     a.dw.stride))
+    if (!winograd_wgrad<WM, 6, kVectors>(xp.view, dyp.view, p.N, p.C, p.K, p.P, p.Q, static_cast<T*>(a.dw.data),
+                                         a.dw.stride))
       conv2d_wgrad_direct<T>(a);
     return true;
   }
