@@ -1924,11 +1924,12 @@ def test_bfloat16_winograd_4x4(isa, engine, layout, n, c, k, h, w, padding, bias
     (2, 48, 64, 34, 26, 0),     # unpadded; 48 in channels: lanes past C in a 64-wide block
     (2, 32, 64, 34, 38, 1),     # partial tiles at the bottom and right edges (11% more outputs)
     (1, 64, 80, 28, 28, 2),     # padding 2; 80 out channels: row blocks of 48 + 32
+    (8, 64, 64, 14, 14, 1),     # 14 wide: 128 tiles covering 31% more outputs than the layer has
 ])
 def test_bfloat16_winograd_4x4_weight_gradient(isa, engine, layout, n, c, k, h, w, padding):
-    """bfloat16 3x3 stride-1 weight gradients run Winograd F(4x4, 3x3) in float32 (winograd_wgrad):
-    on the float engine from 48 4x4 tiles, beside the vdpbf16ps engine from 64 tiles that cover
-    at most 15% more outputs than the layer has. The same bits on 1 and 2 threads; each result
+    """bfloat16 3x3 stride-1 weight gradients of 48+ 4x4 output tiles run Winograd F(4x4, 3x3)
+    in float32 (winograd_wgrad), on the float engine and beside the vdpbf16ps engine (not where
+    AMX tiles take the layer). The same bits on 1 and 2 threads; each result
     within an ulp of float64's rounded to bfloat16 (or 2^-14 of the largest), under 1% of them
     off it."""
     gen = torch.Generator().manual_seed(c * k + h * w)

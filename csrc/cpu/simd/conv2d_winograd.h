@@ -257,8 +257,8 @@ struct FiniteCheck {
 // d the tile's (WM + 2) x (WM + 2) patch of x (channels-last, origin at the padded top-left;
 // channels c < in, a multiple of the vector width); tile j's row at v + j row (row >= in), xi's
 // v_step floats apart.
-template <int WM>
-inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int64_t t0, int64_t tn, int64_t in,
+template <int WM, typename TE>
+inline void winograd_input_tiles(const NhwcViewOf<TE>& x, int64_t TH, int64_t TW, int64_t t0, int64_t tn, int64_t in,
                                  float* v, int64_t row, int64_t v_step) {
   using F = Wino<WM>;
   using V = VecF32;
@@ -266,11 +266,11 @@ inline void winograd_input_tiles(const NhwcView& x, int64_t TH, int64_t TW, int6
   constexpr int L = V::kLanes, A = F::kA;
   for (int64_t j = 0; j < tn; ++j) {
     const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
-    const float* d0 = x.data + n * x.sn + WM * ti * x.sh + WM * tj * x.sw;
+    const TE* d0 = x.data + n * x.sn + WM * ti * x.sh + WM * tj * x.sw;
     for (int64_t c = 0; c < in; c += L) {
       Vec r[A][A];  // r[s] = B^T d's column s
       for (int s = 0; s < A; ++s) {
-        const float* col = d0 + s * x.sw + c;
+        const TE* col = d0 + s * x.sw + c;
         Vec d[A];
         for (int k = 0; k < A; ++k) d[k] = V::load(col + k * x.sh);
         F::bt(d, r[s]);
@@ -348,8 +348,8 @@ int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks, int64
 // Items run out block by out block where there are fewer tiles than out channels (each thread then
 // transforms its share of the filter and all the tiles' inputs), else tile block by tile block
 // (each thread transforms the whole filter and its share of the inputs): whichever repeats less.
-template <int WM, int MR, int NV, typename TF, typename TY>
-bool winograd_conv(const NhwcView& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q,
+template <int WM, int MR, int NV, typename TF, typename TY, typename TE>
+bool winograd_conv(const NhwcViewOf<TE>& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q,
                    const FilterReader<TF>& rd, const float* bias, TY* y, const int64_t ys[4]) {
   using V = VecF32;
   using Vec = V::type;
@@ -577,8 +577,8 @@ inline void winograd_wgrad_finish(const float* m, int64_t m_plane, int64_t m_row
 // (channels-last floats, padded as for the forward: origin at the padded top-left, readable over
 // N x (WM TH + 2) x (WM TW + 2)) and dy (channels-last floats, readable over N x WM TH x WM TW,
 // zeros past P and Q). C and K are multiples of 16. Returns false if an element of dw is not finite.
-template <int WM, int MR, int NV, typename TO>
-bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
+template <int WM, int MR, int NV, typename TO, typename TE>
+bool winograd_wgrad(const NhwcViewOf<TE>& x, const NhwcViewOf<TE>& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
                     TO* dw, const int64_t ws[4]) {
   using F = Wino<WM>;
   using V = VecF32;
@@ -638,7 +638,7 @@ bool winograd_wgrad(const NhwcView& x, const NhwcView& dy, int64_t N, int64_t C,
       const int64_t c0 = sb % ncc * kWgradCols, cn = std::min(kWgradCols, C - c0), cp = (cn + KB - 1) / KB * KB;
       const int64_t ts0 = tiles * split / splits, ts1 = tiles * (split + 1) / splits;
       float* m = fused ? mloc.data() : mbuf.data() + split * split_step + k0 * Cp + c0;
-      const NhwcView xc{x.data + c0, x.sn, x.sh, x.sw};
+      const NhwcViewOf<TE> xc{x.data + c0, x.sn, x.sh, x.sw};
       for (int64_t t0 = ts0; t0 < ts1; t0 += TC) {
         const int64_t tn = std::min(TC, ts1 - t0), tn8 = (tn + 7) / 8 * 8;
         winograd_input_tiles<WM>(xc, TH, TW, t0, tn, cn, v, cp, v_plane);
@@ -729,20 +729,6 @@ inline bool f4_tiles_pay(int64_t N, int64_t P, int64_t Q, int64_t in) {
   return tiles >= 48 || (tiles >= 32 && in >= 512);
 }
 
-// Whether the F(4x4) weight gradient beats the dot engine's: with 64+ tiles that cover at most
-// 15% more outputs than the layer has. A/B, Zen 5, 2 threads, dot ms / F(4x4) ms, channels-last
-// N=8: 64 @56 2.42 / 2.11, 128 @28 2.28 / 1.77, 256 @28 9.90 / 8.85, 128 @56 10.6 / 9.3, 512 @28
-// 40.2 / 33.3; N=1-4: 64 @56 N=1 (196 tiles) 0.46 / 0.39, 128 @28 N=2 (98) 0.86 / 0.78, 256 @56
-// N=4 21.6 / 20.3, VGG's 64 @224 N=1 1.08x, 128 @112 N=1 1.05x; NCHW N=8 64 @56 1.20x, 128 @28
-// 1.34x. But 14 and 7 wide, where the tiles cover 31% more: 256 @14 N=8 0.94x, 512 @7 0.89x, 512
-// @14 0.99x; and 128 @28 N=1 (49 tiles) 1.02x. The F(4x4) runs are half multiply-adds, half
-// transforms and moving V, Dy and M (perf): it moves 36 planes a tile against the dot engine's
-// reads of x and dy in bfloat16.
-inline bool f4_wgrad_beats_dot(const Conv2dProblem& p) {
-  const int64_t tiles = f4_tile_count(p.N, p.P, p.Q);
-  return tiles >= 64 && 16 * tiles * 100 <= 115 * p.N * p.P * p.Q;
-}
-
 // The 3x3 filter w (K x C x 3 x 3, any strides) as winograd_transform_filter reads it: out channel k
 // and in channel c, taps in row-major order; transposed (the input gradient's): out channel c and
 // in channel k, the taps flipped in r and s. `in` counts the in channels.
@@ -762,9 +748,34 @@ inline int64_t tiled_extent(int64_t in, int64_t pad, int64_t out, int64_t WM = 2
   return std::max(in + 2 * pad, WM * ((out + WM - 1) / WM) + 2);
 }
 
+// Activations src (N x C x H x W, strides st, storage T) as the Winograd transforms read them:
+// channels-last, zero-padded to Hp x Wp positions with the image's origin at (pad_h, pad_w), in
+// place where src already is that (channels-last, no padding). bfloat16 stays bfloat16 (the
+// transforms widen it as they load): half the bytes a float32 copy writes and they read.
+// In-process A/B against a float32 copy, Zen 5, 2 threads, bfloat16 forward / input gradient:
+// VGG's 64 @224 N=2 1.30x / 1.24x, N=8 64 @56 1.21x / 1.11x (NCHW 1.11x / 1.12x), 256 @14
+// 1.11x / 1.09x, 128 @28 1.02x / 1.03x, 512 @7 1.05x / 1.04x.
+template <typename T>
+struct WinogradInput {
+  ScratchOf<T> copy{0};
+  NhwcViewOf<T> view;
+};
+template <typename T>
+inline WinogradInput<T> winograd_input(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
+                                       int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
+  WinogradInput<T> r;
+  if (st[1] == 1 && pad_h == 0 && pad_w == 0 && Hp == H && Wp == W) {
+    r.view = {src, st[0], st[2], st[3]};
+  } else {
+    r.copy = pack_activations<T, T>(src, st, N, C, H, W, pad_h, pad_w, Hp, Wp);
+    r.view = {r.copy.data(), Hp * Wp * C, Wp * C, C};
+  }
+  return r;
+}
+
 // Runs winograd_conv for input activations src (N x in x H x W, strides st; padded by pad_h,
-// pad_w) into y (N x out x P x Q): F(2x2) for float32, F(4x4) for bfloat16 (read into a padded
-// float32 copy, results rounded once to bfloat16). False if an output was not finite.
+// pad_w) into y (N x out x P x Q): F(2x2) for float32, F(4x4) for bfloat16 (results rounded
+// once to bfloat16). False if an output was not finite.
 template <typename T>
 inline bool winograd_conv_of(const T* src, const int64_t st[4], int64_t N, int64_t in, int64_t H, int64_t W,
                              int64_t pad_h, int64_t pad_w, const WeightSource<T>& f, int64_t out, int64_t P,
@@ -772,9 +783,7 @@ inline bool winograd_conv_of(const T* src, const int64_t st[4], int64_t N, int64
   constexpr int WM = std::is_same_v<T, float> ? 2 : 4;
   const int64_t Hp = tiled_extent(H, pad_h, P, WM), Wp = tiled_extent(W, pad_w, Q, WM);
   // In place only when no padding is needed: unpadded and P and Q whole tiles (then Hp = H, Wp = W).
-  const bool in_place_ok = Hp == H && Wp == W;
-  const PackedActivations<FmaF32> xp =
-      pack_activations_for<FmaF32>(src, st, N, in, H, W, 1, pad_h, pad_w, Hp, Wp, in_place_ok);
+  const WinogradInput<T> xp = winograd_input(src, st, N, in, H, W, pad_h, pad_w, Hp, Wp);
   bool finite = true;
   auto body = [&]<int MR, int NV>() {
     constexpr int64_t KB = NV * VecF32::kLanes;
@@ -860,20 +869,24 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
     if (!winograd_applies(p, p.C, p.K, p.P, p.Q) || p.K % 16 != 0 || tiles2 < 24 ||
         tiles2 * p.K * p.C < (int64_t(1) << 20))
       return false;
-    // F(4x4) against the float engine's direct weight gradient (AVX2, or bfloat16 without a fast
-    // vdpbf16ps): A/B, Zen 5 with the dot engine off, 2 threads, channels-last, direct ms / F(4x4)
-    // ms: N=8 64 @56 4.68 / 1.94, 128 @28 4.41 / 1.76, 256 @14 4.28 / 2.27, 512 @7 4.40 / 3.36;
-    // N=1 128 @28 (49 tiles) 0.55 / 0.30, 64 @56 0.54 / 0.25; but 256 @14 N=1 (16 tiles) 0.55 /
-    // 0.56, 512 @14 N=1 2.27 / 2.50, 64 @16 N=2 (32) level.
+    // bfloat16: F(4x4) from 48 tiles. A/B, Zen 5, 2 threads, channels-last:
+    // - against the float engine's direct weight gradient (AVX2, or no fast vdpbf16ps), direct ms /
+    //   F(4x4) ms: N=8 64 @56 4.68 / 1.94, 128 @28 4.41 / 1.76, 256 @14 4.28 / 2.27, 512 @7 4.40 /
+    //   3.36; N=1 128 @28 (49 tiles) 0.55 / 0.30, 64 @56 0.54 / 0.25; but 256 @14 N=1 (16 tiles)
+    //   0.55 / 0.56, 512 @14 N=1 2.27 / 2.50, 64 @16 N=2 (32) level;
+    // - against the vdpbf16ps engine, dot / F(4x4): N=8 64 @56 2.42 / 2.11, 128 @28 2.28 / 1.77,
+    //   256 @28 9.9 / 8.8, 512 @28 40.2 / 33.3; N=1 128 @28 (49 tiles) 1.26x, 256 @28 1.14x, 512
+    //   @28 1.17x; 14 and 7 wide (tiles covering 31% more outputs) 256 @14 N=8 (128 tiles) 1.11x,
+    //   512 @14 1.19x, 512 @7 N=16 (64) 1.25x, 256 @14 N=4 (64) 1.00x; but 32 tiles lose: 512 @7
+    //   N=8 0.72x, 256 @14 N=2 0.61x, 512 @14 N=2 0.61x.
+    // Half of an F(4x4) run is multiply-adds, the rest transforms and moving V, Dy and M (perf).
     if (std::is_same_v<T, bf16> && f4_tile_count(p.N, p.P, p.Q) < 48) return false;
     const int64_t TH = (p.P + WM - 1) / WM, TW = (p.Q + WM - 1) / WM;
     const int64_t Hp = tiled_extent(p.H, p.pad_h, p.P, WM), Wp = tiled_extent(p.W, p.pad_w, p.Q, WM);
-    const PackedActivations<FmaF32> xp = pack_activations_for<FmaF32>(
-        static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, 1, p.pad_h, p.pad_w, Hp, Wp,
-        Hp == p.H && Wp == p.W);
-    const PackedActivations<FmaF32> dyp = pack_activations_for<FmaF32>(
-        static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 1, 0, 0, WM * TH, WM * TW,
-        WM * TH == p.P && WM * TW == p.Q);
+    const WinogradInput<T> xp =
+        winograd_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+    const WinogradInput<T> dyp =
+        winograd_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 0, 0, WM * TH, WM * TW);
     // The forward's wide tile (6 k rows x 4 or 2 vectors of c): with_tile's narrow ones are for big
     // weights, and M's super-blocks hold whole wide tiles.
     constexpr int kVectors = VecF32::kLanes == 16 ? 4 : 2;
