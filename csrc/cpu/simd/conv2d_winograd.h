@@ -873,7 +873,8 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
     // - against the float engine's direct weight gradient (AVX2, or no fast vdpbf16ps), direct ms /
     //   F(4x4) ms: N=8 64 @56 4.68 / 1.94, 128 @28 4.41 / 1.76, 256 @14 4.28 / 2.27, 512 @7 4.40 /
     //   3.36; N=1 128 @28 (49 tiles) 0.55 / 0.30, 64 @56 0.54 / 0.25; but 256 @14 N=1 (16 tiles)
-    //   0.55 / 0.56, 512 @14 N=1 2.27 / 2.50, 64 @16 N=2 (32) level;
+    //   0.55 / 0.56, 512 @14 N=1 2.27 / 2.50, 64 @16 N=2 (32) level. AVX2 (forced, bfloat16 read
+    //   as bfloat16), N=8: 64 @56 3.33x, 128 @28 3.11x, 256 @14 2.13x, 512 @7 1.03x, N=1 128 @28 2.06x;
     // - against the vdpbf16ps engine, dot / F(4x4): N=8 64 @56 2.42 / 2.11, 128 @28 2.28 / 1.77,
     //   256 @28 9.9 / 8.8, 512 @28 40.2 / 33.3; N=1 128 @28 (49 tiles) 1.26x, 256 @28 1.14x, 512
     //   @28 1.17x; 14 and 7 wide (tiles covering 31% more outputs) 256 @14 N=8 (128 tiles) 1.11x,
