@@ -574,9 +574,10 @@ inline void winograd_wgrad_finish(const float* m, int64_t m_plane, int64_t m_row
 }
 
 // dw (K x C x 3 x 3, element strides ws; float or bfloat16) = G^T M G per (k, c) from x
-// (channels-last floats, padded as for the forward: origin at the padded top-left, readable over
-// N x (WM TH + 2) x (WM TW + 2)) and dy (channels-last floats, readable over N x WM TH x WM TW,
-// zeros past P and Q). C and K are multiples of 16. Returns false if an element of dw is not finite.
+// (channels-last, float or bfloat16, padded as for the forward: origin at the padded top-left,
+// readable over N x (WM TH + 2) x (WM TW + 2)) and dy (channels-last, the same type, readable over
+// N x WM TH x WM TW, zeros past P and Q). C and K are multiples of 16. Returns false if an element
+// of dw is not finite.
 template <int WM, int MR, int NV, typename TO, typename TE>
 bool winograd_wgrad(const NhwcViewOf<TE>& x, const NhwcViewOf<TE>& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
                     TO* dw, const int64_t ws[4]) {
@@ -588,8 +589,9 @@ bool winograd_wgrad(const NhwcViewOf<TE>& x, const NhwcViewOf<TE>& dy, int64_t N
   // With 512+ in channels, chunks of 64 tiles: half the trips of M's share through the register
   // tiles (A/B, Xeon, 2 threads, against 32: 512 @28 N=1 1.13x, 512 @7 N=8 1.07x, 512 @14 N=2
   // 1.04x, 1024 @7 N=4 1.05x; chunks of 128: 1.02-1.17x, less even). With fewer in channels 64
-  // measured level (0.99-1.00x at 64-256 @56-14), so they keep 32. Not measured on Zen, whose 1 MB
-  // L2 the chunk's V and Dy and M's share then fill.
+  // measured level (0.99-1.00x at 64-256 @56-14), so they keep 32. F(4x4) on Zen 5 (bfloat16, N=8
+  // 64 @56 to 512 @7): chunks of 8, 16 or 64 against 32, and super-blocks of 48 rows (V, Dy and M's
+  // share then fit the 1 MB L2), measured 0.82-1.08x: it keeps these.
   const int64_t TC = C >= 512 ? 2 * kWgradChunk : kWgradChunk;
   static_assert(kWgradRows % MR == 0 && kWgradRows % L == 0 && kWgradCols % KB == 0, "super-blocks of whole tiles");
   const int64_t TH = (P + WM - 1) / WM, TW = (Q + WM - 1) / WM, tiles = N * TH * TW;
