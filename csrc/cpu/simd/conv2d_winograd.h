@@ -253,32 +253,55 @@ struct FiniteCheck {
   }
 };
 
+// Where Winograd tiles read activations: a channels-last view (float or bfloat16) of H x W
+// positions per image, read as if padded by pad_h rows and pad_w columns of zeros, and by zeros
+// past H and W: either the layer's own tensor in place, or a padded copy (pads 0).
+template <typename TE>
+struct WinogradSource {
+  NhwcViewOf<TE> x;
+  int64_t H, W, pad_h, pad_w;
+};
+
 // V[xi][j][c] = (B^T d B)[xi] for tiles t0 + j, j < tn, of an N x TH x TW grid of WM x WM tiles,
-// d the tile's (WM + 2) x (WM + 2) patch of x (channels-last, origin at the padded top-left;
-// channels c < in, a multiple of the vector width); tile j's row at v + j row (row >= in), xi's
-// v_step floats apart.
+// d the tile's (WM + 2) x (WM + 2) patch of src (tile (ti, tj)'s patch starts at padded position
+// (WM ti, WM tj); channels c < in, a multiple of the vector width); tile j's row at v + j row
+// (row >= in), xi's v_step floats apart. Patches wholly inside the image load as they are; the
+// others load zeros at the positions outside.
 template <int WM, typename TE>
-inline void winograd_input_tiles(const NhwcViewOf<TE>& x, int64_t TH, int64_t TW, int64_t t0, int64_t tn, int64_t in,
-                                 float* v, int64_t row, int64_t v_step) {
+inline void winograd_input_tiles(const WinogradSource<TE>& src, int64_t TH, int64_t TW, int64_t t0, int64_t tn,
+                                 int64_t in, float* v, int64_t row, int64_t v_step) {
   using F = Wino<WM>;
   using V = VecF32;
   using Vec = V::type;
   constexpr int L = V::kLanes, A = F::kA;
+  const NhwcViewOf<TE>& x = src.x;
   for (int64_t j = 0; j < tn; ++j) {
     const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
-    const TE* d0 = x.data + n * x.sn + WM * ti * x.sh + WM * tj * x.sw;
+    const int64_t h0 = WM * ti - src.pad_h, w0 = WM * tj - src.pad_w;
+    const bool inside = h0 >= 0 && w0 >= 0 && h0 + A <= src.H && w0 + A <= src.W;
+    const TE* img = x.data + n * x.sn;
+    unsigned row_ok = 0, col_ok = 0;  // bit k: patch row (column) k lies inside the image
+    for (int k = 0; k < A; ++k) {
+      row_ok |= unsigned(h0 + k >= 0 && h0 + k < src.H) << k;
+      col_ok |= unsigned(w0 + k >= 0 && w0 + k < src.W) << k;
+    }
     for (int64_t c = 0; c < in; c += L) {
       Vec r[A][A];  // r[s] = B^T d's column s
       for (int s = 0; s < A; ++s) {
-        const TE* col = d0 + s * x.sw + c;
         Vec d[A];
-        for (int k = 0; k < A; ++k) d[k] = V::load(col + k * x.sh);
+        if (inside) {
+          const TE* col = img + h0 * x.sh + (w0 + s) * x.sw + c;
+          for (int k = 0; k < A; ++k) d[k] = V::load(col + k * x.sh);
+        } else {
+          for (int k = 0; k < A; ++k)
+            d[k] = (row_ok >> k & col_ok >> s & 1u) ? V::load(img + (h0 + k) * x.sh + (w0 + s) * x.sw + c) : V::zero();
+        }
         F::bt(d, r[s]);
       }
       float* dst = v + j * row + c;
       for (int i = 0; i < A; ++i) {  // (B^T d) B: the same combinations of columns
         Vec rows[A], out[A];
-        for (int s = 0; s < A; ++s) rows[s] = r[s][i];
+        for (int s2 = 0; s2 < A; ++s2) rows[s2] = r[s2][i];
         F::bt(rows, out);
         for (int k = 0; k < A; ++k) V::store(dst + (A * i + k) * v_step, out[k]);
       }
@@ -349,7 +372,7 @@ int64_t winograd_tile_block(int64_t in, int64_t tiles, int64_t out_blocks, int64
 // transforms its share of the filter and all the tiles' inputs), else tile block by tile block
 // (each thread transforms the whole filter and its share of the inputs): whichever repeats less.
 template <int WM, int MR, int NV, typename TF, typename TY, typename TE>
-bool winograd_conv(const NhwcViewOf<TE>& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q,
+bool winograd_conv(const WinogradSource<TE>& x, int64_t N, int64_t in, int64_t out, int64_t P, int64_t Q,
                    const FilterReader<TF>& rd, const float* bias, TY* y, const int64_t ys[4]) {
   using V = VecF32;
   using Vec = V::type;
@@ -579,7 +602,7 @@ inline void winograd_wgrad_finish(const float* m, int64_t m_plane, int64_t m_row
 // N x WM TH x WM TW, zeros past P and Q). C and K are multiples of 16. Returns false if an element
 // of dw is not finite.
 template <int WM, int MR, int NV, typename TO, typename TE>
-bool winograd_wgrad(const NhwcViewOf<TE>& x, const NhwcViewOf<TE>& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
+bool winograd_wgrad(const WinogradSource<TE>& x, const NhwcViewOf<TE>& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
                     TO* dw, const int64_t ws[4]) {
   using F = Wino<WM>;
   using V = VecF32;
@@ -640,7 +663,7 @@ bool winograd_wgrad(const NhwcViewOf<TE>& x, const NhwcViewOf<TE>& dy, int64_t N
       const int64_t c0 = sb % ncc * kWgradCols, cn = std::min(kWgradCols, C - c0), cp = (cn + KB - 1) / KB * KB;
       const int64_t ts0 = tiles * split / splits, ts1 = tiles * (split + 1) / splits;
       float* m = fused ? mloc.data() : mbuf.data() + split * split_step + k0 * Cp + c0;
-      const NhwcViewOf<TE> xc{x.data + c0, x.sn, x.sh, x.sw};
+      const WinogradSource<TE> xc{{x.x.data + c0, x.x.sn, x.x.sh, x.x.sw}, x.H, x.W, x.pad_h, x.pad_w};
       for (int64_t t0 = ts0; t0 < ts1; t0 += TC) {
         const int64_t tn = std::min(TC, ts1 - t0), tn8 = (tn + 7) / 8 * 8;
         winograd_input_tiles<WM>(xc, TH, TW, t0, tn, cn, v, cp, v_plane);
@@ -750,27 +773,31 @@ inline int64_t tiled_extent(int64_t in, int64_t pad, int64_t out, int64_t WM = 2
   return std::max(in + 2 * pad, WM * ((out + WM - 1) / WM) + 2);
 }
 
-// Activations src (N x C x H x W, strides st, storage T) as the Winograd transforms read them:
-// channels-last, zero-padded to Hp x Wp positions with the image's origin at (pad_h, pad_w), in
-// place where src already is that (channels-last, no padding). bfloat16 stays bfloat16 (the
-// transforms widen it as they load): half the bytes a float32 copy writes and they read.
-// In-process A/B against a float32 copy, Zen 5, 2 threads, bfloat16 forward / input gradient:
-// VGG's 64 @224 N=2 1.30x / 1.24x, N=8 64 @56 1.21x / 1.11x (NCHW 1.11x / 1.12x), 256 @14
-// 1.11x / 1.09x, 128 @28 1.02x / 1.03x, 512 @7 1.05x / 1.04x.
+// Activations src (N x C x H x W, strides st, storage T) as the Winograd transforms read them,
+// padded by pad_h and pad_w and by zeros to Hp x Wp positions: channels-last tensors in place
+// (the tiles on the edges load zeros where they reach outside), others as a padded channels-last
+// copy. With !edges (a reader of plain views: winograd_wgrad's dy), in place only where no
+// padding is needed. In place against the copy, in-process A/B, Zen 5, N=8 channels-last fwd /
+// dgrad / wgrad: float32 64 @56 to 512 @7 0.99-1.05x, bfloat16 64 @56 and 256 @14 0.95-1.04x,
+// VGG's 64 @224 N=2 1.04-1.08x; and no padded copy of x to hold. bfloat16 stays bfloat16 (the transforms widen it as they load): half the bytes a float32
+// copy writes and they read. In-process A/B of the bfloat16 copy against a float32 one, Zen 5, 2
+// threads, forward / input gradient: VGG's 64 @224 N=2 1.30x / 1.24x, N=8 64 @56 1.21x / 1.11x
+// (NCHW 1.11x / 1.12x), 256 @14 1.11x / 1.09x, 128 @28 1.02x / 1.03x, 512 @7 1.05x / 1.04x.
 template <typename T>
 struct WinogradInput {
   ScratchOf<T> copy{0};
-  NhwcViewOf<T> view;
+  WinogradSource<T> src;
 };
 template <typename T>
 inline WinogradInput<T> winograd_input(const T* src, const int64_t st[4], int64_t N, int64_t C, int64_t H, int64_t W,
-                                       int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp) {
+                                       int64_t pad_h, int64_t pad_w, int64_t Hp, int64_t Wp, bool edges = true) {
   WinogradInput<T> r;
-  if (st[1] == 1 && pad_h == 0 && pad_w == 0 && Hp == H && Wp == W) {
-    r.view = {src, st[0], st[2], st[3]};
+  const bool unpadded = pad_h == 0 && pad_w == 0 && Hp == H && Wp == W;
+  if (st[1] == 1 && (edges || unpadded)) {
+    r.src = {{src, st[0], st[2], st[3]}, H, W, pad_h, pad_w};
   } else {
     r.copy = pack_activations<T, T>(src, st, N, C, H, W, pad_h, pad_w, Hp, Wp);
-    r.view = {r.copy.data(), Hp * Wp * C, Wp * C, C};
+    r.src = {{r.copy.data(), Hp * Wp * C, Wp * C, C}, Hp, Wp, 0, 0};
   }
   return r;
 }
@@ -784,7 +811,6 @@ inline bool winograd_conv_of(const T* src, const int64_t st[4], int64_t N, int64
                              int64_t Q, const T* bias, T* y, const int64_t ys[4]) {
   constexpr int WM = std::is_same_v<T, float> ? 2 : 4;
   const int64_t Hp = tiled_extent(H, pad_h, P, WM), Wp = tiled_extent(W, pad_w, Q, WM);
-  // In place only when no padding is needed: unpadded and P and Q whole tiles (then Hp = H, Wp = W).
   const WinogradInput<T> xp = winograd_input(src, st, N, in, H, W, pad_h, pad_w, Hp, Wp);
   bool finite = true;
   auto body = [&]<int MR, int NV>() {
@@ -794,7 +820,7 @@ inline bool winograd_conv_of(const T* src, const int64_t st[4], int64_t N, int64
       bias_blocks.assign((out + KB - 1) / KB * KB, 0.0f);
       for (int64_t o = 0; o < out; ++o) bias_blocks[o] = load_acc(bias + o);
     }
-    finite = winograd_conv<WM, MR, NV>(xp.view, N, in, out, P, Q, FilterReader<T>(f),
+    finite = winograd_conv<WM, MR, NV>(xp.src, N, in, out, P, Q, FilterReader<T>(f),
                                        bias ? bias_blocks.data() : nullptr, y, ys);
   };
   // AVX2: 3 tiles x 4 vectors (KB = 32) where there are 17+ out channels; in-process A/B against
@@ -889,11 +915,11 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
     const WinogradInput<T> xp =
         winograd_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
     const WinogradInput<T> dyp =
-        winograd_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 0, 0, WM * TH, WM * TW);
+        winograd_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 0, 0, WM * TH, WM * TW, false);
     // The forward's wide tile (6 k rows x 4 or 2 vectors of c): with_tile's narrow ones are for big
     // weights, and M's super-blocks hold whole wide tiles.
     constexpr int kVectors = VecF32::kLanes == 16 ? 4 : 2;
-    if (!winograd_wgrad<WM, 6, kVectors>(xp.view, dyp.view, p.N, p.C, p.K, p.P, p.Q, static_cast<T*>(a.dw.data),
+    if (!winograd_wgrad<WM, 6, kVectors>(xp.src, dyp.src.x, p.N, p.C, p.K, p.P, p.Q, static_cast<T*>(a.dw.data),
                                          a.dw.stride))
       conv2d_wgrad_direct<T>(a);
     return true;
