@@ -278,13 +278,13 @@ inline void winograd_input_tiles(const WinogradSource<TE>& src, int64_t TH, int6
   for (int64_t j = 0; j < tn; ++j) {
     const int64_t t = t0 + j, n = t / (TH * TW), ti = t / TW % TH, tj = t % TW;
     const int64_t h0 = WM * ti - src.pad_h, w0 = WM * tj - src.pad_w;
-    const bool inside = h0 >= 0 && w0 >= 0 && h0 + A <= src.H && w0 + A <= src.W;
     const TE* img = x.data + n * x.sn;
     unsigned row_ok = 0, col_ok = 0;  // bit k: patch row (column) k lies inside the image
     for (int k = 0; k < A; ++k) {
       row_ok |= unsigned(h0 + k >= 0 && h0 + k < src.H) << k;
       col_ok |= unsigned(w0 + k >= 0 && w0 + k < src.W) << k;
     }
+    const bool inside = (row_ok & col_ok) == (1u << A) - 1;
     for (int64_t c = 0; c < in; c += L) {
       Vec r[A][A];  // r[s] = B^T d's column s
       for (int s = 0; s < A; ++s) {
