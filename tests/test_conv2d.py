@@ -1858,6 +1858,17 @@ def test_winograd_non_finite_inputs_propagate_like_summation(isa, special):
         torch.testing.assert_close(ours[ref.isfinite()], ref[ref.isfinite()], rtol=1e-4, atol=1e-4)
 
 
+def assert_within_bfloat16_ulp(result, r64, what):
+    """F(4x4)'s float32 tiles leave ~1e-6 of the scale (up to 3e-5 at the worst result): every
+    bfloat16 result within an ulp of float64's rounded to bfloat16 (or 2^-14 of the largest), and
+    under 1% of them off it."""
+    expect = r64.bfloat16().double()
+    ulp = torch.exp2(torch.floor(torch.log2(expect.abs().clamp_min(2.0**-100))) - 7)
+    diff = (result.double() - expect).abs()
+    assert (diff <= torch.maximum(ulp, r64.abs().max() * 2.0**-14)).all(), f"{what}: over 1 ulp"
+    assert (diff > 0).double().mean() < 0.01, f"{what}: {(diff > 0).double().mean():.4f} differ"
+
+
 @pytest.mark.parametrize("isa,engine", [("avx2", None), ("avx512", "off"), ("avx512", "on")])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("n,c,k,h,w,padding", [
@@ -1904,14 +1915,9 @@ def test_bfloat16_winograd_4x4(isa, engine, layout, n, c, k, h, w, padding, bias
     for name, result, r64 in (("output", y, ref64[0]), ("grad_input", dx, ref64[1])):
         assert torch.equal(result[1], result[2]), f"F(4x4) {name} {what}: 1 and 2 threads differ"
         assert result[2].is_contiguous(memory_format=fmt), f"F(4x4) {name} {what}: layout"
-        # float32 tiles leave ~1e-6 of the scale: nearly every result is float64's rounded to
-        # bfloat16, the rest one ulp away (assert_calibrated's bfloat16 floor, sqrt(terms) ulps,
-        # let a 1% error in one of A^T's coefficients pass)
-        expect = r64.bfloat16().double()
-        ulp = torch.exp2(torch.floor(torch.log2(expect.abs().clamp_min(2.0**-100))) - 7)
-        diff = (result[2].double() - expect).abs()
-        assert (diff <= torch.maximum(ulp, r64.abs().max() * 2.0**-14)).all(), f"F(4x4) {name} {what}: over 1 ulp"
-        assert (diff > 0).double().mean() < 0.01, f"F(4x4) {name} {what}: {(diff > 0).double().mean():.4f} differ"
+        # (assert_calibrated's bfloat16 floor, sqrt(terms) ulps, let a 1% error in one of A^T's
+        # coefficients pass)
+        assert_within_bfloat16_ulp(result[2], r64, f"F(4x4) {name} {what}")
     assert_calibrated(y[2], theirs[0], ref64[0], f"F(4x4) output {what}", 9 * c)
     assert_calibrated(dx[2], theirs[1], ref64[1], f"F(4x4) grad_input {what}", 9 * k)
 
@@ -1955,13 +1961,7 @@ def test_bfloat16_winograd_4x4_weight_gradient(isa, engine, layout, n, c, k, h, 
     with torch_without_onednn():
         r64 = run_conv(F.conv2d, x.double(), wt, None, dict(stride=1, padding=padding, dilation=1, groups=1),
                        g.double())[2]
-    # F(4x4)'s float32 sums leave ~1e-6 of the scale (up to 3e-5 at the worst result), against
-    # bfloat16's 2^-8 of each result
-    expect = r64.bfloat16().double()
-    ulp = torch.exp2(torch.floor(torch.log2(expect.abs().clamp_min(2.0**-100))) - 7)
-    diff = (dw[2].double() - expect).abs()
-    assert (diff <= torch.maximum(ulp, r64.abs().max() * 2.0**-14)).all(), f"F(4x4) grad_weight {what}: over 1 ulp"
-    assert (diff > 0).double().mean() < 0.01, f"F(4x4) grad_weight {what}: {(diff > 0).double().mean():.4f} differ"
+    assert_within_bfloat16_ulp(dw[2], r64, f"F(4x4) grad_weight {what}")
 
 
 @pytest.mark.parametrize("special", [math.inf, -math.inf, math.nan])
