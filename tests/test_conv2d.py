@@ -1408,6 +1408,28 @@ def test_nchw_rows_transpose_with_a_shifted_last_block(isa, dtype, c, k, groups,
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("engine", ["on", "off"])
+@pytest.mark.parametrize("x_layout", ["contiguous", "row_slice"])
+@pytest.mark.parametrize("c,k,groups,h,w", [
+    (16, 16, 1, 3, 8),     # one whole 16 x 8 block a row
+    (32, 16, 1, 4, 7),     # rows of 7: masked loads, 7 pixels stored
+    (24, 32, 1, 3, 14),    # 8 channels after the 16: one 8 x 8 transpose; the last block shifted by 2
+    (19, 16, 1, 5, 3),     # rows of 3; 3 channels after the 16, element by element
+    (40, 24, 1, 3, 17),    # 8 channels after the 32 on rows of 17 (shifted by 7)
+    (64, 64, 2, 3, 7),     # ResNeXt's 32 a group at 7 x 7, two groups
+])
+def test_bfloat16_nchw_rows_transpose_16_channels(engine, x_layout, c, k, groups, h, w):
+    """AVX-512: NCHW bfloat16 rows go into the channels-last copies 16 channels at a time as 16-bit
+    transposes (transpose16_channel_row_bf16), into bfloat16 for the vdpbf16ps engine and float
+    for the float engine, any row length (under 8 pixels by masked loads), the channels past the
+    last 16 as before: forward, input gradient and weight gradient against PyTorch."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=(1, 1), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout=x_layout, w_layout="contiguous", g_layout=x_layout,
+               seed=c * k + w)
+    with forced_isa("avx512"), forced_bf16_dot(engine):
+        check_against_torch(cfg, torch.bfloat16)
+
+
 @pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("c,k,w,r,stride", [
     (2, 16, 16, 3, 1),   # one block of 16 pixels a row
