@@ -1144,6 +1144,28 @@ def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, pad
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("x_layout,g_layout", [
+    ("contiguous", "contiguous"), ("row_slice", "channels_last"), ("strided", "row_slice"),
+    ("channels_last", "contiguous"),
+])
+@pytest.mark.parametrize("c,groups,h,w,r,stride,padding", [
+    (256, 32, 9, 56, 3, (2, 2), (1, 1)),   # ResNeXt's 256 @56 /2: rows of 28 outputs, the last 8 shifted by 4
+    (64, 8, 6, 29, 3, (2, 2), (1, 1)),     # 15 outputs a row
+    (64, 8, 5, 13, 3, (2, 2), (1, 1)),     # 7 outputs: y stored element by element
+    (16, 2, 5, 16, 1, (1, 2), (0, 0)),     # 1 x 1, 2 groups, rows stride 1
+])
+def test_grouped_product_lanes_any_bfloat16_layout(x_layout, g_layout, c, groups, h, w, r, stride, padding):
+    """bfloat16 layers of the product lanes (8 inputs and 8 outputs a group, column stride 2) in
+    any layout: NCHW and strided x and dy go into dense channels-last copies (ChannelsLastCopy),
+    an NCHW y is written channels-last and transposed into place (store_channels_last_into):
+    forward and weight gradient against PyTorch and the float64 reference."""
+    cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=r, groups=groups, stride=stride, padding=padding,
+               dilation=(1, 1), bias=True, x_layout=x_layout, w_layout="contiguous", g_layout=g_layout,
+               seed=c * h + w + r)
+    with forced_isa("avx512"):
+        check_against_torch(cfg, torch.bfloat16)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice", "contiguous", "strided"])
 @pytest.mark.parametrize("c,k,groups,h,w,r,s,stride,padding,dilation", [
     (64, 64, 2, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1)),     # 32 a group: the general tiles, an edge column each side

@@ -14,6 +14,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -301,9 +302,9 @@ constexpr int64_t kGroupedRowColumns = 2 * 13 + 3;
 // each plane): 4 or fewer a group keep those tiles for outputs other than channels-last. Column
 // stride 2 (8 a group: 256 @56 -> 28) 1.02-1.12x, both layouts, N=1 and 8; its kernel ran 10%
 // faster, at ~30% of the FMA peak (a permute per 1.5 FMAs, both on port 5), with a quarter of the
-// layer's time in the padding copy. (8 inputs and 8 outputs a group into a channels-last y have
-// since gone to grouped_product_lanes_fprop at column stride 2; NCHW and strided bfloat16 x and
-// groups of 5-7 inputs still come here.)
+// layer's time in the padding copy. (8 inputs and 8 outputs a group have since gone to
+// grouped_product_lanes_fprop at column stride 2, float32 into a channels-last y and bfloat16 in
+// any layout; groups of 5-7 inputs still come here.)
 // block_step >= 0: x is group blocks (grouped_lanes_fprop) of a plan the stride-1 row tiles take.
 // With pad (grouped_row_tiles_stride(d) > 0 then), x is read in place: see InPlacePadding.
 template <int CG, typename TOut>
@@ -558,15 +559,52 @@ void grouped_pixel_lanes_fprop(const Conv2dFpropArgs& a) {
 
 #if defined(__AVX512F__)
 // Whether grouped_product_lanes_fprop takes the layer: float32 or bfloat16, 8 inputs and 8
-// outputs a group, x and y with contiguous channels (channels-last), column stride 2. At stride 1
-// the row tiles' permutes serve three FMAs each and those stay ahead (A/B, arms in random order,
-// Xeon, 2 threads, channels_last, 32 groups: 256 @28 N=8 1.27 ms there, 1.64 here; N=1 0.169,
-// 0.228).
+// outputs a group, column stride 2; float32 x and y with contiguous channels (channels-last),
+// bfloat16 any (grouped_product_lanes_fprop_any_layout). At stride 1 the row tiles' permutes
+// serve three FMAs each and those stay ahead (A/B, arms in random order, Xeon, 2 threads,
+// channels_last, 32 groups: 256 @28 N=8 1.27 ms there, 1.64 here; N=1 0.169, 0.228).
 template <typename T>
-inline bool grouped_product_lanes_apply(const Conv2dFpropArgs& a) {
-  const Conv2dProblem& p = a.p;
-  return p.dtype == dtype_of<T>() && p.groups > 1 && p.C == 8 * p.groups && p.K == 8 * p.groups &&
-         a.x.stride[1] == 1 && a.y.stride[1] == 1 && p.stride_w == 2;
+inline bool grouped_product_lanes_layer(const Conv2dProblem& p) {
+  return p.dtype == dtype_of<T>() && p.groups > 1 && p.C == 8 * p.groups && p.K == 8 * p.groups && p.stride_w == 2;
+}
+template <typename T>
+inline bool grouped_product_lanes_takes(const Conv2dFpropArgs& a) {
+  return grouped_product_lanes_layer<T>(a.p) && (std::is_same_v<T, bf16> || (a.x.stride[1] == 1 && a.y.stride[1] == 1));
+}
+
+// A dense channels-last copy of an activation view of N x C x H x W (pack_activations; bfloat16's
+// by 16-bit transposes): the input of a kernel that reads channels-last in place.
+template <typename T>
+struct ChannelsLastCopy {
+  ChannelsLastCopy(const ConstView4& v, int64_t N, int64_t C, int64_t H, int64_t W)
+      : copy(pack_activations<T, T>(static_cast<const T*>(v.data), v.stride, N, C, H, W, 0, 0, H, W)),
+        view{copy.data(), {H * W * C, 1, W * C, C}} {}
+  ScratchOf<T> copy;
+  ConstView4 view;
+};
+
+// y (N x K x P x Q, any strides) = src, dense channels-last: 8 x 8 transposes along rows of 8+
+// contiguous pixels (the last block shifted left onto the previous one), else element by element.
+template <typename T>
+void store_channels_last_into(const T* src, int64_t N, int64_t K, int64_t P, int64_t Q, const View4& y) {
+  T* out = static_cast<T*>(y.data);
+  const int64_t* ys = y.stride;
+  parallel_for(0, N * P, 4, [&](int64_t b, int64_t e) {
+    for (int64_t np = b; np < e; ++np) {
+      const T* s = src + np * Q * K;
+      T* d = out + np / P * ys[0] + np % P * ys[2];
+      int64_t k8 = 0;
+      if (ys[3] == 1 && Q >= 8) {
+        k8 = K - K % 8;
+        for (int64_t k = 0; k < k8; k += 8) {
+          for (int64_t q = 0; q + 8 <= Q; q += 8) transpose8x8(s + q * K + k, K, d + k * ys[1] + q, ys[1]);
+          if (Q % 8 != 0) transpose8x8(s + (Q - 8) * K + k, K, d + k * ys[1] + Q - 8, ys[1]);
+        }
+      }
+      for (int64_t k = k8; k < K; ++k)
+        for (int64_t q = 0; q < Q; ++q) d[k * ys[1] + q * ys[3]] = s[q * K + k];
+    }
+  });
 }
 
 // The output columns [q_lo, q_hi) whose taps all read columns inside the image (the product
@@ -682,6 +720,27 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
     }
   });
 }
+
+// grouped_product_lanes_fprop on any x and y: NCHW ones through channels-last copies (the kernel
+// reads x and writes y in place). In-process A/B against the row tiles that had taken NCHW
+// bfloat16 (grouped_lanes_fprop, on a padded float32 copy of x), arms in random order, Zen 5, 2
+// threads, ResNeXt's 256 @56 /2 x 32 groups NCHW: N=8 1.27-1.53x, N=4 1.30x, N=1-2 0.96-1.05x.
+// float32 NCHW stays on grouped_pixel_lanes_fprop (so: 0.87-1.21x at N=8, 0.55x at N=2).
+template <typename T>
+void grouped_product_lanes_fprop_any_layout(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  Conv2dFpropArgs f = a;
+  std::optional<ChannelsLastCopy<T>> x_copy;
+  if (a.x.stride[1] != 1) {
+    x_copy.emplace(a.x, p.N, p.C, p.H, p.W);
+    f.x = x_copy->view;
+  }
+  const bool y_copy = a.y.stride[1] != 1;
+  ScratchOf<T> y_cl(y_copy ? p.N * p.P * p.Q * p.K : 0);
+  if (y_copy) f.y = View4{y_cl.data(), {p.P * p.Q * p.K, 1, p.Q * p.K, p.K}};
+  grouped_product_lanes_fprop<T, 7>(f);
+  if (y_copy) store_channels_last_into(y_cl.data(), p.N, p.K, p.P, p.Q, a.y);
+}
 #endif
 
 template <typename T>
@@ -689,8 +748,8 @@ inline bool conv2d_fprop_grouped_lanes(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   if (p.dtype != dtype_of<T>()) return false;
 #if defined(__AVX512F__)
-  if (grouped_product_lanes_apply<T>(a)) {
-    grouped_product_lanes_fprop<T, 7>(a);
+  if (grouped_product_lanes_takes<T>(a)) {
+    grouped_product_lanes_fprop_any_layout<T>(a);
     return true;
   }
 #endif
@@ -1461,10 +1520,9 @@ void grouped_pixel_lanes_wgrad(const Conv2dWgradArgs& a) {
 // 0.376; 256 @28 1.68 -> 1.80): its rows read x in place too, and each of this kernel's items
 // re-reads its chunk's x lines, twice the bytes of bfloat16's.
 template <typename T>
-inline bool grouped_product_lanes_wgrad_apply(const Conv2dWgradArgs& a) {
-  const Conv2dProblem& p = a.p;
+inline bool grouped_product_lanes_wgrad_takes(const Conv2dProblem& p) {
   return std::is_same_v<T, bf16> && p.dtype == dtype_of<T>() && p.groups > 1 && p.C == 8 * p.groups &&
-         p.K == 8 * p.groups && p.S <= 3 && a.x.stride[1] == 1 && a.dy.stride[1] == 1 && p.stride_w <= 2;
+         p.K == 8 * p.groups && p.S <= 3 && p.stride_w <= 2;
 }
 
 template <typename T>
@@ -1542,14 +1600,35 @@ void grouped_product_lanes_wgrad(const Conv2dWgradArgs& a) {
 }
 #endif
 
+#if defined(__AVX512F__)
+// grouped_product_lanes_wgrad on any x and dy: NCHW ones through channels-last copies. In-process
+// A/B against grouped_lanes_wgrad_rows (on float32 copies), arms in random order, Zen 5, 2
+// threads, ResNeXt's 256 @56 /2 x 32 groups NCHW bfloat16: N=8 1.55-1.59x, N=2 1.21x.
+template <typename T>
+void grouped_product_lanes_wgrad_any_layout(const Conv2dWgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  Conv2dWgradArgs f = a;
+  std::optional<ChannelsLastCopy<T>> x_copy, dy_copy;
+  if (a.x.stride[1] != 1) {
+    x_copy.emplace(a.x, p.N, p.C, p.H, p.W);
+    f.x = x_copy->view;
+  }
+  if (a.dy.stride[1] != 1) {
+    dy_copy.emplace(a.dy, p.N, p.K, p.P, p.Q);
+    f.dy = dy_copy->view;
+  }
+  grouped_product_lanes_wgrad<T>(f);
+}
+#endif
+
 template <typename T>
 inline bool conv2d_wgrad_grouped_lanes(const Conv2dWgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
   if (p.dtype != dtype_of<T>()) return false;
 #if defined(__AVX512F__)
-  if (grouped_product_lanes_wgrad_apply<T>(a)) {
-    grouped_product_lanes_wgrad<T>(a);
+  if (grouped_product_lanes_wgrad_takes<T>(p)) {
+    grouped_product_lanes_wgrad_any_layout<T>(a);
     return true;
   }
 #endif
