@@ -282,10 +282,10 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
 }
 
 // The row tiles' column stride (1 or 2) for a plan over a channels-last x, or 0 where they do not
-// apply.
-template <int CG>
+// apply (TOut: y's storage type).
+template <int CG, typename TOut = float>
 inline int grouped_row_tiles_stride(const DirectConvPlan& d, int64_t x_sw, const int64_t ys[4]) {
-  if ((CG > 4 || ys[1] == 1 || VecF32::kLanes == 8) && three_tap_rows(d, x_sw)) return 1;
+  if ((CG > 4 || ys[1] == 1 || VecF32::kLanes == 8 || std::is_same_v<TOut, bf16>) && three_tap_rows(d, x_sw)) return 1;
   if (CG > 4 && three_tap_rows(d, x_sw, 2)) return 2;
   return 0;
 }
@@ -299,7 +299,9 @@ constexpr int64_t kGroupedRowColumns = 2 * 13 + 3;
 // A/B, arms in random order, Xeon, 2 threads, ResNeXt 32 groups: 8 channels a group (256 @28) fwd
 // and dgrad N=1 1.10-1.30x, N=8 1.18-1.20x, both layouts; 4 a group (128 @56) channels_last
 // 1.02-1.08x, but NCHW 0.91-1.00x (grouped_lanes_conv's 20-pixel tiles leave as longer runs of
-// each plane): 4 or fewer a group keep those tiles for outputs other than channels-last. Column
+// each plane): 4 or fewer a group keep those tiles for float32 outputs other than channels-last
+// (bfloat16 NCHW outputs take the row tiles: Zen 5, 2 threads, 128 @56 g32 N=8 fwd / dgrad
+// 1.06-1.07x, N=1 1.07-1.08x, 128 -> 256 @28 fwd 1.09x; float32 there 0.87-1.34x). Column
 // stride 2 (8 a group: 256 @56 -> 28) 1.02-1.12x, both layouts, N=1 and 8; its kernel ran 10%
 // faster, at ~30% of the FMA peak (a permute per 1.5 FMAs, both on port 5), with a quarter of the
 // layer's time in the padding copy. (8 inputs and 8 outputs a group have since gone to
@@ -318,7 +320,7 @@ void grouped_lanes_run(const DirectConvPlan& d, const NhwcViewOf<float>& x, cons
       grouped_lanes_row_conv<CG, 7, PS, SW>(d, x, wp, bias_blocks, y, ys, block_step, pad);
   };
   if (block_step >= 0) return row_tiles.template operator()<VecF32::kLanes, 1>();
-  const int row_stride = grouped_row_tiles_stride<CG>(d, x.sw, ys);
+  const int row_stride = grouped_row_tiles_stride<CG, TOut>(d, x.sw, ys);
   if (row_stride == 1) return row_tiles.template operator()<0, 1>();
   if (row_stride == 2) return row_tiles.template operator()<0, 2>();
   grouped_lanes_conv<CG>(d, x, wp, bias_blocks, y, ys);
