@@ -1153,12 +1153,14 @@ def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, pad
     (64, 8, 6, 29, 3, (2, 2), (1, 1)),     # 15 outputs a row
     (64, 8, 5, 13, 3, (2, 2), (1, 1)),     # 7 outputs: y stored element by element
     (16, 2, 5, 16, 1, (1, 2), (0, 0)),     # 1 x 1, 2 groups, rows stride 1
+    (24, 3, 7, 9, 3, (2, 2), (1, 1)),      # 24 channels (not 16k): NCHW x through a whole copy
 ])
 def test_grouped_product_lanes_any_bfloat16_layout(x_layout, g_layout, c, groups, h, w, r, stride, padding):
     """bfloat16 layers of the product lanes (8 inputs and 8 outputs a group, column stride 2) in
-    any layout: NCHW and strided x and dy go into dense channels-last copies (ChannelsLastCopy),
-    an NCHW y is written channels-last and transposed into place (store_channels_last_into):
-    forward and weight gradient against PyTorch and the float64 reference."""
+    any layout. Forward: NCHW rows of x (16k channels) are transposed as each output row reads
+    them, other x goes into a dense channels-last copy (ChannelsLastCopy), and an NCHW y's rows
+    are transposed into place (store_channels_last_row). Weight gradient: NCHW and strided x and
+    dy through copies. Against PyTorch and the float64 reference."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=r, groups=groups, stride=stride, padding=padding,
                dilation=(1, 1), bias=True, x_layout=x_layout, w_layout="contiguous", g_layout=g_layout,
                seed=c * h + w + r)

@@ -585,28 +585,21 @@ struct ChannelsLastCopy {
   ConstView4 view;
 };
 
-// y (N x K x P x Q, any strides) = src, dense channels-last: 8 x 8 transposes along rows of 8+
-// contiguous pixels (the last block shifted left onto the previous one), else element by element.
+// An output row d[k ks + q qs] (K channels, Q pixels) = s[q K + k], a dense channels-last row:
+// 8 x 8 transposes where its pixels are contiguous and 8+ (the last block shifted left onto the
+// previous one), else element by element.
 template <typename T>
-void store_channels_last_into(const T* src, int64_t N, int64_t K, int64_t P, int64_t Q, const View4& y) {
-  T* out = static_cast<T*>(y.data);
-  const int64_t* ys = y.stride;
-  parallel_for(0, N * P, 4, [&](int64_t b, int64_t e) {
-    for (int64_t np = b; np < e; ++np) {
-      const T* s = src + np * Q * K;
-      T* d = out + np / P * ys[0] + np % P * ys[2];
-      int64_t k8 = 0;
-      if (ys[3] == 1 && Q >= 8) {
-        k8 = K - K % 8;
-        for (int64_t k = 0; k < k8; k += 8) {
-          for (int64_t q = 0; q + 8 <= Q; q += 8) transpose8x8(s + q * K + k, K, d + k * ys[1] + q, ys[1]);
-          if (Q % 8 != 0) transpose8x8(s + (Q - 8) * K + k, K, d + k * ys[1] + Q - 8, ys[1]);
-        }
-      }
-      for (int64_t k = k8; k < K; ++k)
-        for (int64_t q = 0; q < Q; ++q) d[k * ys[1] + q * ys[3]] = s[q * K + k];
+void store_channels_last_row(const T* s, int64_t K, int64_t Q, T* d, int64_t ks, int64_t qs) {
+  int64_t k8 = 0;
+  if (qs == 1 && Q >= 8) {
+    k8 = K - K % 8;
+    for (int64_t k = 0; k < k8; k += 8) {
+      for (int64_t q = 0; q + 8 <= Q; q += 8) transpose8x8(s + q * K + k, K, d + k * ks + q, ks);
+      if (Q % 8 != 0) transpose8x8(s + (Q - 8) * K + k, K, d + k * ks + Q - 8, ks);
     }
-  });
+  }
+  for (int64_t k = k8; k < K; ++k)
+    for (int64_t q = 0; q < Q; ++q) d[k * ks + q * qs] = s[q * K + k];
 }
 
 // The output columns [q_lo, q_hi) whose taps all read columns inside the image (the product
@@ -639,11 +632,13 @@ inline std::pair<int64_t, int64_t> columns_inside(const Conv2dProblem& p) {
 // (a load, no shuffle), four FMAs take it, and after the last tap each output's 8 lanes are summed
 // (sum_lane_octets: 12 operations per pixel and group against 4 FMAs per tap, 36 for 3 x 3).
 // grouped_lanes_row_conv's stride-2 tiles take 2 permutes per 3 FMAs, on the port the FMAs share.
-// A tile is MR consecutive output pixels of one row and one group; a work item runs a segment of
-// a row for every group, groups innermost, so that the groups' reads walk each pixel's channels
-// in order. Tiles whose columns all lie in the image run without checks; the others skip the
-// taps outside (and, in a row shorter than MR, the pixels past its end). x and y are read and
-// written in place. In-process A/B against the row tiles, arms in random order, Xeon, 2 threads,
+// A tile is MR consecutive output pixels of one row and one group; a work item is an output row,
+// its segments of MR in turn, every group for each (groups innermost, so that the groups' reads
+// walk each pixel's channels in order). Tiles whose columns all lie in the image run without
+// checks; the others skip the taps outside (and, in a row shorter than MR, the pixels past its
+// end). Channels-last x and y are read and written in place; an NCHW x's rows are transposed, as
+// each item reads them, into a thread's buffer, and an NCHW y's row is transposed from one (a
+// whole channels-last copy of x was written to memory and read back: 1.35x at N=8). In-process A/B against the row tiles, arms in random order, Xeon, 2 threads,
 // channels_last, ResNeXt's 256 @56 /2 x 32 groups: N=8 2.27 -> 1.81 ms, N=1 0.313 -> 0.268 (one
 // thread, a standalone loop: 0.57 -> 0.40). The broadcasts' loads stall (x's lines arrive once
 // per two groups, 1 KB apart); software prefetches a few groups ahead lost 4-12% there.
@@ -667,31 +662,36 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
       for (int l = 0; l < 64; ++l)
         wk.data()[(g * taps + t) * 64 + l] =
             load_acc(w + (8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
+  // x's rows are read in place where x is channels-last; NCHW rows (bfloat16, contiguous, 16k
+  // channels) are transposed, the R an output row reads, into a thread's channels-last buffer.
+  // y's row likewise: in place, or a channels-last row transposed into place.
+  const bool x_rows_copied = xs[1] != 1, y_row_copied = ys[1] != 1;
+  const int64_t xps = x_rows_copied ? p.C : xs[3];  // pixel step of the rows read
+  const int64_t yps = y_row_copied ? p.K : ys[3];
   const int64_t segments = (p.Q + MR - 1) / MR;
   const auto [q_lo, q_hi] = columns_inside(p);
-  const auto tile = [&]<bool kEdge>(const T* xn, T* yq, int64_t op, int64_t q0, int m, const float* wg,
-                                    int64_t g) {
+  // rows[r]: kernel row r's x row (pixel 0, channel 0), null outside the image.
+  const auto tile = [&]<bool kEdge>(const T* const* rows, T* yq, int64_t q0, int m, const float* wg, int64_t g) {
     __m512 acc[MR][4];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (int kp = 0; kp < 4; ++kp) acc[i][kp] = _mm512_setzero_ps();
     for (int64_t r = 0; r < p.R; ++r) {
-      const int64_t h = op * p.stride_h - p.pad_h + r * p.dil_h;
-      if (h < 0 || h >= p.H) continue;
-      const T* xr = xn + h * xs[2] + (q0 * p.stride_w - p.pad_w) * xs[3];
+      if (rows[r] == nullptr) continue;
+      const T* xr = rows[r] + 8 * g + (q0 * p.stride_w - p.pad_w) * xps;
       for (int64_t s = 0; s < p.S; ++s) {
         const float* wt = wg + (r * p.S + s) * 64;
         const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16), w2 = _mm512_loadu_ps(wt + 32),
                      w3 = _mm512_loadu_ps(wt + 48);
-        const T* xt = xr + s * p.dil_w * xs[3];
+        const T* xt = xr + s * p.dil_w * xps;
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
           if constexpr (kEdge) {
             const int64_t col = (q0 + i) * p.stride_w - p.pad_w + s * p.dil_w;
             if (i >= m || col < 0 || col >= p.W) continue;
           }
-          const __m512 v = broadcast_octet(xt + i * p.stride_w * xs[3]);
+          const __m512 v = broadcast_octet(xt + i * p.stride_w * xps);
           acc[i][0] = _mm512_fmadd_ps(v, w0, acc[i][0]);
           acc[i][1] = _mm512_fmadd_ps(v, w1, acc[i][1]);
           acc[i][2] = _mm512_fmadd_ps(v, w2, acc[i][2]);
@@ -703,45 +703,63 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
       if (!kEdge || i < m)
-        store8(yq + i * ys[3], _mm256_add_ps(b, sum_lane_octets(acc[i][0], acc[i][1], acc[i][2], acc[i][3])));
+        store8(yq + i * yps, _mm256_add_ps(b, sum_lane_octets(acc[i][0], acc[i][1], acc[i][2], acc[i][3])));
   };
-  parallel_for(0, p.N * p.P * segments, 1, [&](int64_t b, int64_t e) {
+  // An item is an output row: its segments of MR pixels, every group for each.
+  parallel_for(0, p.N * p.P, 1, [&](int64_t b, int64_t e) {
+    ScratchOf<T> x_rows(x_rows_copied ? p.R * p.W * p.C : 0), y_row(y_row_copied ? p.Q * p.K : 0);
+    std::vector<const T*> rows(p.R);
     for (int64_t item = b; item < e; ++item) {
-      const int64_t seg = item % segments, op = item / segments % p.P, n = item / (segments * p.P);
-      // The last segment overlaps its neighbour where MR does not divide Q (and Q >= MR).
-      const int64_t q0 = p.Q >= MR ? std::min(seg * MR, p.Q - MR) : 0;
-      const int m = int(std::min<int64_t>(MR, p.Q - q0));
-      const bool edge = q0 < q_lo || q0 + MR > q_hi;
-      const T* xn = x + n * xs[0];
-      T* yq = y + n * ys[0] + op * ys[2] + q0 * ys[3];
-      for (int64_t g = 0; g < G; ++g) {
-        const float* wg = wk.data() + g * taps * 64;
-        if (edge) tile.template operator()<true>(xn + 8 * g, yq + 8 * g, op, q0, m, wg, g);
-        else tile.template operator()<false>(xn + 8 * g, yq + 8 * g, op, q0, m, wg, g);
+      const int64_t op = item % p.P, n = item / p.P;
+      for (int64_t r = 0; r < p.R; ++r) {
+        const int64_t h = op * p.stride_h - p.pad_h + r * p.dil_h;
+        rows[r] = nullptr;
+        if (h < 0 || h >= p.H) continue;
+        const T* src = x + n * xs[0] + h * xs[2];
+        if (!x_rows_copied) {
+          rows[r] = src;
+          continue;
+        }
+        T* dst = x_rows.data() + r * p.W * p.C;
+        if constexpr (std::is_same_v<T, bf16>)
+          for (int64_t c = 0; c < p.C; c += 16) transpose16_channel_row_bf16(src + c * xs[1], xs[1], p.W, dst + c, p.C);
+        rows[r] = dst;
       }
+      T* yr = y_row_copied ? y_row.data() : y + n * ys[0] + op * ys[2];
+      for (int64_t seg = 0; seg < segments; ++seg) {
+        // The last segment overlaps its neighbour where MR does not divide Q (and Q >= MR).
+        const int64_t q0 = p.Q >= MR ? std::min(seg * MR, p.Q - MR) : 0;
+        const int m = int(std::min<int64_t>(MR, p.Q - q0));
+        const bool edge = q0 < q_lo || q0 + MR > q_hi;
+        for (int64_t g = 0; g < G; ++g) {
+          const float* wg = wk.data() + g * taps * 64;
+          if (edge) tile.template operator()<true>(rows.data(), yr + q0 * yps + 8 * g, q0, m, wg, g);
+          else tile.template operator()<false>(rows.data(), yr + q0 * yps + 8 * g, q0, m, wg, g);
+        }
+      }
+      if (y_row_copied) store_channels_last_row(y_row.data(), p.K, p.Q, y + n * ys[0] + op * ys[2], ys[1], ys[3]);
     }
   });
 }
 
-// grouped_product_lanes_fprop on any x and y: NCHW ones through channels-last copies (the kernel
-// reads x and writes y in place). In-process A/B against the row tiles that had taken NCHW
-// bfloat16 (grouped_lanes_fprop, on a padded float32 copy of x), arms in random order, Zen 5, 2
-// threads, ResNeXt's 256 @56 /2 x 32 groups NCHW: N=8 1.27-1.53x, N=4 1.30x, N=1-2 0.96-1.05x.
-// float32 NCHW stays on grouped_pixel_lanes_fprop (so: 0.87-1.21x at N=8, 0.55x at N=2).
+// grouped_product_lanes_fprop on any x and y. NCHW bfloat16 rows are transposed as the items
+// read them (above); other x (strided rows, channels not a multiple of 16) goes into a
+// channels-last copy first. In-process A/B against the row tiles that had taken NCHW bfloat16
+// (grouped_lanes_fprop, on a padded float32 copy of x), arms in random order, Zen 5, 2 threads,
+// ResNeXt's 256 @56 /2 x 32 groups NCHW, with whole copies of x and y around the kernel: N=8
+// 1.27-1.53x, N=4 1.30x, N=1-2 0.96-1.05x; the rows transposed per item against those copies:
+// N=8 1.35x, N=4 1.16x, N=1 1.03x (channels_last, items of whole rows: 1.04x). float32 NCHW
+// stays on grouped_pixel_lanes_fprop (copies there: 0.87-1.21x at N=8, 0.55x at N=2).
 template <typename T>
 void grouped_product_lanes_fprop_any_layout(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   Conv2dFpropArgs f = a;
   std::optional<ChannelsLastCopy<T>> x_copy;
-  if (a.x.stride[1] != 1) {
+  if (a.x.stride[1] != 1 && !(std::is_same_v<T, bf16> && a.x.stride[3] == 1 && p.C % 16 == 0)) {
     x_copy.emplace(a.x, p.N, p.C, p.H, p.W);
     f.x = x_copy->view;
   }
-  const bool y_copy = a.y.stride[1] != 1;
-  ScratchOf<T> y_cl(y_copy ? p.N * p.P * p.Q * p.K : 0);
-  if (y_copy) f.y = View4{y_cl.data(), {p.P * p.Q * p.K, 1, p.Q * p.K, p.K}};
   grouped_product_lanes_fprop<T, 7>(f);
-  if (y_copy) store_channels_last_into(y_cl.data(), p.N, p.K, p.P, p.Q, a.y);
 }
 #endif
 
