@@ -638,10 +638,11 @@ inline std::pair<int64_t, int64_t> columns_inside(const Conv2dProblem& p) {
 // checks; the others skip the taps outside (and, in a row shorter than MR, the pixels past its
 // end). Channels-last x and y are read and written in place; an NCHW x's rows are transposed, as
 // each item reads them, into a thread's buffer, and an NCHW y's row is transposed from one (a
-// whole channels-last copy of x was written to memory and read back: 1.35x at N=8). In-process A/B against the row tiles, arms in random order, Xeon, 2 threads,
-// channels_last, ResNeXt's 256 @56 /2 x 32 groups: N=8 2.27 -> 1.81 ms, N=1 0.313 -> 0.268 (one
-// thread, a standalone loop: 0.57 -> 0.40). The broadcasts' loads stall (x's lines arrive once
-// per two groups, 1 KB apart); software prefetches a few groups ahead lost 4-12% there.
+// whole channels-last copy of x was written to memory and read back: 1.35x at N=8). In-process
+// A/B against the row tiles, arms in random order, Xeon, 2 threads, channels_last, ResNeXt's
+// 256 @56 /2 x 32 groups: N=8 2.27 -> 1.81 ms, N=1 0.313 -> 0.268 (one thread, a standalone
+// loop: 0.57 -> 0.40). The broadcasts' loads stall (x's lines arrive once per two groups, 1 KB
+// apart); software prefetches a few groups ahead lost 4-12% there.
 // bfloat16 (broadcast_octet's shuffle, then float32 sums, rounded once) had packed x into a
 // padded float32 copy for the row tiles: same layer, separate runs, N=8 2.99 -> 1.79 ms (PyTorch
 // 1.78-1.85), N=1 0.365 -> 0.253 (PyTorch 0.23-0.30).
@@ -662,9 +663,10 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
       for (int l = 0; l < 64; ++l)
         wk.data()[(g * taps + t) * 64 + l] =
             load_acc(w + (8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
-  // x's rows are read in place where x is channels-last; NCHW rows (bfloat16, contiguous, 16k
-  // channels) are transposed, the R an output row reads, into a thread's channels-last buffer.
-  // y's row likewise: in place, or a channels-last row transposed into place.
+  // x's rows are read in place where x is channels-last; NCHW rows are transposed, the R an
+  // output row reads, into a thread's channels-last buffer (bfloat16 rows of contiguous pixels,
+  // 16k channels: grouped_product_lanes_fprop_any_layout copies any other x first). y's row
+  // likewise: in place, or a channels-last row transposed into place.
   const bool x_rows_copied = xs[1] != 1, y_row_copied = ys[1] != 1;
   const int64_t xps = x_rows_copied ? p.C : xs[3];  // pixel step of the rows read
   const int64_t yps = y_row_copied ? p.K : ys[3];
@@ -720,10 +722,11 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
           rows[r] = src;
           continue;
         }
-        T* dst = x_rows.data() + r * p.W * p.C;
-        if constexpr (std::is_same_v<T, bf16>)
+        if constexpr (std::is_same_v<T, bf16>) {
+          T* dst = x_rows.data() + r * p.W * p.C;
           for (int64_t c = 0; c < p.C; c += 16) transpose16_channel_row_bf16(src + c * xs[1], xs[1], p.W, dst + c, p.C);
-        rows[r] = dst;
+          rows[r] = dst;
+        }
       }
       T* yr = y_row_copied ? y_row.data() : y + n * ys[0] + op * ys[2];
       for (int64_t seg = 0; seg < segments; ++seg) {
