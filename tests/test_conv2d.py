@@ -1047,7 +1047,7 @@ def test_few_output_channels_tall_images(isa, dtype, layout, n, c, k, h, w, r, s
     (64, 64, 8, 5, 28, 3, 1, 1, 1),      # AVX-512 row tiles: two of 14 pixels a row
     (64, 64, 8, 6, 29, 3, 2, 1, 1),      # stride 2 row tiles (8 a group): 14 pixels, the last overlapping
     (64, 64, 8, 5, 17, 3, 2, 0, 1),      # stride 2 rows of 8 (7-pixel tiles), no padding: edges hold data
-    (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (AVX-512: channels_last or bfloat16)
+    (32, 32, 8, 4, 10, 3, 1, 0, 1),      # 4 per group, rows of 8: 7-pixel row tiles (AVX-512: channels_last, bf16)
     (20, 40, 5, 7, 7, 5, 2, 2, 1),       # 4 -> 8, 5 x 5, stride 2
     (24, 24, 3, 5, 13, 1, 1, 0, 1),      # 1 x 1 groups of 8
     # stride 1 input gradients as forwards of dy (dgrad_as_forward), but for float32 channels_last

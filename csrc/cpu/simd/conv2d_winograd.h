@@ -602,8 +602,8 @@ inline void winograd_wgrad_finish(const float* m, int64_t m_plane, int64_t m_row
 // N x WM TH x WM TW, zeros past P and Q). C and K are multiples of 16. Returns false if an element
 // of dw is not finite.
 template <int WM, int MR, int NV, typename TO, typename TE>
-bool winograd_wgrad(const WinogradSource<TE>& x, const NhwcViewOf<TE>& dy, int64_t N, int64_t C, int64_t K, int64_t P, int64_t Q,
-                    TO* dw, const int64_t ws[4]) {
+bool winograd_wgrad(const WinogradSource<TE>& x, const NhwcViewOf<TE>& dy, int64_t N, int64_t C, int64_t K, int64_t P,
+                    int64_t Q, TO* dw, const int64_t ws[4]) {
   using F = Wino<WM>;
   using V = VecF32;
   using Vec = V::type;
@@ -779,8 +779,8 @@ inline int64_t tiled_extent(int64_t in, int64_t pad, int64_t out, int64_t WM = 2
 // copy. With !edges (a reader of plain views: winograd_wgrad's dy), in place only where no
 // padding is needed. In place against the copy, in-process A/B, Zen 5, N=8 channels-last fwd /
 // dgrad / wgrad: float32 64 @56 to 512 @7 0.99-1.05x, bfloat16 64 @56 and 256 @14 0.95-1.04x,
-// VGG's 64 @224 N=2 1.04-1.08x; and no padded copy of x to hold. bfloat16 stays bfloat16 (the transforms widen it as they load): half the bytes a float32
-// copy writes and they read. In-process A/B of the bfloat16 copy against a float32 one, Zen 5, 2
+// VGG's 64 @224 N=2 1.04-1.08x; and no padded copy of x to hold. bfloat16 stays bfloat16 (the
+// transforms widen it as they load): half the bytes a float32 copy writes and they read. In-process A/B of the bfloat16 copy against a float32 one, Zen 5, 2
 // threads, forward / input gradient: VGG's 64 @224 N=2 1.30x / 1.24x, N=8 64 @56 1.21x / 1.11x
 // (NCHW 1.11x / 1.12x), 256 @14 1.11x / 1.09x, 128 @28 1.02x / 1.03x, 512 @7 1.05x / 1.04x.
 template <typename T>
@@ -914,8 +914,8 @@ inline bool conv2d_wgrad_winograd(const Conv2dWgradArgs& a) {
     const int64_t Hp = tiled_extent(p.H, p.pad_h, p.P, WM), Wp = tiled_extent(p.W, p.pad_w, p.Q, WM);
     const WinogradInput<T> xp =
         winograd_input(static_cast<const T*>(a.x.data), a.x.stride, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
-    const WinogradInput<T> dyp =
-        winograd_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 0, 0, WM * TH, WM * TW, false);
+    const WinogradInput<T> dyp = winograd_input(static_cast<const T*>(a.dy.data), a.dy.stride, p.N, p.K, p.P, p.Q, 0,
+                                                0, WM * TH, WM * TW, false);
     // The forward's wide tile (6 k rows x 4 or 2 vectors of c): with_tile's narrow ones are for big
     // weights, and M's super-blocks hold whole wide tiles.
     constexpr int kVectors = VecF32::kLanes == 16 ? 4 : 2;
