@@ -1475,8 +1475,9 @@ def test_few_channel_nchw_rows_pack_as_vectors(dtype, c, k, w, r, stride):
         check_against_torch(cfg, dtype)
 
 
-@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("dtype,isa,bf16_dot", [
+    (torch.float32, "avx2", None), (torch.float32, "avx512", None), (torch.bfloat16, "avx2", None),
+    (torch.bfloat16, "avx512", "off"), (torch.bfloat16, "avx512", "on")], ids=lambda v: str(v).replace("torch.", ""))
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("c,k,groups,h,r,stride", [
     (3, 32, 1, 30, 3, 2),     # a MobileNet-like stem: 9 folded rows of 12, no padded lanes (AVX-512)
@@ -1484,14 +1485,18 @@ def test_few_channel_nchw_rows_pack_as_vectors(dtype, c, k, w, r, stride):
     (32, 16, 1, 14, 3, 1),    # AVX-512: 24 x 1 tiles, 96 folded rows in 4 blocks
     (3, 8, 1, 23, 5, 1),      # 8 output channels (the engine's fewest), 15 folded rows
     (20, 40, 2, 9, 3, 1),     # two groups of 20: 12 x 2 tiles, no folding, dy padded per group
+    (64, 64, 4, 10, 3, 1),    # four groups of 16 (ResNeXt-like): 24 x 1 tiles of 16 rows, odd width (13)
+    (48, 48, 2, 11, 3, 2),    # two groups of 24 at stride 2: 12 x 2 tiles, dy padded to 32 a group
+    (32, 32, 2, 8, 1, 1),     # a grouped 1 x 1 of 16 a group
 ])
-def test_narrow_weight_grad_tiles(isa, dtype, layout, c, k, groups, h, r, stride):
+def test_narrow_weight_grad_tiles(isa, dtype, bf16_dot, layout, c, k, groups, h, r, stride):
     """Weight gradients of 8-32 output channels per group, which AVX-512 runs on 24 x 1 and 12 x 2
-    tiles (AVX2 on its 6 x 2): every tap, stride, group and channel tail against PyTorch."""
+    tiles (AVX2 on its 6 x 2), the float engine and the vdpbf16ps one (pixel pairs) alike: every
+    tap, stride, group and channel tail against PyTorch."""
     cfg = dict(n=2, c=c, k=k, h=h, w=h + 3, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(r // 2, r // 2), dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous",
                g_layout=layout, seed=c * k + h)
-    with forced_isa(isa):
+    with forced_isa(isa), (forced_bf16_dot(bf16_dot) if bf16_dot else contextlib.nullcontext()):
         check_against_torch(cfg, dtype)
 
 
@@ -2035,17 +2040,38 @@ def test_bfloat16_winograd_non_finite_inputs_propagate_like_summation(special):
         torch.testing.assert_close(ours[ref.isfinite()].float(), ref[ref.isfinite()], rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("bf16_dot", ["on", "off"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("c,k,groups,h,w,stride", [
+    (64, 64, 4, 9, 16, 1),      # 16 a group (ResNeXt's 512 @14): 14-pixel tiles, the last overlapping
+    (128, 128, 4, 7, 7, 1),     # 32 a group (1024 @7): 7 x 2 tiles
+    (64, 64, 4, 10, 32, 2),     # column stride 2: 2 MR + 1 columns a tile; the input gradient's column pairs
+    (128, 128, 4, 6, 16, 2),    # 32 a group at stride 2 (the vdpbf16ps engine's channels_last input gradient: phases)
+    (16, 16, 1, 8, 20, 1),      # one group of 16 outputs
+    (32, 16, 1, 9, 33, 2),      # one group at stride 2, an odd width
+])
+def test_bfloat16_row_tiles(bf16_dot, layout, c, k, groups, h, w, stride):
+    """Rows of 3 taps with 16 or 32 outputs a group run row tiles (conv2d_direct.h, conv_row_tile:
+    each broadcast input meets the three taps of its row) on both AVX-512 bfloat16 engines, the
+    vdpbf16ps one over channel pairs: forward and input gradient (both column phases at once at
+    stride 2) against PyTorch, the weight gradient with them."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=(stride, stride), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * h + w)
+    with forced_isa("avx512"), forced_bf16_dot(bf16_dot):
+        check_against_torch(cfg, torch.bfloat16)
+
+
 @pytest.mark.parametrize("op,n,c,k,size,stride,groups", [
-    ("wgrad", 2, 512, 512, 14, 1, 32),   # 16 outputs a group (ResNeXt's 512 @14)
-    ("wgrad", 2, 64, 64, 28, 1, 4),      # 16 a group, 16 in
     ("dgrad", 2, 3, 64, 56, 1, 1),       # VGG's conv1_1: 3 input channels, stride 1
-])  # (32 a group and MobileNetV2's 3 -> 32 stem take the same rule, but at sizes a test runs
-    # their bits came out the same on both engines, so they could not tell)
+])  # (The weight gradients of 9-32 outputs a group over fewer than 8 inputs, MobileNetV2's 3 ->
+    # 32 stem, take a rule too, but at sizes a test runs their bits came out the same on both
+    # engines, so they could not tell.)
 def test_bfloat16_dot_engine_leaves_layers_to_the_float_engine(op, n, c, k, size, stride, groups):
-    """Where the float engine measured faster (kernel_table.inc: weight gradients of 9-32
-    outputs a group over filters larger than 1x1; stride-1 input gradients of up to 7 input
-    channels), the vdpbf16ps engine's table runs it: the same bits as the float engine's table,
-    which vdpbf16ps's pairwise sums do not give on these layers (each failed with the rule off)."""
+    """Where the float engine measured faster (kernel_table.inc: stride-1 input gradients of up to
+    7 input channels), the vdpbf16ps engine's table runs it: the same bits as the float engine's
+    table, which vdpbf16ps's pairwise sums do not give on these layers (each failed with the rule
+    off)."""
     gen = torch.Generator().manual_seed(c + k)
     x = torch.randn(n, c, size, size, generator=gen).bfloat16().contiguous(memory_format=torch.channels_last)
     w = torch.randn(k, c // groups, 3, 3, generator=gen).bfloat16()

@@ -1330,6 +1330,12 @@ bool with_group_bundle(int64_t groups, int64_t in_per_group, int64_t out_per_gro
 // input column j serves output pixels j, j - 1 and j - 2 through the taps s = 0, 1, 2: a tile of
 // MR consecutive output pixels of one row takes MR + 2 broadcasts per (kernel row, input channel)
 // and 3 MR NV FMAs (MR = 14, NV = 1: 19 loads per 42 FMAs, ~97% of the peak in the same loop).
+// The vdpbf16ps engine's tiles (DotBf16) had been one broadcast per multiply-add too: on Zen 5 a
+// loop of them ran at 57% of its peak, a broadcast load a cycle, where 7 x 2 ran at 95% (a
+// kernel-shaped loop, one thread). Its row tiles, in-process A/B against them, arms in random
+// order, Zen 5, 2 threads, bfloat16 N=8 channels_last / NCHW: ResNeXt 512 @14 g32 forward 1.25x /
+// 1.15x, input gradient 1.22x / 1.12x; 1024 @7 1.02x; 512 @28 /2 forward 1.12x / 1.07x; one
+// group 16 -> 16 @112 1.30x / 1.08x, input gradient 1.47x / 1.30x.
 // conv2d_grouped.h's grouped_lanes_row_conv runs the same rows for 2-8 outputs a group.
 
 // Whether d's taps are rows of 3 columns one pixel apart (dilation 1 and stride col_stride along
@@ -1375,12 +1381,13 @@ inline bool row_reuse_applies(const DirectConvPlan& d, int64_t x_sw) { return ro
 // FMAs, each tile a run of MR dx pixels (the phases one at a time: 1, 2 or 4 taps a tile, every
 // other pixel stored).
 constexpr int kDgradStride2 = -2;
-template <int MR, int NV, int PS = 0, int SW = 1, typename TOut>
-[[gnu::always_inline]] inline void conv_row_tile(const float* x, const int64_t* row_offset, int64_t rows, int64_t ps_rt,
-                                                 const float* w, int64_t cin, const float* bias, TOut* out,
-                                                 int64_t out_step) {
+template <class M, int MR, int NV, int PS = 0, int SW = 1, typename TOut>
+[[gnu::always_inline]] inline void conv_row_tile(const typename M::Elem* x, const int64_t* row_offset, int64_t rows,
+                                                 int64_t ps_rt, const typename M::Elem* w, int64_t cin,
+                                                 const float* bias, TOut* out, int64_t out_step) {
   const int64_t ps = PS > 0 ? PS : ps_rt;
   using V = VecF32;
+  using In = typename M::In;
   constexpr int L = V::kLanes, KB = NV * L;
   typename V::type acc[MR][NV];
   for (int v = 0; v < NV; ++v) {
@@ -1388,24 +1395,24 @@ template <int MR, int NV, int PS = 0, int SW = 1, typename TOut>
     for (int m = 0; m < MR; ++m) acc[m][v] = b;
   }
   for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + row_offset[r];
-    const float* wr = w + r * 3 * cin * KB;
+    const typename M::Elem* xr = x + row_offset[r];
+    const typename M::Elem* wr = w + r * 3 * cin * KB;
     for (int64_t c = 0; c < cin; ++c) {
-      typename V::type w0[NV], w1[NV], w2[NV];
+      In w0[NV], w1[NV], w2[NV];
       for (int v = 0; v < NV; ++v) {
-        w0[v] = V::load(wr + c * KB + v * L);
-        w1[v] = V::load(wr + (cin + c) * KB + v * L);
-        w2[v] = V::load(wr + (2 * cin + c) * KB + v * L);
+        w0[v] = M::load(wr + c * KB + v * L);
+        w1[v] = M::load(wr + (cin + c) * KB + v * L);
+        w2[v] = M::load(wr + (2 * cin + c) * KB + v * L);
       }
       if constexpr (SW == kDgradStride2) {
         static_assert(MR % 2 == 0, "a transposed tile holds whole pairs of dx columns");
 #pragma GCC unroll 32
         for (int j = 0; j <= MR / 2; ++j) {
-          const typename V::type b = V::broadcast(xr + j * ps + c);
+          const In b = M::broadcast(xr + j * ps + c);
           for (int v = 0; v < NV; ++v) {
-            if (2 * j < MR) acc[2 * j][v] = V::fmadd(b, w1[v], acc[2 * j][v]);
-            if (j >= 1) acc[2 * j - 1][v] = V::fmadd(b, w0[v], acc[2 * j - 1][v]);
-            if (2 * j + 1 < MR) acc[2 * j + 1][v] = V::fmadd(b, w2[v], acc[2 * j + 1][v]);
+            if (2 * j < MR) acc[2 * j][v] = M::madd(b, w1[v], acc[2 * j][v]);
+            if (j >= 1) acc[2 * j - 1][v] = M::madd(b, w0[v], acc[2 * j - 1][v]);
+            if (2 * j + 1 < MR) acc[2 * j + 1][v] = M::madd(b, w2[v], acc[2 * j + 1][v]);
           }
         }
         continue;
@@ -1413,22 +1420,22 @@ template <int MR, int NV, int PS = 0, int SW = 1, typename TOut>
       if constexpr (SW == 2) {  // column i: pixel i / 2 through tap i % 2, and even, pixel i / 2 - 1 through tap 2
 #pragma GCC unroll 32
         for (int i = 0; i < 2 * MR + 1; ++i) {
-          const typename V::type b = V::broadcast(xr + i * ps + c);
+          const In b = M::broadcast(xr + i * ps + c);
           for (int v = 0; v < NV; ++v) {
-            if (i % 2 == 0 && i / 2 < MR) acc[i / 2][v] = V::fmadd(b, w0[v], acc[i / 2][v]);
-            if (i % 2 == 1) acc[i / 2][v] = V::fmadd(b, w1[v], acc[i / 2][v]);
-            if (i % 2 == 0 && i >= 2) acc[i / 2 - 1][v] = V::fmadd(b, w2[v], acc[i / 2 - 1][v]);
+            if (i % 2 == 0 && i / 2 < MR) acc[i / 2][v] = M::madd(b, w0[v], acc[i / 2][v]);
+            if (i % 2 == 1) acc[i / 2][v] = M::madd(b, w1[v], acc[i / 2][v]);
+            if (i % 2 == 0 && i >= 2) acc[i / 2 - 1][v] = M::madd(b, w2[v], acc[i / 2 - 1][v]);
           }
         }
         continue;
       }
 #pragma GCC unroll 32
       for (int j = 0; j < MR + 2; ++j) {
-        const typename V::type b = V::broadcast(xr + j * ps + c);
+        const In b = M::broadcast(xr + j * ps + c);
         for (int v = 0; v < NV; ++v) {
-          if (j < MR) acc[j][v] = V::fmadd(b, w0[v], acc[j][v]);
-          if (j >= 1 && j - 1 < MR) acc[j - 1][v] = V::fmadd(b, w1[v], acc[j - 1][v]);
-          if (j >= 2) acc[j - 2][v] = V::fmadd(b, w2[v], acc[j - 2][v]);
+          if (j < MR) acc[j][v] = M::madd(b, w0[v], acc[j][v]);
+          if (j >= 1 && j - 1 < MR) acc[j - 1][v] = M::madd(b, w1[v], acc[j - 1][v]);
+          if (j >= 2) acc[j - 2][v] = M::madd(b, w2[v], acc[j - 2][v]);
         }
       }
     }
@@ -1446,9 +1453,11 @@ template <int MR, int NV, int PS = 0, int SW = 1, typename TOut>
 // edges (may be null; one group, x.sw == cin, not kDgradStride2): x is the unpadded image of a
 // padded layer, d's tap offsets include the padding (PaddedEdges); a tile whose window reaches
 // into the padding runs on a copy of that window, zeros outside the image.
-template <int MR, int NV, int PS, int SW = 1, typename TOut>
-void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t group_step, const float* wp,
-                    const float* bias, TOut* y, const int64_t ys[4], const PaddedEdges* edges = nullptr) {
+template <class M, int MR, int NV, int PS, int SW = 1, typename TOut>
+void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, int64_t group_step,
+                    const typename M::Elem* wp, const float* bias, TOut* y, const int64_t ys[4],
+                    const PaddedEdges* edges = nullptr) {
+  using E = typename M::Elem;
   constexpr int64_t KB = NV * VecF32::kLanes;
   const int64_t cin = d.in_per_group, taps = int64_t(d.tap_offset.size()), rows = taps / 3, G = d.groups;
   std::vector<int64_t> row_offset(rows);
@@ -1473,13 +1482,13 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
     float tile[MR * KB];
     int64_t y_off[MR];
     for (int m = 0; m < MR; ++m) y_off[m] = m * ys[3];
-    std::vector<float> window(edges ? rows * window_row : 0);
+    std::vector<E> window(edges ? rows * window_row : 0);
     for (int64_t item = b; item < e; ++item) {
       const int64_t g = groups_inner ? item % G : item / ntiles, t = groups_inner ? item / G : item % ntiles;
       const int64_t np = t / segments;
       const int64_t q0 = std::min((t % segments) * MR, d.Q - MR), p = np % d.P, n = np / d.P;
       const int64_t first = SW == kDgradStride2 ? q0 / 2 : q0;
-      const float* xt = x.data + n * x.sn + p * d.row_step + first * d.pixel_step + g * group_step;
+      const E* xt = x.data + n * x.sn + p * d.row_step + first * d.pixel_step + g * group_step;
       const int64_t* xt_rows = row_offset.data();
       if (edges && !(edges->row_inside[p] && edges->col_inside[q0] && edges->col_inside[q0 + MR - 1])) {
         // One run per row: the window's pixels inside the image are consecutive in x (SW = 2 too,
@@ -1489,27 +1498,27 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
         const int64_t j_hi = std::clamp<int64_t>(edges->W - w0, j_lo, window_cols);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t h = p * edges->stride_h - edges->pad_h + edges->tap_row[3 * r];
-          float* out = window.data() + r * window_row;
+          E* out = window.data() + r * window_row;
           if (h < 0 || h >= edges->H) {
-            std::fill(out, out + window_row, 0.0f);
+            std::fill(out, out + window_row, E{});
             continue;
           }
-          const float* src = x.data + n * x.sn + h * x.sh + (w0 + j_lo) * cin;
-          std::fill(out, out + j_lo * cin, 0.0f);
+          const E* src = x.data + n * x.sn + h * x.sh + (w0 + j_lo) * cin;
+          std::fill(out, out + j_lo * cin, E{});
           std::copy(src, src + (j_hi - j_lo) * cin, out + j_lo * cin);
-          std::fill(out + j_hi * cin, out + window_row, 0.0f);
+          std::fill(out + j_hi * cin, out + window_row, E{});
         }
         xt = window.data();
         xt_rows = window_offset.data();
       }
-      const float* wg = wp + g * taps * cin * KB;
+      const E* wg = wp + g * taps * cin * KB;
       const float* bg = bias ? bias + g * KB : nullptr;
       TOut* yt = y + n * ys[0] + p * ys[2] + q0 * ys[3] + g * KB * ys[1];
       if (direct_store) {
-        conv_row_tile<MR, NV, PS, SW>(xt, xt_rows, rows, column_step, wg, cin, bg, yt, ys[3]);
+        conv_row_tile<M, MR, NV, PS, SW>(xt, xt_rows, rows, column_step, wg, cin, bg, yt, ys[3]);
         continue;
       }
-      conv_row_tile<MR, NV, PS, SW>(xt, xt_rows, rows, column_step, wg, cin, bg, tile, KB);
+      conv_row_tile<M, MR, NV, PS, SW>(xt, xt_rows, rows, column_step, wg, cin, bg, tile, KB);
       store_tile<MR, KB>(tile, MR, d.out_per_group, yt, y_off, ys, ys[3] == 1);
     }
   });
@@ -1519,7 +1528,10 @@ void row_reuse_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, int64_t
 // for one vector per group on rows of 14+ pixels, else 7 (two vectors: 8 on NCHW rows of a
 // multiple of 8, else 7; AVX2: 7). edges: see row_reuse_conv. Group g's inputs start g
 // group_step elements after group 0's (-1: d.in_per_group, a channels-last x). Pixels NV L
-// elements apart (group blocks of as many inputs as outputs) take tiles compiled for that step.
+// channels apart (group blocks of as many inputs as outputs) take tiles compiled for that step.
+// Either policy: the dot engine's tiles broadcast channel pairs of a channels-last copy (group
+// blocks of pairs, their pixels' runs of 32 bytes, cost more to pack than their constant step
+// gained: 512 @14 g32 channels_last 0.82x, NCHW level).
 // dgrad_pairs: a kDgradStride2 plan (even d.Q of 8+; tiles of 14 or 6 pixels for one vector, 8
 // for two; AVX2 8).
 // AVX2 (8 outputs a group, ResNeXt's 256 @28 and 256 @56 /2; these had run direct_conv's group
@@ -1530,53 +1542,50 @@ template <class M, typename T, typename TOut>
 bool run_row_reuse(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x, const WeightSource<T>& weights,
                    const float* bias, TOut* y, const int64_t ys[4], int64_t group_step = -1,
                    bool dgrad_pairs = false, const PaddedEdges* edges = nullptr) {
-  if constexpr (M::kChannels != 1) {
-    return false;
-  } else {
-    const int column_stride = row_reuse_stride(d, x.sw);
-    if (column_stride == 0) return false;
-    constexpr int64_t L = VecF32::kLanes;
-    const int64_t gs = group_step >= 0 ? group_step : d.in_per_group;
-    const auto run = [&]<int MR, int NV>() {
-      const auto wp = pack_weights<M>(d, NV * L, weights);
-      if (column_stride == 2) {
-        if (d.pixel_step == 2 * NV * L) row_reuse_conv<MR, NV, NV * L, 2>(d, x, gs, wp.data(), bias, y, ys, edges);
-        else row_reuse_conv<MR, NV, 0, 2>(d, x, gs, wp.data(), bias, y, ys, edges);
-        return;
-      }
-      if (d.pixel_step == NV * L) row_reuse_conv<MR, NV, NV * L>(d, x, gs, wp.data(), bias, y, ys, edges);
-      else row_reuse_conv<MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys, edges);
-    };
-    if (dgrad_pairs) {
-      const auto run_pairs = [&]<int MR, int NV>() {
-        const auto wp = pack_weights<M>(d, NV * L, weights);
-        row_reuse_conv<MR, NV, 0, kDgradStride2>(d, x, gs, wp.data(), bias, y, ys);
-      };
-#if defined(__AVX512F__)
-      if (d.out_per_group == 2 * L && d.Q >= 8) run_pairs.template operator()<8, 2>();
-      else if (d.out_per_group == L && d.Q >= 14) run_pairs.template operator()<14, 1>();
-      else if (d.out_per_group == L && d.Q >= 8) run_pairs.template operator()<6, 1>();
-      else return false;
-#else
-      if (d.Q >= 8) run_pairs.template operator()<8, 1>();  // (MR + 3 weights + a broadcast: 12 of 16 registers)
-      else return false;
-#endif
-      return true;
+  const int column_stride = row_reuse_stride(d, x.sw);
+  if (column_stride == 0) return false;
+  constexpr int64_t L = VecF32::kLanes;
+  const int64_t gs = group_step >= 0 ? group_step : d.in_per_group;
+  const auto run = [&]<int MR, int NV>() {
+    const auto wp = pack_weights<M>(d, NV * L, weights);
+    constexpr int kStep = NV * L / M::kChannels;  // a pixel of as many inputs as outputs
+    if (column_stride == 2) {
+      if (d.pixel_step == 2 * kStep) row_reuse_conv<M, MR, NV, kStep, 2>(d, x, gs, wp.data(), bias, y, ys, edges);
+      else row_reuse_conv<M, MR, NV, 0, 2>(d, x, gs, wp.data(), bias, y, ys, edges);
+      return;
     }
+    if (d.pixel_step == kStep) row_reuse_conv<M, MR, NV, kStep>(d, x, gs, wp.data(), bias, y, ys, edges);
+    else row_reuse_conv<M, MR, NV, 0>(d, x, gs, wp.data(), bias, y, ys, edges);
+  };
+  if (dgrad_pairs) {
+    const auto run_pairs = [&]<int MR, int NV>() {
+      const auto wp = pack_weights<M>(d, NV * L, weights);
+      row_reuse_conv<M, MR, NV, 0, kDgradStride2>(d, x, gs, wp.data(), bias, y, ys);
+    };
 #if defined(__AVX512F__)
-    // NCHW rows of a length 8 divides take 8-pixel tiles: each output channel's pixels then leave
-    // as one whole 8 x 8 transpose, where 7 took partial stores (store_tile), a quarter of the
-    // stem's samples (in-process A/B, arms in random order, Xeon, 2 threads, NCHW: MobileNetV2's
-    // stem N=8 1.20x, N=1 1.24x, 32 -> 32 @112 1.08x; 32 a group @28 and 1024 @14 g32 level).
-    if (d.out_per_group == 2 * L && ys[1] != 1 && ys[3] == 1 && d.Q % 8 == 0) run.template operator()<8, 2>();
-    else if (d.out_per_group == 2 * L) run.template operator()<7, 2>();
-    else if (d.Q >= 14) run.template operator()<14, 1>();
-    else run.template operator()<7, 1>();
+    if (d.out_per_group == 2 * L && d.Q >= 8) run_pairs.template operator()<8, 2>();
+    else if (d.out_per_group == L && d.Q >= 14) run_pairs.template operator()<14, 1>();
+    else if (d.out_per_group == L && d.Q >= 8) run_pairs.template operator()<6, 1>();
+    else return false;
 #else
-    run.template operator()<7, 1>();  // (7 divides the rows of 56, 28, 14, 7)
+    if (d.Q >= 8) run_pairs.template operator()<8, 1>();  // (MR + 3 weights + a broadcast: 12 of 16 registers)
+    else return false;
 #endif
     return true;
   }
+#if defined(__AVX512F__)
+  // NCHW rows of a length 8 divides take 8-pixel tiles: each output channel's pixels then leave
+  // as one whole 8 x 8 transpose, where 7 took partial stores (store_tile), a quarter of the
+  // stem's samples (in-process A/B, arms in random order, Xeon, 2 threads, NCHW: MobileNetV2's
+  // stem N=8 1.20x, N=1 1.24x, 32 -> 32 @112 1.08x; 32 a group @28 and 1024 @14 g32 level).
+  if (d.out_per_group == 2 * L && ys[1] != 1 && ys[3] == 1 && d.Q % 8 == 0) run.template operator()<8, 2>();
+  else if (d.out_per_group == 2 * L) run.template operator()<7, 2>();
+  else if (d.Q >= 14) run.template operator()<14, 1>();
+  else run.template operator()<7, 1>();
+#else
+  run.template operator()<7, 1>();  // (7 divides the rows of 56, 28, 14, 7)
+#endif
+  return true;
 }
 
 // The narrowest tile whose one block holds `channels` output channels (at most a 4-vector
@@ -2603,10 +2612,24 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   // channels_last 1.58 -> 1.25 ms, NCHW 3.07 -> 1.87, N=1 0.239 -> 0.205, 0.385 -> 0.231; 1024 @14
   // /2 (8-pixel tiles over rows of 14: 2 of 16 pixels computed twice) N=8 NCHW 2.15 -> 1.53, N=1
   // channels_last 0.341 -> 0.297, NCHW 0.561 -> 0.333, but N=8 channels_last 1.23 -> 1.29.
-  if constexpr (M::kChannels == 1) {
+  {
     bool pairs = p.stride_w == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 &&
                  (VecF32::kLanes == 16 ? Cg == 16 || Cg == 32 : Cg == 8) && p.W >= 8;
     for (const DgradPhase1D& ph_r : rows) pairs = pairs && (ph_r.count == 0 || !ph_r.taps.empty());
+    // The dot engine too (in-process A/B against the phases, arms in random order, Zen 5, 2
+    // threads, bfloat16: 512 @28 /2 g32 N=8 NCHW 1.48 -> 0.74 ms, channels_last 0.55 -> 0.42,
+    // N=1 1.7x / 1.3x; 32 -> 16 @112 /2 NCHW 2.1x, channels_last 1.2x; 1024 @14 /2 g32 NCHW
+    // 1.4x), but not channels_last with 32 a group, whose 8-pixel tiles over rows of 14 compute
+    // 16 (1024 @14 /2 N=8 0.35 -> 0.39 ms).
+    if (M::kChannels == 2 && xs[1] == 1 && Cg == 32) pairs = false;
+    if constexpr (M::kTiles) {
+      // Where AMX tiles take the phases (below), they keep them: the pairs have not run there.
+      if (pairs) {
+        WeightSource<T> unused;
+        const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], p.stride_w * xs[3]};
+        pairs = !M::tiles_apply(phase_plan(rows[0], cols[0], dyv, kin, &unused), ys);
+      }
+    }
     if (pairs) {
       const int64_t ys[4] = {xs[0], xs[1], p.stride_h * xs[2], xs[3]};
       for (const DgradPhase1D& ph_r : rows) {

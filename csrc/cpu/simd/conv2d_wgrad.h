@@ -572,8 +572,12 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
 }
 
 // Returns false (doing nothing) where the engine does not apply: few output channels per group.
-// AVX-512 with the float policy runs up to 16 output channels per group on 24 x 1 tiles and 17-32
-// on 12 x 2 ones, not on 6 x 4 tiles of 64 lanes, most of them padding. In-process A/B, 2 threads,
+// AVX-512 runs up to 16 output channels per group on 24 x 1 tiles and 17-32 on 12 x 2 ones, not
+// on 6 x 4 tiles of 64 lanes, most of them padding. DotBf16 too, against 6 x 4 (in-process A/B,
+// arms in random order, Zen 5, 2 threads, N=8 bfloat16, channels_last / NCHW): ResNeXt 32 groups
+// 512 @14 2.54 -> 0.50 ms / 2.87 -> 0.60, 1024 @7 1.10 -> 0.44 / 1.20 -> 0.54, 8 groups 256 @28
+// 4.33 -> 1.74 / 4.33 -> 1.81, 4 groups 64 @56 4.73 -> 0.94, 1x1 256 @56 x 16 24.6 -> 3.2. Float
+// policy, in-process A/B, 2 threads,
 // N=8 channels_last float32 (with copy_pixel's packing): 3 -> 32 3x3/2 @224 (MobileNetV2's stem)
 // 2.3-2.6x, 3 -> 24 /2 2.0-2.7x, 3 -> 16 /2 4.4x, 32 -> 16 @112 3.5x, 16 -> 16 @56 3.4x. Against
 // torch then: 32 -> 16 and 16 -> 16 level, 3 -> 32 0.9-1.1x, 3 -> 24 0.8x, 3 -> 16 0.35x (9 of
@@ -582,7 +586,7 @@ template <typename T, class M = FmaF32>
 inline bool conv2d_wgrad_direct(const Conv2dWgradArgs& a) {
   const int64_t Kg = a.p.K / a.p.groups;
   if (a.p.dtype != dtype_of<T>() || Kg < 8) return false;
-  if constexpr (M::kChannels == 1 && kWgradTileVectors == 4) {
+  if constexpr (kWgradTileVectors == 4) {
     if (Kg <= 16) {
       conv2d_wgrad_direct_tiles<T, M, 24, 1>(a);
       return true;
