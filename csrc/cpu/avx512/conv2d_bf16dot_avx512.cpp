@@ -46,6 +46,7 @@
 
 #define CNNKERNELS_KERNEL_NS avx512bf16
 #include "../simd/conv2d_direct.h"
+#include "../simd/conv2d_grouped.h"
 #include "../simd/conv2d_wgrad_1x1.h"
 
 namespace cnnkernels {
@@ -814,6 +815,69 @@ bool grouped_dgrad_tiles_apply(const Conv2dDgradArgs& a) {
   return a.p.groups == 1 || a.dx.stride[1] == 1 || a.p.stride_w == 1;
 }
 
+// ---- Grouped lanes over channel pairs (conv2d_grouped.h's row tiles) ------------------------------
+
+// Lane l of a block takes its group's channel pair j: the block's L / Kg CG / 2 pairs (masked: no
+// read past them) permuted, index l / Kg CG / 2 + j.
+template <int CG>
+struct GroupLaneGather<CG, DotBf16> {
+  static_assert(CG % 2 == 0, "whole channel pairs a group");
+  explicit GroupLaneGather(int64_t Kg) : mask(__mmask16((1u << (16 / Kg * CG / 2)) - 1)) {
+    alignas(64) int32_t idx[16];
+    for (int j = 0; j < CG / 2; ++j) {
+      for (int l = 0; l < 16; ++l) idx[l] = int32_t(l / Kg * (CG / 2) + j);
+      lanes[j] = _mm512_load_si512(idx);
+    }
+  }
+  [[gnu::always_inline]] DotBf16::In operator()(const uint32_t* p, int j) const {
+    return (DotBf16::In)_mm512_permutexvar_epi32(lanes[j], _mm512_maskz_loadu_epi32(mask, p));
+  }
+  static DotBf16::In zero() { return (DotBf16::In)_mm512_setzero_si512(); }
+  __mmask16 mask;
+  __m512i lanes[CG / 2];
+};
+
+// The grouped forward of 2-8 even channels a group (as many or fewer than its outputs, which a
+// vector's lanes hold whole) on grouped_lanes_row_conv's row tiles at column stride 1, with
+// vdpbf16ps: x as a padded channels-last bfloat16 copy read as pairs, the weights as pairs
+// wp[kb][t][j][L] (lo: channel 2j, hi: 2j + 1). Each permuted pair feeds three taps' multiply-adds
+// of two channels each, where the float engine's permute fed three FMAs of one channel.
+template <int CG>
+void grouped_lanes_fprop_pairs(const Conv2dFpropArgs& a) {
+  constexpr int64_t L = 16, J = CG / 2;
+  const Conv2dProblem& p = a.p;
+  const int64_t Kg = p.K / p.groups, taps = p.R * p.S, nkb = (p.K + L - 1) / L;
+  const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
+  const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
+  const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, p.C,
+                                                          p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+  const int64_t pixel = p.C / 2;
+  const NhwcViewOf<uint32_t> xv{reinterpret_cast<const uint32_t*>(xp.data()), Hp * Wp * pixel, Wp * pixel, pixel};
+  DirectConvPlan d{p.N, p.groups, J, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+  const bf16* w = static_cast<const bf16*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  std::vector<uint32_t> wp(nkb * taps * J * L, 0);
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t j = 0; j < J; ++j) {
+        const bf16* wk = w + k * ws[0] + t / p.S * ws[2] + t % p.S * ws[3];
+        wp[((k / L * taps + t) * J + j) * L + k % L] = uint32_t(wk[2 * j * ws[1]].bits) |
+                                                        uint32_t(wk[(2 * j + 1) * ws[1]].bits) << 16;
+      }
+  const FloatBias<bf16> bias_values(a.bias, p.K);
+  std::vector<float> bias;
+  if (a.bias) {
+    bias.assign(nkb * L, 0.0f);
+    std::copy(bias_values.data(), bias_values.data() + p.K, bias.begin());
+  }
+  const float* bias_blocks = a.bias ? bias.data() : nullptr;
+  bf16* y = static_cast<bf16*>(a.y.data);
+  if (p.Q >= 14) grouped_lanes_row_conv<CG, 14, 0, 1, DotBf16>(d, xv, wp.data(), bias_blocks, y, a.y.stride);
+  else grouped_lanes_row_conv<CG, 7, 0, 1, DotBf16>(d, xv, wp.data(), bias_blocks, y, a.y.stride);
+}
+
 }  // namespace
 
 // The forward at column stride 2+ bundles pairs of groups of 16 too (32 outputs: whole tiles,
@@ -856,6 +920,28 @@ bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
   return p.groups == 1 ? amx_enabled() && amx_chunk_pairs(pairs) > 0
                        : (amx_groups_apply(p.groups, pairs, p.C / p.groups) || amx_bundle(p) > 0) &&
                              grouped_dgrad_tiles_apply(a);
+}
+
+// At column stride 1 (in-process A/B against the float engine's row tiles, arms in random
+// order, Zen 5, 2 threads, bfloat16, ResNeXt's 32 groups, channels_last / NCHW: 256 @28 N=8
+// 1.25-1.49x / 1.29-1.30x, N=1 1.28x / 1.18x; 128 @56 1.74x / 1.45x; 64 @56 1.26x / 1.20x). At
+// stride 2 they ran level or lost (128 @56 /2 0.96-1.00x; 8 inputs and 8 outputs a group, where
+// grouped_product_lanes_fprop runs, 0.81-0.95x).
+bool conv2d_fprop_grouped_lanes_dot(const Conv2dFpropArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  if (p.dtype != DType::bf16 || Cg % 2 != 0 || !grouped_lanes_apply(p.groups, Cg, Kg) ||
+      grouped_product_lanes_takes<bf16>(a))
+    return false;
+  const int64_t pixel = p.C / 2;  // (the plan's strides only: three_tap_rows)
+  DirectConvPlan d{p.N, p.groups, Cg / 2, Kg, p.P, p.Q, p.stride_h * p.W * pixel, p.stride_w * pixel, {}};
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * p.W * pixel + s * p.dil_w * pixel);
+  if (!three_tap_rows(d, pixel)) return false;
+  with_group_channels(Cg, [&]<int CG>() {
+    if constexpr (CG % 2 == 0) grouped_lanes_fprop_pairs<CG>(a);
+  });
+  return true;
 }
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {

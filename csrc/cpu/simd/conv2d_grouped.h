@@ -57,6 +57,21 @@ struct GroupLaneIndex {
   typename VecF32::index lanes[CG];
 };
 
+// How the row tiles (grouped_lanes_row_conv) hand lane l of a block its group's packed input j
+// (input channel j; for the vdpbf16ps engine, conv2d_bf16dot_avx512.cpp, channel pair j) from the
+// block's inputs at p: a load and a lane permute.
+template <int CG, class M>
+struct GroupLaneGather;
+template <int CG>
+struct GroupLaneGather<CG, FmaF32> {
+  explicit GroupLaneGather(int64_t Kg) : index(Kg) {}
+  [[gnu::always_inline]] VecF32::type operator()(const float* p, int j) const {
+    return VecF32::permute(VecF32::load(p), index.lanes[j]);
+  }
+  static VecF32::type zero() { return VecF32::zero(); }
+  GroupLaneIndex<CG> index;
+};
+
 // Whether every group's Kg lanes lie in one 128-bit lane with its CG inputs (Kg == CG, 2 or 4):
 // then group_channel_in_lanes hands lane l its group's channel j without an index register
 // (AVX2's weight-gradient rows, grouped_lanes_wgrad_rows).
@@ -199,21 +214,24 @@ struct InPlacePadding {
 // had a permute per FMA and stored every other pixel).
 // With `pad` (InPlacePadding), x is the unpadded image itself and each tile finds its rows and
 // edge columns as described there.
-template <int CG, int MR, int PS = 0, int SW = 1, typename TOut>
-void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x, const float* wp,
-                            const float* bias_blocks, TOut* y, const int64_t ys[4], int64_t block_step = -1,
-                            const InPlacePadding* pad = nullptr) {
+// M: the multiply-add policy (FmaF32; DotBf16 over channel pairs, J = CG / 2 packed inputs a
+// group, x and wp of 32-bit pairs, no InPlacePadding).
+template <int CG, int MR, int PS = 0, int SW = 1, class M = FmaF32, typename TOut>
+void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
+                            const typename M::Elem* wp, const float* bias_blocks, TOut* y, const int64_t ys[4],
+                            int64_t block_step = -1, const InPlacePadding* pad = nullptr) {
   using V = VecF32;
-  constexpr int L = V::kLanes;
+  using E = typename M::Elem;
+  constexpr int L = V::kLanes, J = CG / M::kChannels;
   const int64_t Kg = d.out_per_group, K = d.groups * Kg, nkb = (K + L - 1) / L;
-  const int64_t taps = int64_t(d.tap_offset.size()), rows = taps / 3, block_inputs = L / Kg * CG;
+  const int64_t taps = int64_t(d.tap_offset.size()), rows = taps / 3, block_inputs = L / Kg * J;
   const int64_t segments = (d.Q + MR - 1) / MR, ntiles = d.N * d.P * segments;
   constexpr bool kDgrad = SW == kDgradStride2;
   static_assert(!kDgrad || MR % 2 == 0, "a transposed tile holds whole pairs of dx columns");
   const int64_t ps = PS > 0 ? PS : (kDgrad ? d.pixel_step : d.pixel_step / SW);
   const int64_t kb_step = block_step >= 0 ? block_step : block_inputs;
   const bool blocks_outer = block_step >= 0;
-  const GroupLaneIndex<CG> index(Kg);
+  const GroupLaneGather<CG, M> gather(Kg);
   parallel_for(0, ntiles * nkb, 4, [&](int64_t b, int64_t e) {
     alignas(64) float tile[MR * L];
     int64_t y_off[MR];
@@ -228,7 +246,7 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
       const int64_t first = kDgrad ? q0 / 2 : q0 * SW;
       // Padded: kernel row r at xb + tap_offset[3 r]. In place: at xb + r dil_h sh where that row
       // lies in the image, else the zero row; columns -1 and W read as zero vectors.
-      const float* xb = x.data + n * x.sn + p * d.row_step + first * ps + kb * kb_step;
+      const E* xb = x.data + n * x.sn + p * d.row_step + first * ps + kb * kb_step;
       int64_t row0 = 0;
       bool left_zero = false, right_zero = false;
       if (pad) {
@@ -238,39 +256,39 @@ void grouped_lanes_row_conv(const DirectConvPlan& d, const NhwcViewOf<float>& x,
         right_zero = col0 + kColumns > pad->W;
         xb = x.data + n * x.sn + row0 * x.sh + col0 * x.sw + kb * kb_step;
       }
-      const float* wb = wp + kb * taps * CG * L;
+      const E* wb = wp + kb * taps * J * L;
       typename V::type acc[MR];
       const typename V::type bias = bias_blocks ? V::load(bias_blocks + kb * L) : V::zero();
 #pragma GCC unroll 32
       for (int m = 0; m < MR; ++m) acc[m] = bias;
       for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = xb + d.tap_offset[3 * r];
+        const E* xr = xb + d.tap_offset[3 * r];
         if (pad) {
           const int64_t h = row0 + r * pad->dil_h;
-          xr = h >= 0 && h < pad->H ? xb + r * pad->dil_h * x.sh : pad->zero_row;
+          xr = h >= 0 && h < pad->H ? xb + r * pad->dil_h * x.sh : reinterpret_cast<const E*>(pad->zero_row);
         }
-        const float* wr = wb + 3 * r * CG * L;
-        for (int j = 0; j < CG; ++j) {
-          const typename V::type w0 = V::load(wr + j * L), w1 = V::load(wr + (CG + j) * L),
-                                 w2 = V::load(wr + (2 * CG + j) * L);
+        const E* wr = wb + 3 * r * J * L;
+        for (int j = 0; j < J; ++j) {
+          const typename M::In w0 = M::load(wr + j * L), w1 = M::load(wr + (J + j) * L),
+                               w2 = M::load(wr + (2 * J + j) * L);
           // The same columns serve every j: left visible, GCC 12 loaded stride 2's 29 columns once
           // per row and kept them on the stack, a permute from memory each. Reloaded per j here
           // (AVX2 at stride 1 too: its 9 columns went to the stack).
-          const float* xj = xr;
+          const E* xj = xr;
           if constexpr (SW > 1 || L == 8) asm("" : "+r"(xj));
 #pragma GCC unroll 32
           for (int i = 0; i < kColumns; ++i) {
-            typename V::type v;
-            if ((i == 0 && left_zero) || (i == kColumns - 1 && right_zero)) v = V::zero();
-            else v = V::permute(V::load(xj + i * ps), index.lanes[j]);
+            typename M::In v;
+            if ((i == 0 && left_zero) || (i == kColumns - 1 && right_zero)) v = gather.zero();
+            else v = gather(xj + i * ps, j);
             if constexpr (kDgrad) {
-              if (2 * i < MR) acc[2 * i] = V::fmadd(v, w1, acc[2 * i]);
-              if (i >= 1) acc[2 * i - 1] = V::fmadd(v, w0, acc[2 * i - 1]);
-              if (2 * i + 1 < MR) acc[2 * i + 1] = V::fmadd(v, w2, acc[2 * i + 1]);
+              if (2 * i < MR) acc[2 * i] = M::madd(v, w1, acc[2 * i]);
+              if (i >= 1) acc[2 * i - 1] = M::madd(v, w0, acc[2 * i - 1]);
+              if (2 * i + 1 < MR) acc[2 * i + 1] = M::madd(v, w2, acc[2 * i + 1]);
             } else {
-              if (i % SW == 0 && i / SW < MR) acc[i / SW] = V::fmadd(v, w0, acc[i / SW]);
-              if ((i - 1) % SW == 0 && i >= 1 && (i - 1) / SW < MR) acc[(i - 1) / SW] = V::fmadd(v, w1, acc[(i - 1) / SW]);
-              if (i % SW == 0 && i >= 2 && (i - 2) / SW < MR) acc[(i - 2) / SW] = V::fmadd(v, w2, acc[(i - 2) / SW]);
+              if (i % SW == 0 && i / SW < MR) acc[i / SW] = M::madd(v, w0, acc[i / SW]);
+              if ((i - 1) % SW == 0 && i >= 1 && (i - 1) / SW < MR) acc[(i - 1) / SW] = M::madd(v, w1, acc[(i - 1) / SW]);
+              if (i % SW == 0 && i >= 2 && (i - 2) / SW < MR) acc[(i - 2) / SW] = M::madd(v, w2, acc[(i - 2) / SW]);
             }
           }
         }
