@@ -2074,8 +2074,9 @@ def test_bfloat16_row_tiles(bf16_dot, layout, c, k, groups, h, w, stride):
 ])
 def test_bfloat16_grouped_lanes_pairs(bf16_dot, layout, c, k, groups, h, w):
     """Grouped layers of 2-8 even channels a group at column stride 1 run the row tiles of
-    conv2d_grouped.h on the vdpbf16ps engine too, each lane permuted its group's channel pair:
-    all three results against PyTorch, on both AVX-512 bfloat16 engines."""
+    conv2d_grouped.h on the vdpbf16ps engine too, each lane permuted its group's channel pair: the
+    forward, and the input gradient as a forward of dy (dgrad_as_forward). All three results
+    against PyTorch, on both AVX-512 bfloat16 engines."""
     cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
                bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout, seed=c * h + w)
     with forced_isa("avx512"), forced_bf16_dot(bf16_dot):

@@ -1094,8 +1094,10 @@ inline bool dgrad_as_forward_apply(const Conv2dDgradArgs& a) {
 // AVX2: 8 a group 256 @28 N=8 2.83 -> 1.85 ms / 1.03x, N=1 1.27x / 0.99x; 4 a group 128 @56 N=8
 // 3.86 -> 2.07 / 1.69x, N=1 1.64x / 1.37x; 2 a group 64 @56 N=8 1.66x / 1.61x, N=1 1.43x /
 // 1.18x; bfloat16 N=8 NCHW 1.17-1.23x, channels_last 256 @28 1.02x, 128 @56 1.22x).
-template <typename T>
-bool dgrad_as_forward(const Conv2dDgradArgs& a) {
+// forward(f): the forward that runs it (conv2d_fprop_grouped_lanes; the vdpbf16ps engine's
+// grouped row tiles, conv2d_bf16dot_avx512.cpp).
+template <typename T, class Forward>
+bool dgrad_as_forward(const Conv2dDgradArgs& a, const Forward& forward) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups, R = p.R, S = p.S;
   const T* w = static_cast<const T*>(a.w.data);
@@ -1116,7 +1118,7 @@ bool dgrad_as_forward(const Conv2dDgradArgs& a) {
   f.w = ConstView4{flipped.data(), {Kg * R * S, R * S, S, 1}};
   f.bias = nullptr;
   f.y = a.dx;
-  return conv2d_fprop_grouped_lanes<T>(f);  // false (nothing done) where the forward leaves the layer
+  return forward(f);  // false (nothing done) where the forward leaves the layer
 }
 
 template <typename T>
@@ -1131,7 +1133,8 @@ inline bool conv2d_dgrad_grouped_lanes(const Conv2dDgradArgs& a) {
   if (!grouped_lanes_apply(p.groups, Kg, Cg)) return false;
   // Stride 1: the forward's layouts and tiles (a float32 channels_last dy stays with
   // grouped_lanes_dgrad, whose row tiles read it in place: 0.94-1.15x through the forward).
-  if (dgrad_as_forward_apply(a) && !(std::is_same_v<T, float> && a.dy.stride[1] == 1) && dgrad_as_forward<T>(a))
+  if (dgrad_as_forward_apply(a) && !(std::is_same_v<T, float> && a.dy.stride[1] == 1) &&
+      dgrad_as_forward<T>(a, conv2d_fprop_grouped_lanes<T>))
     return true;
   with_group_channels(Kg, [&]<int KG>() { grouped_lanes_dgrad<T, KG>(a); });
   return true;
