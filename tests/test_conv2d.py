@@ -2064,21 +2064,23 @@ def test_bfloat16_row_tiles(bf16_dot, layout, c, k, groups, h, w, stride):
 
 @pytest.mark.parametrize("bf16_dot", ["on", "off"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
-@pytest.mark.parametrize("c,k,groups,h,w", [
-    (64, 64, 8, 6, 16),     # 8 a group (ResNeXt's 256 @28): two groups a vector, 14-pixel tiles, the last overlapping
-    (32, 32, 8, 7, 9),      # 4 a group: four a vector, 7-pixel tiles
-    (16, 32, 8, 5, 30),     # 2 inputs, 4 outputs a group
-    (24, 48, 6, 5, 14),     # 4 inputs, 8 outputs a group: three blocks of 16 lanes
-    (8, 8, 2, 6, 16),       # 8 outputs in all: one block, half its lanes stored
-    (48, 48, 8, 6, 15),     # 6 a group: 6 does not divide the lanes, other engines
+@pytest.mark.parametrize("c,k,groups,h,w,stride", [
+    (64, 64, 8, 6, 16, 1),     # 8 a group (ResNeXt's 256 @28): two groups a vector, 14-pixel tiles, the last overlapping
+    (32, 32, 8, 7, 9, 1),      # 4 a group: four a vector, 7-pixel tiles
+    (16, 32, 8, 5, 30, 1),     # 2 inputs, 4 outputs a group
+    (24, 48, 6, 5, 14, 1),     # 4 inputs, 8 outputs a group: three blocks of 16 lanes
+    (8, 8, 2, 6, 16, 1),       # 8 outputs in all: one block, half its lanes stored
+    (48, 48, 8, 6, 15, 1),     # 6 a group: 6 does not divide the lanes, other engines
+    (64, 64, 8, 9, 32, 2),     # stride 2 (ResNeXt's 256 @56 /2): the input gradient's column pairs
+    (32, 16, 8, 6, 14, 2),     # 4 in, 2 out a group: dy pairs of 2 channels, rows of 14
 ])
-def test_bfloat16_grouped_lanes_pairs(bf16_dot, layout, c, k, groups, h, w):
-    """Grouped layers of 2-8 even channels a group at column stride 1 run the row tiles of
-    conv2d_grouped.h on the vdpbf16ps engine too, each lane permuted its group's channel pair: the
-    forward, and the input gradient as a forward of dy (dgrad_as_forward). All three results
-    against PyTorch, on both AVX-512 bfloat16 engines."""
-    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
-               bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout, seed=c * h + w)
+def test_bfloat16_grouped_lanes_pairs(bf16_dot, layout, c, k, groups, h, w, stride):
+    """Grouped layers of 2-8 even channels a group run the row tiles of conv2d_grouped.h on the
+    vdpbf16ps engine too, each lane permuted its group's channel pair: at column stride 1 the
+    forward, and the input gradient as a forward of dy (dgrad_as_forward); at stride 2 the input
+    gradient's column pairs. All three results against PyTorch, on both AVX-512 bfloat16 engines."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=3, s=3, groups=groups, stride=(stride, stride), padding=(1, 1),
+               dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout, seed=c * h + w)
     with forced_isa("avx512"), forced_bf16_dot(bf16_dot):
         check_against_torch(cfg, torch.bfloat16)
 

@@ -837,6 +837,20 @@ struct GroupLaneGather<CG, DotBf16> {
   __m512i lanes[CG / 2];
 };
 
+// grouped_lanes_row_conv's weights over channel pairs: wp[kb][t][j][L] = (weight(k, 2j, t),
+// weight(k, 2j + 1, t)) for output k of K (lane k % L of block k / L), zero past K.
+template <int J, typename Weight>
+std::vector<uint32_t> grouped_lanes_pair_weights(int64_t K, int64_t taps, const Weight& weight) {
+  constexpr int64_t L = 16;
+  std::vector<uint32_t> wp((K + L - 1) / L * taps * J * L, 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t j = 0; j < J; ++j)
+        wp[((k / L * taps + t) * J + j) * L + k % L] =
+            uint32_t(weight(k, 2 * j, t).bits) | uint32_t(weight(k, 2 * j + 1, t).bits) << 16;
+  return wp;
+}
+
 // The grouped forward of 2-8 even channels a group (as many or fewer than its outputs, which a
 // vector's lanes hold whole) on grouped_lanes_row_conv's row tiles at column stride 1, with
 // vdpbf16ps: x as a padded channels-last bfloat16 copy read as pairs, the weights as pairs
@@ -858,14 +872,9 @@ void grouped_lanes_fprop_pairs(const Conv2dFpropArgs& a) {
     for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
   const bf16* w = static_cast<const bf16*>(a.w.data);
   const int64_t* ws = a.w.stride;
-  std::vector<uint32_t> wp(nkb * taps * J * L, 0);
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t j = 0; j < J; ++j) {
-        const bf16* wk = w + k * ws[0] + t / p.S * ws[2] + t % p.S * ws[3];
-        wp[((k / L * taps + t) * J + j) * L + k % L] = uint32_t(wk[2 * j * ws[1]].bits) |
-                                                        uint32_t(wk[(2 * j + 1) * ws[1]].bits) << 16;
-      }
+  const std::vector<uint32_t> wp = grouped_lanes_pair_weights<J>(p.K, taps, [&](int64_t k, int64_t c, int64_t t) {
+    return w[k * ws[0] + c * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]];
+  });
   const FloatBias<bf16> bias_values(a.bias, p.K);
   std::vector<float> bias;
   if (a.bias) {
@@ -922,6 +931,43 @@ bool conv2d_dgrad_bf16_tiles(const Conv2dDgradArgs& a) {
                              grouped_dgrad_tiles_apply(a);
 }
 
+// The grouped input gradient at column stride 2 (grouped_dgrad_column_pairs_apply) with row tiles
+// over both column phases (kDgradStride2), as grouped_lanes_dgrad runs them on the float engine:
+// dy as a padded channels-last bfloat16 copy read as pairs of its KG channels a group. In-process
+// A/B against the float engine's, arms in random order, Zen 5, 2 threads, bfloat16 N=8, ResNeXt's
+// 32 groups, channels_last / NCHW: 256 @56 /2 1.35 -> 0.82 ms / 2.08 -> 1.45; 128 @56 /2 1.11x /
+// 1.07x; 64 @56 /2 1.24x / 1.03x.
+template <int KG>
+void grouped_lanes_dgrad_pairs(const Conv2dDgradArgs& a) {
+  const Conv2dProblem& p = a.p;
+  const int64_t Cg = p.C / p.groups;
+  const DgradPadding pad(p);
+  const ScratchOf<bf16> dyp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.dy.data), a.dy.stride, p.N,
+                                                           p.K, p.P, p.Q, pad.top, pad.left, pad.Hp, pad.Wp);
+  const int64_t pixel = p.K / 2;
+  const NhwcViewOf<uint32_t> dv{reinterpret_cast<const uint32_t*>(dyp.data()), pad.Hp * pad.Wp * pixel,
+                                pad.Wp * pixel, pixel};
+  const bf16* w = static_cast<const bf16*>(a.w.data);
+  const int64_t* ws = a.w.stride;
+  bf16* dx = static_cast<bf16*>(a.dx.data);
+  const int64_t* xs = a.dx.stride;
+  const int64_t dx_strides[4] = {xs[0], xs[1], xs[2] * p.stride_h, xs[3]};
+  std::vector<std::pair<int64_t, int64_t>> rows;
+  for (int64_t pa = 0; pa < std::min(p.stride_h, p.H); ++pa) {
+    dgrad_phase_taps(pa, p.stride_h, p.pad_h, p.R, p.dil_h, rows);
+    DirectConvPlan d{p.N, p.groups, KG / 2, Cg, (p.H - pa + p.stride_h - 1) / p.stride_h, p.W, dv.sh, dv.sw, {}};
+    for (const auto& [r, ro] : rows)
+      for (int64_t s = 0; s < 3; ++s) d.tap_offset.push_back((pad.top + ro) * dv.sh + pad.left * dv.sw);
+    // dx channel c (group c / Cg, its channel c % Cg) from dy channel o of its group.
+    const std::vector<uint32_t> wp =
+        grouped_lanes_pair_weights<KG / 2>(p.C, int64_t(d.tap_offset.size()), [&](int64_t c, int64_t o, int64_t t) {
+          return w[(c / Cg * KG + o) * ws[0] + c % Cg * ws[1] + rows[t / 3].first * ws[2] + t % 3 * ws[3]];
+        });
+    grouped_lanes_row_conv<KG, 14, 0, kDgradStride2, DotBf16>(d, dv, wp.data(), nullptr, dx + pa * xs[2],
+                                                                dx_strides);
+  }
+}
+
 // At column stride 1 (in-process A/B against the float engine's row tiles, arms in random
 // order, Zen 5, 2 threads, bfloat16, ResNeXt's 32 groups, channels_last / NCHW: 256 @28 N=8
 // 1.25-1.49x / 1.29-1.30x, N=1 1.28x / 1.18x; 128 @56 1.74x / 1.45x; 64 @56 1.26x / 1.20x). At
@@ -950,8 +996,15 @@ bool conv2d_fprop_grouped_lanes_dot(const Conv2dFpropArgs& a) {
 // 1.13x.
 bool conv2d_dgrad_grouped_lanes_dot(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
-  return p.dtype == DType::bf16 && grouped_lanes_apply(p.groups, p.K / p.groups, p.C / p.groups) &&
-         dgrad_as_forward_apply(a) && dgrad_as_forward<bf16>(a, conv2d_fprop_grouped_lanes_dot);
+  const int64_t Kg = p.K / p.groups;
+  if (p.dtype != DType::bf16 || !grouped_lanes_apply(p.groups, Kg, p.C / p.groups)) return false;
+  if (Kg % 2 == 0 && grouped_dgrad_column_pairs_apply(p)) {
+    with_group_channels(Kg, [&]<int KG>() {
+      if constexpr (KG % 2 == 0) grouped_lanes_dgrad_pairs<KG>(a);
+    });
+    return true;
+  }
+  return dgrad_as_forward_apply(a) && dgrad_as_forward<bf16>(a, conv2d_fprop_grouped_lanes_dot);
 }
 
 bool conv2d_fprop_bf16_dot(const Conv2dFpropArgs& a) {

@@ -819,28 +819,43 @@ inline void dgrad_phase_taps(int64_t a, int64_t stride, int64_t pad, int64_t tap
   }
 }
 
+// dy's padding for the input gradient's stride phases (dgrad_phase_taps): the offsets every phase
+// reaches past [0, P) and [0, Q), and the padded size.
+struct DgradPadding {
+  explicit DgradPadding(const Conv2dProblem& p) {
+    std::vector<std::pair<int64_t, int64_t>> taps;
+    for (int64_t ph = 0; ph < std::min(p.stride_h, p.H); ++ph) {
+      dgrad_phase_taps(ph, p.stride_h, p.pad_h, p.R, p.dil_h, taps);
+      const int64_t I = (p.H - ph + p.stride_h - 1) / p.stride_h;
+      for (const auto& [r, off] : taps) top = std::max(top, -off), bottom = std::max(bottom, I - 1 + off - (p.P - 1));
+    }
+    for (int64_t ph = 0; ph < std::min(p.stride_w, p.W); ++ph) {
+      dgrad_phase_taps(ph, p.stride_w, p.pad_w, p.S, p.dil_w, taps);
+      const int64_t J = (p.W - ph + p.stride_w - 1) / p.stride_w;
+      for (const auto& [s, off] : taps) left = std::max(left, -off), right = std::max(right, J - 1 + off - (p.Q - 1));
+    }
+    Hp = top + p.P + bottom, Wp = left + p.Q + right;
+  }
+  int64_t top = 0, bottom = 0, left = 0, right = 0, Hp = 0, Wp = 0;
+};
+
 // The input gradient as forward convolutions of dy, one per stride phase (sh sw of them): dx at
 // rows a + sh i and columns b + sw j sums dy at (i + off_r, j + off_s) times w at the phase's taps,
 // each group's roles swapped (Kg inputs, Cg outputs): here where Kg <= Cg. dy goes once into a
 // channels-last buffer padded for every phase's offsets; a phase without taps stores zeros.
+// Whether grouped_lanes_dgrad's column pairs (kDgradStride2) take the layer: column stride 2 over
+// 3 taps and a column of padding, even widths of 14+.
+inline bool grouped_dgrad_column_pairs_apply(const Conv2dProblem& p) {
+  return p.stride_w == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14;
+}
+
 template <typename T, int KG>
 void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, sh = p.stride_h, sw = p.stride_w;
   std::vector<std::pair<int64_t, int64_t>> rows, cols;
-  // dy's padding: the offsets every phase reaches past [0, P) and [0, Q).
-  int64_t top = 0, bottom = 0, left = 0, right = 0;
-  for (int64_t ph = 0; ph < std::min(sh, p.H); ++ph) {
-    dgrad_phase_taps(ph, sh, p.pad_h, p.R, p.dil_h, rows);
-    const int64_t I = (p.H - ph + sh - 1) / sh;
-    for (const auto& [r, off] : rows) top = std::max(top, -off), bottom = std::max(bottom, I - 1 + off - (p.P - 1));
-  }
-  for (int64_t ph = 0; ph < std::min(sw, p.W); ++ph) {
-    dgrad_phase_taps(ph, sw, p.pad_w, p.S, p.dil_w, cols);
-    const int64_t J = (p.W - ph + sw - 1) / sw;
-    for (const auto& [s, off] : cols) left = std::max(left, -off), right = std::max(right, J - 1 + off - (p.Q - 1));
-  }
-  const int64_t Hp = top + p.P + bottom, Wp = left + p.Q + right;
+  const DgradPadding dp(p);
+  const int64_t top = dp.top, left = dp.left, right = dp.right, Hp = dp.Hp, Wp = dp.Wp;
   const int64_t ps = grouped_pixel_slots(p.K, p.C, KG, Cg);
   const T* w = static_cast<const T*>(a.w.data);
   const int64_t* ws = a.w.stride;
@@ -896,7 +911,7 @@ void grouped_lanes_dgrad(const Conv2dDgradArgs& a) {
   // threads, N=1, 32 groups): 128 @56 /2 NCHW 2.2x, channels_last 1.25x; 64 @56 /2 1.7x, 1.27x.
   // (A float32 NCHW dy with as many outputs as inputs a group has since gone to
   // grouped_pixel_lanes_dgrad2 instead on both ISAs; bfloat16 and other layouts still come here.)
-  if (sw == 2 && p.S == 3 && p.dil_w == 1 && p.pad_w == 1 && p.W % 2 == 0 && p.W >= 14) {
+  if (grouped_dgrad_column_pairs_apply(p)) {
     const int64_t* ds = a.dy.stride;
     bool in_place = false;
     if constexpr (std::is_same_v<T, float>) in_place = ds[1] == 1 && ps == p.K && ds[3] <= (int64_t(1) << 20);
