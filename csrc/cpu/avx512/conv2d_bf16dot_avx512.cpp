@@ -852,39 +852,38 @@ std::vector<uint32_t> grouped_lanes_pair_weights(int64_t K, int64_t taps, const 
 }
 
 // The grouped forward of 2-8 even channels a group (as many or fewer than its outputs, which a
-// vector's lanes hold whole) on grouped_lanes_row_conv's row tiles at column stride 1, with
+// vector's lanes hold whole) on grouped_lanes_row_conv's row tiles at column stride 1 (returns
+// false, doing nothing, where its taps are not rows of three: three_tap_rows), with
 // vdpbf16ps: x as a padded channels-last bfloat16 copy read as pairs, the weights as pairs
 // wp[kb][t][j][L] (lo: channel 2j, hi: 2j + 1). Each permuted pair feeds three taps' multiply-adds
 // of two channels each, where the float engine's permute fed three FMAs of one channel.
 template <int CG>
-void grouped_lanes_fprop_pairs(const Conv2dFpropArgs& a) {
-  constexpr int64_t L = 16, J = CG / 2;
+bool grouped_lanes_fprop_pairs(const Conv2dFpropArgs& a) {
+  constexpr int64_t J = CG / 2;
   const Conv2dProblem& p = a.p;
-  const int64_t Kg = p.K / p.groups, taps = p.R * p.S, nkb = (p.K + L - 1) / L;
+  const int64_t Kg = p.K / p.groups, taps = p.R * p.S;
   const int64_t Hp = std::max(p.H + 2 * p.pad_h, (p.P - 1) * p.stride_h + (p.R - 1) * p.dil_h + 1);
   const int64_t Wp = std::max(p.W + 2 * p.pad_w, (p.Q - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1);
-  const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, p.C,
-                                                          p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
   const int64_t pixel = p.C / 2;
-  const NhwcViewOf<uint32_t> xv{reinterpret_cast<const uint32_t*>(xp.data()), Hp * Wp * pixel, Wp * pixel, pixel};
+  NhwcViewOf<uint32_t> xv{nullptr, Hp * Wp * pixel, Wp * pixel, pixel};  // data once packed
   DirectConvPlan d{p.N, p.groups, J, Kg, p.P, p.Q, p.stride_h * xv.sh, p.stride_w * xv.sw, {}};
   for (int64_t r = 0; r < p.R; ++r)
     for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * xv.sh + s * p.dil_w * xv.sw);
+  if (!three_tap_rows(d, xv.sw)) return false;
+  const ScratchOf<bf16> xp = pack_activations<bf16, bf16>(static_cast<const bf16*>(a.x.data), a.x.stride, p.N, p.C,
+                                                          p.H, p.W, p.pad_h, p.pad_w, Hp, Wp);
+  xv.data = reinterpret_cast<const uint32_t*>(xp.data());
   const bf16* w = static_cast<const bf16*>(a.w.data);
   const int64_t* ws = a.w.stride;
   const std::vector<uint32_t> wp = grouped_lanes_pair_weights<J>(p.K, taps, [&](int64_t k, int64_t c, int64_t t) {
     return w[k * ws[0] + c * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]];
   });
-  const FloatBias<bf16> bias_values(a.bias, p.K);
-  std::vector<float> bias;
-  if (a.bias) {
-    bias.assign(nkb * L, 0.0f);
-    std::copy(bias_values.data(), bias_values.data() + p.K, bias.begin());
-  }
+  const std::vector<float> bias = grouped_bias_blocks<bf16>(a.bias, p.K);
   const float* bias_blocks = a.bias ? bias.data() : nullptr;
   bf16* y = static_cast<bf16*>(a.y.data);
   if (p.Q >= 14) grouped_lanes_row_conv<CG, 14, 0, 1, DotBf16>(d, xv, wp.data(), bias_blocks, y, a.y.stride);
   else grouped_lanes_row_conv<CG, 7, 0, 1, DotBf16>(d, xv, wp.data(), bias_blocks, y, a.y.stride);
+  return true;
 }
 
 }  // namespace
@@ -979,15 +978,11 @@ bool conv2d_fprop_grouped_lanes_dot(const Conv2dFpropArgs& a) {
   if (p.dtype != DType::bf16 || Cg % 2 != 0 || !grouped_lanes_apply(p.groups, Cg, Kg) ||
       grouped_product_lanes_takes<bf16>(a))
     return false;
-  const int64_t pixel = p.C / 2;  // (the plan's strides only: three_tap_rows)
-  DirectConvPlan d{p.N, p.groups, Cg / 2, Kg, p.P, p.Q, p.stride_h * p.W * pixel, p.stride_w * pixel, {}};
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) d.tap_offset.push_back(r * p.dil_h * p.W * pixel + s * p.dil_w * pixel);
-  if (!three_tap_rows(d, pixel)) return false;
+  bool done = false;
   with_group_channels(Cg, [&]<int CG>() {
-    if constexpr (CG % 2 == 0) grouped_lanes_fprop_pairs<CG>(a);
+    if constexpr (CG % 2 == 0) done = grouped_lanes_fprop_pairs<CG>(a);
   });
-  return true;
+  return done;
 }
 
 // The stride-1 input gradient of such layers as their forward (dgrad_as_forward). In-process A/B

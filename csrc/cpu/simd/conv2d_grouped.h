@@ -357,6 +357,17 @@ std::vector<float> grouped_lanes_weights(int64_t K, int64_t taps, const Weight& 
   return wp;
 }
 
+// The bias (K elements of storage T, or null: empty) as floats in blocks of L, zero past K.
+template <typename T>
+std::vector<float> grouped_bias_blocks(const void* bias, int64_t K) {
+  constexpr int64_t L = VecF32::kLanes;
+  std::vector<float> blocks;
+  if (bias == nullptr) return blocks;
+  blocks.assign((K + L - 1) / L * L, 0.0f);
+  for (int64_t k = 0; k < K; ++k) blocks[k] = load_acc(static_cast<const T*>(bias) + k);
+  return blocks;
+}
+
 // The forward: x packed channels-last and padded, then the tiles. A float32 channels_last x whose
 // pixels hold enough slots is read in place where it needs no padding, or where the row tiles run
 // and take its padding as InPlacePadding describes (A/B on the Xeon, 2 threads, channels_last,
@@ -385,11 +396,7 @@ void grouped_lanes_fprop(const Conv2dFpropArgs& a) {
   const std::vector<float> wp = grouped_lanes_weights<CG>(p.K, p.R * p.S, [&](int64_t k, int j, int64_t t) {
     return load_acc(w + k * ws[0] + j * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
   });
-  std::vector<float> bias;
-  if (a.bias) {
-    bias.assign((p.K + L - 1) / L * L, 0.0f);
-    for (int64_t k = 0; k < p.K; ++k) bias[k] = load_acc(static_cast<const T*>(a.bias) + k);
-  }
+  const std::vector<float> bias = grouped_bias_blocks<T>(a.bias, p.K);
   const float* bias_blocks = a.bias ? bias.data() : nullptr;
   // Where the row tiles apply to blocks of whole vectors (CG = Kg) of an NCHW x, they read it as
   // blocks of the L channels of L / Kg groups (pack_group_blocks), as the direct engine's row
