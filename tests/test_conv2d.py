@@ -1113,7 +1113,11 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
         check_against_torch(cfg, torch.float32)
 
 
-@pytest.mark.parametrize("dtype", SIMD_DTYPES, ids=lambda d: str(d)[6:])
+# Product lanes' (dtype, bfloat16 engine): float32, and bfloat16 on the vdpbf16ps lanes and the float ones.
+PRODUCT_LANES_ENGINES = [(torch.float32, "auto"), (torch.bfloat16, "on"), (torch.bfloat16, "off")]
+
+
+@pytest.mark.parametrize("dtype,bf16_dot", PRODUCT_LANES_ENGINES, ids=lambda v: str(v).replace("torch.", ""))
 @pytest.mark.parametrize("layout", ["channels_last", "channels_last_slice"])
 @pytest.mark.parametrize("c,groups,h,w,r,s,stride,padding,dilation,bias", [
     (256, 32, 9, 56, 3, 3, (2, 2), (1, 1), (1, 1), True),   # ResNeXt's 256 @56 /2: 4 tiles a row, the first at the edge
@@ -1127,11 +1131,13 @@ def test_grouped_rows_read_in_place(isa, layout, c, groups, h, w, r, s, stride, 
     (64, 8, 6, 17, 1, 1, (2, 2), (0, 0), (1, 1), True),     # 1 x 1
     (16, 2, 5, 16, 3, 3, (2, 2), (1, 1), (1, 1), True),     # 2 groups
 ])
-def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, padding, dilation, bias):
+def test_grouped_product_lanes(dtype, bf16_dot, layout, c, groups, h, w, r, s, stride, padding, dilation, bias):
     """The AVX-512 grouped forward of 8 inputs and 8 outputs a group at column stride 2 on
     channels_last float32 and bfloat16 tensors (conv2d_grouped.h, grouped_product_lanes_fprop: a
     group's 64 products in the lanes of four vectors, each output's 8 lanes summed at the end;
-    bfloat16 inputs widened by a byte shuffle of a 128-bit broadcast): whole tiles
+    bfloat16 inputs widened by a byte shuffle of a 128-bit broadcast; on the vdpbf16ps engine
+    ProductLanesDot: two vectors of channel pairs, a 128-bit broadcast unshuffled, each output's
+    4 lanes summed, 14-pixel tiles): whole tiles
     inside the image unchecked, edge tiles skipping the taps outside, the last tile overlapping its
     neighbour, rows shorter than a tile, taps and rows outside the image, bias added after the sums,
     x and y slices read and written in place. The bfloat16 weight gradient of these layers runs on
@@ -1140,10 +1146,11 @@ def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, pad
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=groups, stride=stride, padding=padding,
                dilation=dilation, bias=bias, x_layout=layout, w_layout="contiguous", g_layout="channels_last",
                seed=c * h + w + r)
-    with forced_isa("avx512"):
+    with forced_isa("avx512"), forced_bf16_dot(bf16_dot):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("bf16_dot", ["on", "off"])
 @pytest.mark.parametrize("x_layout,g_layout", [
     ("contiguous", "contiguous"), ("row_slice", "channels_last"), ("strided", "row_slice"),
     ("channels_last", "contiguous"),
@@ -1155,7 +1162,7 @@ def test_grouped_product_lanes(dtype, layout, c, groups, h, w, r, s, stride, pad
     (16, 2, 5, 16, 1, (1, 2), (0, 0)),     # 1 x 1, 2 groups, rows stride 1
     (24, 3, 7, 9, 3, (2, 2), (1, 1)),      # 24 channels (not 16k): NCHW x through a whole copy
 ])
-def test_grouped_product_lanes_any_bfloat16_layout(x_layout, g_layout, c, groups, h, w, r, stride, padding):
+def test_grouped_product_lanes_any_bfloat16_layout(bf16_dot, x_layout, g_layout, c, groups, h, w, r, stride, padding):
     """bfloat16 layers of the product lanes (8 inputs and 8 outputs a group, column stride 2) in
     any layout. Forward: NCHW rows of x (16k channels) are transposed as each output row reads
     them, other x goes into a dense channels-last copy (ChannelsLastCopy), and an NCHW y's rows
@@ -1164,7 +1171,7 @@ def test_grouped_product_lanes_any_bfloat16_layout(x_layout, g_layout, c, groups
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=r, groups=groups, stride=stride, padding=padding,
                dilation=(1, 1), bias=True, x_layout=x_layout, w_layout="contiguous", g_layout=g_layout,
                seed=c * h + w + r)
-    with forced_isa("avx512"):
+    with forced_isa("avx512"), forced_bf16_dot(bf16_dot):
         check_against_torch(cfg, torch.bfloat16)
 
 

@@ -967,17 +967,62 @@ void grouped_lanes_dgrad_pairs(const Conv2dDgradArgs& a) {
   }
 }
 
+// grouped_product_lanes_fprop's lanes for vdpbf16ps: lane l of vector v multiplies input pair
+// l % 4 (channels 2 (l % 4), 2 (l % 4) + 1) by the weights of output 4 v + l / 4, so each 128-bit
+// quarter holds one output's 4 partial sums. A pixel's 8 group inputs (16 bytes) go to all four
+// quarters with one broadcast load and feed 2 vdpbf16ps, where the float lanes take a load, a
+// byte shuffle and 4 FMAs; each output's 4 lanes are summed after the last tap (5 operations a
+// pixel and group, 12 for the float lanes' 8). Tiles of 14 pixels (28 accumulators): two to
+// ResNeXt's rows of 28. In-process A/B against the float lanes, arms in random order, Zen 5, 2
+// threads, 256 @56 /2 x 32 groups, channels_last / NCHW: N=8 1.33x / 1.24x, N=1 1.32x, N=2 1.34x,
+// N=4 NCHW 1.24x; 512 @56 /2 x 64 N=2 1.20x. 12-pixel tiles (28 = 12 + 12 + an overlapping 4)
+// gained 1.06-1.11x, 10-pixel ones 1.18-1.24x, 7-pixel ones as much as 14 on channels_last.
+struct ProductLanesDot {
+  static constexpr int kVectors = 2, kPixels = 14;
+  using W = uint32_t;
+  using In = __m512bh;
+  template <typename T>
+  static void pack(const T* w, const int64_t* ws, int64_t g, int64_t taps, int64_t S, W* dst) {
+    static_assert(std::is_same_v<T, bf16>, "bfloat16 pairs");
+    const auto at = [&](int64_t k, int64_t c, int64_t t) {
+      return uint32_t(w[(8 * g + k) * ws[0] + c * ws[1] + t / S * ws[2] + t % S * ws[3]].bits);
+    };
+    for (int64_t t = 0; t < taps; ++t)
+      for (int l = 0; l < 32; ++l) {
+        const int64_t k = 4 * (l / 16) + l % 16 / 4, jp = l % 4;
+        dst[t * 32 + l] = at(k, 2 * jp, t) | at(k, 2 * jp + 1, t) << 16;
+      }
+  }
+  static In load(const W* p) { return (In)_mm512_loadu_si512(p); }
+  [[gnu::always_inline]] static In broadcast(const bf16* p) {
+    return (In)_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static __m512 madd(In x, In w, __m512 acc) { return _mm512_dpbf16_ps(acc, x, w); }
+  // Quarter i of acc[0] holds output i's partial sums, of acc[1] output 4 + i's.
+  [[gnu::always_inline]] static __m256 sums(const __m512* acc) {
+    const __m512 a = acc[0], b = acc[1];
+    // Quarter i: (a0 + a2, a1 + a3, b0 + b2, b1 + b3) of quarter i's lanes.
+    __m512 s = _mm512_add_ps(__builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
+                             __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31));
+    s = _mm512_add_ps(s, __builtin_shufflevector(s, s, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+    return __builtin_shufflevector(s, s, 0, 4, 8, 12, 2, 6, 10, 14);  // outputs 0-3 (a), 4-7 (b)
+  }
+};
+
 // At column stride 1 (in-process A/B against the float engine's row tiles, arms in random
 // order, Zen 5, 2 threads, bfloat16, ResNeXt's 32 groups, channels_last / NCHW: 256 @28 N=8
 // 1.25-1.49x / 1.29-1.30x, N=1 1.28x / 1.18x; 128 @56 1.74x / 1.45x; 64 @56 1.26x / 1.20x). At
-// stride 2 they ran level or lost (128 @56 /2 0.96-1.00x; 8 inputs and 8 outputs a group, where
-// grouped_product_lanes_fprop runs, 0.81-0.95x).
+// stride 2 they ran level or lost (128 @56 /2 0.96-1.00x; 8 inputs and 8 outputs a group
+// 0.81-0.95x against the float product lanes), so 8-a-group layers at column stride 2 take the
+// product lanes here (ProductLanesDot) and others the float engine.
 bool conv2d_fprop_grouped_lanes_dot(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
-  if (p.dtype != DType::bf16 || Cg % 2 != 0 || !grouped_lanes_apply(p.groups, Cg, Kg) ||
-      grouped_product_lanes_takes<bf16>(a))
-    return false;
+  if (p.dtype != DType::bf16 || Cg % 2 != 0 || !grouped_lanes_apply(p.groups, Cg, Kg)) return false;
+  if (grouped_product_lanes_takes<bf16>(a)) {
+    grouped_product_lanes_fprop_any_layout<bf16, ProductLanesDot>(a);
+    return true;
+  }
   bool done = false;
   with_group_channels(Cg, [&]<int CG>() {
     if constexpr (CG % 2 == 0) done = grouped_lanes_fprop_pairs<CG>(a);

@@ -651,6 +651,27 @@ inline std::pair<int64_t, int64_t> columns_inside(const Conv2dProblem& p) {
   return _mm512_castsi512_ps(_mm512_shuffle_epi8(quarters, to_upper));
 }
 
+// grouped_product_lanes_fprop's float32 FMAs: lane l of vector kp multiplies input channel l % 8
+// by the weight of output 2 kp + l / 8 (the vdpbf16ps engine has its own lanes,
+// conv2d_bf16dot_avx512.cpp).
+struct ProductLanesFma {
+  static constexpr int kVectors = 4, kPixels = 7;  // 28 accumulators
+  using W = float;                                  // a packed weight lane
+  using In = __m512;
+  // dst[t][l] = the weight lane l of tap t for group g's outputs (w: KCRS-like strides ws).
+  template <typename T>
+  static void pack(const T* w, const int64_t* ws, int64_t g, int64_t taps, int64_t S, W* dst) {
+    for (int64_t t = 0; t < taps; ++t)
+      for (int l = 0; l < 64; ++l)
+        dst[t * 64 + l] = load_acc(w + (8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / S * ws[2] + t % S * ws[3]);
+  }
+  static In load(const W* p) { return _mm512_loadu_ps(p); }
+  template <typename T>
+  [[gnu::always_inline]] static In broadcast(const T* p) { return broadcast_octet(p); }
+  static __m512 madd(In x, In w, __m512 acc) { return _mm512_fmadd_ps(x, w, acc); }
+  [[gnu::always_inline]] static __m256 sums(const __m512* acc) { return sum_lane_octets(acc[0], acc[1], acc[2], acc[3]); }
+};
+
 // The grouped forward of 8 inputs and 8 outputs a group with a group's 64 products as the lanes
 // of four vectors: lane l of vector kp multiplies input channel j = l % 8 by the weight of output
 // k = 2 kp + l / 8. One 256-bit broadcast puts a pixel's 8 group inputs in both halves of a vector
@@ -671,8 +692,12 @@ inline std::pair<int64_t, int64_t> columns_inside(const Conv2dProblem& p) {
 // bfloat16 (broadcast_octet's shuffle, then float32 sums, rounded once) had packed x into a
 // padded float32 copy for the row tiles: same layer, separate runs, N=8 2.99 -> 1.79 ms (PyTorch
 // 1.78-1.85), N=1 0.365 -> 0.253 (PyTorch 0.23-0.30).
-template <typename T, int MR>
+// PL: the lanes' policy (ProductLanesFma; kVectors vectors of products a pixel, kPixels pixels a
+// tile, the packed weights, the broadcast of a pixel's 8 group inputs, the multiply-add, and the
+// sums of each output's lanes).
+template <typename T, class PL = ProductLanesFma>
 void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
+  constexpr int MR = PL::kPixels, NV = PL::kVectors, kLanesPerTap = NV * 16;
   const Conv2dProblem& p = a.p;
   const T* x = static_cast<const T*>(a.x.data);
   T* y = static_cast<T*>(a.y.data);
@@ -681,13 +706,9 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
   const FloatBias<T> bias_floats(a.bias, p.K);
   const float* bias = bias_floats.data();  // null without a bias
   const int64_t G = p.groups, taps = p.R * p.S;
-  // wk[g][t][kp][l] = w[8 g + 2 kp + l / 8][l % 8][t / S][t % S]
-  ScratchOf<float> wk(G * taps * 64);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int l = 0; l < 64; ++l)
-        wk.data()[(g * taps + t) * 64 + l] =
-            load_acc(w + (8 * g + l / 8) * ws[0] + l % 8 * ws[1] + t / p.S * ws[2] + t % p.S * ws[3]);
+  // wk[g][t][lane]: the policy's weight lanes of group g's outputs.
+  ScratchOf<typename PL::W> wk(G * taps * kLanesPerTap);
+  for (int64_t g = 0; g < G; ++g) PL::pack(w, ws, g, taps, p.S, wk.data() + g * taps * kLanesPerTap);
   // x's rows are read in place where x is channels-last; NCHW rows are transposed, the R an
   // output row reads, into a thread's channels-last buffer (bfloat16 rows of contiguous pixels,
   // 16k channels: grouped_product_lanes_fprop_any_layout copies any other x first). y's row
@@ -698,19 +719,21 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
   const int64_t segments = (p.Q + MR - 1) / MR;
   const auto [q_lo, q_hi] = columns_inside(p);
   // rows[r]: kernel row r's x row (pixel 0, channel 0), null outside the image.
-  const auto tile = [&]<bool kEdge>(const T* const* rows, T* yq, int64_t q0, int m, const float* wg, int64_t g) {
-    __m512 acc[MR][4];
+  const auto tile = [&]<bool kEdge>(const T* const* rows, T* yq, int64_t q0, int m, const typename PL::W* wg,
+                                     int64_t g) {
+    __m512 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int kp = 0; kp < 4; ++kp) acc[i][kp] = _mm512_setzero_ps();
+      for (int kp = 0; kp < NV; ++kp) acc[i][kp] = _mm512_setzero_ps();
     for (int64_t r = 0; r < p.R; ++r) {
       if (rows[r] == nullptr) continue;
       const T* xr = rows[r] + 8 * g + (q0 * p.stride_w - p.pad_w) * xps;
       for (int64_t s = 0; s < p.S; ++s) {
-        const float* wt = wg + (r * p.S + s) * 64;
-        const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16), w2 = _mm512_loadu_ps(wt + 32),
-                     w3 = _mm512_loadu_ps(wt + 48);
+        const typename PL::W* wt = wg + (r * p.S + s) * kLanesPerTap;
+        typename PL::In wv[NV];
+#pragma GCC unroll 4
+        for (int kp = 0; kp < NV; ++kp) wv[kp] = PL::load(wt + 16 * kp);
         const T* xt = xr + s * p.dil_w * xps;
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
@@ -718,19 +741,16 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
             const int64_t col = (q0 + i) * p.stride_w - p.pad_w + s * p.dil_w;
             if (i >= m || col < 0 || col >= p.W) continue;
           }
-          const __m512 v = broadcast_octet(xt + i * p.stride_w * xps);
-          acc[i][0] = _mm512_fmadd_ps(v, w0, acc[i][0]);
-          acc[i][1] = _mm512_fmadd_ps(v, w1, acc[i][1]);
-          acc[i][2] = _mm512_fmadd_ps(v, w2, acc[i][2]);
-          acc[i][3] = _mm512_fmadd_ps(v, w3, acc[i][3]);
+          const typename PL::In v = PL::broadcast(xt + i * p.stride_w * xps);
+#pragma GCC unroll 4
+          for (int kp = 0; kp < NV; ++kp) acc[i][kp] = PL::madd(v, wv[kp], acc[i][kp]);
         }
       }
     }
     const __m256 b = bias ? _mm256_loadu_ps(bias + 8 * g) : _mm256_setzero_ps();
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
-      if (!kEdge || i < m)
-        store8(yq + i * yps, _mm256_add_ps(b, sum_lane_octets(acc[i][0], acc[i][1], acc[i][2], acc[i][3])));
+      if (!kEdge || i < m) store8(yq + i * yps, _mm256_add_ps(b, PL::sums(acc[i])));
   };
   // An item is an output row: its segments of MR pixels, every group for each.
   parallel_for(0, p.N * p.P, 1, [&](int64_t b, int64_t e) {
@@ -760,7 +780,7 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
         const int m = int(std::min<int64_t>(MR, p.Q - q0));
         const bool edge = q0 < q_lo || q0 + MR > q_hi;
         for (int64_t g = 0; g < G; ++g) {
-          const float* wg = wk.data() + g * taps * 64;
+          const typename PL::W* wg = wk.data() + g * taps * kLanesPerTap;
           if (edge) tile.template operator()<true>(rows.data(), yr + q0 * yps + 8 * g, q0, m, wg, g);
           else tile.template operator()<false>(rows.data(), yr + q0 * yps + 8 * g, q0, m, wg, g);
         }
@@ -778,7 +798,7 @@ void grouped_product_lanes_fprop(const Conv2dFpropArgs& a) {
 // 1.27-1.53x, N=4 1.30x, N=1-2 0.96-1.05x; the rows transposed per item against those copies:
 // N=8 1.35x, N=4 1.16x, N=1 1.03x (channels_last, items of whole rows: 1.04x). float32 NCHW
 // stays on grouped_pixel_lanes_fprop (copies there: 0.87-1.21x at N=8, 0.55x at N=2).
-template <typename T>
+template <typename T, class PL = ProductLanesFma>
 void grouped_product_lanes_fprop_any_layout(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   Conv2dFpropArgs f = a;
@@ -787,7 +807,7 @@ void grouped_product_lanes_fprop_any_layout(const Conv2dFpropArgs& a) {
     x_copy.emplace(a.x, p.N, p.C, p.H, p.W);
     f.x = x_copy->view;
   }
-  grouped_product_lanes_fprop<T, 7>(f);
+  grouped_product_lanes_fprop<T, PL>(f);
 }
 #endif
 
