@@ -1495,11 +1495,15 @@ def test_few_channel_nchw_rows_pack_as_vectors(dtype, c, k, w, r, stride):
     (64, 64, 4, 10, 3, 1),    # four groups of 16 (ResNeXt-like): 24 x 1 tiles of 16 rows, odd width (13)
     (48, 48, 2, 11, 3, 2),    # two groups of 24 at stride 2: 12 x 2 tiles, dy padded to 32 a group
     (32, 32, 2, 8, 1, 1),     # a grouped 1 x 1 of 16 a group
+    (64, 64, 4, 9, 3, 1),     # four groups of 16, even width (12): vdpbf16ps row tiles over dy's pairs
+    (32, 16, 1, 13, 3, 1),    # one group, 16 outputs, even width (16): row tiles of 8 of 32 channels
 ])
 def test_narrow_weight_grad_tiles(isa, dtype, bf16_dot, layout, c, k, groups, h, r, stride):
     """Weight gradients of 8-32 output channels per group, which AVX-512 runs on 24 x 1 and 12 x 2
-    tiles (AVX2 on its 6 x 2), the float engine and the vdpbf16ps one (pixel pairs) alike: every
-    tap, stride, group and channel tail against PyTorch."""
+    tiles (AVX2 on its 6 x 2), the float engine and the vdpbf16ps one (pixel pairs) alike, and
+    3-wide filters of up to 16 outputs a group at stride 1 on row tiles (the vdpbf16ps engine's over
+    dy's column pairs where the width is even): every tap, stride, group and channel tail against
+    PyTorch."""
     cfg = dict(n=2, c=c, k=k, h=h, w=h + 3, r=r, s=r, groups=groups, stride=(stride, stride),
                padding=(r // 2, r // 2), dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous",
                g_layout=layout, seed=c * k + h)
