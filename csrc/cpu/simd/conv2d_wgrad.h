@@ -560,12 +560,13 @@ inline void conv2d_wgrad_direct_tiles(const Conv2dWgradArgs& a) {
               const int64_t* offsets = x_in_place ? rows_in_place.data() + t * p.S * rows + r0 : row_offset.data() + r0;
               const int64_t xps = x_in_place ? xs[3] : xpx;
               const bool skip_l = x_in_place && skip_first, skip_r = x_in_place && skip_last;
-              if (M::kChannels == 2 || p.stride_w == 2)  // (dot: Qe pairs of columns)
+              if (M::kChannels == 2 || p.stride_w == 2) {  // (dot: Qe pairs of columns)
                 wgrad_row_tile<kRowChannels, 2, M>(x0, offsets, nrows, Qe, xps, dy0, dpx, tot, Kpad, Cg * Kpad, first,
                                                    skip_l, skip_r);
-              else
+              } else if constexpr (M::kChannels == 1) {
                 wgrad_row_tile<kRowChannels, 1, M>(x0, offsets, nrows, Qe, xps, dy0, dpx, tot, Kpad, Cg * Kpad, first,
                                                    skip_l, skip_r);
+              }
               continue;
             }
           }
