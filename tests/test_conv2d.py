@@ -710,6 +710,59 @@ def test_nchw_output_leaves_tiles_as_transposes(isa, dtype, c, k, h, w, stride):
         check_against_torch(cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype,bf16_dot", [(torch.float32, "auto"), (torch.bfloat16, "on"), (torch.bfloat16, "off")],
+                         ids=lambda v: str(v).replace("torch.", ""))
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("n,c,k,h,w,r,stride", [
+    (3, 5, 72, 4, 5, 3, 1),    # runs of tiles across rows and images; two blocks, the last of 8 channels
+    (2, 3, 32, 17, 26, 3, 2),  # MobileNetV2's stem in small: a run's rows of 13
+    (1, 16, 24, 9, 70, 1, 2),  # rows longer than a run; a block short of a vector (24 of 32)
+    (2, 8, 40, 3, 3, 5, 1),    # a run longer than the whole output
+])
+def test_nchw_output_runs_of_tiles(isa, dtype, bf16_dot, n, c, k, h, w, r, stride):
+    """The direct engine's NCHW outputs leave runs of ~48 pixels (whole tiles) of one block of
+    output channels at once, through a float buffer, in stretches along each output row: runs
+    that cross rows and images, the last run short, blocks short of the tile's channels; both
+    bfloat16 engines."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(r // 2, r // 2),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous",
+               g_layout="contiguous", seed=k * h + w)
+    with forced_isa(isa), forced_bf16_dot(bf16_dot):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("dtype,bf16_dot", [(torch.float32, "auto"), (torch.bfloat16, "on"), (torch.bfloat16, "off")],
+                         ids=lambda v: str(v).replace("torch.", ""))
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("n,c,k,groups,h,w,r,stride,padding,dilation", [
+    (2, 13, 16, 1, 9, 11, (3, 3), (2, 2), (1, 1), (1, 1)),   # channels past the last 8: scalar tails of the transposes
+    (1, 24, 32, 1, 16, 16, (1, 1), (2, 2), (0, 0), (1, 1)),  # 1x1 /2: dense planes a power of two apart
+    (2, 12, 8, 2, 10, 7, (3, 3), (3, 2), (1, 0), (1, 2)),    # grouped, stride 3 x 2, dilated columns
+    (1, 8, 8, 1, 5, 4, (3, 3), (2, 2), (1, 1), (1, 1)),      # a row of 4: fewer pixels than a transpose
+])
+def test_strided_nchw_input_gradient_through_channels_last(isa, dtype, bf16_dot, n, c, k, groups, h, w, r,
+                                                           stride, padding, dilation):
+    """The direct engine's strided input gradient into an NCHW dx: its stride phases write
+    channels-last scratch, transposed into dx's planes at the end (8 x 8 blocks, scalar tails)."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r[0], s=r[1], groups=groups, stride=stride, padding=padding,
+               dilation=dilation, bias=False, x_layout="contiguous", w_layout="contiguous",
+               g_layout="contiguous", seed=c * h + w)
+    with forced_isa(isa), forced_bf16_dot(bf16_dot):
+        check_against_torch(cfg, dtype)
+
+
+@pytest.mark.parametrize("bf16_dot", ["on", "off"])
+@pytest.mark.parametrize("c,k,h,w,r", [(1, 64, 6, 128, 3), (3, 20, 5, 110, 3), (7, 33, 4, 96, 5)])
+def test_few_input_forward_either_bfloat16_engine(bf16_dot, c, k, h, w, r):
+    """bfloat16 forwards of 1-7 input channels into NCHW rows of 96+ take the output-column lanes
+    (conv2d_fprop_few_inputs) with the vdpbf16ps engine on as with it off."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(1, 1), padding=(r // 2, r // 2),
+               dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous",
+               g_layout="contiguous", seed=c * k + w)
+    with forced_isa("avx512"), forced_bf16_dot(bf16_dot):
+        check_against_torch(cfg, torch.bfloat16)
+
+
 def check_case(isa, dtype, n, c, k, h, w, r, stride=1, layout="contiguous", seed=0):
     """check_against_torch of one square-kernel, one-group, same-padding convolution with bias, x
     and dy in `layout`, on the kernels of `isa`."""
