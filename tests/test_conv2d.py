@@ -475,12 +475,14 @@ def test_depthwise_work_split(threads, layout, n, c, h, r, stride):
     (16, 7, 30, 3, 5, 1, 1),    # 3 rows of 5 taps, padding short of the filter's reach
     (16, 8, 28, 5, 5, 1, 4),    # padding past the reach: columns and rows wholly outside
     (8, 6, 3, 5, 5, 1, 2),      # 3 output columns: AVX2's half-width tile
+    (32, 9, 14, 7, 7, 1, 3),    # 7 x 7 on rows of 14: bfloat16 in place, float on the vector rows
+    (16, 7, 7, 7, 7, 1, 3),     # 7 x 7 on rows of 7: every tile an edge tile both sides
 ])
 def test_depthwise_rows_in_place(isa, dtype, layout, c, h, w, r, s, stride, padding):
-    """Channels-last float depthwise rows of 5 and 7 taps read x in place (a channel vector's
-    tile slides along each filter row; columns outside the row skipped), where channels
-    are whole vectors, pixels dense or further apart (a channel slice); the stride-1 input
-    gradient too. Other dtypes and layouts stay on the vector rows."""
+    """Channels-last float and bfloat16 depthwise rows of 5 and 7 taps read x in place (a
+    channel vector's tile slides along each filter row, bfloat16 widened as loaded; columns
+    outside the row skipped), where channels are whole vectors, pixels dense or further apart
+    (a channel slice); the stride-1 input gradient too. NCHW stays on the vector rows."""
     cfg = dict(n=2, c=c, k=c, h=h, w=w, r=r, s=s, groups=c, stride=(stride, stride), padding=(padding, padding),
                dilation=(1, 1), bias=True, x_layout=layout, w_layout="contiguous", g_layout=layout,
                seed=c * w + r + stride)

@@ -441,9 +441,9 @@ constexpr int kSlidingPixels = VecF32::kLanes == 16 ? 14 : 7;
 // bits, channels_last forward: 7 x 7 96 @56 N=1 1.07x, N=8 1.06x, 192 @28 1.04x / 1.12x, 5 x 5 /2
 // 144 @56 1.09x / 1.08x; AVX2 1.00-1.07x). The vector rows' constant x_step keeps the offsets:
 // walking there ran 0.78-1.08x, mostly slower.
-template <int QB, int KS, int SW, bool kPointerWalk = false>
+template <int QB, int KS, int SW, bool kPointerWalk = false, typename E>
   requires(SW > 0)
-[[gnu::always_inline]] inline void depthwise_sliding_row(const float* xr, int64_t x_step, const float* wr,
+[[gnu::always_inline]] inline void depthwise_sliding_row(const E* xr, int64_t x_step, const float* wr,
                                                          int64_t w_step, int i_lo, int i_hi, VecF32::type* acc) {
   using V = VecF32;
   typename V::type wv[KS];
@@ -459,10 +459,10 @@ template <int QB, int KS, int SW, bool kPointerWalk = false>
 #pragma GCC unroll 16
     for (int s = 0; s < KS; ++s) wv[s] = V::load(wr + s * w_step);
   }
-  const float* xp = xr;  // kPointerWalk: input vector i's address, stepped along the row
+  const E* xp = xr;  // kPointerWalk: input vector i's address, stepped along the row
 #pragma GCC unroll 64
   for (int i = 0; i < (QB - 1) * SW + KS; ++i) {
-    const float* xi_at = kPointerWalk ? xp : xr + i * x_step;
+    const E* xi_at = kPointerWalk ? xp : xr + i * x_step;
     if constexpr (kPointerWalk) {
       xp += x_step;
       asm("" : "+r"(xp));  // (kept a pointer: GCC would rebuild the offsets from it)
@@ -646,8 +646,8 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
   finish_output(out, y, a.y.stride, p.N, C, p.P, p.Q);
 }
 
-// Rows of KS (5 or 7) float taps, column stride 1 or 2, no column dilation, on channels-last x
-// read in place (channels a whole number of vectors): the vector rows' sliding tiles
+// Rows of KS (5 or 7) taps, column stride 1 or 2, no column dilation, on channels-last x (float or
+// bfloat16, widened as loaded) read in place (channels a whole number of vectors): the vector rows' sliding tiles
 // (depthwise_sliding_row: QB consecutive output pixels of one channel vector, each input vector
 // loaded once for the KS pixels it reaches) without their padded copy of x. Columns outside the
 // row are skipped in the edge tiles. An item is a band of up to 8 output rows of
@@ -656,18 +656,21 @@ void depthwise_fprop_vector_rows(const Conv2dFpropArgs& a) {
 // 144 @56 N=1 1.67x, N=8 1.48x, 240 @28 1.35-1.43x, 480 @14 1.11x; 7 x 7 96 @56 1.21-1.28x
 // (input gradient N=8 1.46x), 192 @28 1.14-1.21x; AVX2 (N=1) 1.05-1.48x on the same layers. For
 // 3 x 3 filters it did not beat depthwise_row (0.94-1.0x in a one-thread driver): they stay there.
-template <int KS, int SW, int QB>
+// bfloat16 (it had run the vector rows, which widen x into their copy), same A/B, Zen 5, N=8
+// forward / input gradient: 5 x 5 /2 144 @56 2.27x, 240 @28 2.30x; 5 x 5 480 @14 1.48x / 1.47x,
+// 672 @14 1.50x / 1.49x; 7 x 7 96 @56 1.31x / 1.36x, 192 @28 1.30x; AVX2 1.19-1.92x.
+template <typename T, int KS, int SW, int QB>
 void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
   using V = VecF32;
   constexpr int L = V::kLanes;
   const Conv2dProblem& p = a.p;
   const int64_t nv = p.C / L;
-  const float* x = static_cast<const float*>(a.x.data);
-  float* y = static_cast<float*>(a.y.data);
+  const T* x = static_cast<const T*>(a.x.data);
+  T* y = static_cast<T*>(a.y.data);
   const int64_t *xst = a.x.stride, *yst = a.y.stride;
-  const float* w = static_cast<const float*>(a.w.data);
+  const T* w = static_cast<const T*>(a.w.data);
   const int64_t* wst = a.w.stride;
-  const std::vector<float> bias = depthwise_bias<float>(a.bias, p.C);
+  const std::vector<float> bias = depthwise_bias<T>(a.bias, p.C);
   const int64_t band = even_bands(p.P, 8), nbands = (p.P + band - 1) / band;
   const int64_t nqb = (p.Q + QB - 1) / QB;
   constexpr int ni = (QB - 1) * SW + KS;  // input columns a tile reaches
@@ -676,7 +679,7 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
   const int64_t h_step = p.stride_h, h0 = -p.pad_h, r_step = p.dil_h;
   const int64_t xsn = xst[0], xsh = xst[2], xsw = xst[3], ysn = yst[0], ysh = yst[2], ysw = yst[3];
   parallel_for(0, p.N * nbands * nv, 1, [=, &bias](int64_t b, int64_t e) {
-    ThreadDepthwiseWeights<float> weights(w, wst, C, R, KS);
+    ThreadDepthwiseWeights<T> weights(w, wst, C, R, KS);
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / (nbands * nv), bi = item / nv % nbands, v = item % nv;
       const typename V::type init = V::load(bias.data() + v * L);
@@ -685,8 +688,8 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
         int64_t r_lo = 0, r_hi = R;  // the filter rows whose input row is inside the image
         while (r_lo < R && pp * h_step + h0 + r_lo * r_step < 0) ++r_lo;
         while (r_hi > r_lo && pp * h_step + h0 + (r_hi - 1) * r_step >= H) --r_hi;
-        const float* xrow = x + n * xsn + (pp * h_step + h0) * xsh + v * L;
-        float* yrow = y + n * ysn + pp * ysh + v * L;
+        const T* xrow = x + n * xsn + (pp * h_step + h0) * xsh + v * L;
+        T* yrow = y + n * ysn + pp * ysh + v * L;
         for (int64_t qb = 0; qb < nqb; ++qb) {
           // The last tile ends at Q where the row holds a whole tile (pixels computed twice, to the
           // same bits); on shorter rows its extra pixels sum only taps inside the row, not stored.
@@ -694,7 +697,7 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
           // The tile's input columns [i_lo, i_hi) inside the row (i: column q0 SW - pad_w + i).
           const int i_lo = int(std::clamp<int64_t>(pad_w - q0 * SW, 0, ni));
           const int i_hi = int(std::clamp<int64_t>(pad_w + W - q0 * SW, i_lo, ni));
-          const float* x0 = xrow + (q0 * SW - pad_w) * xsw;
+          const T* x0 = xrow + (q0 * SW - pad_w) * xsw;
           typename V::type acc[QB];
 #pragma GCC unroll 16
           for (int i = 0; i < QB; ++i) acc[i] = init;
@@ -730,7 +733,7 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
           if (!done)
             for (int64_t r = r_lo; r < r_hi; ++r)
               depthwise_sliding_row<QB, KS, SW>(x0 + r * r_step * xsh, xsw, wv + r * KS * C, C, i_lo, i_hi, acc);
-          float* yq = yrow + q0 * ysw;
+          T* yq = yrow + q0 * ysw;
 #pragma GCC unroll 16
           for (int i = 0; i < QB; ++i, yq += ysw)
             if (i < qn) V::store(yq, acc[i]);
@@ -740,24 +743,25 @@ void depthwise_fprop_sliding_in_place(const Conv2dFpropArgs& a) {
   });
 }
 
-// depthwise_fprop_sliding_in_place where it applies: float, 5- or 7-wide filter rows of column
-// stride 1 or 2 without column dilation, x and y with contiguous channels, C a whole number of
-// vectors.
+// depthwise_fprop_sliding_in_place where it applies: 5- or 7-wide filter rows of column stride 1
+// or 2 without column dilation, x and y with contiguous channels, C a whole number of vectors.
 template <typename T>
 inline bool depthwise_fprop_sliding_in_place_any(const Conv2dFpropArgs& a) {
   const Conv2dProblem& p = a.p;
   constexpr int L = VecF32::kLanes;
-  if constexpr (!std::is_same_v<T, float>) return false;
   if (p.dil_w != 1 || p.C % L != 0 || a.x.stride[1] != 1 || a.y.stride[1] != 1) return false;
   if (p.stride_w != 1 && p.stride_w != 2) return false;
   constexpr int QB = kSlidingPixels;
-  // 7 x 7 on rows of fewer than 28 outputs stays on the vector rows, whose padded copy of x spares
-  // the edge tiles' masked loads: in place ran 0.92-0.98x on rows of 14 and 7 (384 @14, 768 @7,
-  // N=1 and 8; AVX2 0.76-0.95x at 384 @14) and 1.14-1.21x on rows of 28 (192 @28).
-  if (p.S != 5 && !(p.S == 7 && p.Q >= 28)) return false;
+  // float 7 x 7 on rows of fewer than 28 outputs stays on the vector rows, whose padded copy of x
+  // spares the edge tiles' masked loads: in place ran 0.92-0.98x on rows of 14 and 7 (384 @14, 768
+  // @7, N=1 and 8; AVX2 0.76-0.95x at 384 @14) and 1.14-1.21x on rows of 28 (192 @28). bfloat16
+  // runs in place on any row: there the copy also widens x to floats, twice the bytes (A/B, arms in
+  // random order, Zen 5, 2 threads, channels_last, forward / input gradient: 384 @14 N=8 1.35x /
+  // 1.35x, N=1 1.22x / 1.28x; 768 @7 1.31x / 1.32x, N=1 1.27x / 1.20x).
+  if (p.S != 5 && !(p.S == 7 && (p.Q >= 28 || std::is_same_v<T, bf16>))) return false;
   const auto run = [&]<int KS, int SW>() {
-    if (p.Q <= QB / 2) return depthwise_fprop_sliding_in_place<KS, SW, QB / 2>(a);
-    depthwise_fprop_sliding_in_place<KS, SW, QB>(a);
+    if (p.Q <= QB / 2) return depthwise_fprop_sliding_in_place<T, KS, SW, QB / 2>(a);
+    depthwise_fprop_sliding_in_place<T, KS, SW, QB>(a);
   };
   const auto with_stride = [&]<int KS>() {
     if (p.stride_w == 1) run.template operator()<KS, 1>();
