@@ -765,6 +765,25 @@ def test_few_input_forward_either_bfloat16_engine(bf16_dot, c, k, h, w, r):
         check_against_torch(cfg, torch.bfloat16)
 
 
+@pytest.mark.parametrize("bf16_dot", ["on", "off"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("n,c,k,h,w,r,stride,padding", [
+    (2, 3, 64, 12, 15, 3, 1, 1),  # VGG's first layer in small: odd output width (the pairs' tail)
+    (2, 3, 64, 20, 22, 7, 2, 3),  # the ResNet stem: 21 folded rows of 24
+    (1, 5, 40, 9, 10, 5, 1, 2),   # 5 channels, two blocks of outputs
+    (1, 1, 48, 11, 11, 3, 2, 0),  # one channel, unpadded
+])
+def test_weight_grad_folds_few_channel_taps(bf16_dot, layout, n, c, k, h, w, r, stride, padding):
+    """The weight gradient of one group with fewer channels than a tile has rows takes a filter
+    row's taps as consecutive channels of one tap (folded), on the float engine and on the
+    vdpbf16ps engine's pairs of output columns (an odd width's last column from the tail)."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(stride, stride), padding=(padding, padding),
+               dilation=(1, 1), bias=False, x_layout=layout, w_layout="contiguous", g_layout=layout,
+               seed=c * k + w)
+    with forced_isa("avx512"), forced_bf16_dot(bf16_dot):
+        check_against_torch(cfg, torch.bfloat16)
+
+
 def check_case(isa, dtype, n, c, k, h, w, r, stride=1, layout="contiguous", seed=0):
     """check_against_torch of one square-kernel, one-group, same-padding convolution with bias, x
     and dy in `layout`, on the kernels of `isa`."""
