@@ -754,11 +754,16 @@ def test_strided_nchw_input_gradient_through_channels_last(isa, dtype, bf16_dot,
 
 
 @pytest.mark.parametrize("bf16_dot", ["on", "off"])
-@pytest.mark.parametrize("c,k,h,w,r", [(1, 64, 6, 128, 3), (3, 20, 5, 110, 3), (7, 33, 4, 96, 5)])
-def test_few_input_forward_either_bfloat16_engine(bf16_dot, c, k, h, w, r):
+@pytest.mark.parametrize("c,k,h,w,r,stride", [
+    (1, 64, 6, 128, 3, (1, 1)), (3, 20, 5, 110, 3, (1, 1)), (7, 33, 4, 96, 5, (1, 1)),
+    (3, 32, 9, 200, 3, (2, 2)),  # MobileNetV2's stem: rows split into their two column phases
+    (2, 20, 5, 193, 3, (1, 2)),  # odd width: the phases' lengths differ; 97 output columns
+])
+def test_few_input_forward_either_bfloat16_engine(bf16_dot, c, k, h, w, r, stride):
     """bfloat16 forwards of 1-7 input channels into NCHW rows of 96+ take the output-column lanes
-    (conv2d_fprop_few_inputs) with the vdpbf16ps engine on as with it off."""
-    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=(1, 1), padding=(r // 2, r // 2),
+    (conv2d_fprop_few_inputs) with the vdpbf16ps engine on as with it off; 3 x 3 filters at
+    column stride 2 too, over rows split into even and odd columns."""
+    cfg = dict(n=2, c=c, k=k, h=h, w=w, r=r, s=r, groups=1, stride=stride, padding=(r // 2, r // 2),
                dilation=(1, 1), bias=True, x_layout="contiguous", w_layout="contiguous",
                g_layout="contiguous", seed=c * k + w)
     with forced_isa("avx512"), forced_bf16_dot(bf16_dot):

@@ -18,7 +18,8 @@
 //
 // The same lanes serve the float weight gradient of few input channels into many outputs with
 // NCHW dy (an image's first layer; conv2d_wgrad_few_inputs, at the end), at any stride: x's
-// padded rows split into phases, so that a strided tap reads a run.
+// padded rows split into phases, so that a strided tap reads a run. The bfloat16 forward of a
+// 3 x 3 stem at column stride 2 reads its rows so too (few_inputs_apply).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -140,11 +141,14 @@ inline int64_t window_rows(int64_t C, int64_t Wp, int64_t reach) {
   return std::max(reach, kFewOutputsWindowBytes / (C * Wp * int64_t(sizeof(float))));
 }
 
-// acc[k][v] = bias[k] + sum over r < R, c < C, s < S of x[r row_step + c Wp + s col_step + v L]
+// acc[k][v] = bias[k] + sum over r < R, c < C, s < S of x[r row_step + c Wp + col(s) + v L]
 // wt[((r C + c) S + s) K + k]: the output columns of one row's block (x at its first column).
-template <int K, int NV>
+// Column stride SW 1: col(s) = s col_step; 2, on rows split into phases phase_step apart
+// (ChannelRowWindow): tap s in phase s col_step % 2, at s col_step / 2. (Offsets from a table
+// instead: GCC kept the sums on the stack, a store per FMA.)
+template <int K, int NV, int SW>
 [[gnu::always_inline]] inline void few_outputs_tile(const float* x, int64_t Wp, int64_t row_step, int64_t col_step,
-                                                    int64_t C, int64_t R, int64_t S, const float* wt,
+                                                    int64_t phase_step, int64_t C, int64_t R, int64_t S, const float* wt,
                                                     const float* bias, typename VecF32::type acc[K][NV]) {
   using V = VecF32;
   constexpr int L = V::kLanes;
@@ -157,9 +161,10 @@ template <int K, int NV>
       const float* xr = x + r * row_step + c * Wp;
       const float* wr = wt + (r * C + c) * S * K;
       for (int64_t s = 0; s < S; ++s) {
+        const int64_t at = s * col_step, col = SW == 1 ? at : (at & 1) * phase_step + (at >> 1);
         typename V::type xv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) xv[v] = V::load(xr + s * col_step + v * L);
+        for (int v = 0; v < NV; ++v) xv[v] = V::load(xr + col + v * L);
 #pragma GCC unroll 8
         for (int k = 0; k < K; ++k) {
           const typename V::type wk = V::broadcast(wr + s * K + k);
@@ -189,7 +194,10 @@ template <typename T, int K>
       // The last block ends at Q where the row holds a whole block (columns computed twice, to
       // the same bits), so that no read passes the padded row.
       const int64_t q0 = p.Q >= kBlock ? std::min(next, p.Q - kBlock) : 0;
-      few_outputs_tile<K, NV>(xrow + q0, Wp, p.dil_h * row, p.dil_w, p.C, p.R, p.S, wt, bias, acc);
+      if (p.stride_w == 2)
+        few_outputs_tile<K, NV, 2>(xrow + q0, Wp, p.dil_h * row, p.dil_w, Wp / 2, p.C, p.R, p.S, wt, bias, acc);
+      else
+        few_outputs_tile<K, NV, 1>(xrow + q0, Wp, p.dil_h * row, p.dil_w, 0, p.C, p.R, p.S, wt, bias, acc);
       const int64_t cols = std::min(kBlock, p.Q - q0);
       for (int k = 0; k < K; ++k) {
         T* yk = yrow + k * ys[1] + q0 * ys[3];
@@ -216,6 +224,8 @@ struct FewOutputsBlock {
 // image as a multiple of the threads and of even size (9 bands of 13 rows of 112 had kept one
 // of 2 threads busy 25% longer); a thread's bands are consecutive, so each window carries the
 // rows it shares with the one before. Each band runs every block of output channels in turn.
+// Column stride 1 or 2 (the window's rows then split into their two phases: a strided tap reads
+// a run).
 template <typename T>
 void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], int64_t Wp,
                       const std::vector<FewOutputsBlock>& blocks, T* y, const int64_t ys[4]) {
@@ -225,7 +235,8 @@ void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], i
   const int64_t nbands = std::min(p.P, ((p.P + most - 1) / most + threads - 1) / threads * threads);
   const int64_t band = (p.P + nbands - 1) / nbands;  // the longest band
   parallel_for(0, p.N * nbands, 1, [&](int64_t b, int64_t e) {
-    ChannelRowWindow<T> window(x, xs, p.C, p.H, p.W, p.pad_h, p.pad_w, Wp, (band - 1) * p.stride_h + reach);
+    ChannelRowWindow<T> window(x, xs, p.C, p.H, p.W, p.pad_h, p.pad_w, Wp, (band - 1) * p.stride_h + reach,
+                               p.stride_w);
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / nbands, bi = item % nbands, p0 = p.P * bi / nbands, p1 = p.P * (bi + 1) / nbands;
       const float* xb = window.rows(n, p0 * p.stride_h, (p1 - 1 - p0) * p.stride_h + reach);
@@ -238,9 +249,12 @@ void few_outputs_conv(const Conv2dProblem& p, const T* x, const int64_t xs[4], i
 }
 
 // The padded rows' width: one whole block of columns of the widest tile and its taps (rows
-// shorter than a block: few_outputs_rows' last block ends at Q on longer ones).
+// shorter than a block: few_outputs_rows' last block ends at Q on longer ones); at column stride
+// 2, two phases that long.
 inline int64_t few_outputs_row_floats(const Conv2dProblem& p) {
   constexpr int64_t kMaxBlock = 8 * VecF32::kLanes;  // the widest tile's columns
+  if (p.stride_w == 2)
+    return 2 * std::max((p.W + 2 * p.pad_w + 1) / 2, std::max(p.Q, kMaxBlock) + (p.S - 1) * p.dil_w / 2);
   return std::max(p.W + 2 * p.pad_w, std::max(p.Q, kMaxBlock) + (p.S - 1) * p.dil_w);
 }
 
@@ -338,8 +352,13 @@ inline int64_t few_inputs_block(int64_t out, int64_t Q) {
   return best;
 }
 inline bool few_inputs_apply(const Conv2dProblem& p, int64_t in, int64_t out_columns, const int64_t out_stride[4]) {
-  return (VecF32::kLanes == 16 || in * p.R * p.S <= 9) && p.groups == 1 && in <= kFewOutputsMax && p.stride_h == 1 &&
-         p.stride_w == 1 && out_stride[3] == 1 && out_columns >= 96;
+  // Column stride 2 (rows split into phases), bfloat16 3 x 3 only: the dot engine's tiles pad 3
+  // channels to 4 and scatter 6-pixel tiles into the planes (in-process A/B, arms in random order,
+  // Zen 5, 2 threads, NCHW: MobileNetV2's stem 3 -> 32 /2 N=8 1.10-1.40x, N=1 1.07x, 3 -> 24
+  // 1.31x). float32 lost to the direct engine (0.89x), and 7 x 7 /2 both (0.57x, 0.81x).
+  const bool strided = VecF32::kLanes == 16 && p.stride_w == 2 && p.dtype == dtype_of<bf16>() && p.R * p.S <= 9;
+  return (VecF32::kLanes == 16 || in * p.R * p.S <= 9) && p.groups == 1 && in <= kFewOutputsMax &&
+         ((p.stride_h == 1 && p.stride_w == 1) || strided) && out_stride[3] == 1 && out_columns >= 96;
 }
 
 template <typename T>
