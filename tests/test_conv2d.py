@@ -901,17 +901,19 @@ def test_outputs_past_the_last_level_cache(isa, c, k):
         check_against_torch(cfg, torch.float32)
 
 
+@pytest.mark.parametrize("dtype,bf16_dot,n", [(torch.float32, "auto", 1), (torch.bfloat16, "on", 2),
+                                               (torch.bfloat16, "off", 2)], ids=lambda v: str(v).replace("torch.", ""))
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("c,k,h,w,bias", [(3, 64, 224, 224, True), (2, 64, 256, 224, False), (3, 48, 256, 256, True)])
-def test_short_reductions_stream_their_outputs(isa, c, k, h, w, bias):
+def test_short_reductions_stream_their_outputs(isa, dtype, bf16_dot, n, c, k, h, w, bias):
     """A channels_last layer of <= 32 products a result writing 12 to 32 MB (VGG's conv1_1 at N=1:
-    3 -> 64 @224, 12.8 MB; 18 products; 48 outputs, three vectors a tile) stores its tiles with
-    non-temporal stores on any host (conv2d_direct.h, store_bound): forward against PyTorch, its
-    gradients too."""
-    cfg = dict(n=1, c=c, k=k, h=h, w=w, r=3, s=3, groups=1, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+    3 -> 64 @224, 12.8 MB of float32; 18 products; 48 outputs, three vectors a tile; bfloat16 at
+    N=2, half a line a vector, from either bfloat16 engine) stores its tiles with non-temporal
+    stores on any host (conv2d_direct.h, store_bound): forward against PyTorch, its gradients too."""
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=3, s=3, groups=1, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
                bias=bias, x_layout="channels_last", w_layout="contiguous", g_layout="channels_last", seed=c + h)
-    with forced_isa(isa):
-        check_against_torch(cfg, torch.float32)
+    with forced_isa(isa), forced_bf16_dot(bf16_dot):
+        check_against_torch(cfg, dtype)
 
 
 def test_float64_path_equals_torch_float64():

@@ -116,6 +116,9 @@ struct VecF32 {
   static type load(const bf16* p) { return load16(p); }
   static void store(float* p, type v) { _mm512_storeu_ps(p, v); }
   static void stream(float* p, type v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  [[gnu::always_inline]] static void stream(bf16* p, type v) {  // p 32-byte aligned: half a line
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bf16_bits16(v));
+  }
   // The bfloat16 stores always inline: an out-of-line copy (GCC chose one for a large caller)
   // draws GCC 12's -Wuninitialized on the intrinsics' undefined pass-through operands.
   [[gnu::always_inline]] static void store(bf16* p, type v) {
@@ -176,6 +179,9 @@ struct VecF32 {
   static type load(const bf16* p) { return load8(p); }
   static void store(float* p, type v) { _mm256_storeu_ps(p, v); }
   static void stream(float* p, type v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static void stream(bf16* p, type v) {  // p 16-byte aligned: a quarter line
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), bf16_pack8(v));
+  }
   static void store(bf16* p, type v) { store8(p, v); }
   static void store_first(float* p, type v, int n) { CNNKERNELS_KERNEL_NS::store_first(p, v, n); }
   static void store_first(bf16* p, type v, int n) { CNNKERNELS_KERNEL_NS::store_first(p, v, n); }
