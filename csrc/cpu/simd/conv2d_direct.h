@@ -1291,8 +1291,7 @@ void direct_conv(const DirectConvPlan& d, const NhwcViewOf<typename M::Elem>& x,
     bool inside[kRunTiles];
     PixelCursor cursor;
     for (int m = 0; m < MR; ++m) tile_off[m] = m * KB;
-    int64_t table_of = -1;  // the group whose tap addresses `table` holds, for tile tile_of
-    int64_t table_tile = -1;
+    int64_t table_of = -1, table_tile = -1;  // the group and pixel tile whose tap addresses `table` holds
     std::vector<const typename M::Elem*> table(edges ? MR * taps : 0);
     for (int64_t item = b; item < e; ++item) {
       const int64_t gk = blocks_inner ? item % nblocks : item / nruns;
