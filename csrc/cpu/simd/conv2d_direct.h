@@ -2861,8 +2861,8 @@ inline bool conv2d_dgrad_direct(const Conv2dDgradArgs& a) {
   const OutputTarget<T> target =
       via_channels_last ? channels_last_output(dx, xs, p.N, p.C, p.H, p.W, dx_scratch) : OutputTarget<T>{};
   T* const dxo = via_channels_last ? target.view.data : dx;
-  const int64_t xso[4] = {via_channels_last ? target.view.sn : xs[0], via_channels_last ? 1 : xs[1],
-                          via_channels_last ? target.view.sh : xs[2], via_channels_last ? target.view.sw : xs[3]};
+  const int64_t scratch_strides[4] = {target.view.sn, 1, target.view.sh, target.view.sw};
+  const int64_t* const xso = via_channels_last ? scratch_strides : xs;
   for (const DgradPhase1D& ph_r : rows) {
     for (const DgradPhase1D& ph_s : cols) {
       if (ph_r.count == 0 || ph_s.count == 0) continue;
